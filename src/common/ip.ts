@@ -1,0 +1,224 @@
+import { isIPv4, isIPv6 } from 'node:net';
+import { InvalidInputError } from './errors';
+
+export type IpFamily = 4 | 6;
+
+/**
+ * An IP address as a family plus a bigint, so arithmetic (next, offset, contains)
+ * is the same code for v4 and v6.
+ */
+export class IpAddress {
+  private constructor(
+    readonly family: IpFamily,
+    readonly value: bigint,
+  ) {}
+
+  static parse(text: string, field = 'ip'): IpAddress {
+    if (typeof text !== 'string') throw new InvalidInputError(field, text, 'expected an IP address string');
+    if (isIPv4(text)) {
+      const v = text.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
+      return new IpAddress(4, v);
+    }
+    if (isIPv6(text)) return new IpAddress(6, parseV6(text));
+    throw new InvalidInputError(field, text, 'not an IPv4 or IPv6 address');
+  }
+
+  static tryParse(text: string): IpAddress | undefined {
+    return isIPv4(text) || isIPv6(text) ? IpAddress.parse(text) : undefined;
+  }
+
+  static fromBigInt(family: IpFamily, value: bigint): IpAddress {
+    return new IpAddress(family, value & maxOf(family));
+  }
+
+  static fromBytes(bytes: Uint8Array): IpAddress {
+    if (bytes.length !== 4 && bytes.length !== 16) {
+      throw new InvalidInputError('ip', Buffer.from(bytes).toString('hex'), 'expected 4 or 16 bytes');
+    }
+    let v = 0n;
+    for (const b of bytes) v = (v << 8n) | BigInt(b);
+    return new IpAddress(bytes.length === 4 ? 4 : 6, v);
+  }
+
+  get bits(): number {
+    return this.family === 4 ? 32 : 128;
+  }
+
+  toBytes(): Buffer {
+    const n = this.bits / 8;
+    const out = Buffer.alloc(n);
+    let v = this.value;
+    for (let i = n - 1; i >= 0; i--) {
+      out[i] = Number(v & 0xffn);
+      v >>= 8n;
+    }
+    return out;
+  }
+
+  offset(delta: bigint | number): IpAddress {
+    return IpAddress.fromBigInt(this.family, this.value + BigInt(delta));
+  }
+
+  equals(other: IpAddress): boolean {
+    return this.family === other.family && this.value === other.value;
+  }
+
+  compare(other: IpAddress): number {
+    if (this.family !== other.family) return this.family - other.family;
+    return this.value < other.value ? -1 : this.value > other.value ? 1 : 0;
+  }
+
+  toString(): string {
+    if (this.family === 4) return [...this.toBytes()].join('.');
+    return formatV6(this.toBytes());
+  }
+}
+
+/** A prefix: address plus length. `ip` keeps the host part as written (an interface address). */
+export class Cidr {
+  private constructor(
+    readonly ip: IpAddress,
+    readonly prefixLength: number,
+  ) {}
+
+  static parse(text: string, field = 'cidr'): Cidr {
+    if (typeof text !== 'string') throw new InvalidInputError(field, text, 'expected a CIDR string like 10.244.0.0/24');
+    const slash = text.indexOf('/');
+    if (slash < 0) throw new InvalidInputError(field, text, 'missing "/prefix-length"');
+    const addrText = text.slice(0, slash);
+    const lenText = text.slice(slash + 1);
+    const ip = IpAddress.tryParse(addrText);
+    if (!ip) throw new InvalidInputError(field, text, `"${addrText}" is not an IP address`);
+    if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > ip.bits) {
+      throw new InvalidInputError(field, text, `prefix length must be 0..${ip.bits}`);
+    }
+    return new Cidr(ip, Number(lenText));
+  }
+
+  static of(ip: IpAddress, prefixLength: number): Cidr {
+    if (prefixLength < 0 || prefixLength > ip.bits) {
+      throw new InvalidInputError('prefixLength', prefixLength, `must be 0..${ip.bits}`);
+    }
+    return new Cidr(ip, prefixLength);
+  }
+
+  get family(): IpFamily {
+    return this.ip.family;
+  }
+
+  private get hostMask(): bigint {
+    return (1n << BigInt(this.ip.bits - this.prefixLength)) - 1n;
+  }
+
+  get network(): IpAddress {
+    return IpAddress.fromBigInt(this.family, this.ip.value & ~this.hostMask);
+  }
+
+  /** Last address of the prefix (the IPv4 broadcast address). */
+  get last(): IpAddress {
+    return IpAddress.fromBigInt(this.family, this.network.value | this.hostMask);
+  }
+
+  get size(): bigint {
+    return this.hostMask + 1n;
+  }
+
+  /** The same prefix with the host bits cleared. */
+  get masked(): Cidr {
+    return new Cidr(this.network, this.prefixLength);
+  }
+
+  isNetwork(): boolean {
+    return this.ip.equals(this.network);
+  }
+
+  contains(addr: IpAddress): boolean {
+    return addr.family === this.family && (addr.value & ~this.hostMask) === this.network.value;
+  }
+
+  containsCidr(other: Cidr): boolean {
+    return other.family === this.family && other.prefixLength >= this.prefixLength && this.contains(other.network);
+  }
+
+  overlaps(other: Cidr): boolean {
+    return this.containsCidr(other) || other.containsCidr(this);
+  }
+
+  /** The n-th address of the prefix, counted from the network address. */
+  nth(n: bigint | number): IpAddress {
+    return this.network.offset(n);
+  }
+
+  /** Same address with another prefix length, e.g. a gateway as `10.244.1.1/24`. */
+  withIp(ip: IpAddress): Cidr {
+    return new Cidr(ip, this.prefixLength);
+  }
+
+  toString(): string {
+    return `${this.ip.toString()}/${this.prefixLength}`;
+  }
+}
+
+function maxOf(family: IpFamily): bigint {
+  return family === 4 ? 0xffffffffn : (1n << 128n) - 1n;
+}
+
+function parseV6(text: string): bigint {
+  let head = text;
+  let v4tail: number[] = [];
+  const lastColon = text.lastIndexOf(':');
+  const tail = text.slice(lastColon + 1);
+  if (tail.includes('.')) {
+    v4tail = tail.split('.').map(Number);
+    head = text.slice(0, lastColon + 1) + '0:0';
+  }
+  const [left, right] = head.includes('::') ? head.split('::') : [head, undefined];
+  const leftParts = left ? left.split(':').filter((p) => p !== '') : [];
+  const rightParts = right !== undefined && right !== '' ? right.split(':') : [];
+  const missing = 8 - leftParts.length - rightParts.length;
+  const groups = [...leftParts, ...Array<string>(right !== undefined ? missing : 0).fill('0'), ...rightParts];
+  let v = 0n;
+  for (const g of groups) v = (v << 16n) | BigInt(parseInt(g, 16));
+  if (v4tail.length === 4) {
+    v = (v & ~0xffffffffn) | BigInt(((v4tail[0]! << 24) >>> 0) + (v4tail[1]! << 16) + (v4tail[2]! << 8) + v4tail[3]!);
+  }
+  return v;
+}
+
+function formatV6(bytes: Buffer): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+  // RFC 5952: compress the longest run (length >= 2) of zero groups, first one on ties.
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  const left = hex.slice(0, bestStart).join(':');
+  const right = hex.slice(bestStart + bestLen).join(':');
+  return `${left}::${right}`;
+}
+
+/** A MAC address, validated and normalised to lower-case colon form. */
+export function parseMac(text: string, field = 'mac'): Buffer {
+  if (typeof text !== 'string' || !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(text)) {
+    throw new InvalidInputError(field, text, 'expected a MAC address like 02:42:ac:11:00:02');
+  }
+  return Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
+}
+
+export function formatMac(bytes: Uint8Array): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}

@@ -1,0 +1,193 @@
+/**
+ * The typed kernel API. Everything in Podwire that touches the host goes through
+ * an implementation of these interfaces (real: netlink + iptables/nft runners;
+ * fake: src/kernel/testing). Names are interface names, addresses are `Cidr`/`IpAddress`.
+ */
+import type { Cidr, IpAddress } from '../common/ip';
+
+/** A network namespace, named by a path to its nsfs handle (`/run/netns/x`, `/proc/<pid>/ns/net`). */
+export interface NetnsRef {
+  readonly path: string;
+}
+
+export type LinkSpec = BridgeSpec | VethSpec | VxlanSpec;
+
+interface LinkSpecBase {
+  name: string;
+  mtu?: number;
+  /** Hardware address, `aa:bb:cc:dd:ee:ff`. */
+  mac?: string;
+  up?: boolean;
+}
+
+export interface BridgeSpec extends LinkSpecBase {
+  kind: 'bridge';
+}
+
+export interface VethSpec extends LinkSpecBase {
+  kind: 'veth';
+  peerName: string;
+  /** Netns the peer is created in (created directly there: no move afterwards). */
+  peerNetns?: NetnsRef;
+  peerMtu?: number;
+  peerMac?: string;
+}
+
+export interface VxlanSpec extends LinkSpecBase {
+  kind: 'vxlan';
+  vni: number;
+  /** UDP destination port (flannel/Podwire: 8472). */
+  port: number;
+  local?: IpAddress;
+  /** Underlay device the tunnel sends through. */
+  underlayDevice?: string;
+  learning: boolean;
+  /** UDP source port range; defaults to the kernel's. */
+  portRange?: [number, number];
+  ttl?: number;
+  gbp?: boolean;
+}
+
+export interface Link {
+  index: number;
+  name: string;
+  kind: string | undefined;
+  mtu: number;
+  mac: string | undefined;
+  up: boolean;
+  /** Index of the bridge this link is enslaved to. */
+  masterIndex: number | undefined;
+  /** For veth: the peer's ifindex (in the peer's namespace). */
+  peerIndex: number | undefined;
+  vxlan?: { vni: number; port: number; local: string | undefined; learning: boolean; underlayIndex: number | undefined };
+}
+
+export interface AddressEntry {
+  linkIndex: number;
+  cidr: Cidr;
+}
+
+export type RouteType = 'unicast' | 'local' | 'blackhole' | 'unreachable';
+
+export interface Route {
+  dst: Cidr;
+  gateway?: IpAddress;
+  /** Output interface name. */
+  dev?: string;
+  /** Pretend the gateway is directly attached (RTNH_F_ONLINK). */
+  onlink?: boolean;
+  table?: number;
+  /** rtm_protocol; Podwire marks its own routes so reconcile can tell them apart. */
+  protocol?: number;
+  metric?: number;
+  scope?: 'universe' | 'link' | 'host';
+  type?: RouteType;
+  src?: IpAddress;
+  mtu?: number;
+}
+
+export interface NeighborEntry {
+  dev: string;
+  ip: IpAddress;
+  mac: string;
+  permanent: boolean;
+}
+
+/** A bridge/VXLAN forwarding entry (`bridge fdb ... self permanent dst X`). */
+export interface FdbEntry {
+  dev: string;
+  mac: string;
+  /** Remote VTEP (underlay IP) for VXLAN entries. */
+  dst?: IpAddress;
+  permanent: boolean;
+}
+
+export type ChangeOp = 'add' | 'replace' | 'delete';
+
+export interface Change<T> {
+  op: ChangeOp;
+  entry: T;
+}
+
+/** Per-change outcome of a batch, in the order given. `errno` is 0 on success. */
+export interface BatchOutcome<T> {
+  index: number;
+  change: Change<T>;
+  errno: number;
+  message: string;
+}
+
+export interface BatchResult<T> {
+  applied: number;
+  failed: BatchOutcome<T>[];
+}
+
+/** rtnetlink operations, all scoped to one namespace. */
+export interface NetworkKernel {
+  readonly netns: NetnsRef | undefined;
+
+  listLinks(): Promise<Link[]>;
+  getLink(name: string): Promise<Link | undefined>;
+  /** Fails with AlreadyExistsError if a link with that name exists. */
+  createLink(spec: LinkSpec): Promise<Link>;
+  /** Succeeds if the link is already gone. */
+  deleteLink(name: string): Promise<void>;
+  setLinkUp(name: string, up: boolean): Promise<void>;
+  setMtu(name: string, mtu: number): Promise<void>;
+  setMac(name: string, mac: string): Promise<void>;
+  setMaster(name: string, bridge: string | undefined): Promise<void>;
+  /** Bridge port flags: hairpin (reflective relay) and learning. */
+  setBridgePort(name: string, options: { hairpin?: boolean; learning?: boolean }): Promise<void>;
+  setPromisc(name: string, on: boolean): Promise<void>;
+  moveToNetns(name: string, target: NetnsRef, newName?: string): Promise<void>;
+
+  listAddresses(dev?: string): Promise<AddressEntry[]>;
+  /** Succeeds if the exact address is already there. */
+  addAddress(dev: string, cidr: Cidr): Promise<void>;
+  deleteAddress(dev: string, cidr: Cidr): Promise<void>;
+
+  listRoutes(options?: { family?: 4 | 6; table?: number; protocol?: number }): Promise<Route[]>;
+  addRoute(route: Route): Promise<void>;
+  replaceRoute(route: Route): Promise<void>;
+  deleteRoute(route: Route): Promise<void>;
+
+  listNeighbors(dev?: string): Promise<NeighborEntry[]>;
+  replaceNeighbor(entry: NeighborEntry): Promise<void>;
+  deleteNeighbor(entry: NeighborEntry): Promise<void>;
+
+  listFdb(dev?: string): Promise<FdbEntry[]>;
+  /** `bridge fdb append`: adds another dst for the same MAC (the all-zero flood list). */
+  appendFdb(entry: FdbEntry): Promise<void>;
+  replaceFdb(entry: FdbEntry): Promise<void>;
+  deleteFdb(entry: FdbEntry): Promise<void>;
+
+  /** Many changes in as few datagrams as possible; every change is attempted, each failure named. */
+  applyRoutes(changes: Change<Route>[]): Promise<BatchResult<Route>>;
+  applyNeighbors(changes: Change<NeighborEntry>[]): Promise<BatchResult<NeighborEntry>>;
+  applyFdb(changes: Change<FdbEntry>[]): Promise<BatchResult<FdbEntry>>;
+
+  close(): void;
+}
+
+/** sysctls under /proc/sys, in a namespace. Keys use dots: `net.ipv4.ip_forward`. */
+export interface SysctlKernel {
+  read(key: string): Promise<string>;
+  write(key: string, value: string): Promise<void>;
+}
+
+export interface IptablesRunner {
+  /** `iptables-save -t table` (or ip6tables-save). */
+  save(table: string): Promise<string>;
+  /** One atomic `iptables-restore --noflush` of the whole text. */
+  restore(text: string, options?: { noflush?: boolean; counters?: boolean }): Promise<void>;
+  readonly family: 4 | 6;
+}
+
+export interface NftRunner {
+  /** One atomic `nft -f -` transaction. */
+  apply(script: string): Promise<void>;
+  /** `nft -j list ...` parsed. */
+  listJson(what: string): Promise<unknown>;
+  /** `nft list ...` as text. */
+  list(what: string): Promise<string>;
+}
