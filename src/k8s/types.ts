@@ -1,0 +1,143 @@
+/**
+ * Compact cluster objects: only the fields Podwire uses, so 10k Services and 100k
+ * endpoints stay small in memory. Both state sources (Kubernetes API informers and
+ * the manifest folder) produce exactly these shapes.
+ */
+
+export interface ObjectMeta {
+  /** `namespace/name` for namespaced objects, `name` for cluster-scoped ones. */
+  key: string;
+  name: string;
+  namespace: string | undefined;
+  uid: string;
+  resourceVersion: string;
+  labels: Readonly<Record<string, string>>;
+  annotations: Readonly<Record<string, string>>;
+}
+
+export interface NodeObject {
+  kind: 'Node';
+  meta: ObjectMeta;
+  podCIDRs: string[];
+  /** InternalIP first, then ExternalIP. */
+  addresses: { type: string; address: string }[];
+  /** Podwire's own annotations (VTEP MAC, backend, public IP), flannel-style. */
+  unschedulable: boolean;
+}
+
+export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+
+export interface ServicePort {
+  name: string;
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+  port: number;
+  /** Number or named port; resolved against endpoint ports. */
+  targetPort: number | string;
+  nodePort: number | undefined;
+  appProtocol: string | undefined;
+}
+
+export interface ServiceObject {
+  kind: 'Service';
+  meta: ObjectMeta;
+  type: ServiceType;
+  /** 'None' for headless. */
+  clusterIPs: string[];
+  ipFamilies: ('IPv4' | 'IPv6')[];
+  ports: ServicePort[];
+  selector: Readonly<Record<string, string>> | undefined;
+  externalIPs: string[];
+  loadBalancerIPs: string[];
+  loadBalancerSourceRanges: string[];
+  externalName: string | undefined;
+  sessionAffinity: 'None' | 'ClientIP';
+  sessionAffinityTimeoutSeconds: number | undefined;
+  externalTrafficPolicy: 'Cluster' | 'Local';
+  internalTrafficPolicy: 'Cluster' | 'Local';
+  healthCheckNodePort: number | undefined;
+  publishNotReadyAddresses: boolean;
+}
+
+export interface EndpointConditions {
+  ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+}
+
+export interface Endpoint {
+  addresses: string[];
+  conditions: EndpointConditions;
+  hostname: string | undefined;
+  nodeName: string | undefined;
+  zone: string | undefined;
+  targetRef: { kind: string; namespace: string | undefined; name: string } | undefined;
+}
+
+export interface EndpointSliceObject {
+  kind: 'EndpointSlice';
+  meta: ObjectMeta;
+  /** From label kubernetes.io/service-name. */
+  serviceName: string | undefined;
+  addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  endpoints: Endpoint[];
+  ports: { name: string; port: number; protocol: 'TCP' | 'UDP' | 'SCTP'; appProtocol: string | undefined }[];
+}
+
+export interface PodObject {
+  kind: 'Pod';
+  meta: ObjectMeta;
+  nodeName: string | undefined;
+  hostNetwork: boolean;
+  podIPs: string[];
+  hostname: string | undefined;
+  subdomain: string | undefined;
+  phase: string | undefined;
+}
+
+export interface NamespaceObject {
+  kind: 'Namespace';
+  meta: ObjectMeta;
+}
+
+export interface ConfigMapObject {
+  kind: 'ConfigMap';
+  meta: ObjectMeta;
+  data: Readonly<Record<string, string>>;
+}
+
+export type ClusterObject =
+  | NodeObject
+  | ServiceObject
+  | EndpointSliceObject
+  | PodObject
+  | NamespaceObject
+  | ConfigMapObject;
+
+export type ClusterKind = ClusterObject['kind'];
+
+export type ObjectOfKind<K extends ClusterKind> = Extract<ClusterObject, { kind: K }>;
+
+/** One change. `previous` is absent on add, `current` on delete (kube-proxy's {previous, current}). */
+export type ClusterEvent<K extends ClusterKind = ClusterKind> =
+  | { type: 'add'; kind: K; current: ObjectOfKind<K> }
+  | { type: 'update'; kind: K; previous: ObjectOfKind<K>; current: ObjectOfKind<K> }
+  | { type: 'delete'; kind: K; previous: ObjectOfKind<K> };
+
+export type ClusterEventHandler = (event: ClusterEvent) => void;
+
+/**
+ * A state source. Handlers only record events; they must not touch the kernel.
+ * `start` resolves once the source is running (not necessarily synced).
+ */
+export interface StateSource {
+  readonly name: string;
+  start(signal: AbortSignal): Promise<void>;
+  /** True once every kind has delivered its initial list. */
+  hasSynced(): boolean;
+  /** Resolves when hasSynced() first becomes true (or rejects on abort). */
+  waitForSync(signal?: AbortSignal): Promise<void>;
+  onEvent(handler: ClusterEventHandler): () => void;
+  /** Read access to the current cache. */
+  list<K extends ClusterKind>(kind: K): ObjectOfKind<K>[];
+  get<K extends ClusterKind>(kind: K, key: string): ObjectOfKind<K> | undefined;
+}
