@@ -141,3 +141,27 @@ export interface StateSource {
   list<K extends ClusterKind>(kind: K): ObjectOfKind<K>[];
   get<K extends ClusterKind>(kind: K, key: string): ObjectOfKind<K> | undefined;
 }
+
+/**
+ * An input the source could not use: an object that failed validation (kept at its
+ * last good version) or a manifest file that could not be parsed. Added for health
+ * reporting; a source that has none returns [].
+ */
+export interface SourceProblem {
+  kind: ClusterKind | undefined;
+  /** Object key (`namespace/name` or `name`) if known. */
+  key: string | undefined;
+  /** Dotted field path inside the object, e.g. `spec.ports[0].port`. */
+  field: string | undefined;
+  value: unknown;
+  reason: string;
+  /** Manifest source only: the file and the 0-based document index in it. */
+  file?: string;
+  documentIndex?: number;
+}
+
+/** Optional extension of StateSource implemented by both Podwire sources. */
+export interface ProblemReporter {
+  /** Current problems (cleared once the object or file is good again or gone). */
+  problems(): SourceProblem[];
+}

@@ -1,0 +1,19 @@
+#pragma once
+#include <napi.h>
+
+namespace podwire {
+
+// netlink_socket.cc
+Napi::Value OpenNetlink(const Napi::CallbackInfo& info);
+Napi::Value CloseFd(const Napi::CallbackInfo& info);
+// netlink_io.cc
+Napi::Value NetlinkBatch(const Napi::CallbackInfo& info);
+Napi::Value NetlinkRequest(const Napi::CallbackInfo& info);
+// sysctl.cc
+Napi::Value Sysctl(const Napi::CallbackInfo& info);
+// flock.cc
+Napi::Value FlockTry(const Napi::CallbackInfo& info);
+Napi::Value FlockWait(const Napi::CallbackInfo& info);
+Napi::Value Funlock(const Napi::CallbackInfo& info);
+
+}  // namespace podwire

@@ -1,0 +1,51 @@
+import t from 'tap';
+import type { DaemonStatus } from '../daemon/daemon';
+import { formatStatus } from './format';
+
+const base: DaemonStatus = {
+  version: '0.1.0',
+  nodeName: 'n1',
+  ready: true,
+  source: { name: 'manifests', synced: true, objects: { Node: 2, Service: 3 }, problems: [] },
+  node: { podCIDRs: ['10.244.1.0/24'], addresses: [{ type: 'InternalIP', address: '198.18.0.1' }] },
+  config: { backend: 'vxlan', proxyMode: 'nftables', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/12', clusterDomain: 'cluster.local', enable: ['overlay', 'proxy', 'dns'], dnsListen: ['169.254.20.10:53'] },
+  components: [],
+  startedAt: '2026-01-01T00:00:00.000Z',
+};
+
+t.test('summary with only the CNI installer', async (t) => {
+  const out = formatStatus(base);
+  t.match(out, /Node:\s+n1/);
+  t.match(out, /Subnet:\s+10\.244\.1\.0\/24/);
+  t.match(out, /Source:\s+manifests \(synced\): 2 Node, 3 Service/);
+  t.match(out, /overlay component not running/);
+  t.match(out, /proxy component not running/);
+  t.match(out, /dns component not running/);
+});
+
+t.test('summary with overlay, proxy and dns status', async (t) => {
+  const comp = (name: 'overlay' | 'proxy' | 'dns', status: Record<string, unknown>) => ({
+    name,
+    feature: name,
+    ready: true,
+    syncs: 3,
+    errors: 1,
+    consecutiveFailures: 0,
+    lastSuccessfulSync: '2026-01-01T00:00:01.000Z',
+    lastSyncDurationMs: 4,
+    lastError: undefined,
+    status,
+  });
+  const out = formatStatus({
+    ...base,
+    components: [
+      comp('overlay', { peers: [{ node: 'n2', podCIDRs: ['10.244.2.0/24'], via: '198.18.0.2 (vxlan)' }] }),
+      comp('proxy', { services: 12, endpoints: 30, mode: 'nftables' }),
+      comp('dns', { queries: 100, cacheHits: 60, cacheMisses: 40, errors: 0, listen: ['169.254.20.10:53'] }),
+    ],
+  });
+  t.match(out, /n2\s+10\.244\.2\.0\/24\s+via 198\.18\.0\.2 \(vxlan\)/);
+  t.match(out, /12 programmed, 30 endpoints \(nftables\)/);
+  t.match(out, /100 queries, 60 cache hits, 40 misses, 0 errors/);
+  t.match(out, /proxy\s+ready\s+syncs 3, errors 1/);
+});

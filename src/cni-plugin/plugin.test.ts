@@ -1,0 +1,172 @@
+import t from 'tap';
+import { createFakeDeps, HOST_NS } from './testing';
+import { runCni } from './plugin';
+import { hostVethName } from './names';
+
+const conf = (extra: Record<string, unknown> = {}, ipam: Record<string, unknown> = {}): Buffer =>
+  Buffer.from(
+    JSON.stringify({
+      cniVersion: '1.1.0',
+      name: 'net1',
+      type: 'podwire',
+      ipam: { type: 'host-local', ranges: [[{ subnet: '10.244.1.0/29' }]], dataDir: '/data', ...ipam },
+      ...extra,
+    }),
+  );
+
+const env = (command: string, id = 'c1', more: Record<string, string> = {}): Record<string, string> => ({
+  CNI_COMMAND: command,
+  CNI_CONTAINERID: id,
+  CNI_NETNS: `/fake/pod-${id}`,
+  CNI_IFNAME: 'eth0',
+  CNI_PATH: '/usr/lib/cni',
+  ...more,
+});
+
+function parse(out: { stdout: string }): Record<string, unknown> {
+  return JSON.parse(out.stdout) as Record<string, unknown>;
+}
+
+t.test('ADD wires bridge, veth, address and default route; result in the requested version', async (t) => {
+  const deps = createFakeDeps();
+  deps.world.kernel('/fake/pod-c1');
+  const out = await runCni(env('ADD'), conf(), deps);
+  t.equal(out.exitCode, 0, out.stdout);
+  const r = parse(out) as { ips: { address: string; gateway: string; interface: number }[]; interfaces: { name: string; sandbox?: string }[]; routes: unknown[] };
+  t.same(r.ips, [{ interface: 2, address: '10.244.1.2/29', gateway: '10.244.1.1' }]);
+  t.same(r.routes, [{ dst: '0.0.0.0/0', gw: '10.244.1.1' }]);
+  t.same(r.interfaces.map((i) => i.name), ['pw0', hostVethName('c1', 'eth0'), 'eth0']);
+  const host = deps.world.kernel(HOST_NS);
+  const pod = deps.world.kernel('/fake/pod-c1');
+  const br = await host.getLink('pw0');
+  t.equal(br?.kind, 'bridge');
+  t.equal((await host.getLink(hostVethName('c1', 'eth0')))?.masterIndex, br?.index);
+  t.same((await pod.listAddresses('eth0')).map((a) => a.cidr.toString()), ['10.244.1.2/29']);
+  t.ok((await pod.listRoutes()).some((rt) => rt.dst.toString() === '0.0.0.0/0' && rt.gateway?.toString() === '10.244.1.1'));
+  t.ok((await pod.getLink('lo'))?.up ?? true, 'lo up');
+  t.same((await host.listAddresses('pw0')).map((a) => a.cidr.toString()), ['10.244.1.1/29']);
+  t.equal(deps.sysctlFake.get('net.ipv4.ip_forward'), '1');
+
+  const legacy = parse(await runCni(env('ADD', 'c2'), conf({ cniVersion: '0.3.1' }), (deps.world.kernel('/fake/pod-c2'), deps)));
+  t.equal(legacy.cniVersion, '0.3.1');
+  t.same((legacy.ips as unknown[])[0], { version: '4', interface: 2, address: '10.244.1.3/29', gateway: '10.244.1.1' });
+});
+
+t.test('ADD refuses an existing interface; exhausted pool; failure rolls back', async (t) => {
+  const deps = createFakeDeps();
+  const pod = deps.world.kernel('/fake/pod-c1');
+  await pod.createLink({ kind: 'bridge', name: 'eth0' });
+  const dup = parse(await runCni(env('ADD'), conf(), deps));
+  t.equal(dup.code, 102);
+  t.match(dup.msg, /already exists/);
+  // /29: .2-.6 usable (5 addresses)
+  for (let i = 0; i < 5; i++) {
+    deps.world.kernel(`/fake/pod-p${i}`);
+    t.equal((await runCni(env('ADD', `p${i}`), conf(), deps)).exitCode, 0);
+  }
+  deps.world.kernel('/fake/pod-p9');
+  const ex = parse(await runCni(env('ADD', 'p9'), conf(), deps));
+  t.equal(ex.code, 101, 'pool exhausted');
+  const status = parse(await runCni(env('STATUS', ''), conf(), deps));
+  t.equal(status.code, 50, 'STATUS reports the exhausted pool');
+  t.equal((await deps.world.kernel(HOST_NS).getLink(hostVethName('p9', 'eth0'))), undefined, 'no veth left by the failed ADD');
+
+  // A failure half-way (pod route) removes veth and reservation.
+  const d2 = createFakeDeps();
+  d2.world.kernel('/fake/pod-c1');
+  d2.failPod = 'addRoute';
+  const failed = await runCni(env('ADD'), conf(), d2);
+  t.equal(failed.exitCode, 1);
+  t.equal(await d2.world.kernel(HOST_NS).getLink(hostVethName('c1', 'eth0')), undefined, 'veth rolled back');
+  t.same([...d2.stores.get('/data/net1')!.reserved.keys()], [], 'reservation rolled back');
+  t.notOk(d2.stores.get('/data/net1')!.isLocked, 'lock released');
+});
+
+t.test('DEL is idempotent, works without netns and for unknown containers', async (t) => {
+  const deps = createFakeDeps();
+  deps.world.kernel('/fake/pod-c1');
+  await runCni(env('ADD'), conf({ ipMasq: true }), deps);
+  t.ok(deps.ipt.chains('nat').some((c) => c.startsWith('PW-MASQ-')));
+  deps.world.deleteNetns('/fake/pod-c1');
+  const e = env('DEL');
+  delete e.CNI_NETNS;
+  t.same(await runCni(e, conf({ ipMasq: true }), deps), { exitCode: 0, stdout: '' });
+  t.same(await runCni(e, conf({ ipMasq: true }), deps), { exitCode: 0, stdout: '' });
+  t.same(await runCni(env('DEL', 'never-added'), conf(), deps), { exitCode: 0, stdout: '' });
+  t.same([...deps.stores.get('/data/net1')!.reserved.keys()], []);
+  t.notOk(deps.ipt.chains('nat').some((c) => c.startsWith('PW-MASQ-')), 'masq chain removed');
+  t.notOk(deps.ipt.rules('nat', 'POSTROUTING').some((r) => r.includes('PW-MASQ-')), 'jump removed');
+});
+
+t.test('CHECK passes after ADD and names what is missing', async (t) => {
+  const deps = createFakeDeps();
+  deps.world.kernel('/fake/pod-c1');
+  const added = parse(await runCni(env('ADD'), conf(), deps));
+  const withPrev = conf({ prevResult: added });
+  t.same(await runCni(env('CHECK'), withPrev, deps), { exitCode: 0, stdout: '' });
+  await deps.world.kernel('/fake/pod-c1').deleteAddress('eth0', (await deps.world.kernel('/fake/pod-c1').listAddresses('eth0'))[0]!.cidr);
+  const bad = parse(await runCni(env('CHECK'), withPrev, deps));
+  t.equal(bad.code, 105);
+  t.match(bad.msg, /address 10\.244\.1\.2\/29 is missing/);
+  const old = parse(await runCni(env('CHECK'), conf({ cniVersion: '0.3.1', prevResult: added }), deps));
+  t.equal(old.code, 1, 'CHECK needs 0.4.0+');
+});
+
+t.test('GC releases everything not in valid-attachments, with the lock', async (t) => {
+  const deps = createFakeDeps();
+  for (const id of ['a', 'b', 'c']) {
+    deps.world.kernel(`/fake/pod-${id}`);
+    await runCni(env('ADD', id), conf(), deps);
+  }
+  const gc = conf({ 'cni.dev/valid-attachments': [{ containerID: 'b', ifname: 'eth0' }] });
+  t.same(await runCni({ CNI_COMMAND: 'GC', CNI_PATH: '/x' }, gc, deps), { exitCode: 0, stdout: '' });
+  const store = deps.stores.get('/data/net1')!;
+  t.same([...store.reserved.values()].map((r) => r.containerId), ['b']);
+  t.ok(store.lockCount >= 4, 'GC took the store lock');
+  const host = deps.world.kernel(HOST_NS);
+  t.equal(await host.getLink(hostVethName('a', 'eth0')), undefined, 'stale veth removed');
+  t.ok(await host.getLink(hostVethName('b', 'eth0')), 'valid veth kept');
+  await runCni({ CNI_COMMAND: 'GC', CNI_PATH: '/x' }, conf({ 'cni.dev/valid-attachments': [] }), deps);
+  t.equal(store.reserved.size, 0, 'empty list releases all');
+  const old = parse(await runCni({ CNI_COMMAND: 'GC', CNI_PATH: '/x' }, conf({ cniVersion: '1.0.0' }), deps));
+  t.equal(old.code, 1, 'GC needs 1.1.0');
+});
+
+t.test('error codes for bad input', async (t) => {
+  const deps = createFakeDeps();
+  const code = async (e: Record<string, string>, stdin: Buffer | string): Promise<unknown> =>
+    parse(await runCni(e, Buffer.from(stdin), deps)).code;
+  t.equal(await code(env('ADD'), '{not json'), 6);
+  t.equal(await code(env('ADD'), conf({ cniVersion: '0.2.0' })), 1);
+  t.equal(await code(env('ADD'), conf({ cniVersion: '7.0.0' })), 1);
+  const noNetns = env('ADD');
+  delete noNetns.CNI_NETNS;
+  t.equal(await code(noNetns, conf()), 4);
+  t.equal(await code(env('ADD', 'c1', { CNI_IFNAME: 'a/../b' }), conf()), 4);
+  t.equal(await code(env('ADD', 'c1', { CNI_IFNAME: 'waytoolonginterfacename' }), conf()), 4);
+  t.equal(await code(env('ADD', '../../etc'), conf()), 4);
+  t.equal(await code({ CNI_COMMAND: 'FROB' }, conf()), 4);
+  t.equal(await code(env('ADD'), conf({ vlan: 100 })), 2);
+  t.equal(await code(env('ADD'), conf({}, { ranges: [[{ subnet: '10.244.1.0/33' }]] })), 7);
+  t.equal(await code(env('ADD'), conf({ mtu: 'big' })), 7);
+  t.equal(await code(env('ADD'), conf({}, { dataDir: 'relative' })), 7);
+  t.equal(await code(env('ADD', 'nons'), conf()), 3, 'missing netns: container unknown');
+  deps.world.kernel('/fake/pod-nosubnet');
+  t.equal(await code(env('ADD', 'nosubnet'), conf({}, { ranges: undefined })), 11, 'no subnet yet: try again later');
+  t.equal(await code({ CNI_COMMAND: 'STATUS', CNI_PATH: '/x' }, conf({}, { ranges: undefined })), 50, 'no subnet yet: STATUS 50');
+  const v = parse(await runCni({ CNI_COMMAND: 'VERSION' }, Buffer.from('{"cniVersion":"0.4.0"}'), deps));
+  t.same(v, { cniVersion: '0.4.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
+});
+
+t.test('requested IP via CNI_ARGS and runtimeConfig', async (t) => {
+  const deps = createFakeDeps();
+  deps.world.kernel('/fake/pod-c1');
+  deps.world.kernel('/fake/pod-c2');
+  deps.world.kernel('/fake/pod-c3');
+  const a = parse(await runCni(env('ADD', 'c1', { CNI_ARGS: 'IgnoreUnknown=1;IP=10.244.1.5' }), conf(), deps));
+  t.equal((a.ips as { address: string }[])[0]!.address, '10.244.1.5/29');
+  const b = parse(await runCni(env('ADD', 'c2'), conf({ runtimeConfig: { ips: ['10.244.1.5/29'] } }), deps));
+  t.equal(b.code, 103, 'taken address refused');
+  const c = parse(await runCni(env('ADD', 'c3'), conf({ runtimeConfig: { ips: ['10.244.1.6'] } }), deps));
+  t.equal((c.ips as { address: string }[])[0]!.address, '10.244.1.6/29');
+});

@@ -1,0 +1,350 @@
+/**
+ * runCni: the whole plugin as one function of (env, stdin, deps). The in-process entry
+ * (bin/podwire-cni) and the daemon's fast path both call exactly this.
+ */
+import { Cidr, IpAddress } from '../common/ip';
+import { AlreadyExistsError, errorMessage } from '../common/errors';
+import type { NetnsRef, Route } from '../kernel/types';
+import { decodeJson, isLocalIpam, parseNetConf, type NetConf } from './config';
+import type { CniDeps } from './deps';
+import { parseEnv, type CniEnv } from './env';
+import { CniError, CniErrorCode, toCniErrorJson } from './errors';
+import { delegate, ipamAdd, ipamDel, type IpamOutcome } from './ipam';
+import { RangeAllocator } from './ipam/allocator';
+import { ownerMatches } from './ipam/store';
+import { removeChains, setupMasq, teardownMasq } from './masq';
+import { hostVethName, isHostVethName, masqChainName } from './names';
+import { resultForVersion, type CniResult, type CniRoute } from './result';
+import { configurePod, ensureBridge, ensureGatewayAddress, setupVeth } from './steps';
+import { LATEST_VERSION, SUPPORTED_VERSIONS, compareVersions, isSupportedVersion, minimumVersionFor } from './version';
+
+export interface CniOutput {
+  exitCode: number;
+  stdout: string;
+}
+
+export type EnvMap = Readonly<Record<string, string | undefined>>;
+
+export async function runCni(envVars: EnvMap, stdin: Buffer, deps: CniDeps): Promise<CniOutput> {
+  let version: string = LATEST_VERSION;
+  try {
+    const env = parseEnv(envVars);
+    if (env.command === 'VERSION') return ok(versionInfo(stdin));
+    const raw = decodeJson(stdin);
+    if (isSupportedVersion(raw.cniVersion)) version = raw.cniVersion;
+    const conf = parseNetConf(raw);
+    if (compareVersions(conf.cniVersion, minimumVersionFor(env.command)) < 0) {
+      throw new CniError(
+        CniErrorCode.IncompatibleVersion,
+        `config version ${conf.cniVersion} does not allow ${env.command}`,
+        `${env.command} needs cniVersion >= ${minimumVersionFor(env.command)}`,
+      );
+    }
+    const log = deps.log.child({ cmd: env.command, containerId: env.containerId, ifname: env.ifname });
+    switch (env.command) {
+      case 'ADD':
+        return ok(resultForVersion(await cmdAdd(conf, env, deps, stdin, log), conf.cniVersion));
+      case 'DEL':
+        await cmdDel(conf, env, deps, stdin);
+        return { exitCode: 0, stdout: '' };
+      case 'CHECK':
+        await cmdCheck(conf, env, deps, stdin);
+        return { exitCode: 0, stdout: '' };
+      case 'GC':
+        await cmdGc(conf, env, deps, stdin, log);
+        return { exitCode: 0, stdout: '' };
+      case 'STATUS':
+        await cmdStatus(conf, env, deps, stdin);
+        return { exitCode: 0, stdout: '' };
+    }
+  } catch (err) {
+    const json = toCniErrorJson(err, version);
+    deps.log.error({ code: json.code, err: errorMessage(err) }, 'CNI command failed');
+    return { exitCode: 1, stdout: JSON.stringify(json) };
+  }
+}
+
+function ok(body: unknown): CniOutput {
+  return { exitCode: 0, stdout: JSON.stringify(body) };
+}
+
+function versionInfo(stdin: Buffer): unknown {
+  let cniVersion: string = LATEST_VERSION;
+  try {
+    const v = (JSON.parse(stdin.toString('utf8')) as { cniVersion?: unknown }).cniVersion;
+    if (isSupportedVersion(v)) cniVersion = v;
+  } catch {
+    /* VERSION may come with no stdin at all */
+  }
+  return { cniVersion, supportedVersions: [...SUPPORTED_VERSIONS] };
+}
+
+type Undo = () => Promise<unknown>;
+
+async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, log: CniDeps['log']): Promise<CniResult> {
+  const podNs: NetnsRef = { path: env.netns };
+  if (!(await deps.netnsExists(podNs))) {
+    throw new CniError(CniErrorCode.ContainerUnknown, `CNI_NETNS=${JSON.stringify(env.netns)} does not exist`);
+  }
+  const pod = await deps.openPodKernel(podNs);
+  const undo: Undo[] = [];
+  const ensured = deps.ensured;
+  try {
+    // An existing CNI_IFNAME in the pod is caught by the veth creation below (EEXIST on the
+    // peer name), which saves a round trip on every successful ADD.
+    const host = await deps.hostKernel();
+    // `lo` is independent of everything else: bring it up while the host side is built.
+    const loUp = pod.setLinkUp('lo', true);
+    loUp.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
+    const ipam = await ipamAdd(conf, env, deps, stdin);
+    undo.push(() => ipamDel(conf, env, deps, stdin));
+    await deps.checkpoint?.('ipam');
+    if (ipam.ips.length === 0) throw new CniError(CniErrorCode.InvalidNetworkConfig, 'IPAM returned no IP addresses');
+
+    const bridge = await ensureBridge(host, conf.bridge, conf.mtu, conf.promiscMode);
+    if (conf.isGateway) {
+      for (const ip of ipam.ips) {
+        if (!ip.gateway) continue;
+        const key = `gw ${conf.bridge}#${bridge.index} ${ip.gateway.toString()}/${ip.address.prefixLength}`;
+        if (ensured?.has(key)) continue;
+        if (ip.gateway.family === 6) {
+          // Without this the gateway stays "tentative" (unreachable) for the first second of DAD.
+          await deps.sysctl.write(`net/ipv6/conf/${conf.bridge}/accept_dad`, '0');
+        }
+        await ensureGatewayAddress(host, conf.bridge, ip.gateway, ip.address);
+        ensured?.add(key);
+      }
+      await enableForwarding(deps, ipam);
+    }
+    const hostName = hostVethName(env.containerId, env.ifname);
+    let hostLink;
+    try {
+      hostLink = await setupVeth(host, { hostName, podName: env.ifname, podNetns: podNs, mtu: conf.mtu, bridge: conf.bridge, hairpin: conf.hairpinMode }, () =>
+        undo.push(() => host.deleteLink(hostName)),
+      );
+    } catch (err) {
+      if (err instanceof AlreadyExistsError && err.value === env.ifname) {
+        throw new CniError(CniErrorCode.AlreadyExists, `interface ${JSON.stringify(env.ifname)} already exists in ${env.netns}`);
+      }
+      throw err;
+    }
+    await deps.checkpoint?.('veth');
+
+    const routes = podRoutes(conf, ipam, env.ifname);
+    if (ipam.ips.some((i) => i.address.family === 6)) {
+      // Duplicate address detection would keep the address "tentative" (unusable) for ~1 s;
+      // IPAM already guarantees uniqueness on the bridge (the reference disables it too).
+      await deps.podSysctl(podNs).write(`net/ipv6/conf/${env.ifname}/accept_dad`, '0');
+    }
+    await loUp;
+    await configurePod(pod, env.ifname, ipam.ips.map((i) => i.address), routes.kernel);
+
+    if (conf.ipMasq) {
+      for (const ip of ipam.ips) {
+        const target = { network: conf.name, containerId: env.containerId, ifname: env.ifname, address: ip.address };
+        undo.push(() => teardownMasq(deps.iptables(ip.address.family), conf.name, env.containerId, env.ifname));
+        await setupMasq(deps.iptables(ip.address.family), target);
+      }
+    }
+    // The bridge's MAC changes when its first port joins: report it as it is now.
+    const [bridgeNow, podLink] = await Promise.all([host.getLink(conf.bridge), pod.getLink(env.ifname)]);
+    return {
+      cniVersion: conf.cniVersion,
+      interfaces: [
+        { name: conf.bridge, mac: bridgeNow?.mac ?? bridge.mac ?? '' },
+        { name: hostName, mac: hostLink.mac ?? '' },
+        { name: env.ifname, mac: podLink?.mac ?? '', sandbox: env.netns },
+      ],
+      ips: ipam.ips.map((i) => ({ interface: 2, address: i.address.toString(), ...(i.gateway ? { gateway: i.gateway.toString() } : {}) })),
+      routes: routes.result,
+      ...(ipam.dns && Object.keys(ipam.dns).length > 0 ? { dns: ipam.dns } : conf.dns ? { dns: conf.dns } : {}),
+    };
+  } catch (err) {
+    // Roll back in reverse; every step is attempted, failures are logged, the original error wins.
+    for (const u of undo.reverse()) {
+      await u().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'rollback step failed'));
+    }
+    // The veth is gone with the host end, but a pod-side leftover from a failed create is not ours to keep.
+    throw err;
+  } finally {
+    pod.close();
+  }
+}
+
+async function enableForwarding(deps: CniDeps, ipam: IpamOutcome): Promise<void> {
+  const keys = new Set(ipam.ips.map((i) => (i.address.family === 4 ? 'net.ipv4.ip_forward' : 'net.ipv6.conf.all.forwarding')));
+  for (const key of keys) {
+    if (deps.ensured?.has(`sysctl ${key}`)) continue;
+    if ((await deps.sysctl.read(key)).trim() !== '1') await deps.sysctl.write(key, '1');
+    deps.ensured?.add(`sysctl ${key}`);
+  }
+}
+
+/** IPAM routes (gateway defaulted per family) plus the default route when isDefaultGateway. */
+function podRoutes(conf: NetConf, ipam: IpamOutcome, ifname: string): { kernel: Route[]; result: CniRoute[] } {
+  const gwFor = (family: 4 | 6): IpAddress | undefined => ipam.ips.find((i) => i.address.family === family && i.gateway)?.gateway;
+  const result: CniRoute[] = [];
+  const seen = new Set<string>();
+  const add = (dst: Cidr, gw: IpAddress | undefined): void => {
+    const key = dst.masked.toString();
+    if (seen.has(key)) return;
+    seen.add(key);
+    result.push(gw ? { dst: key, gw: gw.toString() } : { dst: key });
+  };
+  if (conf.isDefaultGateway) {
+    for (const fam of [4, 6] as const) {
+      const gw = gwFor(fam);
+      if (gw) add(Cidr.parse(fam === 4 ? '0.0.0.0/0' : '::/0'), gw);
+    }
+  }
+  for (const r of ipam.routes) {
+    const dst = Cidr.parse(r.dst);
+    add(dst, r.gw ? IpAddress.parse(r.gw) : gwFor(dst.family));
+  }
+  const kernel: Route[] = result.map((r) => {
+    const route: Route = { dst: Cidr.parse(r.dst), dev: ifname };
+    if (r.gw) route.gateway = IpAddress.parse(r.gw);
+    return route;
+  });
+  return { kernel, result };
+}
+
+async function cmdDel(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer): Promise<void> {
+  // Release the address first (as the reference does): a later kernel error must not leak the IP.
+  await ipamDel(conf, env, deps, stdin);
+  const host = await deps.hostKernel();
+  // Deleting the host end removes the pair, with or without the pod namespace.
+  await host.deleteLink(hostVethName(env.containerId, env.ifname));
+  if (conf.ipMasq) {
+    const families = new Set<4 | 6>(conf.ipam.rangeSets.map((s) => s[0]!.subnet.family));
+    if (families.size === 0) families.add(4);
+    for (const f of families) await teardownMasq(deps.iptables(f), conf.name, env.containerId, env.ifname);
+  }
+}
+
+async function cmdCheck(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer): Promise<void> {
+  const prev = conf.prevResult;
+  if (!prev) throw new CniError(CniErrorCode.InvalidNetworkConfig, 'CHECK needs prevResult in the network config');
+  const fail = (msg: string): never => {
+    throw new CniError(CniErrorCode.CheckFailed, msg);
+  };
+  const podNs: NetnsRef = { path: env.netns };
+  if (!(await deps.netnsExists(podNs))) throw new CniError(CniErrorCode.ContainerUnknown, `CNI_NETNS=${JSON.stringify(env.netns)} does not exist`);
+  const expectedIps = (prev.ips ?? []).map((i) => ({ address: Cidr.parse(i.address), gateway: i.gateway }));
+  if (isLocalIpam(conf.ipam.type)) {
+    const store = deps.openStore(conf.ipam.dataDir, conf.name);
+    const held = await store.getById(env.containerId, env.ifname);
+    store.close();
+    for (const ip of expectedIps) {
+      if (!held.some((h) => h.equals(ip.address.ip))) fail(`IPAM has no reservation of ${ip.address.ip.toString()} for ${env.containerId}/${env.ifname}`);
+    }
+  } else {
+    await delegate('CHECK', conf, env, deps, stdin);
+  }
+  const host = await deps.hostKernel();
+  const hostName = hostVethName(env.containerId, env.ifname);
+  const [bridge, hostLink] = await Promise.all([host.getLink(conf.bridge), host.getLink(hostName)]);
+  if (!bridge) fail(`bridge ${conf.bridge} is missing`);
+  if (!hostLink) fail(`host veth ${hostName} is missing`);
+  if (hostLink!.masterIndex !== bridge!.index) fail(`host veth ${hostName} is not attached to bridge ${conf.bridge}`);
+  if (conf.isGateway) {
+    const bridgeAddrs = await host.listAddresses(conf.bridge);
+    for (const ip of expectedIps) {
+      if (ip.gateway && !bridgeAddrs.some((a) => a.cidr.ip.toString() === IpAddress.parse(ip.gateway!).toString())) {
+        fail(`gateway ${ip.gateway} is missing on bridge ${conf.bridge}`);
+      }
+    }
+  }
+  const pod = await deps.openPodKernel(podNs);
+  try {
+    const link = await pod.getLink(env.ifname);
+    if (!link) fail(`interface ${env.ifname} is missing in ${env.netns}`);
+    if (!link!.up) fail(`interface ${env.ifname} is down in ${env.netns}`);
+    const prevItf = prev.interfaces?.find((i) => i.name === env.ifname && i.sandbox !== undefined);
+    if (prevItf?.mac && link!.mac && prevItf.mac.toLowerCase() !== link!.mac.toLowerCase()) {
+      fail(`interface ${env.ifname} has MAC ${link!.mac}, prevResult says ${prevItf.mac}`);
+    }
+    const addrs = await pod.listAddresses(env.ifname);
+    for (const ip of expectedIps) {
+      if (!addrs.some((a) => a.cidr.ip.equals(ip.address.ip) && a.cidr.prefixLength === ip.address.prefixLength)) {
+        fail(`address ${ip.address.toString()} is missing on ${env.ifname} in ${env.netns}`);
+      }
+    }
+    const routes = await pod.listRoutes();
+    for (const r of prev.routes ?? []) {
+      const dst = Cidr.parse(r.dst).masked;
+      const found = routes.some(
+        (k) => k.dst.masked.toString() === dst.toString() && (r.gw === undefined || (k.gateway !== undefined && k.gateway.toString() === IpAddress.parse(r.gw).toString())),
+      );
+      if (!found) fail(`route ${r.dst}${r.gw ? ` via ${r.gw}` : ''} is missing in ${env.netns}`);
+    }
+  } finally {
+    pod.close();
+  }
+}
+
+async function cmdGc(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, log: CniDeps['log']): Promise<void> {
+  const valid = conf.validAttachments ?? [];
+  const errors: string[] = [];
+  const validVeths = new Set(valid.map((a) => hostVethName(a.containerId, a.ifname)));
+  if (!isLocalIpam(conf.ipam.type)) {
+    await delegate('GC', conf, env, deps, stdin).catch((e: unknown) => errors.push(errorMessage(e)));
+  } else {
+    const store = deps.openStore(conf.ipam.dataDir, conf.name);
+    const release = await store.lock();
+    try {
+      const { reservations, problems } = await store.list();
+      for (const p of problems) log.warn({ file: p.file }, `GC skipped ${p.reason}`);
+      for (const r of reservations) {
+        if (valid.some((a) => ownerMatches(r, a.containerId, a.ifname))) continue;
+        try {
+          await store.release(r.ip);
+          log.info({ ip: r.ip.toString(), owner: r.containerId }, 'GC released reservation');
+        } catch (e) {
+          errors.push(`release ${r.ip.toString()}: ${errorMessage(e)}`);
+        }
+      }
+    } finally {
+      release();
+      store.close();
+    }
+  }
+  // Leftover host veths (e.g. an ADD killed half-way): ours by name, not a valid attachment.
+  try {
+    const host = await deps.hostKernel();
+    for (const link of await host.listLinks()) {
+      if (!isHostVethName(link.name) || validVeths.has(link.name)) continue;
+      await host.deleteLink(link.name).catch((e: unknown) => errors.push(`delete ${link.name}: ${errorMessage(e)}`));
+    }
+  } catch (e) {
+    errors.push(`list links: ${errorMessage(e)}`);
+  }
+  if (conf.ipMasq) {
+    const validChains = new Set(valid.map((a) => masqChainName(conf.name, a.containerId, a.ifname)));
+    const families = new Set<4 | 6>(conf.ipam.rangeSets.map((s) => s[0]!.subnet.family));
+    for (const f of families) {
+      await removeChains(deps.iptables(f), (c) => !validChains.has(c)).catch((e: unknown) => errors.push(`iptables: ${errorMessage(e)}`));
+    }
+  }
+  if (errors.length > 0) throw new CniError(CniErrorCode.IoFailure, `GC finished with ${errors.length} error(s)`, errors.join('; '));
+}
+
+async function cmdStatus(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer): Promise<void> {
+  if (!isLocalIpam(conf.ipam.type)) {
+    await delegate('STATUS', conf, env, deps, stdin);
+    return;
+  }
+  if (conf.ipam.rangeSets.length === 0) throw new CniError(CniErrorCode.PluginNotAvailable, 'the node pod subnet is not known yet');
+  const store = deps.openStore(conf.ipam.dataDir, conf.name);
+  try {
+    const { reservations, problems } = await store.list();
+    const reserved = new Set([...reservations.map((r) => r.ip.toString()), ...problems.map((p) => p.file)]);
+    conf.ipam.rangeSets.forEach((set, i) => {
+      if (!new RangeAllocator(set, i, store).hasFree(reserved)) {
+        throw new CniError(CniErrorCode.PluginNotAvailable, `IP pool exhausted: range set ${i} has no free address`);
+      }
+    });
+  } finally {
+    store.close();
+  }
+}

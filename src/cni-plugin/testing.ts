@@ -1,0 +1,56 @@
+/** CniDeps over the kernel fakes and the fake IPAM store, for unit tests without root. */
+import { silentLogger } from '../common/log';
+import { FakeIptables, FakeNetnsWorld, FakeSysctl } from '../kernel/testing';
+import type { NetworkKernel } from '../kernel/types';
+import type { CniDeps, ExecResult } from './deps';
+import { FakeIpamStore } from './ipam/fake-store';
+
+export const HOST_NS = '/fake/host';
+
+export interface FakeCniDeps extends CniDeps {
+  world: FakeNetnsWorld;
+  stores: Map<string, FakeIpamStore>;
+  ipt: FakeIptables;
+  sysctlFake: FakeSysctl;
+  /** Make the next call of `method` on the pod kernel throw (rollback tests). */
+  failPod?: string;
+}
+
+export function createFakeDeps(): FakeCniDeps {
+  const world = new FakeNetnsWorld();
+  const stores = new Map<string, FakeIpamStore>();
+  const ipt = new FakeIptables(4);
+  const sysctlFake = new FakeSysctl();
+  const deps: FakeCniDeps = {
+    world,
+    stores,
+    ipt,
+    sysctlFake,
+    log: silentLogger,
+    sysctl: sysctlFake,
+    podSysctl: () => new FakeSysctl(),
+    hostKernel: async () => world.kernel(HOST_NS),
+    openPodKernel: async (netns) => {
+      const k = world.kernel(netns);
+      if (!deps.failPod) return k;
+      const method = deps.failPod;
+      return new Proxy(k, {
+        get(target, prop, recv) {
+          if (prop === method) return async () => Promise.reject(new Error(`injected failure in ${method}`));
+          if (prop === 'close') return () => undefined;
+          return Reflect.get(target, prop, recv) as unknown;
+        },
+      }) as NetworkKernel;
+    },
+    netnsExists: async (netns) => world.has(netns.path),
+    iptables: () => ipt,
+    openStore: (dataDir, network) => {
+      const key = `${dataDir}/${network}`;
+      let s = stores.get(key);
+      if (!s) stores.set(key, (s = new FakeIpamStore()));
+      return s;
+    },
+    execPlugin: async (): Promise<ExecResult> => ({ exitCode: 1, stdout: Buffer.from('{"code":7,"msg":"no delegate in fakes"}') }),
+  };
+  return deps;
+}

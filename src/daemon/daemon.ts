@@ -1,0 +1,392 @@
+/**
+ * The daemon: wires a state source to the enabled components, gives each component
+ * its own bounded-frequency runner, and serves the control socket, /healthz,
+ * /readyz and /metrics.
+ *
+ * Lifecycle (one AbortSignal, owned by the caller):
+ *   start(signal): servers up → reconcileOnStart per component → subscribe to events
+ *     → source.start → (background) once the source has synced, start every runner.
+ *   signal aborted: runners stop; an in-flight sync finishes or honours the signal.
+ *   stop(): wait for in-flight syncs, close servers. The data plane stays as it is,
+ *     so a restarted daemon takes over without dropping traffic. Only `cleanup()`
+ *     (podwired --cleanup) removes what Podwire programmed.
+ */
+import { systemClock, type Clock } from '../common/clock';
+import { errorMessage, PodwireError } from '../common/errors';
+import type { Logger } from '../common/log';
+import type { ClusterEvent, NodeObject, ProblemReporter, SourceProblem, StateSource } from '../k8s/types';
+import type { Component, ComponentContext, ComponentRegistration, ComponentStatus } from './component';
+import type { DaemonConfig, Feature } from './config';
+import { createDaemonMetrics, registerObjectCounts, type DaemonMetrics, CLUSTER_KINDS } from './metrics';
+import { json, RouteServer, text } from './route-server';
+import { BoundedFrequencyRunner, type RunOutcome } from './runner';
+
+export const PODWIRE_VERSION: string = (() => {
+  try {
+    return (require('../../../package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+})();
+
+export interface DaemonOptions {
+  config: DaemonConfig;
+  source: StateSource;
+  /** Every known component; only those whose feature is in config.enable are created. */
+  components: readonly ComponentRegistration[];
+  logger: Logger;
+  clock?: Clock;
+  /** Node process metrics (default true); tests running many daemons may turn them off. */
+  processMetrics?: boolean;
+  /** Do not listen on TCP for health/metrics (tests that only use the control socket). */
+  tcpServers?: boolean;
+}
+
+interface ComponentState {
+  component: Component;
+  feature: Feature;
+  runner: BoundedFrequencyRunner;
+  syncs: number;
+  errors: number;
+  consecutiveFailures: number;
+  firstSuccessAt: number | undefined;
+  lastSuccessAt: number | undefined;
+  lastDurationMs: number | undefined;
+  lastError: { message: string; code: string | undefined; at: number } | undefined;
+}
+
+export interface ComponentSummary {
+  name: string;
+  feature: Feature;
+  ready: boolean;
+  syncs: number;
+  errors: number;
+  consecutiveFailures: number;
+  lastSuccessfulSync: string | undefined;
+  lastSyncDurationMs: number | undefined;
+  lastError: { message: string; code: string | undefined; at: string } | undefined;
+  status: ComponentStatus;
+}
+
+export interface DaemonStatus {
+  version: string;
+  nodeName: string;
+  ready: boolean;
+  source: { name: string; synced: boolean; objects: Record<string, number>; problems: SourceProblem[] };
+  node: { podCIDRs: string[]; addresses: { type: string; address: string }[] } | undefined;
+  config: Pick<DaemonConfig, 'backend' | 'proxyMode' | 'clusterCIDR' | 'serviceCIDR' | 'clusterDomain' | 'enable' | 'dnsListen'>;
+  components: ComponentSummary[];
+  startedAt: string;
+}
+
+export class Daemon {
+  readonly config: DaemonConfig;
+  readonly source: StateSource;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly metrics: DaemonMetrics;
+  /** Control socket routes; mount more before start(): `daemon.control.route('POST', '/v1/cni', h)`. */
+  readonly control: RouteServer;
+  readonly health: RouteServer;
+  readonly metricsServer: RouteServer;
+  private readonly registrations: readonly ComponentRegistration[];
+  private readonly states: ComponentState[] = [];
+  private readonly tcpServers: boolean;
+  private unsubscribe: (() => void) | undefined;
+  private startedAt = 0;
+  private wasReady = false;
+  private runnersStarted: Promise<void> | undefined;
+
+  constructor(options: DaemonOptions) {
+    this.config = options.config;
+    this.source = options.source;
+    this.logger = options.logger.child({ component: 'daemon' });
+    this.clock = options.clock ?? systemClock;
+    this.registrations = options.components;
+    this.tcpServers = options.tcpServers !== false;
+    this.metrics = createDaemonMetrics(() => this.source, { processMetrics: options.processMetrics !== false });
+    registerObjectCounts(this.metrics.registry, this.source);
+
+    this.control = new RouteServer('control', this.logger);
+    this.health = new RouteServer('health', this.logger);
+    this.metricsServer = new RouteServer('metrics', this.logger);
+    for (const server of [this.control, this.health]) {
+      server.route('GET', '/healthz', () => this.healthz());
+      server.route('GET', '/readyz', () => this.readyz());
+    }
+    this.control.route('GET', '/v1/status', () => json(200, this.status()));
+    this.control.route('GET', '/metrics', () => this.scrape());
+    this.metricsServer.route('GET', '/metrics', () => this.scrape());
+  }
+
+  /** Enabled registrations, in declaration order. */
+  enabledRegistrations(): ComponentRegistration[] {
+    return this.registrations.filter((r) => this.config.enable.includes(r.feature));
+  }
+
+  async createComponents(): Promise<void> {
+    if (this.states.length > 0) return;
+    for (const reg of this.enabledRegistrations()) {
+      const ctx: ComponentContext = {
+        config: this.config,
+        source: this.source,
+        logger: this.logger.child({ component: reg.name }),
+        clock: this.clock,
+        metrics: this.metrics.registry,
+      };
+      const component = await reg.create(ctx);
+      const state: ComponentState = {
+        component,
+        feature: reg.feature,
+        syncs: 0,
+        errors: 0,
+        consecutiveFailures: 0,
+        firstSuccessAt: undefined,
+        lastSuccessAt: undefined,
+        lastDurationMs: undefined,
+        lastError: undefined,
+        runner: undefined as unknown as BoundedFrequencyRunner,
+      };
+      let lastReport: Awaited<ReturnType<Component['sync']>>;
+      state.runner = new BoundedFrequencyRunner({
+        name: component.name,
+        clock: this.clock,
+        minIntervalMs: this.config.minSyncInterval,
+        maxIntervalMs: this.config.syncInterval,
+        retryIntervalMs: Math.max(this.config.minSyncInterval, 1000),
+        maxRetryIntervalMs: this.config.syncInterval,
+        fn: async (signal) => {
+          lastReport = undefined;
+          lastReport = await component.sync(signal);
+        },
+        onRun: (o) => this.recordRun(state, o, lastReport ?? undefined),
+      });
+      this.states.push(state);
+      this.metrics.componentReady.set({ component: component.name }, 0);
+    }
+    const missing = this.config.enable.filter((f) => !this.registrations.some((r) => r.feature === f));
+    if (missing.length > 0) {
+      this.logger.warn({ features: missing }, 'enabled features with no component built into this podwired; they do nothing yet');
+    }
+  }
+
+  get components(): readonly Component[] {
+    return this.states.map((s) => s.component);
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    this.startedAt = this.clock.now();
+    await this.createComponents();
+    await this.control.listen({ socketPath: this.config.controlSocket });
+    if (this.tcpServers) {
+      await this.health.listen({ hostPort: this.config.healthListen });
+      await this.metricsServer.listen({ hostPort: this.config.metricsListen });
+    }
+    for (const s of this.states) {
+      if (!s.component.reconcileOnStart) continue;
+      try {
+        await s.component.reconcileOnStart(signal);
+      } catch (err) {
+        // Not fatal: sync still diffs against the kernel; log loudly.
+        this.logger.error({ err, target: s.component.name }, 'reconcile with the kernel at start-up failed');
+      }
+    }
+    this.unsubscribe = this.source.onEvent((event) => this.dispatch(event));
+    await this.source.start(signal);
+    this.logger.info({ source: this.source.name, components: this.states.map((s) => s.component.name) }, 'started; waiting for the cluster state to sync');
+    this.runnersStarted = this.source.waitForSync(signal).then(
+      () => {
+        if (signal.aborted) return;
+        this.logger.info('cluster state synced; starting component runners');
+        for (const s of this.states) s.runner.start(signal);
+        this.updateReady();
+      },
+      (err: unknown) => {
+        if (!signal.aborted) this.logger.error({ err }, 'state source failed before its initial sync');
+      },
+    );
+  }
+
+  /** Stop serving. Runners already stopped with the start() signal; wait for in-flight syncs. */
+  async stop(): Promise<void> {
+    for (const s of this.states) s.runner.stop();
+    this.unsubscribe?.();
+    await Promise.all(this.states.map((s) => s.runner.idle()));
+    await Promise.all([this.control.close(), this.health.close(), this.metricsServer.close()]);
+    this.logger.info('stopped; the data plane is left in place');
+  }
+
+  /** Remove everything each enabled component programmed (podwired --cleanup). Attempts every component. */
+  async cleanup(signal: AbortSignal): Promise<{ failed: { component: string; error: string }[] }> {
+    await this.createComponents();
+    const failed: { component: string; error: string }[] = [];
+    for (const s of [...this.states].reverse()) {
+      if (!s.component.cleanup) continue;
+      try {
+        await s.component.cleanup(signal);
+        this.logger.info({ target: s.component.name }, 'cleaned up');
+      } catch (err) {
+        failed.push({ component: s.component.name, error: errorMessage(err) });
+        this.logger.error({ err, target: s.component.name }, 'cleanup failed');
+      }
+    }
+    return { failed };
+  }
+
+  /** Resolves once runners have started (after the source synced). */
+  whenRunning(): Promise<void> {
+    return this.runnersStarted ?? Promise.resolve();
+  }
+
+  isReady(): boolean {
+    return this.source.hasSynced() && this.states.every((s) => s.firstSuccessAt !== undefined);
+  }
+
+  /** Request a sync of every component (used after a control-plane hint, and by tests). */
+  requestSync(): void {
+    for (const s of this.states) s.runner.run();
+  }
+
+  status(): DaemonStatus {
+    const node = this.source.get('Node', this.config.nodeName) as NodeObject | undefined;
+    const objects: Record<string, number> = {};
+    for (const kind of CLUSTER_KINDS) {
+      try {
+        objects[kind] = this.source.list(kind).length;
+      } catch {
+        // not watched
+      }
+    }
+    return {
+      version: PODWIRE_VERSION,
+      nodeName: this.config.nodeName,
+      ready: this.isReady(),
+      source: { name: this.source.name, synced: this.source.hasSynced(), objects, problems: sourceProblems(this.source) },
+      node: node ? { podCIDRs: [...node.podCIDRs], addresses: node.addresses.map((a) => ({ ...a })) } : undefined,
+      config: {
+        backend: this.config.backend,
+        proxyMode: this.config.proxyMode,
+        clusterCIDR: this.config.clusterCIDR,
+        serviceCIDR: this.config.serviceCIDR,
+        clusterDomain: this.config.clusterDomain,
+        enable: [...this.config.enable],
+        dnsListen: [...this.config.dnsListen],
+      },
+      components: this.states.map((s) => this.summary(s)),
+      startedAt: new Date(this.startedAt).toISOString(),
+    };
+  }
+
+  private summary(s: ComponentState): ComponentSummary {
+    let status: ComponentStatus;
+    try {
+      status = s.component.status();
+    } catch (err) {
+      status = { error: errorMessage(err) };
+    }
+    return {
+      name: s.component.name,
+      feature: s.feature,
+      ready: s.firstSuccessAt !== undefined,
+      syncs: s.syncs,
+      errors: s.errors,
+      consecutiveFailures: s.consecutiveFailures,
+      lastSuccessfulSync: s.lastSuccessAt === undefined ? undefined : new Date(s.lastSuccessAt).toISOString(),
+      lastSyncDurationMs: s.lastDurationMs,
+      lastError: s.lastError && { message: s.lastError.message, code: s.lastError.code, at: new Date(s.lastError.at).toISOString() },
+      status,
+    };
+  }
+
+  private dispatch(event: ClusterEvent): void {
+    this.metrics.sourceEvents.inc({ kind: event.kind, type: event.type });
+    for (const s of this.states) {
+      let wants: boolean;
+      try {
+        wants = s.component.handleEvent(event);
+      } catch (err) {
+        this.logger.error({ err, target: s.component.name, kind: event.kind, type: event.type }, 'event handler threw; requesting a full sync');
+        wants = true;
+      }
+      if (wants) s.runner.run();
+    }
+  }
+
+  private recordRun(s: ComponentState, o: RunOutcome, report: { objects?: number } | undefined): void {
+    const name = s.component.name;
+    s.syncs++;
+    s.lastDurationMs = o.durationMs;
+    s.consecutiveFailures = o.consecutiveFailures;
+    const result = o.ok ? 'success' : 'error';
+    this.metrics.syncs.inc({ component: name, result });
+    this.metrics.syncDuration.observe({ component: name, result }, o.durationMs / 1000);
+    if (o.ok) {
+      const now = this.clock.now();
+      if (s.firstSuccessAt === undefined) {
+        s.firstSuccessAt = now;
+        this.logger.info({ target: name, durationMs: o.durationMs }, 'first successful sync');
+      }
+      s.lastSuccessAt = now;
+      this.metrics.lastSuccessfulSync.set({ component: name }, now / 1000);
+      this.metrics.componentReady.set({ component: name }, 1);
+      if (report?.objects !== undefined) this.metrics.componentObjects.set({ component: name }, report.objects);
+    } else {
+      s.errors++;
+      s.lastError = {
+        message: errorMessage(o.error),
+        code: o.error instanceof PodwireError ? o.error.code : undefined,
+        at: this.clock.now(),
+      };
+      this.metrics.syncErrors.inc({ component: name });
+      const level = o.error instanceof PodwireError && o.error.code === 'PW_TRY_AGAIN' ? 'warn' : 'error';
+      this.logger[level]({ target: name, err: o.error, consecutiveFailures: o.consecutiveFailures }, 'sync failed; will retry');
+    }
+    this.updateReady();
+  }
+
+  private updateReady(): void {
+    const ready = this.isReady();
+    this.metrics.ready.set(ready ? 1 : 0);
+    if (ready && !this.wasReady) this.logger.info('ready');
+    this.wasReady = ready;
+  }
+
+  private healthz() {
+    // Unhealthy when a component that has synced before has not succeeded for a long
+    // time (kube-proxy's healthz does the same): a restart may clear a wedged state.
+    const limit = Math.max(3 * this.config.syncInterval, 60_000);
+    const now = this.clock.now();
+    const stale = this.states.filter((s) => s.lastSuccessAt !== undefined && s.consecutiveFailures > 0 && now - s.lastSuccessAt > limit);
+    if (stale.length > 0) {
+      return text(503, `unhealthy: no successful sync for over ${limit / 1000}s: ${stale.map((s) => s.component.name).join(', ')}\n`);
+    }
+    return text(200, 'ok\n');
+  }
+
+  private readyz() {
+    if (this.isReady()) return text(200, 'ready\n');
+    const waiting: string[] = [];
+    if (!this.source.hasSynced()) waiting.push(`source ${this.source.name} not synced`);
+    for (const s of this.states) {
+      if (s.firstSuccessAt === undefined) {
+        waiting.push(`${s.component.name}: no successful sync yet${s.lastError ? ` (${s.lastError.message})` : ''}`);
+      }
+    }
+    return text(503, `not ready:\n${waiting.map((w) => `  ${w}`).join('\n')}\n`);
+  }
+
+  private async scrape() {
+    return { status: 200, headers: { 'content-type': this.metrics.registry.contentType }, body: await this.metrics.registry.metrics() };
+  }
+}
+
+/** Problems the source reports (bad manifests, objects it could not read), if it reports any. */
+function sourceProblems(source: StateSource): SourceProblem[] {
+  const reporter = source as Partial<ProblemReporter>;
+  if (typeof reporter.problems !== 'function') return [];
+  try {
+    return reporter.problems().slice(0, 50);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,11 @@
+/**
+ * Every component built into podwired, in start-up order. The overlay, proxy and
+ * DNS components add their registration here as they land, e.g.
+ * `{ feature: 'proxy', name: 'proxy', create: (ctx) => createProxier(ctx) }`.
+ */
+import { cniInstallerRegistration } from './cni-installer';
+import type { ComponentRegistration } from './component';
+
+export function defaultRegistrations(): ComponentRegistration[] {
+  return [cniInstallerRegistration()];
+}

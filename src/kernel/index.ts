@@ -1,0 +1,68 @@
+/**
+ * Public API of the kernel module: the only code in Podwire that touches the host.
+ * Other modules import from here (never from the files behind it).
+ */
+import { NetnsIptables, type IptablesBackend } from './iptables';
+import { openNetlinkTransport as openNativeTransport } from './netlink/native-transport';
+import type { NetlinkTransport } from './netlink/transport';
+import { assertNetns } from './netns';
+import { NetlinkNetworkKernel } from './network-kernel';
+import { NetnsNft } from './nft';
+import { NetnsSysctl } from './sysctl';
+import type { IptablesRunner, NetnsRef, NetworkKernel, NftRunner, SysctlKernel } from './types';
+
+export * from './types';
+export type { NetlinkTransport } from './netlink/transport';
+export { netnsRef, netnsExists, assertNetns, openNetnsFd, runInNetns, createNetns, deleteNetns, nsenterArgv, type RunResult, type RunOptions } from './netns';
+export { NetlinkNetworkKernel } from './network-kernel';
+export { NetnsSysctl, sysctlPath } from './sysctl';
+export { NetnsIptables, iptablesBinaries, type IptablesBackend } from './iptables';
+export { NetnsNft } from './nft';
+export { describeErrno } from './errno';
+export { validateIfName, validateMtu, validateVni } from './validate';
+
+/**
+ * A NETLINK_ROUTE transport whose socket lives in `netns` (our own netns when
+ * undefined), from the native addon (the socket is opened on a helper thread that
+ * joined the netns). NotFoundError('netns', path) if the netns does not exist.
+ */
+export async function openNetlinkTransport(netns?: NetnsRef): Promise<NetlinkTransport> {
+  if (netns !== undefined) await assertNetns(netns);
+  return openNativeTransport(netns);
+}
+
+export interface Kernel {
+  readonly netns: NetnsRef | undefined;
+  net: NetworkKernel;
+  sysctl: SysctlKernel;
+  iptables(family: 4 | 6): IptablesRunner;
+  nft: NftRunner;
+  close(): void;
+}
+
+export interface OpenKernelOptions {
+  /** iptables binaries: `auto` (default) prefers iptables-legacy, see iptables.ts. */
+  iptablesBackend?: IptablesBackend;
+}
+
+/** Everything kernel-side for one netns. Call `close()` when done (closes the netlink socket). */
+export async function openKernel(netns?: NetnsRef, options: OpenKernelOptions = {}): Promise<Kernel> {
+  const transport = await openNetlinkTransport(netns);
+  const net = new NetlinkNetworkKernel(transport, netns);
+  const runners = new Map<4 | 6, IptablesRunner>();
+  return {
+    netns,
+    net,
+    sysctl: new NetnsSysctl(netns),
+    iptables(family: 4 | 6): IptablesRunner {
+      let r = runners.get(family);
+      if (!r) {
+        r = new NetnsIptables(family, netns, options.iptablesBackend);
+        runners.set(family, r);
+      }
+      return r;
+    },
+    nft: new NetnsNft(netns),
+    close: () => net.close(),
+  };
+}

@@ -1,0 +1,8 @@
+import { AttrStream } from 'netlink';
+
+/** Runs one of the npm `netlink` schema formatters and returns its bytes. */
+export function fromStream(fill: (out: AttrStream) => void): Buffer {
+  const out = new AttrStream();
+  fill(out);
+  return Buffer.concat(out.bufs);
+}
