@@ -12,7 +12,11 @@ const dirs = [root, ...fs.readdirSync(root, { withFileTypes: true })
   .map((d) => path.join(root, d.name))]
   .filter((d) => fs.existsSync(path.join(d, 'binding.gyp')));
 const gyp = require.resolve('node-gyp/bin/node-gyp.js');
+// Build against the running Node's own headers (<prefix>/include/node). Without --nodedir node-gyp tries
+// to download headers, and these machines reach no download site.
+const prefix = path.resolve(path.dirname(process.execPath), '..');
+const nodedirArgs = fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
 for (const dir of dirs) {
   process.stderr.write(`building native: ${path.relative(process.cwd(), dir) || dir}\n`);
-  execFileSync(process.execPath, [gyp, 'rebuild', `--directory=${dir}`], { stdio: 'inherit' });
+  execFileSync(process.execPath, [gyp, 'rebuild', ...nodedirArgs, `--directory=${dir}`], { stdio: 'inherit' });
 }

@@ -44,13 +44,24 @@ export async function teardownMasq(ipt: IptablesRunner, network: string, contain
   await removeChains(ipt, (c) => c === masqChainName(network, containerId, ifname));
 }
 
-/** Removes our masquerade chains for which `stale(chain)` is true (GC). */
-export async function removeChains(ipt: IptablesRunner, stale: (chain: string) => boolean): Promise<string[]> {
+/**
+ * Removes our masquerade chains for which `stale(chain)` is true (GC). With `network`,
+ * only chains jumped to with that network's comment are candidates, so a GC of one
+ * network never touches another network's rules.
+ */
+export async function removeChains(ipt: IptablesRunner, stale: (chain: string) => boolean, network?: string): Promise<string[]> {
   const saved = await ipt.save('nat');
+  const ofNetwork = new Set<string>();
+  if (network !== undefined) {
+    for (const line of saved.split('\n')) {
+      const m = /^-A POSTROUTING .*--comment "podwire (\S+) .* -j (\S+)\s*$/.exec(line);
+      if (m && m[1] === network) ofNetwork.add(m[2]!);
+    }
+  }
   const chains = new Set<string>();
   for (const line of saved.split('\n')) {
     const m = /^:(\S+) /.exec(line);
-    if (m && isMasqChainName(m[1]!) && stale(m[1]!)) chains.add(m[1]!);
+    if (m && isMasqChainName(m[1]!) && (network === undefined || ofNetwork.has(m[1]!)) && stale(m[1]!)) chains.add(m[1]!);
   }
   if (chains.size === 0) return [];
   const lines = ['*nat'];

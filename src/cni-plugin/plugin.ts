@@ -309,11 +309,15 @@ async function cmdGc(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, l
       store.close();
     }
   }
-  // Leftover host veths (e.g. an ADD killed half-way): ours by name, not a valid attachment.
+  // Leftover host veths (e.g. an ADD killed half-way): ours by name, on this network's
+  // bridge (or on none), and not a valid attachment.
   try {
     const host = await deps.hostKernel();
-    for (const link of await host.listLinks()) {
-      if (!isHostVethName(link.name) || validVeths.has(link.name)) continue;
+    const bridge = await host.getLink(conf.bridge);
+    for (const link of bridge ? await host.listLinks() : []) {
+      // Unenslaved ones too: an ADD killed between creating the pair and enslaving it.
+      const onBridge = link.masterIndex === bridge!.index || link.masterIndex === undefined;
+      if (!isHostVethName(link.name) || !onBridge || validVeths.has(link.name)) continue;
       await host.deleteLink(link.name).catch((e: unknown) => errors.push(`delete ${link.name}: ${errorMessage(e)}`));
     }
   } catch (e) {
@@ -323,7 +327,7 @@ async function cmdGc(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, l
     const validChains = new Set(valid.map((a) => masqChainName(conf.name, a.containerId, a.ifname)));
     const families = new Set<4 | 6>(conf.ipam.rangeSets.map((s) => s[0]!.subnet.family));
     for (const f of families) {
-      await removeChains(deps.iptables(f), (c) => !validChains.has(c)).catch((e: unknown) => errors.push(`iptables: ${errorMessage(e)}`));
+      await removeChains(deps.iptables(f), (c) => !validChains.has(c), conf.name).catch((e: unknown) => errors.push(`iptables: ${errorMessage(e)}`));
     }
   }
   if (errors.length > 0) throw new CniError(CniErrorCode.IoFailure, `GC finished with ${errors.length} error(s)`, errors.join('; '));

@@ -91,6 +91,10 @@ t.test('add: several documents per file, List kinds, JSON files', async (t) => {
   t.equal(h.src.get('EndpointSlice', 'shop/web-1')?.serviceName, 'web');
   t.same(h.src.get('Node', 'n1')?.podCIDRs, ['10.244.1.0/24']);
   t.same(h.src.problems(), [], 'unsupported kinds are ignored, not problems');
+  t.notOk(
+    Object.keys(require.cache).some((k) => k.includes('@kubernetes/client-node')),
+    'the manifest source never loads @kubernetes/client-node',
+  );
 });
 
 t.test('change: update events for changed documents only; identical content gives none', async (t) => {

@@ -66,6 +66,9 @@ async function setup(
   return { api, src, events, ac, kubeconfig };
 }
 
+/** Whether @kubernetes/client-node was imported into this process. */
+const clientNodeLoaded = (): boolean => Object.keys(require.cache).some((k) => k.includes('@kubernetes/client-node'));
+
 const svcStats = (h: Harness) => h.src.stats().find((s) => s.kind === 'Service')!;
 const seedServices = (n: number) => (api: FakeApiServer) => {
   for (let i = 0; i < n; i++) api.put('services', o.service('default', `s${i}`, o.serviceIP(i)));
@@ -100,6 +103,7 @@ t.test('initial sync of every kind; own Node; Pods of this node; ConfigMaps of k
   t.ok(watches.length >= 6, 'a watch per kind');
   t.ok(watches.every((r) => r.query.allowWatchBookmarks === 'true'), 'bookmarks requested');
   t.ok(watches.every((r) => Number(r.query.timeoutSeconds) > 0), 'server-side watch timeout set');
+  t.notOk(clientNodeLoaded(), 'the library ran in the helper process, not here');
 });
 
 t.test('watch dropped mid-stream: no events lost, none duplicated, no relist', async (t) => {
