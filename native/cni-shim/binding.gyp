@@ -7,6 +7,8 @@
       "type": "executable",
       "sources": ["shim.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-format-truncation"],
+      # Static: no dynamic loader at every pod start (~0.6 ms of the fast path here).
+      "ldflags": ["-static"],
       "defines": [
         "PODWIRE_NODE_DEFAULT=\"<!(node -p process.execPath)\"",
         "PODWIRE_PKG_ROOT=\"<!(node -p \"require('path').resolve('../..')\")\""

@@ -32,6 +32,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -198,15 +199,46 @@ int main(void) {
                     "POST /v1/cni HTTP/1.1\r\nHost: podwire\r\nContent-Type: application/x-podwire-cni\r\n"
                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                     body.len);
-  if (write_all(s, head, (size_t)hl) != 0 || write_all(s, body.data, body.len) != 0)
-    return cni_error(&in, 11, "podwired closed the connection before taking the request; try again later");
+  /* Head and body in one writev: the daemon sees the whole request in one read. */
+  struct iovec iov[2] = {{head, (size_t)hl}, {body.data, body.len}};
+  size_t total = (size_t)hl + body.len, sent = 0;
+  while (sent < total) {
+    ssize_t w = writev(s, iov, 2);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return cni_error(&in, 11, "podwired closed the connection before taking the request; try again later");
+    sent += (size_t)w;
+    for (int i = 0; i < 2; i++) { /* advance past what was written */
+      size_t d = (size_t)w < iov[i].iov_len ? (size_t)w : iov[i].iov_len;
+      iov[i].iov_base = (char *)iov[i].iov_base + d;
+      iov[i].iov_len -= d;
+      w -= (ssize_t)d;
+    }
+  }
 
+  /* Read until the head and Content-Length bytes of body are in (no wait for the close). */
   struct buf resp = {0};
-  if (read_all(s, &resp) != 0 || resp.len == 0)
-    return cni_error(&in, 11, "podwired did not answer (daemon gone or timed out); try again later");
+  char *end = NULL;
+  long want = -1;
+  for (;;) {
+    char tmp[65536];
+    ssize_t n = read(s, tmp, sizeof tmp);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    buf_put(&resp, tmp, (size_t)n);
+    if (!end) {
+      end = strstr(resp.data, "\r\n\r\n");
+      if (end) {
+        want = -1;
+        for (char *l = strstr(resp.data, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n"))
+          if (strncasecmp(l + 2, "Content-Length:", 15) == 0) want = atol(l + 17);
+      }
+    }
+    if (end && want >= 0 && resp.len >= (size_t)(end + 4 - resp.data) + (size_t)want) break;
+  }
   close(s);
+  if (resp.len == 0) return cni_error(&in, 11, "podwired did not answer (daemon gone or timed out); try again later");
 
-  char *end = strstr(resp.data, "\r\n\r\n");
+  end = strstr(resp.data, "\r\n\r\n");
   int status = 0;
   if (!end || sscanf(resp.data, "HTTP/1.%*d %d", &status) != 1) return cni_error(&in, 11, "malformed answer from podwired; try again later");
   *end = 0;

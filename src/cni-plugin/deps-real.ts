@@ -1,47 +1,79 @@
 /** CniDeps over the real kernel module (src/kernel) and the host-local disk store. */
 import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
 import type { Logger } from '../common/log';
-import { NetnsIptables, NetnsSysctl, netnsExists, openKernel, type Kernel } from '../kernel';
+import { NetnsIptables, NetnsSysctl, openKernel, type Kernel } from '../kernel';
 import type { IptablesRunner, NetworkKernel } from '../kernel/types';
 import type { CniDeps, ExecResult } from './deps';
 import { DiskIpamStore } from './ipam/disk-store';
+
+/** Node-namespace netlink sockets kept by a warm caller. */
+const HOST_SOCKETS = 4;
 
 export interface RealDeps extends CniDeps {
   close(): void;
 }
 
 /**
- * One set of deps per process (in-process path) or per daemon (fast path): the node
- * namespace's netlink socket is opened once and kept warm; pod sockets are per call.
+ * One set of deps per process (in-process path) or per daemon (fast path). `warm`
+ * (default true) is for a long-lived caller such as podwired: a pool of node sockets,
+ * the IPAM listing cache, remembered gateway/sysctl facts and parsed configs. The
+ * one-shot in-process path passes `{ warm: false }`. Pod sockets are always per call.
  */
 export function createRealDeps(log: Logger, options: { warm?: boolean } = {}): RealDeps {
-  let host: Promise<Kernel> | undefined;
+  const warm = options.warm ?? true;
+  // A small pool of node-namespace sockets: a request waits for the one before it on the
+  // same socket, and a veth delete holds its socket ~20 ms, so concurrent calls rotate.
+  const pool: (Promise<Kernel> | undefined)[] = new Array<Promise<Kernel> | undefined>(warm ? HOST_SOCKETS : 1);
+  let turn = 0;
+  const stores = warm ? new Map<string, DiskIpamStore>() : undefined;
   const iptables = new Map<4 | 6, IptablesRunner>();
   const sysctl = new NetnsSysctl(undefined);
   return {
     log,
     sysctl,
-    ...(options.warm ? { ensured: new Set<string>() } : {}),
+    ...(warm ? { ensured: new Set<string>(), parsed: new Map() } : {}),
     async hostKernel(): Promise<NetworkKernel> {
-      host ??= openKernel();
-      host.catch(() => (host = undefined));
-      return (await host).net;
+      const i = turn++ % pool.length;
+      let k = pool[i];
+      if (!k) {
+        pool[i] = k = openKernel();
+        k.catch(() => (pool[i] = undefined));
+      }
+      return (await k).net;
     },
     async openPodKernel(netns): Promise<NetworkKernel> {
       return (await openKernel(netns)).net;
     },
-    netnsExists,
+    // Synchronous on purpose: a stat costs microseconds, a thread-pool hop far more.
+    netnsExists: async (netns) => {
+      try {
+        accessSync(netns.path, constants.R_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    },
     podSysctl: (netns) => new NetnsSysctl(netns),
     iptables(family) {
       let r = iptables.get(family);
       if (!r) iptables.set(family, (r = new NetnsIptables(family, undefined)));
       return r;
     },
-    openStore: (dataDir, network) => new DiskIpamStore(dataDir, network, log),
+    openStore(dataDir, network) {
+      if (!stores) return new DiskIpamStore(dataDir, network, log);
+      // Warm: one store per directory, so its listing cache survives between calls.
+      const key = `${dataDir}\0${network}`;
+      let st = stores.get(key);
+      if (!st) stores.set(key, (st = new DiskIpamStore(dataDir, network, log, undefined, { cache: true })));
+      return st;
+    },
     execPlugin,
     close() {
-      void host?.then((k) => k.close()).catch(() => undefined);
-      host = undefined;
+      for (let i = 0; i < pool.length; i++) {
+        void pool[i]?.then((k) => k.close()).catch(() => undefined);
+        pool[i] = undefined;
+      }
     },
   };
 }

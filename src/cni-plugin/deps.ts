@@ -5,6 +5,7 @@
 import type { Logger } from '../common/log';
 import type { IptablesRunner, NetnsRef, NetworkKernel, SysctlKernel } from '../kernel/types';
 import type { IpamStore } from './ipam/store';
+import type { NetConf } from './config';
 
 export interface ExecResult {
   exitCode: number;
@@ -38,4 +39,6 @@ export interface CniDeps {
    * Lets warm ADDs skip idempotent kernel round trips. Absent on the in-process path.
    */
   ensured?: Set<string>;
+  /** Parsed configs by exact stdin text (warm callers only). */
+  parsed?: Map<string, NetConf>;
 }

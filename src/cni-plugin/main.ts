@@ -16,7 +16,7 @@ async function readStdin(): Promise<Buffer> {
 
 export async function main(): Promise<number> {
   const log = createLogger({ destination: 'stderr', level: process.env.PODWIRE_LOG_LEVEL ?? 'warn' }).child({ component: 'cni' });
-  const deps = createRealDeps(log);
+  const deps = createRealDeps(log, { warm: false });
   try {
     const stdin = process.env.CNI_COMMAND === 'VERSION' && process.stdin.isTTY ? Buffer.alloc(0) : await readStdin();
     const out = await runCni(process.env, stdin, deps);

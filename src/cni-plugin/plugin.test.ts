@@ -170,3 +170,13 @@ t.test('requested IP via CNI_ARGS and runtimeConfig', async (t) => {
   const c = parse(await runCni(env('ADD', 'c3'), conf({ runtimeConfig: { ips: ['10.244.1.6'] } }), deps));
   t.equal((c.ips as { address: string }[])[0]!.address, '10.244.1.6/29');
 });
+
+t.test('a repeated ADD fails without freeing the existing attachment', async (t) => {
+  const deps = createFakeDeps();
+  deps.world.kernel('/fake/pod-c1');
+  t.equal((await runCni(env('ADD'), conf(), deps)).exitCode, 0);
+  const again = parse(await runCni(env('ADD'), conf(), deps));
+  t.equal(again.code, 102);
+  t.same([...deps.stores.get('/data/net1')!.reserved.keys()], ['10.244.1.2'], 'the first reservation is intact');
+  t.ok(await deps.world.kernel(HOST_NS).getLink(hostVethName('c1', 'eth0')), 'the first veth is intact');
+});

@@ -9,13 +9,13 @@ import { decodeJson, isLocalIpam, parseNetConf, type NetConf } from './config';
 import type { CniDeps } from './deps';
 import { parseEnv, type CniEnv } from './env';
 import { CniError, CniErrorCode, toCniErrorJson } from './errors';
-import { delegate, ipamAdd, ipamDel, type IpamOutcome } from './ipam';
+import { delegate, ipamAdd, ipamDel, ipamUndo, type IpamOutcome } from './ipam';
 import { RangeAllocator } from './ipam/allocator';
 import { ownerMatches } from './ipam/store';
 import { removeChains, setupMasq, teardownMasq } from './masq';
 import { hostVethName, isHostVethName, masqChainName } from './names';
 import { resultForVersion, type CniResult, type CniRoute } from './result';
-import { configurePod, ensureBridge, ensureGatewayAddress, setupVeth } from './steps';
+import { attachToBridge, configurePod, createVeth, ensureBridge, ensureGatewayAddress, randomMac } from './steps';
 import { LATEST_VERSION, SUPPORTED_VERSIONS, compareVersions, isSupportedVersion, minimumVersionFor } from './version';
 
 export interface CniOutput {
@@ -30,9 +30,7 @@ export async function runCni(envVars: EnvMap, stdin: Buffer, deps: CniDeps): Pro
   try {
     const env = parseEnv(envVars);
     if (env.command === 'VERSION') return ok(versionInfo(stdin));
-    const raw = decodeJson(stdin);
-    if (isSupportedVersion(raw.cniVersion)) version = raw.cniVersion;
-    const conf = parseNetConf(raw);
+    const conf = parseCached(stdin, deps, (v) => (version = v));
     if (compareVersions(conf.cniVersion, minimumVersionFor(env.command)) < 0) {
       throw new CniError(
         CniErrorCode.IncompatibleVersion,
@@ -40,7 +38,8 @@ export async function runCni(envVars: EnvMap, stdin: Buffer, deps: CniDeps): Pro
         `${env.command} needs cniVersion >= ${minimumVersionFor(env.command)}`,
       );
     }
-    const log = deps.log.child({ cmd: env.command, containerId: env.containerId, ifname: env.ifname });
+    // Only ADD/GC log along the way; a child logger per call is not free on the fast path.
+    const log = env.command === 'ADD' || env.command === 'GC' ? deps.log.child({ cmd: env.command, containerId: env.containerId, ifname: env.ifname }) : deps.log;
     switch (env.command) {
       case 'ADD':
         return ok(resultForVersion(await cmdAdd(conf, env, deps, stdin, log), conf.cniVersion));
@@ -62,6 +61,30 @@ export async function runCni(envVars: EnvMap, stdin: Buffer, deps: CniDeps): Pro
     deps.log.error({ code: json.code, err: errorMessage(err) }, 'CNI command failed');
     return { exitCode: 1, stdout: JSON.stringify(json) };
   }
+}
+
+/**
+ * Decode + validate the config. A warm caller (the daemon) sees the same bytes for every
+ * pod of a network, so the parsed config is reused by exact stdin text (NetConf is never
+ * mutated). Failures are not cached.
+ */
+const PARSE_CACHE_MAX = 32;
+function parseCached(stdin: Buffer, deps: CniDeps, onVersion: (v: string) => void): NetConf {
+  const cache = deps.parsed;
+  const key = cache ? stdin.toString('latin1') : '';
+  const hit = cache?.get(key);
+  if (hit) {
+    onVersion(hit.cniVersion);
+    return hit;
+  }
+  const raw = decodeJson(stdin);
+  if (isSupportedVersion(raw.cniVersion)) onVersion(raw.cniVersion);
+  const conf = parseNetConf(raw);
+  if (cache) {
+    if (cache.size >= PARSE_CACHE_MAX) cache.delete(cache.keys().next().value as string);
+    cache.set(key, conf);
+  }
+  return conf;
 }
 
 function ok(body: unknown): CniOutput {
@@ -86,22 +109,52 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
   if (!(await deps.netnsExists(podNs))) {
     throw new CniError(CniErrorCode.ContainerUnknown, `CNI_NETNS=${JSON.stringify(env.netns)} does not exist`);
   }
-  const pod = await deps.openPodKernel(podNs);
+  // The pod's netlink socket is opened (on a thread that joins the netns) while the host
+  // side is built; the two sides then run in parallel on their own sockets.
+  const podOpen = deps.openPodKernel(podNs);
+  podOpen.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
+  const podSide = podOpen.then(async (pod) => {
+    await pod.setLinkUp('lo', true);
+    return pod;
+  });
+  podSide.catch(() => undefined);
   const undo: Undo[] = [];
   const ensured = deps.ensured;
+  const hostName = hostVethName(env.containerId, env.ifname);
+  const plan = { hostName, podName: env.ifname, podNetns: podNs, mtu: conf.mtu, bridge: conf.bridge, hairpin: conf.hairpinMode, podMac: randomMac() };
+  // The veth pair needs neither the IP nor the bridge: the kernel creates it (on its own
+  // socket) while IPAM does its file work and the bridge is ensured.
+  const vethHost = await deps.hostKernel();
+  const vethP = createVeth(vethHost, plan).then(
+    (link) => {
+      undo.push(() => vethHost.deleteLink(hostName));
+      return link;
+    },
+    (err: unknown) => {
+      // An existing CNI_IFNAME in the pod shows up here (EEXIST on the peer name), which
+      // saves a lookup on every successful ADD.
+      if (err instanceof AlreadyExistsError && err.value === env.ifname) {
+        throw new CniError(CniErrorCode.AlreadyExists, `interface ${JSON.stringify(env.ifname)} already exists in ${env.netns}`);
+      }
+      throw err;
+    },
+  );
+  vethP.catch(() => undefined);
   try {
-    // An existing CNI_IFNAME in the pod is caught by the veth creation below (EEXIST on the
-    // peer name), which saves a round trip on every successful ADD.
     const host = await deps.hostKernel();
-    // `lo` is independent of everything else: bring it up while the host side is built.
-    const loUp = pod.setLinkUp('lo', true);
-    loUp.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
-    const ipam = await ipamAdd(conf, env, deps, stdin);
-    undo.push(() => ipamDel(conf, env, deps, stdin));
+    const bridgeP = ensureBridge(host, conf.bridge, conf.mtu, conf.promiscMode);
+    bridgeP.catch(() => undefined);
+    let ipam: IpamOutcome;
+    try {
+      ipam = await ipamAdd(conf, env, deps, stdin);
+    } finally {
+      await Promise.allSettled([vethP, bridgeP]); // nothing of ours may still be in flight
+    }
+    undo.push(() => ipamUndo(conf, env, deps, stdin, ipam));
     await deps.checkpoint?.('ipam');
     if (ipam.ips.length === 0) throw new CniError(CniErrorCode.InvalidNetworkConfig, 'IPAM returned no IP addresses');
-
-    const bridge = await ensureBridge(host, conf.bridge, conf.mtu, conf.promiscMode);
+    const hostLink = await vethP;
+    const bridge = await bridgeP;
     if (conf.isGateway) {
       for (const ip of ipam.ips) {
         if (!ip.gateway) continue;
@@ -116,28 +169,24 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
       }
       await enableForwarding(deps, ipam);
     }
-    const hostName = hostVethName(env.containerId, env.ifname);
-    let hostLink;
-    try {
-      hostLink = await setupVeth(host, { hostName, podName: env.ifname, podNetns: podNs, mtu: conf.mtu, bridge: conf.bridge, hairpin: conf.hairpinMode }, () =>
-        undo.push(() => host.deleteLink(hostName)),
-      );
-    } catch (err) {
-      if (err instanceof AlreadyExistsError && err.value === env.ifname) {
-        throw new CniError(CniErrorCode.AlreadyExists, `interface ${JSON.stringify(env.ifname)} already exists in ${env.netns}`);
-      }
-      throw err;
-    }
-    await deps.checkpoint?.('veth');
 
     const routes = podRoutes(conf, ipam, env.ifname);
-    if (ipam.ips.some((i) => i.address.family === 6)) {
-      // Duplicate address detection would keep the address "tentative" (unusable) for ~1 s;
-      // IPAM already guarantees uniqueness on the bridge (the reference disables it too).
-      await deps.podSysctl(podNs).write(`net/ipv6/conf/${env.ifname}/accept_dad`, '0');
-    }
-    await loUp;
-    await configurePod(pod, env.ifname, ipam.ips.map((i) => i.address), routes.kernel);
+    const [enslaved, configured] = await Promise.allSettled([
+      // The bridge's MAC changes when its first port joins: read it after enslaving.
+      attachToBridge(host, plan)
+        .then(() => deps.checkpoint?.('veth'))
+        .then(() => host.getLink(conf.bridge)),
+      podSide.then(async (pod) => {
+        if (ipam.ips.some((i) => i.address.family === 6)) {
+          // Duplicate address detection would keep the address "tentative" (unusable) for ~1 s;
+          // IPAM already guarantees uniqueness on the bridge (the reference disables it too).
+          await deps.podSysctl(podNs).write(`net/ipv6/conf/${env.ifname}/accept_dad`, '0');
+        }
+        await configurePod(pod, env.ifname, ipam.ips.map((i) => i.address), routes.kernel);
+      }),
+    ]);
+    if (enslaved.status === 'rejected') throw enslaved.reason;
+    if (configured.status === 'rejected') throw configured.reason;
 
     if (conf.ipMasq) {
       for (const ip of ipam.ips) {
@@ -146,14 +195,13 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
         await setupMasq(deps.iptables(ip.address.family), target);
       }
     }
-    // The bridge's MAC changes when its first port joins: report it as it is now.
-    const [bridgeNow, podLink] = await Promise.all([host.getLink(conf.bridge), pod.getLink(env.ifname)]);
+    const bridgeNow = enslaved.value;
     return {
       cniVersion: conf.cniVersion,
       interfaces: [
         { name: conf.bridge, mac: bridgeNow?.mac ?? bridge.mac ?? '' },
         { name: hostName, mac: hostLink.mac ?? '' },
-        { name: env.ifname, mac: podLink?.mac ?? '', sandbox: env.netns },
+        { name: env.ifname, mac: plan.podMac, sandbox: env.netns },
       ],
       ips: ipam.ips.map((i) => ({ interface: 2, address: i.address.toString(), ...(i.gateway ? { gateway: i.gateway.toString() } : {}) })),
       routes: routes.result,
@@ -161,13 +209,15 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
     };
   } catch (err) {
     // Roll back in reverse; every step is attempted, failures are logged, the original error wins.
+    // (Deleting the host veth removes the pod end too.)
+    ensured?.clear(); // re-verify bridge facts on the next ADD: one of them may be why we failed
+    await podSide.catch(() => undefined); // no pod-side call may still be in flight
     for (const u of undo.reverse()) {
       await u().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'rollback step failed'));
     }
-    // The veth is gone with the host end, but a pod-side leftover from a failed create is not ours to keep.
     throw err;
   } finally {
-    pod.close();
+    void podOpen.then((pod) => pod.close(), () => undefined);
   }
 }
 

@@ -3,6 +3,7 @@
  * "already exists" counts as success wherever the existing object is what we want,
  * so concurrent ADDs never fail on EEXIST.
  */
+import { randomBytes } from 'node:crypto';
 import { AlreadyExistsError } from '../common/errors';
 import { Cidr, type IpAddress } from '../common/ip';
 import type { Link, NetnsRef, NetworkKernel, Route } from '../kernel/types';
@@ -39,37 +40,48 @@ export interface VethPlan {
   mtu: number | undefined;
   bridge: string;
   hairpin: boolean;
+  /** MAC of the pod end, chosen here so the result needs no lookup inside the pod. */
+  podMac: string;
 }
 
-/**
- * Creates the pair with the pod end directly in the pod namespace and the host end up,
- * then enslaves it. `created` runs as soon as the pair exists (to register its undo).
- */
-export async function setupVeth(host: NetworkKernel, p: VethPlan, created: () => void): Promise<Link> {
-  const spec = {
-    kind: 'veth' as const,
+/** A random locally administered unicast MAC, like the kernel's own random choice for veth. */
+export function randomMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0]! & 0xfe) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/** Creates the pair with the pod end directly in the pod namespace and the host end up. */
+export async function createVeth(host: NetworkKernel, p: VethPlan): Promise<Link> {
+  return host.createLink({
+    kind: 'veth',
     name: p.hostName,
     peerName: p.podName,
     peerNetns: p.podNetns,
+    peerMac: p.podMac,
     up: true,
     ...(p.mtu === undefined ? {} : { mtu: p.mtu, peerMtu: p.mtu }),
-  };
-  const link = await host.createLink(spec);
-  created();
-  await host.setMaster(p.hostName, p.bridge);
-  if (p.hairpin) await host.setBridgePort(p.hostName, { hairpin: true });
-  return link;
+  });
 }
 
-/** Pod side (lo is brought up by the caller): addresses, link up, routes. */
+/** Enslaves the host end to the bridge, with hairpin when asked. */
+export async function attachToBridge(host: NetworkKernel, p: VethPlan): Promise<void> {
+  await host.setMaster(p.hostName, p.bridge);
+  if (p.hairpin) await host.setBridgePort(p.hostName, { hairpin: true });
+}
+
+/**
+ * Pod side (lo is brought up by the caller): addresses and link up (independent, so
+ * issued together), then routes (they need both).
+ */
 export async function configurePod(
   pod: NetworkKernel,
   ifname: string,
   addresses: Cidr[],
   routes: Route[],
 ): Promise<void> {
-  for (const a of addresses) await pod.addAddress(ifname, a);
-  await pod.setLinkUp(ifname, true);
+  const settled = await Promise.allSettled([...addresses.map((a) => pod.addAddress(ifname, a)), pod.setLinkUp(ifname, true)]);
+  for (const r of settled) if (r.status === 'rejected') throw r.reason;
   for (const r of routes) {
     try {
       await pod.addRoute(r);

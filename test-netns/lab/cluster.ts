@@ -3,8 +3,9 @@
  *   underlay bridge; node i = 198.18.0.i/24 with pod CIDR 10.244.i.0/24;
  *   optional hand-wired pods (10.244.i.2, .3, ... via gateway 10.244.i.1);
  *   optional host-gw routes (10.244.j.0/24 via 198.18.0.j on every other node).
- * Later stages replace pieces: the CNI plugin wires pods instead of wirePods, podwired programs
- * routes instead of installHostGwRoutes.
+ * This is the hand-wired lab (no Podwire code involved), kept for tests that need plain
+ * namespaces and routes. The demo (demo.ts) runs the real pieces instead: podwired per node
+ * (podwired.ts) and pods wired by the installed CNI binary (cni-client.ts).
  */
 import { ping, type Lab, type LabNode, type Underlay, type WiredPod } from '../harness';
 

@@ -3,6 +3,7 @@
  * decodes the frame (protocol.ts), runs the very same runCni as the in-process path
  * with the daemon's warm deps, and answers with the exit code in a header.
  */
+import { performance } from 'node:perf_hooks';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { errorMessage } from '../../common/errors';
 import type { CniDeps } from '../deps';
@@ -39,8 +40,10 @@ export function createCniFastPathHandler(deps: CniDeps): CniHttpHandler {
         res.writeHead(400, { 'content-type': 'text/plain' }).end(`${errorMessage(err)}\n`);
         return;
       }
+      const started = performance.now();
       runCni(request.env, request.stdin, deps).then(
         (out) => {
+          deps.log.debug({ command: request.env.CNI_COMMAND, exitCode: out.exitCode, ms: +(performance.now() - started).toFixed(3) }, 'fast-path CNI request');
           const body = out.stdout === '' ? Buffer.alloc(0) : Buffer.from(out.stdout + '\n');
           res.writeHead(200, { [EXIT_CODE_HEADER]: String(out.exitCode), 'content-type': CONTENT_TYPE, 'content-length': body.length });
           res.end(body);

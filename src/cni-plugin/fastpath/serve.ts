@@ -13,7 +13,7 @@ import { DEFAULT_CONTROL_SOCKET } from './protocol';
 
 export function serve(socketPath: string): Promise<() => Promise<void>> {
   const log = createLogger({ destination: 'stderr', level: process.env.PODWIRE_LOG_LEVEL ?? 'warn' }).child({ component: 'cni-fastpath' });
-  const deps = createRealDeps(log, { warm: true });
+  const deps = createRealDeps(log);
   const hangAfter = process.env.PODWIRE_CNI_TEST_HANG_AFTER;
   if (hangAfter) {
     // Fault injection for test-netns: never finish an ADD after this step (the test kills us).

@@ -82,3 +82,23 @@ t.test('the lock excludes a concurrent holder in the same process', async (t) =>
   await second;
   t.same(order, ['first-release', 'second']);
 });
+
+t.test('the daemon listing cache sees every change another writer makes', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pwc-cache-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cached = new DiskIpamStore(dir, 'net1', undefined, undefined, { cache: true });
+  const other = new DiskIpamStore(dir, 'net1'); // e.g. host-local or the in-process path
+  t.ok(await cached.reserve('a', 'eth0', ip('10.0.0.2'), '0'));
+  t.same((await cached.getById('a', 'eth0')).map(String), ['10.0.0.2']);
+  t.ok(await other.reserve('b', 'eth0', ip('10.0.0.3'), '0'));
+  t.same((await cached.getById('b', 'eth0')).map(String), ['10.0.0.3'], 'a reservation by another writer is seen');
+  // Another writer releases a's IP and hands it to c: the cache must not think a still owns it.
+  await other.releaseById('a', 'eth0');
+  t.ok(await other.reserve('c', 'eth0', ip('10.0.0.2'), '0'));
+  t.same(await cached.getById('a', 'eth0'), [], 'a released elsewhere');
+  t.same((await cached.getById('c', 'eth0')).map(String), ['10.0.0.2'], 'the re-created file has its new owner');
+  t.same(await cached.releaseById('a', 'eth0'), [], 'releasing a does not touch c');
+  t.equal(readFileSync(join(dir, 'net1', '10.0.0.2'), 'utf8'), 'c\r\neth0');
+  t.same((await cached.releaseById('c', 'eth0')).map(String), ['10.0.0.2']);
+  t.same((await other.list()).reservations.map((r) => r.containerId), ['b'], 'the other writer sees our release');
+});

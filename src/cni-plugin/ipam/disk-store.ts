@@ -6,7 +6,8 @@
  *   <dataDir>/<network>/lock                    flock(2) target
  * Files are small, so the calls are synchronous: cheaper than a thread-pool round trip.
  */
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { release as kernelRelease } from 'node:os';
 import { join } from 'node:path';
 import { IpAddress } from '../../common/ip';
 import { errnoCode } from '../../common/errors';
@@ -20,14 +21,47 @@ const defaultLocker = new FlockLocker();
 export class DiskIpamStore implements IpamStore {
   readonly dir: string;
 
+  /**
+   * Listing cache for a long-lived owner (the daemon), keyed by the directory's
+   * (inode, mtime, ctime). Every cooperating writer (host-local, podwire) creates or
+   * unlinks files only under the flock, which changes the directory's timestamps; on
+   * kernels with multigrain timestamps (6.13+) a change after our last stat always gets
+   * a new fine-grained ctime, so an unchanged stamp means an unchanged directory. Our own
+   * changes update the cache in place. The cache only speeds up lookups: reservation is
+   * still the O_EXCL create, and a release re-reads the file before unlinking it.
+   */
+  private cache: { stamp: string; entries: Map<string, Reservation | StoreProblem> } | undefined;
+  private readonly useCache: boolean;
+
   constructor(
     dataDir: string,
     network: string,
     private readonly log?: Logger,
     private readonly locker: FileLocker = defaultLocker,
+    options: { cache?: boolean } = {},
   ) {
     this.dir = join(dataDir, network);
     mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    this.useCache = (options.cache ?? false) && hasMultigrainTimestamps();
+  }
+
+  private stamp(): string {
+    const st = statSync(this.dir, { bigint: true });
+    return `${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
+  }
+
+  /** Runs a directory change of ours, keeping the cache valid only if it was valid before. */
+  private mutate<T>(change: () => T, update: (entries: Map<string, Reservation | StoreProblem>, result: T) => void): T {
+    if (!this.useCache || !this.cache) return change();
+    const fresh = this.cache.stamp === this.stamp();
+    const result = change();
+    if (fresh) {
+      update(this.cache.entries, result);
+      this.cache.stamp = this.stamp();
+    } else {
+      this.cache = undefined;
+    }
+    return result;
   }
 
   lock(): Promise<() => void> {
@@ -35,7 +69,19 @@ export class DiskIpamStore implements IpamStore {
   }
 
   async reserve(containerId: string, ifname: string, ip: IpAddress, rangeId: string): Promise<boolean> {
-    const file = join(this.dir, ip.toString());
+    const name = ip.toString();
+    const ok = this.mutate(
+      () => this.reserveFile(name, containerId, ifname, rangeId),
+      (entries, done) => {
+        if (done) entries.set(name, { ip, containerId: containerId.trim(), ifname });
+      },
+    );
+    if (!ok && this.cache && !this.cache.entries.has(name)) this.cache = undefined; // someone we did not see
+    return ok;
+  }
+
+  private reserveFile(name: string, containerId: string, ifname: string, rangeId: string): boolean {
+    const file = join(this.dir, name);
     let fd: number;
     try {
       fd = openSync(file, 'wx', 0o644);
@@ -51,7 +97,7 @@ export class DiskIpamStore implements IpamStore {
       throw err;
     }
     closeSync(fd);
-    writeFileSync(join(this.dir, LAST_PREFIX + rangeId), ip.toString(), { mode: 0o644 });
+    writeFileSync(join(this.dir, LAST_PREFIX + rangeId), name, { mode: 0o644 });
     return true;
   }
 
@@ -70,9 +116,30 @@ export class DiskIpamStore implements IpamStore {
     const exact = reservations.filter((r) => r.ifname !== undefined && ownerMatches(r, containerId, ifname));
     const chosen = exact.length > 0 ? exact : reservations.filter((r) => r.ifname === undefined && ownerMatches(r, containerId, ifname));
     for (const r of chosen) {
-      if (unlinkQuiet(join(this.dir, r.ip.toString()))) out.push(r.ip);
+      // Re-read before unlinking: never delete a file that someone else owns now.
+      const file = join(this.dir, r.ip.toString());
+      let owner;
+      try {
+        owner = decodeOwner(readFileSync(file, 'utf8'));
+      } catch {
+        continue;
+      }
+      if (!owner || owner.containerId !== r.containerId || owner.ifname !== r.ifname) {
+        this.cache = undefined;
+        continue;
+      }
+      if (this.unlinkEntry(r.ip.toString())) out.push(r.ip);
     }
     return out;
+  }
+
+  private unlinkEntry(name: string): boolean {
+    return this.mutate(
+      () => unlinkQuiet(join(this.dir, name)),
+      (entries, done) => {
+        if (done) entries.delete(name);
+      },
+    );
   }
 
   async getById(containerId: string, ifname: string): Promise<IpAddress[]> {
@@ -82,7 +149,7 @@ export class DiskIpamStore implements IpamStore {
   }
 
   async release(ip: IpAddress): Promise<void> {
-    unlinkQuiet(join(this.dir, ip.toString()));
+    this.unlinkEntry(ip.toString());
   }
 
   async list(): Promise<StoreListing> {
@@ -91,8 +158,28 @@ export class DiskIpamStore implements IpamStore {
 
   close(): void {}
 
-  /** Read every reservation; anything unreadable or foreign becomes a problem, never an exception. */
   private scan(report: boolean): StoreListing {
+    if (!this.useCache) return this.readAll(report);
+    const stamp = this.stamp();
+    if (!this.cache || this.cache.stamp !== stamp) {
+      const listing = this.readAll(report);
+      const entries = new Map<string, Reservation | StoreProblem>();
+      for (const r of listing.reservations) entries.set(r.ip.toString(), r);
+      for (const p of listing.problems) entries.set(p.file, p);
+      this.cache = { stamp, entries };
+      return listing;
+    }
+    const reservations: Reservation[] = [];
+    const problems: StoreProblem[] = [];
+    for (const e of this.cache.entries.values()) {
+      if ('reason' in e) problems.push(e);
+      else reservations.push(e);
+    }
+    return { reservations, problems };
+  }
+
+  /** Read every reservation; anything unreadable or foreign becomes a problem, never an exception. */
+  private readAll(report: boolean): StoreListing {
     const reservations: Reservation[] = [];
     const problems: StoreProblem[] = [];
     let names: string[];
@@ -138,4 +225,13 @@ function unlinkQuiet(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Linux 6.13+ gives ext4/xfs/btrfs/tmpfs multigrain timestamps (see the cache comment). */
+export function hasMultigrainTimestamps(release: string = kernelRelease()): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  if (!m) return false;
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  return major > 6 || (major === 6 && minor >= 13);
 }

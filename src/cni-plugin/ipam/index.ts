@@ -58,7 +58,8 @@ export async function ipamAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: 
       ips.push({ address: got.address, gateway: got.gateway });
     }
   } catch (err) {
-    await store.releaseById(env.containerId, env.ifname).catch(() => undefined);
+    // Only what this call reserved: a duplicate ADD must not free the existing attachment's IP.
+    for (const got of ips) await store.release(got.address.ip).catch(() => undefined);
     throw err;
   } finally {
     release();
@@ -76,6 +77,22 @@ export async function ipamDel(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: 
   const release = await store.lock();
   try {
     await store.releaseById(env.containerId, env.ifname);
+  } finally {
+    release();
+    store.close();
+  }
+}
+
+/** Undo of a successful ipamAdd: exactly the IPs it reserved (local), or the delegate's DEL. */
+export async function ipamUndo(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, got: IpamOutcome): Promise<void> {
+  if (!isLocalIpam(conf.ipam.type)) {
+    await delegate('DEL', conf, env, deps, stdin);
+    return;
+  }
+  const store = deps.openStore(conf.ipam.dataDir, conf.name);
+  const release = await store.lock();
+  try {
+    for (const ip of got.ips) await store.release(ip.address.ip);
   } finally {
     release();
     store.close();
