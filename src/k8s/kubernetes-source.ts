@@ -6,16 +6,10 @@
 import type { Clock, Logger } from '../common';
 import { InvalidInputError } from '../common';
 import { type ApiTransport, createCredentials, HttpTransport } from './api-client';
-import { ObjectCache, ProblemSet, SyncLatch } from './cache';
+import { ObjectCache } from './cache';
+import { CachedStateSource } from './cached-source';
 import { DEFAULT_TUNING, Reflector, type ReflectorStats, type ReflectorTuning, type ResourceDef } from './reflector';
-import type {
-  ClusterEventHandler,
-  ClusterKind,
-  ObjectOfKind,
-  ProblemReporter,
-  SourceProblem,
-  StateSource,
-} from './types';
+import type { ClusterKind } from './types';
 
 export interface KubernetesSourceOptions {
   /** Path of a kubeconfig file. Ignored when inCluster is true. Neither: $KUBECONFIG / ~/.kube/config. */
@@ -77,11 +71,8 @@ export function resourceDefs(options: KubernetesSourceOptions, tuning: Reflector
   return kinds.map((k) => defs[k]);
 }
 
-export class KubernetesSource implements StateSource, ProblemReporter {
+export class KubernetesSource extends CachedStateSource {
   readonly name = 'kubernetes';
-  private readonly cache: ObjectCache;
-  private readonly problemSet = new ProblemSet();
-  private readonly latch = new SyncLatch();
   private reflectors: Reflector[] = [];
   private running: Promise<void>[] = [];
   private syncedCount = 0;
@@ -90,7 +81,7 @@ export class KubernetesSource implements StateSource, ProblemReporter {
     if (typeof options.nodeName !== 'string' || options.nodeName === '') {
       throw new InvalidInputError('nodeName', options.nodeName, 'required');
     }
-    this.cache = new ObjectCache(options.logger);
+    super(new ObjectCache(options.logger));
   }
 
   async start(signal: AbortSignal): Promise<void> {
@@ -141,30 +132,6 @@ export class KubernetesSource implements StateSource, ProblemReporter {
   /** Resolves once every loop has stopped (after the start signal aborted). */
   async stopped(): Promise<void> {
     await Promise.all(this.running);
-  }
-
-  hasSynced(): boolean {
-    return this.latch.isSet;
-  }
-
-  waitForSync(signal?: AbortSignal): Promise<void> {
-    return this.latch.wait(signal);
-  }
-
-  onEvent(handler: ClusterEventHandler): () => void {
-    return this.cache.onEvent(handler);
-  }
-
-  list<K extends ClusterKind>(kind: K): ObjectOfKind<K>[] {
-    return this.cache.list(kind);
-  }
-
-  get<K extends ClusterKind>(kind: K, key: string): ObjectOfKind<K> | undefined {
-    return this.cache.get(kind, key);
-  }
-
-  problems(): SourceProblem[] {
-    return this.problemSet.list();
   }
 
   /** Per-kind loop state (resourceVersion, lists, watches, 410s, bookmarks, errors) for health and tests. */

@@ -19,17 +19,10 @@ import * as path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { Logger } from '../common';
 import { errnoCode, errorMessage, InvalidInputError } from '../common';
-import { ObjectCache, ProblemSet, SyncLatch } from './cache';
+import { ObjectCache } from './cache';
+import { CachedStateSource } from './cached-source';
 import { compact, InvalidObjectError, isSupportedKind, kindOfDocument, rawKey } from './compact';
-import type {
-  ClusterEventHandler,
-  ClusterKind,
-  ClusterObject,
-  ObjectOfKind,
-  ProblemReporter,
-  SourceProblem,
-  StateSource,
-} from './types';
+import type { ClusterKind, ClusterObject, SourceProblem } from './types';
 
 export interface ManifestSourceOptions {
   dir: string;
@@ -54,11 +47,8 @@ interface FileState {
 
 const idOf = (kind: ClusterKind, key: string): string => `${kind}/${key}`;
 
-export class ManifestSource implements StateSource, ProblemReporter {
+export class ManifestSource extends CachedStateSource {
   readonly name = 'manifests';
-  private readonly cache: ObjectCache;
-  private readonly problemSet = new ProblemSet();
-  private readonly latch = new SyncLatch();
   private readonly log: Logger;
   private files = new Map<string, FileState>();
   private scanning: Promise<void> | undefined;
@@ -71,8 +61,9 @@ export class ManifestSource implements StateSource, ProblemReporter {
 
   constructor(private readonly options: ManifestSourceOptions) {
     if (typeof options.dir !== 'string' || options.dir === '') throw new InvalidInputError('dir', options.dir, 'required');
-    this.log = options.logger.child({ component: 'manifest-source', dir: options.dir });
-    this.cache = new ObjectCache(this.log);
+    const log = options.logger.child({ component: 'manifest-source', dir: options.dir });
+    super(new ObjectCache(log));
+    this.log = log;
   }
 
   async start(signal: AbortSignal): Promise<void> {
@@ -367,29 +358,6 @@ export class ManifestSource implements StateSource, ProblemReporter {
     problems.forEach((p, i) => this.problemSet.set(`p${i}`, p));
   }
 
-  hasSynced(): boolean {
-    return this.latch.isSet;
-  }
-
-  waitForSync(signal?: AbortSignal): Promise<void> {
-    return this.latch.wait(signal);
-  }
-
-  onEvent(handler: ClusterEventHandler): () => void {
-    return this.cache.onEvent(handler);
-  }
-
-  list<K extends ClusterKind>(kind: K): ObjectOfKind<K>[] {
-    return this.cache.list(kind);
-  }
-
-  get<K extends ClusterKind>(kind: K, key: string): ObjectOfKind<K> | undefined {
-    return this.cache.get(kind, key);
-  }
-
-  problems(): SourceProblem[] {
-    return this.problemSet.list();
-  }
 }
 
 export function createManifestSource(options: ManifestSourceOptions): ManifestSource {

@@ -1,0 +1,47 @@
+import { ObjectCache, ProblemSet, SyncLatch } from './cache';
+import type {
+  ClusterEventHandler,
+  ClusterKind,
+  ObjectOfKind,
+  ProblemReporter,
+  SourceProblem,
+  StateSource,
+} from './types';
+
+/**
+ * What both state sources share: an object cache that emits events, a sync latch and a
+ * problem set. Subclasses only decide how objects get into the cache.
+ */
+export abstract class CachedStateSource implements StateSource, ProblemReporter {
+  abstract readonly name: string;
+  protected readonly problemSet = new ProblemSet();
+  protected readonly latch = new SyncLatch();
+
+  protected constructor(protected readonly cache: ObjectCache) {}
+
+  abstract start(signal: AbortSignal): Promise<void>;
+
+  hasSynced(): boolean {
+    return this.latch.isSet;
+  }
+
+  waitForSync(signal?: AbortSignal): Promise<void> {
+    return this.latch.wait(signal);
+  }
+
+  onEvent(handler: ClusterEventHandler): () => void {
+    return this.cache.onEvent(handler);
+  }
+
+  list<K extends ClusterKind>(kind: K): ObjectOfKind<K>[] {
+    return this.cache.list(kind);
+  }
+
+  get<K extends ClusterKind>(kind: K, key: string): ObjectOfKind<K> | undefined {
+    return this.cache.get(kind, key);
+  }
+
+  problems(): SourceProblem[] {
+    return this.problemSet.list();
+  }
+}
