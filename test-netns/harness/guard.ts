@@ -70,10 +70,31 @@ interface Probe {
 
 const lines = (s: string): string[] => s.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
 
-function normaliseSave(out: string): string[] {
-  return lines(out)
-    .filter((l) => !l.startsWith('#'))
-    .map((l) => l.replace(/\[\d+:\d+\]/g, '[-]'));
+/**
+ * `*-save` output without comments and counters. A table with no rules and only built-in chains
+ * at policy ACCEPT filters nothing, so it is dropped: it is what a namespace shows once a test
+ * elsewhere has merely loaded iptable_filter (the module instantiates the table in every netns),
+ * and it is equivalent to no table at all.
+ */
+export function normaliseSave(out: string): string[] {
+  const kept: string[] = [];
+  let table: string[] = [];
+  for (const line of lines(out)) {
+    if (line.startsWith('#')) continue;
+    const l = line.replace(/\[\d+:\d+\]/g, '[-]');
+    if (l.startsWith('*')) table = [l];
+    else if (table.length > 0) table.push(l);
+    else kept.push(l);
+    if (l === 'COMMIT') {
+      if (!isInertTable(table)) kept.push(...table);
+      table = [];
+    }
+  }
+  return kept.concat(table);
+}
+
+function isInertTable(table: string[]): boolean {
+  return table.slice(1, -1).every((l) => /^:[A-Z]+ ACCEPT \[-\]$/.test(l));
 }
 
 function normaliseNft(out: string): string[] {
