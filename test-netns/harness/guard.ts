@@ -66,6 +66,12 @@ interface Probe {
   normalise: (stdout: string) => string[];
   /** a missing binary is not an error for optional probes */
   optional?: boolean;
+  /**
+   * Run only when this /proc file lists something. `iptables-legacy-save` instantiates the legacy
+   * tables in the namespace it reads once their module is loaded, so the guard must not call it
+   * where no legacy table exists: reading the list has no side effect.
+   */
+  onlyIfListed?: string;
 }
 
 const lines = (s: string): string[] => s.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
@@ -163,8 +169,8 @@ const PROBES: Probe[] = [
   { section: 'rules6', argv: ['ip', '-6', 'rule', 'show'], normalise: lines },
   { section: 'iptables', argv: ['iptables-save'], normalise: normaliseSave },
   { section: 'ip6tables', argv: ['ip6tables-save'], normalise: normaliseSave },
-  { section: 'iptables-legacy', argv: ['iptables-legacy-save'], normalise: normaliseSave, optional: true },
-  { section: 'ip6tables-legacy', argv: ['ip6tables-legacy-save'], normalise: normaliseSave, optional: true },
+  { section: 'iptables-legacy', argv: ['iptables-legacy-save'], normalise: normaliseSave, optional: true, onlyIfListed: '/proc/net/ip_tables_names' },
+  { section: 'ip6tables-legacy', argv: ['ip6tables-legacy-save'], normalise: normaliseSave, optional: true, onlyIfListed: '/proc/net/ip6_tables_names' },
   { section: 'nft', argv: ['nft', 'list', 'ruleset'], normalise: normaliseNft },
 ];
 
@@ -194,6 +200,13 @@ export async function snapshot(target: GuardTarget = null): Promise<Snapshot> {
   const snap: Snapshot = { target, sections: {}, errors: {} };
   await Promise.all(
     PROBES.map(async (p) => {
+      if (p.onlyIfListed !== undefined) {
+        const listed = await exec(target, ['cat', p.onlyIfListed], { timeoutMs: 60_000 });
+        if (listed.exitCode !== 0 || listed.stdout.trim() === '') {
+          snap.sections[p.section] = [];
+          return;
+        }
+      }
       const r = await exec(target, p.argv, { timeoutMs: 60_000 });
       if (r.exitCode === 0) {
         snap.sections[p.section] = p.normalise(r.stdout);
