@@ -18,7 +18,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { PodwireError } from '../common';
+import { errnoCode, errorMessage, PodwireError } from '../common';
 
 /** A non-2xx answer from the API server, with the Status it sent if any. */
 export class ApiError extends PodwireError {
@@ -279,11 +279,51 @@ function statusFromBody(text: string): { reason?: string; message?: string; code
   }
 }
 
+/** TLS verification failures that mean "the configured CA does not match the server". */
+const UNTRUSTED_SERVER_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/**
+ * A request that failed before any response, named by the server it was for, with a hint for
+ * the TLS cases whose raw OpenSSL text says little. A trust failure also drops the cached
+ * credentials, so a corrected CA is read again on the next retry rather than at the next refresh.
+ */
+export function connectError(err: unknown, server: string, credentials: CredentialProvider): PodwireError {
+  if (err instanceof PodwireError) return err;
+  const code = errnoCode(err);
+  let hint = '';
+  if (code !== undefined && UNTRUSTED_SERVER_CODES.has(code)) {
+    hint = ' (the server certificate is not trusted by the configured certificate authority: kubeconfig certificate-authority, or the service account ca.crt)';
+    credentials.invalidate();
+  } else if (code === 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED') {
+    hint = ' (the server requires a client certificate, and none is configured)';
+  }
+  const text = errorMessage(err).trim().split('\n')[0];
+  return new PodwireError('PW_K8S_CONNECT', `cannot reach the API server ${server}: ${code === undefined ? '' : `${code}: `}${text}${hint}`, {
+    field: 'server',
+    value: server,
+    cause: err,
+  });
+}
+
 /** Transport over node:http(s) with credentials from a CredentialProvider. */
 export class HttpTransport implements ApiTransport {
   constructor(private readonly credentials: CredentialProvider) {}
 
-  private async open(path: string, query: Query, signal: AbortSignal): Promise<http.ClientRequest> {
+  private async open(
+    path: string,
+    query: Query,
+    signal: AbortSignal,
+  ): Promise<{ req: http.ClientRequest; fail: (err: unknown) => PodwireError }> {
     const t = await this.credentials.target();
     const url = buildUrl(t.server, path, query);
     const mod = url.protocol === 'https:' ? https : http;
@@ -291,7 +331,7 @@ export class HttpTransport implements ApiTransport {
     req.on('response', (res) => {
       if (res.statusCode === 401) this.credentials.invalidate();
     });
-    return req;
+    return { req, fail: (err) => connectError(err, url.origin, this.credentials) };
   }
 
   close(): void {
@@ -299,9 +339,9 @@ export class HttpTransport implements ApiTransport {
   }
 
   async getJson(path: string, query: Query, signal: AbortSignal): Promise<Record<string, unknown>> {
-    const req = await this.open(path, query, signal);
+    const { req, fail } = await this.open(path, query, signal);
     return new Promise((resolve, reject) => {
-      req.on('error', reject);
+      req.on('error', (err) => reject(fail(err)));
       req.on('response', (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -338,7 +378,7 @@ export class HttpTransport implements ApiTransport {
     const onOuterAbort = (): void => local.abort(signal.reason);
     signal.addEventListener('abort', onOuterAbort, { once: true });
     try {
-      const req = await this.open(path, { ...query, watch: 'true' }, local.signal);
+      const { req, fail } = await this.open(path, { ...query, watch: 'true' }, local.signal);
       await new Promise<void>((resolve, reject) => {
         let settled = false;
         const finish = (err?: unknown): void => {
@@ -352,7 +392,7 @@ export class HttpTransport implements ApiTransport {
         // without a FIN/RST. End it like a server-side timeout; the caller re-watches
         // from its resourceVersion, which is cheap if it was merely quiet.
         req.setTimeout(idleTimeoutMs, () => finish());
-        req.on('error', (err) => finish(local.signal.aborted && settled ? undefined : err));
+        req.on('error', (err) => finish(local.signal.aborted && settled ? undefined : fail(err)));
         req.on('response', (res) => {
           const code = res.statusCode ?? 0;
           if (code !== 200) {
