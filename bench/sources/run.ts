@@ -2,29 +2,40 @@
  * Benchmark: the Kubernetes state source at 10,000 Services and 100,000 endpoints.
  *
  *   node dist/bench/sources/run.js [--services N] [--endpoints-per-service M] [--changes K] [--idle-seconds S] [--page-size P]
+ *                                  [--daemon-only | --source-only]
  *
- * Layout (default): 10,000 Services × 10 endpoints, one EndpointSlice per Service
- * (10,000 slices, 100,000 endpoints), as the EndpointSlice controller lays out
- * 10-replica Services; plus 100 Nodes and 20 Namespaces. `--services 1000
- * --endpoints-per-service 100` gives the other layout (1,000 full slices of 100).
+ * Two parts, each configuration in its own process (RSS is per process):
  *
- * The orchestrator runs one process per configuration (node defaults; the flag we
- * recommend for podwired, --max-semi-space-size=4; client-node imported in-process),
- * because RSS is per process. Each run forks the fake API server as its own child, so
- * RSS is the source's alone, and measures: initial sync time (start → hasSynced), RSS
- * and heap after sync, after a forced GC, and after S seconds idle + GC; and
- * event-to-callback latency of single EndpointSlice changes (server write → our
- * handler, one change at a time; p50/p90/max over K changes).
- * Writes bench/results/sources.json. Target: RSS ≤ 150 MB (judged after a forced GC).
- * Bounded: every wait has a timeout; K ≤ 1000.
+ * 1. The REAL daemon (judged against the target): `node [flags] bin/podwired` as a child
+ *    process against the fixture API server, with its health/metrics/DNS listeners on
+ *    free 127.0.0.1 ports and every path in a temp dir (see daemon.ts). Both layouts
+ *    run: 10,000 Services × 10 endpoints (one slice each) and 1,000 Services × 100
+ *    endpoints (1,000 full slices of 100), each as shipped (bin/podwired executed: its
+ *    shebang passes --max-semi-space-size=4) and with node defaults (`node bin/podwired`);
+ *    the flags in effect are read back from /proc/<pid>/cmdline. Each run happens inside a
+ *    network namespace `pwb-bench-<pid>-<n>` created for it and deleted after it, so the
+ *    daemon's components can never touch the root namespace; this part needs root.
+ *    Judged: the as-shipped rows, on the larger of VmRSS right after /readyz 200 and
+ *    after S s idle, for every layout.
+ *
+ * 2. The source alone, in the bench process (detail rows): node defaults;
+ *    --max-semi-space-size=4; client-node imported in-process. Layout from the flags
+ *    (default 10,000 Services × 10 endpoints). Measures initial sync time, RSS and heap
+ *    after sync, after a forced GC, and after S seconds idle + GC; and
+ *    event-to-callback latency of single EndpointSlice changes (server write → our
+ *    handler, one change at a time; p50/p90/max over K changes).
+ *
+ * Plus 100 Nodes and 20 Namespaces in every layout. Writes bench/results/sources.json.
+ * Target: RSS ≤ 150 MB. Bounded: every wait has a timeout; K ≤ 1000.
  */
-import { fork } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { silentLogger } from '../../src/common';
 import { createKubernetesSource } from '../../src/k8s';
+import { runDaemon, type DaemonRunResult } from './daemon';
 
 const RSS_TARGET_MB = 150;
 
@@ -185,48 +196,199 @@ const CONFIGS: { name: string; flags: string[]; extra: string[] }[] = [
   { name: 'node defaults, client-node in-process', flags: ['--expose-gc'], extra: ['--in-process'] },
 ];
 
-/** Runs each configuration in its own process (RSS is per process) and prints a table. */
-async function orchestrate(): Promise<void> {
-  const passThrough = process.argv.slice(2);
-  const results: (Result & { config: string })[] = [];
-  for (const cfg of CONFIGS) {
-    const child = fork(__filename, ['--single', ...passThrough, ...cfg.extra], { execArgv: cfg.flags, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+/** The real daemon: both layouts the issue talks about, with and without the V8 flag bin/podwired passes. */
+const DAEMON_LAYOUTS = [
+  { services: 10_000, endpointsPerService: 10 },
+  { services: 1_000, endpointsPerService: 100 },
+];
+const DAEMON_LAUNCHES: { name: string; flags: string[] | null }[] = [
+  { name: 'as shipped (bin/podwired)', flags: null },
+  { name: 'node defaults (node bin/podwired)', flags: [] },
+];
+
+/** One `--single-daemon` process: runs daemon.ts and prints its RESULT line. */
+async function singleDaemon(): Promise<void> {
+  const i = process.argv.indexOf('--node-flags');
+  const nodeFlags = i >= 0 ? process.argv[i + 1]!.split(' ').filter(Boolean) : null;
+  const result = await runDaemon({
+    services: arg('services', 10_000),
+    endpointsPerService: arg('endpoints-per-service', 10),
+    nodeFlags,
+    changes: Math.min(arg('changes', 50), 1000),
+    idleSeconds: arg('idle-seconds', 10),
+    rssTargetMb: RSS_TARGET_MB,
+    podwiredPath: join(__dirname, '..', '..', '..', 'bin', 'podwired'),
+    fixturePath: join(__dirname, '..', '..', 'test-netns', 'fixtures', 'apiserver', 'main.js'),
+  });
+  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+}
+
+/** The child of the current run and the namespace it runs in, so a signal can clean both up. */
+let current: { child: ChildProcess; netns: string | undefined } | undefined;
+
+function deleteNetns(name: string): void {
+  try {
+    execFileSync('ip', ['netns', 'delete', name], { stdio: 'ignore' });
+  } catch {
+    // already gone
+  }
+}
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (!process.argv.includes('--single') && !process.argv.includes('--single-daemon') && current) {
+      current.child.kill('SIGTERM'); // the child kills its daemon and fixture
+      const { child, netns } = current;
+      const done = (): void => {
+        if (netns) deleteNetns(netns);
+        process.exit(130);
+      };
+      child.once('exit', done);
+      setTimeout(() => {
+        child.kill('SIGKILL');
+        done();
+      }, 8000).unref();
+    } else if (!process.argv.includes('--single-daemon')) {
+      process.exit(130);
+    }
+  });
+}
+
+/** Runs `node run.js args` (inside `netns` if given) and returns its RESULT object. */
+async function runChild<T>(name: string, args: string[], execArgv: string[], netns: string | undefined): Promise<T> {
+  const nodeArgs = [...execArgv, __filename, ...args];
+  const child = netns
+    ? spawn('ip', ['netns', 'exec', netns, process.execPath, ...nodeArgs], { stdio: ['ignore', 'pipe', 'inherit'] })
+    : fork(__filename, args, { execArgv, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  current = { child, netns };
+  try {
     let out = '';
     child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
     const code = await new Promise<number | null>((r) => child.on('exit', r));
     const line = out.split('\n').find((l) => l.startsWith('RESULT '));
-    if (code !== 0 || !line) throw new Error(`bench run "${cfg.name}" failed (exit ${code}): ${out.slice(-500)}`);
-    results.push({ config: cfg.name, ...(JSON.parse(line.slice(7)) as Result) });
+    if (code !== 0 || !line) throw new Error(`bench run "${name}" failed (exit ${code}): ${out.slice(-500)}`);
+    return JSON.parse(line.slice(7)) as T;
+  } finally {
+    current = undefined;
   }
-  const r0 = results[0]!;
-  console.log(`bench/sources: Kubernetes source against the fixture API server (${r0.layout.services} Services × ${r0.layout.endpointsPerService} endpoints = ${r0.layout.endpoints} endpoints in ${r0.layout.endpointSlices} EndpointSlices; target RSS ≤ ${RSS_TARGET_MB} MB)`);
-  const header = ['configuration', 'sync ms', 'RSS start', 'RSS synced', 'RSS after GC', `RSS idle+GC`, 'heap used', 'p50 ms', 'p90 ms', 'max ms', 'target'];
-  const rows = results.map((r) => [
-    r.config,
-    String(r.initialSyncMs),
-    `${r.rssStartMb}`,
-    `${r.afterSync.rssMb}`,
-    r.afterGc ? `${r.afterGc.rssMb}` : 'n/a',
-    `${r.afterIdle.rssMb}`,
-    r.afterGc ? `${r.afterGc.heapUsedMb}` : `${r.afterSync.heapUsedMb}`,
-    String(r.eventLatencyMs.p50),
-    String(r.eventLatencyMs.p90),
-    String(r.eventLatencyMs.max),
-    r.rssWithinTarget ? 'met' : 'NOT met',
-  ]);
+}
+
+function printTable(header: string[], rows: string[][]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const fmt = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ');
   console.log(fmt(header));
   console.log(widths.map((w) => '-'.repeat(w)).join('-|-'));
   for (const row of rows) console.log(fmt(row));
-  console.log(`(MB; latency = server write → our event handler over ${r0.eventLatencyMs.changes} single EndpointSlice changes; RSS target judged after a forced GC)`);
+}
+
+/** Runs each configuration in its own process (RSS is per process) and prints the tables. */
+async function orchestrate(): Promise<void> {
+  const passThrough = process.argv.slice(2).filter((a) => a !== '--daemon-only' && a !== '--source-only');
+  const results: (Result & { config: string })[] = [];
+  const daemon: (DaemonRunResult & { config: string })[] = [];
+  let daemonSkipped: string | undefined;
+
+  if (!process.argv.includes('--source-only')) {
+    if (process.getuid?.() !== 0) {
+      daemonSkipped = 'needs root: each daemon run gets a network namespace of its own';
+      console.log(`bench/sources: real-daemon runs skipped (${daemonSkipped})`);
+    } else {
+      const changes = String(Math.min(arg('changes', 50), 1000));
+      const idle = String(arg('idle-seconds', 10));
+      let n = 0;
+      for (const layout of DAEMON_LAYOUTS) {
+        for (const f of DAEMON_LAUNCHES) {
+          const name = `podwired, ${f.name}`;
+          const netns = `pwb-bench-${process.pid}-${n++}`;
+          execFileSync('ip', ['netns', 'add', netns]);
+          try {
+            execFileSync('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+            const args = ['--single-daemon', '--services', String(layout.services), '--endpoints-per-service', String(layout.endpointsPerService), '--changes', changes, '--idle-seconds', idle, ...(f.flags === null ? [] : ['--node-flags', f.flags.join(' ')])];
+            daemon.push({ config: name, ...(await runChild<DaemonRunResult>(name, args, [], netns)) });
+          } finally {
+            deleteNetns(netns);
+          }
+        }
+      }
+    }
+  }
+
+  if (!process.argv.includes('--daemon-only')) {
+    for (const cfg of CONFIGS) {
+      results.push({ config: cfg.name, ...(await runChild<Result>(cfg.name, ['--single', ...passThrough, ...cfg.extra], cfg.flags, undefined)) });
+    }
+  }
+
+  if (daemon.length > 0) {
+    console.log(`bench/sources: the REAL podwired (bin/podwired, child process) against the fixture API server; judged against the target RSS ≤ ${RSS_TARGET_MB} MB`);
+    printTable(
+      ['configuration', 'node flags in effect', 'layout', 'Svc', 'slices', 'spawn→synced ms', 'spawn→ready ms', 'RSS ready', 'RSS idle', 'RSS peak', 'heap used', 'p50 ms', 'p90 ms', 'max ms', 'target'],
+      daemon.map((r) => [
+        r.config,
+        r.nodeFlags || '(none)',
+        `${r.layout.services}×${r.layout.endpointsPerService}`,
+        String(r.objects.Service),
+        String(r.objects.EndpointSlice),
+        String(r.spawnToSyncedMs),
+        String(r.spawnToReadyMs),
+        `${r.rss.afterReadyMb}`,
+        `${r.rss.afterIdleMb}`,
+        `${r.rss.peakMb}`,
+        r.heap ? `${r.heap.usedMb}` : 'n/a',
+        String(r.eventLatencyMs.p50),
+        String(r.eventLatencyMs.p90),
+        String(r.eventLatencyMs.max),
+        r.rssWithinTarget ? 'met' : 'NOT met',
+      ]),
+    );
+    const d0 = daemon[0]!;
+    console.log(
+      `(MB, VmRSS of the podwired process from /proc; Svc/slices = podwire_source_objects read from the daemon's /metrics, checked equal to what the fixture loaded; ` +
+        `RSS idle after ${d0.rss.idleSeconds} s without scrapes; peak = VmHWM; target judged on max(RSS ready, RSS idle); ` +
+        `latency = fixture write → first /metrics scrape counting the EndpointSlice update, ${d0.eventLatencyMs.changes} changes, an upper bound including one scrape (scrape p50 ${d0.eventLatencyMs.scrapeP50} ms))`,
+    );
+  }
+
+  if (results.length > 0) {
+    const r0 = results[0]!;
+    console.log(`bench/sources: the source alone, in the bench process (detail; ${r0.layout.services} Services × ${r0.layout.endpointsPerService} endpoints = ${r0.layout.endpoints} endpoints in ${r0.layout.endpointSlices} EndpointSlices)`);
+    printTable(
+      ['configuration', 'sync ms', 'RSS start', 'RSS synced', 'RSS after GC', `RSS idle+GC`, 'heap used', 'p50 ms', 'p90 ms', 'max ms', 'target'],
+      results.map((r) => [
+        r.config,
+        String(r.initialSyncMs),
+        `${r.rssStartMb}`,
+        `${r.afterSync.rssMb}`,
+        r.afterGc ? `${r.afterGc.rssMb}` : 'n/a',
+        `${r.afterIdle.rssMb}`,
+        r.afterGc ? `${r.afterGc.heapUsedMb}` : `${r.afterSync.heapUsedMb}`,
+        String(r.eventLatencyMs.p50),
+        String(r.eventLatencyMs.p90),
+        String(r.eventLatencyMs.max),
+        r.rssWithinTarget ? 'met' : 'NOT met',
+      ]),
+    );
+    console.log(`(MB; latency = server write → our event handler over ${r0.eventLatencyMs.changes} single EndpointSlice changes; RSS target judged after a forced GC)`);
+  }
+
+  // The verdict is the daemon as shipped: bin/podwired executed, as the image and the DaemonSet run it.
+  const shipped = daemon.filter((r) => r.launch === 'bin/podwired (shebang)');
+  const verdict =
+    shipped.length === 0 ? 'not judged (no real-daemon run)' : shipped.every((r) => r.rssWithinTarget) ? 'met' : 'NOT met';
+  if (shipped.length > 0) {
+    console.log(`target RSS ≤ ${RSS_TARGET_MB} MB for the real daemon as shipped (bin/podwired, node flags: ${shipped[0]!.nodeFlags || 'none'}), every layout: ${verdict} (${shipped.map((r) => `${r.layout.services}×${r.layout.endpointsPerService}: ${r.judgedRssMb} MB`).join(', ')})`);
+  }
   const out = join(__dirname, '..', '..', '..', 'bench', 'results', 'sources.json');
   mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), node: process.version, rssTargetMb: RSS_TARGET_MB, results }, null, 2)}\n`);
+  writeFileSync(
+    out,
+    `${JSON.stringify({ date: new Date().toISOString(), node: process.version, rssTargetMb: RSS_TARGET_MB, target: { judgedOn: 'real podwired as shipped (bin/podwired executed), max(VmRSS after ready, after idle), every layout', verdict }, daemon, daemonSkipped, results }, null, 2)}\n`,
+  );
   console.log(`wrote ${out}`);
 }
 
-(process.argv.includes('--single') ? single() : orchestrate()).catch((err: unknown) => {
+const entry = process.argv.includes('--single') ? single() : process.argv.includes('--single-daemon') ? singleDaemon() : orchestrate();
+entry.catch((err: unknown) => {
   console.error(err);
   process.exit(1);
 });
