@@ -1,12 +1,15 @@
 /**
  * bench/cni: podwire-cni vs the reference bridge + host-local, same run, alternating.
- *   node dist/bench/cni/run.js [--pods 100] [--parallel 4] [--rounds 2] [--out bench/cni/results.json] [--inprocess]
+ *   node dist/bench/cni/run.js [--pods 100] [--parallel 4] [--rounds 3] [--out bench/results/cni.json]
+ *                              [--prefix pwc-bench] [--inprocess]
  * 100 pods serially and 4-way concurrently per plugin and round; prints ADD and DEL
- * p50/p90/max and totals, the ratios to the reference, and writes JSON.
+ * p50/p90/max and totals, the ratios to the reference with each target met or not, and
+ * writes JSON to bench/results/ (the shared, gitignored place for bench output).
+ * `--prefix` is the lab's namespace prefix (each helper runs in its own).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { exec, withLab } from '../../test-netns/harness';
 import type { PhaseTimes, PluginSpec, WorkerInput, WorkerResult } from './worker';
 
@@ -36,12 +39,13 @@ function summary(xs: number[]): Summary {
 async function main(): Promise<void> {
   const pods = Number(arg('pods', '100'));
   const parallel = Number(arg('parallel', '4'));
-  const rounds = Number(arg('rounds', '2'));
-  const out = arg('out', join(ROOT, 'bench', 'cni', 'results.json'));
+  const rounds = Number(arg('rounds', '3'));
+  const out = arg('out', join(ROOT, 'bench', 'results', 'cni.json'));
+  const prefix = arg('prefix', 'pwc-bench');
   const withInprocess = process.argv.includes('--inprocess');
   const data = mkdtempSync(join(tmpdir(), 'pwc-bench-'));
   try {
-    const result = await withLab('pwc-bench', async (lab) => {
+    const result = await withLab(prefix, async (lab) => {
       const host = await lab.addNetns('host');
       const names = ['reference', 'podwire', ...(withInprocess ? ['podwire-inprocess'] : [])];
       const podsOf: Record<string, string[]> = {};
@@ -124,11 +128,21 @@ function report(r: WorkerResult, params: Record<string, number>, out: string): v
     concurrentAddTotal: pw.concurrent.addTotal / ref.concurrent.addTotal,
   };
   json.ratiosVsReference = ratios;
-  json.targets = { addP50: '<= 0.5', delP50: '<= 1.0', concurrentAddTotal: '<= 0.5' };
+  const targets: { name: string; ratio: number; limit: number }[] = [
+    { name: 'ADD p50 (serial)', ratio: ratios.addP50Serial, limit: 0.5 },
+    { name: 'DEL p50 (serial)', ratio: ratios.delP50Serial, limit: 1.0 },
+    { name: '100-pod 4-way ADD total', ratio: ratios.concurrentAddTotal, limit: 0.5 },
+  ];
+  json.targets = Object.fromEntries(targets.map((t) => [t.name, { ratio: t.ratio, limit: t.limit, met: t.ratio <= t.limit }]));
   rows.push('');
-  rows.push(`podwire / reference: ADD p50 serial ${ratios.addP50Serial.toFixed(2)}x (target <= 0.5), DEL p50 serial ${ratios.delP50Serial.toFixed(2)}x (target <= 1.0),`);
-  rows.push(`  ADD p50 4-way ${ratios.addP50Concurrent.toFixed(2)}x, DEL p50 4-way ${ratios.delP50Concurrent.toFixed(2)}x, 100-pod 4-way ADD total ${ratios.concurrentAddTotal.toFixed(2)}x (target <= 0.5)`);
+  rows.push(`${'podwire / reference'.padEnd(26)} ${'ratio'.padStart(6)} ${'target'.padStart(7)}  result`);
+  for (const t of targets) {
+    rows.push(`${t.name.padEnd(26)} ${t.ratio.toFixed(2).padStart(5)}x ${`<= ${t.limit.toFixed(1)}x`.padStart(7)}  ${t.ratio <= t.limit ? 'met' : 'NOT met'}`);
+  }
+  rows.push(`${'(ADD p50 4-way)'.padEnd(26)} ${ratios.addP50Concurrent.toFixed(2).padStart(5)}x`);
+  rows.push(`${'(DEL p50 4-way)'.padEnd(26)} ${ratios.delP50Concurrent.toFixed(2).padStart(5)}x`);
   process.stdout.write(rows.join('\n') + '\n');
+  mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(json, null, 2) + '\n');
   process.stdout.write(`wrote ${out}\n`);
 }

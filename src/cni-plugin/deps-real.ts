@@ -32,7 +32,7 @@ export function createRealDeps(log: Logger, options: { warm?: boolean } = {}): R
   return {
     log,
     sysctl,
-    ...(warm ? { ensured: new Set<string>(), parsed: new Map() } : {}),
+    ...(warm ? { ensured: new Set<string>(), parsed: new Map(), bridges: new Map() } : {}),
     async hostKernel(): Promise<NetworkKernel> {
       const i = turn++ % pool.length;
       let k = pool[i];

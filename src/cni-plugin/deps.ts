@@ -3,7 +3,7 @@
  * path, the daemon's fast path and unit tests (fakes) run the same code.
  */
 import type { Logger } from '../common/log';
-import type { IptablesRunner, NetnsRef, NetworkKernel, SysctlKernel } from '../kernel/types';
+import type { IptablesRunner, Link, NetnsRef, NetworkKernel, SysctlKernel } from '../kernel/types';
 import type { IpamStore } from './ipam/store';
 import type { NetConf } from './config';
 
@@ -39,6 +39,12 @@ export interface CniDeps {
    * Lets warm ADDs skip idempotent kernel round trips. Absent on the in-process path.
    */
   ensured?: Set<string>;
+  /**
+   * Bridges by name as last seen up (warm callers only). Lets an ADD create the veth
+   * enslaved to the remembered ifindex without a lookup first; the ADD verifies it right
+   * after (and redoes the node side with a fresh lookup if it was stale).
+   */
+  bridges?: Map<string, Link>;
   /** Parsed configs by exact stdin text (warm callers only). */
   parsed?: Map<string, NetConf>;
 }

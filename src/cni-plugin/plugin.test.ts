@@ -180,3 +180,42 @@ t.test('a repeated ADD fails without freeing the existing attachment', async (t)
   t.same([...deps.stores.get('/data/net1')!.reserved.keys()], ['10.244.1.2'], 'the first reservation is intact');
   t.ok(await deps.world.kernel(HOST_NS).getLink(hostVethName('c1', 'eth0')), 'the first veth is intact');
 });
+
+t.test('warm caller: the remembered bridge is verified, a recreated or downed bridge is looked up again', async (t) => {
+  const deps = createFakeDeps();
+  deps.bridges = new Map();
+  deps.ensured = new Set();
+  const host = deps.world.kernel(HOST_NS);
+  const add = async (id: string): Promise<void> => {
+    deps.world.kernel(`/fake/pod-${id}`);
+    const out = await runCni(env('ADD', id), conf(), deps);
+    t.equal(out.exitCode, 0, `ADD ${id}: ${out.stdout}`);
+  };
+  const enslavedTo = async (id: string): Promise<number | undefined> => (await host.getLink(hostVethName(id, 'eth0')))?.masterIndex;
+  await add('c1');
+  const first = await host.getLink('pw0');
+  t.equal(deps.bridges.get('pw0')?.index, first?.index, 'bridge remembered');
+  t.equal(await enslavedTo('c1'), first?.index);
+  t.ok(host.portFlags(hostVethName('c1', 'eth0')).hairpin, 'hairpin on');
+  t.ok((await deps.world.kernel('/fake/pod-c1').getLink('eth0'))?.up, 'pod interface up');
+
+  // Recreated bridge: the remembered ifindex is stale (gone).
+  await host.deleteLink('pw0');
+  await add('c2');
+  const second = await host.getLink('pw0');
+  t.not(second?.index, first?.index, 'a new bridge');
+  t.equal(await enslavedTo('c2'), second?.index, 'veth on the new bridge');
+  t.equal(deps.bridges.get('pw0')?.index, second?.index, 'memory refreshed');
+
+  // Stale index now owned by another bridge: the veth must not stay there.
+  const other = await host.createLink({ kind: 'bridge', name: 'other0', up: true });
+  deps.bridges.set('pw0', { ...second!, index: other.index });
+  await add('c3');
+  t.equal(await enslavedTo('c3'), second?.index, 'veth moved to the configured bridge');
+
+  // Downed bridge: brought up again by the careful path.
+  await host.setLinkUp('pw0', false);
+  await add('c4');
+  t.ok((await host.getLink('pw0'))?.up, 'bridge up again');
+  t.equal(await enslavedTo('c4'), second?.index);
+});

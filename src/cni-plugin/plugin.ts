@@ -3,8 +3,8 @@
  * (bin/podwire-cni) and the daemon's fast path both call exactly this.
  */
 import { Cidr, IpAddress } from '../common/ip';
-import { AlreadyExistsError, errorMessage } from '../common/errors';
-import type { NetnsRef, Route } from '../kernel/types';
+import { AlreadyExistsError, KernelError, errorMessage } from '../common/errors';
+import type { Link, NetnsRef, Route } from '../kernel/types';
 import { decodeJson, isLocalIpam, parseNetConf, type NetConf } from './config';
 import type { CniDeps } from './deps';
 import { parseEnv, type CniEnv } from './env';
@@ -15,7 +15,7 @@ import { ownerMatches } from './ipam/store';
 import { removeChains, setupMasq, teardownMasq } from './masq';
 import { hostVethName, isHostVethName, masqChainName } from './names';
 import { resultForVersion, type CniResult, type CniRoute } from './result';
-import { attachToBridge, configurePod, createVeth, ensureBridge, ensureGatewayAddress, randomMac } from './steps';
+import { configurePod, createVeth, ensureBridge, ensureGatewayAddress, randomMac, setHairpin } from './steps';
 import { LATEST_VERSION, SUPPORTED_VERSIONS, compareVersions, isSupportedVersion, minimumVersionFor } from './version';
 
 export interface CniOutput {
@@ -104,57 +104,91 @@ function versionInfo(stdin: Buffer): unknown {
 
 type Undo = () => Promise<unknown>;
 
+/** The node side of an ADD: the bridge as found before, the host veth, the bridge after enslaving. */
+interface NodeSide {
+  bridge: Link;
+  link: Link;
+  bridgeNow: Link | undefined;
+}
+
 async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, log: CniDeps['log']): Promise<CniResult> {
   const podNs: NetnsRef = { path: env.netns };
   if (!(await deps.netnsExists(podNs))) {
     throw new CniError(CniErrorCode.ContainerUnknown, `CNI_NETNS=${JSON.stringify(env.netns)} does not exist`);
   }
-  // The pod's netlink socket is opened (on a thread that joins the netns) while the host
-  // side is built; the two sides then run in parallel on their own sockets.
+  // The pod's netlink socket is opened (on a thread that joins the netns) while the node
+  // side is built and IPAM runs; the pod is then configured in one batch on it.
   const podOpen = deps.openPodKernel(podNs);
   podOpen.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
-  const podSide = podOpen.then(async (pod) => {
-    await pod.setLinkUp('lo', true);
-    return pod;
-  });
-  podSide.catch(() => undefined);
   const undo: Undo[] = [];
   const ensured = deps.ensured;
   const hostName = hostVethName(env.containerId, env.ifname);
   const plan = { hostName, podName: env.ifname, podNetns: podNs, mtu: conf.mtu, bridge: conf.bridge, hairpin: conf.hairpinMode, podMac: randomMac() };
-  // The veth pair needs neither the IP nor the bridge: the kernel creates it (on its own
-  // socket) while IPAM does its file work and the bridge is ensured.
-  const vethHost = await deps.hostKernel();
-  const vethP = createVeth(vethHost, plan).then(
-    (link) => {
-      undo.push(() => vethHost.deleteLink(hostName));
-      return link;
-    },
-    (err: unknown) => {
+  // The whole node side needs neither the IP nor the pod: bridge, then the veth pair
+  // (pod end directly in the pod netns, host end up and enslaved, one round trip), then
+  // hairpin and the bridge's MAC (it changes when a port joins) on two sockets. It runs
+  // while IPAM does its file work.
+  const host = await deps.hostKernel();
+  let vethUndo = false;
+  const attach = async (bridge: Link): Promise<NodeSide> => {
+    let link: Link;
+    try {
+      link = await createVeth(host, plan, bridge.index);
+    } catch (err) {
       // An existing CNI_IFNAME in the pod shows up here (EEXIST on the peer name), which
       // saves a lookup on every successful ADD.
       if (err instanceof AlreadyExistsError && err.value === env.ifname) {
         throw new CniError(CniErrorCode.AlreadyExists, `interface ${JSON.stringify(env.ifname)} already exists in ${env.netns}`);
       }
       throw err;
-    },
-  );
-  vethP.catch(() => undefined);
+    }
+    if (!vethUndo) undo.push(() => host.deleteLink(hostName));
+    vethUndo = true;
+    const other = await deps.hostKernel();
+    const [hairpin, now] = await Promise.allSettled([plan.hairpin ? setHairpin(host, link) : undefined, other.getLink(conf.bridge)]);
+    if (hairpin.status === 'rejected') throw hairpin.reason;
+    if (now.status === 'rejected') throw now.reason;
+    return { bridge, link, bridgeNow: now.value };
+  };
+  const nodeSide = (async (): Promise<NodeSide> => {
+    // A warm caller remembers the bridge (name -> ifindex), saving the lookup before the
+    // veth is created. The lookup after it (for the MAC) verifies the memory: if the
+    // bridge is gone, was recreated or is down, the veth is removed and the ADD redone
+    // the careful way.
+    const known = conf.promiscMode ? undefined : deps.bridges?.get(conf.bridge);
+    if (known) {
+      let got: NodeSide | undefined;
+      try {
+        got = await attach(known);
+      } catch (err) {
+        // Only a kernel refusal can come from a stale ifindex (ENODEV, EOPNOTSUPP, ...);
+        // anything else (e.g. the interface exists) fails the ADD as it would anyway.
+        if (!(err instanceof KernelError)) throw err;
+      }
+      const now = got?.bridgeNow;
+      if (got && now && now.index === known.index && now.up && now.kind === 'bridge') return got;
+      deps.bridges?.delete(conf.bridge);
+      if (vethUndo) await host.deleteLink(hostName); // ours, made just now: redo it on the right bridge
+    }
+    const bridge = await ensureBridge(host, conf.bridge, conf.mtu, conf.promiscMode);
+    const got = await attach(bridge);
+    if (got.bridgeNow && got.bridgeNow.index === bridge.index && got.bridgeNow.up) deps.bridges?.set(conf.bridge, got.bridgeNow);
+    return got;
+  })();
+  nodeSide.catch(() => undefined);
   try {
-    const host = await deps.hostKernel();
-    const bridgeP = ensureBridge(host, conf.bridge, conf.mtu, conf.promiscMode);
-    bridgeP.catch(() => undefined);
     let ipam: IpamOutcome;
     try {
       ipam = await ipamAdd(conf, env, deps, stdin);
     } finally {
-      await Promise.allSettled([vethP, bridgeP]); // nothing of ours may still be in flight
+      await Promise.allSettled([nodeSide]); // nothing of ours may still be in flight
     }
     undo.push(() => ipamUndo(conf, env, deps, stdin, ipam));
     await deps.checkpoint?.('ipam');
     if (ipam.ips.length === 0) throw new CniError(CniErrorCode.InvalidNetworkConfig, 'IPAM returned no IP addresses');
-    const hostLink = await vethP;
-    const bridge = await bridgeP;
+    const { bridge, link: hostLink, bridgeNow } = await nodeSide;
+    const bridgeMac = bridgeNow?.mac ?? bridge.mac;
+    await deps.checkpoint?.('veth');
     if (conf.isGateway) {
       for (const ip of ipam.ips) {
         if (!ip.gateway) continue;
@@ -171,22 +205,13 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
     }
 
     const routes = podRoutes(conf, ipam, env.ifname);
-    const [enslaved, configured] = await Promise.allSettled([
-      // The bridge's MAC changes when its first port joins: read it after enslaving.
-      attachToBridge(host, plan)
-        .then(() => deps.checkpoint?.('veth'))
-        .then(() => host.getLink(conf.bridge)),
-      podSide.then(async (pod) => {
-        if (ipam.ips.some((i) => i.address.family === 6)) {
-          // Duplicate address detection would keep the address "tentative" (unusable) for ~1 s;
-          // IPAM already guarantees uniqueness on the bridge (the reference disables it too).
-          await deps.podSysctl(podNs).write(`net/ipv6/conf/${env.ifname}/accept_dad`, '0');
-        }
-        await configurePod(pod, env.ifname, ipam.ips.map((i) => i.address), routes.kernel);
-      }),
-    ]);
-    if (enslaved.status === 'rejected') throw enslaved.reason;
-    if (configured.status === 'rejected') throw configured.reason;
+    const pod = await podOpen;
+    if (ipam.ips.some((i) => i.address.family === 6)) {
+      // Duplicate address detection would keep the address "tentative" (unusable) for ~1 s;
+      // IPAM already guarantees uniqueness on the bridge (the reference disables it too).
+      await deps.podSysctl(podNs).write(`net/ipv6/conf/${env.ifname}/accept_dad`, '0');
+    }
+    await configurePod(pod, env.ifname, hostLink.peerIndex, ipam.ips.map((i) => i.address), routes.kernel);
 
     if (conf.ipMasq) {
       for (const ip of ipam.ips) {
@@ -195,11 +220,10 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
         await setupMasq(deps.iptables(ip.address.family), target);
       }
     }
-    const bridgeNow = enslaved.value;
     return {
       cniVersion: conf.cniVersion,
       interfaces: [
-        { name: conf.bridge, mac: bridgeNow?.mac ?? bridge.mac ?? '' },
+        { name: conf.bridge, mac: bridgeMac ?? '' },
         { name: hostName, mac: hostLink.mac ?? '' },
         { name: env.ifname, mac: plan.podMac, sandbox: env.netns },
       ],
@@ -211,7 +235,8 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
     // Roll back in reverse; every step is attempted, failures are logged, the original error wins.
     // (Deleting the host veth removes the pod end too.)
     ensured?.clear(); // re-verify bridge facts on the next ADD: one of them may be why we failed
-    await podSide.catch(() => undefined); // no pod-side call may still be in flight
+    deps.bridges?.clear();
+    await podOpen.catch(() => undefined); // no pod-side call may still be in flight
     for (const u of undo.reverse()) {
       await u().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'rollback step failed'));
     }
@@ -260,11 +285,14 @@ function podRoutes(conf: NetConf, ipam: IpamOutcome, ifname: string): { kernel: 
 }
 
 async function cmdDel(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer): Promise<void> {
-  // Release the address first (as the reference does): a later kernel error must not leak the IP.
-  await ipamDel(conf, env, deps, stdin);
+  // The release and the veth delete are independent: run them together (the delete is
+  // ~20 ms of kernel teardown). Both are always attempted, so a kernel error never leaks
+  // the IP; the IPAM error wins when both fail. Deleting the host end removes the pair,
+  // with or without the pod namespace.
   const host = await deps.hostKernel();
-  // Deleting the host end removes the pair, with or without the pod namespace.
-  await host.deleteLink(hostVethName(env.containerId, env.ifname));
+  const [released, deleted] = await Promise.allSettled([ipamDel(conf, env, deps, stdin), host.deleteLink(hostVethName(env.containerId, env.ifname))]);
+  if (released.status === 'rejected') throw released.reason;
+  if (deleted.status === 'rejected') throw deleted.reason;
   if (conf.ipMasq) {
     const families = new Set<4 | 6>(conf.ipam.rangeSets.map((s) => s[0]!.subnet.family));
     if (families.size === 0) families.add(4);

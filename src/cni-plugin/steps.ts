@@ -4,9 +4,9 @@
  * so concurrent ADDs never fail on EEXIST.
  */
 import { randomBytes } from 'node:crypto';
-import { AlreadyExistsError } from '../common/errors';
+import { AlreadyExistsError, KernelError } from '../common/errors';
 import { Cidr, type IpAddress } from '../common/ip';
-import type { Link, NetnsRef, NetworkKernel, Route } from '../kernel/types';
+import type { BatchResult, Link, LinkConfigStep, NetnsRef, NetworkKernel, Route } from '../kernel/types';
 import { CniError, CniErrorCode } from './errors';
 
 export async function ensureBridge(k: NetworkKernel, name: string, mtu: number | undefined, promisc: boolean): Promise<Link> {
@@ -51,8 +51,12 @@ export function randomMac(): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-/** Creates the pair with the pod end directly in the pod namespace and the host end up. */
-export async function createVeth(host: NetworkKernel, p: VethPlan): Promise<Link> {
+/**
+ * Creates the pair with the pod end directly in the pod namespace and the host end up
+ * and already enslaved to the bridge (IFLA_MASTER in the same RTM_NEWLINK): one round
+ * trip, and the returned Link (echoed by the kernel) carries the pod end's ifindex.
+ */
+export async function createVeth(host: NetworkKernel, p: VethPlan, bridgeIndex: number): Promise<Link> {
   return host.createLink({
     kind: 'veth',
     name: p.hostName,
@@ -60,26 +64,45 @@ export async function createVeth(host: NetworkKernel, p: VethPlan): Promise<Link
     peerNetns: p.podNetns,
     peerMac: p.podMac,
     up: true,
+    masterIndex: bridgeIndex,
     ...(p.mtu === undefined ? {} : { mtu: p.mtu, peerMtu: p.mtu }),
   });
 }
 
-/** Enslaves the host end to the bridge, with hairpin when asked. */
-export async function attachToBridge(host: NetworkKernel, p: VethPlan): Promise<void> {
-  await host.setMaster(p.hostName, p.bridge);
-  if (p.hairpin) await host.setBridgePort(p.hostName, { hairpin: true });
+/** Hairpin on the (already enslaved) host end: by ifindex when the kernel API allows it. */
+export async function setHairpin(host: NetworkKernel, link: Link): Promise<void> {
+  if (host.applyLinkConfig) throwFirstFailure(await host.applyLinkConfig([{ kind: 'bridgePort', index: link.index, hairpin: true }]));
+  else await host.setBridgePort(link.name, { hairpin: true });
 }
 
+/** ifindex of `lo` in every network namespace (the kernel's LOOPBACK_IFINDEX). */
+export const LOOPBACK_IFINDEX = 1;
+
 /**
- * Pod side (lo is brought up by the caller): addresses and link up (independent, so
- * issued together), then routes (they need both).
+ * Pod side: lo up, link up, addresses, routes. With the pod end's ifindex (from the veth
+ * creation) and a kernel offering applyLinkConfig, all of it goes in one batched round
+ * trip, in that order (the kernel handles a batch in order, so the routes see the link
+ * up and the connected route of the address). Otherwise by name: lo up, then addresses
+ * and link up together, then routes.
  */
 export async function configurePod(
   pod: NetworkKernel,
   ifname: string,
+  podIndex: number | undefined,
   addresses: Cidr[],
   routes: Route[],
 ): Promise<void> {
+  if (pod.applyLinkConfig && podIndex !== undefined) {
+    const steps: LinkConfigStep[] = [
+      { kind: 'up', index: LOOPBACK_IFINDEX, up: true },
+      { kind: 'up', index: podIndex, up: true },
+      ...addresses.map((cidr): LinkConfigStep => ({ kind: 'address', index: podIndex, cidr })),
+      ...routes.map((route): LinkConfigStep => ({ kind: 'route', index: podIndex, route })),
+    ];
+    throwFirstFailure(await pod.applyLinkConfig(steps));
+    return;
+  }
+  await pod.setLinkUp('lo', true);
   const settled = await Promise.allSettled([...addresses.map((a) => pod.addAddress(ifname, a)), pod.setLinkUp(ifname, true)]);
   for (const r of settled) if (r.status === 'rejected') throw r.reason;
   for (const r of routes) {
@@ -89,4 +112,10 @@ export async function configurePod(
       if (!(err instanceof AlreadyExistsError)) throw err;
     }
   }
+}
+
+/** The first failed step of a batch as the KernelError a single call would have thrown. */
+function throwFirstFailure(result: BatchResult<LinkConfigStep>): void {
+  const f = result.failed[0];
+  if (f) throw new KernelError('configure link', f.message, { errno: f.errno });
 }

@@ -1,7 +1,7 @@
 /** CniDeps over the kernel fakes and the fake IPAM store, for unit tests without root. */
 import { silentLogger } from '../common/log';
 import { FakeIptables, FakeNetnsWorld, FakeSysctl } from '../kernel/testing';
-import type { NetworkKernel } from '../kernel/types';
+import type { BatchResult, LinkConfigStep, NetworkKernel } from '../kernel/types';
 import type { CniDeps, ExecResult } from './deps';
 import { FakeIpamStore } from './ipam/fake-store';
 
@@ -12,8 +12,31 @@ export interface FakeCniDeps extends CniDeps {
   stores: Map<string, FakeIpamStore>;
   ipt: FakeIptables;
   sysctlFake: FakeSysctl;
-  /** Make the next call of `method` on the pod kernel throw (rollback tests). */
+  /**
+   * Make every call of `method` on the pod kernel throw (rollback tests). The same
+   * operation inside a batch (`applyLinkConfig`: addRoute = a 'route' step, addAddress =
+   * 'address', setLinkUp = 'up') fails too, with EINVAL, while the other steps apply.
+   */
   failPod?: string;
+}
+
+const EINVAL = 22;
+const STEP_OF: Record<string, LinkConfigStep['kind']> = { addRoute: 'route', addAddress: 'address', setLinkUp: 'up' };
+
+function injectedBatch(k: NetworkKernel, kind: LinkConfigStep['kind'], method: string) {
+  return async (steps: LinkConfigStep[]): Promise<BatchResult<LinkConfigStep>> => {
+    const out: BatchResult<LinkConfigStep> = { applied: 0, failed: [] };
+    for (const [index, step] of steps.entries()) {
+      if (step.kind === kind) {
+        out.failed.push({ index, change: { op: 'add', entry: step }, errno: EINVAL, message: `injected failure in ${method}` });
+        continue;
+      }
+      const r = await k.applyLinkConfig!([step]);
+      out.applied += r.applied;
+      for (const f of r.failed) out.failed.push({ ...f, index });
+    }
+    return out;
+  };
 }
 
 export function createFakeDeps(): FakeCniDeps {
@@ -37,6 +60,7 @@ export function createFakeDeps(): FakeCniDeps {
       return new Proxy(k, {
         get(target, prop, recv) {
           if (prop === method) return async () => Promise.reject(new Error(`injected failure in ${method}`));
+          if (prop === 'applyLinkConfig' && STEP_OF[method]) return injectedBatch(target, STEP_OF[method]!, method);
           if (prop === 'close') return () => undefined;
           return Reflect.get(target, prop, recv) as unknown;
         },

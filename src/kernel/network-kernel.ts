@@ -36,6 +36,7 @@ import type {
   Change,
   FdbEntry,
   Link,
+  LinkConfigStep,
   LinkSpec,
   NeighborEntry,
   NetnsRef,
@@ -115,6 +116,8 @@ export class NetlinkNetworkKernel implements NetworkKernel {
     const mac = spec.mac !== undefined ? macBytes(spec.mac) : undefined;
     let infoData: Buffer[] | undefined;
     let peerFd: { close(): Promise<void>; fd: number } | undefined;
+    let replies: Buffer[];
+    let master = spec.masterIndex;
     try {
       switch (spec.kind) {
         case 'bridge':
@@ -147,10 +150,12 @@ export class NetlinkNetworkKernel implements NetworkKernel {
         default:
           throw new InvalidInputError('kind', (spec as { kind: unknown }).kind, 'supported kinds: bridge, veth, vxlan');
       }
-      if (await this.getLink(spec.name)) throw new AlreadyExistsError('link', spec.name);
-      const msg = encodeNewLink({ name: spec.name, kind: spec.kind, infoData, mtu: spec.mtu, mac, up: spec.up });
+      // No lookup first: NLM_F_EXCL makes the kernel refuse a taken name (EEXIST, below).
+      if (master !== undefined) validateU32(master, 'masterIndex');
+      else if (spec.master !== undefined) master = await this.indexOf(spec.master, 'master');
+      const msg = encodeNewLink({ name: spec.name, kind: spec.kind, infoData, mtu: spec.mtu, mac, up: spec.up, master, echo: true });
       try {
-        await this.call(`create ${spec.kind} link`, msg, 'name', spec.name);
+        replies = await this.call(`create ${spec.kind} link`, msg, 'name', spec.name);
       } catch (err) {
         if (errnoOf(err) === E.EEXIST) {
           const taken = spec.kind === 'veth' && !(await this.getLink(spec.name)) ? spec.peerName : spec.name;
@@ -163,7 +168,16 @@ export class NetlinkNetworkKernel implements NetworkKernel {
     }
     // Note: a bridge's MTU follows its smallest port on every enslave (the kernel only pins
     // it after an MTU *change*), so give its ports the same MTU, as the reference plugin does.
-    const link = await this.getLink(spec.name);
+    // Linux 6.3+ echoes the new link (NLM_F_ECHO), sent before IFLA_MASTER is applied;
+    // older kernels only ACK, and then one lookup fetches it.
+    let link: Link | undefined;
+    for (const m of replies) {
+      if (m.length < 16 || m.readUInt16LE(4) !== C.RTM_NEWLINK) continue;
+      const l = decodeLink(m);
+      if (l.name === spec.name) link = l;
+    }
+    if (link && master !== undefined) link.masterIndex = master; // the ACK says the enslave succeeded
+    link ??= await this.getLink(spec.name);
     if (!link) throw new KernelError(`create ${spec.kind} link${this.where()}`, `link ${spec.name} vanished right after creation`);
     return link;
   }
@@ -450,11 +464,7 @@ export class NetlinkNetworkKernel implements NetworkKernel {
         failed.push({ index, change, errno, message });
       }
     });
-    // The native transport also returns the kernel's extended-ACK text per failure.
-    const detailed = (this.transport as Partial<DetailedBatch>).batchDetailed;
-    const res = detailed ? await detailed.call(this.transport, msgs) : { errnos: await this.transport.batch(msgs), errors: [] };
-    const errnos = res.errnos;
-    const extack = new Map(res.errors.map((e) => [e.index, e.message]));
+    const { errnos, extack } = await this.sendBatch(msgs);
     let applied = 0;
     for (let i = 0; i < sentIndex.length; i++) {
       const errno = Math.abs(errnos[i] ?? 0);
@@ -509,7 +519,86 @@ export class NetlinkNetworkKernel implements NetworkKernel {
     );
   }
 
+  async applyLinkConfig(steps: LinkConfigStep[]): Promise<BatchResult<LinkConfigStep>> {
+    const failed: BatchOutcome<LinkConfigStep>[] = [];
+    const msgs: Buffer[] = [];
+    const sentIndex: number[] = [];
+    steps.forEach((step, index) => {
+      try {
+        validateU32(step.index, `steps[${index}].index`);
+        msgs.push(this.encodeLinkStep(step, index));
+        sentIndex.push(index);
+      } catch (err) {
+        failed.push({ index, change: { op: 'add', entry: step }, errno: E.EINVAL, message: err instanceof PodwireError ? err.message : String(err) });
+      }
+    });
+    const { errnos, extack } = await this.sendBatch(msgs);
+    let applied = 0;
+    let addresses: AddressEntry[] | undefined;
+    for (let i = 0; i < sentIndex.length; i++) {
+      const index = sentIndex[i]!;
+      const step = steps[index]!;
+      const errno = Math.abs(errnos[i] ?? 0);
+      if (errno === E.EEXIST && step.kind === 'address') {
+        // Like addAddress: the exact address being there already is success.
+        addresses ??= await this.listAddresses();
+        const c = step.cidr;
+        if (addresses.some((a) => a.linkIndex === step.index && a.cidr.ip.equals(c.ip) && a.cidr.prefixLength === c.prefixLength)) {
+          applied++;
+          continue;
+        }
+      }
+      if (errno === 0) {
+        applied++;
+        continue;
+      }
+      const why = extack.get(i);
+      failed.push({ index, change: { op: 'add', entry: step }, errno, message: `link config #${index} ${describeLinkStep(step)}${this.where()}: ${describeErrno(errno)}${why ? `: ${why}` : ''}` });
+    }
+    failed.sort((a, b) => a.index - b.index);
+    return { applied, failed };
+  }
+
+  private encodeLinkStep(step: LinkConfigStep, i: number): Buffer {
+    switch (step.kind) {
+      case 'up':
+        return encodeSetLink({ index: step.index, up: step.up });
+      case 'address':
+        return encodeNewAddr(step.index, toCidr(step.cidr, `steps[${i}].cidr`));
+      case 'route': {
+        const route = { ...step.route };
+        delete route.dev; // leaves through step.index
+        this.checkRoute(route, `steps[${i}].route`);
+        return encodeNewRoute({ route, oif: step.index }, 'add');
+      }
+      case 'bridgePort':
+        return encodeBridgePort(step.index, { hairpin: step.hairpin, learning: step.learning });
+      default:
+        throw new InvalidInputError(`steps[${i}].kind`, (step as { kind: unknown }).kind, 'supported kinds: up, address, route, bridgePort');
+    }
+  }
+
+  /** One transport batch; the native transport also returns the extended-ACK text per failure. */
+  private async sendBatch(msgs: Buffer[]): Promise<{ errnos: Int32Array; extack: Map<number, string> }> {
+    const detailed = (this.transport as Partial<DetailedBatch>).batchDetailed;
+    const res = detailed ? await detailed.call(this.transport, msgs) : { errnos: await this.transport.batch(msgs), errors: [] };
+    return { errnos: res.errnos, extack: new Map(res.errors.map((e) => [e.index, e.message])) };
+  }
+
   close(): void {
     this.transport.close();
+  }
+}
+
+function describeLinkStep(step: LinkConfigStep): string {
+  switch (step.kind) {
+    case 'up':
+      return `set link #${step.index} ${step.up ? 'up' : 'down'}`;
+    case 'address':
+      return `add address ${String(step.cidr)} on link #${step.index}`;
+    case 'route':
+      return `add route ${String(step.route.dst)}${step.route.gateway ? ` via ${String(step.route.gateway)}` : ''} on link #${step.index}`;
+    case 'bridgePort':
+      return `set bridge port flags on link #${step.index}`;
   }
 }

@@ -18,6 +18,14 @@ interface LinkSpecBase {
   /** Hardware address, `aa:bb:cc:dd:ee:ff`. */
   mac?: string;
   up?: boolean;
+  /**
+   * Bridge to enslave the new link to, by name (one lookup) or, with `masterIndex`, by
+   * ifindex (no lookup). Sent as IFLA_MASTER in the creating RTM_NEWLINK, so the link is
+   * never seen unenslaved and no separate `setMaster` round trip is needed.
+   */
+  master?: string;
+  /** ifindex of the bridge to enslave to; wins over `master`. */
+  masterIndex?: number;
 }
 
 export interface BridgeSpec extends LinkSpecBase {
@@ -122,6 +130,17 @@ export interface BatchResult<T> {
   failed: BatchOutcome<T>[];
 }
 
+/**
+ * One step of `NetworkKernel.applyLinkConfig`, naming its link by ifindex (no name
+ * lookup): link up/down, an address, a route out of the link (`route.dev` is ignored,
+ * the route leaves through `index`), bridge port flags.
+ */
+export type LinkConfigStep =
+  | { kind: 'up'; index: number; up: boolean }
+  | { kind: 'address'; index: number; cidr: Cidr }
+  | { kind: 'route'; index: number; route: Route }
+  | { kind: 'bridgePort'; index: number; hairpin?: boolean; learning?: boolean };
+
 /** rtnetlink operations, all scoped to one namespace. */
 export interface NetworkKernel {
   readonly netns: NetnsRef | undefined;
@@ -165,6 +184,15 @@ export interface NetworkKernel {
   applyRoutes(changes: Change<Route>[]): Promise<BatchResult<Route>>;
   applyNeighbors(changes: Change<NeighborEntry>[]): Promise<BatchResult<NeighborEntry>>;
   applyFdb(changes: Change<FdbEntry>[]): Promise<BatchResult<FdbEntry>>;
+  /**
+   * Optional (added for the CNI fast path): the steps in order, by ifindex, in one
+   * batched round trip. Every step is attempted (the kernel handles them in order, so a
+   * step may rely on the ones before it); each failure is named. An address that already
+   * exists exactly counts as applied (as in `addAddress`); a route that exists fails with
+   * EEXIST (as in `addRoute`). `BatchOutcome.change.op` is always 'add'. Callers check
+   * for the member and fall back to the name-based calls when it is absent.
+   */
+  applyLinkConfig?(steps: LinkConfigStep[]): Promise<BatchResult<LinkConfigStep>>;
 
   close(): void;
 }

@@ -4,9 +4,14 @@
  *   <dataDir>/<network>/<ip>                    content `containerID\r\nifname`, O_EXCL create
  *   <dataDir>/<network>/last_reserved_ip.<set>  the last IP reserved in range set <set>
  *   <dataDir>/<network>/lock                    flock(2) target
- * Files are small, so the calls are synchronous: cheaper than a thread-pool round trip.
+ * Files are small, so most calls are synchronous: cheaper than a thread-pool round trip.
+ * The exception is the reservation itself: creating a file costs ~0.35 ms on ext4 here,
+ * and blocking the event loop that long would stall the netlink replies of the ADD
+ * running alongside, so it goes through the thread pool (the caller holds the lock).
+ * `last_reserved_ip.<set>` is rewritten in place (write + ftruncate, never O_TRUNC):
+ * truncating a file to 0 makes ext4 (auto_da_alloc) flush it on close, ~0.2 ms each time.
  */
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsConstants, ftruncateSync, mkdirSync, openSync, promises as fsp, readFileSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { release as kernelRelease } from 'node:os';
 import { join } from 'node:path';
 import { IpAddress } from '../../common/ip';
@@ -55,13 +60,27 @@ export class DiskIpamStore implements IpamStore {
     if (!this.useCache || !this.cache) return change();
     const fresh = this.cache.stamp === this.stamp();
     const result = change();
+    this.afterMutation(fresh, result, update);
+    return result;
+  }
+
+  /** mutate() for an asynchronous change (the caller holds the store lock throughout). */
+  private async mutateAsync<T>(change: () => Promise<T>, update: (entries: Map<string, Reservation | StoreProblem>, result: T) => void): Promise<T> {
+    if (!this.useCache || !this.cache) return change();
+    const fresh = this.cache.stamp === this.stamp();
+    const result = await change();
+    this.afterMutation(fresh, result, update);
+    return result;
+  }
+
+  private afterMutation<T>(fresh: boolean, result: T, update: (entries: Map<string, Reservation | StoreProblem>, result: T) => void): void {
+    if (!this.cache) return;
     if (fresh) {
       update(this.cache.entries, result);
       this.cache.stamp = this.stamp();
     } else {
       this.cache = undefined;
     }
-    return result;
   }
 
   lock(): Promise<() => void> {
@@ -70,7 +89,7 @@ export class DiskIpamStore implements IpamStore {
 
   async reserve(containerId: string, ifname: string, ip: IpAddress, rangeId: string): Promise<boolean> {
     const name = ip.toString();
-    const ok = this.mutate(
+    const ok = await this.mutateAsync(
       () => this.reserveFile(name, containerId, ifname, rangeId),
       (entries, done) => {
         if (done) entries.set(name, { ip, containerId: containerId.trim(), ifname });
@@ -80,24 +99,24 @@ export class DiskIpamStore implements IpamStore {
     return ok;
   }
 
-  private reserveFile(name: string, containerId: string, ifname: string, rangeId: string): boolean {
+  private async reserveFile(name: string, containerId: string, ifname: string, rangeId: string): Promise<boolean> {
     const file = join(this.dir, name);
-    let fd: number;
+    let fh: fsp.FileHandle;
     try {
-      fd = openSync(file, 'wx', 0o644);
+      fh = await fsp.open(file, 'wx', 0o644);
     } catch (err) {
       if (errnoCode(err) === 'EEXIST') return false;
       throw err;
     }
     try {
-      writeSync(fd, encodeOwner(containerId, ifname));
+      await fh.writeFile(encodeOwner(containerId, ifname));
     } catch (err) {
-      closeSync(fd);
+      await fh.close().catch(() => undefined);
       unlinkQuiet(file);
       throw err;
     }
-    closeSync(fd);
-    writeFileSync(join(this.dir, LAST_PREFIX + rangeId), name, { mode: 0o644 });
+    await fh.close();
+    writeInPlace(join(this.dir, LAST_PREFIX + rangeId), name);
     return true;
   }
 
@@ -215,6 +234,19 @@ export class DiskIpamStore implements IpamStore {
       for (const p of problems) this.log.warn({ dir: this.dir, file: p.file }, `ipam store: ${p.reason}`);
     }
     return { reservations, problems };
+  }
+}
+
+/** Replaces a small file's content without truncating it to 0 first (see the top comment). */
+function writeInPlace(path: string, text: string): void {
+  const data = Buffer.from(text, 'utf8');
+  const fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT, 0o644);
+  try {
+    let off = 0;
+    while (off < data.length) off += writeSync(fd, data, off, data.length - off, off);
+    ftruncateSync(fd, data.length);
+  } finally {
+    closeSync(fd);
   }
 }
 

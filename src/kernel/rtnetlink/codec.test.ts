@@ -157,10 +157,10 @@ function kernelWithFake(): { k: NetlinkNetworkKernel; tr: FakeTransport } {
   tr.onRequest = (msg) => {
     const h = parseHeader(msg);
     if (h.type === C.RTM_GETLINK && (h.flags & C.NLM_F_DUMP) === C.NLM_F_DUMP) return [vx0];
-    if (h.type === C.RTM_GETLINK) {
-      const name = attrMap(payloadOf(msg).subarray(16)).get(C.IFLA_IFNAME)?.toString().replace(/\0.*/, '');
-      return name === 'vx0' ? [vx0] : 19; // ENODEV
-    }
+    const name = attrMap(payloadOf(msg).subarray(16)).get(C.IFLA_IFNAME)?.toString().replace(/\0.*/, '');
+    if (h.type === C.RTM_GETLINK) return name === 'vx0' ? [vx0] : 19; // ENODEV
+    // Like the kernel: RTM_NEWLINK with NLM_F_EXCL for a taken name is EEXIST.
+    if (h.type === C.RTM_NEWLINK && (h.flags & C.NLM_F_EXCL) !== 0 && name === 'vx0') return 17; // EEXIST
     return [];
   };
   return { k: new NetlinkNetworkKernel(tr, undefined), tr };
@@ -222,4 +222,59 @@ t.test('decode(encode(x)) round trips', async (t) => {
   t.equal(decodeAddr(encodeNewAddr(5, Cidr.parse('fd00::1/64')))?.cidr.toString(), 'fd00::1/64');
   const l = decodeLink(encodeNewLink({ name: 'pw.vxlan', kind: 'vxlan', mtu: 1450, mac: Buffer.from('020000000001', 'hex'), up: true, infoData: vxlanInfoData({ vni: 7, port: 4789, learning: true, underlayIndex: 2, local: IpAddress.parse('fd00::1') }) }));
   t.same(l, { index: 0, name: 'pw.vxlan', kind: 'vxlan', mtu: 1450, mac: '02:00:00:00:00:01', up: true, masterIndex: undefined, peerIndex: undefined, vxlan: { vni: 7, port: 4789, local: 'fd00::1', learning: true, underlayIndex: 2 } });
+});
+
+t.test('createLink with masterIndex: one RTM_NEWLINK with IFLA_MASTER and NLM_F_ECHO, the echo is the result', async (t) => {
+  const tr = new FakeTransport();
+  const vx0 = hex(CAPTURED.vxlan); // what the kernel echoes for vx0 (ifindex 3)
+  tr.onRequest = (msg) => (parseHeader(msg).type === C.RTM_NEWLINK ? [vx0] : 19);
+  const k = new NetlinkNetworkKernel(tr, undefined);
+  const link = await k.createLink({ kind: 'vxlan', name: 'vx0', vni: 1, port: 8472, learning: false, masterIndex: 2 });
+  t.equal(tr.requests.length, 1, 'one round trip: no lookup before or after');
+  const h = parseHeader(tr.requests[0]!);
+  t.equal(h.type, C.RTM_NEWLINK);
+  t.equal(h.flags & (C.NLM_F_CREATE | C.NLM_F_EXCL | C.NLM_F_ECHO), C.NLM_F_CREATE | C.NLM_F_EXCL | C.NLM_F_ECHO);
+  const a = attrMap(payloadOf(tr.requests[0]!).subarray(16));
+  t.equal(a.get(C.IFLA_MASTER)?.readUInt32LE(0), 2, 'IFLA_MASTER carries the bridge ifindex');
+  t.equal(link.index, 3);
+  t.equal(link.name, 'vx0');
+  t.equal(link.masterIndex, 2);
+
+  // A kernel without NLM_F_ECHO support only ACKs: one lookup fetches the link.
+  const old = new FakeTransport();
+  old.onRequest = (msg) => (parseHeader(msg).type === C.RTM_NEWLINK ? [] : [vx0]);
+  const got = await new NetlinkNetworkKernel(old, undefined).createLink({ kind: 'vxlan', name: 'vx0', vni: 1, port: 8472, learning: false });
+  t.equal(got.index, 3);
+  t.same(old.requests.map((m) => parseHeader(m).type), [C.RTM_NEWLINK, C.RTM_GETLINK]);
+  t.equal(encodeNewLink({ name: 'b', kind: 'bridge' }).readUInt16LE(6) & C.NLM_F_ECHO, 0, 'no echo unless asked');
+});
+
+t.test('applyLinkConfig: the steps in order in one batch, by ifindex; each failure named', async (t) => {
+  const tr = new FakeTransport();
+  tr.onRequest = (msg) => (parseHeader(msg).type === C.RTM_GETADDR ? [hex(CAPTURED.addr)] : 19);
+  tr.onBatch = (msg) => {
+    const type = parseHeader(msg).type;
+    if (type === C.RTM_NEWADDR) return 17; // EEXIST: 10.244.0.1/24 is on ifindex 2 (CAPTURED.addr)
+    if (type === C.RTM_NEWROUTE) return 101; // ENETUNREACH
+    return 0;
+  };
+  const k = new NetlinkNetworkKernel(tr, undefined);
+  const r = await k.applyLinkConfig([
+    { kind: 'up', index: 1, up: true },
+    { kind: 'up', index: 2, up: true },
+    { kind: 'address', index: 2, cidr: Cidr.parse('10.244.0.1/24') },
+    { kind: 'route', index: 2, route: { dst: Cidr.parse('0.0.0.0/0'), gateway: IpAddress.parse('10.244.0.254'), dev: 'ignored0' } },
+    { kind: 'bridgePort', index: 2, hairpin: true },
+    { kind: 'up', index: -1, up: true },
+  ]);
+  t.equal(tr.batches.length, 1, 'one batch');
+  const sent = tr.batches[0]!;
+  t.same(sent.map((m) => parseHeader(m).type), [C.RTM_NEWLINK, C.RTM_NEWLINK, C.RTM_NEWADDR, C.RTM_NEWROUTE, C.RTM_SETLINK], 'in order; the invalid step is not sent');
+  t.same(sent.map((m) => payloadOf(m).readInt32LE(4)).slice(0, 2), [1, 2], 'ifi_index of the link steps');
+  const routeAttrs = attrMap(payloadOf(sent[3]!).subarray(12));
+  t.equal(routeAttrs.get(C.RTA_OIF)?.readUInt32LE(0), 2, 'route leaves through the step index, not route.dev');
+  t.equal(r.applied, 4, 'the exact address already present counts as applied');
+  t.same(r.failed.map((f) => [f.index, f.errno]), [[3, 101], [5, 22]]);
+  t.match(r.failed[0]!.message, /add route 0\.0\.0\.0\/0 via 10\.244\.0\.254 on link #2: ENETUNREACH/);
+  t.match(r.failed[1]!.message, /index/);
 });

@@ -9,6 +9,8 @@ export const NLMSG_DONE = 3;
 export const NLM_F_REQUEST = 0x1;
 export const NLM_F_MULTI = 0x2;
 export const NLM_F_ACK = 0x4;
+/** Ask the kernel to send the resulting object back (RTM_NEWLINK: honoured since Linux 6.3). */
+export const NLM_F_ECHO = 0x8;
 export const NLM_F_DUMP = 0x300;
 export const NLM_F_REPLACE = 0x100;
 export const NLM_F_EXCL = 0x200;

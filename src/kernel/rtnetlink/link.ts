@@ -84,6 +84,10 @@ export interface NewLinkRequest {
   mtu?: number;
   mac?: Buffer;
   up?: boolean;
+  /** IFLA_MASTER: enslave at creation (ifindex of the bridge). */
+  master?: number;
+  /** NLM_F_ECHO: the kernel answers with the new link (Linux 6.3+; older kernels just ACK). */
+  echo?: boolean;
 }
 
 /** RTM_NEWLINK with NLM_F_CREATE|NLM_F_EXCL: fails with EEXIST if the name is taken. */
@@ -91,11 +95,13 @@ export function encodeNewLink(r: NewLinkRequest): Buffer {
   const attrs: Buffer[] = [attr(C.IFLA_IFNAME, cstr(r.name))];
   if (r.mtu !== undefined) attrs.push(attr(C.IFLA_MTU, u32(r.mtu)));
   if (r.mac) attrs.push(attr(C.IFLA_ADDRESS, r.mac));
+  if (r.master !== undefined) attrs.push(attr(C.IFLA_MASTER, u32(r.master)));
   const info: Buffer[] = [attr(C.IFLA_INFO_KIND, cstr(r.kind))];
   if (r.infoData) info.push(nested(C.IFLA_INFO_DATA, r.infoData));
   attrs.push(nested(C.IFLA_LINKINFO, info));
   const hdr = ifinfomsg(r.up ? { flags: C.IFF_UP, change: C.IFF_UP } : {});
-  return frame(C.RTM_NEWLINK, C.NLM_F_REQUEST | C.NLM_F_ACK | C.NLM_F_CREATE | C.NLM_F_EXCL, [hdr, ...attrs]);
+  const flags = C.NLM_F_REQUEST | C.NLM_F_ACK | C.NLM_F_CREATE | C.NLM_F_EXCL | (r.echo ? C.NLM_F_ECHO : 0);
+  return frame(C.RTM_NEWLINK, flags, [hdr, ...attrs]);
 }
 
 export function encodeDelLink(index: number): Buffer {

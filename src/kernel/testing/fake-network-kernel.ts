@@ -20,6 +20,7 @@ import type {
   NeighborEntry,
   NetnsRef,
   NetworkKernel,
+  LinkConfigStep,
   Route,
 } from '../types';
 import { macBytes, toCidr, validateIfName, validateMtu, validatePort, validateVni } from '../validate';
@@ -143,6 +144,14 @@ export class FakeNetworkKernel implements NetworkKernel {
     if (spec.mtu !== undefined) validateMtu(spec.mtu);
     if (spec.mac !== undefined) macBytes(spec.mac);
     if (this.links.has(spec.name)) throw new AlreadyExistsError('link', spec.name);
+    let master: FakeLink | undefined;
+    if (spec.masterIndex !== undefined) {
+      master = this.byIndex(spec.masterIndex);
+      if (!master) throw new KernelError('create link', describeErrno(E.ENODEV), { errno: E.ENODEV, field: 'masterIndex', value: spec.masterIndex });
+    } else if (spec.master !== undefined) {
+      master = this.must(spec.master, 'master');
+    }
+    if (master && master.kind !== 'bridge') throw new KernelError('create link', describeErrno(E.EOPNOTSUPP), { errno: E.EOPNOTSUPP });
     this.record('createLink', spec);
     const link = this.newLink(spec.name, spec.kind, spec.mtu, spec.mac?.toLowerCase(), spec.up);
     if (spec.kind === 'veth') {
@@ -165,6 +174,7 @@ export class FakeNetworkKernel implements NetworkKernel {
     } else if (spec.kind !== 'bridge') {
       throw new InvalidInputError('kind', (spec as { kind: unknown }).kind, 'supported kinds: bridge, veth, vxlan');
     }
+    link.masterIndex = master?.index;
     this.links.set(link.name, link);
     return this.snapshot(link);
   }
@@ -433,6 +443,51 @@ export class FakeNetworkKernel implements NetworkKernel {
 
   async applyFdb(changes: Change<FdbEntry>[]): Promise<BatchResult<FdbEntry>> {
     return this.batch('fdb', changes, (c) => this.applyFdbEntry(c.op, c.entry));
+  }
+
+  async applyLinkConfig(steps: LinkConfigStep[]): Promise<BatchResult<LinkConfigStep>> {
+    this.record('applyLinkConfig', steps.length);
+    const failed: BatchOutcome<LinkConfigStep>[] = [];
+    let applied = 0;
+    steps.forEach((step, index) => {
+      let errno = 0;
+      let message = '';
+      try {
+        errno = this.applyLinkStep(step);
+      } catch (err) {
+        errno = E.EINVAL;
+        message = err instanceof Error ? err.message : String(err);
+      }
+      if (errno === 0) applied++;
+      else failed.push({ index, change: { op: 'add', entry: step }, errno, message: message || `link config #${index} ${step.kind}: ${describeErrno(errno)}` });
+    });
+    return { applied, failed };
+  }
+
+  private applyLinkStep(step: LinkConfigStep): number {
+    const l = this.byIndex(step.index);
+    if (!l) return E.ENODEV;
+    switch (step.kind) {
+      case 'up':
+        l.up = step.up;
+        return 0;
+      case 'address': {
+        const c = toCidr(step.cidr, 'cidr');
+        const same = this.addrs.find((a) => a.linkIndex === l.index && a.cidr.ip.equals(c.ip));
+        if (same) return same.cidr.prefixLength === c.prefixLength ? 0 : E.EEXIST;
+        this.addrs.push({ linkIndex: l.index, cidr: c });
+        return 0;
+      }
+      case 'route':
+        return this.applyRoute('add', { ...step.route, dev: l.name });
+      case 'bridgePort':
+        if (l.masterIndex === undefined) return E.EOPNOTSUPP;
+        if (step.hairpin !== undefined) l.hairpin = step.hairpin;
+        if (step.learning !== undefined) l.learning = step.learning;
+        return 0;
+      default:
+        throw new InvalidInputError('kind', (step as { kind: unknown }).kind, 'supported kinds: up, address, route, bridgePort');
+    }
   }
 
   close(): void {
