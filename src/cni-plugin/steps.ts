@@ -9,11 +9,20 @@ import { Cidr, type IpAddress } from '../common/ip';
 import type { BatchResult, Link, LinkConfigStep, NetnsRef, NetworkKernel, Route } from '../kernel/types';
 import { CniError, CniErrorCode } from './errors';
 
+/**
+ * The bridge, up, with its MAC pinned. A bridge whose MAC was never set explicitly takes the
+ * lowest MAC of its ports, so deleting one pod's veth would change the gateway's MAC under
+ * every other pod on the node (they keep the old neighbour entry until it goes stale, tens of
+ * seconds without a gateway). A MAC given at creation, or set once later, stays put.
+ */
 export async function ensureBridge(k: NetworkKernel, name: string, mtu: number | undefined, promisc: boolean): Promise<Link> {
   let link = await k.getLink(name);
+  let created = false;
   if (!link) {
+    const mac = randomMac();
     try {
-      link = await k.createLink(mtu === undefined ? { kind: 'bridge', name, up: true } : { kind: 'bridge', name, mtu, up: true });
+      link = await k.createLink(mtu === undefined ? { kind: 'bridge', name, mac, up: true } : { kind: 'bridge', name, mac, mtu, up: true });
+      created = true;
     } catch (err) {
       if (!(err instanceof AlreadyExistsError)) throw err;
       link = await k.getLink(name); // a concurrent ADD made it
@@ -23,6 +32,10 @@ export async function ensureBridge(k: NetworkKernel, name: string, mtu: number |
   if (link.kind !== undefined && link.kind !== 'bridge') {
     throw new CniError(CniErrorCode.InvalidNetworkConfig, `bridge ${JSON.stringify(name)} exists but is a ${link.kind}, not a bridge`);
   }
+  // Netlink does not report whether a MAC was set explicitly, so a bridge we did not just
+  // create gets its current MAC set again: setting it marks it as assigned, and the same value
+  // changes nothing for the pods already there.
+  if (!created && link.mac !== undefined) await k.setMac(name, link.mac);
   if (!link.up) await k.setLinkUp(name, true);
   if (promisc) await k.setPromisc(name, true);
   return link;
