@@ -28,7 +28,7 @@ function config(dir: string, extra: string[] = []): DaemonConfig {
 }
 
 t.test('the rendered conflist is accepted by the CNI plugin parser', async (t) => {
-  const text = renderConflist({ stateDir: '/var/lib/podwire' }, ['10.244.1.0/24', 'fd00:10:244:1::/64'], 1450);
+  const text = renderConflist({ stateDir: '/var/lib/podwire' }, ['10.244.1.0/24', 'fd00:10:244:1::/64'], 1450, { cniVersion: '1.1.0', plugins: ['portmap'] });
   const list = JSON.parse(text) as { cniVersion: string; name: string; plugins: Record<string, unknown>[] };
   t.equal(list.cniVersion, '1.1.0');
   t.equal(list.name, 'podwire');
@@ -48,7 +48,7 @@ t.test('the rendered conflist is accepted by the CNI plugin parser', async (t) =
   t.same(conf.ipam.routes.map((r) => r.dst), ['0.0.0.0/0', '::/0']);
   let field: unknown;
   try {
-    renderConflist({ stateDir: '/x' }, ['bogus'], 1450);
+    renderConflist({ stateDir: '/x' }, ['bogus'], 1450, { cniVersion: '1.1.0', plugins: [] });
   } catch (err) {
     field = (err as { field?: unknown }).field;
   }

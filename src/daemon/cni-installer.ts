@@ -15,6 +15,7 @@ import type { ClusterEvent, NodeObject } from '../k8s/types';
 import { copyFileAtomic, readIfExists, removeFile, sha256, writeFileAtomic } from './atomic-file';
 import type { Component, ComponentContext, ComponentRegistration, ComponentStatus, SyncReport } from './component';
 import type { DaemonConfig } from './config';
+import { CniChainResolver, type CniChain } from './cni-chain';
 
 export const CONFLIST_NAME = '10-podwire.conflist';
 /** The CNI `type`, hence the binary's file name in the CNI bin dir. */
@@ -31,16 +32,26 @@ export interface CniInstallerOptions {
   underlayMtu?: (nodeIp: string | undefined) => Promise<number | undefined>;
   /** Binary to install; default config.cniBinSource, else the built shim if it exists. */
   binSource?: string | undefined;
+  /** Decides the chained plugins and the list's cniVersion; default probes the CNI bin dir. */
+  chain?: CniChainResolver;
 }
 
 export function cniInstallerRegistration(options: CniInstallerOptions = {}): ComponentRegistration {
   return { feature: 'overlay', name: 'cni-installer', create: (ctx) => new CniInstaller(ctx, options) };
 }
 
-export function renderConflist(config: Pick<DaemonConfig, 'stateDir'>, podCIDRs: readonly string[], mtu: number): string {
+export function renderConflist(
+  config: Pick<DaemonConfig, 'stateDir'>,
+  podCIDRs: readonly string[],
+  mtu: number,
+  chain: Pick<CniChain, 'cniVersion' | 'plugins'>,
+): string {
   const subnets = podCIDRs.map((c, i) => Cidr.parse(c, `node.spec.podCIDRs[${i}]`).masked);
+  const chained: Record<string, Record<string, unknown>> = {
+    portmap: { type: 'portmap', capabilities: { portMappings: true } },
+  };
   const conf = {
-    cniVersion: '1.1.0',
+    cniVersion: chain.cniVersion,
     name: 'podwire',
     plugins: [
       {
@@ -58,7 +69,7 @@ export function renderConflist(config: Pick<DaemonConfig, 'stateDir'>, podCIDRs:
           dataDir: path.join(config.stateDir, 'ipam'),
         },
       },
-      { type: 'portmap', capabilities: { portMappings: true } },
+      ...chain.plugins.map((p) => chained[p]!),
     ],
   };
   return JSON.stringify(conf, null, 2) + '\n';
@@ -74,12 +85,15 @@ export class CniInstaller implements Component {
   private binary: { source: string | undefined; installed: boolean; hash?: string } = { source: undefined, installed: false };
   private writes = 0;
   private mtu: number | undefined;
+  private chain: CniChain | undefined;
+  private readonly chainResolver: CniChainResolver;
 
   constructor(
     private readonly ctx: ComponentContext,
     private readonly options: CniInstallerOptions = {},
   ) {
     this.config = ctx.config;
+    this.chainResolver = options.chain ?? new CniChainResolver();
   }
 
   get conflistPath(): string {
@@ -122,7 +136,12 @@ export class CniInstaller implements Component {
     await this.installBinary();
 
     const mtu = await this.podMtu();
-    const content = renderConflist(this.config, this.podCIDRs, mtu);
+    const chain = await this.chainResolver.resolve(this.config.cniBinDir);
+    if (JSON.stringify(chain) !== JSON.stringify(this.chain)) {
+      for (const o of chain.omitted) this.ctx.logger.warn({ plugin: o.plugin, reason: o.reason }, 'chained CNI plugin left out of the conflist');
+    }
+    this.chain = chain;
+    const content = renderConflist(this.config, this.podCIDRs, mtu, chain);
     const result = await writeFileAtomic(this.conflistPath, content, 0o644);
     this.mtu = mtu;
     this.conflistHash = sha256(content);
@@ -142,6 +161,9 @@ export class CniInstaller implements Component {
       conflistWrites: this.writes,
       lastWritten: this.lastWritten,
       mtu: this.mtu,
+      cniVersion: this.chain?.cniVersion,
+      chained: this.chain?.plugins ?? [],
+      chainOmitted: this.chain?.omitted ?? [],
       binary: { path: this.binaryPath, source: this.binary.source, installed: this.binary.installed },
     };
   }

@@ -5,8 +5,9 @@
  *
  * The network config is built from the daemon's conflist the way a runtime does for each
  * plugin of a list: the plugin's object plus the list's `cniVersion` and `name`. Only the
- * first plugin (`podwire`) is run. The conflist's second entry, `portmap`, only acts on
- * runtime port mappings, which the demo has none of, so it is skipped (and said so).
+ * first plugin (`podwire`) is run. A chained `portmap` (podwired chains it when the CNI bin
+ * dir has one) only acts on runtime port mappings, which the demo has none of, so it is
+ * skipped (and said so).
  */
 import { readFileSync } from 'node:fs';
 import { exec, netnsPath, type ExecResult } from '../harness';

@@ -260,7 +260,7 @@ async function createPods(lab: Lab, nodes: DemoNode[], pods: DemoPod[], args: De
       });
     }
   }
-  log(`the conflist's second plugin (portmap) is not run: the demo has no port mappings`);
+  log(`only the conflist's first plugin (podwire) is run: a chained portmap acts on runtime port mappings, and the demo has none`);
 
   log('CNI CHECK for every pod (the ADD result as prevResult): the plugin verifies what it set up');
   for (const p of pods) {
