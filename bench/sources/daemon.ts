@@ -25,6 +25,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fixtureCaller } from '../../test-netns/fixtures/apiserver/ipc-client';
 
 export interface DaemonRunResult {
   kind: 'daemon';
@@ -136,18 +137,7 @@ export async function runDaemon(o: DaemonRunOptions): Promise<DaemonRunResult> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
-  const pending: ((m: Record<string, unknown>) => void)[] = [];
-  fixture.on('message', (m) => pending.shift()?.(m as Record<string, unknown>));
-  const call = (msg: Record<string, unknown>, timeoutMs = 120_000): Promise<Record<string, unknown>> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`fixture did not answer ${String(msg.cmd)}`)), timeoutMs);
-      pending.push((m) => {
-        clearTimeout(timer);
-        if (m.ok === false) reject(new Error(String(m.error)));
-        else resolve(m);
-      });
-      if (msg.cmd !== undefined) fixture.send(msg);
-    });
+  const call = fixtureCaller(fixture);
 
   const logPath = join(tmp, 'podwired.log');
   try {

@@ -36,6 +36,7 @@ import { performance } from 'node:perf_hooks';
 import { silentLogger } from '../../src/common';
 import { createKubernetesSource } from '../../src/k8s';
 import { runDaemon, type DaemonRunResult } from './daemon';
+import { fixtureCaller } from '../../test-netns/fixtures/apiserver/ipc-client';
 
 const RSS_TARGET_MB = 150;
 
@@ -63,18 +64,7 @@ async function single(): Promise<void> {
 
   const fixturePath = join(__dirname, '..', '..', 'test-netns', 'fixtures', 'apiserver', 'main.js');
   const child = fork(fixturePath, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const pending: ((m: Record<string, unknown>) => void)[] = [];
-  child.on('message', (m) => pending.shift()?.(m as Record<string, unknown>));
-  const call = (msg: Record<string, unknown>, timeoutMs = 120_000): Promise<Record<string, unknown>> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`fixture did not answer ${String(msg.cmd)}`)), timeoutMs);
-      pending.push((m) => {
-        clearTimeout(timer);
-        if (m.ok === false) reject(new Error(String(m.error)));
-        else resolve(m);
-      });
-      if (msg.cmd !== undefined) child.send(msg);
-    });
+  const call = fixtureCaller(child);
   const tmp = mkdtempSync(join(tmpdir(), 'pws-bench-'));
   try {
     await call({}); // ready

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { silentLogger } from '../../src/common';
 import { createKubernetesSource, type KubernetesSource } from '../../src/k8s';
-import type { ClusterEvent } from '../../src/k8s/types';
 import * as o from '../fixtures/apiserver/objects';
+import { describeEvent, waitFor } from './helpers';
 import { generateTestPki, haveOpenssl, type TestPki } from '../fixtures/apiserver/pki';
 import { FakeApiServer, type FakeApiServerTls, type KubeconfigOptions } from '../fixtures/apiserver/server';
 
@@ -25,22 +25,6 @@ interface Harness {
   src: KubernetesSource;
   events: string[];
   kubeconfig: string;
-}
-
-function describe(e: ClusterEvent): string {
-  const obj = e.type === 'delete' ? e.previous : e.current;
-  return `${e.type} ${e.kind} ${obj.meta.key}`;
-}
-
-/** Bounded wait for a condition (not a timing assertion: it fails only if it never happens). */
-async function waitFor(t: Test, what: string, cond: () => boolean, maxMs = 20_000): Promise<void> {
-  const step = 10;
-  for (let i = 0; i < maxMs / step; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, step));
-  }
-  t.fail(`timed out waiting for: ${what}`);
-  throw new Error(`timed out waiting for: ${what}`);
 }
 
 async function setup(
@@ -69,7 +53,7 @@ async function setup(
     credentialRefreshMs: options.credentialRefreshMs,
   });
   const events: string[] = [];
-  src.onEvent((e) => events.push(describe(e)));
+  src.onEvent((e) => events.push(describeEvent(e)));
   const ac = new AbortController();
   t.teardown(async () => {
     ac.abort();
@@ -88,12 +72,12 @@ async function listAndWatch(t: Test, h: Harness): Promise<void> {
   await h.src.waitForSync(AbortSignal.timeout(30_000));
   t.ok(h.src.get('Service', 'default/web'), 'listed over HTTPS');
   t.ok(h.src.get('Namespace', 'default'));
-  await waitFor(t, 'two watches open', () => h.api.watcherCount === 2);
+  await waitFor(t, 'two watches open', () => h.api.watcherCount === 2, 20_000);
   h.events.length = 0;
   h.api.put('services', o.service('default', 'live', '10.96.0.11'));
   h.api.put('services', o.service('default', 'web', '10.96.0.10', [{ port: 8080 }]));
   h.api.delete('services', 'default/live');
-  await waitFor(t, 'three watch events', () => h.events.length === 3);
+  await waitFor(t, 'three watch events', () => h.events.length === 3, 20_000);
   t.same(h.events, ['add Service default/live', 'update Service default/web', 'delete Service default/live']);
   t.equal(svcStats(h).errors, 0, 'no errors');
   t.equal(svcStats(h).lists, 1);
@@ -125,7 +109,7 @@ function tests(): void {
       // trust failure drops the cached credentials, not because the refresh came round.
       {},
     );
-    await waitFor(t, 'three failed attempts', () => svcStats(h).errors >= 3);
+    await waitFor(t, 'three failed attempts', () => svcStats(h).errors >= 3, 20_000);
     t.notOk(h.src.hasSynced(), 'not synced');
     t.same(h.events, [], 'no events');
     t.same(h.src.list('Service'), [], 'nothing cached');
@@ -144,7 +128,7 @@ function tests(): void {
 
   t.test('client certificate required but none configured: TLS refused, reported, nothing delivered', async (t) => {
     const h = await setup(t, { clientCerts: 'required', tokenAuth: true }, { auth: 'token' });
-    await waitFor(t, 'three failed attempts', () => svcStats(h).errors >= 3);
+    await waitFor(t, 'three failed attempts', () => svcStats(h).errors >= 3, 20_000);
     t.notOk(h.src.hasSynced());
     t.same(h.events, []);
     t.equal(h.api.requests.length, 0, 'no request got past the TLS handshake');
@@ -156,7 +140,7 @@ function tests(): void {
 
   t.test('bad bearer token over TLS: 401 reported with the path, nothing delivered', async (t) => {
     const h = await setup(t, { clientCerts: 'off', tokenAuth: true, token: 'good-token' }, { auth: 'token', token: 'bad-token' });
-    await waitFor(t, 'three 401s', () => svcStats(h).errors >= 3);
+    await waitFor(t, 'three 401s', () => svcStats(h).errors >= 3, 20_000);
     t.notOk(h.src.hasSynced());
     t.same(h.events, []);
     const said = svcStats(h).lastError ?? '';

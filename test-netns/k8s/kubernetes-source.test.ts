@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { silentLogger } from '../../src/common';
 import { createKubernetesSource, type KubernetesSource } from '../../src/k8s';
-import type { ClusterEvent, ClusterKind, ServiceObject } from '../../src/k8s/types';
+import type { ClusterKind, ServiceObject } from '../../src/k8s/types';
 import * as o from '../fixtures/apiserver/objects';
+import { describeEvent, waitFor } from './helpers';
 import { FakeApiServer } from '../fixtures/apiserver/server';
 
 interface Harness {
@@ -18,22 +19,6 @@ interface Harness {
   events: string[];
   ac: AbortController;
   kubeconfig: string;
-}
-
-function describe(e: ClusterEvent): string {
-  const obj = e.type === 'delete' ? e.previous : e.current;
-  return `${e.type} ${e.kind} ${obj.meta.key}`;
-}
-
-/** Bounded wait for a condition (not a timing assertion: it fails only if it never happens). */
-async function waitFor(t: Test, what: string, cond: () => boolean, maxMs = 15_000): Promise<void> {
-  const step = 10;
-  for (let i = 0; i < maxMs / step; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, step));
-  }
-  t.fail(`timed out waiting for: ${what}`);
-  throw new Error(`timed out waiting for: ${what}`);
 }
 
 async function setup(
@@ -54,7 +39,7 @@ async function setup(
     tuning: { pageSize: opts.pageSize ?? 500, backoffInitialMs: 20, backoffMaxMs: 200 },
   });
   const events: string[] = [];
-  src.onEvent((e) => events.push(describe(e)));
+  src.onEvent((e) => events.push(describeEvent(e)));
   const ac = new AbortController();
   t.teardown(async () => {
     ac.abort();
