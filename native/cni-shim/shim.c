@@ -99,7 +99,7 @@ static int write_all(int fd, const char *p, size_t n) {
 /* cniVersion of the request, for our own error JSON; "1.1.0" when not found. */
 static void request_version(const struct buf *in, char *out, size_t outlen) {
   snprintf(out, outlen, "1.1.0");
-  if (!in->data) return;
+  if (!in || !in->data) return;
   const char *k = strstr(in->data, "\"cniVersion\"");
   if (!k) return;
   k = strchr(k + 12, '"');
@@ -110,10 +110,17 @@ static void request_version(const struct buf *in, char *out, size_t outlen) {
   out[e - k - 1] = 0;
 }
 
+/* `in` is the request (NULL when stdin was never read); msg may hold operator-given paths. */
 static int cni_error(const struct buf *in, int code, const char *msg) {
   char v[32];
   request_version(in, v, sizeof v);
-  printf("{\"cniVersion\":\"%s\",\"code\":%d,\"msg\":\"podwire-cni: %s\"}\n", v, code, msg);
+  printf("{\"cniVersion\":\"%s\",\"code\":%d,\"msg\":\"podwire-cni: ", v, code);
+  for (const unsigned char *c = (const unsigned char *)msg; *c; c++) {
+    if (*c == '"' || *c == '\\') printf("\\%c", *c);
+    else if (*c < 0x20) printf("\\u%04x", *c);
+    else putchar(*c);
+  }
+  printf("\"}\n");
   fflush(stdout);
   return 1;
 }
@@ -125,7 +132,7 @@ static int find_main_js(char *out, size_t outlen) {
   const char *env = getenv("PODWIRE_CNI_JS");
   if (env && *env) {
     snprintf(out, outlen, "%s", env);
-    return 0;
+    return readable(out) ? 0 : -1;
   }
   char self[PATH_MAX];
   if (realpath("/proc/self/exe", self)) {
@@ -145,10 +152,24 @@ static int find_main_js(char *out, size_t outlen) {
   return -1;
 }
 
+/*
+ * Neither the daemon nor the in-process path is available (a node with no Node.js or no
+ * package, while podwired restarts): CNI code 11, "try again later", so the runtime retries
+ * instead of failing the pod for good.
+ */
+static int unavailable(const struct buf *buffered, const char *socket_path, const char *why) {
+  struct buf request = {0};
+  if (!buffered && read_all(0, &request) == 0) buffered = &request; /* for the request's cniVersion */
+  char msg[PATH_MAX + 256];
+  snprintf(msg, sizeof msg, "podwired is not answering on %s and the in-process fallback is unavailable (%s); retry once podwired runs",
+           socket_path ? socket_path : "(skipped)", why);
+  return cni_error(buffered, 11, msg);
+}
+
 /* Runs the in-process path; `buffered` is stdin we already consumed (NULL: untouched). */
-static int fallback(const struct buf *buffered) {
+static int fallback(const struct buf *buffered, const char *socket_path) {
   char js[PATH_MAX];
-  if (find_main_js(js, sizeof js) != 0) return cni_error(buffered, 107, "cannot find dist/src/cni-plugin/main.js (set PODWIRE_CNI_JS)");
+  if (find_main_js(js, sizeof js) != 0) return unavailable(buffered, socket_path, "no readable dist/src/cni-plugin/main.js; set PODWIRE_CNI_JS");
   if (buffered) {
     int mfd = memfd_create("podwire-cni-stdin", 0);
     if (mfd < 0 || write_all(mfd, buffered->data ? buffered->data : "", buffered->len) != 0 || lseek(mfd, 0, SEEK_SET) != 0 ||
@@ -163,23 +184,23 @@ static int fallback(const struct buf *buffered) {
   execv(node, argv);
   argv[0] = "node";
   execvp("node", argv);
-  return cni_error(buffered, 107, "cannot execute node (set PODWIRE_NODE)");
+  return unavailable(buffered, socket_path, "cannot execute node; set PODWIRE_NODE");
 }
 
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const char *inproc = getenv("PODWIRE_CNI_INPROCESS");
-  if (inproc && *inproc && strcmp(inproc, "0") != 0) return fallback(NULL);
+  if (inproc && *inproc && strcmp(inproc, "0") != 0) return fallback(NULL, NULL);
 
   const char *path = getenv("PODWIRE_CONTROL_SOCKET");
   if (!path || !*path) path = DEFAULT_SOCKET;
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  if (strlen(path) >= sizeof addr.sun_path) return fallback(NULL);
+  if (strlen(path) >= sizeof addr.sun_path) return fallback(NULL, path);
   strcpy(addr.sun_path, path);
   int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof addr) != 0) {
     if (s >= 0) close(s);
-    return fallback(NULL); /* no daemon: stdin is untouched */
+    return fallback(NULL, path); /* no daemon: stdin is untouched */
   }
   struct timeval tv = {.tv_sec = RESPONSE_TIMEOUT_S};
   setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
