@@ -9,6 +9,8 @@ export function createSourceFromConfig(config: DaemonConfig, logger: Logger): St
   return createKubernetesSource({
     nodeName: config.nodeName,
     logger: log,
+    // Peers matter only to the overlay; without it, watch just this node's own Node.
+    nodeScope: config.enable.includes('overlay') ? 'cluster' : 'own',
     ...(config.kubeconfig ? { kubeconfigPath: config.kubeconfig } : { inCluster: true }),
   });
 }

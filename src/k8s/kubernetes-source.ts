@@ -23,6 +23,12 @@ export interface KubernetesSourceOptions {
   kinds?: readonly ClusterKind[];
   /** Pods of this node only (default, fieldSelector spec.nodeName) or of the whole cluster. */
   podScope?: 'node' | 'cluster';
+  /**
+   * Every Node (default: the overlay needs each peer's podCIDR and addresses) or only this
+   * node's own Node (fieldSelector metadata.name, as kube-proxy watches it), for a node that
+   * runs only the proxy and DNS beside another CNI.
+   */
+  nodeScope?: 'cluster' | 'own';
   /** Namespace whose ConfigMaps are watched (default kube-system); '*' for all namespaces. */
   configMapNamespace?: string;
   /** Label selector for ConfigMaps (e.g. `app.kubernetes.io/part-of=podwire`). */
@@ -49,8 +55,10 @@ export function resourceDefs(options: KubernetesSourceOptions, tuning: Reflector
   const kinds = options.kinds ?? ALL_KINDS;
   const cmNs = options.configMapNamespace ?? 'kube-system';
   const defs: Record<ClusterKind, ResourceDef> = {
-    // All Nodes: the overlay needs every peer's podCIDR and addresses.
-    Node: { kind: 'Node', path: '/api/v1/nodes' },
+    Node:
+      options.nodeScope === 'own'
+        ? { kind: 'Node', path: '/api/v1/nodes', fieldSelector: `metadata.name=${options.nodeName}` }
+        : { kind: 'Node', path: '/api/v1/nodes' },
     Service: { kind: 'Service', path: '/api/v1/services' },
     EndpointSlice: {
       kind: 'EndpointSlice',

@@ -23,7 +23,14 @@ interface Harness {
 
 async function setup(
   t: Test,
-  opts: { kinds?: ClusterKind[]; pageSize?: number; goneMode?: 'http' | 'event'; seed?: (api: FakeApiServer) => void; token?: string } = {},
+  opts: {
+    kinds?: ClusterKind[];
+    pageSize?: number;
+    goneMode?: 'http' | 'event';
+    seed?: (api: FakeApiServer) => void;
+    token?: string;
+    nodeScope?: 'cluster' | 'own';
+  } = {},
 ): Promise<Harness> {
   const api = new FakeApiServer({ goneMode: opts.goneMode });
   await api.start();
@@ -34,6 +41,7 @@ async function setup(
   const src = createKubernetesSource({
     kubeconfigPath: kubeconfig,
     nodeName: 'node-a',
+    ...(opts.nodeScope ? { nodeScope: opts.nodeScope } : {}),
     logger: silentLogger,
     kinds: opts.kinds ?? ['Service'],
     tuning: { pageSize: opts.pageSize ?? 500, backoffInitialMs: 20, backoffMaxMs: 200 },
@@ -89,6 +97,26 @@ t.test('initial sync of every kind; own Node; Pods of this node; ConfigMaps of k
   t.ok(watches.every((r) => r.query.allowWatchBookmarks === 'true'), 'bookmarks requested');
   t.ok(watches.every((r) => Number(r.query.timeoutSeconds) > 0), 'server-side watch timeout set');
   t.notOk(clientNodeLoaded(), 'the library ran in the helper process, not here');
+});
+
+t.test("nodeScope 'own': only this node's Node is listed and watched (fieldSelector metadata.name)", async (t) => {
+  const h = await setup(t, {
+    kinds: ['Node'],
+    nodeScope: 'own',
+    seed: (api) => {
+      api.put('nodes', o.node('node-a', '198.18.0.2', '10.244.0.0/24'));
+      api.put('nodes', o.node('node-b', '198.18.0.3', '10.244.1.0/24'));
+    },
+  });
+  await h.src.waitForSync(AbortSignal.timeout(15_000));
+  t.same(h.src.list('Node').map((n) => n.meta.name), ['node-a'], 'only the own Node is cached');
+  await waitFor(t, 'the Node watch open', () => h.api.watcherCount === 1);
+  h.events.length = 0;
+  h.api.put('nodes', o.node('node-c', '198.18.0.4', '10.244.2.0/24'));
+  h.api.put('nodes', o.node('node-a', '198.18.0.2', '10.244.9.0/24'));
+  await waitFor(t, 'the own Node update', () => h.events.length >= 1);
+  t.same(h.events, ['update Node node-a'], 'a new peer Node is not delivered; the own Node update is');
+  t.same(h.src.get('Node', 'node-a')?.podCIDRs, ['10.244.9.0/24']);
 });
 
 t.test('watch dropped mid-stream: no events lost, none duplicated, no relist', async (t) => {
