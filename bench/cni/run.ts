@@ -1,13 +1,13 @@
 /**
  * bench/cni: podwire-cni vs the reference bridge + host-local, same run, alternating.
  *   node dist/bench/cni/run.js [--pods 100] [--parallel 4] [--rounds 3] [--out bench/results/cni.json]
- *                              [--prefix pwc-bench] [--inprocess]
+ *                              [--prefix pwc-bench] [--inprocess] [--cpu-prof DIR]
  * 100 pods serially and 4-way concurrently per plugin and round; prints ADD and DEL
  * p50/p90/max and totals, the ratios to the reference with each target met or not, and
  * writes JSON to bench/results/ (the shared, gitignored place for bench output).
  * `--prefix` is the lab's namespace prefix (each helper runs in its own).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { exec, withLab } from '../../test-netns/harness';
@@ -84,18 +84,58 @@ async function main(): Promise<void> {
           pods: podsOf['podwire-inprocess']!,
         });
       }
-      const daemon = lab.spawn(host, [process.execPath, join(ROOT, 'dist', 'src', 'cni-plugin', 'fastpath', 'serve.js'), socket], {
+      // --cpu-prof DIR: profile the daemon (a .cpuprofile is written to DIR when it exits).
+      const profDir = arg('cpu-prof', '');
+      const nodeFlags = profDir ? ['--cpu-prof', '--cpu-prof-dir', resolve(profDir)] : [];
+      const daemon = lab.spawn(host, [process.execPath, ...nodeFlags, join(ROOT, 'dist', 'src', 'cni-plugin', 'fastpath', 'serve.js'), socket], {
         env: { PODWIRE_CNI_MAIN: '1', PODWIRE_LOG_LEVEL: 'warn' },
       });
       await daemon.waitForOutput(/listening/, 10_000);
       const input: WorkerInput = { plugins, parallel, rounds };
       const r = await exec(host, [process.execPath, join(__dirname, 'worker.js'), JSON.stringify(input)], { timeoutMs: 590_000 });
+      process.stderr.write(daemonCpu(daemon.child.pid));
+      if (profDir) await daemon.stop(10_000); // SIGTERM: a clean exit writes the profile
       if (r.exitCode !== 0) throw new Error(`worker failed: ${r.stderr}`);
       return JSON.parse(r.stdout) as WorkerResult;
     });
     report(result, { pods, parallel, rounds }, out);
   } finally {
     rmSync(data, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The daemon's CPU for the whole run (all plugins' phases; it idles during the reference's),
+ * per thread, from /proc: where the fast path's CPU goes (JS main thread, libuv pool, the
+ * addon's netlink/netns threads). Best effort: empty when /proc cannot be read.
+ */
+function daemonCpu(pid: number | undefined): string {
+  if (pid === undefined) return '';
+  try {
+    const tick = 100; // USER_HZ on Linux
+    const rows: string[] = [];
+    let user = 0;
+    let sys = 0;
+    const byName = new Map<string, { user: number; sys: number; n: number }>();
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const u = Number(f[11]) / tick;
+      const s = Number(f[12]) / tick;
+      user += u;
+      sys += s;
+      const e = byName.get(name) ?? { user: 0, sys: 0, n: 0 };
+      byName.set(name, { user: e.user + u, sys: e.sys + s, n: e.n + 1 });
+    }
+    // Threads that already exited are only in the process totals.
+    const p = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const pf = p.slice(p.lastIndexOf(')') + 2).split(' ');
+    rows.push(`daemon CPU (s): process user ${(Number(pf[11]) / tick).toFixed(2)} sys ${(Number(pf[12]) / tick).toFixed(2)}; live threads user ${user.toFixed(2)} sys ${sys.toFixed(2)}`);
+    for (const [name, e] of byName) rows.push(`  ${name.padEnd(16)} x${e.n}  user ${e.user.toFixed(2)} sys ${e.sys.toFixed(2)}`);
+    return rows.join('\n') + '\n';
+  } catch {
+    return '';
   }
 }
 

@@ -1,11 +1,12 @@
 /** Host-side names derived from (network, container ID, ifname), so DEL and GC find them without state. */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 const VETH_PREFIX = 'pwv';
 const MASQ_PREFIX = 'PW-MASQ-';
 
+// crypto.hash is the one-shot form of createHash().update().digest(): same digest, no Hash object.
 export function hostVethName(containerId: string, ifname: string): string {
-  return VETH_PREFIX + createHash('sha256').update(`${containerId}\0${ifname}`).digest('hex').slice(0, 12);
+  return VETH_PREFIX + hash('sha256', `${containerId}\0${ifname}`, 'hex').slice(0, 12);
 }
 
 export function isHostVethName(name: string): boolean {
@@ -14,7 +15,7 @@ export function isHostVethName(name: string): boolean {
 
 /** iptables chain for one attachment's masquerade rules (<= 28 chars). */
 export function masqChainName(network: string, containerId: string, ifname: string): string {
-  return MASQ_PREFIX + createHash('sha256').update(`${network}\0${containerId}\0${ifname}`).digest('hex').slice(0, 20);
+  return MASQ_PREFIX + hash('sha256', `${network}\0${containerId}\0${ifname}`, 'hex').slice(0, 20);
 }
 
 export function isMasqChainName(name: string): boolean {

@@ -38,8 +38,10 @@ export async function runCni(envVars: EnvMap, stdin: Buffer, deps: CniDeps): Pro
         `${env.command} needs cniVersion >= ${minimumVersionFor(env.command)}`,
       );
     }
-    // Only ADD/GC log along the way; a child logger per call is not free on the fast path.
-    const log = env.command === 'ADD' || env.command === 'GC' ? deps.log.child({ cmd: env.command, containerId: env.containerId, ifname: env.ifname }) : deps.log;
+    // Only ADD/GC log along the way, and an ADD only when it rolls back: a child logger per
+    // call is not free on the fast path, so it is made when first needed.
+    let child: CniDeps['log'] | undefined;
+    const log = (): CniDeps['log'] => (child ??= deps.log.child({ cmd: env.command, containerId: env.containerId, ifname: env.ifname }));
     switch (env.command) {
       case 'ADD':
         return ok(resultForVersion(await cmdAdd(conf, env, deps, stdin, log), conf.cniVersion));
@@ -50,7 +52,7 @@ export async function runCni(envVars: EnvMap, stdin: Buffer, deps: CniDeps): Pro
         await cmdCheck(conf, env, deps, stdin);
         return { exitCode: 0, stdout: '' };
       case 'GC':
-        await cmdGc(conf, env, deps, stdin, log);
+        await cmdGc(conf, env, deps, stdin, log());
         return { exitCode: 0, stdout: '' };
       case 'STATUS':
         await cmdStatus(conf, env, deps, stdin);
@@ -111,7 +113,7 @@ interface NodeSide {
   bridgeNow: Link | undefined;
 }
 
-async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, log: CniDeps['log']): Promise<CniResult> {
+async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, log: () => CniDeps['log']): Promise<CniResult> {
   const podNs: NetnsRef = { path: env.netns };
   if (!(await deps.netnsExists(podNs))) {
     throw new CniError(CniErrorCode.ContainerUnknown, `CNI_NETNS=${JSON.stringify(env.netns)} does not exist`);
@@ -238,7 +240,7 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
     deps.bridges?.clear();
     await podOpen.catch(() => undefined); // no pod-side call may still be in flight
     for (const u of undo.reverse()) {
-      await u().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'rollback step failed'));
+      await u().catch((e: unknown) => log().warn({ err: errorMessage(e) }, 'rollback step failed'));
     }
     throw err;
   } finally {

@@ -13,7 +13,7 @@ import type { IptablesRunner, NetnsRef, NetworkKernel, NftRunner, SysctlKernel }
 
 export * from './types';
 export type { NetlinkTransport } from './netlink/transport';
-export { netnsRef, netnsExists, assertNetns, openNetnsFd, runInNetns, createNetns, deleteNetns, nsenterArgv, type RunResult, type RunOptions } from './netns';
+export { netnsRef, netnsExists, assertNetns, openNetnsFd, openNetnsFdSync, runInNetns, createNetns, deleteNetns, nsenterArgv, type RunResult, type RunOptions } from './netns';
 export { NetlinkNetworkKernel } from './network-kernel';
 export { NetnsSysctl, sysctlPath } from './sysctl';
 export { NetnsIptables, iptablesBinaries, type IptablesBackend } from './iptables';

@@ -12,7 +12,7 @@ import { AlreadyExistsError, InvalidInputError, KernelError, NotFoundError, Podw
 import { Cidr, IpAddress } from '../common/ip';
 import { E, describeErrno } from './errno';
 import type { NetlinkTransport } from './netlink/transport';
-import { openNetnsFd } from './netns';
+import { openNetnsFdSync } from './netns';
 import * as C from './rtnetlink/constants';
 import { decodeAddr, encodeDelAddr, encodeDumpAddrs, encodeNewAddr } from './rtnetlink/addr';
 import {
@@ -126,7 +126,7 @@ export class NetlinkNetworkKernel implements NetworkKernel {
           validateIfName(spec.peerName, 'peerName');
           if (spec.peerMtu !== undefined) validateMtu(spec.peerMtu, 'peerMtu');
           const peerMac = spec.peerMac !== undefined ? macBytes(spec.peerMac, 'peerMac') : undefined;
-          if (spec.peerNetns) peerFd = await openNetnsFd(spec.peerNetns);
+          if (spec.peerNetns) peerFd = openNetnsFdSync(spec.peerNetns);
           else if (spec.peerName === spec.name) throw new InvalidInputError('peerName', spec.peerName, 'must differ from name in the same netns');
           infoData = vethInfoData({ name: spec.peerName, netnsFd: peerFd?.fd, mtu: spec.peerMtu ?? spec.mtu, mac: peerMac });
           break;
@@ -230,7 +230,7 @@ export class NetlinkNetworkKernel implements NetworkKernel {
   async moveToNetns(name: string, target: NetnsRef, newName?: string): Promise<void> {
     if (newName !== undefined) validateIfName(newName, 'newName');
     const index = await this.indexOf(name);
-    const fd = await openNetnsFd(target);
+    const fd = openNetnsFdSync(target);
     try {
       await this.call(`move link to netns ${target.path}`, encodeSetLink({ index, netnsFd: fd.fd, name: newName }), 'link', name);
     } catch (err) {

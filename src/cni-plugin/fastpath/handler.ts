@@ -44,9 +44,11 @@ export function createCniFastPathHandler(deps: CniDeps): CniHttpHandler {
       runCni(request.env, request.stdin, deps).then(
         (out) => {
           deps.log.debug({ command: request.env.CNI_COMMAND, exitCode: out.exitCode, ms: +(performance.now() - started).toFixed(3) }, 'fast-path CNI request');
-          const body = out.stdout === '' ? Buffer.alloc(0) : Buffer.from(out.stdout + '\n');
-          res.writeHead(200, { [EXIT_CODE_HEADER]: String(out.exitCode), 'content-type': CONTENT_TYPE, 'content-length': body.length });
-          res.end(body);
+          // A string body (not a Buffer): Node then sends head and body in one write(2)
+          // instead of a corked writev of two chunks.
+          const body = out.stdout === '' ? '' : out.stdout + '\n';
+          res.writeHead(200, { [EXIT_CODE_HEADER]: String(out.exitCode), 'content-type': CONTENT_TYPE, 'content-length': Buffer.byteLength(body, 'utf8') });
+          res.end(body, 'utf8');
         },
         (err: unknown) => {
           deps.log.error({ err: errorMessage(err) }, 'fast-path CNI request failed');
