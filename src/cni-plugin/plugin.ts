@@ -9,7 +9,7 @@ import { decodeJson, isLocalIpam, parseNetConf, type NetConf } from './config';
 import type { CniDeps } from './deps';
 import { parseEnv, type CniEnv } from './env';
 import { CniError, CniErrorCode, toCniErrorJson } from './errors';
-import { delegate, ipamAdd, ipamDel, ipamUndo, type IpamOutcome } from './ipam';
+import { delegate, ipamAdd, ipamDel, ipamUndo, withLockedStore, type IpamOutcome } from './ipam';
 import { RangeAllocator } from './ipam/allocator';
 import { ownerMatches } from './ipam/store';
 import { removeChains, setupMasq, teardownMasq } from './masq';
@@ -370,9 +370,7 @@ async function cmdGc(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, l
   if (!isLocalIpam(conf.ipam.type)) {
     await delegate('GC', conf, env, deps, stdin).catch((e: unknown) => errors.push(errorMessage(e)));
   } else {
-    const store = deps.openStore(conf.ipam.dataDir, conf.name);
-    const release = await store.lock();
-    try {
+    await withLockedStore(conf, deps, async (store) => {
       const { reservations, problems } = await store.list();
       for (const p of problems) log.warn({ file: p.file }, `GC skipped ${p.reason}`);
       for (const r of reservations) {
@@ -384,10 +382,7 @@ async function cmdGc(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, l
           errors.push(`release ${r.ip.toString()}: ${errorMessage(e)}`);
         }
       }
-    } finally {
-      release();
-      store.close();
-    }
+    });
   }
   // Leftover host veths (e.g. an ADD killed half-way): ours by name, on this network's
   // bridge (or on none), and not a valid attachment.

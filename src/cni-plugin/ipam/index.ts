@@ -73,14 +73,7 @@ export async function ipamDel(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: 
     await delegate('DEL', conf, env, deps, stdin);
     return;
   }
-  const store = deps.openStore(conf.ipam.dataDir, conf.name);
-  const release = await store.lock();
-  try {
-    await store.releaseById(env.containerId, env.ifname);
-  } finally {
-    release();
-    store.close();
-  }
+  await withLockedStore(conf, deps, (store) => store.releaseById(env.containerId, env.ifname));
 }
 
 /** Undo of a successful ipamAdd: exactly the IPs it reserved (local), or the delegate's DEL. */
@@ -89,14 +82,9 @@ export async function ipamUndo(conf: NetConf, env: CniEnv, deps: CniDeps, stdin:
     await delegate('DEL', conf, env, deps, stdin);
     return;
   }
-  const store = deps.openStore(conf.ipam.dataDir, conf.name);
-  const release = await store.lock();
-  try {
+  await withLockedStore(conf, deps, async (store) => {
     for (const ip of got.ips) await store.release(ip.address.ip);
-  } finally {
-    release();
-    store.close();
-  }
+  });
 }
 
 /** Runs a delegate IPAM plugin found on CNI_PATH; its error JSON is passed through. */
@@ -149,4 +137,16 @@ function fromDelegate(stdout: Buffer): IpamOutcome {
 
 export function openLocalStore(conf: NetConf, deps: CniDeps): IpamStore {
   return deps.openStore(conf.ipam.dataDir, conf.name);
+}
+
+/** Runs `fn` on the network's store under its lock (the one ADD, DEL and GC share). */
+export async function withLockedStore<T>(conf: NetConf, deps: CniDeps, fn: (store: IpamStore) => Promise<T>): Promise<T> {
+  const store = openLocalStore(conf, deps);
+  const release = await store.lock();
+  try {
+    return await fn(store);
+  } finally {
+    release();
+    store.close();
+  }
 }
