@@ -7,12 +7,19 @@ if [ "$(id -u)" != 0 ]; then
   echo "install-deps: run as root (apt-get and network namespaces need it)" >&2
   exit 1
 fi
+# Debian 12's own nodejs is 18, below Podwire's floor: Node.js >= 20 with npm must already be there.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ] || ! command -v npm >/dev/null; then
+  echo "install-deps: Node.js >= 20 with npm is required (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
 export DEBIAN_FRONTEND=noninteractive
 packages=(
   iproute2 iptables nftables conntrack ipset util-linux kmod procps
   dnsutils curl netcat-openbsd iputils-ping tcpdump jq
+  openssl                       # the Kubernetes source's HTTPS tests make a throwaway CA
   containernetworking-plugins   # the reference bridge/host-local/portmap plugins: conformance tests and CNI bench
-  python3 make g++              # node-gyp builds native/
+  python3 make g++ libc6-dev    # node-gyp builds native/; the CNI shim links statically
 )
 missing=()
 for p in "${packages[@]}"; do
