@@ -5,14 +5,14 @@
  * Covers CA + client certificate, CA + bearer token, a wrong CA, a missing client
  * certificate and a bad token. No root needed; needs the `openssl` binary.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { silentLogger } from '../../src/common';
-import { createKubernetesSource, type KubernetesSource } from '../../src/k8s';
+import type { KubernetesSource } from '../../src/k8s';
 import * as o from '../fixtures/apiserver/objects';
-import { describeEvent, waitFor } from './helpers';
+import { startSource, waitFor } from './helpers';
 import { generateTestPki, haveOpenssl, type TestPki } from '../fixtures/apiserver/pki';
 import { FakeApiServer, type FakeApiServerTls, type KubeconfigOptions } from '../fixtures/apiserver/server';
 
@@ -44,7 +44,7 @@ async function setup(
   const dir = mkdtempSync(join(tmpdir(), 'pwt-k8s-tls-'));
   const path = join(dir, 'kubeconfig');
   api.writeKubeconfig(path, kubeconfig);
-  const src = createKubernetesSource({
+  const { src, events } = await startSource(t, api, dir, {
     kubeconfigPath: path,
     nodeName: 'node-a',
     logger: silentLogger,
@@ -52,16 +52,6 @@ async function setup(
     tuning: { backoffInitialMs: 10, backoffMaxMs: 100 },
     credentialRefreshMs: options.credentialRefreshMs,
   });
-  const events: string[] = [];
-  src.onEvent((e) => events.push(describeEvent(e)));
-  const ac = new AbortController();
-  t.teardown(async () => {
-    ac.abort();
-    await src.stopped();
-    await api.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await src.start(ac.signal);
   return { api, src, events, kubeconfig: path };
 }
 

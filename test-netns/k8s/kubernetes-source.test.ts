@@ -2,7 +2,7 @@
  * The Kubernetes source against the fixture API server (real HTTP on 127.0.0.1, real
  * KubeConfig auth from @kubernetes/client-node). No root needed.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -10,7 +10,7 @@ import { silentLogger } from '../../src/common';
 import { createKubernetesSource, type KubernetesSource } from '../../src/k8s';
 import type { ClusterKind, ServiceObject } from '../../src/k8s/types';
 import * as o from '../fixtures/apiserver/objects';
-import { describeEvent, waitFor } from './helpers';
+import { startSource, waitFor } from './helpers';
 import { FakeApiServer } from '../fixtures/apiserver/server';
 
 interface Harness {
@@ -38,7 +38,7 @@ async function setup(
   const kubeconfig = join(dir, 'kubeconfig');
   api.writeKubeconfig(kubeconfig);
   opts.seed?.(api);
-  const src = createKubernetesSource({
+  const { src, events, ac } = await startSource(t, api, dir, {
     kubeconfigPath: kubeconfig,
     nodeName: 'node-a',
     ...(opts.nodeScope ? { nodeScope: opts.nodeScope } : {}),
@@ -46,16 +46,6 @@ async function setup(
     kinds: opts.kinds ?? ['Service'],
     tuning: { pageSize: opts.pageSize ?? 500, backoffInitialMs: 20, backoffMaxMs: 200 },
   });
-  const events: string[] = [];
-  src.onEvent((e) => events.push(describeEvent(e)));
-  const ac = new AbortController();
-  t.teardown(async () => {
-    ac.abort();
-    await src.stopped();
-    await api.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await src.start(ac.signal);
   return { api, src, events, ac, kubeconfig };
 }
 
@@ -323,15 +313,7 @@ t.test('wrong credentials: not synced, error recorded, retries with backoff', as
   const kc = join(dir, 'kubeconfig');
   api.writeKubeconfig(kc);
   writeFileSync(kc, readFileSync(kc, 'utf8').replace('token: other-token', 'token: wrong-token'));
-  const src = createKubernetesSource({ kubeconfigPath: kc, nodeName: 'n', logger: silentLogger, kinds: ['Service'], tuning: { backoffInitialMs: 10, backoffMaxMs: 50 } });
-  const ac = new AbortController();
-  t.teardown(async () => {
-    ac.abort();
-    await src.stopped();
-    await api.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await src.start(ac.signal);
+  const { src } = await startSource(t, api, dir, { kubeconfigPath: kc, nodeName: 'n', logger: silentLogger, kinds: ['Service'], tuning: { backoffInitialMs: 10, backoffMaxMs: 50 } });
   await waitFor(t, 'two failures', () => src.stats()[0]!.errors >= 2);
   t.notOk(src.hasSynced());
   t.match(src.stats()[0]!.lastError, /HTTP 401/);
@@ -346,15 +328,7 @@ t.test('401 re-resolves credentials: a rotated token in the kubeconfig is picked
   api.writeKubeconfig(kc);
   const good = readFileSync(kc, 'utf8');
   writeFileSync(kc, good.replace('token: new-token', 'token: old-token'));
-  const src = createKubernetesSource({ kubeconfigPath: kc, nodeName: 'n', logger: silentLogger, kinds: ['Service'], tuning: { backoffInitialMs: 10, backoffMaxMs: 50 } });
-  const ac = new AbortController();
-  t.teardown(async () => {
-    ac.abort();
-    await src.stopped();
-    await api.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await src.start(ac.signal);
+  const { src } = await startSource(t, api, dir, { kubeconfigPath: kc, nodeName: 'n', logger: silentLogger, kinds: ['Service'], tuning: { backoffInitialMs: 10, backoffMaxMs: 50 } });
   await waitFor(t, 'a 401', () => src.stats()[0]!.errors >= 1);
   writeFileSync(kc, good); // the token rotates on disk
   await src.waitForSync(AbortSignal.timeout(30_000));
@@ -368,15 +342,7 @@ t.test('in-process credentials (client-node imported here) work the same', async
   const dir = mkdtempSync(join(tmpdir(), 'pws-k8s-'));
   const kc = join(dir, 'kubeconfig');
   api.writeKubeconfig(kc);
-  const src = createKubernetesSource({ kubeconfigPath: kc, nodeName: 'n', logger: silentLogger, kinds: ['Service'], credentials: 'in-process' });
-  const ac = new AbortController();
-  t.teardown(async () => {
-    ac.abort();
-    await src.stopped();
-    await api.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await src.start(ac.signal);
+  const { src } = await startSource(t, api, dir, { kubeconfigPath: kc, nodeName: 'n', logger: silentLogger, kinds: ['Service'], credentials: 'in-process' });
   await src.waitForSync(AbortSignal.timeout(30_000));
   t.ok(src.get('Service', 'default/web'));
 });
@@ -395,15 +361,7 @@ t.test('an idle watch is re-opened from the same resourceVersion, without errors
   const dir = mkdtempSync(join(tmpdir(), 'pws-k8s-'));
   const kc = join(dir, 'kubeconfig');
   api.writeKubeconfig(kc);
-  const src = createKubernetesSource({ kubeconfigPath: kc, nodeName: 'n', logger: silentLogger, kinds: ['Service'], tuning: { idleTimeoutMs: 100 } });
-  const ac = new AbortController();
-  t.teardown(async () => {
-    ac.abort();
-    await src.stopped();
-    await api.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await src.start(ac.signal);
+  const { src } = await startSource(t, api, dir, { kubeconfigPath: kc, nodeName: 'n', logger: silentLogger, kinds: ['Service'], tuning: { idleTimeoutMs: 100 } });
   await src.waitForSync();
   await waitFor(t, 'three watches', () => src.stats()[0]!.watches >= 3);
   const st = src.stats()[0]!;
