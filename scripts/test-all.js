@@ -240,6 +240,13 @@ async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const total = newStats();
   let problems = [];
+  process.stdout.write(`test-all: Node ${process.version} (${process.execPath})\n`);
+  if (Number(process.versions.node.split('.')[0]) < 24) {
+    process.stdout.write('test-all: Podwire runs on Node 24 LTS; run the suite with `npm test` (npm ci installs Node 24 as node_modules/.bin/node)\n');
+    process.stdout.write('0 passed, 1 failed\n');
+    process.exitCode = 1;
+    return;
+  }
 
   if (opts.unit) {
     const { files, stale } = findTests('src');

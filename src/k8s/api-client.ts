@@ -2,7 +2,7 @@
  * The HTTP layer under the Kubernetes source: one JSON GET (for paged lists) and one
  * streaming watch, authenticated by @kubernetes/client-node's KubeConfig.
  *
- * Why not the library's informer (makeInformer/ListWatch, 1.4.0, dist/cache.js)? It
+ * Why not the library's informer (makeInformer/ListWatch, dist/cache.js)? It
  *  - keeps every full object in its own cache (we must compact immediately);
  *  - does no paging: the list function is one unpaged call;
  *  - never sends allowWatchBookmarks (bookmarks only work if the server sends them);

@@ -3,7 +3,7 @@
  * account) with @kubernetes/client-node and prints the connection details as one JSON
  * line on stdout, then exits.
  *
- * Why a separate process: importing @kubernetes/client-node 1.4.0 pulls in its whole
+ * Why a separate process: importing @kubernetes/client-node pulls in its whole
  * generated API (~1,000 modules) and costs ~65 MB RSS that never goes away (measured
  * on Node 20: 41 → 105 MB after GC; a worker thread still leaves ~+40 MB behind after
  * a few runs). The daemon only needs what KubeConfig computes — server URL, TLS
