@@ -1,3 +1,5 @@
+import { clusterStateOf, RecordingNodeWriter } from '../k8s';
+import { fakeKernel } from '../kernel/testing';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -76,7 +78,7 @@ t.test('atomic write: unchanged content is not rewritten; changes replace by ren
 
 function installer(cfg: DaemonConfig, source: FakeSource, underlay: number | undefined): CniInstaller {
   return new CniInstaller(
-    { config: cfg, source, logger: silentLogger, clock: systemClock, metrics: new Registry() },
+    { config: cfg, section: undefined, state: clusterStateOf(source), node: new RecordingNodeWriter(), kernel: fakeKernel(), logger: silentLogger, clock: systemClock, metrics: new Registry() },
     { underlayMtu: async () => underlay },
   );
 }
@@ -122,7 +124,7 @@ t.test('events: only this node matters; sync fails (retryable) without node or p
   t.equal(c.status().conflistWrites, 1, 'resync with no change writes nothing');
   // A missing explicit binary source is a named error.
   const c2 = new CniInstaller(
-    { config: cfg, source, logger: silentLogger, clock: systemClock, metrics: new Registry() },
+    { config: cfg, section: undefined, state: clusterStateOf(source), node: new RecordingNodeWriter(), kernel: fakeKernel(), logger: silentLogger, clock: systemClock, metrics: new Registry() },
     { underlayMtu: async () => 1500, binSource: path.join(dir, 'missing') },
   );
   await t.rejects(c2.sync(), { code: 'PW_NOT_FOUND', field: 'cniBinSource' });

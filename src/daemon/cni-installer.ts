@@ -125,7 +125,7 @@ export class CniInstaller implements Component {
   }
 
   async sync(): Promise<SyncReport> {
-    const node = this.ctx.source.get('Node', this.config.nodeName);
+    const node = this.ctx.state.get('Node', this.config.nodeName);
     if (!node) throw new TryAgainError(`Node ${JSON.stringify(this.config.nodeName)} is not in the cluster state yet`, { field: 'nodeName', value: this.config.nodeName });
     if (node.podCIDRs.length === 0) {
       throw new TryAgainError(`Node ${JSON.stringify(node.meta.name)} has no spec.podCIDRs yet`, { field: 'node.spec.podCIDRs', value: [] });

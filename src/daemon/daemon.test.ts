@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, existsSync, writeFileSync } from 'node:fs';
+import { fakeKernel } from '../kernel/testing';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
@@ -46,7 +47,7 @@ function env(t: Test, extra: string[] = []): Env {
 
 
 function newDaemon(config: DaemonConfig, source: FakeSource, components: ComponentRegistration[] = [cniInstallerRegistration()]): Daemon {
-  return new Daemon({ config, source, components, logger: silentLogger, processMetrics: false, tcpServers: false });
+  return new Daemon({ config, source, components, logger: silentLogger, processMetrics: false, tcpServers: false, kernel: fakeKernel() });
 }
 
 async function get(config: DaemonConfig, p: string) {

@@ -14,7 +14,10 @@
 import { systemClock, type Clock } from '../common/clock';
 import { errorMessage, PodwireError } from '../common/errors';
 import type { Logger } from '../common/log';
-import type { ClusterEvent, NodeObject, ProblemReporter, SourceProblem, StateSource } from '../k8s/types';
+import type { Kernel } from '../kernel';
+import { clusterStateOf } from '../k8s/cluster-state';
+import { RecordingNodeWriter } from '../k8s/node-writer';
+import type { ClusterEvent, ClusterState, NodeObject, NodeWriter, ProblemReporter, SourceProblem, StateSource } from '../k8s/types';
 import type { Component, ComponentContext, ComponentRegistration, ComponentStatus } from './component';
 import type { DaemonConfig, Feature } from './config';
 import { createDaemonMetrics, registerObjectCounts, type DaemonMetrics, CLUSTER_KINDS } from './metrics';
@@ -40,6 +43,10 @@ export interface DaemonOptions {
   processMetrics?: boolean;
   /** Do not listen on TCP for health/metrics (tests that only use the control socket). */
   tcpServers?: boolean;
+  /** The node's kernel handle, opened on first use when not given (tests pass fakes). */
+  kernel?: Kernel | (() => Promise<Kernel>);
+  /** Writes to this node's Node; default: the source's writer, else a recording one (manifest mode). */
+  nodeWriter?: NodeWriter;
 }
 
 interface ComponentState {
@@ -96,6 +103,10 @@ export class Daemon {
   private startedAt = 0;
   private wasReady = false;
   private runnersStarted: Promise<void> | undefined;
+  private readonly kernelOption: DaemonOptions['kernel'];
+  private kernel: Kernel | undefined;
+  readonly state: ClusterState;
+  readonly nodeWriter: NodeWriter;
 
   constructor(options: DaemonOptions) {
     this.config = options.config;
@@ -104,6 +115,9 @@ export class Daemon {
     this.clock = options.clock ?? systemClock;
     this.registrations = options.components;
     this.tcpServers = options.tcpServers !== false;
+    this.kernelOption = options.kernel;
+    this.state = clusterStateOf(this.source);
+    this.nodeWriter = options.nodeWriter ?? new RecordingNodeWriter();
     this.metrics = createDaemonMetrics(() => this.source, { processMetrics: options.processMetrics !== false });
     registerObjectCounts(this.metrics.registry, this.source);
 
@@ -126,10 +140,15 @@ export class Daemon {
 
   async createComponents(): Promise<void> {
     if (this.states.length > 0) return;
-    for (const reg of this.enabledRegistrations()) {
+    const regs = this.enabledRegistrations();
+    const kernel = regs.length > 0 ? await this.openKernel() : undefined;
+    for (const reg of regs) {
       const ctx: ComponentContext = {
         config: this.config,
-        source: this.source,
+        section: undefined,
+        state: this.state,
+        node: this.nodeWriter,
+        kernel: kernel!,
         logger: this.logger.child({ component: reg.name }),
         clock: this.clock,
         metrics: this.metrics.registry,
@@ -168,6 +187,15 @@ export class Daemon {
     if (missing.length > 0) {
       this.logger.warn({ features: missing }, 'enabled features with no component built into this podwired; they do nothing yet');
     }
+  }
+
+  private async openKernel(): Promise<Kernel> {
+    if (this.kernel) return this.kernel;
+    const k = this.kernelOption;
+    if (typeof k === 'function') this.kernel = await k();
+    else if (k) this.kernel = k;
+    else this.kernel = await (await import('../kernel')).openKernel();
+    return this.kernel;
   }
 
   get components(): readonly Component[] {

@@ -12,3 +12,5 @@ export type { ManifestSourceOptions } from './manifest-source';
 export type { ReflectorStats, ReflectorTuning } from './reflector';
 export { ApiError } from './api-client';
 export { compact, InvalidObjectError, sameContent } from './compact';
+export { clusterStateOf } from './cluster-state';
+export { RecordingNodeWriter } from './node-writer';

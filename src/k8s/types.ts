@@ -165,3 +165,48 @@ export interface ProblemReporter {
   /** Current problems (cleared once the object or file is good again or gone). */
   problems(): SourceProblem[];
 }
+
+/**
+ * Read-only, indexed view of the cluster cache that components get. Lookups go through
+ * the indexes; nothing here copies a whole table. Iterables are live views: do not keep
+ * them across an await, and do not mutate what they yield.
+ */
+export interface ClusterState {
+  hasSynced(): boolean;
+  get<K extends ClusterKind>(kind: K, key: string): ObjectOfKind<K> | undefined;
+  /** Every object of a kind, without copying the table. */
+  values<K extends ClusterKind>(kind: K): IterableIterator<ObjectOfKind<K>>;
+  size(kind: ClusterKind): number;
+  /** EndpointSlices whose `kubernetes.io/service-name` label names this Service (`namespace/name`). */
+  endpointSlicesByService(serviceKey: string): readonly EndpointSliceObject[];
+  /** Pods that have this IP in `status.podIPs` (several while an IP is being reused). */
+  podsByIP(ip: string): readonly PodObject[];
+  /** Pods scheduled to this node (`spec.nodeName`). */
+  podsByNode(nodeName: string): readonly PodObject[];
+  /** Services that have this IP among `spec.clusterIPs`. */
+  servicesByClusterIP(ip: string): readonly ServiceObject[];
+}
+
+/** A Node status condition, as in `status.conditions`. */
+export interface NodeConditionInput {
+  /** e.g. `PodwireOverlayReady`, `NetworkUnavailable`. */
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+}
+
+/**
+ * Writes to this node's own Node object, and nothing else. Through the Kubernetes
+ * source it PATCHes (annotations: merge patch on the Node; conditions: strategic merge
+ * patch on the status subresource) with retry and conflict handling. In manifest mode
+ * it writes nothing back and only records what it was asked (for `podwire status`).
+ */
+export interface NodeWriter {
+  /** `null` removes the annotation. Resolves once the API server accepted it (or, in manifest mode, at once). */
+  patchAnnotations(annotations: Readonly<Record<string, string | null>>, signal?: AbortSignal): Promise<void>;
+  /** Sets one condition; `lastTransitionTime` changes only when `status` changes. */
+  setCondition(condition: NodeConditionInput, signal?: AbortSignal): Promise<void>;
+  /** True when writes reach the API server (false in manifest mode). */
+  readonly writesBack: boolean;
+}

@@ -9,7 +9,8 @@ import { assertNetns } from './netns';
 import { NetlinkNetworkKernel } from './network-kernel';
 import { NetnsNft } from './nft';
 import { NetnsSysctl } from './sysctl';
-import type { IptablesRunner, NetnsRef, NetworkKernel, NftRunner, SysctlKernel } from './types';
+import type { ConntrackKernel, IptablesRunner, NetnsRef, NetworkKernel, NftRunner, SysctlKernel } from './types';
+import { CommandError } from '../common/errors';
 
 export * from './types';
 export type { NetlinkTransport } from './netlink/transport';
@@ -37,6 +38,7 @@ export interface Kernel {
   sysctl: SysctlKernel;
   iptables(family: 4 | 6): IptablesRunner;
   nft: NftRunner;
+  conntrack: ConntrackKernel;
   close(): void;
 }
 
@@ -63,6 +65,11 @@ export async function openKernel(netns?: NetnsRef, options: OpenKernelOptions = 
       return r;
     },
     nft: new NetnsNft(netns),
+    // Replaced by the ctnetlink implementation (native addon) in the base issue's kernel work.
+    conntrack: {
+      list: () => Promise.reject(new CommandError('conntrack', 1, 'conntrack over ctnetlink is not built yet')),
+      delete: () => Promise.reject(new CommandError('conntrack', 1, 'conntrack over ctnetlink is not built yet')),
+    },
     close: () => net.close(),
   };
 }

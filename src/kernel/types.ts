@@ -212,10 +212,45 @@ export interface IptablesRunner {
 }
 
 export interface NftRunner {
-  /** One atomic `nft -f -` transaction. */
+  /** How transactions reach the kernel: in-process libnftables, or a spawned `nft -f -` (the fallback). */
+  readonly backend?: 'libnftables' | 'nft';
+  /** One atomic transaction (libnftables in-process, or `nft -f -`). Only our own table is touched. */
   apply(script: string): Promise<void>;
   /** `nft -j list ...` parsed. */
   listJson(what: string): Promise<unknown>;
   /** `nft list ...` as text. */
   list(what: string): Promise<string>;
+}
+
+/** One conntrack entry (its original direction), as ctnetlink reports it. */
+export interface ConntrackEntry {
+  family: 4 | 6;
+  protocol: 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmpv6' | number;
+  /** Original direction. */
+  src: string;
+  dst: string;
+  srcPort: number | undefined;
+  dstPort: number | undefined;
+  /** Reply direction source: after DNAT, the endpoint that answers. */
+  replySrc: string;
+  replySrcPort: number | undefined;
+  mark: number;
+}
+
+/** Which entries to match; every given field must match. */
+export interface ConntrackFilter {
+  family?: 4 | 6;
+  protocol?: 'tcp' | 'udp' | 'sctp';
+  /** Original destination IP (a Service VIP, a NodePort address). */
+  dst?: string;
+  dstPort?: number;
+  /** Reply source IP (the endpoint behind a DNAT). */
+  replySrc?: string;
+}
+
+/** conntrack over ctnetlink (NFNL_SUBSYS_CTNETLINK), in one namespace. */
+export interface ConntrackKernel {
+  list(filter?: ConntrackFilter): Promise<ConntrackEntry[]>;
+  /** Deletes every matching entry; returns how many were deleted. An entry that vanished meanwhile is not an error. */
+  delete(filter: ConntrackFilter): Promise<number>;
 }

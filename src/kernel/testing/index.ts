@@ -4,3 +4,5 @@ export { FakeSysctl } from './fake-sysctl';
 export { FakeIptables, splitWords, type FakeChain, type FakeTable, type TracePacket, type TraceResult } from './fake-iptables';
 export { FakeNft } from './fake-nft';
 export { FakeTransport } from './fake-transport';
+export { FakeConntrack } from './fake-conntrack';
+export { fakeKernel, type FakeKernel } from './fake-kernel';
