@@ -51,7 +51,7 @@ export function labTest(name: string, opts: LabTestOptions, fn: LabTestFn): Prom
       // The guard watches "this process's namespace" as the root one: only true in init_net.
       const where = rootNetnsCheck();
       if (where.inRoot !== true) {
-        tt.fail('runner is in the initial network namespace', { message: notInRootNetnsMessage(where) });
+        tt.fail('runner is in the initial network namespace', { error: notInRootNetnsMessage(where) });
         return; // the body does not run: nothing could vouch for the root namespace afterwards
       }
     }
