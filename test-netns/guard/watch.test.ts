@@ -65,6 +65,8 @@ t.test('normaliseConntrack keeps tuples of entries touching the test ranges', as
     'ipv4     2 udp      17 29 src=192.0.2.2 dst=192.0.2.1 sport=5353 dport=53 src=192.0.2.1 dst=192.0.2.2 sport=53 dport=5353 mark=0 use=1',
     'ipv4     2 udp      17 29 src=10.244.1.2 dst=169.254.20.10 sport=5353 dport=53 [UNREPLIED] src=169.254.20.10 dst=10.244.1.2 sport=53 dport=5353 mark=7 zone=3 use=1',
     'ipv6     10 icmpv6   58 29 src=fd00:10:244::2 dst=fd00::1 type=128 code=0 id=9 src=fd00::1 dst=fd00:10:244::2 type=129 code=0 id=9 mark=0 use=1',
+    // /proc/net/nf_conntrack spells IPv6 addresses out; the same entry as the CLI prints it
+    'ipv6     10 icmpv6   58 29 src=fd00:0010:0244:0000:0000:0000:0000:0002 dst=fd00:0000:0000:0000:0000:0000:0000:0001 type=128 code=0 id=9 src=fd00:0000:0000:0000:0000:0000:0000:0001 dst=fd00:0010:0244:0000:0000:0000:0000:0002 type=129 code=0 id=9 mark=0 zone=0 use=2',
     'ipv4     2 icmp     1 29 src=198.19.0.5 dst=8.8.8.8 type=8 code=0 id=1 src=8.8.8.8 dst=198.19.0.5 type=0 code=0 id=1 mark=0 use=1',
     'ipv4     2 icmp     1 29 src=198.20.0.5 dst=8.8.8.8 type=8 code=0 id=1 src=8.8.8.8 dst=198.20.0.5 type=0 code=0 id=1 mark=0 use=1',
     'conntrack v1.4.7 (conntrack-tools): 6 flow entries have been shown.',
@@ -74,7 +76,7 @@ t.test('normaliseConntrack keeps tuples of entries touching the test ranges', as
     'ipv4 tcp src=10.244.1.2 dst=10.96.0.1 sport=41000 dport=443 src=10.96.0.1 dst=10.244.1.2 sport=443 dport=41000',
     'ipv4 udp src=10.244.1.2 dst=169.254.20.10 sport=5353 dport=53 src=169.254.20.10 dst=10.244.1.2 sport=53 dport=5353 zone=3',
     'ipv6 icmpv6 src=fd00:10:244::2 dst=fd00::1 type=128 code=0 id=9 src=fd00::1 dst=fd00:10:244::2 type=129 code=0 id=9',
-  ], 'state, timeout, flags, mark, use dropped; 192.0.2.x, 198.20.x and plain fd00::/64 are not ours');
+  ], 'state, timeout, flags, mark, use dropped; IPv6 compressed; 192.0.2.x, 198.20.x and plain fd00::/64 are not ours');
 });
 
 t.test('normaliseSysctlTrees', async (t) => {
@@ -294,4 +296,19 @@ labTest('the root namespace snapshot has the new sections, and reading them chan
   t.match(a.info.nf_conntrack_count ?? '', /^\d+$|absent/, 'nf_conntrack_count recorded');
   t.same(a.errors, {}, 'every probe ran');
   t.same(lines(diffSnapshots(a, await snapshot())), [], 'root vs root: no violation');
+});
+
+labTest('/proc/net/nf_conntrack and the conntrack CLI give the same lines', { prefix: PREFIX, requires: ['conntrack'] }, async (t, lab) => {
+  const ns = await lab.addNetns('ctsrc');
+  await ctInsert(ns, CT_SVC);
+  await ctInsert(ns, ['-p', 'udp', '-s', 'fd00:10:244::2', '-d', 'fd00:10:96::a', '--sport', '5353', '--dport', '53', '-r', 'fd00:10:96::a', '-q', 'fd00:10:244::2', '--reply-port-src', '53', '--reply-port-dst', '5353']);
+  const proc = await lab.exec(ns, ['cat', '/proc/net/nf_conntrack']);
+  if (proc.exitCode !== 0) {
+    t.pass('same lines', { skip: 'no /proc/net/nf_conntrack on this kernel (the CLI is used)' });
+    return;
+  }
+  const cli = `${await execOk(ns, ['conntrack', '-L', '-o', 'extended'])}\n${await execOk(ns, ['conntrack', '-L', '-o', 'extended', '-f', 'ipv6'])}`;
+  const fromProc = normaliseConntrack(proc.stdout);
+  t.equal(fromProc.length, 2, 'both entries (IPv4 and IPv6) listed', { fromProc });
+  t.same(normaliseConntrack(cli), fromProc, 'identical normalised lines');
 });

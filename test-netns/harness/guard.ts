@@ -454,10 +454,17 @@ export function normaliseConntrack(out: string, ranges: readonly string[] = TEST
   for (const line of lines(out)) {
     const tok = line.trim().split(/\s+/);
     if (tok[0] !== 'ipv4' && tok[0] !== 'ipv6') continue;
-    const kept = tok.filter((x) => {
-      const eq = x.indexOf('=');
-      return eq > 0 && CT_KEYS.has(x.slice(0, eq)) && x !== 'zone=0';
-    });
+    const kept = tok
+      .filter((x) => {
+        const eq = x.indexOf('=');
+        return eq > 0 && CT_KEYS.has(x.slice(0, eq)) && x !== 'zone=0';
+      })
+      .map((x) => {
+        // /proc/net/nf_conntrack writes IPv6 uncompressed (fd00:0010:...), the CLI compressed
+        if (!x.startsWith('src=') && !x.startsWith('dst=')) return x;
+        const ip = IpAddress.tryParse(x.slice(4));
+        return ip ? `${x.slice(0, 4)}${ip.toString()}` : x;
+      });
     const addrs = kept.filter((x) => x.startsWith('src=') || x.startsWith('dst=')).map((x) => x.slice(4));
     if (!addrs.some((a) => inTestRanges(a, cidrs))) continue;
     res.add(`${tok[0]} ${tok[2] ?? '?'} ${kept.join(' ')}`);
@@ -465,19 +472,24 @@ export function normaliseConntrack(out: string, ranges: readonly string[] = TEST
   return [...res].sort();
 }
 
+/**
+ * Conntrack entries of `target`. Nothing is run unless nf_conntrack is loaded (its count file
+ * exists): listing through ctnetlink would otherwise load modules. /proc/net/nf_conntrack is read
+ * first (no side effect at all); the conntrack CLI is the fallback where that file is not built in.
+ */
 async function readConntrack(target: GuardTarget): Promise<{ lines: string[]; count: string; error?: string }> {
   const countR = await exec(target, ['cat', '/proc/sys/net/netfilter/nf_conntrack_count']);
-  const count = countR.exitCode === 0 ? countR.stdout.trim() : 'absent (nf_conntrack not loaded)';
+  if (countR.exitCode !== 0) return { lines: [], count: 'absent (nf_conntrack not loaded)' };
+  const count = countR.stdout.trim();
+  const proc = await exec(target, ['cat', '/proc/net/nf_conntrack'], { timeoutMs: 60_000 });
+  if (proc.exitCode === 0) return { lines: normaliseConntrack(proc.stdout), count };
   // conntrack >= 1.4.5 lists both families without -f; older ones only IPv4, hence the second call
   const [all, v6] = await Promise.all([
     exec(target, ['conntrack', '-L', '-o', 'extended'], { timeoutMs: 60_000 }),
     exec(target, ['conntrack', '-L', '-o', 'extended', '-f', 'ipv6'], { timeoutMs: 60_000 }),
   ]);
   if (all.exitCode === 0 && v6.exitCode === 0) return { lines: normaliseConntrack(`${all.stdout}\n${v6.stdout}`), count };
-  if (countR.exitCode !== 0) return { lines: [], count }; // no conntrack in this kernel/netns: nothing to track
-  const proc = await exec(target, ['cat', '/proc/net/nf_conntrack'], { timeoutMs: 60_000 });
-  if (proc.exitCode === 0) return { lines: normaliseConntrack(proc.stdout), count };
-  const error = (all.stderr.trim() || `conntrack exit ${String(all.exitCode)}`).split('\n')[0]!;
+  const error = (all.stderr.trim() || v6.stderr.trim() || `conntrack exit ${String(all.exitCode)}`).split('\n')[0]!;
   return { lines: [`<error: ${error}>`], count, error };
 }
 
