@@ -8,7 +8,9 @@
  * Prints each file's result, each suite's summary, the failures and the skip reasons, and as the
  * very last line exactly `N passed, N failed` (`, N skipped` when any). Exit status is non-zero
  * when anything failed, when not running as root (integration tests are part of the suite),
- * or when no test ran at all.
+ * or when no test ran at all. Around the integration suite the root network namespace is
+ * snapshotted before and after (the harness guard); when this process is not in the initial
+ * network namespace that check is one failure with the reason, never "unchanged".
  *
  * Counting: one count per leaf test point (an assertion, or a skipped/empty subtest), the same
  * way tap's own summary counts; a test file or subtest that ends `not ok` without any failing

@@ -351,7 +351,10 @@ export function normaliseSysctlTrees(out: string): Record<string, string[]> {
 async function readSysctlTrees(target: GuardTarget): Promise<{ sections: Record<string, string[]>; error?: string }> {
   // -s: a missing tree (no br_netfilter) is not an error; exit 1 = nothing found, 2 = some file unreadable
   const r = await exec(target, ['grep', '-r', '-H', '-s', '', ...SYSCTL_TREES.map((t) => t.dir)], { timeoutMs: 60_000 });
-  if (r.exitCode === null || r.exitCode > 2) return { sections: normaliseSysctlTrees(''), error: r.stderr.trim() || `exit ${String(r.exitCode)}` };
+  if (r.exitCode === null || r.exitCode > 2) {
+    const error = (r.stderr.trim() || `exit ${String(r.exitCode)}`).split('\n')[0]!;
+    return { sections: Object.fromEntries(SYSCTL_TREES.map((t) => [t.section, [`<error: ${error}>`]])), error };
+  }
   return { sections: normaliseSysctlTrees(r.stdout) };
 }
 
@@ -529,7 +532,7 @@ export async function snapshot(target: GuardTarget = null): Promise<Snapshot> {
       if (s.error) snap.errors.conntrack = s.error;
     }),
   ]);
-  await Promise.all(
+  const probes = Promise.all(
     PROBES.map(async (p) => {
       if (p.onlyIfListed !== undefined) {
         const listed = await exec(target, ['cat', p.onlyIfListed], { timeoutMs: 60_000 });
@@ -550,7 +553,7 @@ export async function snapshot(target: GuardTarget = null): Promise<Snapshot> {
       }
     }),
   );
-  await extra;
+  await Promise.all([probes, extra]);
   return snap;
 }
 
