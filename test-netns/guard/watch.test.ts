@@ -253,7 +253,7 @@ labTest('the guard reports neighbour, conntrack and sysctl-tree changes in the w
   }
 });
 
-labTest('the guard reports nothing for the kernel\'s own neighbour and conntrack churn', { prefix: PREFIX, requires: ['conntrack'] }, async (t, lab) => {
+labTest('the guard reports nothing for the kernel\'s own neighbour and conntrack churn, or sysctls rewritten unchanged', { prefix: PREFIX, requires: ['conntrack'] }, async (t, lab) => {
   const { ns, peer } = await standInWithPeer(lab, 'quiet');
   // configuration present before and after: must not count
   await ip(ns, ['neigh', 'add', '10.244.1.9', 'lladdr', '02:00:00:00:00:09', 'dev', 'pwv0']);
@@ -278,6 +278,15 @@ labTest('the guard reports nothing for the kernel\'s own neighbour and conntrack
   // conntrack: entries of other addresses appear, a test-range entry goes away (as on timeout)
   await ctInsert(ns, ['-p', 'udp', '-s', '192.0.2.2', '-d', '192.0.2.1', '--sport', '5353', '--dport', '53', '-r', '192.0.2.1', '-q', '192.0.2.2', '--reply-port-src', '53', '--reply-port-dst', '5353']);
   await execOk(ns, ['conntrack', '-D', '-p', 'tcp', '-s', '10.244.1.2', '-d', '10.96.0.1']);
+
+  // sysctls written with the value they already have, and read: not a change
+  const rp = (await execOk(ns, ['cat', '/proc/sys/net/ipv4/conf/all/rp_filter'])).trim();
+  await execOk(ns, ['sysctl', '-q', '-w', `net.ipv4.conf.all.rp_filter=${rp}`]);
+  if (await bridgeTree(ns)) {
+    const nf = (await execOk(ns, ['cat', '/proc/sys/net/bridge/bridge-nf-call-iptables'])).trim();
+    await execOk(ns, ['sysctl', '-q', '-w', `net.bridge.bridge-nf-call-iptables=${nf}`]);
+  }
+  await execOk(ns, ['sysctl', '-a', '-r', '^net\\.(ipv4\\.conf|bridge)\\.']);
 
   const after = await snapshot(ns);
   t.not(after.info.nf_conntrack_count, undefined, 'the conntrack count is recorded', { count: after.info.nf_conntrack_count });
