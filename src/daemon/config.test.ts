@@ -45,7 +45,7 @@ t.test('defaults', async (t) => {
   t.equal(config.cniConfDir, '/etc/cni/net.d');
   t.equal(config.cniBinDir, '/opt/cni/bin');
   t.equal(config.stateDir, '/var/lib/podwire');
-  t.same(config.enable, ['overlay', 'proxy', 'dns']);
+  t.same(config.enable, ['cni', 'overlay', 'proxy', 'dns']);
   t.equal(config.minSyncInterval, 1000);
   t.equal(config.syncInterval, 30_000);
   t.equal(origins.nodeName, 'flag');
