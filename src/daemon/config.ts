@@ -111,22 +111,30 @@ export const OPTIONS: readonly AnyOption[] = [
     doc: 'the pod network; one CIDR per IP family, comma-separated for dual-stack; must be a network address' }),
   opt({ key: 'serviceCIDR', flag: 'service-cidr', env: 'PODWIRE_SERVICE_CIDR', kind: 'string', default: '10.96.0.0/12', help: 'Service ClusterIP range, one CIDR per family', validate: (v) => validateCidrList('serviceCIDR', v).join(','),
     doc: 'the Service ClusterIP range; must not overlap `clusterCIDR`' }),
-  opt({ key: 'clusterDomain', flag: 'cluster-domain', env: 'PODWIRE_CLUSTER_DOMAIN', kind: 'string', default: 'cluster.local', help: 'cluster DNS domain', validate: validateDomain }),
-  opt({ key: 'backend', flag: 'backend', env: 'PODWIRE_BACKEND', kind: 'string', default: 'vxlan', help: 'overlay backend: vxlan | host-gw', validate: (v) => oneOf('backend', v, BACKENDS) }),
-  opt({ key: 'proxyMode', flag: 'proxy-mode', env: 'PODWIRE_PROXY_MODE', kind: 'string', default: 'nftables', help: 'Service proxy mode: nftables | iptables | ipvs', validate: (v) => oneOf('proxyMode', v, PROXY_MODES) }),
+  opt({ key: 'clusterDomain', flag: 'cluster-domain', env: 'PODWIRE_CLUSTER_DOMAIN', kind: 'string', default: 'cluster.local', help: 'cluster DNS domain', validate: validateDomain,
+    doc: 'the cluster DNS domain' }),
+  opt({ key: 'backend', flag: 'backend', env: 'PODWIRE_BACKEND', kind: 'string', default: 'vxlan', help: 'overlay backend: vxlan | host-gw', validate: (v) => oneOf('backend', v, BACKENDS),
+    doc: 'overlay backend: `vxlan` or `host-gw`' }),
+  opt({ key: 'proxyMode', flag: 'proxy-mode', env: 'PODWIRE_PROXY_MODE', kind: 'string', default: 'nftables', help: 'Service proxy mode: nftables | iptables | ipvs', validate: (v) => oneOf('proxyMode', v, PROXY_MODES),
+    doc: 'Service proxy: `nftables`, `iptables` or `ipvs`' }),
   opt({ key: 'dnsListen', flag: 'dns-listen', env: 'PODWIRE_DNS_LISTEN', kind: 'list', default: ['169.254.20.10:53'], help: 'DNS server address ADDR:PORT (repeatable; env: comma-separated)', validate: validateDnsListen,
     doc: 'addresses the node-local DNS server listens on (`ADDR:PORT`, `[V6]:PORT`; flag repeatable, env comma-separated); the NodeLocal DNSCache link-local address by default' }),
-  opt({ key: 'healthListen', flag: 'health-listen', env: 'PODWIRE_HEALTH_LISTEN', kind: 'string', default: '127.0.0.1:10266', help: '/healthz and /readyz server ADDR:PORT', validate: (v) => validateHostPort('healthListen', v) }),
-  opt({ key: 'metricsListen', flag: 'metrics-listen', env: 'PODWIRE_METRICS_LISTEN', kind: 'string', default: '127.0.0.1:10269', help: '/metrics (Prometheus) server ADDR:PORT', validate: (v) => validateHostPort('metricsListen', v) }),
+  opt({ key: 'healthListen', flag: 'health-listen', env: 'PODWIRE_HEALTH_LISTEN', kind: 'string', default: '127.0.0.1:10266', help: '/healthz and /readyz server ADDR:PORT', validate: (v) => validateHostPort('healthListen', v),
+    doc: '`/healthz` and `/readyz`' }),
+  opt({ key: 'metricsListen', flag: 'metrics-listen', env: 'PODWIRE_METRICS_LISTEN', kind: 'string', default: '127.0.0.1:10269', help: '/metrics (Prometheus) server ADDR:PORT', validate: (v) => validateHostPort('metricsListen', v),
+    doc: '`/metrics` (Prometheus text format)' }),
   opt({ key: 'controlSocket', flag: 'control-socket', env: 'PODWIRE_CONTROL_SOCKET', kind: 'string', default: '/run/podwire/podwire.sock', help: 'control socket (CNI fast path, podwire status)', validate: (v) => absolutePath('controlSocket', v),
     doc: 'the control socket: the CNI fast path and `podwire status`. The installed CNI binary finds it through `<cniBinDir>/podwire.conf`' }),
-  opt({ key: 'cniConfDir', flag: 'cni-conf-dir', env: 'PODWIRE_CNI_CONF_DIR', kind: 'string', default: '/etc/cni/net.d', help: 'where 10-podwire.conflist is written', validate: (v) => absolutePath('cniConfDir', v) }),
+  opt({ key: 'cniConfDir', flag: 'cni-conf-dir', env: 'PODWIRE_CNI_CONF_DIR', kind: 'string', default: '/etc/cni/net.d', help: 'where 10-podwire.conflist is written', validate: (v) => absolutePath('cniConfDir', v),
+    doc: 'where `10-podwire.conflist` is written' }),
   opt({ key: 'cniBinDir', flag: 'cni-bin-dir', env: 'PODWIRE_CNI_BIN_DIR', kind: 'string', default: '/opt/cni/bin', help: 'where the podwire CNI binary is installed', validate: (v) => absolutePath('cniBinDir', v),
     doc: 'where the CNI binary is installed (as `podwire`, with `podwire.conf` beside it)' }),
-  opt({ key: 'cniBinSource', flag: 'cni-bin-source', env: 'PODWIRE_CNI_BIN_SOURCE', kind: 'string', default: undefined, help: 'CNI binary to install (default: native/cni-shim/build/Release/podwire-cni-shim if built)', validate: (v) => (v ? path.resolve(v) : v) }),
+  opt({ key: 'cniBinSource', flag: 'cni-bin-source', env: 'PODWIRE_CNI_BIN_SOURCE', kind: 'string', default: undefined, help: 'CNI binary to install (default: native/cni-shim/build/Release/podwire-cni-shim if built)', validate: (v) => (v ? path.resolve(v) : v),
+    doc: 'the CNI binary to install; default `native/cni-shim/build/Release/podwire-cni-shim` if it was built, else no binary is installed (the conflist still is)' }),
   opt({ key: 'stateDir', flag: 'state-dir', env: 'PODWIRE_STATE_DIR', kind: 'string', default: '/var/lib/podwire', help: 'persistent state (IPAM, leases)', validate: (v) => absolutePath('stateDir', v),
     doc: 'persistent state; IPAM reservations live in `<stateDir>/ipam`, CNI fast-path fallbacks are recorded in `<stateDir>/cni-fallbacks`' }),
-  opt({ key: 'logLevel', flag: 'log-level', env: 'PODWIRE_LOG_LEVEL', kind: 'string', default: 'info', help: 'trace | debug | info | warn | error | fatal | silent', validate: (v) => oneOf('logLevel', v, LOG_LEVELS) }),
+  opt({ key: 'logLevel', flag: 'log-level', env: 'PODWIRE_LOG_LEVEL', kind: 'string', default: 'info', help: 'trace | debug | info | warn | error | fatal | silent', validate: (v) => oneOf('logLevel', v, LOG_LEVELS),
+    doc: '`trace`, `debug`, `info`, `warn`, `error`, `fatal`, `silent`' }),
   opt({ key: 'enable', flag: 'enable', env: 'PODWIRE_ENABLE', kind: 'list', default: [...FEATURES], help: `components to run, comma-separated: ${FEATURES.join(',')}`, validate: validateEnable,
     doc: 'components to run: `cni` (CNI binary, conflist and fast path), `overlay`, `proxy`, `dns`. `proxy,dns` runs Podwire\'s Service proxy and DNS beside another CNI' }),
   opt({ key: 'mtu', flag: 'mtu', env: 'PODWIRE_MTU', kind: 'int', default: 0, help: 'pod MTU; 0 = underlay MTU minus the backend overhead', validate: validateMtu,
@@ -546,17 +554,21 @@ export function didYouMean(input: string, candidates: readonly string[]): string
       best = c;
     }
   }
-  return best !== undefined && bestD <= Math.max(1, Math.floor(a.length / 4)) ? best : undefined;
+  return best !== undefined && bestD <= Math.max(1, Math.floor(a.length / 3)) ? best : undefined;
 }
 
+/** Optimal string alignment distance: insertions, deletions, substitutions and adjacent transpositions. */
 function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = cur;
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
   }
-  return prev[b.length]!;
+  return d[a.length]![b.length]!;
 }
 
 /** Turn a flag/env string or a YAML value into the option's type. */
