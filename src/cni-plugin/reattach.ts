@@ -10,7 +10,7 @@
  * Read-only towards IPAM (a listing, no lock: a file that appears or goes meanwhile is
  * seen next time). Never creates a veth and never touches the pod side.
  */
-import { errorMessage } from '../common/errors';
+import { NotFoundError, errorMessage } from '../common/errors';
 import type { Link, NetworkKernel, SysctlKernel } from '../kernel/types';
 import type { NetConf } from './config';
 import type { IpamStore } from './ipam/store';
@@ -66,6 +66,7 @@ export async function reattachPods(k: NetworkKernel, sysctl: SysctlKernel, conf:
       await reattach(k, v, conf);
       report.reattached.push(v.name);
     } catch (err) {
+      if (err instanceof NotFoundError && err.field === 'link' && err.value === v.name) continue; // deleted meanwhile (a DEL)
       report.errors.push(`${v.name}: ${errorMessage(err)}`);
     }
   }

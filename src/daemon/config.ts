@@ -794,7 +794,9 @@ export function helpText(sections: readonly ConfigSection<unknown>[] = defaultSe
   ];
   const entry = (flag: string, help: string, env: string, key: string, kind: Kind, def: unknown) => {
     const d = defaultText(kind, def);
-    lines.push(`  --${(kind === 'bool' ? `[no-]${flag}` : flag).padEnd(20)} ${help}`);
+    const f = kind === 'bool' ? `[no-]${flag}` : flag;
+    if (f.length > 20) lines.push(`  --${f}`, `  ${''.padEnd(22)} ${help}`);
+    else lines.push(`  --${f.padEnd(20)} ${help}`);
     lines.push(`  ${''.padEnd(22)} env ${env}, key ${key}${d !== '' ? `, default ${d}` : ''}`);
   };
   for (const spec of OPTIONS) entry(spec.flag, spec.help, spec.env, spec.key, spec.kind, spec.default);
