@@ -71,7 +71,8 @@ t.test('bridge reattach: a deleted pw0 is recreated and the pods known to IPAM g
   const source = new FakeSource();
   source.apply(nodeObject('n1', ['10.244.1.0/24']));
   const k = fakeKernel();
-  const c = component(cfg, source, k);
+  const metrics = new Registry();
+  const c = component(cfg, source, k, metrics);
 
   await c.sync();
   t.equal(await k.net.getLink('pw0'), undefined, 'no pods: no bridge made');
@@ -106,6 +107,7 @@ t.test('bridge reattach: a deleted pw0 is recreated and the pods known to IPAM g
   t.equal(st.pods, 3, 'three attachments with an ifname');
   t.equal(st.reattachedTotal, 2);
   t.match(st.lastReattach, { veths: 2, reattached: 2, bridgeCreated: true });
+  t.match(await metrics.metrics(), /^podwire_cni_veths_reattached_total 2$/m, 'counted in a metric');
 
   // Steady state: nothing to do, no link changes.
   const calls = k.net.calls.length;
@@ -215,6 +217,43 @@ t.test('through a Daemon: the fast path is mounted in start and unmounted in clo
   t.same(d2.intervalsOf('cni'), { minIntervalMs: 5, maxIntervalMs: 3000 });
   ac2.abort();
   await d2.stop();
+});
+
+t.test('close waits for fast-path calls in flight before closing their sockets', async (t) => {
+  const dir = tmp(t);
+  const cfg = config(dir, ['--enable', 'cni']);
+  const source = new FakeSource();
+  let closed = 0;
+  let entered!: () => void;
+  const inside = new Promise<void>((r) => (entered = r));
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const fastPathDeps = () => ({
+    ...fakeCniDeps(),
+    netnsExists: async () => {
+      entered();
+      await gate;
+      return false;
+    },
+    close: () => void closed++,
+  });
+  const d = new Daemon({ config: cfg, source, components: [cniRegistration({ underlayMtu: async () => 1500, fastPathDeps })], logger: silentLogger, processMetrics: false, tcpServers: false, kernel: fakeKernel() });
+  const ac = new AbortController();
+  await d.start(ac.signal);
+  const env = 'CNI_COMMAND=ADD\0CNI_CONTAINERID=c1\0CNI_NETNS=/run/netns/x\0CNI_IFNAME=eth0\0CNI_PATH=/opt/cni/bin\0\0';
+  const conf = JSON.stringify({ cniVersion: '1.0.0', name: 'podwire', type: 'podwire', ipam: { type: 'host-local', ranges: [[{ subnet: '10.244.1.0/24' }]] } });
+  const pending = request({ socketPath: cfg.controlSocket }, 'POST', '/v1/cni', Buffer.from(env + conf));
+  await inside;
+  ac.abort();
+  const stopped = d.stop();
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(closed, 0, 'sockets stay open while a call is in flight');
+  release();
+  const r = await pending;
+  t.equal(r.status, 200, 'the call in flight got its answer');
+  t.match(r.body.toString(), /"code":3,.*does not exist/, 'its CNI result (the fake netns does not exist)');
+  await stopped;
+  t.equal(closed, 1, 'then closed');
 });
 
 /** CNI deps that must not be reached by VERSION (it touches nothing). */

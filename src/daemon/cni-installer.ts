@@ -98,6 +98,8 @@ export interface CniInstallerOptions {
    * namespace), opened on the first call. Tests pass fakes; `false` turns it off.
    */
   fastPathDeps?: (() => CniDeps & { close?(): void }) | false;
+  /** How long close() waits for fast-path calls in flight (default 10 s). */
+  closeTimeoutMs?: number;
 }
 
 /** The cni component: feature `cni`, section `cni`, synced every `cni.reconcileInterval`. */
@@ -163,6 +165,10 @@ export class CniInstaller implements Component {
   private readonly chainResolver: CniChainResolver;
   private readonly section: CniSection;
   private fastPath: { deps: CniDeps & { close?(): void }; unmount: () => void } | undefined;
+  /** Fast-path requests being served; close() waits for them before closing their sockets. */
+  private inflight = 0;
+  private idleWaiters: (() => void)[] = [];
+  private readonly reattachedCounter: Counter;
   private shimConfHash: string | undefined;
   private readonly fallbacks: FallbackReader;
   private fallbackSeen = 0;
@@ -178,6 +184,11 @@ export class CniInstaller implements Component {
     this.chainResolver = options.chain ?? new CniChainResolver();
     this.section = (ctx.section as CniSection | undefined) ?? { fastPath: true, reconcileIntervalMs: ctx.config.syncInterval };
     this.fallbacks = new FallbackReader(path.join(this.config.stateDir, FALLBACK_FILE));
+    this.reattachedCounter = new Counter({
+      name: 'podwire_cni_veths_reattached_total',
+      help: 'Pod host veths the cni component put back on the bridge (the bridge had been deleted or the veth detached)',
+      registers: [ctx.metrics],
+    });
     const reader = this.fallbacks;
     let seen = 0;
     new Counter({
@@ -212,7 +223,14 @@ export class CniInstaller implements Component {
     }
     const deps = this.options.fastPathDeps ? this.options.fastPathDeps() : createRealDeps(this.ctx.logger);
     try {
-      const unmount = this.ctx.control.routeRaw(FAST_PATH_ROUTE, createCniFastPathHandler(deps));
+      const handler = createCniFastPathHandler(deps);
+      const unmount = this.ctx.control.routeRaw(FAST_PATH_ROUTE, (req, res) => {
+        this.inflight++;
+        res.once('close', () => {
+          if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+        });
+        handler(req, res);
+      });
       this.fastPath = { deps, unmount };
     } catch (err) {
       deps.close?.();
@@ -221,12 +239,24 @@ export class CniInstaller implements Component {
     this.ctx.logger.info({ route: FAST_PATH_ROUTE, socket: this.config.controlSocket }, 'CNI fast path mounted');
   }
 
-  /** Unmounts the fast path (later calls: 404, the shim answers "try again later") and closes its sockets. */
+  /**
+   * Unmounts the fast path (later calls: 404, the shim answers "try again later"), lets
+   * the calls in flight finish (bounded: `closeTimeoutMs`), then closes their sockets.
+   */
   async close(): Promise<void> {
     const fp = this.fastPath;
     this.fastPath = undefined;
     if (!fp) return;
     fp.unmount();
+    if (this.inflight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, this.options.closeTimeoutMs ?? 10_000))),
+      ]);
+      clearTimeout(timer);
+      if (this.inflight > 0) this.ctx.logger.warn({ inflight: this.inflight }, 'closing the CNI fast path with calls still in flight');
+    }
     fp.deps.close?.();
   }
 
@@ -304,6 +334,7 @@ export class CniInstaller implements Component {
     if (report.bridgeCreated) this.ctx.logger.warn({ bridge: conf.bridge }, 'bridge was missing under running pods; recreated it');
     if (report.reattached.length > 0) {
       this.reattachedTotal += report.reattached.length;
+      this.reattachedCounter.inc(report.reattached.length);
       this.ctx.logger.warn({ bridge: conf.bridge, veths: report.reattached }, 'put pod veths back on the bridge');
     }
     if (report.reattached.length > 0 || report.errors.length > 0 || !this.lastReattach) {
