@@ -115,7 +115,7 @@ export class Daemon {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly metrics: DaemonMetrics;
-  /** Control socket routes; mount more before start(): `daemon.control.route('POST', '/v1/cni', h)`. */
+  /** Control socket routes; components mount theirs through `ctx.control` in start (the cni component: POST /v1/cni). */
   readonly control: RouteServer;
   readonly health: RouteServer;
   readonly metricsServer: RouteServer;

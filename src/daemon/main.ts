@@ -7,7 +7,7 @@ import { errorMessage } from '../common/errors';
 import type { StateSource } from '../k8s/types';
 import type { ComponentRegistration } from './component';
 import { helpText, isConfigError, loadConfig, renderConfig, sectionsOf, type LoadedConfig } from './config';
-import { Daemon, PODWIRE_VERSION } from './daemon';
+import { Daemon, PODWIRE_VERSION, type DaemonOptions } from './daemon';
 import { defaultRegistrations } from './registry';
 import { createSourceFromConfig } from './source';
 
@@ -20,6 +20,8 @@ export interface MainDeps {
   onShutdownSignal?: (fn: (signal: string) => void) => () => void;
   components?: readonly ComponentRegistration[];
   createSource?: (loaded: LoadedConfig, logger: Logger) => StateSource;
+  /** The node's kernel handle (tests pass fakes); default: opened by the daemon. */
+  kernel?: DaemonOptions['kernel'];
   /** Upper bound on the graceful stop after a signal. */
   stopTimeoutMs?: number;
 }
@@ -55,7 +57,7 @@ export async function main(deps: MainDeps): Promise<number> {
   const logger = rootLogger.child({ component: 'podwired' });
   const controller = new AbortController();
   const source = (deps.createSource ?? ((l, log) => createSourceFromConfig(l.config, log)))(loaded, rootLogger);
-  const daemon = new Daemon({ config, source, components: registrations, logger: rootLogger, sections: loaded.sections });
+  const daemon = new Daemon({ config, source, components: registrations, logger: rootLogger, sections: loaded.sections, ...(deps.kernel ? { kernel: deps.kernel } : {}) });
 
   if (actions.cleanup) {
     const { failed } = await daemon.cleanup(controller.signal);
