@@ -180,3 +180,17 @@ t.test('flat validators see only their own value (order of the table does not ma
   invalid(t, () => load(['--enable', 'dns'], { PODWIRE_DNS_LISTEN: ' , ' }), 'dnsListen', /required when dns is enabled/);
   t.same(load(['--enable', 'proxy']).config.enable, ['proxy']);
 });
+
+t.test('build errors without the section prefix are named <section>.<key> with their origin', async (t) => {
+  const s = defineSection<unknown>({
+    name: 'short',
+    options: [{ key: 'port', flag: 'short-port', env: 'PODWIRE_SHORT_PORT', kind: 'int', default: 1, help: '' }],
+    build: (v) => {
+      if ((v.port as number) > 10) throw new InvalidInputError('port', v.port, 'too big');
+      if ((v.port as number) < 0) throw new InvalidInputError('whole', v.port, 'negative');
+      return v;
+    },
+  });
+  invalid(t, () => load([], { PODWIRE_SHORT_PORT: '11' }, undefined, [s]), 'short.port', /too big \(set by PODWIRE_SHORT_PORT\)/);
+  invalid(t, () => load(['--short-port', '-1'], {}, undefined, [s]), 'short.whole', /negative/);
+});

@@ -372,22 +372,14 @@ function buildSection(section: ConfigSection<unknown>, values: Record<string, un
     return section.build(Object.freeze({ ...values }), config);
   } catch (err) {
     if (!(err instanceof InvalidInputError)) throw err;
-    // The field is `<section>.<key>`; find the option to say where its value came from.
+    // The field is `<section>.<key>` (or just `<key>`); the option says where its value came from.
     const field = err.field ?? '';
     const key = field.startsWith(`${section.name}.`) ? field.slice(section.name.length + 1) : field;
     const o = section.options.find((x) => x.key === key);
-    if (!o) return rethrowNamed(err, section.name);
-    return rethrowWithOrigin(err, `${section.name}.${o.key}`, o.flag, o.env, origins[o.key]);
+    if (o) throw originError(err, `${section.name}.${o.key}`, o.flag, o.env, origins[o.key]);
+    if (field === section.name || field.startsWith(`${section.name}.`)) throw err;
+    throw new InvalidInputError(`${section.name}.${field || '?'}`, err.value, err.message.replace(/^invalid [^:]*: /, ''), err);
   }
-}
-
-function rethrowNamed(err: InvalidInputError, sectionName: string): never {
-  if (err.field?.startsWith(`${sectionName}.`) || err.field === sectionName) throw err;
-  throw new InvalidInputError(`${sectionName}.${err.field ?? '?'}`, err.value, err.message.replace(/^invalid [^:]*: /, ''), err);
-}
-
-function rethrowWithOrigin(err: InvalidInputError, field: string, flag: string, env: string, origin: ValueOrigin | undefined): never {
-  throw originError(err, field, flag, env, origin);
 }
 
 function copyDefault(v: unknown): unknown {
