@@ -192,5 +192,5 @@ t.test('build errors without the section prefix are named <section>.<key> with t
     },
   });
   invalid(t, () => load([], { PODWIRE_SHORT_PORT: '11' }, undefined, [s]), 'short.port', /too big \(set by PODWIRE_SHORT_PORT\)/);
-  invalid(t, () => load(['--short-port', '-1'], {}, undefined, [s]), 'short.whole', /negative/);
+  invalid(t, () => load(['--short-port=-1'], {}, undefined, [s]), 'short.whole', /negative/);
 });
