@@ -7,10 +7,10 @@ import { openNetlinkTransport as openNativeTransport } from './netlink/native-tr
 import type { NetlinkTransport } from './netlink/transport';
 import { assertNetns } from './netns';
 import { NetlinkNetworkKernel } from './network-kernel';
+import { NetlinkConntrack } from './conntrack';
 import { NetnsNft } from './nft';
 import { NetnsSysctl } from './sysctl';
 import type { ConntrackKernel, IptablesRunner, NetnsRef, NetworkKernel, NftRunner, SysctlKernel } from './types';
-import { CommandError } from '../common/errors';
 
 export * from './types';
 export type { NetlinkTransport } from './netlink/transport';
@@ -19,6 +19,7 @@ export { NetlinkNetworkKernel } from './network-kernel';
 export { NetnsSysctl, sysctlPath } from './sysctl';
 export { NetnsIptables, iptablesBinaries, type IptablesBackend } from './iptables';
 export { NetnsNft } from './nft';
+export { NetlinkConntrack } from './conntrack';
 export { describeErrno } from './errno';
 export { validateIfName, validateMtu, validateVni } from './validate';
 
@@ -52,6 +53,8 @@ export async function openKernel(netns?: NetnsRef, options: OpenKernelOptions = 
   const transport = await openNetlinkTransport(netns);
   const net = new NetlinkNetworkKernel(transport, netns);
   const runners = new Map<4 | 6, IptablesRunner>();
+  // The NETLINK_NETFILTER socket is opened on first use (most callers never need it).
+  const conntrack = new NetlinkConntrack(netns);
   return {
     netns,
     net,
@@ -65,11 +68,10 @@ export async function openKernel(netns?: NetnsRef, options: OpenKernelOptions = 
       return r;
     },
     nft: new NetnsNft(netns),
-    // Replaced by the ctnetlink implementation (native addon) in the base issue's kernel work.
-    conntrack: {
-      list: () => Promise.reject(new CommandError('conntrack', 1, 'conntrack over ctnetlink is not built yet')),
-      delete: () => Promise.reject(new CommandError('conntrack', 1, 'conntrack over ctnetlink is not built yet')),
+    conntrack,
+    close: () => {
+      net.close();
+      conntrack.close();
     },
-    close: () => net.close(),
   };
 }

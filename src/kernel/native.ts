@@ -17,6 +17,7 @@ import type { NetnsRef } from './types';
 
 export const NETLINK_ROUTE = 0;
 export const NETLINK_GENERIC = 16;
+export const NETLINK_NETFILTER = 12;
 
 /** Raw socket facts returned by the addon. */
 export interface NetlinkSocketInfo {
