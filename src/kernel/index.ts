@@ -8,7 +8,7 @@ import type { NetlinkTransport } from './netlink/transport';
 import { assertNetns } from './netns';
 import { NetlinkNetworkKernel } from './network-kernel';
 import { NetlinkConntrack } from './conntrack';
-import { NetnsNft } from './nft';
+import { openNftRunner, type NftBackendChoice } from './nft';
 import { NetnsSysctl } from './sysctl';
 import type { ConntrackKernel, IptablesRunner, NetnsRef, NetworkKernel, NftRunner, SysctlKernel } from './types';
 
@@ -18,7 +18,7 @@ export { netnsRef, netnsExists, assertNetns, openNetnsFd, openNetnsFdSync, runIn
 export { NetlinkNetworkKernel } from './network-kernel';
 export { NetnsSysctl, sysctlPath } from './sysctl';
 export { NetnsIptables, iptablesBinaries, type IptablesBackend } from './iptables';
-export { NetnsNft } from './nft';
+export { NetnsNft, LibNftables, openNftRunner, annotateNftError, checkNftScript, type NftBackendChoice } from './nft';
 export { NetlinkConntrack } from './conntrack';
 export { describeErrno } from './errno';
 export { validateIfName, validateMtu, validateVni } from './validate';
@@ -46,6 +46,8 @@ export interface Kernel {
 export interface OpenKernelOptions {
   /** iptables binaries: `auto` (default) prefers iptables-legacy, see iptables.ts. */
   iptablesBackend?: IptablesBackend;
+  /** nft runner: `auto` (default) uses in-process libnftables when its addon loads, else `nft -f -`. */
+  nftBackend?: NftBackendChoice;
 }
 
 /** Everything kernel-side for one netns. Call `close()` when done (closes the netlink socket). */
@@ -67,7 +69,7 @@ export async function openKernel(netns?: NetnsRef, options: OpenKernelOptions = 
       }
       return r;
     },
-    nft: new NetnsNft(netns),
+    nft: openNftRunner(netns, options.nftBackend),
     conntrack,
     close: () => {
       net.close();
