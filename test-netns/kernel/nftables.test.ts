@@ -3,6 +3,7 @@ import { labTest, execOk, exec } from '../harness';
 import { CommandError } from '../../src/common/errors';
 import { LibNftables, NetnsNft, netnsRef, openKernel, openNftRunner } from '../../src/kernel';
 import type { NftRunner } from '../../src/kernel';
+import { FakeNft, KUBE_PROXY_STYLE_RULESET } from '../../src/kernel/testing';
 type Test = Parameters<Parameters<typeof labTest>[2]>[0];
 
 const TABLE = [
@@ -91,4 +92,28 @@ labTest('nft -f fallback behaves the same; informal speed comparison', { prefix:
   const nftMs = await time(fallback, 2);
   t.comment(`one-element transaction: libnftables ${libMs.toFixed(2)} ms, nft -f - ${nftMs.toFixed(2)} ms`);
   t.match(await lib.list('map ip pwkn svc'), /10\.96\.2\.29 \. tcp \. 80/);
+});
+
+labTest('the fake nft tracer agrees with the kernel on a kube-proxy-style ruleset', { prefix: 'pwkn-nft', requires: ['nftables', 'conntrack'] }, async (t, lab) => {
+  const ns = await lab.addNetns('a');
+  for (const ip of ['10.180.0.1/32', '10.180.0.2/32', '10.180.0.9/32']) await execOk(ns, ['ip', 'addr', 'add', ip, 'dev', 'lo']);
+  await execOk(ns, ['ip', 'route', 'add', 'local', '172.30.0.0/16', 'dev', 'lo']);
+  const k = await openKernel(netnsRef(ns));
+  t.teardown(() => k.close());
+  await k.nft.apply(KUBE_PROXY_STYLE_RULESET); // real nft accepts what the fake models
+  const fake = new FakeNft();
+  await fake.apply(KUBE_PROXY_STYLE_RULESET);
+  const traced = fake.trace({ family: 4, saddr: '10.180.0.9', daddr: '172.30.0.41', protocol: 'tcp', dport: 80, hook: 'output' });
+  const possible = (traced.alternatives ?? [traced]).map((a) => a.dnat?.addr).sort();
+  t.same(possible, ['10.180.0.1', '10.180.0.2']);
+  // 12 connections through the kernel's numgen: every endpoint it picks is one the tracer named.
+  const script = `
+const net = require('node:net');
+const servers = ['10.180.0.1', '10.180.0.2'].map((ip) => net.createServer((c) => c.end('x')).listen(80, ip));
+const once = () => new Promise((r, j) => { const c = net.connect({ host: '172.30.0.41', port: 80, localAddress: '10.180.0.9' }); c.on('data', () => {}); c.on('error', j); c.on('close', r); });
+setTimeout(async () => { for (let i = 0; i < 12; i++) await once(); servers.forEach((s) => s.close()); }, 100);
+`;
+  await execOk(ns, [process.execPath, '-e', script]);
+  const seen = [...new Set((await k.conntrack.list({ dst: '172.30.0.41', protocol: 'tcp' })).map((e) => e.replySrc))].sort();
+  t.ok(seen.length >= 1 && seen.every((ip) => possible.includes(ip)), `kernel picked ${seen.join(', ')}`);
 });
