@@ -76,12 +76,11 @@ class BatchBuilder {
 /** Encoder templates by their fixed fields, kept across batches (bounded). */
 class EncoderCache<T> {
   private readonly map = new Map<string, T>();
-  constructor(private readonly make: (key: string) => T) {}
-  get(key: string): T {
+  get(key: string, make: () => T): T {
     let e = this.map.get(key);
     if (!e) {
       if (this.map.size >= 4096) this.map.clear();
-      e = this.make(key);
+      e = make();
       this.map.set(key, e);
     }
     return e;
@@ -122,9 +121,12 @@ interface BatchKind<T> {
 }
 
 export class BatchApplier {
-  private readonly routeEncoders = new EncoderCache((key) => new Ipv4RouteEncoder(JSON.parse(key)));
-  private readonly neighEncoders = new EncoderCache((key) => new Ipv4NeighEncoder(JSON.parse(key)));
-  private readonly fdbEncoders = new EncoderCache((key) => new FdbEncoder(JSON.parse(key)));
+  private readonly routeEncoders = new EncoderCache<Ipv4RouteEncoder>();
+  private readonly neighEncoders = new EncoderCache<Ipv4NeighEncoder>();
+  private readonly fdbEncoders = new EncoderCache<FdbEncoder>();
+  private lastRoute:
+    | { enc: Ipv4RouteEncoder; op: string; gw: bigint | undefined; oif: number | undefined; onlink: boolean; protocol: number; table: number; metric: number | undefined; scope: number; type: number }
+    | undefined;
   private readonly mac = Buffer.alloc(6);
 
   constructor(private readonly ctx: NetContext) {}
@@ -217,21 +219,27 @@ export class BatchApplier {
 
   private fastRoute(op: Change<Route>['op'], r: Route, oif: number | undefined): FastSlot {
     const del = op === 'delete';
-    const spec = {
-      op: op as WriteOp,
-      gateway: r.gateway?.toString(),
-      oif,
-      onlink: r.onlink === true,
-      // The same defaults as rtnetlink/route.ts: deletes match any protocol/scope/type unless named.
-      protocol: del ? (r.protocol ?? 0) : (r.protocol ?? C.RTPROT_BOOT),
-      table: r.table ?? C.RT_TABLE_MAIN,
-      metric: r.metric,
-      scope: del ? (r.scope ? SCOPE_NUM[r.scope] : C.RT_SCOPE_NOWHERE) : defaultScope(r),
-      type: del ? (r.type ? C.RTN_UNICAST : C.RTN_UNSPEC) : C.RTN_UNICAST,
-    };
-    const enc = this.routeEncoders.get(JSON.stringify(spec));
-    const dst = Number(r.dst.network.value);
+    // The same defaults as rtnetlink/route.ts: deletes match any protocol/scope/type unless named.
+    const protocol = del ? (r.protocol ?? 0) : (r.protocol ?? C.RTPROT_BOOT);
+    const table = r.table ?? C.RT_TABLE_MAIN;
+    const scope = del ? (r.scope ? SCOPE_NUM[r.scope] : C.RT_SCOPE_NOWHERE) : defaultScope(r);
+    const type = del ? (r.type ? C.RTN_UNICAST : C.RTN_UNSPEC) : C.RTN_UNICAST;
+    const onlink = r.onlink === true;
+    const gw = r.gateway?.value;
+    // A batch usually repeats one shape (same gateway and device): reuse the last template
+    // without building a key.
+    const last = this.lastRoute;
+    let enc: Ipv4RouteEncoder;
+    if (last && last.op === op && last.gw === gw && last.oif === oif && last.onlink === onlink && last.protocol === protocol && last.table === table && last.metric === r.metric && last.scope === scope && last.type === type) {
+      enc = last.enc;
+    } else {
+      const key = `${op}|${gw ?? ''}|${oif ?? ''}|${onlink}|${protocol}|${table}|${r.metric ?? ''}|${scope}|${type}`;
+      enc = this.routeEncoders.get(key, () => new Ipv4RouteEncoder({ op: op as WriteOp, gateway: r.gateway?.toString(), oif, onlink, protocol, table, metric: r.metric, scope, type }));
+      this.lastRoute = { enc, op, gw, oif, onlink, protocol, table, metric: r.metric, scope, type };
+    }
     const len = r.dst.prefixLength;
+    // The network address without Cidr.network's bigint masking.
+    const dst = (Number(r.dst.ip.value) & (len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0)) >>> 0;
     return { stride: enc.stride, length: enc.length, write: (out, off) => enc.writeInto(out, off, dst, len) };
   }
 
@@ -245,7 +253,8 @@ export class BatchApplier {
           const index = ifindex(c.entry.dev);
           const ip = toIp(c.entry.ip, 'ip');
           if (ip.family === 4 && macInto(c.entry.mac, this.mac, 0)) {
-            const enc = this.neighEncoders.get(JSON.stringify({ op: c.op, ifindex: index, state: c.entry.permanent ? C.NUD_PERMANENT : C.NUD_REACHABLE }));
+            const state = c.entry.permanent ? C.NUD_PERMANENT : C.NUD_REACHABLE;
+            const enc = this.neighEncoders.get(`${c.op}|${index}|${state}`, () => new Ipv4NeighEncoder({ op: c.op, ifindex: index, state }));
             const mac = c.entry.mac;
             const scratch = this.mac;
             const addr = Number(ip.value);
@@ -276,7 +285,8 @@ export class BatchApplier {
           const dst = c.entry.dst !== undefined ? toIp(c.entry.dst, 'dst') : undefined;
           if (dst?.family === 4 && macInto(c.entry.mac, this.mac, 0)) {
             const op: WriteOp = c.op === 'delete' ? 'delete' : c.op === 'add' ? 'append' : 'replace';
-            const enc = this.fdbEncoders.get(JSON.stringify({ op, ifindex: index, state: c.entry.permanent ? C.NUD_PERMANENT : C.NUD_REACHABLE, flags: C.NTF_SELF }));
+            const state = c.entry.permanent ? C.NUD_PERMANENT : C.NUD_REACHABLE;
+            const enc = this.fdbEncoders.get(`${op}|${index}|${state}`, () => new FdbEncoder({ op, ifindex: index, state, flags: C.NTF_SELF }));
             const mac = c.entry.mac;
             const scratch = this.mac;
             const addr = Number(dst.value);
