@@ -153,14 +153,28 @@ export function nftablesAvailable(): boolean {
   }
 }
 
-/** One libnftables run inside `netns`, on a helper thread (see native/nftables/src/nftables.cc). */
-export async function nftRun(netns: NetnsRef | undefined, script: string, flags = 0): Promise<NftRunResult> {
-  const native = loadNftablesAddon();
+// The addon serialises libnftables calls with a mutex; queueing here as well keeps
+// concurrent callers from parking several libuv pool threads on that mutex (the pool is
+// shared with fs, dns.lookup and crypto).
+let nftTail: Promise<unknown> = Promise.resolve();
+
+/** One libnftables run inside `netns`, on a helper thread (see native/nftables/src/nftables.cc). Calls run one at a time. */
+export function nftRun(netns: NetnsRef | undefined, script: string, flags = 0): Promise<NftRunResult> {
+  let native: NftablesAddon;
   try {
-    return await native.run(netns?.path ?? null, script, flags);
+    native = loadNftablesAddon();
   } catch (err) {
-    throw netns ? netnsError(err, netns, 'libnftables') : kernelError('libnftables', err);
+    return Promise.reject(err);
   }
+  const run = nftTail.then(async () => {
+    try {
+      return await native.run(netns?.path ?? null, script, flags);
+    } catch (err) {
+      throw netns ? netnsError(err, netns, 'libnftables') : kernelError('libnftables', err);
+    }
+  });
+  nftTail = run.catch(() => undefined);
+  return run;
 }
 
 /** Loads the addon once; a clear error (code PW_NATIVE_MISSING) if it was not built. */

@@ -92,6 +92,10 @@ labTest('nft -f fallback behaves the same; informal speed comparison', { prefix:
   const nftMs = await time(fallback, 2);
   t.comment(`one-element transaction: libnftables ${libMs.toFixed(2)} ms, nft -f - ${nftMs.toFixed(2)} ms`);
   t.match(await lib.list('map ip pwkn svc'), /10\.96\.2\.29 \. tcp \. 80/);
+  // Concurrent applies (queued, one libnftables call at a time) all land.
+  await Promise.all(Array.from({ length: 16 }, (_, i) => lib.apply(`add element ip pwkn svc { 10.96.3.${i} . udp . 53 : goto svc-a }\n`)));
+  const text = await lib.list('map ip pwkn svc');
+  t.equal((text.match(/10\.96\.3\.\d+ \. udp \. 53/g) ?? []).length, 16, 'all 16 concurrent applies applied');
 });
 
 labTest('the fake nft tracer agrees with the kernel on a kube-proxy-style ruleset', { prefix: 'pwkn-nft', requires: ['nftables', 'conntrack'] }, async (t, lab) => {
