@@ -94,3 +94,26 @@ labTest('conntrack: list sees DNATed flows like conntrack -L; delete removes exa
   const root = await exec(null, ['conntrack', '-L', '-d', '10.96.0.10']);
   t.notMatch(root.stdout, /10\.244\.1\.5/, 'root namespace has none of these');
 });
+
+labTest('conntrack: IPv6 flows through an ip6 DNAT, listed and deleted by family', { prefix: 'pwkn-ct', requires: ['nftables', 'conntrack'] }, async (t, lab) => {
+  const ns = await lab.addNetns('a');
+  for (const ip of ['fd00:244::5/128', 'fd00:244::100/128']) await execOk(ns, ['ip', '-6', 'addr', 'add', ip, 'dev', 'lo', 'nodad']);
+  await execOk(ns, ['ip', '-6', 'route', 'add', 'local', 'fd00:96::/64', 'dev', 'lo']);
+  await execOk(ns, ['nft', '-f', '-'], { input: 'table ip6 pwkn {\n  chain out {\n    type nat hook output priority -100; policy accept;\n    ip6 daddr fd00:96::10 udp dport 53 dnat to [fd00:244::5]:5353\n  }\n}\n' });
+  const traffic = `
+const dgram = require('node:dgram');
+const s = dgram.createSocket('udp6'); s.on('message', (m, f) => s.send('ok', f.port, f.address));
+s.bind(5353, 'fd00:244::5', () => {
+  const c = dgram.createSocket('udp6');
+  c.bind(0, 'fd00:244::100', () => c.send('hi', 53, 'fd00:96::10', () => c.once('message', () => { c.close(); s.close(); })));
+});`;
+  await execOk(ns, [process.execPath, '-e', traffic]);
+  const k = await openKernel(netnsRef(ns));
+  t.teardown(() => k.close());
+  const v6 = await k.conntrack.list({ family: 6, protocol: 'udp' });
+  t.match(v6, [{ family: 6, src: 'fd00:244::100', dst: 'fd00:96::10', dstPort: 53, replySrc: 'fd00:244::5', replySrcPort: 5353 }]);
+  t.equal((await k.conntrack.list({ dst: 'FD00:96:0::10' })).length, 1, 'addresses compared in canonical form');
+  t.same(await k.conntrack.list({ family: 4, protocol: 'udp' }), []);
+  t.equal(await k.conntrack.delete({ replySrc: 'fd00:244::5' }), 1);
+  t.notMatch(await execOk(ns, ['conntrack', '-L', '-f', 'ipv6']), /fd00:96::10/, 'conntrack -L agrees');
+});

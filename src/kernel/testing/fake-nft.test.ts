@@ -123,6 +123,27 @@ table inet podwire {
   t.equal(nft.trace({ ...fwd, chain: 'fwd', ctState: 'established' }).verdict, 'accept', 'start at a named chain');
 });
 
+t.test('reject variants', async (t) => {
+  const nft = new FakeNft();
+  await nft.apply(
+    [
+      'add table inet f',
+      'add chain inet f in { type filter hook input priority 0 ; }',
+      'add rule inet f in tcp dport 1 reject with tcp reset',
+      'add rule inet f in udp dport 2 reject with icmp type port-unreachable',
+      'add rule inet f in udp dport 3 reject with icmpx admin-prohibited',
+      'add rule inet f in th dport 4 counter drop',
+      '',
+    ].join('\n'),
+  );
+  const p = { family: 4 as const, saddr: '10.0.0.1', daddr: '10.0.0.2', hook: 'input' as const };
+  t.equal(nft.trace({ ...p, protocol: 'tcp', dport: 1 }).verdict, 'reject');
+  t.equal(nft.trace({ ...p, protocol: 'udp', dport: 2 }).verdict, 'reject');
+  t.equal(nft.trace({ ...p, protocol: 'udp', dport: 3 }).verdict, 'reject');
+  t.same(nft.trace({ ...p, protocol: 'udp', dport: 4 }), { verdict: 'drop', path: ['f/in:4'] });
+  t.equal(nft.trace({ ...p, protocol: 'udp', dport: 5 }).verdict, 'accept');
+});
+
 t.test('what the tracer does not understand is named', async (t) => {
   const nft = new FakeNft();
   await nft.apply('add table ip x\nadd chain ip x pre { type filter hook prerouting priority 0 ; }\nadd rule ip x pre limit rate 10/second accept\n');

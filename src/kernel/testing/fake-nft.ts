@@ -1077,8 +1077,17 @@ class RuleParser {
         return { t: 'verdict', verdict: { v } };
       case 'reject':
         this.i++;
-        if (this.peek() === 'with') this.i += 3; // with icmp|icmpx|tcp type X / with tcp reset
-        if (this.w[this.i - 1] === 'tcp' && this.peek() === 'reset') this.i++;
+        // reject with icmp|icmpv6|icmpx [type] X | reject with tcp reset
+        if (this.peek() === 'with') {
+          this.i++;
+          const fam = this.take('icmp, icmpv6, icmpx or tcp');
+          if (fam === 'tcp') {
+            if (this.take('reset') !== 'reset') throw new TraceUnderstoodError('expected reject with tcp reset');
+          } else {
+            if (this.peek() === 'type') this.i++;
+            this.take('a reject type');
+          }
+        }
         return { t: 'verdict', verdict: { v: 'reject' } };
       case 'jump':
       case 'goto':
