@@ -13,7 +13,7 @@ import { InvalidInputError, KernelError } from '../common/errors';
 import { IpAddress } from '../common/ip';
 import { NETLINK_NETFILTER, decodeCtMessage, encodeCtDelete, encodeCtDump, type CtRecord } from './ctnetlink/codec';
 import { E, describeErrno } from './errno';
-import { openNetlinkTransport, type NativeNetlinkTransport } from './netlink/native-transport';
+import { openNetlinkTransport } from './netlink/native-transport';
 import type { NetlinkTransport } from './netlink/transport';
 import type { ConntrackEntry, ConntrackFilter, ConntrackKernel, NetnsRef } from './types';
 
@@ -139,4 +139,3 @@ export class NetlinkConntrack implements ConntrackKernel {
   }
 }
 
-export type { NativeNetlinkTransport };

@@ -785,7 +785,7 @@ class Tracer {
 
   run(): NftTraceResult {
     if (!HOOK_ORDER.includes(this.packet.hook)) throw new Error(`trace: unknown hook ${String(this.packet.hook)}`);
-    if (this.packet.numgen !== undefined) return this.once([this.packet.numgen], true);
+    if (this.packet.numgen !== undefined) return this.onceWithModuli([this.packet.numgen], true).result;
     // Explore every numgen combination (odometer over the moduli each run met).
     const results: NftTraceResult[] = [];
     let picks: number[] = [];
@@ -803,10 +803,6 @@ class Tracer {
     const first = results[0]!;
     if (results.length > 1 || first.numgen) return { ...first, alternatives: results };
     return first;
-  }
-
-  private once(picks: number[], fixed: boolean): NftTraceResult {
-    return this.onceWithModuli(picks, fixed).result;
   }
 
   private onceWithModuli(picks: number[], fixed = false): { result: NftTraceResult; moduli: number[] } {
@@ -856,7 +852,7 @@ class Tracer {
     for (let i = 0; i < c.rules.length; i++) {
       const rule = c.rules[i]!;
       const steps = this.steps(t, rule.text, rule.tokens);
-      const out = this.evalRule(s, t, steps, `${t.name}/${c.name}:${i + 1}`);
+      const out = this.evalRule(s, steps, `${t.name}/${c.name}:${i + 1}`);
       if (out === undefined) continue;
       if (out.v === 'continue') continue;
       if (out.v === 'return') return 'return';
@@ -872,7 +868,7 @@ class Tracer {
   }
 
   /** undefined = the rule did not match (or matched with no verdict: next rule). */
-  private evalRule(s: State, t: NftModelTable, steps: Step[], where: string): Verdict | undefined {
+  private evalRule(s: State, steps: Step[], where: string): Verdict | undefined {
     let recorded = false;
     const record = (): void => {
       if (!recorded) s.path.push(where);
@@ -919,7 +915,6 @@ class Tracer {
       }
     }
     if (steps.length > 0) record();
-    void t;
     return undefined;
   }
 
