@@ -15,8 +15,7 @@ import { systemClock, type Clock } from '../common/clock';
 import { errorMessage, PodwireError } from '../common/errors';
 import type { Logger } from '../common/log';
 import type { Kernel } from '../kernel';
-import { clusterStateOf } from '../k8s/cluster-state';
-import { RecordingNodeWriter } from '../k8s/node-writer';
+import { clusterStateOf, nodeWriterOf } from '../k8s/cluster-state';
 import type { ClusterEvent, ClusterState, NodeObject, NodeWriter, ProblemReporter, SourceProblem, StateSource } from '../k8s/types';
 import type { Component, ComponentContext, ComponentRegistration, ComponentStatus } from './component';
 import type { DaemonConfig, Feature } from './config';
@@ -117,7 +116,7 @@ export class Daemon {
     this.tcpServers = options.tcpServers !== false;
     this.kernelOption = options.kernel;
     this.state = clusterStateOf(this.source);
-    this.nodeWriter = options.nodeWriter ?? new RecordingNodeWriter();
+    this.nodeWriter = options.nodeWriter ?? nodeWriterOf(this.source);
     this.metrics = createDaemonMetrics(() => this.source, { processMetrics: options.processMetrics !== false });
     registerObjectCounts(this.metrics.registry, this.source);
 
@@ -280,7 +279,7 @@ export class Daemon {
     const objects: Record<string, number> = {};
     for (const kind of CLUSTER_KINDS) {
       try {
-        objects[kind] = this.source.list(kind).length;
+        objects[kind] = this.state.size(kind);
       } catch {
         // not watched
       }

@@ -12,5 +12,6 @@ export type { ManifestSourceOptions } from './manifest-source';
 export type { ReflectorStats, ReflectorTuning } from './reflector';
 export { ApiError } from './api-client';
 export { compact, InvalidObjectError, sameContent } from './compact';
-export { clusterStateOf } from './cluster-state';
+export { clusterStateOf, hasIndexedState, nodeWriterOf, objectCount } from './cluster-state';
+export type { IndexedStateSource, NodeWritingSource } from './cluster-state';
 export { RecordingNodeWriter } from './node-writer';
