@@ -15,3 +15,5 @@ export { compact, InvalidObjectError, sameContent } from './compact';
 export { clusterStateOf, hasIndexedState, nodeWriterOf, objectCount } from './cluster-state';
 export type { IndexedStateSource, NodeWritingSource } from './cluster-state';
 export { RecordingNodeWriter } from './node-writer';
+export { KubeNodeWriter, NodeWriteError } from './kube-node-writer';
+export type { NodeWriteRetry } from './kube-node-writer';
