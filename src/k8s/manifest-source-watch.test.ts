@@ -91,6 +91,35 @@ t.test('.json is parsed as JSON: a JSON syntax error names file, document 0, lin
   t.match(h.src.problems(), [{ file: 'svc.json', documentIndex: 0, field: 'items[1].spec.ports[0].port', value: 70000 }]);
 });
 
+t.test('YAML: an edit re-parses only the documents it changed; errors keep their file line numbers', async (t) => {
+  const docs = (ports: number[]): string => ports.map((p, i) => yamlService(`s${i}`, p, `10.96.0.${i + 10}`)).join('---\n');
+  const h = await harness(t, { 'many.yaml': `# header comment\n---\n${docs([80, 81, 82, 83])}` });
+  t.equal(h.src.list('Service').length, 4);
+  const before = h.src.scanStats().yamlDocumentsParsed;
+  t.equal(before, 4, 'four documents parsed once each');
+  h.events.length = 0;
+  h.write('many.yaml', `# header comment\n---\n${docs([80, 81, 9000, 83])}`);
+  await h.src.rescan();
+  t.same(h.events, ['update Service shop/s2']);
+  t.equal(h.src.scanStats().yamlDocumentsParsed - before, 1, 'only the changed document was parsed');
+  // Reordering documents parses nothing and changes nothing.
+  h.write('many.yaml', [yamlService('s3', 83, '10.96.0.13'), yamlService('s2', 9000, '10.96.0.12'), yamlService('s1', 81, '10.96.0.11'), yamlService('s0', 80, '10.96.0.10')].join('---\n'));
+  await h.src.rescan();
+  t.same(h.events, ['update Service shop/s2'], 'reordered: no events');
+  // A syntax error in the third document (file line 15) is reported at its line in the file.
+  const lines = [yamlService('s3', 83, '10.96.0.13'), yamlService('s2', 9000, '10.96.0.12')].join('---\n');
+  h.write('many.yaml', `${lines}---\napiVersion: v1\nkind: Service\nmetadata: {name: [unclosed\n`);
+  await h.src.rescan();
+  const p = h.src.problems();
+  t.match(p, [{ file: 'many.yaml', documentIndex: 2 }]);
+  // `lines` ends with a newline: its split length is the line number of the `---`; the error is reported after the last line.
+  const markerLine = lines.split('\n').length;
+  const whole = (await import('yaml')).parseAllDocuments(`${lines}---\napiVersion: v1\nkind: Service\nmetadata: {name: [unclosed\n`)[2]!.errors[0]!.linePos![0].line;
+  t.equal(whole, markerLine + 4, 'what the YAML parser says for the whole file');
+  t.match(p[0]!.reason, new RegExp(`^YAML syntax error at line ${whole}, column 1: Flow sequence`), 'the same line as a whole-file parse');
+  t.ok(h.src.get('Service', 'shop/s0'), 'the file keeps its last good objects');
+});
+
 t.test('only changed files are read and parsed; unchanged content is not parsed again', async (t) => {
   const files: Record<string, string> = {};
   for (let i = 0; i < 20; i++) files[`f${i}.json`] = JSON.stringify(serviceDoc(`s${i}`, 80, `10.96.0.${i + 10}`));

@@ -72,7 +72,50 @@ interface FileState {
   /** id (`Kind/key`) → last good object, or null when the id is known but never was good. */
   entries: Map<string, ClusterObject | null>;
   problems: SourceProblem[];
+  /** YAML: what each document (by content hash) gave, so an edit re-parses only the documents it touched. */
+  docs?: Map<string, DocResult>;
 }
+
+/** The outcome of one YAML/JSON document, independent of its position in the file. */
+interface DocResult {
+  /** [id, object (null: known but never good), field of metadata.name for duplicate reports]. */
+  entries: [string, ClusterObject | null, string][];
+  problems: Omit<SourceProblem, 'documentIndex'>[];
+  /** The document could not be identified: the file keeps its previous objects. */
+  keep: boolean;
+}
+
+/**
+ * Splits a YAML stream at its `---` document markers (a marker is only valid at column 0,
+ * and the spec forbids one inside any scalar there), so each document can be parsed and
+ * cached on its own. Returns undefined for streams it does not split (directives, `...`
+ * end markers): those are parsed whole.
+ */
+function splitYamlDocuments(text: string): { text: string; line: number }[] | undefined {
+  if (/^(%|\.\.\.(\s|$))/m.test(text)) return undefined;
+  const out: { text: string; line: number }[] = [];
+  const re = /^---(?=[ \t\r\n]|$)/gm;
+  let start = 0;
+  let startLine = 1;
+  let line = 1;
+  let scanned = 0;
+  const countLines = (to: number): void => {
+    for (let i = scanned; i < to; i++) if (text.charCodeAt(i) === 10) line++;
+    scanned = to;
+  };
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    if (m.index === 0) continue;
+    out.push({ text: text.slice(start, m.index), line: startLine });
+    countLines(m.index);
+    start = m.index;
+    startLine = line;
+  }
+  out.push({ text: text.slice(start), line: startLine });
+  return out;
+}
+
+/** Only whitespace and comments: not a document of its own before the first `---`. */
+const BLANK_PREAMBLE = /^(\s*(#[^\n]*)?\n?)*$/;
 
 const idOf = (kind: ClusterKind, key: string): string => `${kind}/${key}`;
 
@@ -136,7 +179,7 @@ export class ManifestSource extends CachedStateSource {
   private rescanTimer: NodeJS.Timeout | undefined;
   private signal: AbortSignal | undefined;
   private scans = 0;
-  private readonly stats = { fullScans: 0, partialScans: 0, filesRead: 0, filesParsed: 0 };
+  private readonly stats = { fullScans: 0, partialScans: 0, filesRead: 0, filesParsed: 0, yamlDocumentsParsed: 0 };
 
   constructor(private readonly options: ManifestSourceOptions) {
     if (typeof options.dir !== 'string' || options.dir === '') throw new InvalidInputError('dir', options.dir, 'required');
@@ -237,8 +280,11 @@ export class ManifestSource extends CachedStateSource {
     return this.scans;
   }
 
-  /** Work counters: scans by kind, files read and files parsed (a read with an unchanged hash is not parsed). */
-  scanStats(): { fullScans: number; partialScans: number; filesRead: number; filesParsed: number } {
+  /**
+   * Work counters: scans by kind, files read, files parsed (a read with an unchanged hash
+   * is not parsed), and YAML documents parsed (an unchanged document is not parsed again).
+   */
+  scanStats(): { fullScans: number; partialScans: number; filesRead: number; filesParsed: number; yamlDocumentsParsed: number } {
     return { ...this.stats };
   }
 
@@ -323,17 +369,24 @@ export class ManifestSource extends CachedStateSource {
     if (listed === undefined) return;
     const changes = new Map<string, FileState | undefined>();
     for (const file of this.files.keys()) if (!listed.has(file)) changes.set(file, undefined);
-    const work: Promise<void>[] = [];
+    const toRead: string[] = [];
     for (const [file, st] of listed) {
       const prev = this.files.get(file);
       if (prev !== undefined && prev.mtimeMs === st.mtimeMs && prev.size === st.size && prev.ino === st.ino && st.mtimeMs < prev.readAt - RACY_MS) continue;
-      work.push(
-        this.readFile(file, prev).then((next) => {
-          if (next !== prev) changes.set(file, next);
-        }),
-      );
+      toRead.push(file);
     }
-    await Promise.all(work);
+    // A few reads in flight at a time: enough to keep the thread pool busy, without
+    // holding every file of a big folder in memory at once.
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < toRead.length) {
+        const file = toRead[next++]!;
+        const prev = this.files.get(file);
+        const state = await this.readFile(file, prev);
+        if (state !== prev) changes.set(file, state);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(4, toRead.length) }, worker));
     this.apply(changes);
     this.stats.fullScans++;
     this.scans++;
@@ -430,78 +483,36 @@ export class ManifestSource extends CachedStateSource {
   }
 
   private parseFile(file: string, text: string, prev: FileState | undefined): FileState {
+    const rel = path.relative(this.options.dir, file) || file;
     const entries = new Map<string, ClusterObject | null>();
     const problems: SourceProblem[] = [];
     let keepPrevious = false;
-    const rel = path.relative(this.options.dir, file) || file;
-    const problem = (documentIndex: number, p: Omit<SourceProblem, 'file' | 'documentIndex'>): void => {
-      problems.push({ ...p, file: rel, documentIndex });
+    /** Adds one document's outcome at its position in the file. */
+    const assemble = (documentIndex: number, r: DocResult): void => {
+      for (const p of r.problems) problems.push({ ...p, file: rel, documentIndex });
+      for (const [id, obj, field] of r.entries) {
+        if (entries.has(id)) {
+          const { kind, key } = splitId(id);
+          problems.push({ kind, key, field, value: key, reason: 'defined twice in this file; first definition used', file: rel, documentIndex });
+          continue;
+        }
+        entries.set(id, obj);
+      }
+      if (r.keep) keepPrevious = true;
     };
-
-    const addObject = (raw: unknown, documentIndex: number, prefix: string): void => {
-      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-        problem(documentIndex, { kind: undefined, key: undefined, field: prefix || '(document)', value: raw, reason: 'expected a Kubernetes object' });
-        return;
+    const finish = (docs?: Map<string, DocResult>): FileState => {
+      // A document we could not identify may have held any of the file's objects:
+      // keep their last good versions until the file is fixed.
+      if (keepPrevious && prev) {
+        for (const [id, obj] of prev.entries) if (!entries.has(id)) entries.set(id, obj);
       }
-      const doc = raw as Record<string, unknown>;
-      const kindName = doc.kind;
-      if (typeof kindName !== 'string' || kindName === '' || typeof doc.apiVersion !== 'string') {
-        problem(documentIndex, {
-          kind: undefined,
-          key: undefined,
-          field: `${prefix}${typeof kindName !== 'string' || kindName === '' ? 'kind' : 'apiVersion'}`,
-          value: typeof kindName !== 'string' || kindName === '' ? kindName : doc.apiVersion,
-          reason: 'every document needs apiVersion and kind',
-        });
-        keepPrevious = true;
-        return;
-      }
-      if (kindName === 'List' || kindName.endsWith('List')) {
-        const items = doc.items;
-        if (!Array.isArray(items)) {
-          problem(documentIndex, { kind: undefined, key: undefined, field: `${prefix}items`, value: items, reason: 'a List needs items' });
-          keepPrevious = true;
-          return;
-        }
-        items.forEach((item, i) => addObject(item, documentIndex, `${prefix}items[${i}].`));
-        return;
-      }
-      const kind = kindOfDocument(doc);
-      if (kind === undefined) {
-        if (isSupportedKind(kindName)) {
-          problem(documentIndex, {
-            kind: kindName,
-            key: rawKey(kindName, doc),
-            field: `${prefix}apiVersion`,
-            value: doc.apiVersion,
-            reason: `unsupported apiVersion for ${kindName} (expected ${kindName === 'EndpointSlice' ? 'discovery.k8s.io/v1' : 'v1'})`,
-          });
-          const key = rawKey(kindName, doc);
-          if (key !== undefined) entries.set(idOf(kindName, key), this.cache.get(kindName, key) ?? null);
-        } else {
-          this.log.debug({ file: rel, documentIndex, kind: kindName }, 'ignoring kind Podwire does not use');
-        }
-        return;
-      }
-      const key = rawKey(kind, doc);
-      if (key === undefined) {
-        problem(documentIndex, { kind, key: undefined, field: `${prefix}metadata.name`, value: undefined, reason: 'missing metadata.name' });
-        keepPrevious = true;
-        return;
-      }
-      const id = idOf(kind, key);
-      if (entries.has(id)) {
-        problem(documentIndex, { kind, key, field: `${prefix}metadata.name`, value: key, reason: 'defined twice in this file; first definition used' });
-        return;
-      }
-      try {
-        entries.set(id, compact(kind, doc));
-      } catch (err) {
-        if (!(err instanceof InvalidObjectError)) throw err;
-        problem(documentIndex, { kind, key, field: `${prefix}${err.objectField}`, value: err.value, reason: err.message });
-        // Keep the last good version (from whichever file it came) under this file.
-        entries.set(id, this.cache.get(kind, key) ?? null);
-      }
+      const state = this.fileState(entries, problems);
+      if (docs !== undefined) state.docs = docs;
+      return state;
+    };
+    const unreadable = (reason: string): FileState => {
+      problems.push({ kind: undefined, key: undefined, field: undefined, value: undefined, reason, file: rel, documentIndex: 0 });
+      return this.fileState(new Map(prev?.entries ?? []), problems);
     };
 
     if (path.extname(file).toLowerCase() === '.json') {
@@ -513,49 +524,151 @@ export class ManifestSource extends CachedStateSource {
         const m = /position (\d+)/.exec(errorMessage(err));
         const where = m ? lineCol(text, Number(m[1])) : undefined;
         const msg = errorMessage(err).replace(/ \(line \d+ column \d+\)$/, '');
-        problem(0, { kind: undefined, key: undefined, field: undefined, value: undefined, reason: `JSON syntax error${where ? ` at line ${where.line}, column ${where.col}` : ''}: ${msg}` });
-        return this.fileState(new Map(prev?.entries ?? []), problems);
+        return unreadable(`JSON syntax error${where ? ` at line ${where.line}, column ${where.col}` : ''}: ${msg}`);
       }
-      addObject(value, 0, '');
-      if (keepPrevious && prev) {
-        for (const [id, obj] of prev.entries) if (!entries.has(id)) entries.set(id, obj);
+      assemble(0, this.documentResult(value));
+      return finish();
+    }
+
+    // YAML, document by document: an unchanged document reuses what it gave last time.
+    const chunks = splitYamlDocuments(text);
+    if (chunks !== undefined) {
+      const docs = new Map<string, DocResult>();
+      let index = 0;
+      let whole = false;
+      for (let c = 0; c < chunks.length && !whole; c++) {
+        const chunk = chunks[c]!;
+        if (c === 0 && BLANK_PREAMBLE.test(chunk.text)) continue;
+        const h = createHash('sha1').update(chunk.text).digest('base64');
+        let r = prev?.docs?.get(h) ?? docs.get(h);
+        if (r === undefined) {
+          const parsed = this.parseYamlDocument(chunk.text, chunk.line);
+          if (parsed === undefined) {
+            whole = true; // not exactly one document: parse the stream as a whole
+            break;
+          }
+          r = parsed;
+        }
+        docs.set(h, r);
+        assemble(index++, r);
       }
-      return this.fileState(entries, problems);
+      if (!whole) return finish(docs);
+      entries.clear();
+      problems.length = 0;
+      keepPrevious = false;
     }
 
     let docs: ReturnType<typeof parseAllDocuments>;
     try {
       docs = parseAllDocuments(text, { prettyErrors: true });
     } catch (err) {
-      problem(0, { kind: undefined, key: undefined, field: undefined, value: undefined, reason: `cannot parse: ${errorMessage(err)}` });
-      return this.fileState(new Map(prev?.entries ?? []), problems);
+      return unreadable(`cannot parse: ${errorMessage(err)}`);
     }
     const list = Array.isArray(docs) ? docs : [docs];
-    list.forEach((doc, index) => {
-      if (doc.errors.length > 0) {
-        const e = doc.errors[0]!;
-        const where = e.linePos?.[0] ? ` at line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '';
-        problem(index, { kind: undefined, key: undefined, field: undefined, value: undefined, reason: `YAML syntax error${where}: ${(e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}` });
-        keepPrevious = true;
-        return;
-      }
-      let value: unknown;
-      try {
-        value = doc.toJS({ maxAliasCount: 100 });
-      } catch (err) {
-        problem(index, { kind: undefined, key: undefined, field: undefined, value: undefined, reason: errorMessage(err) });
-        keepPrevious = true;
-        return;
-      }
-      if (value === null || value === undefined) return; // empty document (e.g. a trailing ---)
-      addObject(value, index, '');
-    });
-    // A document we could not identify may have held any of the file's objects:
-    // keep their last good versions until the file is fixed.
-    if (keepPrevious && prev) {
-      for (const [id, obj] of prev.entries) if (!entries.has(id)) entries.set(id, obj);
+    list.forEach((doc, index) => assemble(index, this.yamlDocumentResult(doc, 0)));
+    return finish();
+  }
+
+  /** One chunk of a split stream; undefined unless it holds exactly one document. */
+  private parseYamlDocument(text: string, firstLine: number): DocResult | undefined {
+    this.stats.yamlDocumentsParsed++;
+    let docs: ReturnType<typeof parseAllDocuments>;
+    try {
+      docs = parseAllDocuments(text, { prettyErrors: true });
+    } catch {
+      return undefined;
     }
-    return this.fileState(entries, problems);
+    const list = Array.isArray(docs) ? docs : [docs];
+    if (list.length !== 1) return list.length === 0 ? { entries: [], problems: [], keep: false } : undefined;
+    return this.yamlDocumentResult(list[0]!, firstLine - 1);
+  }
+
+  private yamlDocumentResult(doc: ReturnType<typeof parseAllDocuments>[number], lineOffset: number): DocResult {
+    if (doc.errors.length > 0) {
+      const e = doc.errors[0]!;
+      const where = e.linePos?.[0] ? ` at line ${e.linePos[0].line + lineOffset}, column ${e.linePos[0].col}` : '';
+      const reason = `YAML syntax error${where}: ${(e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`;
+      return { entries: [], problems: [{ kind: undefined, key: undefined, field: undefined, value: undefined, reason }], keep: true };
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      return { entries: [], problems: [{ kind: undefined, key: undefined, field: undefined, value: undefined, reason: errorMessage(err) }], keep: true };
+    }
+    if (value === null || value === undefined) return { entries: [], problems: [], keep: false }; // empty document (e.g. a trailing ---)
+    return this.documentResult(value);
+  }
+
+  /** What one parsed document (an object, or a List of them) gives. */
+  private documentResult(value: unknown): DocResult {
+    const result: DocResult = { entries: [], problems: [], keep: false };
+    const problem = (p: Omit<SourceProblem, 'file' | 'documentIndex'>): void => {
+      result.problems.push(p);
+    };
+    const addObject = (raw: unknown, prefix: string): void => {
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+        problem({ kind: undefined, key: undefined, field: prefix || '(document)', value: raw, reason: 'expected a Kubernetes object' });
+        return;
+      }
+      const doc = raw as Record<string, unknown>;
+      const kindName = doc.kind;
+      if (typeof kindName !== 'string' || kindName === '' || typeof doc.apiVersion !== 'string') {
+        problem({
+          kind: undefined,
+          key: undefined,
+          field: `${prefix}${typeof kindName !== 'string' || kindName === '' ? 'kind' : 'apiVersion'}`,
+          value: typeof kindName !== 'string' || kindName === '' ? kindName : doc.apiVersion,
+          reason: 'every document needs apiVersion and kind',
+        });
+        result.keep = true;
+        return;
+      }
+      if (kindName === 'List' || kindName.endsWith('List')) {
+        const items = doc.items;
+        if (!Array.isArray(items)) {
+          problem({ kind: undefined, key: undefined, field: `${prefix}items`, value: items, reason: 'a List needs items' });
+          result.keep = true;
+          return;
+        }
+        items.forEach((item, i) => addObject(item, `${prefix}items[${i}].`));
+        return;
+      }
+      const kind = kindOfDocument(doc);
+      if (kind === undefined) {
+        if (isSupportedKind(kindName)) {
+          const key = rawKey(kindName, doc);
+          problem({
+            kind: kindName,
+            key,
+            field: `${prefix}apiVersion`,
+            value: doc.apiVersion,
+            reason: `unsupported apiVersion for ${kindName} (expected ${kindName === 'EndpointSlice' ? 'discovery.k8s.io/v1' : 'v1'})`,
+          });
+          if (key !== undefined) result.entries.push([idOf(kindName, key), this.cache.get(kindName, key) ?? null, `${prefix}metadata.name`]);
+        } else {
+          this.log.debug({ kind: kindName }, 'ignoring kind Podwire does not use');
+        }
+        return;
+      }
+      const key = rawKey(kind, doc);
+      if (key === undefined) {
+        problem({ kind, key: undefined, field: `${prefix}metadata.name`, value: undefined, reason: 'missing metadata.name' });
+        result.keep = true;
+        return;
+      }
+      const id = idOf(kind, key);
+      try {
+        result.entries.push([id, compact(kind, doc), `${prefix}metadata.name`]);
+      } catch (err) {
+        if (!(err instanceof InvalidObjectError)) throw err;
+        problem({ kind, key, field: `${prefix}${err.objectField}`, value: err.value, reason: err.message });
+        // Keep the last good version (from whichever file it came) under this file.
+        result.entries.push([id, this.cache.get(kind, key) ?? null, `${prefix}metadata.name`]);
+      }
+    };
+    addObject(value, '');
+    return result;
   }
 
   private fileState(entries: Map<string, ClusterObject | null>, problems: SourceProblem[]): FileState {
