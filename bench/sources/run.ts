@@ -116,11 +116,10 @@ async function single(): Promise<void> {
       gc();
       afterGc = process.memoryUsage();
     }
-    const cached = {
-      services: src.list('Service').length,
-      endpointSlices: src.list('EndpointSlice').length,
-      endpoints: src.list('EndpointSlice').reduce((n, s) => n + s.endpoints.length, 0),
-    };
+    const state = src.state();
+    let endpointCount = 0;
+    for (const s of state.values('EndpointSlice')) endpointCount += s.endpoints.length;
+    const cached = { services: state.size('Service'), endpointSlices: state.size('EndpointSlice'), endpoints: endpointCount };
     if (cached.services !== counts.services || cached.endpoints !== counts.endpoints) {
       throw new Error(`cache mismatch: ${JSON.stringify(cached)} vs ${JSON.stringify(counts)}`);
     }

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import t, { type Test } from 'tap';
 import { silentLogger } from '../common';
+import { nodeWriterOf } from './cluster-state';
 import { createManifestSource, type ManifestSource, type ManifestSourceOptions } from './manifest-source';
+import { RecordingNodeWriter } from './node-writer';
 import type { ClusterEvent, ServiceObject } from './types';
 
 function serviceDoc(name: string, port: number, ip: string, ns = 'shop'): Record<string, unknown> {
@@ -230,13 +232,14 @@ t.test('directories moved in and removed; a ConfigMap-style ..data swap', async 
 });
 
 t.test('truncate-then-write gives no delete; a file that stays empty is deleted', async (t) => {
-  const h = await harness(t, { 'web.yaml': yamlService('web', 80) });
+  // Generous recheck time: the test must not depend on the load of a shared machine.
+  const h = await harness(t, { 'web.yaml': yamlService('web', 80) }, { emptyRecheckMs: 400 });
   h.events.length = 0;
   h.write('web.yaml', '');
   await sleep(20);
   h.write('web.yaml', yamlService('web', 81));
   await until(t, 'update seen', () => h.events.length > 0);
-  await sleep(120);
+  await sleep(500);
   t.same(h.events, ['update Service shop/web'], 'no delete + add for the moment the file was empty');
   h.write('web.yaml', '');
   await until(t, 'delete after the recheck', () => h.events.length > 1);
@@ -244,12 +247,12 @@ t.test('truncate-then-write gives no delete; a file that stays empty is deleted'
 });
 
 t.test('an object moved between files by two writes is not delete + add; a broken file keeps its objects', async (t) => {
-  const h = await harness(t, { 'a.yaml': `${yamlService('web', 80)}---\n${yamlService('api', 81, '10.96.0.21')}`, 'b.yaml': yamlService('other', 82, '10.96.0.22') });
+  const h = await harness(t, { 'a.yaml': `${yamlService('web', 80)}---\n${yamlService('api', 81, '10.96.0.21')}`, 'b.yaml': yamlService('other', 82, '10.96.0.22') }, { deleteGraceMs: 400 });
   h.events.length = 0;
   h.write('a.yaml', yamlService('api', 81, '10.96.0.21'));
   await sleep(15);
   h.write('b.yaml', `${yamlService('other', 82, '10.96.0.22')}---\n${yamlService('web', 80)}`);
-  await sleep(200);
+  await sleep(600);
   t.same(h.events, [], 'moved: no events');
   t.ok(h.src.get('Service', 'shop/web'));
   h.write('a.yaml', 'apiVersion: v1\nkind: Service\nmetadata: {name: [unclosed\n');
@@ -260,4 +263,16 @@ t.test('an object moved between files by two writes is not delete + add; a broke
   h.write('a.yaml', '');
   await until(t, 'emptied file deletes', () => h.src.get('Service', 'shop/api') === undefined);
   t.same(h.src.problems(), []);
+});
+
+t.test('manifest mode writes nothing back: its node writer records only', async (t) => {
+  const h = await harness(t, { 'a.yaml': yamlService('a', 80) });
+  const w = nodeWriterOf(h.src);
+  t.ok(w instanceof RecordingNodeWriter);
+  t.equal(w.writesBack, false);
+  await w.patchAnnotations({ 'podwire.io/backend': 'vxlan' });
+  await w.setCondition({ type: 'PodwireOverlayReady', status: 'True', reason: 'Ready', message: 'ok' });
+  t.equal((w as RecordingNodeWriter).annotations.get('podwire.io/backend'), 'vxlan');
+  t.equal((w as RecordingNodeWriter).conditions.get('PodwireOverlayReady')?.status, 'True');
+  t.same(h.events.length, 1, 'no event from a write: nothing was written to the folder');
 });

@@ -52,6 +52,8 @@ export interface ManifestSourceOptions {
    * not delivered as delete + add. Full rescans delete at once.
    */
   deleteGraceMs?: number;
+  /** A file that became empty is read again after this long (default 50 ms) before its objects are deleted. */
+  emptyRecheckMs?: number;
   /** Full rescan period (safety net for missed notifications). 0 disables. */
   rescanIntervalMs?: number;
   /** Bound on files read per scan and on directory depth. */
@@ -432,7 +434,7 @@ export class ManifestSource extends CachedStateSource {
         setTimeout(() => {
           this.pendingPaths.add(p);
           this.schedule();
-        }, EMPTY_RECHECK_MS).unref();
+        }, this.options.emptyRecheckMs ?? EMPTY_RECHECK_MS).unref();
         return;
       }
       this.emptyRechecked.delete(p);
