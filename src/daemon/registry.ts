@@ -7,5 +7,5 @@ import { cniInstallerRegistration } from './cni-installer';
 import type { ComponentRegistration } from './component';
 
 export function defaultRegistrations(): ComponentRegistration[] {
-  return [cniInstallerRegistration()];
+  return [cniInstallerRegistration(), require('../proxy').proxyRegistration()];
 }
