@@ -6,9 +6,9 @@
  *   nat-prerouting / nat-output → services:
  *     ip daddr . meta l4proto . th dport vmap @services4      (ClusterIP, externalIPs, LB IPs)
  *     <local address> meta l4proto . th dport vmap @nodeports4
- *   a vmap element → `goto lb4c-N` (shared by every Service with N endpoints; c = cluster,
+ *   a vmap element → `goto lb4c-tcp-N` (shared by every Service with N endpoints; c = cluster,
  *     x = external, l = external with eTP Local, nx / nl = the NodePort variants), whose one
- *     rule is `dnat ip to ip daddr . meta l4proto . th dport . numgen random mod N map @endpoints4`
+ *     rule is `dnat ip to ip daddr . meta l4proto . th dport . numgen random mod N map @endpoints4-tcp`
  *   so one endpoint change is a couple of element deletes and adds, no chain and no rule.
  *
  * Only Services with ClientIP affinity get a chain of their own (kube-proxy-style rules
@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Contribution, ObjectDef, Plan } from './ruleset';
-import type { EndpointInfo, Family, ServicePortInfo } from './model';
+import type { EndpointInfo, Family, L4, ServicePortInfo } from './model';
 import { ipFamily } from './model';
 
 export interface RenderOptions {
@@ -35,6 +35,7 @@ export interface RenderOptions {
 type Cls = 'c' | 'x' | 'l' | 'nx' | 'nl';
 
 const FAMILIES: Family[] = [4, 6];
+const PROTOS: L4[] = ['tcp', 'udp', 'sctp'];
 const ipk = (f: Family): string => (f === 4 ? 'ip' : 'ip6');
 const addrType = (f: Family): string => (f === 4 ? 'ipv4_addr' : 'ipv6_addr');
 const hex = (n: number): string => `0x${n.toString(16)}`;
@@ -76,8 +77,12 @@ export function renderSkeleton(o: RenderOptions): Contribution {
     set(`no-endpoints${f}`, `{ type ${t} . inet_proto . inet_service : verdict ; }`, 'map');
     set(`nodeports${f}`, `{ type inet_proto . inet_service : verdict ; }`, 'map');
     set(`no-endpoint-nodeports${f}`, `{ type inet_proto . inet_service : verdict ; }`, 'map');
-    set(`endpoints${f}`, `{ typeof ${ipk(f)} daddr . meta l4proto . th dport . numgen random mod 1 : ${ipk(f)} daddr . tcp dport ; }`, 'map');
-    set(`np-endpoints${f}`, `{ typeof meta l4proto . th dport . numgen random mod 1 : ${ipk(f)} daddr . tcp dport ; }`, 'map');
+    // One endpoint map per protocol: nft derives a `meta l4proto` dependency from the
+    // data's `<proto> dport`, so a map shared by TCP and UDP would only ever match TCP.
+    for (const pr of PROTOS) {
+      set(`endpoints${f}-${pr}`, `{ typeof ${ipk(f)} daddr . meta l4proto . th dport . numgen random mod 1 : ${ipk(f)} daddr . ${pr} dport ; }`, 'map');
+      set(`np-endpoints${f}-${pr}`, `{ typeof meta l4proto . th dport . numgen random mod 1 : ${ipk(f)} daddr . ${pr} dport ; }`, 'map');
+    }
     set(`cluster-ips${f}`, `{ type ${t} ; }`);
     set(`hairpin${f}`, `{ type ${t} . ${t} ; }`);
     set(`firewall${f}`, `{ type ${t} . inet_proto . inet_service ; }`);
@@ -87,9 +92,10 @@ export function renderSkeleton(o: RenderOptions): Contribution {
   chain('nat-prerouting', '{ type nat hook prerouting priority dstnat ; }', ['jump services']);
   chain('nat-output', '{ type nat hook output priority -100 ; }', ['jump services']);
   chain('nat-postrouting', '{ type nat hook postrouting priority srcnat ; }', ['jump masquerading']);
-  chain('filter-prerouting', '{ type filter hook prerouting priority -110 ; }', ['ct state new jump firewall-check']);
-  chain('filter-input', '{ type filter hook input priority -110 ; }', ['ct state new jump endpoints-check']);
-  chain('filter-forward', '{ type filter hook forward priority -110 ; }', ['ct state invalid drop', 'ct state new jump endpoints-check', 'ct state new jump cluster-ips-check']);
+  // The no-endpoint check runs before DNAT (prerouting/output at -110) so the REJECT does
+  // not depend on the node having a route to the VIP.
+  chain('filter-prerouting', '{ type filter hook prerouting priority -110 ; }', ['ct state new jump firewall-check', 'ct state new jump endpoints-check']);
+  chain('filter-forward', '{ type filter hook forward priority -110 ; }', ['ct state invalid drop', 'ct state new jump cluster-ips-check']);
   chain('filter-output', '{ type filter hook output priority -110 ; }', ['ct state new jump endpoints-check', 'ct state new jump firewall-check']);
   chain('filter-output-post-dnat', '{ type filter hook output priority -90 ; }', ['ct state new jump cluster-ips-check']);
   const services: string[] = [];
@@ -120,7 +126,7 @@ export function renderSkeleton(o: RenderOptions): Contribution {
   chain('cluster-ips-check', '', clusterCheck);
   chain('masquerading', '', masq);
   chain('mark-for-masquerade', '', [`meta mark set meta mark | ${m}`]);
-  chain('reject-chain', '', ['reject']);
+  chain('reject-chain', '', ['meta l4proto tcp reject with tcp reset', 'reject']);
   return { elements: [], objects };
 }
 
@@ -135,14 +141,14 @@ function masqRule(o: RenderOptions, f: Family, cls: Cls): string | undefined {
 }
 
 /** The shared load-balancing chain for class `cls` and N endpoints. */
-export function lbChain(o: RenderOptions, f: Family, cls: Cls, n: number): [string, ObjectDef] {
+export function lbChain(o: RenderOptions, f: Family, cls: Cls, pr: L4, n: number): [string, ObjectDef] {
   const p = ipk(f);
   const rules: string[] = [];
   const mr = masqRule(o, f, cls);
   if (mr) rules.push(mr);
-  if (cls === 'nx' || cls === 'nl') rules.push(`dnat ${p} to meta l4proto . th dport . numgen random mod ${n} map @np-endpoints${f}`);
-  else rules.push(`dnat ${p} to ${p} daddr . meta l4proto . th dport . numgen random mod ${n} map @endpoints${f}`);
-  return [`lb${f}${cls}-${n}`, { kind: 'chain', spec: '', rules }];
+  if (cls === 'nx' || cls === 'nl') rules.push(`dnat ${p} to meta l4proto . th dport . numgen random mod ${n} map @np-endpoints${f}-${pr}`);
+  else rules.push(`dnat ${p} to ${p} daddr . meta l4proto . th dport . numgen random mod ${n} map @endpoints${f}-${pr}`);
+  return [`lb${f}${cls}-${pr}-${n}`, { kind: 'chain', spec: '', rules }];
 }
 
 /** One Service's elements (and, for ClientIP affinity, its own chains and sets). */
@@ -165,10 +171,11 @@ export function renderService(ports: readonly ServicePortInfo[], o: RenderOption
         for (const ep of eps) objects.push(affinitySet(sp, ep));
         return `goto ${name}`;
       }
-      objects.push(lbChain(o, f, cls, eps.length));
-      const epMap = cls === 'nx' || cls === 'nl' ? `np-endpoints${f}` : `endpoints${f}`;
+      const [chainName, chainDef] = lbChain(o, f, cls, pr, eps.length);
+      objects.push([chainName, chainDef]);
+      const epMap = cls === 'nx' || cls === 'nl' ? `np-endpoints${f}-${pr}` : `endpoints${f}-${pr}`;
       eps.forEach((ep, i) => elements.push([epMap, `${key} . ${i}`, `${ep.ip} . ${ep.port}`]));
-      return `goto lb${f}${cls}-${eps.length}`;
+      return `goto ${chainName}`;
     };
     const dest = (mapOk: string, mapNone: string, key: string, cls: Cls, eps: EndpointInfo[]): void => {
       if (noEndpoints) elements.push([mapNone, key, 'goto reject-chain']);

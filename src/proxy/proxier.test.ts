@@ -70,8 +70,8 @@ t.test('cold start: skeleton with masquerade and default/kubernetes in the first
   const first = lines(k.nft.scripts[0]);
   t.equal(first[0], 'add table inet podwire { comment "podwire service proxy" ; }');
   t.ok(first.includes('add rule inet podwire masquerading masquerade fully-random'), 'masquerade in the first transaction');
-  t.ok(first.includes('add element inet podwire services4 { 10.96.0.1 . tcp . 443 : goto lb4c-1 }'));
-  t.ok(first.includes('add element inet podwire endpoints4 { 10.96.0.1 . tcp . 443 . 0 : 198.18.0.1 . 6443 }'));
+  t.ok(first.includes('add element inet podwire services4 { 10.96.0.1 . tcp . 443 : goto lb4c-tcp-1 }'));
+  t.ok(first.includes('add element inet podwire endpoints4-tcp { 10.96.0.1 . tcp . 443 . 0 : 198.18.0.1 . 6443 }'));
   t.notOk(k.nft.scripts[0]!.includes('10.96.1.'), 'no other Service in the first transaction');
   t.equal(h.proxier.status().services, 6);
 });
@@ -82,15 +82,15 @@ t.test('golden: ClusterIP with 3 endpoints, then one endpoint change is an eleme
   h.apply(slice('ns/web', ['10.244.1.2', '10.244.1.3', '10.244.1.4'], [{ name: 'http', port: 8080 }]));
   await h.proxier.sync(signal);
   const s = k.nft.last!;
-  t.match(s, 'add rule inet podwire lb4c-3 ip saddr != { 10.244.0.0/16 } jump mark-for-masquerade\n');
-  t.match(s, 'add rule inet podwire lb4c-3 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 3 map @endpoints4\n');
-  t.match(s, 'add element inet podwire endpoints4 { 10.96.0.10 . tcp . 80 . 0 : 10.244.1.2 . 8080, 10.96.0.10 . tcp . 80 . 1 : 10.244.1.3 . 8080, 10.96.0.10 . tcp . 80 . 2 : 10.244.1.4 . 8080 }\n');
-  t.match(s, 'add element inet podwire services4 { 10.96.0.10 . tcp . 80 : goto lb4c-3 }\n');
+  t.match(s, 'add rule inet podwire lb4c-tcp-3 ip saddr != { 10.244.0.0/16 } jump mark-for-masquerade\n');
+  t.match(s, 'add rule inet podwire lb4c-tcp-3 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 3 map @endpoints4-tcp\n');
+  t.match(s, 'add element inet podwire endpoints4-tcp { 10.96.0.10 . tcp . 80 . 0 : 10.244.1.2 . 8080, 10.96.0.10 . tcp . 80 . 1 : 10.244.1.3 . 8080, 10.96.0.10 . tcp . 80 . 2 : 10.244.1.4 . 8080 }\n');
+  t.match(s, 'add element inet podwire services4 { 10.96.0.10 . tcp . 80 : goto lb4c-tcp-3 }\n');
   h.apply(slice('ns/web', ['10.244.1.2', '10.244.1.5', '10.244.1.4'], [{ name: 'http', port: 8080 }]));
   await h.proxier.sync(signal);
   // Order-insensitive check of the exact delta:
   const delta = lines(k.nft.last).sort();
-  t.same(delta, ['add element inet podwire endpoints4 { 10.96.0.10 . tcp . 80 . 1 : 10.244.1.4 . 8080, 10.96.0.10 . tcp . 80 . 2 : 10.244.1.5 . 8080 }', 'delete element inet podwire endpoints4 { 10.96.0.10 . tcp . 80 . 1, 10.96.0.10 . tcp . 80 . 2 }']);
+  t.same(delta, ['add element inet podwire endpoints4-tcp { 10.96.0.10 . tcp . 80 . 1 : 10.244.1.4 . 8080, 10.96.0.10 . tcp . 80 . 2 : 10.244.1.5 . 8080 }', 'delete element inet podwire endpoints4-tcp { 10.96.0.10 . tcp . 80 . 1, 10.96.0.10 . tcp . 80 . 2 }']);
   const before = k.nft.scripts.length;
   await h.proxier.sync(signal);
   t.equal(k.nft.scripts.length, before, 'nothing changed: no transaction');
@@ -108,10 +108,10 @@ t.test('no endpoints: REJECT on ClusterIP, NodePort and external IPs; endpoints 
   await h.proxier.sync(signal);
   const d = k.nft.last!;
   t.match(d, 'delete element inet podwire no-endpoints4 { 10.96.0.20 . tcp . 80, 198.19.0.7 . tcp . 80 }');
-  t.match(d, 'add element inet podwire services4 { 10.96.0.20 . tcp . 80 : goto lb4c-1, 198.19.0.7 . tcp . 80 : goto lb4x-1 }');
-  t.match(d, 'add element inet podwire nodeports4 { tcp . 30080 : goto lb4nx-1 }');
-  t.match(d, 'add element inet podwire np-endpoints4 { tcp . 30080 . 0 : 10.244.1.9 . 8080 }');
-  t.match(d, 'add rule inet podwire lb4x-1 jump mark-for-masquerade', 'external traffic is masqueraded');
+  t.match(d, 'add element inet podwire services4 { 10.96.0.20 . tcp . 80 : goto lb4c-tcp-1, 198.19.0.7 . tcp . 80 : goto lb4x-tcp-1 }');
+  t.match(d, 'add element inet podwire nodeports4 { tcp . 30080 : goto lb4nx-tcp-1 }');
+  t.match(d, 'add element inet podwire np-endpoints4-tcp { tcp . 30080 . 0 : 10.244.1.9 . 8080 }');
+  t.match(d, 'add rule inet podwire lb4x-tcp-1 jump mark-for-masquerade', 'external traffic is masqueraded');
 });
 
 t.test('LoadBalancer: ingress IPs, source ranges before DNAT, eTP Local drops without local endpoints and keeps the source', async (t) => {
@@ -120,7 +120,7 @@ t.test('LoadBalancer: ingress IPs, source ranges before DNAT, eTP Local drops wi
   h.apply(slice('ns/lb', [{ ip: '10.244.2.2', node: 'node-b' }]));
   await h.proxier.sync(signal);
   let s = k.nft.last!;
-  t.match(s, 'add element inet podwire services4 { 10.96.0.30 . tcp . 443 : goto lb4c-1 }', 'cluster traffic uses every endpoint');
+  t.match(s, 'add element inet podwire services4 { 10.96.0.30 . tcp . 443 : goto lb4c-tcp-1 }', 'cluster traffic uses every endpoint');
   t.match(s, 'add element inet podwire no-endpoints4 { 198.19.5.5 . tcp . 443 : drop }', 'no local endpoint: external traffic dropped');
   t.match(s, 'add element inet podwire no-endpoint-nodeports4 { tcp . 30443 : drop }');
   t.match(s, 'add element inet podwire firewall4 { 198.19.5.5 . tcp . 443 }');
@@ -128,10 +128,10 @@ t.test('LoadBalancer: ingress IPs, source ranges before DNAT, eTP Local drops wi
   h.apply(slice('ns/lb', [{ ip: '10.244.2.2', node: 'node-b' }, { ip: '10.244.1.2', node: 'node-a' }]));
   await h.proxier.sync(signal);
   s = k.nft.last!;
-  t.match(s, '198.19.5.5 . tcp . 443 : goto lb4l-1');
-  t.match(s, 'add element inet podwire nodeports4 { tcp . 30443 : goto lb4nl-1 }');
-  t.match(s, 'add rule inet podwire lb4l-1 dnat ip to', 'eTP Local: no masquerade mark');
-  t.notMatch(s, 'add rule inet podwire lb4l-1 jump mark-for-masquerade');
+  t.match(s, '198.19.5.5 . tcp . 443 : goto lb4l-tcp-1');
+  t.match(s, 'add element inet podwire nodeports4 { tcp . 30443 : goto lb4nl-tcp-1 }');
+  t.match(s, 'add rule inet podwire lb4l-tcp-1 dnat ip to', 'eTP Local: no masquerade mark');
+  t.notMatch(s, 'add rule inet podwire lb4l-tcp-1 jump mark-for-masquerade');
   t.match(s, 'add element inet podwire hairpin4 { 10.244.1.2 . 10.244.1.2 }', 'local endpoints can hairpin');
 });
 
@@ -148,7 +148,7 @@ t.test('internalTrafficPolicy Local, masqueradeAll, nodePortAddresses', async (t
   h.apply(svc('ns/j', '10.96.0.41'));
   h.apply(slice('ns/j', ['10.244.2.3']));
   await h.proxier.sync(signal);
-  t.match(k.nft.last!, 'add rule inet podwire lb4c-1 jump mark-for-masquerade\n', 'masqueradeAll marks every ClusterIP connection');
+  t.match(k.nft.last!, 'add rule inet podwire lb4c-tcp-1 jump mark-for-masquerade\n', 'masqueradeAll marks every ClusterIP connection');
 });
 
 t.test('ClientIP affinity: its own chain with one timeout set per endpoint', async (t) => {
@@ -204,7 +204,7 @@ t.test('a failed transaction keeps the applied state, logs, and the retry applie
   const m = await h.registry.getSingleMetricAsString('kubeproxy_sync_proxy_rules_nftables_sync_failures_total');
   t.match(m, /failures_total 1/);
   await h.proxier.sync(signal);
-  t.same(lines(k.nft.last), ['delete element inet podwire endpoints4 { 10.96.0.10 . tcp . 80 . 0 }', 'add element inet podwire endpoints4 { 10.96.0.10 . tcp . 80 . 0 : 10.244.1.3 . 8080 }']);
+  t.same(lines(k.nft.last), ['delete element inet podwire endpoints4-tcp { 10.96.0.10 . tcp . 80 . 0 }', 'add element inet podwire endpoints4-tcp { 10.96.0.10 . tcp . 80 . 0 : 10.244.1.3 . 8080 }']);
 });
 
 t.test('invalid Services are skipped with a metric; the rest keep working', async (t) => {
