@@ -153,14 +153,14 @@ export function lbChain(o: RenderOptions, f: Family, cls: Cls, pr: L4, n: number
 
 /** One Service's elements (and, for ClientIP affinity, its own chains and sets). */
 export function renderService(ports: readonly ServicePortInfo[], o: RenderOptions): Contribution {
-  const elements: [string, string, string][] = [];
+  const elements: string[] = [];
   const objects: [string, ObjectDef][] = [];
   for (const sp of ports) {
     const f = sp.family;
     const pr = sp.protocol;
     const vipKey = `${sp.clusterIP} . ${pr} . ${sp.port}`;
-    elements.push([`cluster-ips${f}`, sp.clusterIP, '']);
-    for (const ep of sp.all) if (ep.local) elements.push([`hairpin${f}`, `${ep.ip} . ${ep.ip}`, '']);
+    elements.push(`cluster-ips${f}`, sp.clusterIP, '');
+    for (const ep of sp.all) if (ep.local) elements.push(`hairpin${f}`, `${ep.ip} . ${ep.ip}`, '');
     const noEndpoints = sp.cluster.length === 0;
     const internal = sp.internalLocal ? sp.local : sp.cluster;
     const external = sp.externalLocal ? sp.local : sp.cluster;
@@ -174,13 +174,13 @@ export function renderService(ports: readonly ServicePortInfo[], o: RenderOption
       const [chainName, chainDef] = lbChain(o, f, cls, pr, eps.length);
       objects.push([chainName, chainDef]);
       const epMap = cls === 'nx' || cls === 'nl' ? `np-endpoints${f}-${pr}` : `endpoints${f}-${pr}`;
-      eps.forEach((ep, i) => elements.push([epMap, `${key} . ${i}`, `${ep.ip} . ${ep.port}`]));
+      eps.forEach((ep, i) => elements.push(epMap, `${key} . ${i}`, `${ep.ip} . ${ep.port}`));
       return `goto ${chainName}`;
     };
     const dest = (mapOk: string, mapNone: string, key: string, cls: Cls, eps: EndpointInfo[]): void => {
-      if (noEndpoints) elements.push([mapNone, key, 'goto reject-chain']);
-      else if (eps.length === 0) elements.push([mapNone, key, 'drop']);
-      else elements.push([mapOk, key, target(cls, key, eps)]);
+      if (noEndpoints) elements.push(mapNone, key, 'goto reject-chain');
+      else if (eps.length === 0) elements.push(mapNone, key, 'drop');
+      else elements.push(mapOk, key, target(cls, key, eps));
     };
     dest(`services${f}`, `no-endpoints${f}`, vipKey, 'c', internal);
     for (const ip of [...sp.externalIPs, ...sp.loadBalancerIPs]) {
@@ -188,8 +188,8 @@ export function renderService(ports: readonly ServicePortInfo[], o: RenderOption
     }
     if (sp.loadBalancerSourceRanges.length > 0) {
       for (const ip of sp.loadBalancerIPs) {
-        elements.push([`firewall${f}`, `${ip} . ${pr} . ${sp.port}`, '']);
-        for (const r of sp.loadBalancerSourceRanges) elements.push([`firewall-allow${f}`, `${ip} . ${pr} . ${sp.port} . ${r}`, '']);
+        elements.push(`firewall${f}`, `${ip} . ${pr} . ${sp.port}`, '');
+        for (const r of sp.loadBalancerSourceRanges) elements.push(`firewall-allow${f}`, `${ip} . ${pr} . ${sp.port} . ${r}`, '');
       }
     }
     if (sp.nodePort !== undefined) {
@@ -244,9 +244,13 @@ export function renderScript(plan: Plan, table: string, opts: { createTable?: bo
     for (let i = 0; i < keys.length; i += 1000) out.push(`delete element ${T} ${m} { ${keys.slice(i, i + 1000).join(', ')} }`);
   }
   for (const [m, adds] of plan.addElements) {
-    for (let i = 0; i < adds.length; i += 1000) {
-      const part = adds.slice(i, i + 1000).map(([k, v]) => (v === '' ? k : `${k} : ${v}`));
-      out.push(`add element ${T} ${m} { ${part.join(', ')} }`);
+    for (let i = 0; i < adds.length; i += 2000) {
+      let line = `add element ${T} ${m} { `;
+      for (let j = i; j < Math.min(adds.length, i + 2000); j += 2) {
+        const v = adds[j + 1]!;
+        line += (j > i ? ', ' : '') + (v === '' ? adds[j]! : `${adds[j]!} : ${v}`);
+      }
+      out.push(line + ' }');
     }
   }
   const recreated = new Set(plan.addObjects.map(([n]) => n));

@@ -21,7 +21,7 @@ import { parseTable } from './adopt';
 import { buildProxySection, type ProxySection } from './config';
 import { ProxierHealth, ServiceHealthServers } from './health';
 import { createProxyMetrics, type ProxyMetrics } from './metrics';
-import { buildServiceModel, ChangeTracker, serviceProjection, sliceProjection, type ServiceModel, type ServicePortInfo } from './model';
+import { buildServiceModel, ChangeTracker, serviceProjection, sliceProjection, type EndpointInfo, type ServiceModel, type ServicePortInfo } from './model';
 import { renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
 import { Ruleset, type ObjectDef, type Plan } from './ruleset';
 
@@ -188,6 +188,16 @@ export class NftProxier implements Component {
       this.invalid.set(key, m.invalid);
     } else this.invalid.delete(key);
     const ports = m && !m.invalid && !m.skipped ? m.ports : [];
+    if (old) {
+      // Keep surviving endpoints in their slots, so one endpoint change is one element change.
+      const before = new Map(old.ports.map((p) => [`${p.id}|${p.family}`, p]));
+      for (const p of ports) {
+        const o = before.get(`${p.id}|${p.family}`);
+        if (!o) continue;
+        p.cluster = stableOrder(o.cluster, p.cluster);
+        p.local = stableOrder(o.local, p.local);
+      }
+    }
     if (m && ports.length > 0) this.models.set(key, m);
     else this.models.delete(key);
     staleUdp(old?.ports ?? [], ports, conntrack);
@@ -366,6 +376,25 @@ export interface ConntrackWork {
   dst?: string;
   dstPort?: number;
   replySrc?: string;
+}
+
+/** `cur` reordered so that every endpoint also in `old` below cur.length keeps its index. */
+export function stableOrder(old: readonly EndpointInfo[], cur: EndpointInfo[]): EndpointInfo[] {
+  if (old.length === 0 || cur.length === 0) return cur;
+  const id = (e: EndpointInfo): string => `${e.ip}|${e.port}`;
+  const byId = new Map(cur.map((e) => [id(e), e]));
+  const out: (EndpointInfo | undefined)[] = new Array<EndpointInfo | undefined>(cur.length).fill(undefined);
+  for (let i = 0; i < Math.min(old.length, cur.length); i++) {
+    const e = byId.get(id(old[i]!));
+    if (e) {
+      out[i] = e;
+      byId.delete(id(e));
+    }
+  }
+  const rest = [...byId.values()];
+  let r = 0;
+  for (let i = 0; i < out.length; i++) if (out[i] === undefined) out[i] = rest[r++];
+  return out as EndpointInfo[];
 }
 
 /** kube-proxy's UDP rule: entries towards an endpoint that went away, and entries of a Service that had none. */

@@ -16,8 +16,8 @@ export interface ObjectDef {
 }
 
 export interface Contribution {
-  /** [map or set name, key, value ('' for a set element)] */
-  elements: [string, string, string][];
+  /** Flat triples: map or set name, key, value ('' for a set element), ... (no per-element arrays). */
+  elements: string[];
   objects: [string, ObjectDef][];
 }
 
@@ -35,7 +35,8 @@ export interface Plan {
   /** Sets/maps to flush before adds (adopted content we could not read). */
   flush: [string, ObjectDef][];
   deleteElements: Map<string, string[]>;
-  addElements: Map<string, [string, string][]>;
+  /** Flat pairs: key, value, key, value, ... */
+  addElements: Map<string, string[]>;
   /** Elements and objects the plan covers (to commit after a successful apply). */
   touchedElements: Map<string, Set<string>>;
   touchedObjects: Set<string>;
@@ -73,13 +74,15 @@ export class Ruleset {
   set(owner: string, c: Contribution | undefined): void {
     const old = this.contributions.get(owner);
     if (old) {
-      for (const [m, k] of old.elements) this.release(this.desired, m, k, owner);
+      const e = old.elements;
+      for (let i = 0; i < e.length; i += 3) this.release(this.desired, e[i]!, e[i + 1]!, owner);
       for (const [name] of old.objects) this.releaseObject(name, owner);
     }
     if (c === undefined || (c.elements.length === 0 && c.objects.length === 0)) this.contributions.delete(owner);
     else {
       this.contributions.set(owner, c);
-      for (const [m, k, v] of c.elements) this.claim(m, k, owner, v);
+      const e = c.elements;
+      for (let i = 0; i < e.length; i += 3) this.claim(e[i]!, e[i + 1]!, owner, e[i + 2]!);
       for (const [name, d] of c.objects) this.claimObject(name, owner, d);
     }
   }
@@ -150,7 +153,7 @@ export class Ruleset {
         const a = am?.get(k);
         if (d === a) continue;
         if (a !== undefined) push(plan.deleteElements, m, k);
-        if (d !== undefined) push(plan.addElements, m, [k, d]);
+        if (d !== undefined) push2(plan.addElements, m, k, d);
         plan.elementChanges++;
       }
     }
@@ -158,8 +161,8 @@ export class Ruleset {
     for (const m of [...plan.flush.map(([n]) => n), ...recreated]) {
       const dm = this.desired.get(m);
       plan.deleteElements.delete(m);
-      const adds: [string, string][] = [];
-      for (const [k, c] of dm ?? []) adds.push([k, c.value]);
+      const adds: string[] = [];
+      for (const [k, c] of dm ?? []) adds.push(k, c.value);
       if (adds.length > 0) plan.addElements.set(m, adds);
       else plan.addElements.delete(m);
     }
@@ -188,7 +191,7 @@ export class Ruleset {
     for (const [m, adds] of plan.addElements) {
       let am = this.applied.get(m);
       if (!am) this.applied.set(m, (am = new Map()));
-      for (const [k, v] of adds) am.set(k, v);
+      for (let i = 0; i < adds.length; i += 2) am.set(adds[i]!, adds[i + 1]!);
     }
   }
 
@@ -278,6 +281,12 @@ export class Ruleset {
       this.touchedObjects.add(name);
     } else c.more?.delete(owner);
   }
+}
+
+function push2(m: Map<string, string[]>, k: string, a: string, b: string): void {
+  const x = m.get(k);
+  if (x) x.push(a, b);
+  else m.set(k, [a, b]);
 }
 
 function push<V>(m: Map<string, V[]>, k: string, v: V): void {
