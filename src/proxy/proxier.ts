@@ -270,44 +270,71 @@ export class NftProxier implements Component {
     } else batches.push(keys);
     const stats: SyncStats = { transactions: 0, services: keys.length, elementChanges: 0, scriptBytes: 0, renderMs: 0, applyMs: 0 };
     let createTable = cold;
+    // Cold batches are pipelined: the next batch renders while nft applies this one (nft is
+    // another process, so on two cores the two overlap). A transaction starts only after the
+    // previous one is live, so the order of the kernel's view is the batch order.
+    let inflight: { done: Promise<unknown>; plan: Plan; script: string; b: number } | undefined;
+    let planned: Plan | undefined;
+    const fail = async (err: unknown, script: string, from: number): Promise<never> => {
+      if (planned) this.ruleset.restore(planned);
+      for (const bb of batches.slice(from)) for (const k of bb) this.retry.add(k);
+      this.consecutiveFailures++;
+      this.metrics.syncFailures.inc();
+      this.logger.error({ err: errorMessage(err), lines: script.split('\n').length }, 'nftables transaction failed; the previous rules stay, retrying');
+      if (this.consecutiveFailures >= 2 && this.tableExists) {
+        // Maybe the kernel is not what we think: read it back once before the next try.
+        this.ruleset.resetApplied();
+        this.tableExists = false;
+        await this.adopt();
+        this.initialized = false;
+      }
+      throw err;
+    };
+    const settle = async (): Promise<void> => {
+      const f = inflight;
+      inflight = undefined;
+      if (!f) return;
+      const a0 = performance.now();
+      const err = await f.done;
+      stats.applyMs += performance.now() - a0;
+      if (err !== null) {
+        this.ruleset.restore(f.plan);
+        await fail(err, f.script, f.b + 1);
+      }
+      stats.transactions++;
+      stats.scriptBytes += f.script.length;
+      stats.elementChanges += f.plan.elementChanges;
+      this.ruleset.commit(f.plan);
+      this.metrics.elementChanges.inc(f.plan.elementChanges);
+      this.tableExists = true;
+    };
     for (let b = 0; b < batches.length; b++) {
       if (signal.aborted && b > 0) {
+        await settle();
         for (const bb of batches.slice(b)) for (const k of bb) this.retry.add(k);
         break;
       }
       const r0 = performance.now();
       for (const k of batches[b]!) this.update(k, local, conntrack);
-      const plan = this.ruleset.plan();
-      const script = renderScript(plan, this.section.table, { createTable });
+      planned = this.ruleset.plan();
+      const script = renderScript(planned, this.section.table, { createTable });
       stats.renderMs += performance.now() - r0;
-      if (script === '') continue;
-      const a0 = performance.now();
-      try {
-        await this.kernel.nft.apply(script);
-      } catch (err) {
-        this.ruleset.restore(plan);
-        for (const bb of batches.slice(b + 1)) for (const k of bb) this.retry.add(k);
-        this.consecutiveFailures++;
-        this.metrics.syncFailures.inc();
-        this.logger.error({ err: errorMessage(err), lines: script.split('\n').length }, 'nftables transaction failed; the previous rules stay, retrying');
-        if (this.consecutiveFailures >= 2 && this.tableExists) {
-          // Maybe the kernel is not what we think: read it back once before the next try.
-          this.ruleset.resetApplied();
-          this.tableExists = false;
-          await this.adopt();
-          this.initialized = false;
-        }
-        throw err;
+      await settle();
+      if (script === '') {
+        planned = undefined;
+        continue;
       }
-      stats.applyMs += performance.now() - a0;
-      stats.transactions++;
-      stats.scriptBytes += script.length;
-      stats.elementChanges += plan.elementChanges;
-      this.ruleset.commit(plan);
-      this.metrics.elementChanges.inc(plan.elementChanges);
-      this.tableExists = true;
       createTable = false;
+      const a0 = performance.now();
+      const done = this.kernel.nft.apply(script).then(
+        () => null,
+        (e: unknown) => e ?? new Error('nft apply failed'),
+      );
+      stats.applyMs -= performance.now() - a0; // settle() adds the wait; count only the time we waited
+      inflight = { done, plan: planned, script, b };
+      planned = undefined;
     }
+    await settle();
     this.consecutiveFailures = 0;
     this.initialized = true;
     const now = this.clock.now();
