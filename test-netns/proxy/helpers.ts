@@ -18,7 +18,7 @@ import { exec, netnsPath, type Lab, type LabNode } from '../harness';
  * module's ctnetlink implementation until it lands (same interface).
  */
 export class CliConntrack implements ConntrackKernel {
-  constructor(private readonly ns: string) {}
+  constructor(private readonly ns: string | undefined) {}
   async list(): Promise<never[]> {
     return [];
   }
@@ -29,7 +29,7 @@ export class CliConntrack implements ConntrackKernel {
     if (f.dstPort !== undefined) argv.push('--orig-port-dst', String(f.dstPort));
     if (f.replySrc) argv.push('--reply-src', f.replySrc);
     try {
-      const r = await runInNetns(netnsRef(netnsPath(this.ns)), argv);
+      const r = await runInNetns(this.ns === undefined ? undefined : netnsRef(netnsPath(this.ns)), argv);
       return Number(/(\d+) flow entries/.exec(r.stderr + r.stdout)?.[1] ?? 0);
     } catch (err) {
       if (err instanceof CommandError && /0 flow entries/.test(err.message)) return 0;
