@@ -267,3 +267,27 @@ t.test('/healthz freshness', async (t) => {
   await h.proxier.sync(signal);
   t.equal(h.proxier.health.body().status, 200);
 });
+
+t.test('no Service at all: no table yet; the first Service creates it; cleanup removes it', async (t) => {
+  const { k, h } = setup();
+  await h.proxier.sync(signal);
+  t.equal(k.nft.scripts.length, 0, 'nothing programmed without Services');
+  t.equal(h.proxier.health.body().status, 200, 'healthy: nothing to program');
+  h.apply(svc('ns/a', '10.96.0.5'));
+  await h.proxier.sync(signal);
+  t.match(k.nft.scripts[0]!, /^add table inet podwire/);
+  await h.proxier.cleanup(signal);
+  t.equal(k.nft.last, 'add table inet podwire\ndelete table inet podwire\n');
+});
+
+t.test('registration: feature proxy, section and intervals; only nftables is accepted', async (t) => {
+  const { proxyRegistration, buildProxySection } = await import('./index');
+  const reg = proxyRegistration();
+  t.equal(reg.feature, 'proxy');
+  t.equal(reg.section?.name, 'proxy');
+  const s = buildProxySection({ minSyncPeriod: 0, syncPeriod: 30_000 }, { proxyMode: 'nftables', clusterCIDR: '10.244.0.0/16', serviceCIDR: '10.96.0.0/12' });
+  t.same(reg.intervals?.(s, {} as never), { minIntervalMs: 0, maxIntervalMs: 30_000 });
+  t.same(s.clusterCIDRs, ['10.244.0.0/16']);
+  t.throws(() => buildProxySection({ mode: 'bogus' }, { proxyMode: 'nftables', clusterCIDR: '', serviceCIDR: '' }), /proxy.mode/);
+  t.throws(() => buildProxySection({ nodePortAddresses: ['nope'] }, { proxyMode: 'nftables', clusterCIDR: '', serviceCIDR: '' }), /nodePortAddresses/);
+});

@@ -257,6 +257,13 @@ export class NftProxier implements Component {
       for (const o of [...this.ruleset.owners()]) if (!o.startsWith('#')) dirty.add(o);
       for (const k of this.models.keys()) dirty.add(k);
     }
+    if (cold && this.state.size('Service') === 0 && this.models.size === 0) {
+      // Nothing to proxy and no table of ours yet: program nothing (the table and its
+      // skeleton come with the first Service; a real cluster always has default/kubernetes).
+      this.health.lastUpdated = this.clock.now();
+      this.health.oldestPending = undefined;
+      return { objects: 0 };
+    }
     const local = this.localMatchers();
     const conntrack: ConntrackWork[] = [];
     const keys = [...dirty];
