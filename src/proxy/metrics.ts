@@ -16,6 +16,7 @@ export interface ProxyMetrics {
   chains: Gauge;
   elementChanges: Counter;
   conntrackDeletes: Counter;
+  foreignForwardDrop: Gauge;
 }
 
 export function createProxyMetrics(registry: Registry): ProxyMetrics {
@@ -35,6 +36,7 @@ export function createProxyMetrics(registry: Registry): ProxyMetrics {
     elements: new Gauge({ name: 'podwire_proxy_nftables_elements', help: 'Map and set elements Podwire has in its nftables table', registers }),
     chains: new Gauge({ name: 'podwire_proxy_nftables_chains', help: 'Chains in Podwire\'s nftables table', registers }),
     elementChanges: new Counter({ name: 'podwire_proxy_nftables_element_changes_total', help: 'Element adds/deletes applied by incremental transactions', registers }),
+    foreignForwardDrop: new Gauge({ name: 'podwire_proxy_foreign_forward_drop', help: '1 when another nftables/iptables table drops forwarded traffic by policy (e.g. Docker)', registers }),
     conntrackDeletes: new Counter({ name: 'podwire_proxy_conntrack_deletes_total', help: 'Stale UDP conntrack entries deleted', registers }),
   };
 }

@@ -291,3 +291,12 @@ t.test('registration: feature proxy, section and intervals; only nftables is acc
   t.throws(() => buildProxySection({ mode: 'bogus' }, { proxyMode: 'nftables', clusterCIDR: '', serviceCIDR: '' }), /proxy.mode/);
   t.throws(() => buildProxySection({ nodePortAddresses: ['nope'] }, { proxyMode: 'nftables', clusterCIDR: '', serviceCIDR: '' }), /nodePortAddresses/);
 });
+
+t.test('start-up notices a foreign FORWARD drop policy (Docker) and says so', async (t) => {
+  const { k, h } = setup();
+  k.nft.list = async () => 'table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n}\ntable inet podwire {\n\tchain filter-forward {\n\t\ttype filter hook forward priority -110; policy accept;\n\t}\n}\n';
+  await h.proxier.reconcileOnStart(signal);
+  t.same(h.proxier.foreignForwardDrop, ['nft ip filter FORWARD']);
+  t.match(await h.registry.getSingleMetricAsString('podwire_proxy_foreign_forward_drop'), /drop 1/);
+  t.same(h.proxier.status().foreignForwardDrop, ['nft ip filter FORWARD']);
+});
