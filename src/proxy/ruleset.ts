@@ -40,6 +40,8 @@ export interface Plan {
   /** Elements and objects the plan covers (to commit after a successful apply). */
   touchedElements: Map<string, Set<string>>;
   touchedObjects: Set<string>;
+  /** Owners whose contributions were (re)claimed: their keys are planned from the contribution, not a per-key touch. */
+  touchedOwners: Set<string>;
   elementChanges: number;
 }
 
@@ -54,6 +56,7 @@ export class Ruleset {
   private readonly contributions = new Map<string, Contribution>();
   private touchedElements = new Map<string, Set<string>>();
   private touchedObjects = new Set<string>();
+  private touchedOwners = new Set<string>();
   /** Sets whose applied content is unknown (adopted): flushed and re-added on the next plan. */
   readonly unknownContent = new Set<string>();
 
@@ -81,6 +84,7 @@ export class Ruleset {
     if (c === undefined || (c.elements.length === 0 && c.objects.length === 0)) this.contributions.delete(owner);
     else {
       this.contributions.set(owner, c);
+      this.touchedOwners.add(owner);
       const e = c.elements;
       for (let i = 0; i < e.length; i += 3) this.claim(e[i]!, e[i + 1]!, owner, e[i + 2]!);
       for (const [name, d] of c.objects) this.claimObject(name, owner, d);
@@ -89,7 +93,7 @@ export class Ruleset {
 
   /** Touch everything desired and applied (a full diff). */
   touchAll(): void {
-    for (const [m, keys] of this.desired) for (const k of keys.keys()) this.touch(m, k);
+    for (const o of this.contributions.keys()) this.touchedOwners.add(o);
     for (const [m, keys] of this.applied) for (const k of keys.keys()) this.touch(m, k);
     for (const name of this.desiredObjects.keys()) this.touchedObjects.add(name);
     for (const name of this.appliedObjects.keys()) this.touchedObjects.add(name);
@@ -119,10 +123,12 @@ export class Ruleset {
       addElements: new Map(),
       touchedElements: this.touchedElements,
       touchedObjects: this.touchedObjects,
+      touchedOwners: this.touchedOwners,
       elementChanges: 0,
     };
     this.touchedElements = new Map();
     this.touchedObjects = new Set();
+    this.touchedOwners = new Set();
     for (const name of plan.touchedObjects) {
       const d = this.desiredObjects.get(name)?.value;
       const has = this.appliedObjects.has(name);
@@ -145,16 +151,37 @@ export class Ruleset {
       const d = this.desiredObjects.get(m)?.value;
       if (d && !recreated.has(m)) plan.flush.push([m, d]);
     }
+    const skipMaps = (m: string): boolean => recreated.has(m) || this.unknownContent.has(m);
+    const consider = (m: string, k: string, d: string | undefined): void => {
+      const a = skipMaps(m) ? undefined : this.applied.get(m)?.get(k);
+      if (d === a) return;
+      if (a !== undefined) push(plan.deleteElements, m, k);
+      if (d !== undefined) push2(plan.addElements, m, k, d);
+      plan.elementChanges++;
+    };
     for (const [m, keys] of plan.touchedElements) {
       const dm = this.desired.get(m);
-      const am = recreated.has(m) || this.unknownContent.has(m) ? undefined : this.applied.get(m);
-      for (const k of keys) {
-        const d = dm?.get(k)?.value;
-        const a = am?.get(k);
-        if (d === a) continue;
-        if (a !== undefined) push(plan.deleteElements, m, k);
-        if (d !== undefined) push2(plan.addElements, m, k, d);
-        plan.elementChanges++;
+      for (const k of keys) consider(m, k, dm?.get(k)?.value);
+    }
+    // Keys of (re)claimed contributions: each is planned once, by its primary owner, unless a
+    // per-key touch above already planned it.
+    for (const owner of plan.touchedOwners) {
+      const e = this.contributions.get(owner)?.elements;
+      if (!e) continue;
+      let lastMap = '';
+      let dm: Map<string, Claim<string>> | undefined;
+      let tk: Set<string> | undefined;
+      for (let i = 0; i < e.length; i += 3) {
+        const m = e[i]!;
+        if (m !== lastMap) {
+          lastMap = m;
+          dm = this.desired.get(m);
+          tk = plan.touchedElements.get(m);
+        }
+        const k = e[i + 1]!;
+        const c = dm?.get(k);
+        if (!c || c.owner !== owner || tk?.has(k)) continue;
+        consider(m, k, c.value);
       }
     }
     // Elements of a set being flushed or recreated: every desired one is re-added.
@@ -199,6 +226,7 @@ export class Ruleset {
   restore(plan: Plan): void {
     for (const [m, keys] of plan.touchedElements) for (const k of keys) this.touch(m, k);
     for (const n of plan.touchedObjects) this.touchedObjects.add(n);
+    for (const o of plan.touchedOwners) this.touchedOwners.add(o);
   }
 
   /** Record adopted kernel state (before any plan). */
@@ -225,8 +253,7 @@ export class Ruleset {
     if (!dm) this.desired.set(m, (dm = new Map()));
     const c = dm.get(k);
     if (!c) {
-      dm.set(k, { value: v, owner });
-      this.touch(m, k);
+      dm.set(k, { value: v, owner }); // planned through the owner's contribution (touchedOwners)
       return;
     }
     if (c.owner === owner) {
