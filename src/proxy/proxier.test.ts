@@ -300,3 +300,13 @@ t.test('start-up notices a foreign FORWARD drop policy (Docker) and says so', as
   t.match(await h.registry.getSingleMetricAsString('podwire_proxy_foreign_forward_drop'), /drop 1/);
   t.same(h.proxier.status().foreignForwardDrop, ['nft ip filter FORWARD']);
 });
+
+t.test('our Node: only a podCIDR change recomputes everything', async (t) => {
+  const { nodeObject } = await import('../daemon/testing/fake-source');
+  const { h } = setup();
+  h.apply(svc('ns/a', '10.96.0.5'));
+  await h.proxier.sync(signal);
+  t.equal(h.apply(nodeObject('node-a', ['10.244.1.0/24'])), true, 'first sight of our podCIDRs');
+  t.equal(h.apply({ ...nodeObject('node-a', ['10.244.1.0/24']), unschedulable: true }), false, 'a status-only update is ignored');
+  t.equal(h.apply(nodeObject('node-b', ['10.244.2.0/24'])), false, 'another node is ignored');
+});

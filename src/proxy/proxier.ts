@@ -100,9 +100,13 @@ export class NftProxier implements Component {
       changed = this.slices.record(key, prev as EndpointSliceObject | undefined, cur as EndpointSliceObject | undefined, now);
       if (changed) this.metrics.endpointChanges.inc();
     } else if (event.kind === 'Node' && (cur ?? prev)!.meta.name === this.config.nodeName) {
-      // Our podCIDRs decide locality of endpoints without nodeName: recompute everything.
-      this.initialized = this.initialized && false;
-      changed = true;
+      // Our podCIDRs decide locality of endpoints without nodeName: recompute everything,
+      // but only when they change (a Node's status is updated often).
+      const cidrs = (n: unknown): string => JSON.stringify((n as { podCIDRs?: string[] } | undefined)?.podCIDRs ?? []);
+      if (cidrs(prev) !== cidrs(cur)) {
+        this.initialized = false;
+        changed = true;
+      }
     }
     if (changed) {
       this.metrics.lastQueuedTimestamp.set(now / 1000);
