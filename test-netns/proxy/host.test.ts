@@ -29,12 +29,17 @@ labTest('proxy host: LB IP, externalIP, eTP Local, healthCheckNodePort, /healthz
   await namedServer(lab, pod, 'pa');
   // The "cloud" routes the LB IP and the external IP to node a.
   await lab.ip(out.ns, ['route', 'add', '198.19.0.10/31', 'via', a.ip]);
+  await lab.ip(out.ns, ['route', 'add', '198.19.0.12/31', 'via', a.ip]);
   const objects = path.join(dir, 'objects.json');
   writeFileSync(
     objects,
     JSON.stringify([
       svc('ns/lb', '10.96.0.10', { type: 'LoadBalancer', loadBalancerIPs: ['198.19.0.10'], externalIPs: ['198.19.0.11'], externalTrafficPolicy: 'Local', healthCheckNodePort: 32080, ports: [{ name: 'http', port: 80, nodePort: 30080 }] }),
       slice('ns/lb', [{ ip: '10.244.1.2', node: 'node-a' }], [{ name: 'http', port: 8080 }]),
+      svc('ns/fw-deny', '10.96.0.12', { type: 'LoadBalancer', loadBalancerIPs: ['198.19.0.12'], loadBalancerSourceRanges: ['203.0.113.0/24'], ports: [{ name: 'http', port: 80, nodePort: 30081 }] }),
+      slice('ns/fw-deny', [{ ip: '10.244.1.2', node: 'node-a' }], [{ name: 'http', port: 8080 }]),
+      svc('ns/fw-allow', '10.96.0.13', { type: 'LoadBalancer', loadBalancerIPs: ['198.19.0.13'], loadBalancerSourceRanges: ['198.18.0.0/24'], ports: [{ name: 'http', port: 80, nodePort: 30082 }] }),
+      slice('ns/fw-allow', [{ ip: '10.244.1.2', node: 'node-a' }], [{ name: 'http', port: 8080 }]),
     ]),
   );
   let ha = spawnHost(lab, a.ns, objects, 'node-a');
@@ -51,6 +56,11 @@ labTest('proxy host: LB IP, externalIP, eTP Local, healthCheckNodePort, /healthz
   t.equal(npA.body, `pa ${out.ip}`, 'NodePort on the node with the endpoint');
   const npB = await connectOutcome(out.ns, b.ip, 30080, 2);
   t.equal(npB.outcome, 'TimeoutError', 'NodePort on a node without a local endpoint: dropped');
+
+  const denied = await connectOutcome(out.ns, '198.19.0.12', 80, 2);
+  t.equal(denied.outcome, 'TimeoutError', 'loadBalancerSourceRanges: a source outside the ranges is dropped before DNAT');
+  const allowed = await get(out.ns, 'http://198.19.0.13/');
+  t.ok(allowed.ok && allowed.body.startsWith('pa '), `loadBalancerSourceRanges: a source inside the ranges gets through (${allowed.body}${allowed.err})`);
 
   const hcA = await exec(out.ns, ['curl', '-sS', '--max-time', '3', '-w', '\n%{http_code}', `http://${a.ip}:32080/`]);
   const [bodyA, codeA] = hcA.stdout.trim().split('\n');
