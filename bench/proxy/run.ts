@@ -178,6 +178,58 @@ async function anchor(lab: Lab, n: number, row: Row): Promise<void> {
   }
 }
 
+const CONN_SERVER = `
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 8080)); s.listen(65535)
+print('ready', flush=True)
+while True:
+    try:
+        c, _ = s.accept(); c.close()
+    except OSError:
+        pass
+`;
+const CONN_CLIENT = `
+import socket, struct, sys, time, json
+ip, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+linger = struct.pack('ii', 1, 0); n = 0; err = 0; pc = time.perf_counter; end = pc() + seconds; t0 = pc()
+while pc() < end:
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger); s.settimeout(2.0)
+    try:
+        s.connect((ip, port)); n += 1
+    except OSError:
+        err += 1
+    s.close()
+print(json.dumps({'connections': n, 'errors': err, 'conn_per_s': round(n / (pc() - t0), 1)}))
+`;
+
+/** TCP connects/s to the LAST Service's VIP (DNAT to a listener in the namespace) with n Services loaded. */
+async function connectRate(lab: Lab, n: number, seconds: number): Promise<number> {
+  const ns = await lab.addNetns(`cr${n}`);
+  const kernel = await openKernel(netnsRef(netnsPath(ns)));
+  try {
+    await lab.ip(ns, ['link', 'add', 'kpa', 'type', 'veth', 'peer', 'name', 'kpb']);
+    await lab.ip(ns, ['link', 'set', 'kpa', 'up']);
+    await lab.ip(ns, ['link', 'set', 'kpb', 'up']);
+    await lab.ip(ns, ['addr', 'add', '10.1.0.1/32', 'dev', 'kpa']);
+    await lab.ip(ns, ['addr', 'add', '10.0.0.1/32', 'dev', 'kpa']);
+    await lab.ip(ns, ['route', 'add', '10.96.0.0/12', 'dev', 'kpa', 'src', '10.1.0.1']);
+    const h = proxierHarness(kernel, systemClock);
+    for (const o of objects(n)) h.apply(o);
+    h.apply(svc('bench/last', '10.111.255.250', { ports: [{ name: 'http', port: 80 }] }));
+    h.apply(slice('bench/last', ['10.0.0.1'], [{ name: 'http', port: 8080 }]));
+    await h.proxier.sync(new AbortController().signal);
+    const server = lab.spawn(ns, ['python3', '-c', CONN_SERVER]);
+    await server.waitForOutput(/ready/, 10_000);
+    const r = await lab.exec(ns, ['python3', '-c', CONN_CLIENT, '10.111.255.250', '80', String(seconds)], { timeoutMs: (seconds + 10) * 1000 });
+    const out = JSON.parse(r.stdout) as { connections: number; errors: number; conn_per_s: number };
+    if (out.errors > 0 || out.connections === 0) throw new Error(`connect rate at ${n}: ${r.stdout} ${r.stderr}`);
+    await server.stop();
+    return out.conn_per_s;
+  } finally {
+    kernel.close();
+  }
+}
+
 async function main(): Promise<void> {
   // The system clock's timers are unref'd (a daemon's runner must not keep it alive); the bench must stay up.
   const keepAlive = setInterval(() => undefined, 1000);
@@ -195,6 +247,11 @@ async function main(): Promise<void> {
       process.stderr.write(`${JSON.stringify(row)}\n`);
     }
   });
+  await withLab('pwp-bench', async (lab) => {
+    const small = await connectRate(lab, 100, 3);
+    const large = await connectRate(lab, SIZES[SIZES.length - 1]!, 3);
+    result.connect = { at100PerS: small, atMaxPerS: large, ratio: large / small };
+  });
   result.rows = rows;
   const big = rows[rows.length - 1]!;
   const targets = {
@@ -203,6 +260,7 @@ async function main(): Promise<void> {
     renderLe500ms: (result.renderMs as number) <= 500,
     changeLe50ms: (big.changeP50Ms ?? Infinity) <= 50,
     rssLe150MB: (result.rssMB as number) <= 150,
+    connectGe0_9x: ((result.connect as { ratio: number }).ratio ?? 0) >= 0.9,
   };
   result.targets = targets;
   const f = (x: number | undefined, d = 2): string => (x === undefined ? '-' : x.toFixed(d));
@@ -213,6 +271,7 @@ async function main(): Promise<void> {
     '',
     `load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')} (2 CPUs shared; wall times scale with it, CPU times do not)`,
     `render at ${big.n} (model + diff + script, no kernel): ${f(result.renderMs as number, 0)} ms wall, ${f(result.renderCpuMs as number, 0)} ms CPU; bench process RSS after the ${big.n} cold sync: ${String(result.rssMB)} MB (heap ${String(result.heapUsedMB)} MB)`,
+    `TCP connects/s to the last Service's VIP: ${(result.connect as { at100PerS: number }).at100PerS} with 100 Services, ${(result.connect as { atMaxPerS: number }).atMaxPerS} with ${big.n} (${f((result.connect as { ratio: number }).ratio)}×)`,
     `targets at ${big.n}: ${Object.entries(targets).map(([k, v]) => `${k}=${v ? 'met' : 'MISSED'}`).join(', ')}`,
   ];
   console.log(lines.join('\n'));
