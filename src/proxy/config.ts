@@ -30,7 +30,7 @@ export interface ProxySection {
   healthzBindAddress: string;
   /** Address the healthCheckNodePort servers bind to. */
   healthCheckBindAddress: string;
-  /** NodePort range (informational; the API server allocates). */
+  /** fwmark bit for SNAT (kube-proxy: 14 = 0x4000). */
   masqueradeBit: number;
   /** nftables table name (family inet). */
   table: string;

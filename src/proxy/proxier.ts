@@ -426,13 +426,8 @@ export class NftProxier implements Component {
       ...(this.foreignForwardDrop.length > 0 ? { foreignForwardDrop: this.foreignForwardDrop } : {}),
       healthy: this.health.healthy(),
       lastSync: this.lastSync,
-      ...(this.initialized ? {} : { waitingFor: 'first proxy sync' }),
+      ...(this.health.lastUpdated !== undefined ? {} : { waitingFor: 'first proxy sync' }),
     };
-  }
-
-  /** Test/bench helper: the plan a sync would apply now, without applying it. */
-  pendingPlan(): Plan {
-    return this.ruleset.plan();
   }
 }
 
