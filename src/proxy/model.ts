@@ -101,10 +101,10 @@ export function buildServiceModel(svc: ServiceObject, slices: readonly EndpointS
   for (const clusterIP0 of clusterIPs) {
     const family = ipFamily(clusterIP0)!;
     const clusterIP = canonicalIP(clusterIP0);
-    const ofFamily = (list: readonly string[]): string[] => [...new Set(list.filter((ip) => ipFamily(ip) === family).map(canonicalIP))];
+    const ofFamily = (list: readonly string[]): string[] => (list.length === 0 ? [] : [...new Set(list.filter((ip) => ipFamily(ip) === family).map(canonicalIP))]);
     const externalIPs = ofFamily(svc.externalIPs);
     const loadBalancerIPs = svc.type === 'LoadBalancer' ? ofFamily(svc.loadBalancerIPs) : [];
-    const ranges = svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges.map((r) => r.trim()).filter((r) => cidrFamily(r) === family) : [];
+    const ranges = svc.type === 'LoadBalancer' && svc.loadBalancerSourceRanges.length > 0 ? svc.loadBalancerSourceRanges.map((r) => r.trim()).filter((r) => cidrFamily(r) === family) : [];
     for (const p of svc.ports) {
       const protocol = PROTOCOLS[p.protocol]!;
       const seen = new Set<string>();
@@ -114,22 +114,29 @@ export function buildServiceModel(svc: ServiceObject, slices: readonly EndpointS
         const sp = slice.ports.find((x) => (x.name ?? '') === (p.name ?? '') && x.protocol === p.protocol);
         if (!sp || !validPort(sp.port)) continue;
         for (const ep of slice.endpoints) {
-          for (const addr of ep.addresses.slice(0, 1)) {
-            if (ipFamily(addr) !== family) continue;
-            const ip = canonicalIP(addr);
-            const id = `${ip}:${sp.port}`;
-            if (seen.has(id)) continue;
-            seen.add(id);
-            all.push({
-              ip,
-              port: sp.port,
-              ready: ep.conditions.ready,
-              serving: ep.conditions.serving,
-              terminating: ep.conditions.terminating,
-              nodeName: ep.nodeName,
-              local: isLocal({ nodeName: ep.nodeName, ip }),
-            });
+          // Only the first address counts (the API's rule for EndpointSlice endpoints).
+          const addr = ep.addresses[0];
+          if (addr === undefined) continue;
+          let ip: string;
+          if (family === 4) {
+            if (!isIPv4(addr)) continue;
+            ip = addr;
+          } else {
+            if (!isIPv6(addr)) continue;
+            ip = canonicalIP(addr);
           }
+          const id = slices.length > 1 ? `${ip}:${sp.port}` : ip; // one slice: one port number
+          if (seen.has(id)) continue;
+          seen.add(id);
+          all.push({
+            ip,
+            port: sp.port,
+            ready: ep.conditions.ready,
+            serving: ep.conditions.serving,
+            terminating: ep.conditions.terminating,
+            nodeName: ep.nodeName,
+            local: ep.nodeName !== undefined ? ep.nodeName === nodeName : isLocal({ nodeName: undefined, ip }),
+          });
         }
       }
       all.sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
