@@ -48,7 +48,7 @@ export interface ProxyHost {
   close(): Promise<void>;
 }
 
-export async function proxyHost(node: LabNode, section: Record<string, unknown> = {}, nodeName = 'node-a'): Promise<ProxyHost> {
+export async function proxyHost(node: Pick<LabNode, 'ns'>, section: Record<string, unknown> = {}, nodeName = 'node-a'): Promise<ProxyHost> {
   const kernel = await openKernel(netnsRef(netnsPath(node.ns)));
   kernel.conntrack = new CliConntrack(node.ns);
   const config = testConfig({ nodeName });

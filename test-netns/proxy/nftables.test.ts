@@ -95,3 +95,25 @@ labTest('nftables proxy: ClusterIP, NodePort, no endpoints, affinity, endpoint c
   const listed = await host.kernel.nft.list('table inet podwire');
   t.notMatch(listed, /10\.96\.0\.\d+ \./, 'no Service left in the kernel');
 });
+
+labTest('nftables proxy: IPv6 ClusterIP DNAT and no-endpoint REJECT (local client, one namespace)', { prefix: 'pwp-v6', requires: ['veth', 'nftables'], timeout: 60_000 }, async (t, lab) => {
+  const ns = await lab.addNetns('v6');
+  await lab.ip(ns, ['-6', 'addr', 'add', 'fd00:244::5/128', 'dev', 'lo']);
+  await lab.ip(ns, ['link', 'add', 'v6a', 'type', 'veth', 'peer', 'name', 'v6b']);
+  await lab.ip(ns, ['link', 'set', 'v6a', 'up']);
+  await lab.ip(ns, ['link', 'set', 'v6b', 'up']);
+  await lab.ip(ns, ['-6', 'addr', 'add', 'fd00:1::1/128', 'dev', 'v6a', 'nodad']);
+  await lab.ip(ns, ['-6', 'route', 'add', 'fd00:96::/112', 'dev', 'v6a', 'src', 'fd00:1::1']);
+  const server = lab.spawn(ns, ['python3', '-c', "import socket\ns=socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('::', 8081)); s.listen(5); print('ready', flush=True)\nfor _ in range(20):\n    c, a = s.accept(); c.send(b'v6 ok'); c.close()"]);
+  await server.waitForOutput(/ready/, 10_000);
+  const host = await proxyHost({ ns });
+  t.teardown(() => host.close());
+  await host.apply(
+    svc('ns/v6', ['fd00:96::10'], { ports: [{ port: 80 }] }),
+    slice('ns/v6', ['fd00:244::5'], [{ port: 8081 }], { addressType: 'IPv6' }),
+    svc('ns/v6e', ['fd00:96::11'], { ports: [{ port: 80 }] }),
+  );
+  const code = (vip: string): string => `import socket\ntry:\n    s = socket.create_connection(('${vip}', 80), timeout=2); print(s.recv(100).decode())\nexcept Exception as e:\n    print(type(e).__name__)`;
+  t.equal((await lab.exec(ns, ['python3', '-c', code('fd00:96::10')])).stdout.trim(), 'v6 ok', 'IPv6 ClusterIP reaches its endpoint');
+  t.equal((await lab.exec(ns, ['python3', '-c', code('fd00:96::11')])).stdout.trim(), 'ConnectionRefusedError', 'IPv6 Service without endpoints: refused');
+});
