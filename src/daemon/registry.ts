@@ -7,7 +7,8 @@
  */
 import { cniRegistration } from './cni-installer';
 import type { ComponentRegistration } from './component';
+import { proxyRegistration } from '../proxy';
 
 export function defaultRegistrations(): ComponentRegistration[] {
-  return [cniRegistration()];
+  return [cniRegistration(), proxyRegistration()];
 }

@@ -27,6 +27,7 @@ import { Cidr, IpAddress } from '../../src/common/ip';
 import { exec, formatDiff, Guard, notInRootNetnsMessage, RootNamespaceChangedError, rootNetnsCheck, withLab, type Lab, type LabNode } from '../harness';
 import { Checks, formatTable, inParallel, pingCheck, tcpCheck, tcpRefusedCheck, type CheckResult, type Log, type TcpEndpoint } from './checks';
 import { pluginConfig, readConflist, resultIpv4, runInstalledCni, type Conflist } from './cni-client';
+import { proxyDemo } from './demo-proxy';
 import { createRunDir, PODWIRE_CLI, Podwired, REPO_ROOT, SHIM, writeNodeManifests, type RunDir } from './podwired';
 
 export { formatTable, type CheckResult } from './checks';
@@ -140,6 +141,7 @@ export async function runDemo(args: DemoArgs, checks: Checks, log: Log): Promise
           await startDaemons(nodes, checks, log);
           await createPods(lab, nodes, pods, args, checks, log);
           await connectivity(lab, nodes, pods, args, checks, log);
+          await proxyDemo(lab, run.manifests, [...pods.filter((p) => p.node === nodes[0]), ...pods.filter((p) => p.node === nodes[1]).slice(0, 1)].map((p) => ({ name: p.name, ns: p.ns, ip: p.ip!, nodeName: p.node.name, nodeNs: p.node.lab.ns })), checks, log);
           await statuses(nodes, checks, log);
         } finally {
           await teardown(nodes, pods, checks, log);
