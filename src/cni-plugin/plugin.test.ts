@@ -29,7 +29,8 @@ function parse(out: { stdout: string }): Record<string, unknown> {
 
 t.test('ADD wires bridge, veth, address and default route; result in the requested version', async (t) => {
   const deps = createFakeDeps();
-  deps.world.kernel('/fake/pod-c1');
+  const before = await deps.world.kernel('/fake/pod-c1').getLink('lo');
+  t.equal(before?.up, false, 'a new pod netns starts with lo down (as in the kernel)');
   const out = await runCni(env('ADD'), conf(), deps);
   t.equal(out.exitCode, 0, out.stdout);
   const r = parse(out) as { ips: { address: string; gateway: string; interface: number }[]; interfaces: { name: string; sandbox?: string }[]; routes: unknown[] };
@@ -43,7 +44,9 @@ t.test('ADD wires bridge, veth, address and default route; result in the request
   t.equal((await host.getLink(hostVethName('c1', 'eth0')))?.masterIndex, br?.index);
   t.same((await pod.listAddresses('eth0')).map((a) => a.cidr.toString()), ['10.244.1.2/29']);
   t.ok((await pod.listRoutes()).some((rt) => rt.dst.toString() === '0.0.0.0/0' && rt.gateway?.toString() === '10.244.1.1'));
-  t.ok((await pod.getLink('lo'))?.up ?? true, 'lo up');
+  const lo = await pod.getLink('lo');
+  t.ok(lo, 'lo exists in the pod');
+  t.equal(lo?.up, true, 'ADD brought lo up');
   t.same((await host.listAddresses('pw0')).map((a) => a.cidr.toString()), ['10.244.1.1/29']);
   t.equal(deps.sysctlFake.get('net.ipv4.ip_forward'), '1');
 

@@ -40,7 +40,8 @@ function injectedBatch(k: NetworkKernel, kind: LinkConfigStep['kind'], method: s
 }
 
 export function createFakeDeps(): FakeCniDeps {
-  const world = new FakeNetnsWorld();
+  // Like a real new netns: `lo` starts down, so a test can see that ADD brings it up.
+  const world = new FakeNetnsWorld({ loopbackUp: false });
   const stores = new Map<string, FakeIpamStore>();
   const ipt = new FakeIptables(4);
   const sysctlFake = new FakeSysctl();
