@@ -1,8 +1,7 @@
 /** CniDeps over the real kernel module (src/kernel) and the host-local disk store. */
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import type { Logger } from '../common/log';
-import { NetnsIptables, NetnsSysctl, openKernel, type Kernel } from '../kernel';
+import { NetnsIptables, NetnsSysctl, checkNetnsPath, openKernel, type Kernel } from '../kernel';
 import type { IptablesRunner, NetworkKernel } from '../kernel/types';
 import type { CniDeps, ExecResult } from './deps';
 import { DiskIpamStore } from './ipam/disk-store';
@@ -45,15 +44,8 @@ export function createRealDeps(log: Logger, options: { warm?: boolean } = {}): R
     async openPodKernel(netns): Promise<NetworkKernel> {
       return (await openKernel(netns)).net;
     },
-    // Synchronous on purpose: a stat costs microseconds, a thread-pool hop far more.
-    netnsExists: async (netns) => {
-      try {
-        accessSync(netns.path, constants.R_OK);
-        return true;
-      } catch {
-        return false;
-      }
-    },
+    // Synchronous on purpose: open + ioctl cost microseconds, a thread-pool hop far more.
+    checkNetns: (netns) => checkNetnsPath(netns.path),
     podSysctl: (netns) => new NetnsSysctl(netns),
     iptables(family) {
       let r = iptables.get(family);

@@ -154,6 +154,11 @@ t.test('error codes for bad input', async (t) => {
   t.equal(await code(env('ADD'), conf({ mtu: 'big' })), 7);
   t.equal(await code(env('ADD'), conf({}, { dataDir: 'relative' })), 7);
   t.equal(await code(env('ADD', 'nons'), conf()), 3, 'missing netns: container unknown');
+  deps.notNetns = new Map([['/fake/pod-file', 'a regular file, not a network namespace']]);
+  const notNs = parse(await runCni(env('ADD', 'file'), conf(), deps));
+  t.equal(notNs.code, 4, 'a CNI_NETNS that is no netns: invalid env');
+  t.equal(notNs.msg, 'invalid CNI_NETNS="/fake/pod-file": a regular file, not a network namespace');
+  t.equal(parse(await runCni(env('CHECK', 'file'), conf({ prevResult: { cniVersion: '1.1.0' } }), deps)).code, 4, 'CHECK too');
   deps.world.kernel('/fake/pod-nosubnet');
   t.equal(await code(env('ADD', 'nosubnet'), conf({}, { ranges: undefined })), 11, 'no subnet yet: try again later');
   t.equal(await code({ CNI_COMMAND: 'STATUS', CNI_PATH: '/x' }, conf({}, { ranges: undefined })), 50, 'no subnet yet: STATUS 50');
@@ -221,4 +226,19 @@ t.test('warm caller: the remembered bridge is verified, a recreated or downed br
   await add('c4');
   t.ok((await host.getLink('pw0'))?.up, 'bridge up again');
   t.equal(await enslavedTo('c4'), second?.index);
+});
+
+t.test('a network config over the 4 MiB limit is a permanent error (108), not "try again" (11)', async (t) => {
+  const deps = createFakeDeps();
+  deps.world.kernel('/fake/pod-c1');
+  const big = Buffer.from(JSON.stringify({ cniVersion: '1.0.0', name: 'net1', type: 'podwire', pad: 'x'.repeat(10 << 20), ipam: { type: 'host-local', ranges: [[{ subnet: '10.244.1.0/29' }]], dataDir: '/data' } }));
+  const out = await runCni(env('ADD'), big, deps);
+  t.equal(out.exitCode, 1);
+  const e = parse(out);
+  t.equal(e.code, 108);
+  t.equal(e.cniVersion, '1.0.0', "in the request's version");
+  t.equal(e.msg, `network config on stdin is ${big.length} bytes, over the limit of 4194304 bytes (4 MiB)`);
+  t.equal(deps.stores.size, 0, 'nothing was reserved');
+  const atLimit = Buffer.concat([conf(), Buffer.alloc((4 << 20) - conf().length, ' ')]);
+  t.equal((await runCni(env('ADD'), atLimit, deps)).exitCode, 0, 'exactly 4 MiB is accepted');
 });

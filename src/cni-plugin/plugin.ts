@@ -13,6 +13,7 @@ import { delegate, ipamAdd, ipamDel, ipamUndo, withLockedStore, type IpamOutcome
 import { RangeAllocator } from './ipam/allocator';
 import { ownerMatches } from './ipam/store';
 import { removeChains, setupMasq, teardownMasq } from './masq';
+import { MAX_STDIN_BYTES, requestTooLarge, sniffVersion } from './limits';
 import { hostVethName, isHostVethName, masqChainName } from './names';
 import { resultForVersion, type CniResult, type CniRoute } from './result';
 import { configurePod, createVeth, ensureBridge, ensureGatewayAddress, randomMac, setHairpin } from './steps';
@@ -28,6 +29,10 @@ export type EnvMap = Readonly<Record<string, string | undefined>>;
 export async function runCni(envVars: EnvMap, stdin: Buffer, deps: CniDeps): Promise<CniOutput> {
   let version: string = LATEST_VERSION;
   try {
+    if (stdin.length > MAX_STDIN_BYTES) {
+      version = sniffVersion(stdin);
+      throw requestTooLarge(stdin.length);
+    }
     const env = parseEnv(envVars);
     if (env.command === 'VERSION') return ok(versionInfo(stdin));
     const conf = parseCached(stdin, deps, (v) => (version = v));
@@ -104,6 +109,18 @@ function versionInfo(stdin: Buffer): unknown {
   return { cniVersion, supportedVersions: [...SUPPORTED_VERSIONS] };
 }
 
+/**
+ * CNI_NETNS as a netns reference, once it is known to be a network namespace: missing is
+ * code 3 (the container is gone), anything else that is not a netns (a regular file, a
+ * directory, /dev/null, a uts namespace, not openable) is code 4, invalid env.
+ */
+function podNetns(env: CniEnv, deps: CniDeps): NetnsRef {
+  const check = deps.checkNetns({ path: env.netns });
+  if (check.ok) return { path: env.netns };
+  if (check.missing) throw new CniError(CniErrorCode.ContainerUnknown, `CNI_NETNS=${JSON.stringify(env.netns)} does not exist`);
+  throw new CniError(CniErrorCode.InvalidEnv, `invalid CNI_NETNS=${JSON.stringify(env.netns)}: ${check.reason}`);
+}
+
 type Undo = () => Promise<unknown>;
 
 /** The node side of an ADD: the bridge as found before, the host veth, the bridge after enslaving. */
@@ -114,10 +131,7 @@ interface NodeSide {
 }
 
 async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, log: () => CniDeps['log']): Promise<CniResult> {
-  const podNs: NetnsRef = { path: env.netns };
-  if (!(await deps.netnsExists(podNs))) {
-    throw new CniError(CniErrorCode.ContainerUnknown, `CNI_NETNS=${JSON.stringify(env.netns)} does not exist`);
-  }
+  const podNs = podNetns(env, deps);
   // The pod's netlink socket is opened (on a thread that joins the netns) while the node
   // side is built and IPAM runs; the pod is then configured in one batch on it.
   const podOpen = deps.openPodKernel(podNs);
@@ -308,8 +322,7 @@ async function cmdCheck(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer
   const fail = (msg: string): never => {
     throw new CniError(CniErrorCode.CheckFailed, msg);
   };
-  const podNs: NetnsRef = { path: env.netns };
-  if (!(await deps.netnsExists(podNs))) throw new CniError(CniErrorCode.ContainerUnknown, `CNI_NETNS=${JSON.stringify(env.netns)} does not exist`);
+  const podNs = podNetns(env, deps);
   const expectedIps = (prev.ips ?? []).map((i) => ({ address: Cidr.parse(i.address), gateway: i.gateway }));
   if (isLocalIpam(conf.ipam.type)) {
     const store = deps.openStore(conf.ipam.dataDir, conf.name);
