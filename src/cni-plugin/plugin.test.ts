@@ -242,3 +242,23 @@ t.test('a network config over the 4 MiB limit is a permanent error (108), not "t
   const atLimit = Buffer.concat([conf(), Buffer.alloc((4 << 20) - conf().length, ' ')]);
   t.equal((await runCni(env('ADD'), atLimit, deps)).exitCode, 0, 'exactly 4 MiB is accepted');
 });
+
+t.test('warm caller: a gateway address deleted behind our back is put back by the next ADD', async (t) => {
+  const deps = createFakeDeps();
+  deps.bridges = new Map();
+  deps.ensured = new Set();
+  const host = deps.world.kernel(HOST_NS);
+  const add = async (id: string): Promise<void> => {
+    deps.world.kernel(`/fake/pod-${id}`);
+    const out = await runCni(env('ADD', id), conf(), deps);
+    t.equal(out.exitCode, 0, `ADD ${id}: ${out.stdout}`);
+  };
+  await add('g1');
+  await add('g2');
+  t.ok([...deps.ensured].some((k) => k.startsWith('gw pw0#')), 'the gateway is remembered as ensured');
+  const gw = (await host.listAddresses('pw0'))[0]!.cidr;
+  t.equal(gw.toString(), '10.244.1.1/29');
+  await host.deleteAddress('pw0', gw); // `ip addr del 10.244.1.1/29 dev pw0`
+  await add('g3');
+  t.same((await host.listAddresses('pw0')).map((a) => a.cidr.toString()), ['10.244.1.1/29'], 'the gateway is back on the bridge');
+});

@@ -4,7 +4,7 @@
  */
 import { Cidr, IpAddress } from '../common/ip';
 import { AlreadyExistsError, KernelError, errorMessage } from '../common/errors';
-import type { Link, NetnsRef, Route } from '../kernel/types';
+import type { AddressEntry, Link, NetnsRef, Route } from '../kernel/types';
 import { decodeJson, isLocalIpam, parseNetConf, type NetConf } from './config';
 import type { CniDeps } from './deps';
 import { parseEnv, type CniEnv } from './env';
@@ -128,6 +128,12 @@ interface NodeSide {
   bridge: Link;
   link: Link;
   bridgeNow: Link | undefined;
+  /**
+   * Warm callers only: the node's addresses as the kernel has them now (one RTM_GETADDR dump,
+   * in parallel with the hairpin and the bridge lookup), so a remembered "gateway ensured"
+   * is checked against the kernel on every ADD. Undefined: not listed (or the listing failed).
+   */
+  addrs: AddressEntry[] | undefined;
 }
 
 async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, log: () => CniDeps['log']): Promise<CniResult> {
@@ -161,10 +167,15 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
     if (!vethUndo) undo.push(() => host.deleteLink(hostName));
     vethUndo = true;
     const other = await deps.hostKernel();
-    const [hairpin, now] = await Promise.allSettled([plan.hairpin ? setHairpin(host, link) : undefined, other.getLink(conf.bridge)]);
+    const third = ensured && conf.isGateway ? await deps.hostKernel() : undefined;
+    const [hairpin, now, addrs] = await Promise.allSettled([
+      plan.hairpin ? setHairpin(host, link) : undefined,
+      other.getLink(conf.bridge),
+      third ? third.listAddresses() : undefined,
+    ]);
     if (hairpin.status === 'rejected') throw hairpin.reason;
     if (now.status === 'rejected') throw now.reason;
-    return { bridge, link, bridgeNow: now.value };
+    return { bridge, link, bridgeNow: now.value, addrs: addrs.status === 'fulfilled' ? addrs.value : undefined };
   };
   const nodeSide = (async (): Promise<NodeSide> => {
     // A warm caller remembers the bridge (name -> ifindex), saving the lookup before the
@@ -202,14 +213,18 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
     undo.push(() => ipamUndo(conf, env, deps, stdin, ipam));
     await deps.checkpoint?.('ipam');
     if (ipam.ips.length === 0) throw new CniError(CniErrorCode.InvalidNetworkConfig, 'IPAM returned no IP addresses');
-    const { bridge, link: hostLink, bridgeNow } = await nodeSide;
+    const { bridge, link: hostLink, bridgeNow, addrs: nodeAddrs } = await nodeSide;
     const bridgeMac = bridgeNow?.mac ?? bridge.mac;
     await deps.checkpoint?.('veth');
     if (conf.isGateway) {
       for (const ip of ipam.ips) {
         if (!ip.gateway) continue;
         const key = `gw ${conf.bridge}#${bridge.index} ${ip.gateway.toString()}/${ip.address.prefixLength}`;
-        if (ensured?.has(key)) continue;
+        // Remembered AND still there: someone may have deleted the address since (then every
+        // later pod would come up without a gateway), so the memory alone is not enough.
+        const gw = ip.gateway;
+        const present = nodeAddrs?.some((a) => a.linkIndex === bridge.index && a.cidr.prefixLength === ip.address.prefixLength && a.cidr.ip.equals(gw));
+        if (ensured?.has(key) && present) continue;
         if (ip.gateway.family === 6) {
           // Without this the gateway stays "tentative" (unreachable) for the first second of DAD.
           await deps.sysctl.write(`net/ipv6/conf/${conf.bridge}/accept_dad`, '0');
