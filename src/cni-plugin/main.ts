@@ -2,10 +2,13 @@
  * The in-process path: `podwire-cni` run as a plain CNI plugin (or the shim's fallback
  * when podwired is not there). stdout carries only the result or error JSON; logs go
  * to stderr.
+ *
+ * Every pod pays this start-up when podwired is down, so it loads as little as it can:
+ * Node's compile cache (compile-cache.ts), modules required only once needed (VERSION
+ * loads no kernel code), a small stderr logger instead of pino, and none of the daemon's
+ * modules (prom-client, @kubernetes/client-node, yaml).
  */
-import { createLogger } from '../common/log';
-import { createRealDeps } from './deps-real';
-import { runCni } from './plugin';
+import { enableCniCompileCache, flushCniCompileCache } from './compile-cache';
 
 async function readStdin(): Promise<Buffer> {
   if (process.stdin.isTTY) return Buffer.alloc(0);
@@ -15,15 +18,22 @@ async function readStdin(): Promise<Buffer> {
 }
 
 export async function main(): Promise<number> {
-  const log = createLogger({ destination: 'stderr', level: process.env.PODWIRE_LOG_LEVEL ?? 'warn' }).child({ component: 'cni' });
+  enableCniCompileCache();
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { createStderrLogger } = require('./stderr-log') as typeof import('./stderr-log');
+  const { runCni } = require('./plugin') as typeof import('./plugin');
+  const log = createStderrLogger(process.env.PODWIRE_LOG_LEVEL ?? 'warn').child({ component: 'cni' });
+  const stdin = process.env.CNI_COMMAND === 'VERSION' && process.stdin.isTTY ? Buffer.alloc(0) : await readStdin();
+  const { createRealDeps } = require('./deps-real') as typeof import('./deps-real');
+  /* eslint-enable @typescript-eslint/no-require-imports */
   const deps = createRealDeps(log, { warm: false });
   try {
-    const stdin = process.env.CNI_COMMAND === 'VERSION' && process.stdin.isTTY ? Buffer.alloc(0) : await readStdin();
     const out = await runCni(process.env, stdin, deps);
     if (out.stdout !== '') process.stdout.write(out.stdout + '\n');
     return out.exitCode;
   } finally {
     deps.close();
+    flushCniCompileCache();
   }
 }
 
