@@ -8,13 +8,43 @@
  * loads no kernel code), a small stderr logger instead of pino, and none of the daemon's
  * modules (prom-client, @kubernetes/client-node, yaml).
  */
+import { fstatSync, readSync } from 'node:fs';
 import { enableCniCompileCache, flushCniCompileCache } from './compile-cache';
 
+/**
+ * stdin, read with plain read(2) calls: a pipe as process.stdin is a net.Socket stream, and
+ * loading and running that machinery is several ms of a plugin start. A non-blocking stdin
+ * (EAGAIN) continues on the stream.
+ */
 async function readStdin(): Promise<Buffer> {
-  if (process.stdin.isTTY) return Buffer.alloc(0);
+  if (stdinIsTty()) return Buffer.alloc(0);
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+  const buf = Buffer.allocUnsafe(1 << 16);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EOF' || code === 'EBADF') break;
+      if (code !== 'EAGAIN') throw err;
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      break;
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+/** Without touching process.stdin (its getter builds the stream); node:tty only for a character device. */
+function stdinIsTty(): boolean {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return fstatSync(0).isCharacterDevice() && (require('node:tty') as typeof import('node:tty')).isatty(0);
+  } catch {
+    return false;
+  }
 }
 
 export async function main(): Promise<number> {
@@ -23,7 +53,7 @@ export async function main(): Promise<number> {
   const { createStderrLogger } = require('./stderr-log') as typeof import('./stderr-log');
   const { runCni } = require('./plugin') as typeof import('./plugin');
   const log = createStderrLogger(process.env.PODWIRE_LOG_LEVEL ?? 'warn').child({ component: 'cni' });
-  const stdin = process.env.CNI_COMMAND === 'VERSION' && process.stdin.isTTY ? Buffer.alloc(0) : await readStdin();
+  const stdin = await readStdin();
   const { createRealDeps } = require('./deps-real') as typeof import('./deps-real');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const deps = createRealDeps(log, { warm: false });
