@@ -54,6 +54,13 @@ export async function main(): Promise<number> {
   const { runCni } = require('./plugin') as typeof import('./plugin');
   const log = createStderrLogger(process.env.PODWIRE_LOG_LEVEL ?? 'warn').child({ component: 'cni' });
   const stdin = await readStdin();
+  if (process.env.CNI_COMMAND === 'VERSION') {
+    // Needs no kernel, store or iptables: runCni answers it from stdin alone (only `log` is used).
+    const out = await runCni(process.env, stdin, { log } as unknown as import('./deps').CniDeps);
+    process.stdout.write(out.stdout + '\n');
+    flushCniCompileCache();
+    return out.exitCode;
+  }
   const { createRealDeps } = require('./deps-real') as typeof import('./deps-real');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const deps = createRealDeps(log, { warm: false });
