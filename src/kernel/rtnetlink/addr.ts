@@ -1,6 +1,5 @@
 /** RTM_{NEW,DEL,GET}ADDR via the npm `netlink` schema codecs (format/parseAddressMessage). */
-// Only the npm netlink package's struct codecs: its index also loads its native socket binding, genl, nl80211 and wg (~20-30 ms of a CNI plugin start).
-import * as rt from 'netlink/dist/rt/structs';
+import * as rt from './rt-structs'; // the netlink package's struct codecs without what we never use
 import { Cidr, IpAddress } from '../../common/ip';
 import type { AddressEntry } from '../types';
 import * as C from './constants';

@@ -6,8 +6,7 @@
  * On decode only the attributes Podwire uses are walked (parseLinkAttrs would decode
  * stats, VF lists, ... on every link of a dump).
  */
-// Only the npm netlink package's struct codecs: its index also loads its native socket binding, genl, nl80211 and wg (~20-30 ms of a CNI plugin start).
-import * as rt from 'netlink/dist/rt/structs';
+import * as rt from './rt-structs'; // the netlink package's struct codecs without what we never use
 import { formatMac } from '../../common/ip';
 import { IpAddress } from '../../common/ip';
 import * as C from './constants';

@@ -3,8 +3,7 @@
  * entries (AF_BRIDGE, NTF_SELF, NUD_PERMANENT, NDA_DST = remote VTEP), via the npm
  * `netlink` schema codecs. The ndmsg state/flags are written as raw numbers.
  */
-// Only the npm netlink package's struct codecs: its index also loads its native socket binding, genl, nl80211 and wg (~20-30 ms of a CNI plugin start).
-import * as rt from 'netlink/dist/rt/structs';
+import * as rt from './rt-structs'; // the netlink package's struct codecs without what we never use
 import { IpAddress, formatMac } from '../../common/ip';
 import * as C from './constants';
 import { fromStream } from './codec-util';

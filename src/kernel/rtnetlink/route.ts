@@ -3,8 +3,7 @@
  * schema: onlink is RTNH_F_ONLINK (4) in rtm_flags, which the schema has no name for
  * (passed through `__unknown`); tables above 255 go in RTA_TABLE.
  */
-// Only the npm netlink package's struct codecs: its index also loads its native socket binding, genl, nl80211 and wg (~20-30 ms of a CNI plugin start).
-import * as rt from 'netlink/dist/rt/structs';
+import * as rt from './rt-structs'; // the netlink package's struct codecs without what we never use
 import { Cidr, IpAddress } from '../../common/ip';
 import type { Route, RouteType } from '../types';
 import * as C from './constants';
