@@ -8,7 +8,7 @@
  * loads no kernel code), a small stderr logger instead of pino, and none of the daemon's
  * modules (prom-client, @kubernetes/client-node, yaml).
  */
-import { fstatSync, readSync } from 'node:fs';
+import { fstatSync, readSync, writeSync } from 'node:fs';
 import { enableCniCompileCache, flushCniCompileCache } from './compile-cache';
 
 /**
@@ -47,17 +47,33 @@ function stdinIsTty(): boolean {
   }
 }
 
+/**
+ * Writes with write(2) on the fd: process.stdout/stderr on a pipe (how a runtime runs us) is
+ * a net.Socket, whose creation loads node:net and the stream machinery. EAGAIN (a
+ * non-blocking pipe) hands the rest to the stream.
+ */
+export function writeFd(fd: 1 | 2, text: string): void {
+  const buf = Buffer.from(text, 'utf8');
+  let off = 0;
+  try {
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+    (fd === 1 ? process.stdout : process.stderr).write(buf.subarray(off));
+  }
+}
+
 export async function main(): Promise<number> {
   enableCniCompileCache();
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { createStderrLogger } = require('./stderr-log') as typeof import('./stderr-log');
   const { runCni } = require('./plugin') as typeof import('./plugin');
-  const log = createStderrLogger(process.env.PODWIRE_LOG_LEVEL ?? 'warn').child({ component: 'cni' });
+  const log = createStderrLogger(process.env.PODWIRE_LOG_LEVEL ?? 'warn', (line) => writeFd(2, line)).child({ component: 'cni' });
   const stdin = await readStdin();
   if (process.env.CNI_COMMAND === 'VERSION') {
     // Needs no kernel, store or iptables: runCni answers it from stdin alone (only `log` is used).
     const out = await runCni(process.env, stdin, { log } as unknown as import('./deps').CniDeps);
-    process.stdout.write(out.stdout + '\n');
+    writeFd(1, out.stdout + '\n');
     flushCniCompileCache();
     return out.exitCode;
   }
@@ -66,7 +82,7 @@ export async function main(): Promise<number> {
   const deps = createRealDeps(log, { warm: false });
   try {
     const out = await runCni(process.env, stdin, deps);
-    if (out.stdout !== '') process.stdout.write(out.stdout + '\n');
+    if (out.stdout !== '') writeFd(1, out.stdout + '\n');
     return out.exitCode;
   } finally {
     deps.close();

@@ -7,11 +7,12 @@
  */
 import type * as S from 'netlink/dist/rt/structs';
 import * as g from 'netlink/dist/rt/gen_structs';
+import { KernelError } from '../../common/errors';
 
 export * from 'netlink/dist/rt/gen_structs';
 
 export const parseAddressMessage: typeof S.parseAddressMessage = (r) => {
-  if (r.length < g.__LENGTH_Address) throw Error(`Unexpected Address message length (${r.length})`);
+  if (r.length < g.__LENGTH_Address) throw new KernelError('decode RTM_NEWADDR', `message of ${r.length} bytes is shorter than ifaddrmsg`);
   return { kind: 'address', data: g.parseAddress(r.subarray(0, g.__LENGTH_Address)), attrs: g.parseAddressAttrs(r.subarray(g.__LENGTH_Address)) };
 };
 
@@ -21,7 +22,7 @@ export const formatAddressMessage: typeof S.formatAddressMessage = (x, out) => {
 };
 
 export const parseNeighborMessage: typeof S.parseNeighborMessage = (r) => {
-  if (r.length < g.__LENGTH_Neighbor) throw Error(`Unexpected Neighbor message length (${r.length})`);
+  if (r.length < g.__LENGTH_Neighbor) throw new KernelError('decode RTM_NEWNEIGH', `message of ${r.length} bytes is shorter than ndmsg`);
   return { kind: 'neighbor', data: g.parseNeighbor(r.subarray(0, g.__LENGTH_Neighbor)), attrs: g.parseNeighborAttrs(r.subarray(g.__LENGTH_Neighbor)) };
 };
 
