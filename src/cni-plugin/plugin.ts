@@ -168,10 +168,13 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
     vethUndo = true;
     const other = await deps.hostKernel();
     const third = ensured && conf.isGateway ? await deps.hostKernel() : undefined;
+    // One family: the kernel filters the dump (the IPv6 link-local of every pod's veth stays out).
+    const families = new Set(conf.ipam.rangeSets.map((s) => s[0]?.subnet.family));
+    const gwFamily = families.size === 1 ? [...families][0] : undefined;
     const [hairpin, now, addrs] = await Promise.allSettled([
       plan.hairpin ? setHairpin(host, link) : undefined,
       other.getLink(conf.bridge),
-      third ? third.listAddresses() : undefined,
+      third ? third.listAddresses(undefined, gwFamily) : undefined,
     ]);
     if (hairpin.status === 'rejected') throw hairpin.reason;
     if (now.status === 'rejected') throw now.reason;

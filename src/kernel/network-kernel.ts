@@ -243,9 +243,9 @@ export class NetlinkNetworkKernel implements NetworkKernel {
 
   // ---- addresses ----
 
-  async listAddresses(dev?: string): Promise<AddressEntry[]> {
+  async listAddresses(dev?: string, family?: 4 | 6): Promise<AddressEntry[]> {
     const index = dev === undefined ? undefined : await this.indexOf(dev, 'dev');
-    const replies = await this.call('list addresses', encodeDumpAddrs());
+    const replies = await this.call('list addresses', encodeDumpAddrs(family ?? 0));
     const out: AddressEntry[] = [];
     for (const m of replies) {
       const a = decodeAddr(m);
@@ -261,7 +261,7 @@ export class NetlinkNetworkKernel implements NetworkKernel {
       await this.call('add address', encodeNewAddr(index, c), 'cidr', c.toString());
     } catch (err) {
       if (errnoOf(err) !== E.EEXIST) throw err;
-      const have = await this.listAddresses(dev);
+      const have = await this.listAddresses(dev, c.family);
       if (have.some((a) => a.cidr.ip.equals(c.ip) && a.cidr.prefixLength === c.prefixLength)) return;
       throw new AlreadyExistsError('address', `${c.ip.toString()} on ${dev} (with another prefix length)`, err);
     }

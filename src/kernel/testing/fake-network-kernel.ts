@@ -260,9 +260,9 @@ export class FakeNetworkKernel implements NetworkKernel {
     if (l.peer) l.peer.link.peer = { kernel: dest, link: l };
   }
 
-  async listAddresses(dev?: string): Promise<AddressEntry[]> {
+  async listAddresses(dev?: string, family?: 4 | 6): Promise<AddressEntry[]> {
     const index = dev === undefined ? undefined : this.must(dev, 'dev').index;
-    return this.addrs.filter((a) => index === undefined || a.linkIndex === index).map((a) => ({ ...a }));
+    return this.addrs.filter((a) => (index === undefined || a.linkIndex === index) && (family === undefined || a.cidr.family === family)).map((a) => ({ ...a }));
   }
 
   async addAddress(dev: string, cidr: Cidr): Promise<void> {
