@@ -129,9 +129,10 @@ interface NodeSide {
   link: Link;
   bridgeNow: Link | undefined;
   /**
-   * Warm callers only: the node's addresses as the kernel has them now (one RTM_GETADDR dump,
-   * in parallel with the hairpin and the bridge lookup), so a remembered "gateway ensured"
-   * is checked against the kernel on every ADD. Undefined: not listed (or the listing failed).
+   * The node's addresses as the kernel has them now (isGateway: one RTM_GETADDR dump of the
+   * gateways' family, in parallel with the hairpin and the bridge lookup). A gateway that is
+   * there needs no RTM_NEWADDR, and a remembered "gateway ensured" never outlives the address.
+   * Undefined: not listed (or the listing failed), then the gateway is added as before.
    */
   addrs: AddressEntry[] | undefined;
 }
@@ -167,7 +168,7 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
     if (!vethUndo) undo.push(() => host.deleteLink(hostName));
     vethUndo = true;
     const other = await deps.hostKernel();
-    const third = ensured && conf.isGateway ? await deps.hostKernel() : undefined;
+    const third = conf.isGateway ? await deps.hostKernel() : undefined;
     // One family: the kernel filters the dump (the IPv6 link-local of every pod's veth stays out).
     const families = new Set(conf.ipam.rangeSets.map((s) => s[0]?.subnet.family));
     const gwFamily = families.size === 1 ? [...families][0] : undefined;
@@ -223,11 +224,15 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
       for (const ip of ipam.ips) {
         if (!ip.gateway) continue;
         const key = `gw ${conf.bridge}#${bridge.index} ${ip.gateway.toString()}/${ip.address.prefixLength}`;
-        // Remembered AND still there: someone may have deleted the address since (then every
-        // later pod would come up without a gateway), so the memory alone is not enough.
+        // Still there (the kernel's word, this ADD): nothing to do. A memory alone is not enough:
+        // someone may have deleted the address since, and every later pod would come up
+        // without a gateway. (Cold callers save the add, its EEXIST and the lookups behind it.)
         const gw = ip.gateway;
         const present = nodeAddrs?.some((a) => a.linkIndex === bridge.index && a.cidr.prefixLength === ip.address.prefixLength && a.cidr.ip.equals(gw));
-        if (ensured?.has(key) && present) continue;
+        if (present) {
+          ensured?.add(key);
+          continue;
+        }
         if (ip.gateway.family === 6) {
           // Without this the gateway stays "tentative" (unreachable) for the first second of DAD.
           await deps.sysctl.write(`net/ipv6/conf/${conf.bridge}/accept_dad`, '0');
