@@ -266,6 +266,7 @@ function fakeCniDeps() {
     hostKernel: async () => no(),
     openPodKernel: async () => no(),
     netnsExists: async () => false,
+    checkNetns: () => ({ ok: false as const, missing: true, reason: 'does not exist' }),
     sysctl: fakeKernel().sysctl,
     podSysctl: () => fakeKernel().sysctl,
     iptables: () => fakeKernel().iptables(4),

@@ -15,6 +15,7 @@ import type { ConntrackKernel, IptablesRunner, NetnsRef, NetworkKernel, NftRunne
 export * from './types';
 export type { NetlinkTransport } from './netlink/transport';
 export { netnsRef, netnsExists, assertNetns, openNetnsFd, openNetnsFdSync, runInNetns, createNetns, deleteNetns, nsenterArgv, type RunResult, type RunOptions } from './netns';
+export { checkNetnsPath, type NetnsCheck } from './netns-check';
 export { NetlinkNetworkKernel } from './network-kernel';
 export { NetnsSysctl, sysctlPath } from './sysctl';
 export { NetnsIptables, iptablesBinaries, type IptablesBackend } from './iptables';

@@ -83,8 +83,8 @@ export class NetlinkNetworkKernel implements NetworkKernel {
   }
 
   // ---- addresses (net/addresses.ts) ----
-  listAddresses(dev?: string): Promise<AddressEntry[]> {
-    return addresses.listAddresses(this.ctx, dev);
+  listAddresses(dev?: string, family?: 4 | 6): Promise<AddressEntry[]> {
+    return addresses.listAddresses(this.ctx, dev, family);
   }
   addAddress(dev: string, cidr: Cidr): Promise<void> {
     return addresses.addAddress(this.ctx, dev, cidr);

@@ -7,9 +7,9 @@ import type { AddressEntry } from '../types';
 import { toCidr } from '../validate';
 import { errnoOf, type NetContext } from './context';
 
-export async function listAddresses(ctx: NetContext, dev?: string): Promise<AddressEntry[]> {
+export async function listAddresses(ctx: NetContext, dev?: string, family?: 4 | 6): Promise<AddressEntry[]> {
   const index = dev === undefined ? undefined : await ctx.indexOf(dev, 'dev');
-  const replies = await ctx.call('list addresses', encodeDumpAddrs());
+  const replies = await ctx.call('list addresses', encodeDumpAddrs(family ?? 0));
   const out: AddressEntry[] = [];
   for (const m of replies) {
     const a = decodeAddr(m);
@@ -25,7 +25,7 @@ export async function addAddress(ctx: NetContext, dev: string, cidr: Cidr): Prom
     await ctx.call('add address', encodeNewAddr(index, c), 'cidr', c.toString());
   } catch (err) {
     if (errnoOf(err) !== E.EEXIST) throw err;
-    const have = await listAddresses(ctx, dev);
+    const have = await listAddresses(ctx, dev, c.family);
     if (have.some((a) => a.cidr.ip.equals(c.ip) && a.cidr.prefixLength === c.prefixLength)) return;
     throw new AlreadyExistsError('address', `${c.ip.toString()} on ${dev} (with another prefix length)`, err);
   }
