@@ -1,0 +1,235 @@
+/**
+ * Reading nodes: our own lease (spec.podCIDRs, the node IP) and every peer's backend data,
+ * from flannel's annotations where present (so a flannel node and a Podwire node see each
+ * other), else derived (standalone mode: manifests carry no annotations). Every rule that
+ * rejects a peer names the node and the field; the caller skips that peer only.
+ */
+import { Cidr, IpAddress, formatMac } from '../common/ip';
+import type { NodeObject } from '../k8s/types';
+
+export const ANNOTATIONS = {
+  backendType: 'flannel.alpha.coreos.com/backend-type',
+  backendData: 'flannel.alpha.coreos.com/backend-data',
+  publicIp: 'flannel.alpha.coreos.com/public-ip',
+  publicIpOverwrite: 'flannel.alpha.coreos.com/public-ip-overwrite',
+  kubeSubnetManager: 'flannel.alpha.coreos.com/kube-subnet-manager',
+  /** Podwire's own: the underlay address with its prefix, so DirectRouting is decided from both ends' subnets. */
+  underlayCidr: 'podwire.io/underlay-cidr',
+} as const;
+
+/** A node we can program entries for. */
+export interface PeerInfo {
+  node: string;
+  /** The node's IPv4 pod CIDR (the one the v4 overlay routes). */
+  podCIDR: Cidr;
+  /** Every pod CIDR as listed (for status). */
+  podCIDRs: string[];
+  /** Underlay address: flannel's public-ip, else InternalIP, else the first address. */
+  publicIp: IpAddress;
+  /** VTEP MAC: the annotation's VtepMAC when given, else derived from publicIp. */
+  vtepMac: string;
+  macFromAnnotation: boolean;
+  /** From the annotation, when the peer published it. */
+  backendType: string | undefined;
+  underlayCidr: Cidr | undefined;
+}
+
+export interface PeerProblem {
+  node: string;
+  /** Dotted field, e.g. `spec.podCIDRs[0]`, `metadata.annotations[flannel.alpha.coreos.com/public-ip]`. */
+  field: string;
+  value: unknown;
+  reason: string;
+}
+
+export interface PeerRules {
+  backend: 'vxlan' | 'host-gw';
+  vni: number;
+  clusterCIDRs: Cidr[];
+  serviceCIDRs: Cidr[];
+  /** Our own pod CIDRs (a peer's may not overlap them). */
+  ownPodCIDRs: Cidr[];
+  ownMac: string | undefined;
+}
+
+const annField = (key: string): string => `metadata.annotations[${key}]`;
+
+/**
+ * A locally administered unicast MAC derived from the underlay IP (`0a:58:` + the IPv4
+ * address's four bytes, as OVN-Kubernetes derives MACs; the last four bytes for IPv6).
+ */
+export function vtepMacFor(ip: IpAddress): string {
+  const b = ip.toBytes();
+  const tail = b.subarray(b.length - 4);
+  return formatMac(Buffer.from([0x0a, 0x58, ...tail]));
+}
+
+/** The node's underlay address: public-ip-overwrite, public-ip, InternalIP, ExternalIP, first. */
+export function nodePublicIp(node: NodeObject): { ip?: IpAddress; field: string; value: unknown; reason?: string } {
+  const a = node.meta.annotations;
+  for (const key of [ANNOTATIONS.publicIpOverwrite, ANNOTATIONS.publicIp]) {
+    const v = a[key];
+    if (v === undefined || v === '') continue;
+    const ip = IpAddress.tryParse(v.trim());
+    if (!ip) return { field: annField(key), value: v, reason: 'not an IP address' };
+    return { ip, field: annField(key), value: v };
+  }
+  const addr = node.addresses.find((x) => x.type === 'InternalIP') ?? node.addresses.find((x) => x.type === 'ExternalIP') ?? node.addresses.find((x) => x.type !== 'Hostname');
+  if (!addr) return { field: 'status.addresses', value: [], reason: `no public-ip annotation and no InternalIP address` };
+  const ip = IpAddress.tryParse(addr.address);
+  if (!ip) return { field: 'status.addresses', value: addr.address, reason: 'not an IP address' };
+  return { ip, field: 'status.addresses', value: addr.address };
+}
+
+/** The node's pod CIDRs, parsed; a malformed one is a problem. */
+export function nodePodCidrs(node: NodeObject): { cidrs: Cidr[]; problem?: PeerProblem } {
+  const cidrs: Cidr[] = [];
+  for (let i = 0; i < node.podCIDRs.length; i++) {
+    const text = node.podCIDRs[i]!;
+    let c: Cidr;
+    try {
+      c = Cidr.parse(text);
+    } catch {
+      return { cidrs, problem: { node: node.meta.name, field: `spec.podCIDRs[${i}]`, value: text, reason: 'not a CIDR' } };
+    }
+    if (!c.isNetwork()) return { cidrs, problem: { node: node.meta.name, field: `spec.podCIDRs[${i}]`, value: text, reason: `host bits set (did you mean ${c.masked.toString()}?)` } };
+    if (cidrs.some((o) => o.family === c.family)) return { cidrs, problem: { node: node.meta.name, field: `spec.podCIDRs[${i}]`, value: text, reason: 'more than one CIDR of one IP family' } };
+    cidrs.push(c);
+  }
+  return { cidrs };
+}
+
+interface BackendData {
+  vni?: number;
+  mac?: string;
+}
+
+function parseBackendData(raw: string | undefined): BackendData | string {
+  if (raw === undefined || raw === '' || raw === 'null') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return 'not JSON';
+  }
+  if (v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) return 'expected a JSON object like {"VNI":1,"VtepMAC":"…"}';
+  const o = v as Record<string, unknown>;
+  const out: BackendData = {};
+  if (o.VNI !== undefined) {
+    if (typeof o.VNI !== 'number' || !Number.isInteger(o.VNI)) return 'VNI must be an integer';
+    out.vni = o.VNI;
+  }
+  if (o.VtepMAC !== undefined) {
+    if (typeof o.VtepMAC !== 'string' || !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(o.VtepMAC)) return 'VtepMAC must be a MAC address';
+    out.mac = o.VtepMAC.toLowerCase();
+  }
+  return out;
+}
+
+/** Validate one peer on its own. */
+export function parsePeer(node: NodeObject, rules: PeerRules): PeerInfo | PeerProblem {
+  const name = node.meta.name;
+  const { cidrs, problem } = nodePodCidrs(node);
+  if (problem) return problem;
+  const v4 = cidrs.find((c) => c.family === 4);
+  if (!v4) {
+    return { node: name, field: 'spec.podCIDRs', value: node.podCIDRs, reason: node.podCIDRs.length === 0 ? 'no podCIDR assigned yet' : 'no IPv4 pod CIDR (the IPv6 overlay is not built)' };
+  }
+  const field = node.podCIDRs[0] === v4.toString() ? 'spec.podCIDRs[0]' : `spec.podCIDRs[${node.podCIDRs.indexOf(v4.toString())}]`;
+  const cluster = rules.clusterCIDRs.filter((c) => c.family === 4);
+  if (cluster.length > 0 && !cluster.some((c) => c.containsCidr(v4))) {
+    return { node: name, field, value: v4.toString(), reason: `outside the cluster CIDR ${cluster.map(String).join(',')}` };
+  }
+  const own = rules.ownPodCIDRs.find((c) => c.overlaps(v4));
+  if (own) return { node: name, field, value: v4.toString(), reason: `overlaps this node's own pod CIDR ${own.toString()}` };
+  const svc = rules.serviceCIDRs.find((c) => c.overlaps(v4));
+  if (svc) return { node: name, field, value: v4.toString(), reason: `overlaps the Service CIDR ${svc.toString()}` };
+
+  const pub = nodePublicIp(node);
+  if (!pub.ip) return { node: name, field: pub.field, value: pub.value, reason: pub.reason ?? 'missing' };
+  if (pub.ip.family !== 4) return { node: name, field: pub.field, value: pub.value, reason: 'an IPv6 underlay is not supported yet' };
+
+  const a = node.meta.annotations;
+  const backendType = a[ANNOTATIONS.backendType] || undefined;
+  if (backendType !== undefined && backendType !== rules.backend) {
+    return { node: name, field: annField(ANNOTATIONS.backendType), value: backendType, reason: `this node runs the ${rules.backend} backend` };
+  }
+  const data = parseBackendData(a[ANNOTATIONS.backendData]);
+  if (typeof data === 'string') return { node: name, field: annField(ANNOTATIONS.backendData), value: a[ANNOTATIONS.backendData], reason: data };
+  if (rules.backend === 'vxlan' && data.vni !== undefined && data.vni !== rules.vni) {
+    return { node: name, field: `${annField(ANNOTATIONS.backendData)}.VNI`, value: data.vni, reason: `VNI clash: this node uses VNI ${rules.vni}` };
+  }
+  const vtepMac = data.mac ?? vtepMacFor(pub.ip);
+  if (rules.backend === 'vxlan' && rules.ownMac !== undefined && vtepMac === rules.ownMac) {
+    return { node: name, field: data.mac ? `${annField(ANNOTATIONS.backendData)}.VtepMAC` : 'status.addresses', value: vtepMac, reason: `MAC clash with this node's own VTEP MAC` };
+  }
+  let underlayCidr: Cidr | undefined;
+  const uc = a[ANNOTATIONS.underlayCidr];
+  if (uc) {
+    try {
+      underlayCidr = Cidr.parse(uc);
+    } catch {
+      return { node: name, field: annField(ANNOTATIONS.underlayCidr), value: uc, reason: 'not a CIDR' };
+    }
+  }
+  return { node: name, podCIDR: v4, podCIDRs: [...node.podCIDRs], publicIp: pub.ip, vtepMac, macFromAnnotation: data.mac !== undefined, backendType, underlayCidr };
+}
+
+/**
+ * Every peer, validated alone and then against each other: two nodes whose pod CIDRs
+ * overlap, or that claim one VTEP MAC (vxlan), are all skipped: there is no safe pick.
+ * Sorted by node name.
+ */
+export function collectPeers(nodes: Iterable<NodeObject>, self: string, rules: PeerRules): { peers: PeerInfo[]; problems: PeerProblem[] } {
+  const ok: PeerInfo[] = [];
+  const problems: PeerProblem[] = [];
+  for (const n of nodes) {
+    if (n.meta.name === self) continue;
+    const r = parsePeer(n, rules);
+    if ('reason' in r) problems.push(r);
+    else ok.push(r);
+  }
+  ok.sort((x, y) => (x.node < y.node ? -1 : x.node > y.node ? 1 : 0));
+  const bad = new Map<string, PeerProblem>();
+  // Overlapping pod CIDRs: sort by network address; an overlap is only possible between neighbours in that order... or nested.
+  const byNet = [...ok].sort((x, y) => x.podCIDR.network.compare(y.podCIDR.network) || x.podCIDR.prefixLength - y.podCIDR.prefixLength);
+  let widest: PeerInfo | undefined;
+  for (const p of byNet) {
+    if (widest && widest.podCIDR.overlaps(p.podCIDR)) {
+      const other = widest;
+      bad.set(p.node, { node: p.node, field: 'spec.podCIDRs', value: p.podCIDR.toString(), reason: `overlaps node ${other.node}'s pod CIDR ${other.podCIDR.toString()}` });
+      if (!bad.has(other.node)) bad.set(other.node, { node: other.node, field: 'spec.podCIDRs', value: other.podCIDR.toString(), reason: `overlaps node ${p.node}'s pod CIDR ${p.podCIDR.toString()}` });
+    }
+    if (!widest || p.podCIDR.last.compare(widest.podCIDR.last) > 0) widest = p;
+  }
+  if (rules.backend === 'vxlan') {
+    const byMac = new Map<string, PeerInfo>();
+    for (const p of ok) {
+      const o = byMac.get(p.vtepMac);
+      if (!o) {
+        byMac.set(p.vtepMac, p);
+        continue;
+      }
+      const field = (x: PeerInfo) => (x.macFromAnnotation ? `${annField(ANNOTATIONS.backendData)}.VtepMAC` : 'status.addresses');
+      bad.set(p.node, { node: p.node, field: field(p), value: p.vtepMac, reason: `MAC clash with node ${o.node}` });
+      if (!bad.has(o.node)) bad.set(o.node, { node: o.node, field: field(o), value: o.vtepMac, reason: `MAC clash with node ${p.node}` });
+    }
+  }
+  const peers = ok.filter((p) => !bad.has(p.node));
+  problems.push(...bad.values());
+  problems.sort((x, y) => (x.node < y.node ? -1 : x.node > y.node ? 1 : 0));
+  return { peers, problems };
+}
+
+/**
+ * DirectRouting, decided the same way on both ends: direct only when each node's underlay
+ * address lies in the other's underlay subnet. The peer's subnet comes from its
+ * `podwire.io/underlay-cidr` annotation; without one (a flannel node, manifest mode) it is
+ * assumed to have our prefix length, which makes the rule "same network at our prefix".
+ */
+export function isDirect(own: Cidr, peerIp: IpAddress, peerCidr: Cidr | undefined): boolean {
+  if (own.family !== peerIp.family) return false;
+  const peer = peerCidr && peerCidr.ip.equals(peerIp) ? peerCidr : Cidr.of(peerIp, own.prefixLength);
+  return own.masked.contains(peerIp) && peer.masked.contains(own.ip);
+}
