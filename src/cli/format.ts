@@ -2,7 +2,7 @@
 import type { ComponentSummary, DaemonStatus } from '../daemon/daemon';
 
 function find(status: DaemonStatus, names: string[]): ComponentSummary | undefined {
-  return status.components.find((c) => names.includes(c.name) || names.includes(c.feature));
+  return status.components.find((c) => names.includes(c.name)) ?? status.components.find((c) => names.includes(c.feature));
 }
 
 function list(v: unknown): string[] {

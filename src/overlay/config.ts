@@ -78,9 +78,27 @@ export const overlaySection: ConfigSection<OverlaySection> = defineSection<Overl
   },
 });
 
-/** The section with every option at its default (until the daemon hands us `ctx.section`). */
-export function defaultOverlaySection(config: DaemonConfig): OverlaySection {
+/**
+ * The section from its defaults and, when given, its environment variables (PODWIRE_VXLAN_VNI,
+ * PODWIRE_DIRECT_ROUTING, ...). Used until the daemon's loader hands every component its
+ * built `ctx.section` (flags > env > file > defaults); then this is only the defaults.
+ */
+export function defaultOverlaySection(config: DaemonConfig, env: Readonly<Record<string, string | undefined>> = {}): OverlaySection {
   const values: Record<string, unknown> = {};
-  for (const o of overlaySection.options) values[o.key] = o.default;
+  for (const o of overlaySection.options) {
+    const raw = env[o.env];
+    if (raw === undefined || raw === '') {
+      values[o.key] = o.default;
+      continue;
+    }
+    if (o.kind === 'int') {
+      if (!/^\s*\d+\s*$/.test(raw)) throw new InvalidInputError(`overlay.${o.key}`, raw, `expected an integer (set by ${o.env})`);
+      values[o.key] = Number(raw);
+    } else if (o.kind === 'bool') {
+      const v = raw.trim().toLowerCase();
+      if (!['true', 'false', '1', '0', 'yes', 'no'].includes(v)) throw new InvalidInputError(`overlay.${o.key}`, raw, `expected true or false (set by ${o.env})`);
+      values[o.key] = ['true', '1', 'yes'].includes(v);
+    } else values[o.key] = raw.trim();
+  }
   return overlaySection.build(values, config);
 }

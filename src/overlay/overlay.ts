@@ -74,7 +74,7 @@ export class OverlayComponent implements Component {
   private syncs = 0;
 
   constructor(private readonly ctx: ComponentContext<OverlaySection | undefined>) {
-    this.section = ctx.section ?? defaultOverlaySection(ctx.config);
+    this.section = ctx.section ?? defaultOverlaySection(ctx.config, process.env);
     this.metrics = createMetrics(ctx.metrics);
   }
 
