@@ -47,6 +47,8 @@ export interface Network {
   readonly mtu: number;
   /** Our own device (vxlan), whose neighbour and FDB entries are all ours. */
   readonly device: string | undefined;
+  /** Its ifindex (a new index means a new device: nothing of ours is on it yet). */
+  readonly deviceIndex: number | undefined;
   readonly ownMac: string | undefined;
   /** flannel's annotations describing this node's backend. */
   annotations(): Record<string, string>;
@@ -98,8 +100,22 @@ function notOnLink(lease: Lease, peer: PeerInfo, what: string): PeerProblem {
   };
 }
 
+/**
+ * The metric of our route to `dst`: 100 + a hash of the prefix (100..1123), fixed for a prefix.
+ * Why not 0: the kernel hashes a route's fib_info by (protocol, scope, prefsrc, metric, oif),
+ * not by gateway, so N routes out of one device with N gateways and one metric all land in
+ * one hash chain and inserting them is O(N²) (10,000 flannel-style routes: 5-6 s here, with
+ * `ip -batch` too). Spreading the metric spreads the chain: 10,000 in 0.26 s.
+ */
+export function routeMetric(dst: Cidr): number {
+  const text = dst.masked.toString();
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return 100 + ((h >>> 0) & 1023);
+}
+
 function directRoute(lease: Lease, peer: PeerInfo, protocol: number): Route {
-  return { dst: peer.podCIDR, gateway: peer.publicIp, dev: lease.underlay.name, protocol };
+  return { dst: peer.podCIDR, gateway: peer.publicIp, dev: lease.underlay.name, protocol, metric: routeMetric(peer.podCIDR) };
 }
 
 export const hostGwBackend: Backend = {
@@ -113,6 +129,7 @@ export const hostGwBackend: Backend = {
       lease,
       mtu,
       device: undefined,
+      deviceIndex: undefined,
       ownMac: undefined,
       annotations: () => ({
         [ANNOTATIONS.backendType]: 'host-gw',
@@ -137,13 +154,14 @@ export const vxlanBackend: Backend = {
     const protocol = ctx.section.routeProtocol;
     const mtu = ctx.mtuOverride > 0 ? ctx.mtuOverride : lease.underlay.mtu - this.overhead(lease.publicIp.family);
     const mac = vtepMacFor(lease.publicIp);
-    await ensureVxlanDevice(ctx, lease, { name: device, vni, port, mtu, mac });
+    const deviceIndex = await ensureVxlanDevice(ctx, lease, { name: device, vni, port, mtu, mac });
     const directRouting = ctx.section.directRouting;
     return {
       backend: 'vxlan',
       lease,
       mtu,
       device,
+      deviceIndex,
       ownMac: mac,
       annotations: () => ({
         [ANNOTATIONS.backendType]: 'vxlan',
@@ -164,7 +182,7 @@ export const vxlanBackend: Backend = {
           peer,
           neigh: { dev: device, ip: vtep, mac: peer.vtepMac, permanent: true },
           fdb: { dev: device, mac: peer.vtepMac, dst: peer.publicIp, permanent: true },
-          route: { dst: peer.podCIDR, gateway: vtep, dev: device, onlink: true, protocol },
+          route: { dst: peer.podCIDR, gateway: vtep, dev: device, onlink: true, protocol, metric: routeMetric(peer.podCIDR) },
         };
       },
     };
@@ -184,7 +202,7 @@ async function ensureVxlanDevice(
   ctx: BackendContext,
   lease: Lease,
   want: { name: string; vni: number; port: number; mtu: number; mac: string },
-): Promise<void> {
+): Promise<number> {
   const net = ctx.kernel.net;
   let link = await net.getLink(want.name);
   const local = lease.publicIp.toString();
@@ -210,4 +228,5 @@ async function ensureVxlanDevice(
   }
   if (!addrs.some((a) => a.cidr.ip.equals(vtep.ip) && a.cidr.prefixLength === 32)) await net.addAddress(want.name, vtep);
   if (!link.up) await net.setLinkUp(want.name, true);
+  return link.index;
 }

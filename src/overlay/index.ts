@@ -6,6 +6,7 @@ export {
   getBackend,
   backendNames,
   podMtu,
+  routeMetric,
   hostGwBackend,
   vxlanBackend,
   VXLAN_OVERHEAD_V4,

@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import t, { type Test } from 'tap';
-import { systemClock } from '../common/clock';
 import { Cidr, IpAddress } from '../common/ip';
 import { silentLogger } from '../common/log';
 import { loadConfig, type DaemonConfig } from '../daemon/config';
+import { FakeClock } from '../daemon/testing/fake-clock';
 import { FakeSource, nodeObject } from '../daemon/testing/fake-source';
 import { clusterStateOf, RecordingNodeWriter } from '../k8s';
 import type { NodeObject } from '../k8s/types';
@@ -33,6 +33,7 @@ interface Env {
   registry: Registry;
   config: DaemonConfig;
   dir: string;
+  clock: FakeClock;
 }
 
 function node(name: string, podCIDR: string | string[], ip: string, annotations: Record<string, string> = {}): NodeObject {
@@ -60,8 +61,9 @@ async function setup(t: Test, opts: { backend?: string; section?: Partial<Overla
   const writer = new RecordingNodeWriter();
   const registry = new Registry();
   const section = { ...defaultOverlaySection(config), ...opts.section };
-  const comp = new OverlayComponent({ config, section, state: clusterStateOf(source), node: writer, kernel, logger: silentLogger, clock: systemClock, metrics: registry });
-  return { comp, kernel, source, writer, registry, config, dir };
+  const clock = new FakeClock();
+  const comp = new OverlayComponent({ config, section, state: clusterStateOf(source), node: writer, kernel, logger: silentLogger, clock, metrics: registry });
+  return { comp, kernel, source, writer, registry, config, dir, clock };
 }
 
 const ac = new AbortController();
@@ -181,6 +183,9 @@ t.test('stale entries: ours (our proto, our device) removed, foreign kept', asyn
   await net.replaceFdb({ dev: 'pw.1', mac: '02:00:00:00:00:98', dst: IpAddress.parse('198.18.0.98'), permanent: true });
   await net.replaceNeighbor({ dev: 'eth0', ip: IpAddress.parse('198.18.0.9'), mac: '02:00:00:00:00:09', permanent: true });
   await sync(e);
+  t.equal((await net.listRoutes({ protocol: 77 })).length, 2, 'an event-driven sync diffs against what it applied (no dump)');
+  e.clock.advance(e.config.syncInterval);
+  await sync(e);
   t.same(await entries(e.kernel), { routes: ['10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink'], neigh: ['10.244.2.0 0a:58:c6:12:00:02 permanent'], fdb: ['0a:58:c6:12:00:02 dst 198.18.0.2'] });
   t.ok((await net.listRoutes({ protocol: 4 })).some((r) => r.dst.toString() === '10.244.99.0/24'), 'foreign route kept');
   t.equal((await net.listNeighbors('eth0')).length, 1, 'neighbour on another device kept');
@@ -272,7 +277,7 @@ t.test('a restart (new component on the same kernel) changes nothing', async (t)
   const e = await setup(t);
   e.source.apply(node('n2', '10.244.2.0/24', '198.18.0.2'));
   await sync(e);
-  const again = new OverlayComponent({ config: e.config, section: e.comp.section, state: clusterStateOf(e.source), node: e.writer, kernel: e.kernel, logger: silentLogger, clock: systemClock, metrics: e.registry });
+  const again = new OverlayComponent({ config: e.config, section: e.comp.section, state: clusterStateOf(e.source), node: e.writer, kernel: e.kernel, logger: silentLogger, clock: e.clock, metrics: e.registry });
   await again.reconcileOnStart();
   const before = e.kernel.net.calls.length;
   await again.sync(ac.signal);

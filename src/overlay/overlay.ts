@@ -72,6 +72,9 @@ export class OverlayComponent implements Component {
   private lastCondition: string | undefined;
   private lastSync: { durationMs: number; added: number; removed: number } | undefined;
   private syncs = 0;
+  /** What we programmed, as last dumped and then applied (undefined: dump at the next sync). */
+  private applied: { state: KernelState; deviceIndex: number | undefined; underlayIndex: number } | undefined;
+  private lastDumpAt: number | undefined;
 
   constructor(private readonly ctx: ComponentContext<OverlaySection | undefined>) {
     this.section = ctx.section ?? defaultOverlaySection(ctx.config, process.env);
@@ -163,6 +166,10 @@ export class OverlayComponent implements Component {
     const actual = await this.readKernel(network);
     const set = diff([...plans.values()], actual);
     const outcome = await applyChangeSet(kernel.net, set, plans);
+    this.applied =
+      outcome.failedNodes.size === 0 && outcome.failedDeletes.length === 0
+        ? { state: stateOf(plans.values()), deviceIndex: network.deviceIndex, underlayIndex: lease.underlay.index }
+        : undefined;
     for (const k of ['route', 'neigh', 'fdb'] as const) {
       if (outcome.added[k]) this.metrics.added.inc({ kind: k }, outcome.added[k]);
       if (outcome.removed[k]) this.metrics.removed.inc({ kind: k }, outcome.removed[k]);
@@ -200,7 +207,19 @@ export class OverlayComponent implements Component {
     return { objects: ok.length };
   }
 
+  /**
+   * Ours in the kernel: dumped at the first sync, once per periodic interval (the full
+   * reconcile: what went missing is re-added, what is stale is removed), after a failure and
+   * when the device is new; in between, what the last sync applied (a dump of 10k routes costs
+   * more than the sync itself).
+   */
   private async readKernel(network: Network): Promise<KernelState> {
+    const now = this.ctx.clock.now();
+    const a = this.applied;
+    if (a && this.lastDumpAt !== undefined && now - this.lastDumpAt < this.ctx.config.syncInterval * 0.9 && a.deviceIndex === network.deviceIndex && a.underlayIndex === network.lease.underlay.index) {
+      return a.state;
+    }
+    this.lastDumpAt = now;
     const net = this.ctx.kernel.net;
     const routes = await net.listRoutes({ family: 4, protocol: this.section.routeProtocol });
     if (!network.device) return { routes, neigh: [], fdb: [] };
@@ -308,6 +327,16 @@ export class OverlayComponent implements Component {
     await attempt('subnet.env', () => rm(this.section.subnetFile, { force: true }));
     if (errors.length) throw new Error(`overlay cleanup: ${errors.join('; ')}`);
   }
+}
+
+function stateOf(plans: Iterable<PeerPlan>): KernelState {
+  const state: KernelState = { routes: [], neigh: [], fdb: [] };
+  for (const p of plans) {
+    state.routes.push({ ...p.route, table: 254 });
+    if (p.neigh) state.neigh.push(p.neigh);
+    if (p.fdb) state.fdb.push(p.fdb);
+  }
+  return state;
 }
 
 export function overlayRegistration(): ComponentRegistration<OverlaySection> {

@@ -50,7 +50,7 @@ function sameRoute(a: Route, d: Route): boolean {
   );
 }
 
-/** Diff the plans against what the kernel holds of ours. Stale deletes come first in each list. */
+/** Diff the plans against what the kernel holds of ours. Stale neighbour/FDB deletes come first; route deletes last. */
 export function diff(plans: readonly PeerPlan[], actual: KernelState): ChangeSet {
   const out: ChangeSet = { neigh: [], fdb: [], routes: [] };
 
@@ -64,8 +64,9 @@ export function diff(plans: readonly PeerPlan[], actual: KernelState): ChangeSet
     const have = haveRoutes.get(k);
     if (!have || !sameRoute(have, p.route)) routeAdds.push({ node: p.node, change: { op: 'replace', entry: p.route } });
   }
-  for (const [k, r] of haveRoutes) if (!wantRoutes.has(k)) out.routes.push({ node: undefined, change: { op: 'delete', entry: r } });
+  // Routes: make before break (a route that moves to another metric is added before the old goes).
   out.routes.push(...routeAdds);
+  for (const [k, r] of haveRoutes) if (!wantRoutes.has(k)) out.routes.push({ node: undefined, change: { op: 'delete', entry: r } });
 
   const haveNeigh = new Map<string, NeighborEntry>();
   for (const n of actual.neigh) haveNeigh.set(neighKey(n), n);
