@@ -102,6 +102,7 @@ async function podwireRound(lab: Lab, env: Env, n: number, round: number, list: 
     const t0 = performance.now();
     await comp.sync(ac.signal);
     const seconds = (performance.now() - t0) / 1000;
+    if (process.env.PWO_BENCH_PHASES) console.error(n, JSON.stringify((comp.status().lastSync as { phasesMs: unknown }).phasesMs));
     check(`podwire sync of ${n}`, await count(ns), n);
     let change: { touched: number; seconds: number; eventToKernelS: number } | undefined;
     if (oneChange) {
@@ -117,7 +118,8 @@ async function podwireRound(lab: Lab, env: Env, n: number, round: number, list: 
       syncStart = performance.now();
       await comp.sync(ac.signal);
       const end = performance.now();
-      const last = comp.status().lastSync as { added: number; removed: number };
+      const last = comp.status().lastSync as { added: number; removed: number; phasesMs: unknown };
+      if (process.env.PWO_BENCH_PHASES) console.error('change', JSON.stringify(last.phasesMs));
       change = { touched: last.added + last.removed, seconds: (end - syncStart) / 1000, eventToKernelS: (end - eventAt) / 1000 };
       const fdb = await execOk(ns, ['bridge', 'fdb', 'show', 'dev', 'pw.1']);
       if (!fdb.includes(`${vtepMacFor(IpAddress.parse(peerIp(n + 100)))} dst ${peerIp(n + 100)}`)) throw new Error('the changed node is not programmed');

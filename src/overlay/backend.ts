@@ -107,15 +107,15 @@ function notOnLink(lease: Lease, peer: PeerInfo, what: string): PeerProblem {
  * one hash chain and inserting them is O(N²) (10,000 flannel-style routes: 5-6 s here, with
  * `ip -batch` too). Spreading the metric spreads the chain: 10,000 in 0.26 s.
  */
-export function routeMetric(dst: Cidr): number {
-  const text = dst.masked.toString();
+export function routeMetric(dst: Cidr | string): number {
+  const text = typeof dst === 'string' ? dst : dst.masked.toString();
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
   return 100 + ((h >>> 0) & 1023);
 }
 
 function directRoute(lease: Lease, peer: PeerInfo, protocol: number): Route {
-  return { dst: peer.podCIDR, gateway: peer.publicIp, dev: lease.underlay.name, protocol, metric: routeMetric(peer.podCIDR) };
+  return { dst: peer.podCIDR, gateway: peer.publicIp, dev: lease.underlay.name, protocol, metric: routeMetric(peer.podCIDRText) };
 }
 
 export const hostGwBackend: Backend = {
@@ -175,14 +175,14 @@ export const vxlanBackend: Backend = {
           return { node: peer.node, mode: 'direct', peer, route: directRoute(lease, peer, protocol) };
         }
         // flannel's VTEP address: the network address of the peer's pod CIDR (10.244.2.0).
-        const vtep = peer.podCIDR.network;
+        const vtep = IpAddress.parse(peer.vtepText);
         return {
           node: peer.node,
           mode: 'vxlan',
           peer,
           neigh: { dev: device, ip: vtep, mac: peer.vtepMac, permanent: true },
           fdb: { dev: device, mac: peer.vtepMac, dst: peer.publicIp, permanent: true },
-          route: { dst: peer.podCIDR, gateway: vtep, dev: device, onlink: true, protocol, metric: routeMetric(peer.podCIDR) },
+          route: { dst: peer.podCIDR, gateway: vtep, dev: device, onlink: true, protocol, metric: routeMetric(peer.podCIDRText) },
         };
       },
     };

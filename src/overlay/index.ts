@@ -19,5 +19,5 @@ export {
   type PeerMode,
 } from './backend';
 export { ANNOTATIONS, vtepMacFor, collectPeers, parsePeer, isDirect, nodePublicIp, type PeerInfo, type PeerProblem, type PeerRules } from './peers';
-export { diff, applyChangeSet, type ChangeSet, type KernelState, type ApplyOutcome } from './reconcile';
+export { diff, applyChangeSet, indexState, keyPlan, stateOfPlans, type ChangeSet, type KernelState, type IndexedState, type KeyedPlan, type ApplyOutcome } from './reconcile';
 export { renderEgress, renderSubnetEnv } from './egress';

@@ -13,11 +13,11 @@ import { KernelError, TryAgainError, errorMessage } from '../common/errors';
 import { Cidr } from '../common/ip';
 import type { Component, ComponentContext, ComponentRegistration, ComponentStatus, SyncReport } from '../daemon/component';
 import type { ClusterEvent } from '../k8s/types';
-import { getBackend, type Lease, type Network, type PeerPlan } from './backend';
+import { getBackend, type Lease, type Network } from './backend';
 import { defaultOverlaySection, overlaySection, type OverlaySection } from './config';
 import { renderCleanup, renderEgress, renderSubnetEnv, writeAtomic } from './egress';
-import { collectPeers, nodePodCidrs, nodePublicIp, type PeerProblem } from './peers';
-import { applyChangeSet, diff, type KernelState } from './reconcile';
+import { collectPeers, nodePodCidrs, nodePublicIp, type PeerCache, type PeerInfo, type PeerProblem } from './peers';
+import { applyChangeSet, diff, indexState, keyPlan, stateOfPlans, type IndexedState, type KeyedPlan } from './reconcile';
 import { readFile, rm } from 'node:fs/promises';
 
 export const OVERLAY_CONDITION = 'NetworkUnavailable';
@@ -61,7 +61,8 @@ export class OverlayComponent implements Component {
   private readonly metrics: OverlayMetrics;
   private network: Network | undefined;
   private waitingFor: string | undefined;
-  private peers: PeerStatus[] = [];
+  /** The peers programmed by the last sync; status() renders them (not every sync). */
+  private okPlans: KeyedPlan[] = [];
   private problems: PeerProblem[] = [];
   private readonly loggedProblems = new Map<string, string>();
   private failedPeers: { node: string; error: string }[] = [];
@@ -70,10 +71,12 @@ export class OverlayComponent implements Component {
   private lastSubnetEnv: string | undefined;
   private lastAnnotations: string | undefined;
   private lastCondition: string | undefined;
-  private lastSync: { durationMs: number; added: number; removed: number } | undefined;
+  private lastSync: { durationMs: number; added: number; removed: number; phasesMs: Record<string, number> } | undefined;
   private syncs = 0;
   /** What we programmed, as last dumped and then applied (undefined: dump at the next sync). */
-  private applied: { state: KernelState; deviceIndex: number | undefined; underlayIndex: number } | undefined;
+  private applied: { state: IndexedState; deviceIndex: number | undefined; underlayIndex: number } | undefined;
+  private readonly peerCache: PeerCache = new Map();
+  private readonly planCache = new Map<string, { info: PeerInfo; netKey: string; plan: KeyedPlan | PeerProblem }>();
   private lastDumpAt: number | undefined;
 
   constructor(private readonly ctx: ComponentContext<OverlaySection | undefined>) {
@@ -132,29 +135,49 @@ export class OverlayComponent implements Component {
     const { config, kernel, logger } = this.ctx;
     const backend = getBackend(config.backend);
     if (!backend) throw new TryAgainError(`unknown overlay backend ${JSON.stringify(config.backend)}`, { field: 'backend', value: config.backend });
+    const phases: Record<string, number> = {};
+    let tp = t0;
+    const phase = (name: string): void => {
+      const now = performance.now();
+      phases[name] = Math.round((now - tp) * 10) / 10;
+      tp = now;
+    };
     const lease = await this.lease();
     this.waitingFor = undefined;
     const network = await backend.register(lease, { kernel, section: this.section, logger, mtuOverride: config.mtu });
     this.network = network;
+    phase('lease+device');
     if (signal.aborted) return {};
 
     const clusterCIDRs = config.clusterCIDR.split(',').map((c) => Cidr.parse(c.trim()));
     const serviceCIDRs = config.serviceCIDR.split(',').map((c) => Cidr.parse(c.trim()));
-    const { peers, problems } = collectPeers(this.ctx.state.values('Node'), lease.node, {
-      backend: config.backend,
-      vni: this.section.vxlan.vni,
-      clusterCIDRs,
-      serviceCIDRs,
-      ownPodCIDRs: lease.podCIDRs,
-      ownMac: network.ownMac,
-    });
-    const plans = new Map<string, PeerPlan>();
+    const { peers, problems } = collectPeers(
+      this.ctx.state.values('Node'),
+      lease.node,
+      { backend: config.backend, vni: this.section.vxlan.vni, clusterCIDRs, serviceCIDRs, ownPodCIDRs: lease.podCIDRs, ownMac: network.ownMac },
+      this.peerCache,
+    );
+    // Plans are cached per peer (same PeerInfo object and same network = same plan, keys computed once).
+    const netKey = `${network.backend}|${network.device ?? ''}|${lease.underlay.name}|${lease.underlay.cidr.toString()}|${lease.v4.toString()}|${this.section.routeProtocol}|${this.section.directRouting}`;
+    const plans = new Map<string, KeyedPlan>();
     for (const p of peers) {
-      const plan = network.plan(p);
+      const c = this.planCache.get(p.node);
+      let plan: KeyedPlan | PeerProblem;
+      if (c && c.info === p && c.netKey === netKey) plan = c.plan;
+      else {
+        const raw = network.plan(p);
+        plan = 'reason' in raw ? raw : keyPlan(raw);
+        this.planCache.set(p.node, { info: p, netKey, plan });
+      }
       if ('reason' in plan) problems.push(plan);
       else plans.set(p.node, plan);
     }
+    if (this.planCache.size > peers.length) {
+      const names = new Set(peers.map((p) => p.node));
+      for (const k of this.planCache.keys()) if (!names.has(k)) this.planCache.delete(k);
+    }
     this.reportProblems(problems);
+    phase('peers');
 
     // Forwarding and egress before routes: a pod's first packet already leaves correctly.
     if ((await kernel.sysctl.read('net.ipv4.ip_forward')).trim() !== '1') {
@@ -162,13 +185,17 @@ export class OverlayComponent implements Component {
       logger.info('set net.ipv4.ip_forward=1 in this node\'s namespace');
     }
     await this.syncEgress(clusterCIDRs, lease.podCIDRs);
+    phase('egress');
 
     const actual = await this.readKernel(network);
+    phase('read');
     const set = diff([...plans.values()], actual);
+    phase('diff');
     const outcome = await applyChangeSet(kernel.net, set, plans);
+    phase('apply');
     this.applied =
       outcome.failedNodes.size === 0 && outcome.failedDeletes.length === 0
-        ? { state: stateOf(plans.values()), deviceIndex: network.deviceIndex, underlayIndex: lease.underlay.index }
+        ? { state: stateOfPlans(plans.values()), deviceIndex: network.deviceIndex, underlayIndex: lease.underlay.index }
         : undefined;
     for (const k of ['route', 'neigh', 'fdb'] as const) {
       if (outcome.added[k]) this.metrics.added.inc({ kind: k }, outcome.added[k]);
@@ -181,24 +208,19 @@ export class OverlayComponent implements Component {
     if (kernelFailures) this.metrics.errors.inc({ reason: 'kernel' }, kernelFailures);
 
     const ok = [...plans.values()].filter((p) => !outcome.failedNodes.has(p.node));
-    this.peers = ok.map((p) => ({
-      node: p.node,
-      podCIDRs: p.peer.podCIDRs,
-      via: p.mode === 'vxlan' ? `${p.peer.publicIp.toString()} (vxlan ${network.device}, VTEP ${p.route.gateway!.toString()} ${p.peer.vtepMac})` : `${p.peer.publicIp.toString()} (${p.mode === 'direct' ? 'direct' : 'host-gw'} ${lease.underlay.name})`,
-      encapsulated: p.mode === 'vxlan',
-      mode: p.mode,
-    }));
+    this.okPlans = ok;
     for (const mode of ['vxlan', 'direct', 'host-gw']) this.metrics.peers.set({ mode }, ok.filter((p) => p.mode === mode).length);
 
     await this.writeSubnetEnv(clusterCIDRs, lease, network);
     await this.publish(network);
     this.setCondition('False', 'PodwireIsUp', `overlay ${network.backend} up, ${ok.length} peer(s)`);
+    phase('files+status');
 
     const durationMs = performance.now() - t0;
     this.metrics.syncDuration.observe(durationMs / 1000);
     const added = outcome.added.route + outcome.added.neigh + outcome.added.fdb;
     const removed = outcome.removed.route + outcome.removed.neigh + outcome.removed.fdb;
-    this.lastSync = { durationMs: Math.round(durationMs * 10) / 10, added, removed };
+    this.lastSync = { durationMs: Math.round(durationMs * 10) / 10, added, removed, phasesMs: phases };
     this.syncs++;
     if (added || removed) logger.info({ peers: ok.length, added, removed, durationMs: this.lastSync.durationMs }, 'overlay synced');
     if (kernelFailures) {
@@ -213,7 +235,7 @@ export class OverlayComponent implements Component {
    * when the device is new; in between, what the last sync applied (a dump of 10k routes costs
    * more than the sync itself).
    */
-  private async readKernel(network: Network): Promise<KernelState> {
+  private async readKernel(network: Network): Promise<IndexedState> {
     const now = this.ctx.clock.now();
     const a = this.applied;
     if (a && this.lastDumpAt !== undefined && now - this.lastDumpAt < this.ctx.config.syncInterval * 0.9 && a.deviceIndex === network.deviceIndex && a.underlayIndex === network.lease.underlay.index) {
@@ -222,9 +244,9 @@ export class OverlayComponent implements Component {
     this.lastDumpAt = now;
     const net = this.ctx.kernel.net;
     const routes = await net.listRoutes({ family: 4, protocol: this.section.routeProtocol });
-    if (!network.device) return { routes, neigh: [], fdb: [] };
+    if (!network.device) return indexState({ routes, neigh: [], fdb: [] });
     const [neigh, fdb] = [await net.listNeighbors(network.device), await net.listFdb(network.device)];
-    return { routes, neigh: neigh.filter((n) => n.ip.family === 4), fdb };
+    return indexState({ routes, neigh: neigh.filter((n) => n.ip.family === 4), fdb });
   }
 
   private reportProblems(problems: PeerProblem[]): void {
@@ -284,6 +306,20 @@ export class OverlayComponent implements Component {
     }
   }
 
+  private peerStatus(): PeerStatus[] {
+    const n = this.network;
+    return this.okPlans.map((p) => ({
+      node: p.node,
+      podCIDRs: p.peer.podCIDRs,
+      via:
+        p.mode === 'vxlan'
+          ? `${p.peer.publicIpText} (vxlan ${n?.device ?? ''}, VTEP ${p.peer.vtepText} ${p.peer.vtepMac})`
+          : `${p.peer.publicIpText} (${p.mode === 'direct' ? 'direct' : 'host-gw'} ${n?.lease.underlay.name ?? ''})`,
+      encapsulated: p.mode === 'vxlan',
+      mode: p.mode,
+    }));
+  }
+
   status(): ComponentStatus {
     const n = this.network;
     return {
@@ -295,7 +331,7 @@ export class OverlayComponent implements Component {
       underlay: n ? `${n.lease.underlay.name} ${n.lease.underlay.cidr.toString()} mtu ${n.lease.underlay.mtu}` : undefined,
       directRouting: this.ctx.config.backend === 'vxlan' ? this.section.directRouting : undefined,
       waitingFor: this.waitingFor,
-      peers: this.peers,
+      peers: this.peerStatus(),
       invalidPeers: this.problems,
       failedPeers: this.failedPeers,
       lastSync: this.lastSync,
@@ -327,16 +363,6 @@ export class OverlayComponent implements Component {
     await attempt('subnet.env', () => rm(this.section.subnetFile, { force: true }));
     if (errors.length) throw new Error(`overlay cleanup: ${errors.join('; ')}`);
   }
-}
-
-function stateOf(plans: Iterable<PeerPlan>): KernelState {
-  const state: KernelState = { routes: [], neigh: [], fdb: [] };
-  for (const p of plans) {
-    state.routes.push({ ...p.route, table: 254 });
-    if (p.neigh) state.neigh.push(p.neigh);
-    if (p.fdb) state.fdb.push(p.fdb);
-  }
-  return state;
 }
 
 export function overlayRegistration(): ComponentRegistration<OverlaySection> {

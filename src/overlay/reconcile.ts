@@ -16,6 +16,20 @@ export interface KernelState {
   fdb: FdbEntry[];
 }
 
+/** One entry with its identity (`key`) and everything compared about it (`sig`). */
+export interface Keyed<T> {
+  key: string;
+  sig: string;
+  entry: T;
+}
+
+/** Our entries in the kernel, by key (from a dump, or from what the last sync applied). */
+export interface IndexedState {
+  routes: Map<string, Keyed<Route>>;
+  neigh: Map<string, Keyed<NeighborEntry>>;
+  fdb: Map<string, Keyed<FdbEntry>>;
+}
+
 /** One change and the node it is for (undefined: a stale entry being removed). */
 export interface OwnedChange<T> {
   node: string | undefined;
@@ -37,78 +51,106 @@ export interface ApplyOutcome {
   failedDeletes: string[];
 }
 
-export const routeKey = (r: Route): string => `${r.table ?? 254}|${r.dst.masked.toString()}|${r.metric ?? 0}`;
-const neighKey = (n: NeighborEntry): string => `${n.dev}|${String(n.ip)}`;
-
-function sameRoute(a: Route, d: Route): boolean {
-  return (
-    String(a.gateway ?? '') === String(d.gateway ?? '') &&
-    a.dev === d.dev &&
-    !!a.onlink === !!d.onlink &&
-    (a.type ?? 'unicast') === 'unicast' &&
-    a.protocol === d.protocol
-  );
+export function keyRoute(r: Route): Keyed<Route> {
+  return {
+    key: `${r.table ?? 254}|${r.dst.masked.toString()}|${r.metric ?? 0}`,
+    sig: `${r.gateway ? r.gateway.toString() : ''}|${r.dev ?? ''}|${r.onlink ? 1 : 0}|${r.protocol ?? ''}|${r.type ?? 'unicast'}`,
+    entry: r,
+  };
 }
 
-/** Diff the plans against what the kernel holds of ours. Stale neighbour/FDB deletes come first; route deletes last. */
-export function diff(plans: readonly PeerPlan[], actual: KernelState): ChangeSet {
-  const out: ChangeSet = { neigh: [], fdb: [], routes: [] };
+export function keyNeigh(n: NeighborEntry): Keyed<NeighborEntry> {
+  return { key: `${n.dev}|${n.ip.toString()}`, sig: `${n.mac.toLowerCase()}|${n.permanent ? 1 : 0}`, entry: n };
+}
 
-  const haveRoutes = new Map<string, Route>();
-  for (const r of actual.routes) haveRoutes.set(routeKey(r), r);
-  const wantRoutes = new Set<string>();
-  const routeAdds: OwnedChange<Route>[] = [];
-  for (const p of plans) {
-    const k = routeKey(p.route);
-    wantRoutes.add(k);
-    const have = haveRoutes.get(k);
-    if (!have || !sameRoute(have, p.route)) routeAdds.push({ node: p.node, change: { op: 'replace', entry: p.route } });
+/** FDB: identity includes the remote (one MAC may have several); `sig` is the state. */
+export function keyFdb(f: FdbEntry): Keyed<FdbEntry> {
+  return { key: `${f.dev}|${f.mac.toLowerCase()}|${f.dst ? f.dst.toString() : ''}`, sig: f.permanent ? 'p' : '', entry: f };
+}
+
+export function indexState(s: KernelState): IndexedState {
+  const out: IndexedState = { routes: new Map(), neigh: new Map(), fdb: new Map() };
+  for (const r of s.routes) {
+    const k = keyRoute(r);
+    out.routes.set(k.key, k);
   }
-  // Routes: make before break (a route that moves to another metric is added before the old goes).
-  out.routes.push(...routeAdds);
-  for (const [k, r] of haveRoutes) if (!wantRoutes.has(k)) out.routes.push({ node: undefined, change: { op: 'delete', entry: r } });
-
-  const haveNeigh = new Map<string, NeighborEntry>();
-  for (const n of actual.neigh) haveNeigh.set(neighKey(n), n);
-  const wantNeigh = new Set<string>();
-  const neighAdds: OwnedChange<NeighborEntry>[] = [];
-  for (const p of plans) {
-    if (!p.neigh) continue;
-    const k = neighKey(p.neigh);
-    wantNeigh.add(k);
-    const have = haveNeigh.get(k);
-    if (!have || have.mac.toLowerCase() !== p.neigh.mac || !have.permanent) neighAdds.push({ node: p.node, change: { op: 'replace', entry: p.neigh } });
+  for (const n of s.neigh) {
+    const k = keyNeigh(n);
+    out.neigh.set(k.key, k);
   }
-  for (const [k, n] of haveNeigh) if (!wantNeigh.has(k)) out.neigh.push({ node: undefined, change: { op: 'delete', entry: n } });
-  out.neigh.push(...neighAdds);
-
-  // FDB: several entries may share a MAC (one per remote); we want exactly one, ours.
-  const haveFdb = new Map<string, FdbEntry[]>();
-  for (const f of actual.fdb) {
+  for (const f of s.fdb) {
     if (f.dst === undefined) continue; // not a remote VTEP entry
-    const k = `${f.dev}|${f.mac.toLowerCase()}`;
-    const list = haveFdb.get(k);
-    if (list) list.push(f);
-    else haveFdb.set(k, [f]);
+    const k = keyFdb(f);
+    out.fdb.set(k.key, k);
   }
-  const fdbAdds: OwnedChange<FdbEntry>[] = [];
-  const wantFdb = new Set<string>();
-  for (const p of plans) {
-    if (!p.fdb) continue;
-    const k = `${p.fdb.dev}|${p.fdb.mac}`;
-    wantFdb.add(k);
-    const have = haveFdb.get(k) ?? [];
-    const dst = String(p.fdb.dst);
-    let good = false;
-    for (const h of have) {
-      if (String(h.dst) === dst && h.permanent) good = true;
-      else out.fdb.push({ node: undefined, change: { op: 'delete', entry: h } });
-    }
-    if (!good) fdbAdds.push({ node: p.node, change: { op: 'replace', entry: p.fdb } });
-  }
-  for (const [k, list] of haveFdb) if (!wantFdb.has(k)) for (const f of list) out.fdb.push({ node: undefined, change: { op: 'delete', entry: f } });
-  out.fdb.push(...fdbAdds);
   return out;
+}
+
+/** The plans as the state they leave in the kernel. */
+export function stateOfPlans(plans: Iterable<KeyedPlan>): IndexedState {
+  const out: IndexedState = { routes: new Map(), neigh: new Map(), fdb: new Map() };
+  for (const p of plans) {
+    out.routes.set(p.keys.route.key, p.keys.route);
+    if (p.keys.neigh) out.neigh.set(p.keys.neigh.key, p.keys.neigh);
+    if (p.keys.fdb) out.fdb.set(p.keys.fdb.key, p.keys.fdb);
+  }
+  return out;
+}
+
+/** A plan with its entries' keys computed once (plans are cached across syncs). */
+export interface KeyedPlan extends PeerPlan {
+  keys: { route: Keyed<Route>; neigh?: Keyed<NeighborEntry>; fdb?: Keyed<FdbEntry> };
+}
+
+/** Keys from the peer's precomputed texts, in exactly keyRoute/keyNeigh/keyFdb's format. */
+export function keyPlan(p: PeerPlan): KeyedPlan {
+  const r = p.route;
+  const gw = p.mode === 'vxlan' ? p.peer.vtepText : p.peer.publicIpText;
+  const route: Keyed<Route> = { key: `${r.table ?? 254}|${p.peer.podCIDRText}|${r.metric ?? 0}`, sig: `${gw}|${r.dev ?? ''}|${r.onlink ? 1 : 0}|${r.protocol ?? ''}|${r.type ?? 'unicast'}`, entry: r };
+  const neigh: Keyed<NeighborEntry> | undefined = p.neigh && { key: `${p.neigh.dev}|${p.peer.vtepText}`, sig: `${p.neigh.mac}|${p.neigh.permanent ? 1 : 0}`, entry: p.neigh };
+  const fdb: Keyed<FdbEntry> | undefined = p.fdb && { key: `${p.fdb.dev}|${p.fdb.mac}|${p.peer.publicIpText}`, sig: p.fdb.permanent ? 'p' : '', entry: p.fdb };
+  return { ...p, keys: { route, neigh, fdb } };
+}
+
+function diffKind<T>(
+  plans: readonly KeyedPlan[],
+  pick: (p: KeyedPlan) => Keyed<T> | undefined,
+  have: Map<string, Keyed<T>>,
+  staleFirst: boolean,
+): OwnedChange<T>[] {
+  const adds: OwnedChange<T>[] = [];
+  let found = 0;
+  for (const p of plans) {
+    const k = pick(p);
+    if (!k) continue;
+    const h = have.get(k.key);
+    if (h) found++;
+    if (!h || h.sig !== k.sig) adds.push({ node: p.node, change: { op: 'replace', entry: k.entry } });
+  }
+  const stale: OwnedChange<T>[] = [];
+  // Every entry we have was found among the wanted ones: nothing is stale, no walk needed.
+  if (found < have.size) {
+    const want = new Set<string>();
+    for (const p of plans) {
+      const k = pick(p);
+      if (k) want.add(k.key);
+    }
+    for (const [key, h] of have) if (!want.has(key)) stale.push({ node: undefined, change: { op: 'delete', entry: h.entry } });
+  }
+  return staleFirst ? [...stale, ...adds] : [...adds, ...stale];
+}
+
+/**
+ * Diff the plans against what the kernel holds of ours. Neighbour and FDB deletes come first
+ * (a VTEP MAC that moves to another remote: the old FDB entry goes, then the new one comes);
+ * routes are make-before-break (adds first).
+ */
+export function diff(plans: readonly KeyedPlan[], actual: IndexedState): ChangeSet {
+  return {
+    neigh: diffKind(plans, (p) => p.keys.neigh, actual.neigh, true),
+    fdb: diffKind(plans, (p) => p.keys.fdb, actual.fdb, true),
+    routes: diffKind(plans, (p) => p.keys.route, actual.routes, false),
+  };
 }
 
 function describe<T>(r: BatchResult<T>['failed'][number]): string {
