@@ -70,7 +70,7 @@ labTest('vxlan: 3 podwireds, pods on every node', { prefix: 'pwo-vx', requires: 
     }
     // Recreate it with the same name and a new IP: only the new entries exist.
     writeNode(c.run, 'n3', '10.244.3.0/24', '198.19.0.33', {}, 'pwo-uid-n3-new');
-    const re = await until(() => entries(n1.lab.ns), (e) => e.fdb.some((l) => l.includes('dst 198.19.0.33')));
+    const re = await until(() => entries(n1.lab.ns), (e) => e.fdb.some((l) => l.includes('dst 198.19.0.33')) && e.routes.length === 2);
     t.ok(re.ok, 'recreated with a new IP: n1 has the new FDB entry', { got: re.value });
     t.notOk(re.value.fdb.some((l) => /dst 198\.19\.0\.3 /.test(l)), 'and none for the old IP');
     t.equal(re.value.routes.length, 2, 'n1: still exactly one route per peer');
