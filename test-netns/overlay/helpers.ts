@@ -11,7 +11,7 @@
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { exec, execOk, ip, ping, type Lab, type LabNode } from '../harness';
+import { exec, execOk, ip, ping, type Lab, type LabNode, type Underlay } from '../harness';
 import { pluginConfig, readConflist, resultIpv4, runInstalledCni } from '../lab/cni-client';
 import { createRunDir, PODWIRE_CLI, Podwired, type RunDir } from '../lab/podwired';
 
@@ -42,6 +42,8 @@ export interface OCluster {
   pods: OPod[];
   outside: string;
   router: string;
+  /** The first underlay (n1, n2, outside, router), for more nodes built by hand. */
+  ul1: Underlay;
 }
 
 export interface ClusterOptions {
@@ -101,7 +103,7 @@ export async function buildCluster(lab: Lab, opts: ClusterOptions): Promise<OClu
     env: opts.env,
     daemon: new Podwired(lab, ln.ns, { nodeName: names[i]!, run, extraArgs, env: opts.env, logLevel: 'info' }),
   }));
-  const cluster: OCluster = { lab, run, nodes, pods: [], outside: out.ns, router: rt.ns };
+  const cluster: OCluster = { lab, run, nodes, pods: [], outside: out.ns, router: rt.ns, ul1 };
   for (const n of nodes) {
     const r = await n.daemon.waitReady();
     if (!r.ready) throw new Error(`${n.name}: podwired not ready: ${r.last}\n${n.daemon.tail()}`);
