@@ -175,7 +175,7 @@ export const vxlanBackend: Backend = {
           return { node: peer.node, mode: 'direct', peer, route: directRoute(lease, peer, protocol) };
         }
         // flannel's VTEP address: the network address of the peer's pod CIDR (10.244.2.0).
-        const vtep = IpAddress.parse(peer.vtepText);
+        const vtep = IpAddress.fromBigInt(4, BigInt(peer.net4));
         return {
           node: peer.node,
           mode: 'vxlan',

@@ -310,7 +310,7 @@ export class OverlayComponent implements Component {
     const n = this.network;
     return this.okPlans.map((p) => ({
       node: p.node,
-      podCIDRs: p.peer.podCIDRs,
+      podCIDRs: [...p.peer.podCIDRs],
       via:
         p.mode === 'vxlan'
           ? `${p.peer.publicIpText} (vxlan ${n?.device ?? ''}, VTEP ${p.peer.vtepText} ${p.peer.vtepMac})`

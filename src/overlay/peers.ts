@@ -23,7 +23,7 @@ export interface PeerInfo {
   /** The node's IPv4 pod CIDR (the one the v4 overlay routes). */
   podCIDR: Cidr;
   /** Every pod CIDR as listed (for status). */
-  podCIDRs: string[];
+  podCIDRs: readonly string[];
   /** podCIDR's first and last address as numbers (overlap checks without BigInt). */
   net4: number;
   last4: number;
@@ -231,16 +231,18 @@ function parsePeerFast(node: NodeObject, rules: PeerRules): PeerInfo | undefined
   if (rules.backend === 'vxlan' && rules.ownMac !== undefined && vtepMac === rules.ownMac) return undefined;
   const netText = v4text(net);
   const podCIDRText = `${netText}/${len}`;
+  const publicIpText = v4text(ipn);
   return {
     node: node.meta.name,
-    podCIDR: Cidr.parse(podCIDRText),
-    podCIDRs: [...node.podCIDRs],
+    // From numbers: no string parsing, one BigInt each.
+    podCIDR: Cidr.of(IpAddress.fromBigInt(4, BigInt(net)), len),
+    podCIDRs: node.podCIDRs,
     net4: net,
     last4: last,
     podCIDRText,
-    publicIpText: v4text(ipn),
+    publicIpText,
     vtepText: netText,
-    publicIp: IpAddress.parse(v4text(ipn)),
+    publicIp: IpAddress.fromBigInt(4, BigInt(ipn)),
     vtepMac,
     macFromAnnotation: mac !== undefined,
     backendType,
