@@ -25,6 +25,8 @@ export interface OverlaySection {
   directRouting: boolean;
   /** Masquerade pod traffic leaving the cluster CIDR. */
   masquerade: boolean;
+  /** Where the egress rules live: our own nftables table (default), or our own iptables chains. */
+  egressMode: 'nftables' | 'iptables';
   /** Name of our own nftables table (family inet). */
   nftTable: string;
   /** rtm_protocol that marks our routes. */
@@ -50,6 +52,7 @@ export const overlaySection: ConfigSection<OverlaySection> = defineSection<Overl
     { key: 'vxlan.device', flag: 'vxlan-device', env: 'PODWIRE_VXLAN_DEVICE', kind: 'string', default: '', help: 'VXLAN device name (default pw.<VNI>)' },
     { key: 'directRouting', flag: 'direct-routing', env: 'PODWIRE_DIRECT_ROUTING', kind: 'bool', default: false, help: 'vxlan: route peers on the same underlay subnet directly, without encapsulation' },
     { key: 'masquerade', flag: 'masquerade', env: 'PODWIRE_MASQUERADE', kind: 'bool', default: true, help: 'masquerade pod traffic that leaves the cluster CIDR' },
+    { key: 'egressMode', flag: 'egress-mode', env: 'PODWIRE_EGRESS_MODE', kind: 'string', default: 'nftables', help: 'egress masquerade and forward rules: nftables (table inet podwire-overlay) | iptables (chains PODWIRE-OVL-*)' },
     { key: 'nftTable', flag: 'overlay-nft-table', env: 'PODWIRE_OVERLAY_NFT_TABLE', kind: 'string', default: 'podwire-overlay', help: 'our nftables table (family inet)' },
     { key: 'routeProtocol', flag: 'route-protocol', env: 'PODWIRE_ROUTE_PROTOCOL', kind: 'int', default: DEFAULT_ROUTE_PROTOCOL, help: 'rtm_protocol marking the overlay\'s routes (reconcile removes stale ones of this protocol only)' },
     { key: 'subnetFile', flag: 'subnet-file', env: 'PODWIRE_SUBNET_FILE', kind: 'string', default: '', help: 'flannel-style subnet.env (default: subnet.env next to the control socket)' },
@@ -63,6 +66,8 @@ export const overlaySection: ConfigSection<OverlaySection> = defineSection<Overl
     const routeProtocol = positiveInt('routeProtocol', values.routeProtocol ?? DEFAULT_ROUTE_PROTOCOL, 5, 254);
     const nftTable = String(values.nftTable ?? 'podwire-overlay');
     if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(nftTable)) throw new InvalidInputError('overlay.nftTable', nftTable, 'must be an nftables identifier');
+    const egressMode = String(values.egressMode ?? 'nftables');
+    if (egressMode !== 'nftables' && egressMode !== 'iptables') throw new InvalidInputError('overlay.egressMode', egressMode, 'must be nftables or iptables');
     let subnetFile = String(values.subnetFile ?? '');
     if (!subnetFile) subnetFile = path.join(path.dirname(config.controlSocket), 'subnet.env');
     if (!path.isAbsolute(subnetFile)) throw new InvalidInputError('overlay.subnetFile', subnetFile, 'must be an absolute path');
@@ -70,6 +75,7 @@ export const overlaySection: ConfigSection<OverlaySection> = defineSection<Overl
       vxlan: { vni, port, device },
       directRouting: values.directRouting === true,
       masquerade: values.masquerade !== false,
+      egressMode,
       nftTable,
       routeProtocol,
       subnetFile,

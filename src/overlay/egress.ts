@@ -38,6 +38,48 @@ export function renderEgress(table: string, clusterCIDRs: readonly Cidr[], ownPo
   return lines.join('\n') + '\n';
 }
 
+export const IPT_POST = 'PODWIRE-OVL-POSTRTG';
+export const IPT_FWD = 'PODWIRE-OVL-FWD';
+const IPT_COMMENT = '-m comment --comment "podwire overlay"';
+
+/**
+ * The same rules for iptables (`--egress-mode iptables`), one family, as one
+ * `iptables-restore --noflush`: our two chains are (re)declared, which flushes them, and
+ * the jumps from POSTROUTING and FORWARD are added only when `saved` (iptables-save of
+ * nat + filter) lacks them.
+ */
+export function renderIptablesEgress(cidrs: readonly Cidr[], ownPodCIDRs: readonly Cidr[], masquerade: boolean, saved: string): string {
+  const nat: string[] = ['*nat', `:${IPT_POST} - [0:0]`];
+  if (!new RegExp(`-A POSTROUTING .*-j ${IPT_POST}`).test(saved)) nat.push(`-A POSTROUTING ${IPT_COMMENT} -j ${IPT_POST}`);
+  const filter: string[] = ['*filter', `:${IPT_FWD} - [0:0]`];
+  if (!new RegExp(`-A FORWARD .*-j ${IPT_FWD}`).test(saved)) filter.push(`-A FORWARD ${IPT_COMMENT} -j ${IPT_FWD}`);
+  for (const c of cidrs) {
+    const net = c.toString();
+    const own = ownPodCIDRs.find((o) => o.family === c.family);
+    if (masquerade) {
+      nat.push(`-A ${IPT_POST} -s ${net} -d ${net} -j RETURN`);
+      nat.push(`-A ${IPT_POST} -s ${net} -d ${c.family === 4 ? MULTICAST_V4 : MULTICAST_V6} -j RETURN`);
+      nat.push(`-A ${IPT_POST} -s ${net} -j MASQUERADE --random-fully`);
+      if (own) nat.push(`-A ${IPT_POST} ! -s ${net} -d ${own.toString()} -j RETURN`);
+      nat.push(`-A ${IPT_POST} ! -s ${net} -d ${net} -j MASQUERADE --random-fully`);
+    }
+    filter.push(`-A ${IPT_FWD} -s ${net} -j ACCEPT`, `-A ${IPT_FWD} -d ${net} -j ACCEPT`);
+  }
+  return [...nat, 'COMMIT', ...filter, 'COMMIT'].join('\n') + '\n';
+}
+
+/** Removes our iptables chains and the jumps to them (from `saved`, iptables-save of nat + filter). */
+export function renderIptablesCleanup(saved: string): string | undefined {
+  const out: string[] = [];
+  for (const [table, chain, from] of [['nat', IPT_POST, 'POSTROUTING'], ['filter', IPT_FWD, 'FORWARD']] as const) {
+    if (!saved.includes(`:${chain} `)) continue;
+    out.push(`*${table}`);
+    for (const line of saved.split('\n')) if (line.startsWith(`-A ${from} `) && line.includes(`-j ${chain}`)) out.push(line.replace(/^-A /, '-D '));
+    out.push(`-F ${chain}`, `-X ${chain}`, 'COMMIT');
+  }
+  return out.length ? out.join('\n') + '\n' : undefined;
+}
+
 export function renderCleanup(table: string): string {
   return `table inet ${table} {}\ndelete table inet ${table}\n`;
 }

@@ -318,3 +318,21 @@ table inet podwire-overlay {
   );
   t.equal(renderSubnetEnv([Cidr.parse('10.244.0.0/16')], [Cidr.parse('10.244.7.0/24')], 1450, true), 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
 });
+
+t.test('egress in iptables by choice: own chains, jumps added once, masquerade only leaving the cluster, cleanup removes them', async (t) => {
+  const e = await setup(t, { section: { egressMode: 'iptables' } });
+  e.source.apply(node('n2', '10.244.2.0/24', '198.18.0.2'));
+  await sync(e);
+  e.clock.advance(e.config.syncInterval); // the periodic re-apply
+  await sync(e);
+  const ipt = e.kernel.iptables(4);
+  t.same(ipt.rules('nat', 'POSTROUTING').filter((r) => r.includes('PODWIRE-OVL-POSTRTG')).length, 1, 'one jump from POSTROUTING, after two applies');
+  t.same(ipt.rules('filter', 'FORWARD').filter((r) => r.includes('PODWIRE-OVL-FWD')).length, 1, 'one jump from FORWARD');
+  t.equal(ipt.trace('nat', 'POSTROUTING', { src: '10.244.1.5', dst: '8.8.8.8' }).verdict, 'MASQUERADE', 'pod -> outside: masqueraded');
+  t.match(ipt.trace('nat', 'POSTROUTING', { src: '10.244.1.5', dst: '8.8.8.8' }).args.join(' '), /--random-fully/);
+  t.not(ipt.trace('nat', 'POSTROUTING', { src: '10.244.1.5', dst: '10.244.2.7' }).verdict, 'MASQUERADE', 'pod -> pod: never NATed');
+  t.equal(ipt.trace('filter', 'FORWARD', { src: '10.244.1.5', dst: '8.8.8.8' }).verdict, 'ACCEPT', 'pod traffic forwarded');
+  await e.comp.cleanup();
+  t.notOk(ipt.chains('nat').includes('PODWIRE-OVL-POSTRTG'), 'cleanup removes the nat chain');
+  t.same(ipt.rules('nat', 'POSTROUTING'), [], 'and the jump');
+});

@@ -15,7 +15,7 @@ import type { Component, ComponentContext, ComponentRegistration, ComponentStatu
 import type { ClusterEvent } from '../k8s/types';
 import { getBackend, type Lease, type Network } from './backend';
 import { defaultOverlaySection, overlaySection, type OverlaySection } from './config';
-import { renderCleanup, renderEgress, renderSubnetEnv, writeAtomic } from './egress';
+import { renderCleanup, renderEgress, renderIptablesCleanup, renderIptablesEgress, renderSubnetEnv, writeAtomic } from './egress';
 import { collectPeers, nodePodCidrs, nodePublicIp, type PeerCache, type PeerInfo, type PeerProblem } from './peers';
 import { applyChangeSet, diff, indexState, keyPlan, stateOfPlans, type IndexedState, type KeyedPlan } from './reconcile';
 import { readFile, rm } from 'node:fs/promises';
@@ -265,17 +265,30 @@ export class OverlayComponent implements Component {
   }
 
   private async syncEgress(clusterCIDRs: Cidr[], own: Cidr[]): Promise<void> {
-    const script = renderEgress(this.section.nftTable, clusterCIDRs, own, this.section.masquerade);
+    const iptables = this.section.egressMode === 'iptables';
+    const script = iptables ? `iptables:${clusterCIDRs.join(',')}|${own.join(',')}|${this.section.masquerade}` : renderEgress(this.section.nftTable, clusterCIDRs, own, this.section.masquerade);
     const now = this.ctx.clock.now();
     // Re-applied when it changes, and once per periodic interval (someone may have flushed it).
     if (script === this.lastEgress && now - this.lastEgressAt < this.ctx.config.syncInterval) return;
     try {
-      await this.ctx.kernel.nft.apply(script);
+      if (iptables) {
+        for (const family of [4, 6] as const) {
+          const cidrs = clusterCIDRs.filter((c) => c.family === family);
+          if (cidrs.length === 0) continue;
+          const ipt = this.ctx.kernel.iptables(family);
+          const saved = `${await ipt.save('nat')}\n${await ipt.save('filter')}`;
+          await ipt.restore(renderIptablesEgress(cidrs, own, this.section.masquerade, saved), { noflush: true });
+        }
+        // Switching from nftables: our table goes.
+        if (this.lastEgress === undefined) await this.ctx.kernel.nft.apply(renderCleanup(this.section.nftTable)).catch(() => undefined);
+      } else {
+        await this.ctx.kernel.nft.apply(script);
+      }
     } catch (err) {
       this.metrics.errors.inc({ reason: 'egress' });
       throw err;
     }
-    if (script !== this.lastEgress) this.ctx.logger.info({ table: `inet ${this.section.nftTable}`, masquerade: this.section.masquerade }, 'applied the egress table');
+    if (script !== this.lastEgress) this.ctx.logger.info({ mode: this.section.egressMode, table: iptables ? 'PODWIRE-OVL-*' : `inet ${this.section.nftTable}`, masquerade: this.section.masquerade }, 'applied the egress rules');
     this.lastEgress = script;
     this.lastEgressAt = now;
   }
@@ -337,7 +350,7 @@ export class OverlayComponent implements Component {
       lastSync: this.lastSync,
       syncs: this.syncs,
       subnetFile: this.section.subnetFile,
-      nftTable: `inet ${this.section.nftTable}`,
+      egress: this.section.egressMode === 'iptables' ? 'iptables PODWIRE-OVL-POSTRTG / PODWIRE-OVL-FWD' : `nftables inet ${this.section.nftTable}`,
       routeProtocol: this.section.routeProtocol,
     };
   }
@@ -360,6 +373,14 @@ export class OverlayComponent implements Component {
     });
     await attempt('device', () => net.deleteLink(this.section.vxlan.device));
     await attempt('nftables', () => this.ctx.kernel.nft.apply(renderCleanup(this.section.nftTable)));
+    // iptables only in iptables mode: reading a legacy table that is not there creates it.
+    for (const family of this.section.egressMode === 'iptables' ? ([4, 6] as const) : []) {
+      await attempt(`iptables (IPv${family})`, async () => {
+        const ipt = this.ctx.kernel.iptables(family);
+        const script = renderIptablesCleanup(`${await ipt.save('nat')}\n${await ipt.save('filter')}`);
+        if (script) await ipt.restore(script, { noflush: true });
+      });
+    }
     await attempt('subnet.env', () => rm(this.section.subnetFile, { force: true }));
     if (errors.length) throw new Error(`overlay cleanup: ${errors.join('; ')}`);
   }

@@ -5,8 +5,9 @@
  * - vxlan with DirectRouting: n1 <-> n2 get a direct route, every pair with n3 is encapsulated,
  *   both ends of each pair agree, and traffic flows on every path.
  */
-import { labTest } from '../harness';
-import { buildCluster, entries, overlayStatus, ping, tcpSource, until, type OCluster } from './helpers';
+import { iptablesBinaries } from '../../src/kernel';
+import { execOk, labTest } from '../harness';
+import { buildCluster, entries, OUTSIDE_IP, overlayStatus, ping, tcpSource, until, type OCluster } from './helpers';
 
 type Peer = { node: string; encapsulated: boolean; mode: string };
 
@@ -42,10 +43,10 @@ labTest('host-gw: same-subnet peers routed, an off-link peer is refused alone', 
   }
 });
 
-labTest('vxlan + DirectRouting: direct where both ends share a subnet, encapsulated otherwise', { prefix: 'pwo-dr', requires: ['veth', 'bridge', 'vxlan', 'nftables'], timeout: 120_000 }, async (t, lab) => {
+labTest('vxlan + DirectRouting (egress in iptables): direct where both ends share a subnet, encapsulated otherwise', { prefix: 'pwo-dr', requires: ['veth', 'bridge', 'vxlan', 'nftables'], timeout: 120_000 }, async (t, lab) => {
   let c: OCluster | undefined;
   try {
-    c = await buildCluster(lab, { backend: 'vxlan', env: { PODWIRE_DIRECT_ROUTING: 'true' }, podsPerNode: [1, 1, 1] });
+    c = await buildCluster(lab, { backend: 'vxlan', env: { PODWIRE_DIRECT_ROUTING: 'true', PODWIRE_EGRESS_MODE: 'iptables' }, podsPerNode: [1, 1, 1] });
     const [n1, n2, n3] = c.nodes as [OCluster['nodes'][0], OCluster['nodes'][0], OCluster['nodes'][0]];
     const [a, b, d] = c.pods as [OCluster['pods'][0], OCluster['pods'][0], OCluster['pods'][0]];
     const e1 = await until(() => entries(n1.lab.ns), (e) => e.routes.length === 2);
@@ -75,6 +76,12 @@ labTest('vxlan + DirectRouting: direct where both ends share a subnet, encapsula
     t.ok(t1.ok && t1.source === a.ip, 'TCP direct path, source preserved', { output: t1.output });
     const t2 = await tcpSource(lab, a.ns, a.ip, d.ns, 8093);
     t.ok(t2.ok && t2.source === d.ip, 'TCP encapsulated path, source preserved', { output: t2.output });
+    // Egress through the iptables chains.
+    t.match(await execOk(n1.lab.ns, [iptablesBinaries(4).save, '-t', 'nat']), /-A PODWIRE-OVL-POSTRTG -s 10\.244\.0\.0\/16 -j MASQUERADE --random-fully/, 'iptables mode: our nat chain');
+    t.notMatch(await execOk(n1.lab.ns, ['nft', 'list', 'tables']), /podwire-overlay/, 'and no nftables table');
+    const eg = await tcpSource(lab, c.outside, OUTSIDE_IP, d.ns, 8094);
+    t.ok(eg.ok, 'TCP pod on n3 -> outside', { output: eg.output });
+    t.equal(eg.source, n3.ip, 'masqueraded to n3\'s node IP');
   } finally {
     c?.run.remove();
   }
