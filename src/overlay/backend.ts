@@ -23,6 +23,8 @@ export interface Lease {
   podCIDRs: Cidr[];
   /** The IPv4 pod CIDR the overlay routes. */
   v4: Cidr;
+  /** Dual-stack: the IPv6 pod CIDR (vxlan carries it over the IPv4 underlay). */
+  v6?: Cidr;
   publicIp: IpAddress;
   /** The interface holding publicIp, with that address's prefix. */
   underlay: { name: string; index: number; mtu: number; cidr: Cidr };
@@ -38,6 +40,9 @@ export interface PeerPlan {
   neigh?: NeighborEntry;
   fdb?: FdbEntry;
   route: Route;
+  /** Dual-stack (vxlan): the IPv6 pod CIDR through the same device and FDB entry. */
+  neigh6?: NeighborEntry;
+  route6?: Route;
 }
 
 export interface Network {
@@ -176,7 +181,7 @@ export const vxlanBackend: Backend = {
         }
         // flannel's VTEP address: the network address of the peer's pod CIDR (10.244.2.0).
         const vtep = IpAddress.fromBigInt(4, BigInt(peer.net4));
-        return {
+        const plan: PeerPlan = {
           node: peer.node,
           mode: 'vxlan',
           peer,
@@ -184,6 +189,13 @@ export const vxlanBackend: Backend = {
           fdb: { dev: device, mac: peer.vtepMac, dst: peer.publicIp, permanent: true },
           route: { dst: peer.podCIDR, gateway: vtep, dev: device, onlink: true, protocol, metric: routeMetric(peer.podCIDRText) },
         };
+        if (lease.v6 && peer.podCIDR6) {
+          // flannel's IPv6 VTEP address: the network address of the v6 pod CIDR; same MAC, same FDB entry.
+          const vtep6 = peer.podCIDR6.network;
+          plan.neigh6 = { dev: device, ip: vtep6, mac: peer.vtepMac, permanent: true };
+          plan.route6 = { dst: peer.podCIDR6, gateway: vtep6, dev: device, onlink: true, protocol, metric: routeMetric(peer.podCIDR6) };
+        }
+        return plan;
       },
     };
   },
@@ -221,12 +233,14 @@ async function ensureVxlanDevice(
   }
   if (link.mtu !== want.mtu) await net.setMtu(want.name, want.mtu);
   if ((link.mac ?? '').toLowerCase() !== want.mac) await net.setMac(want.name, want.mac);
-  const vtep = Cidr.of(lease.v4.network, 32);
+  const vteps = [Cidr.of(lease.v4.network, 32), ...(lease.v6 ? [Cidr.of(lease.v6.network, 128)] : [])];
   const addrs = await net.listAddresses(want.name);
+  const linkLocal = Cidr.parse('fe80::/10');
   for (const a of addrs) {
-    if (a.cidr.family === 4 && !(a.cidr.ip.equals(vtep.ip) && a.cidr.prefixLength === 32)) await net.deleteAddress(want.name, a.cidr);
+    if (linkLocal.contains(a.cidr.ip)) continue;
+    if (!vteps.some((v) => a.cidr.ip.equals(v.ip) && a.cidr.prefixLength === v.prefixLength)) await net.deleteAddress(want.name, a.cidr);
   }
-  if (!addrs.some((a) => a.cidr.ip.equals(vtep.ip) && a.cidr.prefixLength === 32)) await net.addAddress(want.name, vtep);
+  for (const v of vteps) if (!addrs.some((a) => a.cidr.ip.equals(v.ip) && a.cidr.prefixLength === v.prefixLength)) await net.addAddress(want.name, v);
   if (!link.up) await net.setLinkUp(want.name, true);
   return link.index;
 }

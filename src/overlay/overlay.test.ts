@@ -41,11 +41,11 @@ function node(name: string, podCIDR: string | string[], ip: string, annotations:
   return { ...n, meta: { ...n.meta, annotations } };
 }
 
-async function setup(t: Test, opts: { backend?: string; section?: Partial<OverlaySection>; ownCidr?: string[]; underlay?: string } = {}): Promise<Env> {
+async function setup(t: Test, opts: { backend?: string; section?: Partial<OverlaySection>; ownCidr?: string[]; underlay?: string; clusterCIDR?: string } = {}): Promise<Env> {
   const dir = mkdtempSync(path.join(tmpdir(), 'pwo-unit-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const config = loadConfig({
-    argv: ['--node-name', 'n1', '--control-socket', path.join(dir, 'run', 'podwire.sock'), '--state-dir', path.join(dir, 'state'), '--backend', opts.backend ?? 'vxlan'],
+    argv: ['--node-name', 'n1', '--control-socket', path.join(dir, 'run', 'podwire.sock'), '--state-dir', path.join(dir, 'state'), '--backend', opts.backend ?? 'vxlan', ...(opts.clusterCIDR ? ['--cluster-cidr', opts.clusterCIDR] : [])],
     env: {},
     readFile: () => {
       throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
@@ -335,4 +335,26 @@ t.test('egress in iptables by choice: own chains, jumps added once, masquerade o
   await e.comp.cleanup();
   t.notOk(ipt.chains('nat').includes('PODWIRE-OVL-POSTRTG'), 'cleanup removes the nat chain');
   t.same(ipt.rules('nat', 'POSTROUTING'), [], 'and the jump');
+});
+
+t.test('dual-stack over an IPv4 underlay (vxlan): the v6 pod CIDR through the same device and FDB entry', async (t) => {
+  const e = await setup(t, { clusterCIDR: '10.244.0.0/16,fd00:10:244::/56', ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'] });
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], '198.18.0.2'));
+  e.source.apply(node('bad6', ['10.244.3.0/24', 'fd00:99::/64'], '198.18.0.3'));
+  await sync(e);
+  const routes = (await e.kernel.net.listRoutes({ protocol: 77, family: 6 })).map((r) => `${r.dst} via ${r.gateway} dev ${r.dev}${r.onlink ? ' onlink' : ''}`);
+  t.same(routes, ['fd00:10:244:2::/64 via fd00:10:244:2:: dev pw.1 onlink']);
+  t.same((await e.kernel.net.listNeighbors('pw.1')).map((n) => `${n.ip} ${n.mac}`).sort(), ['10.244.2.0 0a:58:c6:12:00:02', 'fd00:10:244:2:: 0a:58:c6:12:00:02']);
+  t.equal((await e.kernel.net.listFdb('pw.1')).length, 1, 'one FDB entry serves both families');
+  t.same((await e.kernel.net.listAddresses('pw.1')).map((a) => a.cidr.toString()).sort(), ['10.244.1.0/32', 'fd00:10:244:1::/128']);
+  t.equal(e.kernel.sysctl.get('net.ipv6.conf.all.forwarding'), '1');
+  t.match(e.kernel.nft.last, /ip6 saddr fd00:10:244::\/56 masquerade fully-random/);
+  t.match(readFileSync(e.comp.section.subnetFile, 'utf8'), /FLANNEL_IPV6_SUBNET=fd00:10:244:1::1\/64/);
+  const bad = (e.comp.status().invalidPeers as { node: string; field: string; reason: string }[])[0];
+  t.equal(bad?.node, 'bad6');
+  t.match(bad?.reason, /outside the cluster CIDR/);
+  e.source.remove('Node', 'n2');
+  await sync(e);
+  t.same(await e.kernel.net.listRoutes({ protocol: 77, family: 6 }), [], 'v6 route removed with the node');
+  t.same(await e.kernel.net.listNeighbors('pw.1'), []);
 });

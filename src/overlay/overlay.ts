@@ -127,7 +127,9 @@ export class OverlayComponent implements Component {
     if (!addr) this.wait(`node IP ${pub.ip.toString()} (${pub.field}) is on no interface of this node`, pub.field, pub.value);
     const link = (await net.listLinks()).find((l) => l.index === addr.linkIndex);
     if (!link) this.wait(`the interface holding ${pub.ip.toString()} vanished`, pub.field, pub.value);
-    return { node: node.meta.name, podCIDRs: cidrs, v4, publicIp: pub.ip, underlay: { name: link.name, index: link.index, mtu: link.mtu, cidr: addr.cidr } };
+    // Dual-stack: the v6 pod CIDR is routed when the cluster CIDR has a v6 range (vxlan only).
+    const v6 = config.clusterCIDR.includes(':') && config.backend === 'vxlan' ? cidrs.find((c) => c.family === 6) : undefined;
+    return { node: node.meta.name, podCIDRs: cidrs, v4, v6, publicIp: pub.ip, underlay: { name: link.name, index: link.index, mtu: link.mtu, cidr: addr.cidr } };
   }
 
   async sync(signal: AbortSignal): Promise<SyncReport> {
@@ -158,7 +160,7 @@ export class OverlayComponent implements Component {
       this.peerCache,
     );
     // Plans are cached per peer (same PeerInfo object and same network = same plan, keys computed once).
-    const netKey = `${network.backend}|${network.device ?? ''}|${lease.underlay.name}|${lease.underlay.cidr.toString()}|${lease.v4.toString()}|${this.section.routeProtocol}|${this.section.directRouting}`;
+    const netKey = `${network.backend}|${network.device ?? ''}|${lease.underlay.name}|${lease.underlay.cidr.toString()}|${lease.v4.toString()}|${lease.v6?.toString() ?? ''}|${this.section.routeProtocol}|${this.section.directRouting}`;
     const plans = new Map<string, KeyedPlan>();
     for (const p of peers) {
       const c = this.planCache.get(p.node);
@@ -180,9 +182,11 @@ export class OverlayComponent implements Component {
     phase('peers');
 
     // Forwarding and egress before routes: a pod's first packet already leaves correctly.
-    if ((await kernel.sysctl.read('net.ipv4.ip_forward')).trim() !== '1') {
-      await kernel.sysctl.write('net.ipv4.ip_forward', '1');
-      logger.info('set net.ipv4.ip_forward=1 in this node\'s namespace');
+    for (const key of ['net.ipv4.ip_forward', ...(lease.v6 ? ['net.ipv6.conf.all.forwarding'] : [])]) {
+      if ((await kernel.sysctl.read(key)).trim() !== '1') {
+        await kernel.sysctl.write(key, '1');
+        logger.info({ sysctl: key }, 'set forwarding in this node\'s namespace');
+      }
     }
     await this.syncEgress(clusterCIDRs, lease.podCIDRs);
     phase('egress');
@@ -243,10 +247,11 @@ export class OverlayComponent implements Component {
     }
     this.lastDumpAt = now;
     const net = this.ctx.kernel.net;
-    const routes = await net.listRoutes({ family: 4, protocol: this.section.routeProtocol });
+    const routes = await net.listRoutes({ family: network.lease.v6 ? undefined : 4, protocol: this.section.routeProtocol });
     if (!network.device) return indexState({ routes, neigh: [], fdb: [] });
     const [neigh, fdb] = [await net.listNeighbors(network.device), await net.listFdb(network.device)];
-    return indexState({ routes, neigh: neigh.filter((n) => n.ip.family === 4), fdb });
+    // Ours: our VTEP entries. Link-local v6 neighbours the kernel learns on pw.1 are not.
+    return indexState({ routes, neigh: neigh.filter((n) => n.ip.family === 4 || (network.lease.v6 !== undefined && !n.ip.toString().startsWith('fe80:'))), fdb });
   }
 
   private reportProblems(problems: PeerProblem[]): void {

@@ -22,6 +22,8 @@ export interface PeerInfo {
   node: string;
   /** The node's IPv4 pod CIDR (the one the v4 overlay routes). */
   podCIDR: Cidr;
+  /** Dual-stack: the node's IPv6 pod CIDR, when this cluster has an IPv6 cluster CIDR. */
+  podCIDR6?: Cidr;
   /** Every pod CIDR as listed (for status). */
   podCIDRs: readonly string[];
   /** podCIDR's first and last address as numbers (overlap checks without BigInt). */
@@ -273,6 +275,18 @@ function parsePeerSlow(node: NodeObject, rules: PeerRules): PeerInfo | PeerProbl
   const svc = rules.serviceCIDRs.find((c) => c.overlaps(v4));
   if (svc) return { node: name, field, value: v4.toString(), reason: `overlaps the Service CIDR ${svc.toString()}` };
 
+  let podCIDR6: Cidr | undefined;
+  const v6 = cidrs.find((c) => c.family === 6);
+  const cluster6 = rules.clusterCIDRs.filter((c) => c.family === 6);
+  if (v6 && cluster6.length > 0) {
+    const f6 = `spec.podCIDRs[${node.podCIDRs.indexOf(node.podCIDRs.find((x) => x.includes(':')) ?? '')}]`;
+    if (!cluster6.some((c) => c.containsCidr(v6))) return { node: name, field: f6, value: v6.toString(), reason: `outside the cluster CIDR ${cluster6.map(String).join(',')}` };
+    const own6 = rules.ownPodCIDRs.find((c) => c.overlaps(v6));
+    if (own6) return { node: name, field: f6, value: v6.toString(), reason: `overlaps this node's own pod CIDR ${own6.toString()}` };
+    const svc6 = rules.serviceCIDRs.find((c) => c.overlaps(v6));
+    if (svc6) return { node: name, field: f6, value: v6.toString(), reason: `overlaps the Service CIDR ${svc6.toString()}` };
+    podCIDR6 = v6;
+  }
   const pub = nodePublicIp(node);
   if (!pub.ip) return { node: name, field: pub.field, value: pub.value, reason: pub.reason ?? 'missing' };
   if (pub.ip.family !== 4) return { node: name, field: pub.field, value: pub.value, reason: 'an IPv6 underlay is not supported yet' };
@@ -301,7 +315,7 @@ function parsePeerSlow(node: NodeObject, rules: PeerRules): PeerInfo | PeerProbl
     }
   }
   const [net4, last4] = v4range(v4);
-  return { node: name, podCIDR: v4.masked, podCIDRs: [...node.podCIDRs], net4, last4, podCIDRText: v4.masked.toString(), publicIpText: pub.ip.toString(), vtepText: v4.network.toString(), publicIp: pub.ip, vtepMac, macFromAnnotation: data.mac !== undefined, backendType, underlayCidr };
+  return { node: name, podCIDR: v4.masked, podCIDR6, podCIDRs: [...node.podCIDRs], net4, last4, podCIDRText: v4.masked.toString(), publicIpText: pub.ip.toString(), vtepText: v4.network.toString(), publicIp: pub.ip, vtepMac, macFromAnnotation: data.mac !== undefined, backendType, underlayCidr };
 }
 
 /**

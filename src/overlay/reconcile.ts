@@ -90,16 +90,16 @@ export function indexState(s: KernelState): IndexedState {
 export function stateOfPlans(plans: Iterable<KeyedPlan>): IndexedState {
   const out: IndexedState = { routes: new Map(), neigh: new Map(), fdb: new Map() };
   for (const p of plans) {
-    out.routes.set(p.keys.route.key, p.keys.route);
-    if (p.keys.neigh) out.neigh.set(p.keys.neigh.key, p.keys.neigh);
-    if (p.keys.fdb) out.fdb.set(p.keys.fdb.key, p.keys.fdb);
+    for (const k of p.keys.routes) out.routes.set(k.key, k);
+    for (const k of p.keys.neigh) out.neigh.set(k.key, k);
+    for (const k of p.keys.fdb) out.fdb.set(k.key, k);
   }
   return out;
 }
 
 /** A plan with its entries' keys computed once (plans are cached across syncs). */
 export interface KeyedPlan extends PeerPlan {
-  keys: { route: Keyed<Route>; neigh?: Keyed<NeighborEntry>; fdb?: Keyed<FdbEntry> };
+  keys: { routes: Keyed<Route>[]; neigh: Keyed<NeighborEntry>[]; fdb: Keyed<FdbEntry>[] };
 }
 
 /** Keys from the peer's precomputed texts, in exactly keyRoute/keyNeigh/keyFdb's format. */
@@ -109,32 +109,33 @@ export function keyPlan(p: PeerPlan): KeyedPlan {
   const route: Keyed<Route> = { key: `${r.table ?? 254}|${p.peer.podCIDRText}|${r.metric ?? 0}`, sig: `${gw}|${r.dev ?? ''}|${r.onlink ? 1 : 0}|${r.protocol ?? ''}|${r.type ?? 'unicast'}`, entry: r };
   const neigh: Keyed<NeighborEntry> | undefined = p.neigh && { key: `${p.neigh.dev}|${p.peer.vtepText}`, sig: `${p.neigh.mac}|${p.neigh.permanent ? 1 : 0}`, entry: p.neigh };
   const fdb: Keyed<FdbEntry> | undefined = p.fdb && { key: `${p.fdb.dev}|${p.fdb.mac}|${p.peer.publicIpText}`, sig: p.fdb.permanent ? 'p' : '', entry: p.fdb };
-  return { ...p, keys: { route, neigh, fdb } };
+  const routes = [route];
+  const neighs = neigh ? [neigh] : [];
+  if (p.route6) routes.push(keyRoute(p.route6));
+  if (p.neigh6) neighs.push(keyNeigh(p.neigh6));
+  return { ...p, keys: { routes, neigh: neighs, fdb: fdb ? [fdb] : [] } };
 }
 
 function diffKind<T>(
   plans: readonly KeyedPlan[],
-  pick: (p: KeyedPlan) => Keyed<T> | undefined,
+  pick: (p: KeyedPlan) => readonly Keyed<T>[],
   have: Map<string, Keyed<T>>,
   staleFirst: boolean,
 ): OwnedChange<T>[] {
   const adds: OwnedChange<T>[] = [];
   let found = 0;
   for (const p of plans) {
-    const k = pick(p);
-    if (!k) continue;
-    const h = have.get(k.key);
-    if (h) found++;
-    if (!h || h.sig !== k.sig) adds.push({ node: p.node, change: { op: 'replace', entry: k.entry } });
+    for (const k of pick(p)) {
+      const h = have.get(k.key);
+      if (h) found++;
+      if (!h || h.sig !== k.sig) adds.push({ node: p.node, change: { op: 'replace', entry: k.entry } });
+    }
   }
   const stale: OwnedChange<T>[] = [];
   // Every entry we have was found among the wanted ones: nothing is stale, no walk needed.
   if (found < have.size) {
     const want = new Set<string>();
-    for (const p of plans) {
-      const k = pick(p);
-      if (k) want.add(k.key);
-    }
+    for (const p of plans) for (const k of pick(p)) want.add(k.key);
     for (const [key, h] of have) if (!want.has(key)) stale.push({ node: undefined, change: { op: 'delete', entry: h.entry } });
   }
   return staleFirst ? [...stale, ...adds] : [...adds, ...stale];
@@ -149,7 +150,7 @@ export function diff(plans: readonly KeyedPlan[], actual: IndexedState): ChangeS
   return {
     neigh: diffKind(plans, (p) => p.keys.neigh, actual.neigh, true),
     fdb: diffKind(plans, (p) => p.keys.fdb, actual.fdb, true),
-    routes: diffKind(plans, (p) => p.keys.route, actual.routes, false),
+    routes: diffKind(plans, (p) => p.keys.routes, actual.routes, false),
   };
 }
 
@@ -204,8 +205,10 @@ export async function applyChangeSet(net: NetworkKernel, set: ChangeSet, plans: 
       const p = plans.get(node);
       if (!p) continue;
       routes.push({ op: 'delete', entry: p.route });
+      if (p.route6) routes.push({ op: 'delete', entry: p.route6 });
       if (p.fdb) fdb.push({ op: 'delete', entry: p.fdb });
       if (p.neigh) neigh.push({ op: 'delete', entry: p.neigh });
+      if (p.neigh6) neigh.push({ op: 'delete', entry: p.neigh6 });
       for (const k of ['neigh', 'fdb', 'route'] as const) if (done[k].delete(node)) outcome.added[k]--;
     }
     if (routes.length) await net.applyRoutes(routes);
