@@ -33,6 +33,7 @@ export interface OPod {
   node: ONode;
   ns: string;
   ip: string;
+  ip6?: string;
 }
 
 export interface OCluster {
@@ -50,20 +51,23 @@ export interface ClusterOptions {
   backend: 'vxlan' | 'host-gw';
   env?: Record<string, string>;
   podsPerNode?: number[];
+  /** Dual-stack: every node also gets fd00:10:244:<i>::/64 (cluster CIDR fd00:10:244::/56). */
+  dualStack?: boolean;
 }
 
 export function manifestPath(run: RunDir, name: string): string {
   return path.join(run.manifests, `node-${name}.yaml`);
 }
 
-export function writeNode(run: RunDir, name: string, podCIDR: string, internalIP: string, annotations: Record<string, string> = {}, uid = `pwo-uid-${name}`): void {
+export function writeNode(run: RunDir, name: string, podCIDR: string | string[], internalIP: string, annotations: Record<string, string> = {}, uid = `pwo-uid-${name}`): void {
+  const cidrs = Array.isArray(podCIDR) ? podCIDR : [podCIDR];
   writeFileSync(
     manifestPath(run, name),
     YAML.stringify({
       apiVersion: 'v1',
       kind: 'Node',
       metadata: { name, uid, resourceVersion: '1', annotations },
-      spec: { podCIDR, podCIDRs: [podCIDR] },
+      spec: { podCIDR: cidrs[0], podCIDRs: cidrs },
       status: { addresses: [{ type: 'InternalIP', address: internalIP }, { type: 'Hostname', address: name }] },
     }),
   );
@@ -92,8 +96,8 @@ export async function buildCluster(lab: Lab, opts: ClusterOptions): Promise<OClu
 
   const labNodes = [n1, n2, n3];
   const names = ['n1', 'n2', 'n3'];
-  labNodes.forEach((ln, i) => writeNode(run, names[i]!, `10.244.${i + 1}.0/24`, ln.ip));
-  const extraArgs = ['--backend', opts.backend, '--sync-interval', '2s', '--min-sync-interval', '100ms', '--enable', 'overlay'];
+  labNodes.forEach((ln, i) => writeNode(run, names[i]!, [`10.244.${i + 1}.0/24`, ...(opts.dualStack ? [`fd00:10:244:${i + 1}::/64`] : [])], ln.ip));
+  const extraArgs = ['--backend', opts.backend, '--sync-interval', '2s', '--min-sync-interval', '100ms', '--enable', 'overlay', ...(opts.dualStack ? ['--cluster-cidr', '10.244.0.0/16,fd00:10:244::/56'] : [])];
   const nodes: ONode[] = labNodes.map((ln, i) => ({
     name: names[i]!,
     lab: ln,
@@ -121,7 +125,8 @@ export async function addPod(c: OCluster, n: ONode, name: string): Promise<OPod>
   const r = await runInstalledCni(n.daemon, pluginConfig(conf, 0), { command: 'ADD', containerId: ns, podNs: ns });
   const addr = resultIpv4(r.json);
   if (!r.ok || !addr) throw new Error(`CNI ADD ${name} on ${n.name}: ${r.summary}\n${r.stderr}`);
-  return { name, node: n, ns, ip: addr.ip };
+  const ip6 = (r.json?.ips as { address?: string }[] | undefined)?.find((x) => x.address?.includes(':'))?.address?.split('/')[0];
+  return { name, node: n, ns, ip: addr.ip, ip6 };
 }
 
 /** Restart a node's podwired (same run dir, same flags). */
