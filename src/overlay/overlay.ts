@@ -16,7 +16,7 @@ import type { ClusterEvent } from '../k8s/types';
 import { getBackend, type Lease, type Network } from './backend';
 import { defaultOverlaySection, overlaySection, type OverlaySection } from './config';
 import { renderCleanup, renderEgress, renderIptablesCleanup, renderIptablesEgress, renderSubnetEnv, writeAtomic } from './egress';
-import { collectPeers, nodePodCidrs, nodePublicIp, type PeerCache, type PeerInfo, type PeerProblem } from './peers';
+import { collectPeers, createPeerCache, nodePodCidrs, nodePublicIp, type PeerCache, type PeerInfo, type PeerProblem } from './peers';
 import { applyChangeSet, diff, indexState, keyPlan, stateOfPlans, type IndexedState, type KeyedPlan } from './reconcile';
 import { readFile, rm } from 'node:fs/promises';
 
@@ -75,7 +75,7 @@ export class OverlayComponent implements Component {
   private syncs = 0;
   /** What we programmed, as last dumped and then applied (undefined: dump at the next sync). */
   private applied: { state: IndexedState; deviceIndex: number | undefined; underlayIndex: number } | undefined;
-  private readonly peerCache: PeerCache = new Map();
+  private readonly peerCache: PeerCache = createPeerCache();
   private readonly planCache = new Map<string, { info: PeerInfo; netKey: string; plan: KeyedPlan | PeerProblem }>();
   private lastDumpAt: number | undefined;
 

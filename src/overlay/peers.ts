@@ -323,30 +323,45 @@ function parsePeerSlow(node: NodeObject, rules: PeerRules): PeerInfo | PeerProbl
  * overlap, or that claim one VTEP MAC (vxlan), are all skipped: there is no safe pick.
  * Sorted by node name.
  */
-export type PeerCache = Map<string, { node: NodeObject; rulesKey: string; result: PeerInfo | PeerProblem }>;
+/** Per-node parse results (by Node object identity) and the last whole answer. */
+export interface PeerCache {
+  entries: Map<string, { node: NodeObject; rulesKey: string; result: PeerInfo | PeerProblem }>;
+  last?: { rulesKey: string; peers: PeerInfo[]; problems: PeerProblem[] };
+}
+
+export function createPeerCache(): PeerCache {
+  return { entries: new Map() };
+}
 
 export function collectPeers(nodes: Iterable<NodeObject>, self: string, rules: PeerRules, cache?: PeerCache): { peers: PeerInfo[]; problems: PeerProblem[] } {
   const ok: PeerInfo[] = [];
   const problems: PeerProblem[] = [];
   const rulesKey = cache ? `${rules.backend}|${rules.vni}|${rules.clusterCIDRs.join(',')}|${rules.serviceCIDRs.join(',')}|${rules.ownPodCIDRs.join(',')}|${rules.ownMac ?? ''}` : '';
   const seen = cache ? new Set<string>() : undefined;
+  let changed = false;
   for (const n of nodes) {
     if (n.meta.name === self) continue;
     let r: PeerInfo | PeerProblem;
     if (cache) {
       seen!.add(n.meta.name);
       // Node objects are immutable: the same object means the same answer.
-      const c = cache.get(n.meta.name);
+      const c = cache.entries.get(n.meta.name);
       if (c && c.node === n && c.rulesKey === rulesKey) r = c.result;
       else {
+        changed = true;
         r = parsePeer(n, rules);
-        cache.set(n.meta.name, { node: n, rulesKey, result: r });
+        cache.entries.set(n.meta.name, { node: n, rulesKey, result: r });
       }
     } else r = parsePeer(n, rules);
     if ('reason' in r) problems.push(r);
     else ok.push(r);
   }
-  if (cache && cache.size > seen!.size) for (const k of cache.keys()) if (!seen!.has(k)) cache.delete(k);
+  if (cache && cache.entries.size > seen!.size) {
+    changed = true;
+    for (const k of cache.entries.keys()) if (!seen!.has(k)) cache.entries.delete(k);
+  }
+  // Nothing changed since the last call: the cross-checks give the same answer.
+  if (cache && !changed && cache.last && cache.last.rulesKey === rulesKey) return { peers: cache.last.peers, problems: [...cache.last.problems] };
   ok.sort((x, y) => (x.node < y.node ? -1 : x.node > y.node ? 1 : 0));
   const bad = new Map<string, PeerProblem>();
   // Overlapping pod CIDRs: by network address, each against the one reaching furthest so far.
@@ -376,6 +391,7 @@ export function collectPeers(nodes: Iterable<NodeObject>, self: string, rules: P
   const peers = ok.filter((p) => !bad.has(p.node));
   problems.push(...bad.values());
   problems.sort((x, y) => (x.node < y.node ? -1 : x.node > y.node ? 1 : 0));
+  if (cache) cache.last = { rulesKey, peers, problems: [...problems] };
   return { peers, problems };
 }
 
