@@ -165,7 +165,7 @@ t.test('--print-config and --help include sections', async (t) => {
 });
 
 t.test('loadConfig defaults to the sections of defaultRegistrations()', async (t) => {
-  t.same(sectionsOf(defaultRegistrations()).map((s) => s.name), ['cni', 'proxy'], 'every built-in component\'s section, in start-up order');
+  t.same(sectionsOf(defaultRegistrations()).map((s) => s.name), ['cni', 'overlay', 'proxy'], 'every built-in component\'s section, in start-up order');
   const l = loadConfig({ argv: ['--node-name', 'n1', '--cni-reconcile-interval', '5s'], env: {}, readFile: files({}) });
   t.same(l.sections.cni, { fastPath: true, reconcileIntervalMs: 5000 });
   invalid(t, () => loadConfig({ argv: ['--node-name', 'n1'], env: { PODWIRE_CNI_RECONCILE_INTERVAL: '0' }, readFile: files({}) }), 'cni.reconcileInterval', /positive \(set by PODWIRE_CNI_RECONCILE_INTERVAL\)/);

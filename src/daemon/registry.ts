@@ -7,8 +7,9 @@
  */
 import { cniRegistration } from './cni-installer';
 import type { ComponentRegistration } from './component';
+import { overlayRegistration } from '../overlay';
 import { proxyRegistration } from '../proxy';
 
 export function defaultRegistrations(): ComponentRegistration[] {
-  return [cniRegistration(), proxyRegistration()];
+  return [cniRegistration(), overlayRegistration() as ComponentRegistration, proxyRegistration() as ComponentRegistration];
 }
