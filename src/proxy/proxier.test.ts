@@ -221,7 +221,7 @@ t.test('invalid Services are skipped with a metric; the rest keep working', asyn
 });
 
 t.test('restart: adopt the listed table, the first sync changes no element', async (t) => {
-  const { h } = setup();
+  const { k, h } = setup();
   h.apply(svc('ns/web', '10.96.0.10', { type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] }));
   h.apply(slice('ns/web', ['10.244.1.2', '10.244.1.3']));
   await h.proxier.sync(signal);
@@ -240,6 +240,9 @@ t.test('restart: adopt the listed table, the first sync changes no element', asy
     else nftables.push({ [d?.keyword ?? 'set']: { family: 'inet', table: 'podwire', name, elem: [...(applied.get(name) ?? [])].map(([kk, v]) => elem(kk, v)) } });
   }
   const k2 = fakeKernel();
+  // The restarted daemon's kernel holds what the first one applied.
+  for (const script of k.nft.scripts) await k2.nft.apply(script);
+  k2.nft.scripts.length = 0;
   k2.nft.listJsonValue = { nftables };
   const h2 = proxierHarness(k2, new FakeClock());
   h2.apply(svc('ns/web', '10.96.0.10', { type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] }));
