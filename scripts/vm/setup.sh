@@ -5,6 +5,11 @@
 #
 # Idempotent. Writes only into $PODWIRE_VM_CACHE (default /var/cache/podwire-vm).
 # Does NOT install the kernel into /boot: the .deb is only extracted.
+#
+# usage: setup.sh [--no-install]
+#   --no-install  never apt-get install: exit 3 naming what is missing (the test
+#                 runner uses this; scripts/install-vm.sh installs)
+# Exit status: 0 ready, 3 a package is missing, other: setup failed (message on stderr).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${PODWIRE_VM_CACHE:-/var/cache/podwire-vm}"
@@ -17,21 +22,29 @@ command -v depmod >/dev/null || need_pkgs+=(kmod)
 command -v ipvsadm >/dev/null || need_pkgs+=(ipvsadm)  # test comparison only
 command -v strace >/dev/null || need_pkgs+=(strace)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
+if [ ${#need_pkgs[@]} -gt 0 ] && [ "${1:-}" = --no-install ]; then
+  echo "missing Debian packages: ${need_pkgs[*]} (run scripts/install-vm.sh as root)" >&2
+  exit 3
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
 # Resolve the versioned image package behind the linux-image-amd64 metapackage.
-if [ -z "${NETVM_KPKG:-}" ]; then
-  [ -n "$(apt-cache policy linux-image-amd64 2>/dev/null | awk '/Candidate:/{print $2}')" ] || apt-get update -qq
-  NETVM_KPKG="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
+# (once resolved and extracted, the cached kernel is reused: no apt-cache call, works offline)
+if [ -z "${PODWIRE_VM_KPKG:-}" ] && [ -f "$CACHE/kver" ] && [ -f "$CACHE/kroot/.done" ]; then
+  PODWIRE_VM_KPKG="linux-image-$(cat "$CACHE/kver")"
 fi
-KVER="${NETVM_KPKG#linux-image-}"
+if [ -z "${PODWIRE_VM_KPKG:-}" ]; then
+  [ -n "$(apt-cache policy linux-image-amd64 2>/dev/null | awk '/Candidate:/{print $2}')" ] || apt-get update -qq
+  PODWIRE_VM_KPKG="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
+fi
+KVER="${PODWIRE_VM_KPKG#linux-image-}"
 KROOT="$CACHE/kroot-$KVER"
 if [ ! -f "$KROOT/.done" ]; then
   tmp="$(mktemp -d "$CACHE/dl.XXXXXX")"
-  ( cd "$tmp" && apt-get download -qq "$NETVM_KPKG" 2>/dev/null )
+  ( cd "$tmp" && apt-get download -qq "$PODWIRE_VM_KPKG" 2>/dev/null )
   rm -rf "$KROOT"
   dpkg-deb -x "$tmp"/*.deb "$KROOT"
   rm -rf "$tmp"
@@ -56,6 +69,12 @@ ln -sfn "kroot-$KVER" "$CACHE/kroot"
 echo "$KVER" > "$CACHE/kver"
 
 # ---- initramfs: static busybox + /init + the modules needed to reach 9p ----
+# rebuilt only when /init or the kernel changed
+stamp="$KVER $(sha1sum "$HERE/init" | cut -c1-40)"
+if [ -f "$CACHE/initramfs.cpio.gz" ] && [ "$(cat "$CACHE/initramfs.stamp" 2>/dev/null)" = "$stamp" ]; then
+  echo "podwire-vm ready: kernel $KVER, cache $CACHE (cached)"
+  exit 0
+fi
 IRD="$(mktemp -d)"
 trap 'rm -rf "$IRD"' EXIT
 mkdir -p "$IRD"/{bin,sbin,proc,sys,dev,host,newroot,rw,job,lib/modules/"$KVER"}
@@ -79,4 +98,5 @@ cp "$MD/modules.builtin" "$IRD/lib/modules/$KVER/"
 install -m 0755 "$HERE/init" "$IRD/init"
 ( cd "$IRD" && find . | cpio -o -H newc --quiet | gzip -1 ) > "$CACHE/initramfs.cpio.gz.tmp"
 mv "$CACHE/initramfs.cpio.gz.tmp" "$CACHE/initramfs.cpio.gz"
-echo "netvm ready: kernel $KVER, cache $CACHE ($(du -h "$CACHE/initramfs.cpio.gz" | cut -f1) initramfs)"
+echo "$stamp" > "$CACHE/initramfs.stamp"
+echo "podwire-vm ready: kernel $KVER, cache $CACHE ($(du -h "$CACHE/initramfs.cpio.gz" | cut -f1) initramfs)"

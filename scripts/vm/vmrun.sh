@@ -14,18 +14,20 @@
 #   -k MODS       comma separated modules to load first (e.g. ip_vs,wireguard)
 #   -t SECONDS    kill the guest after this long (default 600)
 #   -v            show kernel messages
+#   -J DIR        use DIR as the job dir (9p tag "job", /netvm-job in the guest)
+#                 and keep it: results written there reach the host
 # env: PODWIRE_VM_CACHE (default /var/cache/podwire-vm)
 #      NETVM_ACCEL  tcg (default) | kvm   (kvm does NOT work on PVM hosts, see report)
 #      NETVM_MACHINE microvm (default) | pc
 #      NETVM_BOOT   pvh (default: uncompressed vmlinux) | bzimage
 set -euo pipefail
 CACHE="${PODWIRE_VM_CACHE:-/var/cache/podwire-vm}"
-MEM=1024 SMP=1 WD="$PWD" WRW=0 MODS="" TMO=600 VERBOSE=0
-while getopts "m:s:C:wk:t:v" o; do
+MEM=1024 SMP=1 WD="$PWD" WRW=0 MODS="" TMO=600 VERBOSE=0 KEEPJOB=""
+while getopts "m:s:C:wk:t:vJ:" o; do
   case "$o" in
     m) MEM="$OPTARG";; s) SMP="$OPTARG";; C) WD="$(cd "$OPTARG" && pwd)";;
-    w) WRW=1;; k) MODS="$OPTARG";; t) TMO="$OPTARG";; v) VERBOSE=1;;
-    *) sed -n '2,20p' "$0" >&2; exit 2;;
+    w) WRW=1;; k) MODS="$OPTARG";; t) TMO="$OPTARG";; v) VERBOSE=1;; J) KEEPJOB="$OPTARG";;
+    *) sed -n '2,22p' "$0" >&2; exit 2;;
   esac
 done
 shift $((OPTIND-1))
@@ -34,8 +36,8 @@ shift $((OPTIND-1))
 KVER="$(cat "$CACHE/kver")"
 KROOT="$(cd "$CACHE/kroot" && pwd -P)"
 
-JOB="$(mktemp -d "${TMPDIR:-/tmp}/netvm-job.XXXXXX")"
-trap 'rm -rf "$JOB"' EXIT
+if [ -n "$KEEPJOB" ]; then mkdir -p "$KEEPJOB"; JOB="$(cd "$KEEPJOB" && pwd)"; rm -f "$JOB/rc"
+else JOB="$(mktemp -d "${TMPDIR:-/tmp}/netvm-job.XXXXXX")"; trap 'rm -rf "$JOB"' EXIT; fi
 { echo 'set -e'; printf '%q ' "$@"; echo; } > "$JOB/cmd.sh"
 # a single string argument is run as a shell snippet
 [ $# -eq 1 ] && printf '%s\n' "$1" > "$JOB/cmd.sh"

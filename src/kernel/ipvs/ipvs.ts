@@ -45,7 +45,7 @@ export type IpvsEntry = { kind: 'service'; service: IpvsService } | { kind: 'des
  */
 export interface IpvsKernel {
   listServices(): Promise<IpvsService[]>;
-  /** NotFound-ish KernelError (errno ENOENT/ESRCH) when the service does not exist. */
+  /** [] when the service does not exist (the kernel answers an empty dump, as ipvsadm sees it). */
   listDests(service: IpvsServiceKey): Promise<IpvsDest[]>;
   /** Applied in order, in as few datagrams as possible; every change gets its own outcome. */
   apply(changes: Change<IpvsEntry>[]): Promise<BatchResult<IpvsEntry>>;
