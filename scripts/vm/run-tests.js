@@ -105,7 +105,9 @@ function completeTap(tap, files, reason) {
  * Boots the VM once for `files`. Resolves {code, tap, reason, seconds}; `tap` is complete
  * (see completeTap). onConsole gets the guest console output.
  */
-function runInVm(files, modules, { timeoutSec = 300, perFileSec = 150, onConsole = () => {} } = {}) {
+function runInVm(files, modules, { timeoutSec = 0, perFileSec = 150, onConsole = () => {} } = {}) {
+  // boot + module loading take ~5-20 s; each file gets perFileSec inside the guest
+  timeoutSec ||= 120 + perFileSec * files.length;
   return new Promise((resolve) => {
     const started = Date.now();
     const job = fs.mkdtempSync(path.join(os.tmpdir(), 'pwv-vmjob-'));
@@ -118,7 +120,7 @@ function runInVm(files, modules, { timeoutSec = 300, perFileSec = 150, onConsole
     const nodeBin = q(fs.existsSync(node) ? node : process.execPath);
     const script = [
       'set +e',
-      `export PODWIRE_IN_VM=1 PODWIRE_VM_MODULES=${q(modules.join(','))} PATH=${q(path.join(ROOT, 'node_modules', '.bin'))}:$PATH`,
+      `export TAP_TIMEOUT=${perFileSec} PODWIRE_IN_VM=1 PODWIRE_VM_MODULES=${q(modules.join(','))} PATH=${q(path.join(ROOT, 'node_modules', '.bin'))}:$PATH`,
       // modules that create devices in the root netns when auto-loaded (dummy0, ifb0, ...): load them empty first
       'modprobe dummy numdummies=0 2>/dev/null; modprobe ifb numifbs=0 2>/dev/null',
       'up() { cut -d" " -f1 /proc/uptime; }',
@@ -159,7 +161,7 @@ function runInVm(files, modules, { timeoutSec = 300, perFileSec = 150, onConsole
         /* no TAP at all */
       }
       let reason = '';
-      if (code === 124 || signal) reason = `timed out after ${timeoutSec}s (one boot for all files)`;
+      if (code === 124 || signal || /qemu exit 124\)/.test(consoleTail)) reason = `timed out after ${timeoutSec}s (one boot for all files)`;
       else if (code === 125) reason = `the guest gave no exit status (crashed or never booted): ${consoleTail.trim().split('\n').slice(-3).join(' / ')}`;
       else if (code !== 0 && !tap) reason = `the guest failed before tap ran (exit ${code}): ${consoleTail.trim().split('\n').slice(-3).join(' / ')}`;
       else if (code !== 0) reason = `a test file failed inside the guest`;
@@ -178,7 +180,7 @@ if (require.main === module) {
     process.stdout.write(`${a.ok ? 'ok' : 'unavailable'}: ${a.reason}\n`);
     process.exit(a.ok ? 0 : 1);
   }
-  let timeoutSec = 300;
+  let timeoutSec = 0;
   const files = [];
   for (const a of argv) {
     if (/^--timeout=\d+$/.test(a)) timeoutSec = Number(a.split('=')[1]);
