@@ -19,8 +19,11 @@ need_pkgs=()
 command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)  # static: copied into the initramfs
 command -v depmod >/dev/null || need_pkgs+=(kmod)
-command -v ipvsadm >/dev/null || need_pkgs+=(ipvsadm)  # test comparison only
-command -v strace >/dev/null || need_pkgs+=(strace)
+# optional (test comparison, golden-byte capture): installed, but --no-install does not insist
+opt_pkgs=()
+command -v ipvsadm >/dev/null || opt_pkgs+=(ipvsadm)
+command -v strace >/dev/null || opt_pkgs+=(strace)
+[ "${1:-}" = --no-install ] || need_pkgs+=("${opt_pkgs[@]}")
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 if [ ${#need_pkgs[@]} -gt 0 ] && [ "${1:-}" = --no-install ]; then
   echo "missing Debian packages: ${need_pkgs[*]} (run scripts/install-vm.sh as root)" >&2
