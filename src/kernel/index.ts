@@ -21,6 +21,7 @@ export { NetnsSysctl, sysctlPath } from './sysctl';
 export { NetnsIptables, iptablesBinaries, type IptablesBackend } from './iptables';
 export { NetnsNft, LibNftables, openNftRunner, annotateNftError, checkNftScript, type NftBackendChoice } from './nft';
 export { NetlinkConntrack } from './conntrack';
+export { NetlinkIpvs, checkIpvsAvailable, ipvsUnavailableMessage, type IpvsKernel, type IpvsEntry, type IpvsService, type IpvsServiceKey, type IpvsDest, type IpvsForward, type IpvsProtocol } from './ipvs';
 export { describeErrno } from './errno';
 export { validateIfName, validateMtu, validateVni } from './validate';
 

@@ -7,3 +7,4 @@ export { KUBE_PROXY_STYLE_RULESET } from './fixtures';
 export { FakeTransport } from './fake-transport';
 export { FakeConntrack } from './fake-conntrack';
 export { fakeKernel, type FakeKernel } from './fake-kernel';
+export { FakeIpvs } from './fake-ipvs';
