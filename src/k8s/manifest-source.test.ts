@@ -219,3 +219,16 @@ t.test('missing folder: empty, reported, picked up once it appears', async (t) =
   t.ok(src.get('Service', 'shop/web'));
   t.same(src.problems(), []);
 });
+
+t.test('a long comment block before the first document is read at once (no regex backtracking)', async (t) => {
+  // 40 comment lines, some with spaces only after the #, then content: the old preamble
+  // regex backtracked exponentially on this and the source never synced.
+  const comments = Array.from({ length: 40 }, (_, i) => (i % 3 === 0 ? '#' : `#   line ${i}: node1, node2 ──┐   (198.18.0.254)`)).join('\n');
+  const h = await harness(t, {
+    'lab.yaml': `${comments}\napiVersion: lab.podwire.io/v1alpha1\nkind: LabTopology\nmetadata:\n  name: shop\nspec:\n  nodes:\n    - { name: node1 }\n`,
+    'web.yaml': `${comments}\n${service('web', 80)}`,
+  });
+  await h.src.waitForSync();
+  t.equal(h.src.get('Service', 'shop/web')?.ports[0]?.port, 80, 'the document after the comments is read');
+  t.same(h.src.problems(), []);
+});

@@ -116,8 +116,18 @@ function splitYamlDocuments(text: string): { text: string; line: number }[] | un
   return out;
 }
 
-/** Only whitespace and comments: not a document of its own before the first `---`. */
-const BLANK_PREAMBLE = /^(\s*(#[^\n]*)?\n?)*$/;
+/**
+ * Only whitespace and comments: not a document of its own before the first `---`. Checked
+ * line by line: a regular expression with nested optional repeats backtracks exponentially
+ * on a long comment block followed by content (it hung the source on such a file).
+ */
+function isBlankPreamble(text: string): boolean {
+  for (const line of text.split('\n')) {
+    const t = line.trim();
+    if (t !== '' && !t.startsWith('#')) return false;
+  }
+  return true;
+}
 
 const idOf = (kind: ClusterKind, key: string): string => `${kind}/${key}`;
 
@@ -540,7 +550,7 @@ export class ManifestSource extends CachedStateSource {
       let whole = false;
       for (let c = 0; c < chunks.length && !whole; c++) {
         const chunk = chunks[c]!;
-        if (c === 0 && BLANK_PREAMBLE.test(chunk.text)) continue;
+        if (c === 0 && isBlankPreamble(chunk.text)) continue;
         const h = createHash('sha1').update(chunk.text).digest('base64');
         let r = prev?.docs?.get(h) ?? docs.get(h);
         if (r === undefined) {

@@ -97,7 +97,7 @@ export async function buildCluster(lab: Lab, opts: ClusterOptions): Promise<OClu
   const labNodes = [n1, n2, n3];
   const names = ['n1', 'n2', 'n3'];
   labNodes.forEach((ln, i) => writeNode(run, names[i]!, [`10.244.${i + 1}.0/24`, ...(opts.dualStack ? [`fd00:10:244:${i + 1}::/64`] : [])], ln.ip));
-  const extraArgs = ['--backend', opts.backend, '--sync-interval', '2s', '--min-sync-interval', '100ms', '--enable', 'overlay', ...(opts.dualStack ? ['--cluster-cidr', '10.244.0.0/16,fd00:10:244::/56'] : [])];
+  const extraArgs = ['--backend', opts.backend, '--sync-interval', '2s', '--min-sync-interval', '100ms', '--enable', 'cni,overlay', ...(opts.dualStack ? ['--cluster-cidr', '10.244.0.0/16,fd00:10:244::/56'] : [])];
   const nodes: ONode[] = labNodes.map((ln, i) => ({
     name: names[i]!,
     lab: ln,
