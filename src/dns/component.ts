@@ -159,7 +159,10 @@ export class DnsComponent implements Component {
     const stubs = new Map(this.lastGoodConfig.stubDomains);
     for (const [d, ups] of this.section.stubDomains) stubs.set(d, [...(stubs.get(d) ?? []), ...ups]);
     for (const [d, ups] of stubs) stubs.set(d, this.withoutLoops(ups));
+    const before = JSON.stringify(this.stub.list());
     this.stub.set(stubs);
+    // Answers cached from servers we no longer use must not outlive the change.
+    if (JSON.stringify(this.stub.list()) !== before) this.cache.clear();
     if (this.section.upstreams.length === 0 && !this.lastGoodConfig.upstreamNameservers) {
       try {
         this.resolvConfUpstreams = parseResolvConf(await readFile(this.section.resolvConf, 'utf8'));
@@ -173,6 +176,7 @@ export class DnsComponent implements Component {
       const old = this.forward.forwarder;
       this.forward.forwarder = new Forwarder(wanted, this.fwdOpts);
       old.close();
+      this.cache.clear();
       this.ctx.logger.info({ upstreams: wanted.map(formatUpstream), excluded: this.excludedUpstreams }, 'DNS upstreams');
     }
   }

@@ -15,6 +15,8 @@ interface Args {
   records: Record<string, Record<string, string[]>>;
   ttl?: number;
   negTtl?: number;
+  /** Answer A queries for any other name under the zone with this address. */
+  wildcard?: string;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
@@ -35,7 +37,7 @@ function answer(q: Query): Buffer {
   } else if (name === zone && (q.qtype === TYPE.SOA || q.qtype === TYPE.NS)) {
     answers = q.qtype === TYPE.SOA ? [{ ...soa, name: null }] : [{ name: null, type: TYPE.NS, ttl, data: rdata.name(`ns.${zone}`) }];
   } else {
-    const rec = args.records[name];
+    const rec = args.records[name] ?? (args.wildcard && name !== zone ? { A: [args.wildcard] } : undefined);
     if (!rec && name !== zone && name !== `big.${zone}`) return encodeResponse(wire, q.qtype, RCODE.NXDOMAIN, [], [soa], []);
     for (const v of rec?.A && q.qtype === TYPE.A ? rec.A : []) answers.push({ name: null, type: TYPE.A, ttl, data: rdata.a(v) });
     for (const v of rec?.AAAA && q.qtype === TYPE.AAAA ? rec.AAAA : []) answers.push({ name: null, type: TYPE.AAAA, ttl, data: rdata.a(v) });
