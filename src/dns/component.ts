@@ -52,6 +52,7 @@ export class DnsComponent implements Component {
   private excludedUpstreams: string[] = [];
   private addedAddresses: Cidr[] = [];
   private synced = false;
+  private bindAfterSync = false;
 
   constructor(
     private readonly ctx: ComponentContext<DnsSection | undefined>,
@@ -140,6 +141,7 @@ export class DnsComponent implements Component {
     }
     this.synced = true;
     await this.applyConfig();
+    if (this.bindAfterSync && !signal.aborted) await this.bind();
     return { objects: this.zone.stats().names };
   }
 
@@ -219,6 +221,18 @@ export class DnsComponent implements Component {
       }
     }
     await this.applyConfig();
+    // A predecessor still serving (a restart): bind only once we have state, so no client
+    // ever gets our before-the-first-sync SERVFAIL. Otherwise serve at once.
+    if (!this.zone.ready && this.listen[0] && (await DnsServer.otherServing(this.listen[0]))) {
+      this.bindAfterSync = true;
+      this.ctx.logger.info('another DNS server answers on our address; binding after the first sync');
+      return;
+    }
+    await this.bind();
+  }
+
+  private async bind(): Promise<void> {
+    this.bindAfterSync = false;
     this.server = new DnsServer({ listen: this.listen, handle: this.handle, udpSize: this.section.udpSize, tcpIdleMs: this.section.tcpIdleMs, logger: this.ctx.logger, stats: this.stats });
     await this.server.start();
     this.ctx.logger.info({ listen: this.server.addresses, zones: this.zone.options.zones }, 'DNS serving');

@@ -170,16 +170,19 @@ export class DnsServer {
    * True once some other process answers on our first UDP address (a successor bound with
    * SO_REUSEPORT). Probes from several source ports, since the kernel spreads by 4-tuple.
    */
-  private async successorServing(): Promise<boolean> {
+  private successorServing(): Promise<boolean> {
     const a = this.opts.listen[0];
-    if (!a) return false;
+    return a ? DnsServer.otherServing(a) : Promise.resolve(false);
+  }
+
+  /** True when another process (a predecessor or successor podwired) answers on `a`. */
+  static async otherServing(a: ListenAddr): Promise<boolean> {
     const host = a.host === '0.0.0.0' ? '127.0.0.1' : a.host === '::' ? '::1' : a.host;
-    const probes = Array.from({ length: 8 }, () => this.probePid(host, a.port));
-    const pids = await Promise.all(probes);
+    const pids = await Promise.all(Array.from({ length: 8 }, () => DnsServer.probePid(host, a.port)));
     return pids.some((p) => p !== undefined && p !== process.pid);
   }
 
-  private probePid(host: string, port: number): Promise<number | undefined> {
+  private static probePid(host: string, port: number): Promise<number | undefined> {
     return new Promise((resolve) => {
       const s = dgram.createSocket(isIPv6(host) ? 'udp6' : 'udp4');
       const done = (v: number | undefined): void => {
