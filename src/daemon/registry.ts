@@ -5,7 +5,8 @@
  */
 import { cniInstallerRegistration } from './cni-installer';
 import type { ComponentRegistration } from './component';
+import { dnsRegistration } from '../dns';
 
 export function defaultRegistrations(): ComponentRegistration[] {
-  return [cniInstallerRegistration()];
+  return [cniInstallerRegistration(), dnsRegistration()];
 }
