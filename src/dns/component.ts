@@ -73,7 +73,7 @@ export class DnsComponent implements Component {
       ourSize: s.udpSize,
       clock: ctx.clock,
       stats: this.stats,
-      bypass: (q) => this.zone.owns(q.key),
+      bypass: (q) => this.zone.owns(q),
     });
     this.stub = new StubHandler(this.fwdOpts, s.udpSize);
     this.forward = new ForwardHandler(new Forwarder([], this.fwdOpts), s.udpSize, ctx.logger);

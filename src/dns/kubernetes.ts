@@ -18,8 +18,8 @@ export class KubernetesHandler implements Handler {
 
   serve(q: Query, next: Next): Reply | Promise<Reply> {
     const r = this.zone.lookup(q, this.ourSize);
-    if (r.kind === 'answer') return r.response;
-    if (r.kind === 'notzone') return next(q);
+    if (r === null) return next(q);
+    if (Buffer.isBuffer(r)) return r;
     return this.external(q, r.target, r.cnameRR, next);
   }
 

@@ -15,7 +15,7 @@
 import dgram from 'node:dgram';
 import net, { isIPv6 } from 'node:net';
 import type { Logger } from '../common/log';
-import { isPromise, type Next, type Reply } from './handler';
+import type { Next, Reply } from './handler';
 import type { DnsStats } from './metrics';
 import { bareResponse, buildQuery, encodeName, encodeResponse, errorResponse, fitUdp, HEADER_LEN, isQuery, nameKey, parseQuery, type Query, RCODE, rdata, TYPE } from './wire';
 
@@ -52,7 +52,7 @@ export class DnsServer {
   async start(): Promise<void> {
     try {
       for (const a of this.opts.listen) {
-        const s = dgram.createSocket({ type: isIPv6(a.host) ? 'udp6' : 'udp4', reuseAddr: true, reusePort: true });
+        const s = dgram.createSocket({ type: isIPv6(a.host) ? 'udp6' : 'udp4', reuseAddr: true, reusePort: true, recvBufferSize: 4 << 20 });
         s.on('message', (msg, rinfo) => this.onUdp(s, msg, rinfo));
         s.on('error', (err) => this.opts.logger.warn({ err }, 'DNS UDP socket error'));
         await new Promise<void>((resolve, reject) => {
@@ -85,11 +85,32 @@ export class DnsServer {
   }
 
   private onUdp(s: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    this.dispatch(msg, 'udp', rinfo.address, (reply, q) => {
-      const limit = q && q.ednsSize > 0 ? Math.min(q.ednsSize, this.opts.udpSize) : 512;
-      const out = q ? fitUdp(q, reply, limit, this.opts.udpSize) : reply;
-      s.send(out, rinfo.port, rinfo.address, () => undefined);
-    });
+    // The hot path: no closure per packet, no send callback (a callback costs a nextTick per send).
+    const r = this.dispatch(msg, 'udp', rinfo.address);
+    if (r === null) return;
+    const q = this.lastQuery;
+    if (Buffer.isBuffer(r)) {
+      s.send(this.forUdp(r, q), rinfo.port, rinfo.address);
+      return;
+    }
+    const port = rinfo.port;
+    const address = rinfo.address;
+    this.pending++;
+    r.then(
+      (reply) => {
+        if (reply && !this.closedUdp) s.send(this.forUdp(reply, q), port, address);
+      },
+      (err: unknown) => this.opts.logger.error({ err }, 'DNS handler failed'),
+    ).finally(() => this.pending--);
+  }
+
+  /** The query dispatch() parsed last (undefined when it could not parse one). */
+  private lastQuery: Query | undefined;
+  private closedUdp = false;
+
+  private forUdp(reply: Buffer, q: Query | undefined): Buffer {
+    const limit = q && q.ednsSize > 0 ? Math.min(q.ednsSize, this.opts.udpSize) : 512;
+    return reply.length <= limit || !q ? reply : fitUdp(q, reply, limit, this.opts.udpSize);
   }
 
   private onTcp(c: net.Socket): void {
@@ -98,6 +119,13 @@ export class DnsServer {
     c.setTimeout(this.opts.tcpIdleMs, () => c.destroy());
     c.on('error', () => undefined);
     c.on('close', () => this.conns.delete(c));
+    const write = (reply: Buffer | null): void => {
+      if (!reply || c.destroyed || reply.length > 0xffff) return;
+      const frame = Buffer.allocUnsafe(2 + reply.length);
+      frame.writeUInt16BE(reply.length, 0);
+      reply.copy(frame, 2);
+      c.write(frame);
+    };
     c.on('data', (d: Buffer) => {
       buf = buf.length ? Buffer.concat([buf, d]) : d;
       while (buf.length >= 2) {
@@ -109,54 +137,44 @@ export class DnsServer {
         if (buf.length < 2 + len) break;
         const msg = buf.subarray(2, 2 + len);
         buf = buf.subarray(2 + len);
-        this.dispatch(msg, 'tcp', c.remoteAddress ?? '', (reply) => {
-          if (c.destroyed || reply.length > 0xffff) return;
-          const frame = Buffer.allocUnsafe(2 + reply.length);
-          frame.writeUInt16BE(reply.length, 0);
-          reply.copy(frame, 2);
-          c.write(frame);
-        });
+        const r = this.dispatch(msg, 'tcp', c.remoteAddress ?? '');
+        if (r === null || Buffer.isBuffer(r)) write(r);
+        else {
+          // Pipelining: answers are written as they complete (RFC 7766).
+          this.pending++;
+          r.then(write, (err: unknown) => this.opts.logger.error({ err }, 'DNS handler failed')).finally(() => this.pending--);
+        }
       }
     });
   }
 
-  private dispatch(msg: Buffer, transport: 'udp' | 'tcp', client: string, send: (reply: Buffer, q: Query | undefined) => void): void {
+  /** Parse and answer one message: the reply, null (drop), or a Promise of either. Never throws. */
+  private dispatch(msg: Buffer, transport: 'udp' | 'tcp', client: string): Reply | Promise<Reply> {
+    this.lastQuery = undefined;
     let q: Query;
     try {
       const parsed = parseQuery(msg, transport, client);
-      if (!isQuery(parsed)) {
-        if (!parsed.drop) send(errorResponse(msg, parsed.rcode, parsed.questionEnd), undefined);
-        return;
-      }
+      if (!isQuery(parsed)) return parsed.drop ? null : errorResponse(msg, parsed.rcode, parsed.questionEnd);
       q = parsed;
     } catch (err) {
       this.opts.logger.debug({ err }, 'unparseable DNS packet dropped');
-      return;
+      return null;
     }
-    if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return send(bareResponse(q, RCODE.REFUSED, { ednsSize: this.opts.udpSize }), q);
-    if (q.ednsVersion > 0) return send(bareResponse(q, 16 /* BADVERS */, { ednsSize: this.opts.udpSize }), q);
-    if (q.key === PID_KEY) return send(this.pidAnswer(q), q);
-    let r: Reply | Promise<Reply>;
+    this.lastQuery = q;
+    if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return bareResponse(q, RCODE.REFUSED, { ednsSize: this.opts.udpSize });
+    if (q.ednsVersion > 0) return bareResponse(q, 16 /* BADVERS */, { ednsSize: this.opts.udpSize });
+    if (q.key === PID_KEY) return this.pidAnswer(q);
     try {
-      r = this.opts.handle(q);
+      const r = this.opts.handle(q);
+      if (r === null || Buffer.isBuffer(r)) return r;
+      return r.catch((err: unknown) => {
+        this.opts.logger.error({ err }, 'DNS handler failed');
+        return bareResponse(q, RCODE.SERVFAIL, { ednsSize: this.opts.udpSize });
+      });
     } catch (err) {
       this.opts.logger.error({ err }, 'DNS handler failed');
-      r = bareResponse(q, RCODE.SERVFAIL, { ednsSize: this.opts.udpSize });
+      return bareResponse(q, RCODE.SERVFAIL, { ednsSize: this.opts.udpSize });
     }
-    if (!isPromise(r)) {
-      if (r) send(r, q);
-      return;
-    }
-    this.pending++;
-    r.then(
-      (reply) => {
-        if (reply) send(reply, q);
-      },
-      (err: unknown) => {
-        this.opts.logger.error({ err }, 'DNS handler failed');
-        send(bareResponse(q, RCODE.SERVFAIL, { ednsSize: this.opts.udpSize }), q);
-      },
-    ).finally(() => this.pending--);
   }
 
   private pidAnswer(q: Query): Buffer {
@@ -221,6 +239,10 @@ export class DnsServer {
       await new Promise((r) => setTimeout(r, 100));
     }
     for (const t of this.tcp) t.close();
+    // Forwarded queries still waiting for an upstream: answer them before the UDP socket goes.
+    const settle = Date.now() + 1000;
+    while (this.pending > 0 && Date.now() < settle) await new Promise((r) => setTimeout(r, 10));
+    this.closedUdp = true;
     for (const s of this.udp) {
       try {
         s.close();

@@ -55,6 +55,9 @@ export interface Query {
   transport: 'udp' | 'tcp';
   /** Client address (for logs, autopath-style decisions). */
   client: string;
+  /** Set by the cluster zone on its first look at this query: the zone index (-2: not looked yet) and the entry. */
+  zi: number;
+  entry: unknown;
 }
 
 /** Why a packet could not be parsed: drop it, or answer with this rcode (FORMERR, NOTIMP). */
@@ -123,7 +126,7 @@ export function parseQuery(msg: Buffer, transport: 'udp' | 'tcp', client: string
     id: msg.readUInt16BE(0),
     rd: flags & 1,
     opcode,
-    key: lowerScratch.toString('latin1', 0, n),
+    key: (lowerScratch as unknown as { latin1Slice(s: number, e: number): string }).latin1Slice(0, n),
     nameLen: n,
     qtype,
     qclass,
@@ -133,6 +136,8 @@ export function parseQuery(msg: Buffer, transport: 'udp' | 'tcp', client: string
     dnssecOk,
     transport,
     client,
+    zi: -2,
+    entry: undefined,
   };
 }
 
@@ -179,18 +184,21 @@ export function readName(msg: Buffer, p: number): string | undefined {
 
 /** Dotted name (trailing dot optional) → wire bytes. Throws RangeError on a bad label. */
 export function encodeName(name: string): Buffer {
-  const trimmed = name.endsWith('.') ? name.slice(0, -1) : name;
-  if (trimmed === '') return Buffer.from([0]);
-  const labels = trimmed.split('.');
-  const parts: number[] = [];
-  for (const l of labels) {
-    if (l.length === 0 || l.length > 63) throw new RangeError(`bad DNS label in ${JSON.stringify(name)}`);
-    parts.push(l.length);
-    for (let i = 0; i < l.length; i++) parts.push(l.charCodeAt(i) & 0xff);
+  const len = name.endsWith('.') ? name.length - 1 : name.length;
+  if (len === 0) return Buffer.from([0]);
+  if (len + 2 > MAX_NAME) throw new RangeError(`DNS name too long: ${JSON.stringify(name)}`);
+  const out = Buffer.allocUnsafe(len + 2);
+  let labelStart = 0;
+  for (let i = 0; i <= len; i++) {
+    if (i === len || name.charCodeAt(i) === 0x2e) {
+      const l = i - labelStart;
+      if (l === 0 || l > 63) throw new RangeError(`bad DNS label in ${JSON.stringify(name)}`);
+      out[labelStart] = l;
+      labelStart = i + 1;
+    } else out[i + 1] = name.charCodeAt(i) & 0xff;
   }
-  parts.push(0);
-  if (parts.length > MAX_NAME) throw new RangeError(`DNS name too long: ${JSON.stringify(name)}`);
-  return Buffer.from(parts);
+  out[len + 1] = 0;
+  return out;
 }
 
 /** The index key of a dotted name (lower-cased wire bytes as latin1). */

@@ -115,13 +115,16 @@ interface NameEntry {
   owner: string;
   /** ExternalName target (dotted, lower case). */
   cname: string | undefined;
+  /** Index of the cluster zone the name is in; -1 for reverse (PTR) names. */
+  zone: number;
 }
 
-/** What one lookup produced. */
-export type ZoneResult =
-  | { kind: 'answer'; response: Buffer }
-  | { kind: 'external'; target: string; cnameRR: Buffer }
-  | { kind: 'notzone' };
+/** What one lookup produced: the response, an ExternalName to resolve outside, or null (not ours). */
+export interface ExternalTarget {
+  target: string;
+  cnameRR: Buffer;
+}
+export type ZoneResult = Buffer | ExternalTarget | null;
 
 interface NameRecords {
   answers: Map<number, RR[]>;
@@ -250,7 +253,7 @@ export class ClusterZone {
     const old = this.names.get(key);
     if (old) for (const r of old.refs) this.slab.release(r);
     const wire = encodeName(name.toLowerCase());
-    const entry: NameEntry = { types: [], refs: [], owner, cname: rec.cname };
+    const entry: NameEntry = { types: [], refs: [], owner, cname: rec.cname, zone: this.zoneOf(key) };
     for (const [type, answers] of rec.answers) {
       if (answers.length === 0) continue;
       entry.types.push(type);
@@ -386,27 +389,35 @@ export class ClusterZone {
    * no PTR for falls through to the next handler, as CoreDNS's `fallthrough in-addr.arpa`).
    */
   lookup(q: Query, ourSize: number): ZoneResult {
-    const zi = this.zoneOf(q.key);
-    const entry = this.names.get(q.key);
+    if (q.zi === -2) this.resolve(q);
+    const zi = q.zi;
+    const entry = q.entry as NameEntry | undefined;
     if (zi < 0) {
-      if (entry && entry.owner !== '') {
+      if (entry) {
         const h = this.refFor(entry, q.qtype);
-        if (h >= 0) return { kind: 'answer', response: this.fromTemplate(h, q, ourSize) };
+        if (h >= 0) return this.fromTemplate(h, q, ourSize);
       }
-      return { kind: 'notzone' };
+      return null;
     }
-    if (!this.built) return { kind: 'answer', response: this.negative(q, zi, RCODE.SERVFAIL, false, ourSize) };
+    if (!this.built) return this.negative(q, zi, RCODE.SERVFAIL, false, ourSize);
     if (entry) {
-      if (entry.cname !== undefined && q.qtype !== TYPE.CNAME) return this.chase(q, entry.cname, zi, ourSize);
-      if (entry.cname !== undefined) return { kind: 'answer', response: this.withCname(q, entry.cname, undefined, ourSize) };
       const h = this.refFor(entry, q.qtype);
-      if (h >= 0) return { kind: 'answer', response: this.fromTemplate(h, q, ourSize) };
-      return { kind: 'answer', response: this.negative(q, zi, RCODE.NOERROR, true, ourSize) };
+      if (h >= 0 && entry.cname === undefined) return this.fromTemplate(h, q, ourSize);
+      if (entry.cname !== undefined && q.qtype !== TYPE.CNAME) return this.chase(q, entry.cname, ourSize);
+      if (entry.cname !== undefined) return this.withCname(q, entry.cname, undefined, ourSize);
+      return this.negative(q, zi, RCODE.NOERROR, true, ourSize);
     }
-    if (this.nsKeys.has(q.key)) return { kind: 'answer', response: this.negative(q, zi, RCODE.NOERROR, true, ourSize) };
+    if (this.nsKeys.has(q.key)) return this.negative(q, zi, RCODE.NOERROR, true, ourSize);
     const pod = this.podAnswer(q, zi, ourSize);
-    if (pod) return { kind: 'answer', response: pod };
-    return { kind: 'answer', response: this.negative(q, zi, RCODE.NXDOMAIN, true, ourSize) };
+    if (pod) return pod;
+    return this.negative(q, zi, RCODE.NXDOMAIN, true, ourSize);
+  }
+
+  /** Look the query's name up once: its entry and its zone (kept on the query for the next handler). */
+  private resolve(q: Query): void {
+    const e = this.names.get(q.key);
+    q.entry = e;
+    q.zi = e ? e.zone : this.zoneOf(q.key);
   }
 
   private refFor(entry: NameEntry, qtype: number): number {
@@ -478,13 +489,12 @@ export class ClusterZone {
   }
 
   /** ExternalName: a CNAME, chased inside the cluster zone, else handed to the forwarder. */
-  private chase(q: Query, target: string, zi: number, ourSize: number): ZoneResult {
+  private chase(q: Query, target: string, ourSize: number): ZoneResult {
     const tkey = nameKey(target);
-    if (this.zoneOf(tkey) < 0) return { kind: 'external', target, cnameRR: encodeRR({ name: null, type: TYPE.CNAME, ttl: this.options.ttl, data: rdata.name(target) }) };
+    if (this.zoneOf(tkey) < 0) return { target, cnameRR: encodeRR({ name: null, type: TYPE.CNAME, ttl: this.options.ttl, data: rdata.name(target) }) };
     const te = this.names.get(tkey);
     const h = te && te.cname === undefined ? this.refFor(te, q.qtype) : -1;
-    void zi;
-    return { kind: 'answer', response: this.withCname(q, target, h >= 0 ? this.slab.view(h) : undefined, ourSize) };
+    return this.withCname(q, target, h >= 0 ? this.slab.view(h) : undefined, ourSize);
   }
 
   /** CNAME to `target` plus the target's answer section from its template (owners re-pointed at the CNAME's rdata). */
@@ -521,8 +531,9 @@ export class ClusterZone {
   }
 
   /** True for names this zone answers (cluster zones, our PTR names): the cache must not keep them. */
-  owns(key: string): boolean {
-    return this.zoneOf(key) >= 0 || this.names.has(key);
+  owns(q: Query): boolean {
+    if (q.zi === -2) this.resolve(q);
+    return q.zi >= 0 || q.entry !== undefined;
   }
 
   /** For tests: the dotted names in the zone. */

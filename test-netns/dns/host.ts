@@ -12,8 +12,11 @@ import { createLogger } from '../../src/common/log';
 import type { ComponentContext } from '../../src/daemon/component';
 import { loadConfig } from '../../src/daemon/config';
 import { buildDnsSection, DnsComponent, type DnsSection } from '../../src/dns';
-import { openKernel, type Kernel } from '../../src/kernel';
-import { clusterStateOf, createManifestSource, RecordingNodeWriter } from '../../src/k8s';
+import type { Kernel } from '../../src/kernel';
+// Only the manifest source (not the k8s index, which loads the API client): a lean process for the bench.
+import { clusterStateOf } from '../../src/k8s/cluster-state';
+import { createManifestSource } from '../../src/k8s/manifest-source';
+import { RecordingNodeWriter } from '../../src/k8s/node-writer';
 
 interface HostArgs {
   manifests: string;
@@ -21,6 +24,8 @@ interface HostArgs {
   clusterDomain?: string;
   section?: Record<string, unknown>;
   logLevel?: string;
+  /** Manifest rescan period (default 1000 ms for tests; 0 = watch only). */
+  rescanMs?: number;
 }
 
 async function main(): Promise<void> {
@@ -29,16 +34,19 @@ async function main(): Promise<void> {
   const argv = ['--node-name', 'n1', ...args.listen.flatMap((l) => ['--dns-listen', l])];
   if (args.clusterDomain) argv.push('--cluster-domain', args.clusterDomain);
   const config = loadConfig({ argv, env: {}, readFile: () => { throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' }); } }).config;
-  const source = createManifestSource({ dir: args.manifests, logger, debounceMs: 20, rescanIntervalMs: 1000 });
+  const source = createManifestSource({ dir: args.manifests, logger, debounceMs: 20, rescanIntervalMs: args.rescanMs ?? 1000 });
   let kernel: Kernel | undefined;
-  try {
-    kernel = await openKernel();
-  } catch (err) {
-    logger.warn({ err }, 'no kernel handle; listen addresses must exist already');
+  const section = buildDnsSection(args.section ?? {});
+  if (section.bindInterface) {
+    try {
+      kernel = await (await import('../../src/kernel')).openKernel();
+    } catch (err) {
+      logger.warn({ err }, 'no kernel handle; listen addresses must exist already');
+    }
   }
   const ctx: ComponentContext<DnsSection> = {
     config,
-    section: buildDnsSection(args.section ?? {}),
+    section,
     state: clusterStateOf(source),
     node: new RecordingNodeWriter(),
     kernel: kernel as Kernel,
@@ -82,7 +90,7 @@ async function main(): Promise<void> {
   await source.waitForSync(ac.signal);
   schedule();
   setInterval(schedule, 1000).unref();
-  process.on('SIGUSR2', () => process.stdout.write(`DNS STATUS ${JSON.stringify(dns.status())}\n`));
+  process.on('SIGUSR2', () => process.stdout.write(`DNS STATUS ${JSON.stringify({ ...dns.status(), memory: process.memoryUsage() })}\n`));
 }
 
 main().catch((err: unknown) => {
