@@ -8,7 +8,9 @@
  * Prints each file's result, each suite's summary, the failures and the skip reasons, and as the
  * very last line exactly `N passed, N failed` (`, N skipped` when any). Exit status is non-zero
  * when anything failed, when not running as root (integration tests are part of the suite),
- * or when no test ran at all.
+ * or when no test ran at all. Around the integration suite the root network namespace is
+ * snapshotted before and after (the harness guard); when this process is not in the initial
+ * network namespace that check is one failure with the reason, never "unchanged".
  *
  * Counting: one count per leaf test point (an assertion, or a skipped/empty subtest), the same
  * way tap's own summary counts; a test file or subtest that ends `not ok` without any failing
@@ -205,7 +207,13 @@ function runSuite(name, files, jobs, opts) {
   });
 }
 
-/** Snapshot the root netns with the compiled harness guard; returns a function giving the diff text or null. */
+/**
+ * Snapshot the root netns with the compiled harness guard. Returns null when there is no compiled
+ * guard, else { notRoot, check }: notRoot is the failure message when this process is not
+ * (confirmed) in the initial network namespace — then "this process's namespace" is not the root
+ * one and the guard's "unchanged" would mean nothing, so no snapshot is taken — and check() gives
+ * the diff text or null.
+ */
 async function startSuiteGuard() {
   const guardJs = path.join(DIST, 'test-netns', 'harness', 'guard.js');
   if (!fs.existsSync(guardJs)) {
@@ -213,10 +221,19 @@ async function startSuiteGuard() {
     return null;
   }
   const g = require(guardJs);
+  const where = g.rootNetnsCheck();
+  if (where.inRoot !== true) {
+    const notRoot = g.notInRootNetnsMessage(where);
+    process.stdout.write(`  FAIL ${notRoot}\n`);
+    return { notRoot, check: async () => null };
+  }
   const before = await g.snapshot(null);
-  return async () => {
-    const d = g.diffSnapshots(before, await g.snapshot(null));
-    return d.length ? g.formatDiff(d, null) : null;
+  return {
+    notRoot: null,
+    check: async () => {
+      const d = g.diffSnapshots(before, await g.snapshot(null));
+      return d.length ? g.formatDiff(d, null) : null;
+    },
   };
 }
 
@@ -269,10 +286,14 @@ async function main() {
     } else if (files.length) {
       const guard = await startSuiteGuard();
       const res = await runSuite('integration', files, opts.netnsJobs, opts);
-      if (guard) {
+      if (guard && guard.notRoot) {
+        res.stats.fail++;
+        res.stats.points++;
+        res.failures.push({ names: ['root-namespace guard around the whole integration suite'], diag: { message: guard.notRoot } });
+      } else if (guard) {
         // A second line of defence for test files that do not use labTest: the root namespace
         // must be the same after the whole suite as before it.
-        const diff = await guard();
+        const diff = await guard.check();
         if (diff) {
           res.stats.fail++;
           res.stats.points++;
@@ -290,7 +311,7 @@ async function main() {
   process.exitCode = total.fail > 0 || problems.length > 0 ? 1 : 0;
 }
 
-module.exports = { attach, newStats, fmtCounts, findTests };
+module.exports = { attach, newStats, fmtCounts, findTests, startSuiteGuard };
 
 if (require.main === module) {
   main().catch((e) => {

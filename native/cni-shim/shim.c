@@ -15,7 +15,12 @@
  * rerun the command in-process (the daemon may have done half of it): it answers CNI
  * error 11 "try again later"; the runtime's DEL/GC cleans up.
  *
- * Environment: PODWIRE_CONTROL_SOCKET (default /run/podwire/podwire.sock),
+ * The socket: PODWIRE_CONTROL_SOCKET, else `control_socket=` of podwire.conf beside this
+ * executable (podwired writes it when it installs the binary; no runtime sets our env),
+ * else /run/podwire/podwire.sock. Falling back although a daemon was configured is
+ * never silent: the in-process path records it (src/cni-plugin/fallback.ts).
+ *
+ * Environment: PODWIRE_CONTROL_SOCKET (overrides podwire.conf),
  * PODWIRE_CNI_INPROCESS=1 (skip the daemon), PODWIRE_NODE (node binary; default: the
  * node that built the shim, then `node` on PATH), PODWIRE_CNI_JS (main.js; default:
  * resolved from the shim's real path, see docs/cni.md).
@@ -187,18 +192,74 @@ static int fallback(const struct buf *buffered, const char *socket_path) {
   return unavailable(buffered, socket_path, "cannot execute node; set PODWIRE_NODE");
 }
 
-int main(void) {
+/*
+ * `control_socket=PATH` from podwire.conf in the directory of argv[0] (the path the runtime
+ * exec'd, which is where podwired wrote the file), else of /proc/self/exe. Bounded: reads at
+ * most 4 KiB; a value too long for `sock` is ignored. Exports PODWIRE_CNI_CONF (the file read)
+ * for the in-process path. Returns 1 when `sock` was filled.
+ */
+static int conf_socket(const char *argv0, char *sock, size_t socklen) {
+  char dirs[2][PATH_MAX];
+  int ndirs = 0;
+  if (argv0 && strchr(argv0, '/') && strlen(argv0) < PATH_MAX) snprintf(dirs[ndirs++], PATH_MAX, "%s", argv0);
+  ssize_t n = readlink("/proc/self/exe", dirs[ndirs], PATH_MAX - 1);
+  if (n > 0) dirs[ndirs++][n] = 0;
+  for (int i = 0; i < ndirs; i++) {
+    char *slash = strrchr(dirs[i], '/');
+    if (!slash) continue;
+    *slash = 0;
+    char conf[PATH_MAX];
+    if (snprintf(conf, sizeof conf, "%s/podwire.conf", dirs[i]) >= (int)sizeof conf) continue;
+    int fd = open(conf, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char text[4097];
+    size_t len = 0;
+    while (len < sizeof text - 1) {
+      ssize_t r = read(fd, text + len, sizeof text - 1 - len);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      len += (size_t)r;
+    }
+    close(fd);
+    text[len] = 0;
+    setenv("PODWIRE_CNI_CONF", conf, 1);
+    int found = 0;
+    for (char *line = text, *next; line && *line; line = next) {
+      next = strchr(line, '\n');
+      if (next) *next++ = 0;
+      size_t l = strlen(line);
+      while (l > 0 && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t')) line[--l] = 0;
+      if (strncmp(line, "control_socket=/", 16) == 0 && l - 15 < socklen) {
+        memcpy(sock, line + 15, l - 15 + 1);
+        found = 1;
+      }
+    }
+    return found;
+  }
+  return 0;
+}
+
+/* A daemon was configured but did not answer: the in-process path records it (fallback.ts). */
+static void note_fallback(const char *socket_path, int err) {
+  setenv("PODWIRE_CNI_FALLBACK", socket_path, 1);
+  setenv("PODWIRE_CNI_FALLBACK_REASON", strerror(err), 1);
+}
+
+int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   const char *inproc = getenv("PODWIRE_CNI_INPROCESS");
   if (inproc && *inproc && strcmp(inproc, "0") != 0) return fallback(NULL, NULL);
 
-  const char *path = getenv("PODWIRE_CONTROL_SOCKET");
-  if (!path || !*path) path = DEFAULT_SOCKET;
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  char conf_sock[sizeof addr.sun_path];
+  int have_conf = conf_socket(argc > 0 ? argv[0] : NULL, conf_sock, sizeof conf_sock);
+  const char *path = getenv("PODWIRE_CONTROL_SOCKET");
+  if (!path || !*path) path = have_conf ? conf_sock : DEFAULT_SOCKET;
   if (strlen(path) >= sizeof addr.sun_path) return fallback(NULL, path);
   strcpy(addr.sun_path, path);
   int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    note_fallback(path, errno);
     if (s >= 0) close(s);
     return fallback(NULL, path); /* no daemon: stdin is untouched */
   }

@@ -21,6 +21,31 @@ t.test('summary with only the CNI installer', async (t) => {
   t.match(out, /overlay component not running/);
   t.match(out, /proxy component not running/);
   t.match(out, /dns component not running/);
+  t.match(out, /cni component not running/);
+});
+
+t.test('the cni component: fast path, pods, fallbacks never silent', async (t) => {
+  const cni = (status: Record<string, unknown>) => ({
+    name: 'cni',
+    feature: 'cni' as const,
+    ready: true,
+    syncs: 1,
+    errors: 0,
+    consecutiveFailures: 0,
+    lastSuccessfulSync: undefined,
+    lastSyncDurationMs: undefined,
+    lastError: undefined,
+    status,
+  });
+  const ok = formatStatus({ ...base, components: [cni({ fastPath: true, controlSocket: '/run/x.sock', pods: 2, fallbacks: 0 })] });
+  t.match(ok, /fast path on \/run\/x\.sock, 2 pods/);
+  t.match(ok, /0 fallbacks/);
+  const bad = formatStatus({
+    ...base,
+    components: [cni({ fastPath: true, controlSocket: '/run/x.sock', pods: 2, fallbacks: 3, lastFallback: { command: 'ADD', at: 'T', reason: 'Connection refused', socket: '/run/x.sock' }, reattachedTotal: 2 })],
+  });
+  t.match(bad, /WARNING: 3 CNI call\(s\) ran in-process because podwired did not answer \(last: ADD at T: Connection refused on \/run\/x\.sock\)/);
+  t.match(bad, /2 pod veth\(s\) put back on the bridge/);
 });
 
 t.test('summary with overlay, proxy and dns status', async (t) => {

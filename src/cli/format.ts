@@ -37,6 +37,22 @@ export function formatStatus(s: DaemonStatus): string {
   line('Cluster domain:', s.config.clusterDomain);
   line('Enabled:', s.config.enable.join(', '));
 
+  const cni = find(s, ['cni']);
+  out.push('', 'CNI:');
+  if (!cni) out.push('  (cni component not running)');
+  else {
+    const fp = cni.status.fastPath === true ? `fast path on ${String(cni.status.controlSocket ?? '?')}` : 'fast path off (every call in-process)';
+    out.push(`  ${fp}, ${num(cni.status.pods)} pods`);
+    const fallbacks = typeof cni.status.fallbacks === 'number' ? cni.status.fallbacks : 0;
+    if (fallbacks > 0) {
+      const last = cni.status.lastFallback as Record<string, unknown> | undefined;
+      const when = last ? ` (last: ${String(last.command ?? '?')} at ${String(last.at ?? '?')}: ${String(last.reason ?? '?')} on ${String(last.socket ?? '?')})` : '';
+      out.push(`  WARNING: ${fallbacks} CNI call(s) ran in-process because podwired did not answer${cni.status.fallbacksCapped ? ' (record full: more not counted)' : ''}${when}`);
+    } else out.push('  0 fallbacks to the in-process path');
+    const re = cni.status.reattachedTotal;
+    if (typeof re === 'number' && re > 0) out.push(`  ${re} pod veth(s) put back on the bridge since start`);
+  }
+
   const overlay = find(s, ['overlay']);
   out.push('', 'Peers:');
   if (!overlay) out.push('  (overlay component not running)');

@@ -13,3 +13,18 @@ export {
 } from './fastpath/protocol';
 export { CniErrorCode, CniError } from './errors';
 export { SUPPORTED_VERSIONS, LATEST_VERSION } from './version';
+export { reattachPods, type ReattachReport } from './reattach';
+export { ensureBridge, ensureGatewayAddress } from './steps';
+export { hostVethName } from './names';
+export { decodeJson, parseNetConf, type NetConf } from './config';
+export { DiskIpamStore } from './ipam/disk-store';
+export {
+  CNI_CONF_NAME,
+  FALLBACK_FILE,
+  FallbackReader,
+  parseShimConf,
+  renderShimConf,
+  recordFallbackFromEnv,
+  type FallbackRecord,
+  type FallbackSummary,
+} from './fallback';

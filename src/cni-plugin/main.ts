@@ -5,6 +5,7 @@
  */
 import { createLogger } from '../common/log';
 import { createRealDeps } from './deps-real';
+import { recordFallbackFromEnv } from './fallback';
 import { runCni } from './plugin';
 
 async function readStdin(): Promise<Buffer> {
@@ -17,6 +18,8 @@ async function readStdin(): Promise<Buffer> {
 export async function main(): Promise<number> {
   const log = createLogger({ destination: 'stderr', level: process.env.PODWIRE_LOG_LEVEL ?? 'warn' }).child({ component: 'cni' });
   const deps = createRealDeps(log, { warm: false });
+  // The shim fell back from a configured daemon: leave a record podwired counts (fallback.ts).
+  if (recordFallbackFromEnv(process.env)) log.warn({ socket: process.env.PODWIRE_CNI_FALLBACK }, 'podwired did not answer; ran in-process (recorded)');
   try {
     const stdin = process.env.CNI_COMMAND === 'VERSION' && process.stdin.isTTY ? Buffer.alloc(0) : await readStdin();
     const out = await runCni(process.env, stdin, deps);

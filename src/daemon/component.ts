@@ -24,6 +24,7 @@ import type { Kernel } from '../kernel';
 import type { ClusterEvent, ClusterState, NodeWriter } from '../k8s/types';
 import type { DaemonConfig, Feature } from './config';
 import type { ConfigSection } from './config-section';
+import type { RawHandler } from './route-server';
 
 /** What a sync reports back, for metrics. */
 export interface SyncReport {
@@ -89,6 +90,18 @@ export interface ComponentContext<S = unknown> {
   clock: Clock;
   /** This daemon's registry. Use the names operators already graph (kube-proxy's, CoreDNS's) where they exist. */
   metrics: Registry;
+  /**
+   * The daemon's control socket, for a component that serves on it (the CNI fast path,
+   * `POST /v1/cni`): mount in `start`, unmount (the returned function) in `close`.
+   * Absent when the daemon runs without one (unit tests that build a context by hand).
+   */
+  control?: ControlMount;
+}
+
+/** Mounting raw node:http handlers on the daemon's control socket. */
+export interface ControlMount {
+  /** Mounts `handler` on `path` (all methods); returns the function that unmounts it. Throws AlreadyExistsError for a taken path. */
+  routeRaw(path: string, handler: RawHandler): () => void;
 }
 
 /** How often the daemon's runner calls a component's sync (kube-proxy's minSyncPeriod / syncPeriod). */

@@ -33,7 +33,7 @@ function env(t: Test, extra: string[] = []): Env {
       '--state-dir', path.join(dir, 'state'),
       '--min-sync-interval', '5ms',
       '--sync-interval', '1m',
-      '--enable', 'overlay',
+      '--enable', 'cni',
       ...extra,
     ],
     env: {},
@@ -86,13 +86,13 @@ t.test('start → ready → status/metrics → stop leaves the conflist; restart
   const st = JSON.parse((await get(config, '/v1/status')).body.toString()) as DaemonStatus;
   t.equal(st.ready, true);
   t.same(st.node?.podCIDRs, ['10.244.1.0/24']);
-  t.equal(st.components[0]!.name, 'cni-installer');
+  t.equal(st.components[0]!.name, 'cni');
   t.equal(st.components[0]!.status.conflistWrites, 1);
 
   const metrics = (await get(config, '/metrics')).body.toString();
-  t.match(metrics, /podwire_sync_duration_seconds_bucket\{.*component="cni-installer"/);
-  t.match(metrics, /podwire_syncs_total\{component="cni-installer",result="success"\} [1-9]/);
-  t.match(metrics, /podwire_last_successful_sync_timestamp_seconds\{component="cni-installer"\} \d/);
+  t.match(metrics, /podwire_sync_duration_seconds_bucket\{.*component="cni"/);
+  t.match(metrics, /podwire_syncs_total\{component="cni",result="success"\} [1-9]/);
+  t.match(metrics, /podwire_last_successful_sync_timestamp_seconds\{component="cni"\} \d/);
   t.match(metrics, /podwire_source_objects\{kind="Node"\} 1/);
   t.match(metrics, /podwire_source_events_total\{kind="Node",type="add"\} 1/);
   t.match(metrics, /podwire_ready 1/);
@@ -147,10 +147,10 @@ t.test('not ready while the Node has no podCIDR; ready once it gets one', async 
   const r = await get(config, '/readyz');
   body = r.body.toString();
   t.equal(r.status, 503);
-  t.match(body, /cni-installer: no successful sync yet \(Node "n1" has no spec.podCIDRs yet\)/);
+  t.match(body, /cni: no successful sync yet \(Node "n1" has no spec.podCIDRs yet\)/);
   t.notOk(existsSync(path.join(config.cniConfDir, CONFLIST_NAME)), 'no conflist without a podCIDR');
   const metrics = (await get(config, '/metrics')).body.toString();
-  t.match(metrics, /podwire_sync_errors_total\{component="cni-installer"\} [1-9]/);
+  t.match(metrics, /podwire_sync_errors_total\{component="cni"\} [1-9]/);
   source.apply(nodeObject('n1', ['10.244.3.0/24']));
   t.ok(await waitReady(config), 'ready after the podCIDR arrives');
   ac.abort();
@@ -158,7 +158,7 @@ t.test('not ready while the Node has no podCIDR; ready once it gets one', async 
 });
 
 t.test('components get events and their own runner; readiness waits for all', async (t) => {
-  const { config } = env(t, ['--enable', 'overlay,proxy,dns']);
+  const { config } = env(t, ['--enable', 'cni,proxy,dns']);
   const seen: string[] = [];
   let proxySyncs = 0;
   let failDns = true;
@@ -197,7 +197,7 @@ t.test('components get events and their own runner; readiness waits for all', as
   failDns = false;
   t.ok(await waitReady(config, 500), 'ready once every component synced');
   t.ok(proxySyncs >= 1);
-  t.same(d.status().config.enable, ['overlay', 'proxy', 'dns']);
+  t.same(d.status().config.enable, ['cni', 'proxy', 'dns']);
   ac.abort();
   await d.stop();
 });
@@ -206,8 +206,8 @@ t.test('control server: mounted routes get the raw body; 404/405; duplicate rout
   const { config } = env(t);
   const source = new FakeSource();
   const d = newDaemon(config, source);
-  d.control.route('POST', '/v1/cni', (req) => ({ status: 200, headers: { 'content-type': 'application/octet-stream' }, body: Buffer.concat([Buffer.from('echo:'), req.body]) }));
-  t.throws(() => d.control.route('POST', '/v1/cni', () => ({ status: 200 })), AlreadyExistsError);
+  d.control.route('POST', '/v1/echo', (req) => ({ status: 200, headers: { 'content-type': 'application/octet-stream' }, body: Buffer.concat([Buffer.from('echo:'), req.body]) }));
+  t.throws(() => d.control.route('POST', '/v1/echo', () => ({ status: 200 })), AlreadyExistsError);
   d.control.routeRaw('/v1/raw', (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -217,7 +217,7 @@ t.test('control server: mounted routes get the raw body; 404/405; duplicate rout
   const ac = new AbortController();
   await d.start(ac.signal);
   const payload = Buffer.from([0, 1, 2, 255]);
-  const r = await request({ socketPath: config.controlSocket }, 'POST', '/v1/cni', payload);
+  const r = await request({ socketPath: config.controlSocket }, 'POST', '/v1/echo', payload);
   t.equal(r.status, 200);
   t.same([...r.body], [...Buffer.from('echo:'), 0, 1, 2, 255]);
   const raw = await request({ socketPath: config.controlSocket }, 'POST', '/v1/raw', 'KEY=V\0\0{}');
@@ -225,7 +225,7 @@ t.test('control server: mounted routes get the raw body; 404/405; duplicate rout
   t.equal(raw.headers['x-cni-exit-code'], '0');
   t.equal(raw.body.toString(), 'KEY=V\0\0{}');
   t.equal((await get(config, '/nope')).status, 404);
-  t.equal((await get(config, '/v1/cni')).status, 405);
+  t.equal((await get(config, '/v1/echo')).status, 405);
   t.equal(statSync(config.controlSocket).mode & 0o777, 0o660, 'socket is not world-accessible');
 
   // A second daemon must not steal a live socket.

@@ -3,13 +3,20 @@
  * its own bounded-frequency runner, and serves the control socket, /healthz,
  * /readyz and /metrics.
  *
- * Lifecycle (one AbortSignal, owned by the caller):
- *   start(signal): servers up → reconcileOnStart per component → subscribe to events
- *     → source.start → (background) once the source has synced, start every runner.
+ * Lifecycle (one AbortSignal, owned by the caller), components in registration order
+ * (registry.ts declares it):
+ *   start(signal): create(ctx) every enabled component (its section built, its runner
+ *     made with its own intervals) → servers up (control socket, health, metrics) →
+ *     per component: reconcileOnStart, then start(signal) (a start that throws fails
+ *     the daemon's start, naming the component; the ones already started are closed)
+ *     → subscribe to events → source.start → (background) once the source has
+ *     synced, start every runner.
  *   signal aborted: runners stop; an in-flight sync finishes or honours the signal.
- *   stop(): wait for in-flight syncs, close servers. The data plane stays as it is,
- *     so a restarted daemon takes over without dropping traffic. Only `cleanup()`
- *     (podwired --cleanup) removes what Podwire programmed.
+ *   stop(): stop runners, wait for in-flight syncs, close() the started components in
+ *     reverse order, then close the daemon's own servers (last), then the kernel
+ *     handle if the daemon opened it. The data plane stays as it is, so a restarted
+ *     daemon takes over without dropping traffic. Only `cleanup()` (podwired
+ *     --cleanup) removes what Podwire programmed.
  */
 import { systemClock, type Clock } from '../common/clock';
 import { errorMessage, PodwireError } from '../common/errors';
@@ -18,8 +25,8 @@ import type { Kernel } from '../kernel';
 import { clusterStateOf } from '../k8s/cluster-state';
 import { RecordingNodeWriter } from '../k8s/node-writer';
 import type { ClusterEvent, ClusterState, NodeObject, NodeWriter, ProblemReporter, SourceProblem, StateSource } from '../k8s/types';
-import type { Component, ComponentContext, ComponentRegistration, ComponentStatus } from './component';
-import type { DaemonConfig, Feature } from './config';
+import type { Component, ComponentContext, ComponentRegistration, ComponentStatus, SyncIntervals } from './component';
+import { buildSectionDefaults, formatDuration, type DaemonConfig, type Feature } from './config';
 import { createDaemonMetrics, registerObjectCounts, type DaemonMetrics, CLUSTER_KINDS } from './metrics';
 import { json, RouteServer, text } from './route-server';
 import { BoundedFrequencyRunner, type RunOutcome } from './runner';
@@ -47,12 +54,28 @@ export interface DaemonOptions {
   kernel?: Kernel | (() => Promise<Kernel>);
   /** Writes to this node's Node; default: the source's writer, else a recording one (manifest mode). */
   nodeWriter?: NodeWriter;
+  /**
+   * The components' built sections by section name (`LoadedConfig.sections`). A
+   * registration whose section is missing here gets its section built from defaults.
+   */
+  sections?: Readonly<Record<string, unknown>>;
+}
+
+/** A component's start or create failed; names the component. */
+export class ComponentStartError extends PodwireError {
+  constructor(readonly component: string, phase: 'create' | 'start', cause: unknown) {
+    super('PW_COMPONENT_START', `component ${component}: ${phase} failed: ${errorMessage(cause)}`, { field: 'component', value: component, cause });
+  }
 }
 
 interface ComponentState {
   component: Component;
   feature: Feature;
   runner: BoundedFrequencyRunner;
+  intervals: SyncIntervals;
+  /** start() resolved (or was absent); close() is due at stop. */
+  started: boolean;
+  closed: boolean;
   syncs: number;
   errors: number;
   consecutiveFailures: number;
@@ -92,7 +115,7 @@ export class Daemon {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly metrics: DaemonMetrics;
-  /** Control socket routes; mount more before start(): `daemon.control.route('POST', '/v1/cni', h)`. */
+  /** Control socket routes; components mount theirs through `ctx.control` in start (the cni component: POST /v1/cni). */
   readonly control: RouteServer;
   readonly health: RouteServer;
   readonly metricsServer: RouteServer;
@@ -105,6 +128,8 @@ export class Daemon {
   private runnersStarted: Promise<void> | undefined;
   private readonly kernelOption: DaemonOptions['kernel'];
   private kernel: Kernel | undefined;
+  private kernelOwned = false;
+  private readonly sections: Readonly<Record<string, unknown>>;
   readonly state: ClusterState;
   readonly nodeWriter: NodeWriter;
 
@@ -116,6 +141,7 @@ export class Daemon {
     this.registrations = options.components;
     this.tcpServers = options.tcpServers !== false;
     this.kernelOption = options.kernel;
+    this.sections = options.sections ?? {};
     this.state = clusterStateOf(this.source);
     this.nodeWriter = options.nodeWriter ?? new RecordingNodeWriter();
     this.metrics = createDaemonMetrics(() => this.source, { processMetrics: options.processMetrics !== false });
@@ -143,20 +169,45 @@ export class Daemon {
     const regs = this.enabledRegistrations();
     const kernel = regs.length > 0 ? await this.openKernel() : undefined;
     for (const reg of regs) {
-      const ctx: ComponentContext = {
-        config: this.config,
-        section: undefined,
-        state: this.state,
-        node: this.nodeWriter,
-        kernel: kernel!,
-        logger: this.logger.child({ component: reg.name }),
-        clock: this.clock,
-        metrics: this.metrics.registry,
-      };
-      const component = await reg.create(ctx);
+      let component: Component;
+      let intervals: SyncIntervals;
+      try {
+        const section = reg.section
+          ? reg.section.name in this.sections
+            ? this.sections[reg.section.name]
+            : buildSectionDefaults(reg.section, this.config)
+          : undefined;
+        intervals = reg.intervals?.(section, this.config) ?? { minIntervalMs: this.config.minSyncInterval, maxIntervalMs: this.config.syncInterval };
+        if (!(intervals.minIntervalMs >= 0) || !(intervals.maxIntervalMs > 0) || intervals.maxIntervalMs < intervals.minIntervalMs) {
+          throw new PodwireError('PW_INVALID_INPUT', `sync intervals min ${formatDuration(intervals.minIntervalMs)}, max ${formatDuration(intervals.maxIntervalMs)}: need 0 <= min <= max, max > 0`);
+        }
+        const ctx: ComponentContext = {
+          config: this.config,
+          section,
+          state: this.state,
+          node: this.nodeWriter,
+          kernel: kernel!,
+          logger: this.logger.child({ component: reg.name }),
+          clock: this.clock,
+          metrics: this.metrics.registry,
+          control: {
+            routeRaw: (path, handler) => {
+              this.control.routeRaw(path, handler);
+              return () => void this.control.unrouteRaw(path, handler);
+            },
+          },
+        };
+        component = await reg.create(ctx);
+      } catch (err) {
+        await this.closeComponents();
+        throw new ComponentStartError(reg.name, 'create', err);
+      }
       const state: ComponentState = {
         component,
         feature: reg.feature,
+        intervals,
+        started: false,
+        closed: false,
         syncs: 0,
         errors: 0,
         consecutiveFailures: 0,
@@ -170,10 +221,10 @@ export class Daemon {
       state.runner = new BoundedFrequencyRunner({
         name: component.name,
         clock: this.clock,
-        minIntervalMs: this.config.minSyncInterval,
-        maxIntervalMs: this.config.syncInterval,
-        retryIntervalMs: Math.max(this.config.minSyncInterval, 1000),
-        maxRetryIntervalMs: this.config.syncInterval,
+        minIntervalMs: intervals.minIntervalMs,
+        maxIntervalMs: intervals.maxIntervalMs,
+        retryIntervalMs: Math.min(Math.max(intervals.minIntervalMs, 1000), intervals.maxIntervalMs),
+        maxRetryIntervalMs: intervals.maxIntervalMs,
         fn: async (signal) => {
           lastReport = undefined;
           lastReport = await component.sync(signal);
@@ -189,12 +240,20 @@ export class Daemon {
     }
   }
 
+  /** Each component's sync intervals (for status and tests). */
+  intervalsOf(name: string): SyncIntervals | undefined {
+    return this.states.find((s) => s.component.name === name)?.intervals;
+  }
+
   private async openKernel(): Promise<Kernel> {
     if (this.kernel) return this.kernel;
     const k = this.kernelOption;
     if (typeof k === 'function') this.kernel = await k();
     else if (k) this.kernel = k;
-    else this.kernel = await (await import('../kernel')).openKernel();
+    else {
+      this.kernel = await (await import('../kernel')).openKernel();
+      this.kernelOwned = true;
+    }
     return this.kernel;
   }
 
@@ -211,12 +270,23 @@ export class Daemon {
       await this.metricsServer.listen({ hostPort: this.config.metricsListen });
     }
     for (const s of this.states) {
-      if (!s.component.reconcileOnStart) continue;
+      if (s.component.reconcileOnStart) {
+        try {
+          await s.component.reconcileOnStart(signal);
+        } catch (err) {
+          // Not fatal: sync still diffs against the kernel; log loudly.
+          this.logger.error({ err, target: s.component.name }, 'reconcile with the kernel at start-up failed');
+        }
+      }
       try {
-        await s.component.reconcileOnStart(signal);
+        await s.component.start?.(signal);
+        s.started = true;
       } catch (err) {
-        // Not fatal: sync still diffs against the kernel; log loudly.
-        this.logger.error({ err, target: s.component.name }, 'reconcile with the kernel at start-up failed');
+        // Close what already runs, this one included (it may have bound half its sockets).
+        s.started = true;
+        this.logger.error({ err, target: s.component.name }, 'component start failed');
+        await this.closeComponents();
+        throw new ComponentStartError(s.component.name, 'start', err);
       }
     }
     this.unsubscribe = this.source.onEvent((event) => this.dispatch(event));
@@ -235,13 +305,36 @@ export class Daemon {
     );
   }
 
-  /** Stop serving. Runners already stopped with the start() signal; wait for in-flight syncs. */
+  /**
+   * Stop: runners (already stopped with the start() signal), in-flight syncs, then the
+   * components' close() in reverse order, then the daemon's own servers, last.
+   */
   async stop(): Promise<void> {
     for (const s of this.states) s.runner.stop();
     this.unsubscribe?.();
     await Promise.all(this.states.map((s) => s.runner.idle()));
+    await this.closeComponents();
     await Promise.all([this.control.close(), this.health.close(), this.metricsServer.close()]);
+    if (this.kernelOwned) {
+      this.kernel?.close();
+      this.kernel = undefined;
+      this.kernelOwned = false;
+    }
     this.logger.info('stopped; the data plane is left in place');
+  }
+
+  /** close() every started component, in reverse order; each is attempted, failures are logged. Idempotent. */
+  private async closeComponents(): Promise<void> {
+    for (const s of [...this.states].reverse()) {
+      if (!s.started || s.closed) continue;
+      s.closed = true;
+      if (!s.component.close) continue;
+      try {
+        await s.component.close();
+      } catch (err) {
+        this.logger.error({ err, target: s.component.name }, 'component close failed');
+      }
+    }
   }
 
   /** Remove everything each enabled component programmed (podwired --cleanup). Attempts every component. */

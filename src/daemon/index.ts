@@ -4,7 +4,8 @@
  * (`import type { Component, ComponentContext } from '../daemon'`), so the runtime
  * dependency still points one way: daemon → components.
  */
-export type { Component, ComponentContext, ComponentRegistration, ComponentStatus, SyncReport } from './component';
+export type { Component, ComponentContext, ComponentRegistration, ComponentStatus, ControlMount, SyncIntervals, SyncReport } from './component';
+export { defineSection, type ConfigSection, type SectionOption, type SectionOptionKind } from './config-section';
 export { BoundedFrequencyRunner, type RunnerOptions, type RunOutcome } from './runner';
 export {
   loadConfig,
@@ -15,6 +16,9 @@ export {
   parseDuration,
   formatDuration,
   validateCidrList,
+  buildSectionDefaults,
+  sectionsOf,
+  configDocsTables,
   OPTIONS,
   FEATURES,
   BACKENDS,
@@ -25,10 +29,11 @@ export {
   type BackendName,
   type ProxyMode,
   type LoadedConfig,
+  type LoadedSection,
 } from './config';
-export { Daemon, PODWIRE_VERSION, type DaemonOptions, type DaemonStatus, type ComponentSummary } from './daemon';
+export { Daemon, ComponentStartError, PODWIRE_VERSION, type DaemonOptions, type DaemonStatus, type ComponentSummary } from './daemon';
 export { RouteServer, request, json, text, type ControlHandler, type ControlRequest, type ControlResponse, type RawHandler } from './route-server';
-export { CniInstaller, cniInstallerRegistration, renderConflist, CONFLIST_NAME, CNI_TYPE, BRIDGE_NAME, VXLAN_OVERHEAD } from './cni-installer';
+export { CniInstaller, cniRegistration, cniInstallerRegistration, CNI_SECTION, type CniSection, renderConflist, CONFLIST_NAME, CNI_TYPE, BRIDGE_NAME, VXLAN_OVERHEAD } from './cni-installer';
 export { writeFileAtomic, copyFileAtomic } from './atomic-file';
 export { defaultRegistrations } from './registry';
 export { main } from './main';

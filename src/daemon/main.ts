@@ -6,11 +6,10 @@ import { createLogger, type Logger } from '../common/log';
 import { errorMessage } from '../common/errors';
 import type { StateSource } from '../k8s/types';
 import type { ComponentRegistration } from './component';
-import { helpText, isConfigError, loadConfig, renderConfig, type LoadedConfig } from './config';
-import { Daemon, PODWIRE_VERSION } from './daemon';
+import { helpText, isConfigError, loadConfig, renderConfig, sectionsOf, type LoadedConfig } from './config';
+import { Daemon, PODWIRE_VERSION, type DaemonOptions } from './daemon';
 import { defaultRegistrations } from './registry';
 import { createSourceFromConfig } from './source';
-import { createCniFastPathHandler, createRealDeps, FAST_PATH_ROUTE } from '../cni-plugin';
 
 export interface MainDeps {
   argv: readonly string[];
@@ -21,16 +20,18 @@ export interface MainDeps {
   onShutdownSignal?: (fn: (signal: string) => void) => () => void;
   components?: readonly ComponentRegistration[];
   createSource?: (loaded: LoadedConfig, logger: Logger) => StateSource;
-  /** Extra control-socket routes (the CNI fast path), mounted before start. */
-  mount?: (daemon: Daemon) => void;
+  /** The node's kernel handle (tests pass fakes); default: opened by the daemon. */
+  kernel?: DaemonOptions['kernel'];
   /** Upper bound on the graceful stop after a signal. */
   stopTimeoutMs?: number;
 }
 
 export async function main(deps: MainDeps): Promise<number> {
+  const registrations = deps.components ?? defaultRegistrations();
+  const sections = sectionsOf(registrations);
   let loaded: LoadedConfig;
   try {
-    loaded = loadConfig({ argv: deps.argv, env: deps.env });
+    loaded = loadConfig({ argv: deps.argv, env: deps.env, sections });
   } catch (err) {
     if (isConfigError(err)) {
       deps.stderr(`podwired: ${err.message}\n`);
@@ -40,7 +41,7 @@ export async function main(deps: MainDeps): Promise<number> {
   }
   const { config, actions } = loaded;
   if (actions.help) {
-    deps.stdout(helpText());
+    deps.stdout(helpText(sections));
     return 0;
   }
   if (actions.version) {
@@ -48,7 +49,7 @@ export async function main(deps: MainDeps): Promise<number> {
     return 0;
   }
   if (actions.printConfig) {
-    deps.stdout(renderConfig(config, loaded.origins));
+    deps.stdout(renderConfig(config, loaded.origins, loaded.sectionDetails));
     return 0;
   }
 
@@ -56,7 +57,7 @@ export async function main(deps: MainDeps): Promise<number> {
   const logger = rootLogger.child({ component: 'podwired' });
   const controller = new AbortController();
   const source = (deps.createSource ?? ((l, log) => createSourceFromConfig(l.config, log)))(loaded, rootLogger);
-  const daemon = new Daemon({ config, source, components: deps.components ?? defaultRegistrations(), logger: rootLogger });
+  const daemon = new Daemon({ config, source, components: registrations, logger: rootLogger, sections: loaded.sections, ...(deps.kernel ? { kernel: deps.kernel } : {}) });
 
   if (actions.cleanup) {
     const { failed } = await daemon.cleanup(controller.signal);
@@ -79,14 +80,6 @@ export async function main(deps: MainDeps): Promise<number> {
     controller.abort();
   });
 
-  let closeCni: (() => void) | undefined;
-  if (deps.mount) deps.mount(daemon);
-  else if (config.enable.includes('overlay')) {
-    // The CNI fast path: the shim forwards each CNI call here; runCni runs with warm netlink sockets.
-    const cniDeps = createRealDeps(rootLogger.child({ component: 'cni' }));
-    closeCni = () => cniDeps.close();
-    daemon.control.routeRaw(FAST_PATH_ROUTE, createCniFastPathHandler(cniDeps));
-  }
   logger.info({ version: PODWIRE_VERSION, node: config.nodeName, configFile: loaded.configFile, enable: config.enable }, 'podwired starting');
   try {
     await daemon.start(controller.signal);
@@ -95,7 +88,6 @@ export async function main(deps: MainDeps): Promise<number> {
     deps.stderr(`podwired: start-up failed: ${errorMessage(err)}\n`);
     controller.abort();
     await daemon.stop().catch(() => undefined);
-    closeCni?.();
     removeSignalHandlers();
     return 1;
   }
@@ -108,7 +100,6 @@ export async function main(deps: MainDeps): Promise<number> {
     new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
   ]);
   clearTimeout(timer);
-  closeCni?.();
   removeSignalHandlers();
   if (timedOut) {
     logger.error({ timeoutMs }, 'graceful stop timed out');

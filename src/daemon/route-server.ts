@@ -78,6 +78,12 @@ export class RouteServer {
     return this;
   }
 
+  /** Removes a raw route (later requests get 404); true if it was mounted. */
+  unrouteRaw(routePath: string, handler?: RawHandler): boolean {
+    if (handler !== undefined && this.rawRoutes.get(routePath) !== handler) return false;
+    return this.rawRoutes.delete(routePath);
+  }
+
   /** The bound address: socket path, or `host:port` with the real port (for port 0). */
   get address(): string | undefined {
     if (this.socketPath) return this.socketPath;

@@ -16,7 +16,7 @@ import type { Component, ComponentContext, ComponentRegistration, ComponentStatu
 import { parseHostPort } from '../daemon/config';
 import type { ClusterEvent } from '../k8s/types';
 import { DnsCache } from './cache';
-import { buildDnsSection, dnsSection, type DnsSection, parseKubeDnsConfigMap, parseResolvConf } from './config';
+import { dnsSection, type DnsSection, parseKubeDnsConfigMap, parseResolvConf } from './config';
 import { type DnsController, stateController } from './controller';
 import { Forwarder, ForwardHandler, type ForwardOptions, formatUpstream, StubHandler, type UpstreamAddr } from './forward';
 import { buildChain, type Handler, logHandler, metricsHandler, type Next } from './handler';
@@ -55,10 +55,10 @@ export class DnsComponent implements Component {
   private bindAfterSync = false;
 
   constructor(
-    private readonly ctx: ComponentContext<DnsSection | undefined>,
+    private readonly ctx: ComponentContext<DnsSection>,
     options: DnsComponentOptions = {},
   ) {
-    this.section = ctx.section ?? buildDnsSection({});
+    this.section = ctx.section;
     const s = this.section;
     this.controller = options.controller ?? stateController(ctx.state);
     this.listen = ctx.config.dnsListen.map((a) => parseHostPort('dnsListen', a));
@@ -284,6 +284,10 @@ export function dnsRegistration(options: DnsComponentOptions = {}): ComponentReg
     feature: 'dns',
     name: 'dns',
     section: dnsSection,
+    // A zone update is cheap (only the changed Services are re-encoded), and an answer may be
+    // stale for at most the TTL after a change: sync at most 100 ms after an event, whatever
+    // the daemon-wide --min-sync-interval (which paces the kernel-programming components).
+    intervals: (_section, config) => ({ minIntervalMs: Math.min(config.minSyncInterval, 100), maxIntervalMs: config.syncInterval }),
     create: (ctx) => new DnsComponent(ctx, options),
   };
 }

@@ -143,12 +143,12 @@ labTest('podwired: start, ready, SIGTERM, restart; kernel state unchanged', { pr
   t.equal((await curl(n1.ns, `http://${HEALTH}/healthz`)).code, 200, '/healthz');
   const metrics = (await curl(n1.ns, `http://${METRICS}/metrics`)).body;
   for (const m of [
-    /podwire_sync_duration_seconds_bucket\{le="[^"]+",component="cni-installer",result="success"\}/,
-    /podwire_syncs_total\{component="cni-installer",result="success"\} [1-9]/,
+    /podwire_sync_duration_seconds_bucket\{le="[^"]+",component="cni",result="success"\}/,
+    /podwire_syncs_total\{component="cni",result="success"\} [1-9]/,
     /podwire_sync_errors_total/,
-    /podwire_last_successful_sync_timestamp_seconds\{component="cni-installer"\} [1-9]/,
+    /podwire_last_successful_sync_timestamp_seconds\{component="cni"\} [1-9]/,
     /podwire_source_objects\{kind="Node"\} 1/,
-    /podwire_component_objects\{component="cni-installer"\} 1/,
+    /podwire_component_objects\{component="cni"\} 1/,
     /podwire_ready 1/,
     /podwire_process_cpu_seconds_total/,
   ]) {
@@ -201,7 +201,7 @@ labTest('podwired: start, ready, SIGTERM, restart; kernel state unchanged', { pr
   t.ok(r2.ready, `ready after restart (${r2.last})`);
   t.equal(statSync(conflistPath).ino, conflistInode, 'conflist not rewritten on restart');
   const js2 = JSON.parse(await execOk(n1.ns, [process.execPath, PODWIRE, 'status', '--json', '--socket', p.socket])) as DaemonStatus;
-  t.equal(js2.components.find((c) => c.name === 'cni-installer')?.status.conflistWrites, 0);
+  t.equal(js2.components.find((c) => c.name === 'cni')?.status.conflistWrites, 0);
   t.equal(await kernelState(n1.ns), running, 'kernel state unchanged across the restart');
 
   // A podCIDR change in the manifests is followed (picked up by the manifest source).

@@ -16,11 +16,13 @@
  *   });
  *
  * What labTest does around the body: probes `requires` kernel features (skips with the reason
- * if missing, and when not root), snapshots the root network namespace, creates a Lab whose
+ * if missing, and when not root), fails unless this process is in the initial network namespace
+ * (rootNetnsCheck), snapshots the root network namespace, creates a Lab whose
  * namespaces are named `<prefix>-<pid>-<seq>-<role>`, runs the body, ALWAYS removes the lab
  * (processes first, then namespaces), then snapshots again and fails the test on any change of
  * the root namespace (links, addresses, routes, rules, iptables/ip6tables (nft + legacy),
- * nft ruleset, ip_forward/ipv6 forwarding), printing the diff. Leftovers of a crashed earlier
+ * nft ruleset, ip_forward/ipv6 forwarding, net.ipv4.conf.* and net.bridge.* sysctls, configured
+ * neighbour entries, new conntrack entries in the test ranges), printing the diff. Leftovers of a crashed earlier
  * run of the same prefix are swept first. process exit and SIGINT/SIGTERM/SIGHUP also clean up.
  *
  * Functions:
@@ -45,7 +47,8 @@
  *   snapshot(target?) / diffSnapshots(a, b) / formatDiff(d) / Guard.start(target?) / withGuard(fn, target?)
  *   probeFeature(f) / missingFeatures([f...])  kernel features: veth bridge vxlan ifb dummy ipip wireguard ipvs
  *                                              nftables iptables iptables-legacy conntrack ipset
- *   inRootNetns() -> true/false/undefined
+ *   rootNetnsCheck() -> {inRoot: true/false/undefined, method, detail}   (kthreadd's netns, or the
+ *     fixed init_net inode on Linux >= 6.18); inRootNetns() = its inRoot
  *
  * Rules: every namespace you create must come from a Lab (so cleanup and sweeping work). Never
  * pass ns=null to a command that changes anything. See docs/testing.md.
@@ -77,8 +80,18 @@ export {
   withGuard,
   RootNamespaceChangedError,
   inRootNetns,
+  rootNetnsCheck,
+  notInRootNetnsMessage,
+  isKernelThreadStat,
   selfNetnsInode,
   INIT_NET_INODE,
+  INIT_NET_INODE_SINCE,
+  TEST_RANGES,
+  normaliseNeighbours,
+  normaliseConntrack,
+  normaliseSysctlTrees,
+  type RootNetnsCheck,
+  type RootNetnsIo,
   type Snapshot,
   type SectionDiff,
   type GuardTarget,

@@ -2,11 +2,13 @@
  * The two ways to run code in a lab with the root-namespace guard around it:
  *   labTest(name, { prefix }, async (t, lab) => ...)   for tap test files
  *   withLab(prefix, async (lab) => ...)                for plain scripts (demo, benches)
- * Both: snapshot the watched namespace, create a Lab, run, ALWAYS clean the lab up, snapshot
- * again, and fail on any difference.
+ * Both: confirm this process is in the initial network namespace (rootNetnsCheck; otherwise fail
+ * without running the body — the guard could not vouch for the root namespace), snapshot the
+ * watched namespace, create a Lab, run, ALWAYS clean the lab up, snapshot again, and fail on any
+ * difference.
  */
 import { missingFeatures, type KernelFeature } from './features';
-import { formatDiff, Guard, RootNamespaceChangedError, type GuardTarget } from './guard';
+import { formatDiff, Guard, notInRootNetnsMessage, RootNamespaceChangedError, rootNetnsCheck, type GuardTarget } from './guard';
 import { Lab, listNetns } from './lab';
 
 export interface LabTestOptions {
@@ -44,6 +46,14 @@ export function labTest(name: string, opts: LabTestOptions, fn: LabTestFn): Prom
     if (skip) {
       tt.plan(0, skip); // tap prints '# SKIP <reason>' and counts it as skipped
       return;
+    }
+    if (opts.guard !== false) {
+      // The guard watches "this process's namespace" as the root one: only true in init_net.
+      const where = rootNetnsCheck();
+      if (where.inRoot !== true) {
+        tt.fail('runner is in the initial network namespace', { error: notInRootNetnsMessage(where) });
+        return; // the body does not run: nothing could vouch for the root namespace afterwards
+      }
     }
     const guard = opts.guard === false ? null : await Guard.start(opts.guardTarget ?? null);
     const lab = await Lab.create(opts.prefix);
@@ -102,6 +112,10 @@ export interface WithLabOptions {
 export async function withLab<T>(prefix: string, fn: (lab: Lab) => Promise<T>, opts: WithLabOptions = {}): Promise<T> {
   const reason = cannotRunReason();
   if (reason) throw new Error(`lab: ${reason}`);
+  if (opts.guard !== false) {
+    const where = rootNetnsCheck();
+    if (where.inRoot !== true) throw new Error(`lab: ${notInRootNetnsMessage(where)}`);
+  }
   const guard = opts.guard === false ? null : await Guard.start(opts.guardTarget ?? null);
   const lab = await Lab.create(prefix);
   let result: T;

@@ -24,7 +24,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Cidr, IpAddress } from '../../src/common/ip';
-import { exec, formatDiff, Guard, RootNamespaceChangedError, withLab, type Lab, type LabNode } from '../harness';
+import { exec, formatDiff, Guard, notInRootNetnsMessage, RootNamespaceChangedError, rootNetnsCheck, withLab, type Lab, type LabNode } from '../harness';
 import { Checks, formatTable, inParallel, pingCheck, tcpCheck, tcpRefusedCheck, type CheckResult, type Log, type TcpEndpoint } from './checks';
 import { pluginConfig, readConflist, resultIpv4, runInstalledCni, type Conflist } from './cni-client';
 import { createRunDir, PODWIRE_CLI, Podwired, REPO_ROOT, SHIM, writeNodeManifests, type RunDir } from './podwired';
@@ -108,6 +108,9 @@ function endpoint(p: DemoPod): TcpEndpoint {
  * them even when a step throws.
  */
 export async function runDemo(args: DemoArgs, checks: Checks, log: Log): Promise<void> {
+  // The root-namespace guard below only means something in the initial network namespace.
+  const where = rootNetnsCheck();
+  if (where.inRoot !== true) throw new Error(`demo: ${notInRootNetnsMessage(where)}`);
   let run: RunDir | undefined;
   const removeRunDir = (): void => run?.remove();
   // Ctrl-C: the harness kills the lab's processes and deletes its namespaces; this removes the
