@@ -55,6 +55,13 @@ labTest('stub domains, failover, serve-stale, TC retry, live ConfigMap', { prefi
   t.same([...seen], ['192.0.2.21'], 'by the live upstream');
   const st = await hostStatus(host);
   t.match(st.upstreams, [{ to: '198.18.0.2:53', down: true }, { to: '198.18.0.3:53', down: false }], 'the dead upstream is marked down');
+  // CoreDNS's metric names, as a dashboard reads them.
+  const metrics = String(st.metrics);
+  const metric = (re: RegExp): number => Number(re.exec(metrics)?.[1] ?? NaN);
+  t.ok(metric(/^coredns_forward_requests_total\{to="198\.18\.0\.3:53"\} (\d+)$/m) >= 20, 'coredns_forward_requests_total per upstream');
+  t.ok(metric(/^coredns_forward_healthcheck_failures_total\{to="198\.18\.0\.2:53"\} (\d+)$/m) >= 1, 'coredns_forward_healthcheck_failures_total of the dead upstream');
+  t.ok(metric(/^coredns_cache_misses_total\{[^}]*\} (\d+)$/m) >= 20, 'coredns_cache_misses_total');
+  t.ok(metric(/^coredns_dns_responses_total\{[^}]*rcode="NOERROR"[^}]*\} (\d+)$/m) >= 20, 'coredns_dns_responses_total{rcode}');
 
   // Serve-stale: B dies too; the expired entry is served (TTL 30) after upstreams are tried.
   await b.stop();

@@ -37,6 +37,7 @@ async function main(): Promise<void> {
   const source = createManifestSource({ dir: args.manifests, logger, debounceMs: 20, rescanIntervalMs: args.rescanMs ?? 1000 });
   let kernel: Kernel | undefined;
   const section = buildDnsSection(args.section ?? {});
+  const registry = new Registry();
   if (section.bindInterface) {
     try {
       kernel = await (await import('../../src/kernel')).openKernel();
@@ -52,7 +53,7 @@ async function main(): Promise<void> {
     kernel: kernel as Kernel,
     logger: logger.child({ component: 'dns' }),
     clock: systemClock,
-    metrics: new Registry(),
+    metrics: registry,
   };
   const dns = new DnsComponent(ctx);
   const ac = new AbortController();
@@ -90,7 +91,9 @@ async function main(): Promise<void> {
   await source.waitForSync(ac.signal);
   schedule();
   setInterval(schedule, 1000).unref();
-  process.on('SIGUSR2', () => process.stdout.write(`DNS STATUS ${JSON.stringify({ ...dns.status(), memory: process.memoryUsage() })}\n`));
+  process.on('SIGUSR2', () => {
+    void registry.metrics().then((metrics) => process.stdout.write(`DNS STATUS ${JSON.stringify({ ...dns.status(), memory: process.memoryUsage(), metrics })}\n`));
+  });
 }
 
 main().catch((err: unknown) => {
