@@ -31,6 +31,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The DNS tests and bench start their own knot/nsd inside namespaces: no system instance may stay
+# running or listening on the host's port 53 (Debian starts them on install where systemd runs).
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  for svc in knot nsd; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+fi
 echo "install-deps: npm ci (system Node $(node --version))"
 npm ci --no-audit --no-fund
 runtime=$(node_modules/.bin/node --version 2>/dev/null || echo none)
