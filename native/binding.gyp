@@ -13,7 +13,8 @@
         "src/netlink_socket.cc",
         "src/netlink_io.cc",
         "src/sysctl.cc",
-        "src/flock.cc"
+        "src/flock.cc",
+        "src/nstype.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

@@ -20,6 +20,7 @@ packages=(
   containernetworking-plugins   # the reference bridge/host-local/portmap plugins: conformance tests and CNI bench
   python3 make g++ libc6-dev    # node-gyp builds native/; the CNI shim links statically
   knot nsd dnsperf dnsmasq-base knot-dnsutils   # DNS tests and bench/dns (tests start their own instances in namespaces)
+  libnftables-dev               # native/nftables links libnftables (in-process nft transactions)
 )
 [ "$need_node_bootstrap" = 1 ] && packages+=(nodejs npm)
 missing=()

@@ -4,6 +4,11 @@
  *
  *   1. unit tests:        dist/src/**\/*.test.js        (tap, --jobs=2)
  *   2. integration tests: dist/test-netns/**\/*.test.js (tap, --jobs=1: they share one kernel) — needs root
+ *   3. kernel-VM tests:   the test-netns files whose source declares `export const KERNEL_REQUIRES = [...]`
+ *      (kernel modules the host lacks, e.g. ip_vs): all in ONE boot of Debian's stock kernel under qemu
+ *      (scripts/vm/run-tests.js). When the VM cannot run here (no qemu/kernel: scripts/install-vm.sh,
+ *      not root, PODWIRE_VM=0) they are counted as skipped and the reason is printed; with --vm-only
+ *      that is a failure.
  *
  * Prints each file's result, each suite's summary, the failures and the skip reasons, and as the
  * very last line exactly `N passed, N failed` (`, N skipped` when any). Exit status is non-zero
@@ -17,7 +22,8 @@
  * assertion of its own (a crash, a timeout) counts as one failure. The raw TAP of each suite is
  * kept in dist/test-results/<suite>.tap and its stderr in <suite>.stderr.
  *
- * Options: --unit-only, --netns-only, --netns-jobs=N (default 1), --verbose (echo raw TAP).
+ * Options: --unit-only, --netns-only (host integration only), --vm-only, --netns-jobs=N (default 1),
+ * --verbose (echo raw TAP).
  * Only compiled test files whose .ts source still exists are run (no stale dist/ leftovers).
  * Plain JS on purpose: it must run without a build step of its own.
  */
@@ -40,13 +46,18 @@ const RESULTS = (() => {
     return fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'podwire-test-results-'));
   }
 })();
+const VM = require('./vm/run-tests.js');
 const TAP_BIN = path.join(path.dirname(require.resolve('tap/package.json', { paths: [ROOT] })), 'dist', 'esm', 'run.mjs');
 
 function parseArgs(argv) {
-  const o = { unit: true, netns: true, netnsJobs: 1, verbose: false };
+  const o = { unit: true, netns: true, vm: true, netnsJobs: 1, verbose: false, vmOnly: false };
   for (const a of argv) {
-    if (a === '--unit-only') o.netns = false;
-    else if (a === '--netns-only') o.unit = false;
+    if (a === '--unit-only') o.netns = o.vm = false;
+    else if (a === '--netns-only') o.unit = o.vm = false;
+    else if (a === '--vm-only') {
+      o.unit = o.netns = false;
+      o.vmOnly = true;
+    }
     else if (a === '--verbose') o.verbose = true;
     else if (/^--netns-jobs=\d+$/.test(a)) o.netnsJobs = Math.max(1, Number(a.split('=')[1]));
     else {
@@ -159,7 +170,7 @@ function shortDiag(diag) {
   return s.trimEnd();
 }
 
-function runSuite(name, files, jobs, opts) {
+function runSuite(name, files, jobs, opts, argv = null) {
   return new Promise((resolve) => {
     const started = Date.now();
     fs.mkdirSync(RESULTS, { recursive: true });
@@ -182,7 +193,7 @@ function runSuite(name, files, jobs, opts) {
         process.stdout.write(`  ${mark} ${names.join(' > ')}${detail}\n`);
       },
     );
-    const args = [TAP_BIN, 'run', '--disable-coverage', '--reporter=tap', `--jobs=${jobs}`, ...files];
+    const args = argv ?? [TAP_BIN, 'run', '--disable-coverage', '--reporter=tap', `--jobs=${jobs}`, ...files];
     const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.on('data', (b) => {
       tapOut.write(b);
@@ -276,8 +287,11 @@ async function main() {
     } else process.stdout.write('unit: no test files\n\n');
   }
 
+  const netnsTests = findTests('test-netns');
+  const routed = VM.routeTests(netnsTests.files);
   if (opts.netns) {
-    const { files, stale } = findTests('test-netns');
+    const { stale } = netnsTests;
+    const files = routed.host;
     process.stdout.write(`== integration tests, network namespaces (${files.length} files, jobs=${opts.netnsJobs})\n`);
     if (stale.length) process.stdout.write(`  ignored stale compiled tests without a .ts source: ${stale.join(' ')}\n`);
     if (process.getuid && process.getuid() !== 0) {
@@ -305,7 +319,32 @@ async function main() {
     } else process.stdout.write('integration: no test files\n\n');
   }
 
-  if (total.points === 0) problems.push('no test ran');
+  if (opts.vm) {
+    const files = routed.vm;
+    process.stdout.write(`== kernel-VM tests (${files.length} files; modules ${routed.modules.join(',') || '-'}; one boot of Debian's kernel under qemu)\n`);
+    let why = null;
+    if (!files.length) why = null;
+    else if (process.env.PODWIRE_VM === '0') why = 'PODWIRE_VM=0';
+    else {
+      const a = VM.vmAvailability();
+      if (!a.ok) why = a.reason;
+      else process.stdout.write(`  ${a.reason}\n`);
+    }
+    if (!files.length) process.stdout.write('kernel-vm: no test files\n\n');
+    else if (why) {
+      process.stdout.write(`kernel-vm: SKIPPED ${files.length} file(s) — the kernel VM cannot run here: ${why}\n`);
+      process.stdout.write('  (install it with `sudo bash scripts/install-vm.sh`; see docs/testing.md)\n\n');
+      total.skip += files.length;
+      total.points += files.length;
+      if (opts.vmOnly) problems.push(`kernel-VM tests could not run: ${why}`);
+    } else {
+      const res = await runSuite('kernel-vm', files, 1, opts, [path.join(__dirname, 'vm', 'run-tests.js'), ...files]);
+      printSuite(res);
+      addStats(total, res.stats);
+    }
+  }
+
+  if (total.points === 0 || (opts.vmOnly && total.pass + total.fail === 0 && !problems.length)) problems.push('no test ran');
   for (const p of problems) process.stdout.write(`test-all: ${p}\n`);
   process.stdout.write(`${total.pass} passed, ${total.fail} failed${total.skip ? `, ${total.skip} skipped` : ''}\n`);
   process.exitCode = total.fail > 0 || problems.length > 0 ? 1 : 0;

@@ -1,17 +1,18 @@
 /**
  * Runs inside the lab's node namespace (started by run.ts with `ip netns exec`), so the
- * plugins it spawns run there with no per-call namespace-entry cost for either side.
+ * plugins it spawns run there the way a container runtime runs them (CNI_* env + stdin,
+ * exec'd in the node namespace), with no per-call namespace-entry cost for any of them.
  * Prints one JSON document (WorkerResult) on stdout.
  */
 import { spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 export interface PluginSpec {
   name: string;
   file: string;
   env: Record<string, string>;
-  conf: Record<string, unknown>;
+  /** The network config on stdin (text, exactly as the runtime would pass it). */
+  conf: string;
   pods: string[];
 }
 
@@ -21,18 +22,36 @@ export interface WorkerInput {
   rounds: number;
 }
 
+export interface Failure {
+  command: string;
+  pod: number;
+  round: number;
+  exitCode: number | null;
+  /** The CNI error code from the plugin's stdout, when it printed one. */
+  code: number | undefined;
+  out: string;
+}
+
 export interface PhaseTimes {
+  /** Times of successful calls only: a failed call's time says nothing about the plugin. */
   add: number[];
   del: number[];
   /** Wall-clock totals of the ADD and DEL phases. */
   addTotal: number;
   delTotal: number;
-  failures: string[];
+  failures: Failure[];
 }
 
-export type WorkerResult = Record<string, { serial: PhaseTimes; concurrent: PhaseTimes }>;
+export type WorkerResult = Record<string, { serial: PhaseTimes; concurrent: PhaseTimes; warmup: Failure[] }>;
 
-function call(p: PluginSpec, command: string, pod: string, id: string): Promise<{ ms: number; ok: boolean; out: string }> {
+interface CallResult {
+  ms: number;
+  ok: boolean;
+  exitCode: number | null;
+  out: string;
+}
+
+function call(p: PluginSpec, command: string, pod: string, id: string): Promise<CallResult> {
   return new Promise((resolveCall) => {
     const t0 = performance.now();
     const child = spawn(p.file, [], {
@@ -49,12 +68,30 @@ function call(p: PluginSpec, command: string, pod: string, id: string): Promise<
     });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.on('close', (code) => resolveCall({ ms: performance.now() - t0, ok: code === 0, out }));
-    child.stdin.end(JSON.stringify(p.conf));
+    child.on('error', (e) => resolveCall({ ms: performance.now() - t0, ok: false, exitCode: null, out: `spawn ${p.file}: ${e.message}` }));
+    child.on('close', (code) => {
+      const ms = performance.now() - t0;
+      // ADD must print a result with at least one IP; DEL prints nothing. Exit 0 alone is not success.
+      const ok = code === 0 && (command !== 'ADD' || /"ips"\s*:\s*\[\s*\{/.test(out));
+      resolveCall({ ms, ok, exitCode: code, out });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(p.conf);
   });
 }
 
-async function phase(p: PluginSpec, command: string, width: number, times: number[], failures: string[], round: number): Promise<number> {
+function failure(command: string, pod: number, round: number, r: CallResult): Failure {
+  let code: number | undefined;
+  try {
+    const j = JSON.parse(r.out) as { code?: unknown };
+    if (typeof j.code === 'number') code = j.code;
+  } catch {
+    /* not JSON */
+  }
+  return { command, pod, round, exitCode: r.exitCode, code, out: r.out.slice(0, 300) };
+}
+
+async function phase(p: PluginSpec, command: string, width: number, times: number[], failures: Failure[], round: number): Promise<number> {
   const t0 = performance.now();
   let next = 0;
   await Promise.all(
@@ -62,8 +99,8 @@ async function phase(p: PluginSpec, command: string, width: number, times: numbe
       while (next < p.pods.length) {
         const i = next++;
         const r = await call(p, command, p.pods[i]!, `bench-${round}-${i}`);
-        times.push(r.ms);
-        if (!r.ok) failures.push(`${command} ${i}: ${r.out.slice(0, 300)}`);
+        if (r.ok) times.push(r.ms);
+        else failures.push(failure(command, i, round, r));
       }
     }),
   );
@@ -76,15 +113,17 @@ function empty(): PhaseTimes {
 
 export async function runWorker(input: WorkerInput): Promise<WorkerResult> {
   const result: WorkerResult = {};
-  for (const p of input.plugins) result[p.name] = { serial: empty(), concurrent: empty() };
-  // Warm-up: one ADD/DEL each (page cache, bridge creation) outside the measurements.
+  for (const p of input.plugins) result[p.name] = { serial: empty(), concurrent: empty(), warmup: [] };
+  // Warm-up: one ADD/DEL each (page cache, compile cache, bridge creation) outside the measurements.
   for (const p of input.plugins) {
-    await call(p, 'ADD', p.pods[0]!, 'warmup');
-    await call(p, 'DEL', p.pods[0]!, 'warmup');
+    for (const command of ['ADD', 'DEL']) {
+      const r = await call(p, command, p.pods[0]!, 'warmup');
+      if (!r.ok) result[p.name]!.warmup.push(failure(command, 0, 0, r));
+    }
   }
   let round = 0;
   for (let r = 0; r < input.rounds; r++) {
-    // Alternate the order between rounds so neither plugin always runs first.
+    // Alternate the order between rounds so no plugin always runs first.
     const order = r % 2 === 0 ? input.plugins : [...input.plugins].reverse();
     for (const [mode, width] of [['serial', 1], ['concurrent', input.parallel]] as const) {
       for (const p of order) {
@@ -100,8 +139,6 @@ export async function runWorker(input: WorkerInput): Promise<WorkerResult> {
 
 if (require.main === module && !process.env.TAP) {
   const input = JSON.parse(process.argv[2]!) as WorkerInput;
-  void join;
-  void resolve;
   runWorker(input).then(
     (r) => {
       process.stdout.write(JSON.stringify(r));

@@ -26,9 +26,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fixtureCaller } from '../../test-netns/fixtures/apiserver/ipc-client';
+import { median, writeManifestFolder, type ManifestFolder } from './manifests';
 
 export interface DaemonRunResult {
   kind: 'daemon';
+  /** Where its state came from: the fixture API server, or a manifest folder (--manifests). */
+  source: 'api' | 'manifests';
   date: string;
   node: string;
   /** How it was started, and the node flags read back from /proc/<pid>/cmdline. */
@@ -41,6 +44,8 @@ export interface DaemonRunResult {
   rss: { afterReadyMb: number; afterIdleMb: number; peakMb: number; idleSeconds: number };
   heap: { usedMb: number; totalMb: number } | null;
   eventLatencyMs: { changes: number; p50: number; p90: number; max: number; scrapeP50: number };
+  /** Manifest mode: write of one changed file → first /metrics scrape counting the Service update. */
+  manifestLatencyMs?: { rounds: number; median: number; max: number; scrapeP50: number; files: number; megabytes: number };
   exitCode: number | null;
   rssTargetMb: number;
   judgedRssMb: number;
@@ -121,31 +126,43 @@ export interface DaemonRunOptions {
   /** bin/podwired and the fixture's main.js. */
   podwiredPath: string;
   fixturePath: string;
+  /** 'manifests': no API server; podwired reads a folder of `perFile` Services per file (default 'api'). */
+  source?: 'api' | 'manifests';
+  perFile?: number;
 }
 
 export async function runDaemon(o: DaemonRunOptions): Promise<DaemonRunResult> {
   const tmp = mkdtempSync(join(tmpdir(), 'pwb-daemon-bench-'));
-  const fixture = fork(o.fixturePath, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const mode = o.source ?? 'api';
+  const fixture: ChildProcess | undefined = mode === 'api' ? fork(o.fixturePath, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }) : undefined;
   let daemon: ChildProcess | undefined;
   let daemonExit: Promise<number | null> | undefined;
   const onSignal = (sig: NodeJS.Signals): void => {
     daemon?.kill('SIGKILL');
-    fixture.kill('SIGKILL');
+    fixture?.kill('SIGKILL');
     rmSync(tmp, { recursive: true, force: true });
     process.exit(sig === 'SIGINT' ? 130 : 143);
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
-  const call = fixtureCaller(fixture);
+  const call = fixture ? fixtureCaller(fixture) : async (): Promise<Record<string, unknown>> => ({});
 
   const logPath = join(tmp, 'podwired.log');
   try {
-    await call({}); // ready
-    const loaded = await call({ cmd: 'load', shape: { services: o.services, endpointsPerService: o.endpointsPerService, nodes: 100, namespaces: 20 } }, 300_000);
-    const counts = loaded.counts as { services: number; endpointSlices: number; endpoints: number; nodes: number };
+    const shape = { services: o.services, endpointsPerService: o.endpointsPerService, nodes: 100, namespaces: 20 };
+    let counts: { services: number; endpointSlices: number; endpoints: number; nodes: number };
+    let folder: ManifestFolder | undefined;
     const kubeconfig = join(tmp, 'kubeconfig');
-    await call({ cmd: 'kubeconfig', path: kubeconfig });
+    if (mode === 'api') {
+      await call({}); // ready
+      const loaded = await call({ cmd: 'load', shape }, 300_000);
+      counts = loaded.counts as typeof counts;
+      await call({ cmd: 'kubeconfig', path: kubeconfig });
+    } else {
+      folder = writeManifestFolder(join(tmp, 'manifests'), { ...shape, perFile: o.perFile ?? 20 });
+      counts = folder.counts;
+    }
 
     const [healthPort, metricsPort, dnsPort] = [await freePort(), await freePort(), await freePort()];
     // An explicit, empty config file: a /etc/podwire/config.yaml on this machine must not leak in.
@@ -155,7 +172,7 @@ export async function runDaemon(o: DaemonRunOptions): Promise<DaemonRunResult> {
     const args = [
       '--config', configFile,
       '--node-name', 'node-0', // the fixture's node-0 has podCIDR 10.244.0.0/24, so the CNI installer can finish
-      '--kubeconfig', kubeconfig,
+      ...(mode === 'api' ? ['--kubeconfig', kubeconfig] : ['--manifests', folder!.dir]),
       '--health-listen', `127.0.0.1:${healthPort}`,
       '--metrics-listen', `127.0.0.1:${metricsPort}`,
       '--dns-listen', `127.0.0.1:${dnsPort}`,
@@ -233,7 +250,36 @@ export async function runDaemon(o: DaemonRunOptions): Promise<DaemonRunResult> {
     };
     const latencies: number[] = [];
     const scrapes: number[] = [];
-    for (let i = -1; i < o.changes; i++) {
+    let manifestLatencyMs: DaemonRunResult['manifestLatencyMs'];
+    if (folder !== undefined) {
+      // Manifest mode: write one changed file, then scrape until the Service update is counted.
+      const serviceUpdates = async (): Promise<{ n: number; ms: number }> => {
+        const t = performance.now();
+        const body = (await httpGet(metricsPort, '/metrics')).body;
+        return { n: metric(body, 'podwire_source_events_total', { kind: 'Service', type: 'update' }) ?? 0, ms: performance.now() - t };
+      };
+      const rounds = Math.max(1, Math.min(o.changes, 51));
+      const ms: number[] = [];
+      const mScrapes: number[] = [];
+      for (let i = -1; i < rounds; i++) {
+        const before = (await serviceUpdates()).n;
+        const t = folder.change(i + 1).writtenAt;
+        let seen = false;
+        for (let j = 0; j < 5000 && performance.now() - t < 10_000; j++) {
+          const u = await serviceUpdates();
+          mScrapes.push(u.ms);
+          if (u.n > before) {
+            seen = true;
+            break;
+          }
+        }
+        if (!seen) throw new Error(`manifest change ${i} not counted by the daemon within 10 s`);
+        if (i >= 0) ms.push(performance.now() - t);
+        await sleep(50);
+      }
+      manifestLatencyMs = { rounds: ms.length, median: round(median(ms)), max: round(Math.max(...ms)), scrapeP50: round(median(mScrapes)), files: folder.files, megabytes: round(folder.bytes / 1048576) };
+    }
+    for (let i = -1; folder === undefined && i < o.changes; i++) {
       const before = (await updates()).n;
       const t = performance.now();
       await call({ cmd: 'touchSlice', index: (i + 1) * 7919 });
@@ -268,6 +314,8 @@ export async function runDaemon(o: DaemonRunOptions): Promise<DaemonRunResult> {
     const judged = Math.max(afterReady.rss, afterIdle.rss);
     return {
       kind: 'daemon',
+      source: mode,
+      manifestLatencyMs,
       date: new Date().toISOString(),
       node: process.version,
       launch: o.nodeFlags === null ? 'bin/podwired (shebang)' : `node ${[...o.nodeFlags, 'bin/podwired'].join(' ')}`,
@@ -297,11 +345,13 @@ export async function runDaemon(o: DaemonRunOptions): Promise<DaemonRunResult> {
       daemon.kill('SIGKILL');
       await Promise.race([daemonExit, sleep(5000)]);
     }
-    if (fixture.connected) fixture.send({ cmd: 'exit' });
-    const fixtureExit = new Promise((r) => (fixture.exitCode !== null || fixture.signalCode !== null ? r(null) : fixture.once('exit', r)));
-    const timer = setTimeout(() => fixture.kill('SIGKILL'), 5000);
-    await fixtureExit;
-    clearTimeout(timer);
+    if (fixture) {
+      if (fixture.connected) fixture.send({ cmd: 'exit' });
+      const fixtureExit = new Promise((r) => (fixture.exitCode !== null || fixture.signalCode !== null ? r(null) : fixture.once('exit', r)));
+      const timer = setTimeout(() => fixture.kill('SIGKILL'), 5000);
+      await fixtureExit;
+      clearTimeout(timer);
+    }
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     rmSync(tmp, { recursive: true, force: true });

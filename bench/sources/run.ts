@@ -25,8 +25,19 @@
  *    event-to-callback latency of single EndpointSlice changes (server write → our
  *    handler, one change at a time; p50/p90/max over K changes).
  *
+ * 3. The manifest path (`--manifests DIR`): a folder of 10,000 Services and their
+ *    EndpointSlices (10 endpoints each) in 500 files of 20 Services (half JSON, half YAML),
+ *    plus Nodes and Namespaces. One file is rewritten per round (one Service's port
+ *    changes); measured from just before the write to (a) the event reaching a handler of
+ *    the ManifestSource in a child process, and (b) the real podwired (manifest mode, as
+ *    shipped, in its own network namespace) counting the Service update on /metrics
+ *    (back-to-back scrapes, so an upper bound including one scrape). Median of 21 rounds.
+ *    Target: median ≤ 50 ms.
+ *
  * Plus 100 Nodes and 20 Namespaces in every layout. Writes bench/results/sources.json.
- * Target: RSS ≤ 150 MB. Bounded: every wait has a timeout; K ≤ 1000.
+ * Targets: RSS ≤ 150 MB; manifest change → handler ≤ 50 ms. Bounded: every wait has a
+ * timeout; K ≤ 1000. Exits non-zero if any run or measured call failed (the tables are
+ * still printed for the runs that succeeded, with the failures listed).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,9 +47,12 @@ import { performance } from 'node:perf_hooks';
 import { silentLogger } from '../../src/common';
 import { createKubernetesSource } from '../../src/k8s';
 import { runDaemon, type DaemonRunResult } from './daemon';
+import { measureManifestSource, writeManifestFolder, type ManifestSourceResult } from './manifests';
 import { fixtureCaller } from '../../test-netns/fixtures/apiserver/ipc-client';
 
 const RSS_TARGET_MB = 150;
+const MANIFEST_TARGET_MS = 50;
+const MANIFEST_ROUNDS = 21;
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -102,11 +116,10 @@ async function single(): Promise<void> {
       gc();
       afterGc = process.memoryUsage();
     }
-    const cached = {
-      services: src.list('Service').length,
-      endpointSlices: src.list('EndpointSlice').length,
-      endpoints: src.list('EndpointSlice').reduce((n, s) => n + s.endpoints.length, 0),
-    };
+    const state = src.state();
+    let endpointCount = 0;
+    for (const s of state.values('EndpointSlice')) endpointCount += s.endpoints.length;
+    const cached = { services: state.size('Service'), endpointSlices: state.size('EndpointSlice'), endpoints: endpointCount };
     if (cached.services !== counts.services || cached.endpoints !== counts.endpoints) {
       throw new Error(`cache mismatch: ${JSON.stringify(cached)} vs ${JSON.stringify(counts)}`);
     }
@@ -127,6 +140,7 @@ async function single(): Promise<void> {
       await seen;
     }
     waiting = undefined;
+    if (latencies.length !== changes) throw new Error(`only ${latencies.length} of ${changes} EndpointSlice changes were measured`);
     // Let V8's memory reducer run (it shrinks the heap after allocation stops).
     await new Promise((r) => setTimeout(r, idleMs));
     gc?.();
@@ -196,15 +210,30 @@ const DAEMON_LAUNCHES: { name: string; flags: string[] | null }[] = [
   { name: 'node defaults (node bin/podwired)', flags: [] },
 ];
 
+/** One `--single-manifest` process: the manifest source alone, in this process. */
+async function singleManifest(): Promise<void> {
+  const tmp = mkdtempSync(join(tmpdir(), 'pwb-manifests-'));
+  try {
+    const folder = writeManifestFolder(tmp, { services: arg('services', 10_000), endpointsPerService: arg('endpoints-per-service', 10), nodes: 100, namespaces: 20, perFile: 20 });
+    const result = await measureManifestSource(folder, MANIFEST_ROUNDS);
+    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 /** One `--single-daemon` process: runs daemon.ts and prints its RESULT line. */
 async function singleDaemon(): Promise<void> {
   const i = process.argv.indexOf('--node-flags');
   const nodeFlags = i >= 0 ? process.argv[i + 1]!.split(' ').filter(Boolean) : null;
+  const manifests = process.argv.includes('--manifests');
   const result = await runDaemon({
+    source: manifests ? 'manifests' : 'api',
+    perFile: 20,
     services: arg('services', 10_000),
     endpointsPerService: arg('endpoints-per-service', 10),
     nodeFlags,
-    changes: Math.min(arg('changes', 50), 1000),
+    changes: manifests ? MANIFEST_ROUNDS : Math.min(arg('changes', 50), 1000),
     idleSeconds: arg('idle-seconds', 10),
     rssTargetMb: RSS_TARGET_MB,
     podwiredPath: join(__dirname, '..', '..', '..', 'bin', 'podwired'),
@@ -226,7 +255,7 @@ function deleteNetns(name: string): void {
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
-    if (!process.argv.includes('--single') && !process.argv.includes('--single-daemon') && current) {
+    if (!process.argv.includes('--single') && !process.argv.includes('--single-daemon') && !process.argv.includes('--single-manifest') && current) {
       current.child.kill('SIGTERM'); // the child kills its daemon and fixture
       const { child, netns } = current;
       const done = (): void => {
@@ -276,7 +305,29 @@ async function orchestrate(): Promise<void> {
   const passThrough = process.argv.slice(2).filter((a) => a !== '--daemon-only' && a !== '--source-only');
   const results: (Result & { config: string })[] = [];
   const daemon: (DaemonRunResult & { config: string })[] = [];
+  const manifestDaemon: (DaemonRunResult & { config: string })[] = [];
+  const manifest: (ManifestSourceResult & { config: string })[] = [];
+  const failures: string[] = [];
   let daemonSkipped: string | undefined;
+  /** Runs one measurement; a failure is recorded (and fails the bench) but the others still run. */
+  const attempt = async (name: string, fn: () => Promise<void>): Promise<void> => {
+    try {
+      await fn();
+    } catch (err) {
+      failures.push(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+      console.error(`bench/sources: run "${name}" FAILED: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+  const inNetns = async (n: number, fn: (netns: string) => Promise<void>): Promise<void> => {
+    const netns = `pwb-bench-${process.pid}-${n}`;
+    execFileSync('ip', ['netns', 'add', netns]);
+    try {
+      execFileSync('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+      await fn(netns);
+    } finally {
+      deleteNetns(netns);
+    }
+  };
 
   if (!process.argv.includes('--source-only')) {
     if (process.getuid?.() !== 0) {
@@ -289,23 +340,37 @@ async function orchestrate(): Promise<void> {
       for (const layout of DAEMON_LAYOUTS) {
         for (const f of DAEMON_LAUNCHES) {
           const name = `podwired, ${f.name}`;
-          const netns = `pwb-bench-${process.pid}-${n++}`;
-          execFileSync('ip', ['netns', 'add', netns]);
-          try {
-            execFileSync('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
-            const args = ['--single-daemon', '--services', String(layout.services), '--endpoints-per-service', String(layout.endpointsPerService), '--changes', changes, '--idle-seconds', idle, ...(f.flags === null ? [] : ['--node-flags', f.flags.join(' ')])];
-            daemon.push({ config: name, ...(await runChild<DaemonRunResult>(name, args, [], netns)) });
-          } finally {
-            deleteNetns(netns);
-          }
+          await attempt(`${name}, ${layout.services}×${layout.endpointsPerService}`, () =>
+            inNetns(n++, async (netns) => {
+              const args = ['--single-daemon', '--services', String(layout.services), '--endpoints-per-service', String(layout.endpointsPerService), '--changes', changes, '--idle-seconds', idle, ...(f.flags === null ? [] : ['--node-flags', f.flags.join(' ')])];
+              daemon.push({ config: name, ...(await runChild<DaemonRunResult>(name, args, [], netns)) });
+            }),
+          );
         }
+      }
+      if (!process.argv.includes('--no-manifests')) {
+        const name = 'podwired --manifests, as shipped (bin/podwired)';
+        await attempt(name, () =>
+          inNetns(n++, async (netns) => {
+            const args = ['--single-daemon', '--manifests', '--services', '10000', '--endpoints-per-service', '10', '--idle-seconds', '1'];
+            manifestDaemon.push({ config: name, ...(await runChild<DaemonRunResult>(name, args, [], netns)) });
+          }),
+        );
       }
     }
   }
 
   if (!process.argv.includes('--daemon-only')) {
     for (const cfg of CONFIGS) {
-      results.push({ config: cfg.name, ...(await runChild<Result>(cfg.name, ['--single', ...passThrough, ...cfg.extra], cfg.flags, undefined)) });
+      await attempt(cfg.name, async () => {
+        results.push({ config: cfg.name, ...(await runChild<Result>(cfg.name, ['--single', ...passThrough, ...cfg.extra], cfg.flags, undefined)) });
+      });
+    }
+    if (!process.argv.includes('--no-manifests')) {
+      const name = 'ManifestSource alone (child process, node defaults)';
+      await attempt(name, async () => {
+        manifest.push({ config: name, ...(await runChild<ManifestSourceResult>(name, ['--single-manifest'], [], undefined)) });
+      });
     }
   }
 
@@ -361,6 +426,42 @@ async function orchestrate(): Promise<void> {
     console.log(`(MB; latency = server write → our event handler over ${r0.eventLatencyMs.changes} single EndpointSlice changes; RSS target judged after a forced GC)`);
   }
 
+  const manifestRows: string[][] = [
+    ...manifest.map((r) => [
+      r.config,
+      `${r.layout.services}×10`,
+      `${r.layout.files}`,
+      `${r.layout.megabytes}`,
+      String(r.initialSyncMs),
+      'write → handler',
+      String(r.latencyMs.median),
+      `${r.latencyMs.medianJson} / ${r.latencyMs.medianYaml}`,
+      String(r.latencyMs.max),
+      r.latencyMs.median <= MANIFEST_TARGET_MS ? 'met' : 'missed',
+    ]),
+    ...manifestDaemon.map((r) => [
+      r.config,
+      `${r.layout.services}×${r.layout.endpointsPerService}`,
+      String(r.manifestLatencyMs?.files ?? 'n/a'),
+      String(r.manifestLatencyMs?.megabytes ?? 'n/a'),
+      `${r.spawnToSyncedMs} (spawn)`,
+      'write → /metrics',
+      String(r.manifestLatencyMs?.median ?? 'n/a'),
+      'n/a',
+      String(r.manifestLatencyMs?.max ?? 'n/a'),
+      r.manifestLatencyMs !== undefined && r.manifestLatencyMs.median <= MANIFEST_TARGET_MS ? 'met' : 'missed',
+    ]),
+  ];
+  if (manifestRows.length > 0) {
+    console.log(`bench/sources: the manifest path: change one file of a folder of 10,000 Services (+ slices); target median ≤ ${MANIFEST_TARGET_MS} ms`);
+    printTable(['configuration', 'layout', 'files', 'MB', 'load ms', 'measured', 'median ms', 'json / yaml', 'max ms', `target ≤ ${MANIFEST_TARGET_MS} ms`], manifestRows);
+    const md = manifestDaemon[0];
+    console.log(
+      `(${MANIFEST_ROUNDS} rounds, each rewriting one 20-Service file (alternately JSON and YAML) with one Service's port changed; from just before the write; ` +
+        `the daemon row is an upper bound including one /metrics scrape${md?.manifestLatencyMs ? ` (scrape p50 ${md.manifestLatencyMs.scrapeP50} ms)` : ''}${md ? `; its RSS ${md.rss.afterReadyMb} MB ready, ${md.rss.afterIdleMb} MB idle` : ''})`,
+    );
+  }
+
   // The verdict is the daemon as shipped: bin/podwired executed, as the image and the DaemonSet run it.
   const shipped = daemon.filter((r) => r.launch === 'bin/podwired (shebang)');
   const verdict =
@@ -372,12 +473,23 @@ async function orchestrate(): Promise<void> {
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(
     out,
-    `${JSON.stringify({ date: new Date().toISOString(), node: process.version, rssTargetMb: RSS_TARGET_MB, target: { judgedOn: 'real podwired as shipped (bin/podwired executed), max(VmRSS after ready, after idle), every layout', verdict }, daemon, daemonSkipped, results }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), node: process.version, rssTargetMb: RSS_TARGET_MB, manifestTargetMs: MANIFEST_TARGET_MS, target: { judgedOn: 'real podwired as shipped (bin/podwired executed), max(VmRSS after ready, after idle), every layout', verdict }, daemon, daemonSkipped, results, manifest, manifestDaemon, failures }, null, 2)}\n`,
   );
   console.log(`wrote ${out}`);
+  if (failures.length > 0) {
+    console.log(`bench/sources: ${failures.length} run(s) FAILED; exit 1:`);
+    for (const f of failures) console.log(`  - ${f}`);
+    process.exitCode = 1;
+  }
 }
 
-const entry = process.argv.includes('--single') ? single() : process.argv.includes('--single-daemon') ? singleDaemon() : orchestrate();
+const entry = process.argv.includes('--single')
+  ? single()
+  : process.argv.includes('--single-daemon')
+    ? singleDaemon()
+    : process.argv.includes('--single-manifest')
+      ? singleManifest()
+      : orchestrate();
 entry.catch((err: unknown) => {
   console.error(err);
   process.exit(1);

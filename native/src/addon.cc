@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("flockTry", Napi::Function::New(env, FlockTry, "flockTry"));
   exports.Set("flockWait", Napi::Function::New(env, FlockWait, "flockWait"));
   exports.Set("funlock", Napi::Function::New(env, Funlock, "funlock"));
+  exports.Set("nsType", Napi::Function::New(env, NsType, "nsType"));
   return exports;
 }
 

@@ -15,5 +15,7 @@ Napi::Value Sysctl(const Napi::CallbackInfo& info);
 Napi::Value FlockTry(const Napi::CallbackInfo& info);
 Napi::Value FlockWait(const Napi::CallbackInfo& info);
 Napi::Value Funlock(const Napi::CallbackInfo& info);
+// nstype.cc
+Napi::Value NsType(const Napi::CallbackInfo& info);
 
 }  // namespace podwire

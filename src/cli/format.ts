@@ -2,7 +2,7 @@
 import type { ComponentSummary, DaemonStatus } from '../daemon/daemon';
 
 function find(status: DaemonStatus, names: string[]): ComponentSummary | undefined {
-  return status.components.find((c) => names.includes(c.name) || names.includes(c.feature));
+  return status.components.find((c) => names.includes(c.name)) ?? status.components.find((c) => names.includes(c.feature));
 }
 
 function list(v: unknown): string[] {
@@ -58,6 +58,7 @@ export function formatStatus(s: DaemonStatus): string {
   if (!overlay) out.push('  (overlay component not running)');
   else {
     const peers = Array.isArray(overlay.status.peers) ? (overlay.status.peers as Record<string, unknown>[]) : [];
+    if (typeof overlay.status.waitingFor === 'string') out.push(`  waiting: ${overlay.status.waitingFor}`);
     if (peers.length === 0) out.push('  (none)');
     for (const p of peers) out.push(`  ${String(p.node ?? '?').padEnd(24)} ${list(p.podCIDRs).join(', ').padEnd(20)} via ${String(p.via ?? '?')}`);
   }

@@ -36,6 +36,8 @@ export const CniErrorCode = {
   CheckFailed: 105,
   DelegateFailure: 106,
   Internal: 107,
+  /** The request (network config on stdin) is over the size limit (limits.ts); permanent, unlike 11. */
+  RequestTooLarge: 108,
 } as const;
 export type CniErrorCodeValue = (typeof CniErrorCode)[keyof typeof CniErrorCode];
 

@@ -2,31 +2,94 @@
  * The in-process path: `podwire-cni` run as a plain CNI plugin (or the shim's fallback
  * when podwired is not there). stdout carries only the result or error JSON; logs go
  * to stderr.
+ *
+ * Every pod pays this start-up when podwired is down, so it loads as little as it can:
+ * Node's compile cache (compile-cache.ts), modules required only once needed (VERSION
+ * loads no kernel code), a small stderr logger instead of pino, and none of the daemon's
+ * modules (prom-client, @kubernetes/client-node, yaml).
  */
-import { createLogger } from '../common/log';
-import { createRealDeps } from './deps-real';
+import { fstatSync, readSync, writeSync } from 'node:fs';
+import { enableCniCompileCache, flushCniCompileCache } from './compile-cache';
 import { recordFallbackFromEnv } from './fallback';
-import { runCni } from './plugin';
 
+/**
+ * stdin, read with plain read(2) calls: a pipe as process.stdin is a net.Socket stream, and
+ * loading and running that machinery is several ms of a plugin start. A non-blocking stdin
+ * (EAGAIN) continues on the stream.
+ */
 async function readStdin(): Promise<Buffer> {
-  if (process.stdin.isTTY) return Buffer.alloc(0);
+  if (stdinIsTty()) return Buffer.alloc(0);
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+  const buf = Buffer.allocUnsafe(1 << 16);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EOF' || code === 'EBADF') break;
+      if (code !== 'EAGAIN') throw err;
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      break;
+    }
+    if (n === 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+/** Without touching process.stdin (its getter builds the stream); node:tty only for a character device. */
+function stdinIsTty(): boolean {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return fstatSync(0).isCharacterDevice() && (require('node:tty') as typeof import('node:tty')).isatty(0);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Writes with write(2) on the fd: process.stdout/stderr on a pipe (how a runtime runs us) is
+ * a net.Socket, whose creation loads node:net and the stream machinery. EAGAIN (a
+ * non-blocking pipe) hands the rest to the stream.
+ */
+export function writeFd(fd: 1 | 2, text: string): void {
+  const buf = Buffer.from(text, 'utf8');
+  let off = 0;
+  try {
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+    (fd === 1 ? process.stdout : process.stderr).write(buf.subarray(off));
+  }
 }
 
 export async function main(): Promise<number> {
-  const log = createLogger({ destination: 'stderr', level: process.env.PODWIRE_LOG_LEVEL ?? 'warn' }).child({ component: 'cni' });
+  enableCniCompileCache();
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { createStderrLogger } = require('./stderr-log') as typeof import('./stderr-log');
+  const { runCni } = require('./plugin') as typeof import('./plugin');
+  const log = createStderrLogger(process.env.PODWIRE_LOG_LEVEL ?? 'warn', (line) => writeFd(2, line)).child({ component: 'cni' });
+  const stdin = await readStdin();
+  if (process.env.CNI_COMMAND === 'VERSION') {
+    // Needs no kernel, store or iptables: runCni answers it from stdin alone (only `log` is used).
+    const out = await runCni(process.env, stdin, { log } as unknown as import('./deps').CniDeps);
+    writeFd(1, out.stdout + '\n');
+    flushCniCompileCache();
+    return out.exitCode;
+  }
+  const { createRealDeps } = require('./deps-real') as typeof import('./deps-real');
+  /* eslint-enable @typescript-eslint/no-require-imports */
   const deps = createRealDeps(log, { warm: false });
   // The shim fell back from a configured daemon: leave a record podwired counts (fallback.ts).
   if (recordFallbackFromEnv(process.env)) log.warn({ socket: process.env.PODWIRE_CNI_FALLBACK }, 'podwired did not answer; ran in-process (recorded)');
   try {
-    const stdin = process.env.CNI_COMMAND === 'VERSION' && process.stdin.isTTY ? Buffer.alloc(0) : await readStdin();
     const out = await runCni(process.env, stdin, deps);
-    if (out.stdout !== '') process.stdout.write(out.stdout + '\n');
+    if (out.stdout !== '') writeFd(1, out.stdout + '\n');
     return out.exitCode;
   } finally {
     deps.close();
+    flushCniCompileCache();
   }
 }
 

@@ -1,12 +1,12 @@
 /** Host-side names derived from (network, container ID, ifname), so DEL and GC find them without state. */
-import { hash } from 'node:crypto';
+import { sha256Hex } from './sha256';
 
 const VETH_PREFIX = 'pwv';
 const MASQ_PREFIX = 'PW-MASQ-';
 
-// crypto.hash is the one-shot form of createHash().update().digest(): same digest, no Hash object.
+// sha256Hex (plain JS) is node:crypto's digest without loading node:crypto on the in-process path.
 export function hostVethName(containerId: string, ifname: string): string {
-  return VETH_PREFIX + hash('sha256', `${containerId}\0${ifname}`, 'hex').slice(0, 12);
+  return VETH_PREFIX + sha256Hex(`${containerId}\0${ifname}`).slice(0, 12);
 }
 
 export function isHostVethName(name: string): boolean {
@@ -15,7 +15,7 @@ export function isHostVethName(name: string): boolean {
 
 /** iptables chain for one attachment's masquerade rules (<= 28 chars). */
 export function masqChainName(network: string, containerId: string, ifname: string): string {
-  return MASQ_PREFIX + hash('sha256', `${network}\0${containerId}\0${ifname}`, 'hex').slice(0, 20);
+  return MASQ_PREFIX + sha256Hex(`${network}\0${containerId}\0${ifname}`).slice(0, 20);
 }
 
 export function isMasqChainName(name: string): boolean {

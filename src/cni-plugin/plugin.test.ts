@@ -29,7 +29,8 @@ function parse(out: { stdout: string }): Record<string, unknown> {
 
 t.test('ADD wires bridge, veth, address and default route; result in the requested version', async (t) => {
   const deps = createFakeDeps();
-  deps.world.kernel('/fake/pod-c1');
+  const before = await deps.world.kernel('/fake/pod-c1').getLink('lo');
+  t.equal(before?.up, false, 'a new pod netns starts with lo down (as in the kernel)');
   const out = await runCni(env('ADD'), conf(), deps);
   t.equal(out.exitCode, 0, out.stdout);
   const r = parse(out) as { ips: { address: string; gateway: string; interface: number }[]; interfaces: { name: string; sandbox?: string }[]; routes: unknown[] };
@@ -43,7 +44,9 @@ t.test('ADD wires bridge, veth, address and default route; result in the request
   t.equal((await host.getLink(hostVethName('c1', 'eth0')))?.masterIndex, br?.index);
   t.same((await pod.listAddresses('eth0')).map((a) => a.cidr.toString()), ['10.244.1.2/29']);
   t.ok((await pod.listRoutes()).some((rt) => rt.dst.toString() === '0.0.0.0/0' && rt.gateway?.toString() === '10.244.1.1'));
-  t.ok((await pod.getLink('lo'))?.up ?? true, 'lo up');
+  const lo = await pod.getLink('lo');
+  t.ok(lo, 'lo exists in the pod');
+  t.equal(lo?.up, true, 'ADD brought lo up');
   t.same((await host.listAddresses('pw0')).map((a) => a.cidr.toString()), ['10.244.1.1/29']);
   t.equal(deps.sysctlFake.get('net.ipv4.ip_forward'), '1');
 
@@ -151,6 +154,11 @@ t.test('error codes for bad input', async (t) => {
   t.equal(await code(env('ADD'), conf({ mtu: 'big' })), 7);
   t.equal(await code(env('ADD'), conf({}, { dataDir: 'relative' })), 7);
   t.equal(await code(env('ADD', 'nons'), conf()), 3, 'missing netns: container unknown');
+  deps.notNetns = new Map([['/fake/pod-file', 'a regular file, not a network namespace']]);
+  const notNs = parse(await runCni(env('ADD', 'file'), conf(), deps));
+  t.equal(notNs.code, 4, 'a CNI_NETNS that is no netns: invalid env');
+  t.equal(notNs.msg, 'invalid CNI_NETNS="/fake/pod-file": a regular file, not a network namespace');
+  t.equal(parse(await runCni(env('CHECK', 'file'), conf({ prevResult: { cniVersion: '1.1.0' } }), deps)).code, 4, 'CHECK too');
   deps.world.kernel('/fake/pod-nosubnet');
   t.equal(await code(env('ADD', 'nosubnet'), conf({}, { ranges: undefined })), 11, 'no subnet yet: try again later');
   t.equal(await code({ CNI_COMMAND: 'STATUS', CNI_PATH: '/x' }, conf({}, { ranges: undefined })), 50, 'no subnet yet: STATUS 50');
@@ -218,4 +226,39 @@ t.test('warm caller: the remembered bridge is verified, a recreated or downed br
   await add('c4');
   t.ok((await host.getLink('pw0'))?.up, 'bridge up again');
   t.equal(await enslavedTo('c4'), second?.index);
+});
+
+t.test('a network config over the 4 MiB limit is a permanent error (108), not "try again" (11)', async (t) => {
+  const deps = createFakeDeps();
+  deps.world.kernel('/fake/pod-c1');
+  const big = Buffer.from(JSON.stringify({ cniVersion: '1.0.0', name: 'net1', type: 'podwire', pad: 'x'.repeat(10 << 20), ipam: { type: 'host-local', ranges: [[{ subnet: '10.244.1.0/29' }]], dataDir: '/data' } }));
+  const out = await runCni(env('ADD'), big, deps);
+  t.equal(out.exitCode, 1);
+  const e = parse(out);
+  t.equal(e.code, 108);
+  t.equal(e.cniVersion, '1.0.0', "in the request's version");
+  t.equal(e.msg, `network config on stdin is ${big.length} bytes, over the limit of 4194304 bytes (4 MiB)`);
+  t.equal(deps.stores.size, 0, 'nothing was reserved');
+  const atLimit = Buffer.concat([conf(), Buffer.alloc((4 << 20) - conf().length, ' ')]);
+  t.equal((await runCni(env('ADD'), atLimit, deps)).exitCode, 0, 'exactly 4 MiB is accepted');
+});
+
+t.test('warm caller: a gateway address deleted behind our back is put back by the next ADD', async (t) => {
+  const deps = createFakeDeps();
+  deps.bridges = new Map();
+  deps.ensured = new Set();
+  const host = deps.world.kernel(HOST_NS);
+  const add = async (id: string): Promise<void> => {
+    deps.world.kernel(`/fake/pod-${id}`);
+    const out = await runCni(env('ADD', id), conf(), deps);
+    t.equal(out.exitCode, 0, `ADD ${id}: ${out.stdout}`);
+  };
+  await add('g1');
+  await add('g2');
+  t.ok([...deps.ensured].some((k) => k.startsWith('gw pw0#')), 'the gateway is remembered as ensured');
+  const gw = (await host.listAddresses('pw0'))[0]!.cidr;
+  t.equal(gw.toString(), '10.244.1.1/29');
+  await host.deleteAddress('pw0', gw); // `ip addr del 10.244.1.1/29 dev pw0`
+  await add('g3');
+  t.same((await host.listAddresses('pw0')).map((a) => a.cidr.toString()), ['10.244.1.1/29'], 'the gateway is back on the bridge');
 });

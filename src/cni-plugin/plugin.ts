@@ -4,7 +4,7 @@
  */
 import { Cidr, IpAddress } from '../common/ip';
 import { AlreadyExistsError, KernelError, errorMessage } from '../common/errors';
-import type { Link, NetnsRef, Route } from '../kernel/types';
+import type { AddressEntry, Link, NetnsRef, Route } from '../kernel/types';
 import { decodeJson, isLocalIpam, parseNetConf, type NetConf } from './config';
 import type { CniDeps } from './deps';
 import { parseEnv, type CniEnv } from './env';
@@ -13,6 +13,7 @@ import { delegate, ipamAdd, ipamDel, ipamUndo, withLockedStore, type IpamOutcome
 import { RangeAllocator } from './ipam/allocator';
 import { ownerMatches } from './ipam/store';
 import { removeChains, setupMasq, teardownMasq } from './masq';
+import { MAX_STDIN_BYTES, requestTooLarge, sniffVersion } from './limits';
 import { hostVethName, isHostVethName, masqChainName } from './names';
 import { resultForVersion, type CniResult, type CniRoute } from './result';
 import { configurePod, createVeth, ensureBridge, ensureGatewayAddress, randomMac, setHairpin } from './steps';
@@ -28,6 +29,10 @@ export type EnvMap = Readonly<Record<string, string | undefined>>;
 export async function runCni(envVars: EnvMap, stdin: Buffer, deps: CniDeps): Promise<CniOutput> {
   let version: string = LATEST_VERSION;
   try {
+    if (stdin.length > MAX_STDIN_BYTES) {
+      version = sniffVersion(stdin);
+      throw requestTooLarge(stdin.length);
+    }
     const env = parseEnv(envVars);
     if (env.command === 'VERSION') return ok(versionInfo(stdin));
     const conf = parseCached(stdin, deps, (v) => (version = v));
@@ -104,6 +109,18 @@ function versionInfo(stdin: Buffer): unknown {
   return { cniVersion, supportedVersions: [...SUPPORTED_VERSIONS] };
 }
 
+/**
+ * CNI_NETNS as a netns reference, once it is known to be a network namespace: missing is
+ * code 3 (the container is gone), anything else that is not a netns (a regular file, a
+ * directory, /dev/null, a uts namespace, not openable) is code 4, invalid env.
+ */
+function podNetns(env: CniEnv, deps: CniDeps): NetnsRef {
+  const check = deps.checkNetns({ path: env.netns });
+  if (check.ok) return { path: env.netns };
+  if (check.missing) throw new CniError(CniErrorCode.ContainerUnknown, `CNI_NETNS=${JSON.stringify(env.netns)} does not exist`);
+  throw new CniError(CniErrorCode.InvalidEnv, `invalid CNI_NETNS=${JSON.stringify(env.netns)}: ${check.reason}`);
+}
+
 type Undo = () => Promise<unknown>;
 
 /** The node side of an ADD: the bridge as found before, the host veth, the bridge after enslaving. */
@@ -111,13 +128,17 @@ interface NodeSide {
   bridge: Link;
   link: Link;
   bridgeNow: Link | undefined;
+  /**
+   * The node's addresses as the kernel has them now (isGateway: one RTM_GETADDR dump of the
+   * gateways' family, in parallel with the hairpin and the bridge lookup). A gateway that is
+   * there needs no RTM_NEWADDR, and a remembered "gateway ensured" never outlives the address.
+   * Undefined: not listed (or the listing failed), then the gateway is added as before.
+   */
+  addrs: AddressEntry[] | undefined;
 }
 
 async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, log: () => CniDeps['log']): Promise<CniResult> {
-  const podNs: NetnsRef = { path: env.netns };
-  if (!(await deps.netnsExists(podNs))) {
-    throw new CniError(CniErrorCode.ContainerUnknown, `CNI_NETNS=${JSON.stringify(env.netns)} does not exist`);
-  }
+  const podNs = podNetns(env, deps);
   // The pod's netlink socket is opened (on a thread that joins the netns) while the node
   // side is built and IPAM runs; the pod is then configured in one batch on it.
   const podOpen = deps.openPodKernel(podNs);
@@ -147,10 +168,18 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
     if (!vethUndo) undo.push(() => host.deleteLink(hostName));
     vethUndo = true;
     const other = await deps.hostKernel();
-    const [hairpin, now] = await Promise.allSettled([plan.hairpin ? setHairpin(host, link) : undefined, other.getLink(conf.bridge)]);
+    const third = conf.isGateway ? await deps.hostKernel() : undefined;
+    // One family: the kernel filters the dump (the IPv6 link-local of every pod's veth stays out).
+    const families = new Set(conf.ipam.rangeSets.map((s) => s[0]?.subnet.family));
+    const gwFamily = families.size === 1 ? [...families][0] : undefined;
+    const [hairpin, now, addrs] = await Promise.allSettled([
+      plan.hairpin ? setHairpin(host, link) : undefined,
+      other.getLink(conf.bridge),
+      third ? third.listAddresses(undefined, gwFamily) : undefined,
+    ]);
     if (hairpin.status === 'rejected') throw hairpin.reason;
     if (now.status === 'rejected') throw now.reason;
-    return { bridge, link, bridgeNow: now.value };
+    return { bridge, link, bridgeNow: now.value, addrs: addrs.status === 'fulfilled' ? addrs.value : undefined };
   };
   const nodeSide = (async (): Promise<NodeSide> => {
     // A warm caller remembers the bridge (name -> ifindex), saving the lookup before the
@@ -188,14 +217,22 @@ async function cmdAdd(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer, 
     undo.push(() => ipamUndo(conf, env, deps, stdin, ipam));
     await deps.checkpoint?.('ipam');
     if (ipam.ips.length === 0) throw new CniError(CniErrorCode.InvalidNetworkConfig, 'IPAM returned no IP addresses');
-    const { bridge, link: hostLink, bridgeNow } = await nodeSide;
+    const { bridge, link: hostLink, bridgeNow, addrs: nodeAddrs } = await nodeSide;
     const bridgeMac = bridgeNow?.mac ?? bridge.mac;
     await deps.checkpoint?.('veth');
     if (conf.isGateway) {
       for (const ip of ipam.ips) {
         if (!ip.gateway) continue;
         const key = `gw ${conf.bridge}#${bridge.index} ${ip.gateway.toString()}/${ip.address.prefixLength}`;
-        if (ensured?.has(key)) continue;
+        // Still there (the kernel's word, this ADD): nothing to do. A memory alone is not enough:
+        // someone may have deleted the address since, and every later pod would come up
+        // without a gateway. (Cold callers save the add, its EEXIST and the lookups behind it.)
+        const gw = ip.gateway;
+        const present = nodeAddrs?.some((a) => a.linkIndex === bridge.index && a.cidr.prefixLength === ip.address.prefixLength && a.cidr.ip.equals(gw));
+        if (present) {
+          ensured?.add(key);
+          continue;
+        }
         if (ip.gateway.family === 6) {
           // Without this the gateway stays "tentative" (unreachable) for the first second of DAD.
           await deps.sysctl.write(`net/ipv6/conf/${conf.bridge}/accept_dad`, '0');
@@ -308,8 +345,7 @@ async function cmdCheck(conf: NetConf, env: CniEnv, deps: CniDeps, stdin: Buffer
   const fail = (msg: string): never => {
     throw new CniError(CniErrorCode.CheckFailed, msg);
   };
-  const podNs: NetnsRef = { path: env.netns };
-  if (!(await deps.netnsExists(podNs))) throw new CniError(CniErrorCode.ContainerUnknown, `CNI_NETNS=${JSON.stringify(env.netns)} does not exist`);
+  const podNs = podNetns(env, deps);
   const expectedIps = (prev.ips ?? []).map((i) => ({ address: Cidr.parse(i.address), gateway: i.gateway }));
   if (isLocalIpam(conf.ipam.type)) {
     const store = deps.openStore(conf.ipam.dataDir, conf.name);

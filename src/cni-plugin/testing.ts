@@ -18,6 +18,8 @@ export interface FakeCniDeps extends CniDeps {
    * 'address', setLinkUp = 'up') fails too, with EINVAL, while the other steps apply.
    */
   failPod?: string;
+  /** Paths that exist but are no network namespace, with the reason checkNetns gives. */
+  notNetns?: Map<string, string>;
 }
 
 const EINVAL = 22;
@@ -40,7 +42,8 @@ function injectedBatch(k: NetworkKernel, kind: LinkConfigStep['kind'], method: s
 }
 
 export function createFakeDeps(): FakeCniDeps {
-  const world = new FakeNetnsWorld();
+  // Like a real new netns: `lo` starts down, so a test can see that ADD brings it up.
+  const world = new FakeNetnsWorld({ loopbackUp: false });
   const stores = new Map<string, FakeIpamStore>();
   const ipt = new FakeIptables(4);
   const sysctlFake = new FakeSysctl();
@@ -66,7 +69,11 @@ export function createFakeDeps(): FakeCniDeps {
         },
       }) as NetworkKernel;
     },
-    netnsExists: async (netns) => world.has(netns.path),
+    checkNetns: (netns) => {
+      const what = deps.notNetns?.get(netns.path);
+      if (what) return { ok: false, missing: false, reason: what };
+      return world.has(netns.path) ? { ok: true } : { ok: false, missing: true, reason: 'does not exist' };
+    },
     iptables: () => ipt,
     openStore: (dataDir, network) => {
       const key = `${dataDir}/${network}`;

@@ -46,6 +46,8 @@ export const probeSupportedVersions: VersionProbe = (binary) =>
         }
       },
     );
+    // A plugin may answer VERSION without reading stdin and exit first: EPIPE here is no failure.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end('{"cniVersion":"0.4.0"}');
   });
 

@@ -230,10 +230,12 @@ t.test('close waits for fast-path calls in flight before closing their sockets',
   const gate = new Promise<void>((r) => (release = r));
   const fastPathDeps = () => ({
     ...fakeCniDeps(),
-    netnsExists: async () => {
+    // The netns check passes, so ADD goes on to the host kernel: hold it there.
+    checkNetns: () => ({ ok: true as const }),
+    hostKernel: async (): Promise<never> => {
       entered();
       await gate;
-      return false;
+      throw new Error('host kernel not in this test');
     },
     close: () => void closed++,
   });
@@ -251,7 +253,7 @@ t.test('close waits for fast-path calls in flight before closing their sockets',
   release();
   const r = await pending;
   t.equal(r.status, 200, 'the call in flight got its answer');
-  t.match(r.body.toString(), /"code":3,.*does not exist/, 'its CNI result (the fake netns does not exist)');
+  t.match(r.body.toString(), /"code":\d+,.*host kernel not in this test/, 'its CNI result (the error the held call ended with)');
   await stopped;
   t.equal(closed, 1, 'then closed');
 });
@@ -266,6 +268,7 @@ function fakeCniDeps() {
     hostKernel: async () => no(),
     openPodKernel: async () => no(),
     netnsExists: async () => false,
+    checkNetns: () => ({ ok: false as const, missing: true, reason: 'does not exist' }),
     sysctl: fakeKernel().sysctl,
     podSysctl: () => fakeKernel().sysctl,
     iptables: () => fakeKernel().iptables(4),

@@ -46,6 +46,7 @@ import type { Component, ComponentContext, ComponentRegistration, ComponentStatu
 import type { DaemonConfig } from './config';
 import { defineSection } from './config-section';
 import { CniChainResolver, type CniChain } from './cni-chain';
+import { podMtu } from '../overlay';
 
 export const CONFLIST_NAME = '10-podwire.conflist';
 /** The CNI `type`, hence the binary's file name in the CNI bin dir. */
@@ -421,7 +422,7 @@ export class CniInstaller implements Component {
   private async podMtu(): Promise<number> {
     if (this.config.mtu > 0) return this.config.mtu;
     const underlay = (await (this.options.underlayMtu ?? defaultUnderlayMtu)(this.nodeIp)) ?? 1500;
-    return this.config.backend === 'vxlan' ? underlay - VXLAN_OVERHEAD : underlay;
+    return podMtu(this.config.backend, underlay, this.nodeIp?.includes(':') ? 6 : 4);
   }
 }
 

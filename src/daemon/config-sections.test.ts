@@ -165,7 +165,7 @@ t.test('--print-config and --help include sections', async (t) => {
 });
 
 t.test('loadConfig defaults to the sections of defaultRegistrations()', async (t) => {
-  t.same(sectionsOf(defaultRegistrations()).map((s) => s.name), ['cni', 'dns']);
+  t.same(sectionsOf(defaultRegistrations()).map((s) => s.name), ['cni', 'overlay', 'proxy', 'dns'], 'every built-in component\'s section, in start-up order');
   const l = loadConfig({ argv: ['--node-name', 'n1', '--cni-reconcile-interval', '5s', '--dns-ttl', '9'], env: { PODWIRE_DNS_UPSTREAMS: '192.0.2.1,192.0.2.2:5353' }, readFile: files({}) });
   t.same(l.sections.cni, { fastPath: true, reconcileIntervalMs: 5000 });
   const dns = l.sections.dns as { ttl: number; upstreams: unknown[]; drainMs: number };

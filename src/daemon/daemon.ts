@@ -22,8 +22,7 @@ import { systemClock, type Clock } from '../common/clock';
 import { errorMessage, PodwireError } from '../common/errors';
 import type { Logger } from '../common/log';
 import type { Kernel } from '../kernel';
-import { clusterStateOf } from '../k8s/cluster-state';
-import { RecordingNodeWriter } from '../k8s/node-writer';
+import { clusterStateOf, nodeWriterOf } from '../k8s/cluster-state';
 import type { ClusterEvent, ClusterState, NodeObject, NodeWriter, ProblemReporter, SourceProblem, StateSource } from '../k8s/types';
 import type { Component, ComponentContext, ComponentRegistration, ComponentStatus, SyncIntervals } from './component';
 import { buildSectionDefaults, formatDuration, type DaemonConfig, type Feature } from './config';
@@ -143,7 +142,7 @@ export class Daemon {
     this.kernelOption = options.kernel;
     this.sections = options.sections ?? {};
     this.state = clusterStateOf(this.source);
-    this.nodeWriter = options.nodeWriter ?? new RecordingNodeWriter();
+    this.nodeWriter = options.nodeWriter ?? nodeWriterOf(this.source);
     this.metrics = createDaemonMetrics(() => this.source, { processMetrics: options.processMetrics !== false });
     registerObjectCounts(this.metrics.registry, this.source);
 
@@ -373,7 +372,7 @@ export class Daemon {
     const objects: Record<string, number> = {};
     for (const kind of CLUSTER_KINDS) {
       try {
-        objects[kind] = this.source.list(kind).length;
+        objects[kind] = this.state.size(kind);
       } catch {
         // not watched
       }

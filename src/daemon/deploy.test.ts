@@ -64,10 +64,16 @@ t.test('ClusterRole is least privilege', async (t) => {
     t.notOk((rule.verbs as string[]).includes('*'), 'no wildcard verbs');
   }
   const read = ['get', 'list', 'watch'];
-  for (const r of ['/nodes', '/services', '/pods', '/namespaces', '/configmaps', 'discovery.k8s.io/endpointslices']) {
+  for (const r of ['/services', '/pods', '/namespaces', '/configmaps', 'discovery.k8s.io/endpointslices']) {
     t.same([...(grants.get(r) ?? [])].sort(), read, `read-only on ${r}`);
   }
-  t.same([...(grants.get('/nodes/status') ?? [])], ['patch'], 'patch only on nodes/status');
+  // The node writer: merge patch of its Node's annotations, strategic merge patch of its conditions.
+  t.same([...(grants.get('/nodes') ?? [])].sort(), [...read, 'patch'].sort(), 'read and patch (annotations) on nodes, nothing more');
+  t.same([...(grants.get('/nodes/status') ?? [])], ['patch'], 'patch only on nodes/status (conditions)');
+  for (const [r, verbs] of grants) {
+    for (const v of ['create', 'update', 'delete', 'deletecollection', 'escalate', 'bind', 'impersonate']) t.notOk(verbs.has(v), `no ${v} on ${r}`);
+    if (r !== '/nodes' && r !== '/nodes/status') t.notOk(verbs.has('patch'), `no patch on ${r}`);
+  }
   t.same([...grants.keys()].sort(), ['/configmaps', '/namespaces', '/nodes', '/nodes/status', '/pods', '/services', 'discovery.k8s.io/endpointslices'], 'nothing else');
 });
 

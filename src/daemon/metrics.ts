@@ -3,6 +3,7 @@
  * global default registry), so two daemons can run in one test process.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { objectCount } from '../k8s/cluster-state';
 import type { ClusterKind, StateSource } from '../k8s/types';
 
 export const CLUSTER_KINDS: readonly ClusterKind[] = ['Node', 'Service', 'EndpointSlice', 'Pod', 'Namespace', 'ConfigMap'];
@@ -76,7 +77,7 @@ export function registerObjectCounts(registry: Registry, source: StateSource): v
     collect() {
       for (const kind of CLUSTER_KINDS) {
         try {
-          this.set({ kind }, source.list(kind).length);
+          this.set({ kind }, objectCount(source, kind));
         } catch {
           // A source that does not watch this kind has nothing to count.
         }

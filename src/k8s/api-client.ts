@@ -24,6 +24,10 @@ import { errnoCode, errorMessage, PodwireError } from '../common';
 export class ApiError extends PodwireError {
   readonly statusCode: number;
   readonly reason: string | undefined;
+  /** The server's own message (the Status `message`). */
+  readonly serverMessage: string;
+  /** From a `Retry-After` header (429, 503), in seconds. */
+  retryAfterSeconds: number | undefined;
   constructor(statusCode: number, reason: string | undefined, message: string, path: string) {
     super('PW_K8S_API', `${path}: HTTP ${statusCode}${reason ? ` ${reason}` : ''}: ${message}`, {
       field: 'path',
@@ -31,7 +35,18 @@ export class ApiError extends PodwireError {
     });
     this.statusCode = statusCode;
     this.reason = reason;
+    this.serverMessage = message;
   }
+}
+
+/** A request with a body (PATCH), for the node writer. */
+export interface ApiRequest {
+  method: 'GET' | 'PATCH';
+  path: string;
+  query?: Query;
+  /** JSON body and its content type (e.g. `application/merge-patch+json`). */
+  body?: unknown;
+  contentType?: string;
 }
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
@@ -58,6 +73,12 @@ export interface ApiTransport {
     signal: AbortSignal,
     idleTimeoutMs: number,
   ): Promise<void>;
+  /**
+   * Any JSON request (the node writer's GET and PATCH of its own Node), with the same
+   * server and credentials. Rejects with ApiError on a non-2xx status, PodwireError
+   * PW_K8S_CONNECT when no answer came. Optional: a read-only transport has none.
+   */
+  requestJson?(request: ApiRequest, signal: AbortSignal): Promise<Record<string, unknown>>;
 }
 
 export interface KubeConfigSource {
@@ -323,11 +344,14 @@ export class HttpTransport implements ApiTransport {
     path: string,
     query: Query,
     signal: AbortSignal,
+    method = 'GET',
+    contentType?: string,
   ): Promise<{ req: http.ClientRequest; fail: (err: unknown) => PodwireError }> {
     const t = await this.credentials.target();
     const url = buildUrl(t.server, path, query);
     const mod = url.protocol === 'https:' ? https : http;
-    const req = mod.request(url, { method: 'GET', agent: t.agent, headers: t.headers, auth: t.auth, signal });
+    const headers = contentType === undefined ? t.headers : { ...t.headers, 'Content-Type': contentType };
+    const req = mod.request(url, { method, agent: t.agent, headers, auth: t.auth, signal });
     req.on('response', (res) => {
       if (res.statusCode === 401) this.credentials.invalidate();
     });
@@ -339,7 +363,13 @@ export class HttpTransport implements ApiTransport {
   }
 
   async getJson(path: string, query: Query, signal: AbortSignal): Promise<Record<string, unknown>> {
-    const { req, fail } = await this.open(path, query, signal);
+    return this.requestJson({ method: 'GET', path, query }, signal);
+  }
+
+  async requestJson(request: ApiRequest, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const { path } = request;
+    const body = request.body === undefined ? undefined : JSON.stringify(request.body);
+    const { req, fail } = await this.open(path, request.query ?? {}, signal, request.method, body === undefined ? undefined : (request.contentType ?? 'application/json'));
     return new Promise((resolve, reject) => {
       req.on('error', (err) => reject(fail(err)));
       req.on('response', (res) => {
@@ -351,7 +381,10 @@ export class HttpTransport implements ApiTransport {
           const code = res.statusCode ?? 0;
           if (code < 200 || code >= 300) {
             const s = statusFromBody(text);
-            reject(new ApiError(code, s.reason, s.message ?? res.statusMessage ?? '', path));
+            const err = new ApiError(code, s.reason, s.message ?? res.statusMessage ?? '', path);
+            const after = Number(res.headers['retry-after']);
+            if (Number.isFinite(after) && after >= 0) err.retryAfterSeconds = after;
+            reject(err);
             return;
           }
           try {
@@ -363,7 +396,7 @@ export class HttpTransport implements ApiTransport {
           }
         });
       });
-      req.end();
+      req.end(body);
     });
   }
 

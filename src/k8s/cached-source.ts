@@ -2,6 +2,7 @@ import { ObjectCache, ProblemSet, SyncLatch } from './cache';
 import type {
   ClusterEventHandler,
   ClusterKind,
+  ClusterState,
   ObjectOfKind,
   ProblemReporter,
   SourceProblem,
@@ -33,8 +34,14 @@ export abstract class CachedStateSource implements StateSource, ProblemReporter 
     return this.cache.onEvent(handler);
   }
 
+  /** A copy of one table. Components read through state() (values/size/indexes) instead. */
   list<K extends ClusterKind>(kind: K): ObjectOfKind<K>[] {
     return this.cache.list(kind);
+  }
+
+  /** The indexed, read-only view of this source's cache (one object per source, live). */
+  state(): ClusterState {
+    return this.cache.state(() => this.latch.isSet);
   }
 
   get<K extends ClusterKind>(kind: K, key: string): ObjectOfKind<K> | undefined {

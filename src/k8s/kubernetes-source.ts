@@ -8,8 +8,9 @@ import { InvalidInputError } from '../common';
 import { type ApiTransport, createCredentials, HttpTransport } from './api-client';
 import { ObjectCache } from './cache';
 import { CachedStateSource } from './cached-source';
+import { KubeNodeWriter, type NodeWriteRetry } from './kube-node-writer';
 import { DEFAULT_TUNING, Reflector, type ReflectorStats, type ReflectorTuning, type ResourceDef } from './reflector';
-import type { ClusterKind } from './types';
+import type { ClusterKind, NodeWriter } from './types';
 
 export interface KubernetesSourceOptions {
   /** Path of a kubeconfig file. Ignored when inCluster is true. Neither: $KUBECONFIG / ~/.kube/config. */
@@ -47,6 +48,8 @@ export interface KubernetesSourceOptions {
   credentialRefreshMs?: number;
   /** For tests: a transport instead of one built from the kubeconfig. */
   transport?: ApiTransport;
+  /** Retry policy of the node writer (tests shorten it). */
+  nodeWriteRetry?: Partial<NodeWriteRetry>;
 }
 
 export const ALL_KINDS: readonly ClusterKind[] = ['Node', 'Service', 'EndpointSlice', 'Pod', 'Namespace', 'ConfigMap'];
@@ -84,12 +87,31 @@ export class KubernetesSource extends CachedStateSource {
   private reflectors: Reflector[] = [];
   private running: Promise<void>[] = [];
   private syncedCount = 0;
+  private readonly writer: KubeNodeWriter;
+  private transportReady!: (t: ApiTransport) => void;
+  private readonly transportPromise = new Promise<ApiTransport>((resolve) => (this.transportReady = resolve));
 
   constructor(private readonly options: KubernetesSourceOptions) {
     if (typeof options.nodeName !== 'string' || options.nodeName === '') {
       throw new InvalidInputError('nodeName', options.nodeName, 'required');
     }
     super(new ObjectCache(options.logger));
+    this.writer = new KubeNodeWriter({
+      nodeName: options.nodeName,
+      transport: () => this.transportPromise,
+      logger: options.logger,
+      clock: options.clock,
+      random: options.random,
+      retry: options.nodeWriteRetry,
+    });
+  }
+
+  /**
+   * The writer for this node's own Node (annotations, conditions), over the same
+   * connection and credentials as the list/watch. Writes made before start() wait for it.
+   */
+  nodeWriter(): NodeWriter {
+    return this.writer;
   }
 
   async start(signal: AbortSignal): Promise<void> {
@@ -107,6 +129,7 @@ export class KubernetesSource extends CachedStateSource {
       signal.addEventListener('abort', () => http.close(), { once: true });
       transport = http;
     }
+    this.transportReady(transport);
     const log = this.options.logger.child({ component: 'k8s-source' });
     const tuning = { ...DEFAULT_TUNING, ...this.options.tuning };
     const defs = resourceDefs(this.options, tuning);

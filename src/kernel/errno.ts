@@ -24,4 +24,5 @@ export const E = {
   EOPNOTSUPP: constants.errno.EOPNOTSUPP,
   ENETUNREACH: constants.errno.ENETUNREACH,
   ENOBUFS: constants.errno.ENOBUFS,
+  EBADF: constants.errno.EBADF,
 } as const;

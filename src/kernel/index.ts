@@ -7,18 +7,21 @@ import { openNetlinkTransport as openNativeTransport } from './netlink/native-tr
 import type { NetlinkTransport } from './netlink/transport';
 import { assertNetns } from './netns';
 import { NetlinkNetworkKernel } from './network-kernel';
-import { NetnsNft } from './nft';
+import { NetlinkConntrack } from './conntrack';
+import { openNftRunner, type NftBackendChoice } from './nft';
 import { NetnsSysctl } from './sysctl';
 import type { ConntrackKernel, IptablesRunner, NetnsRef, NetworkKernel, NftRunner, SysctlKernel } from './types';
-import { CommandError } from '../common/errors';
 
 export * from './types';
 export type { NetlinkTransport } from './netlink/transport';
 export { netnsRef, netnsExists, assertNetns, openNetnsFd, openNetnsFdSync, runInNetns, createNetns, deleteNetns, nsenterArgv, type RunResult, type RunOptions } from './netns';
+export { checkNetnsPath, type NetnsCheck } from './netns-check';
 export { NetlinkNetworkKernel } from './network-kernel';
 export { NetnsSysctl, sysctlPath } from './sysctl';
 export { NetnsIptables, iptablesBinaries, type IptablesBackend } from './iptables';
-export { NetnsNft } from './nft';
+export { NetnsNft, LibNftables, openNftRunner, annotateNftError, checkNftScript, type NftBackendChoice } from './nft';
+export { NetlinkConntrack } from './conntrack';
+export { NetlinkIpvs, checkIpvsAvailable, ipvsUnavailableMessage, type IpvsKernel, type IpvsEntry, type IpvsService, type IpvsServiceKey, type IpvsDest, type IpvsForward, type IpvsProtocol } from './ipvs';
 export { describeErrno } from './errno';
 export { validateIfName, validateMtu, validateVni } from './validate';
 
@@ -45,6 +48,8 @@ export interface Kernel {
 export interface OpenKernelOptions {
   /** iptables binaries: `auto` (default) prefers iptables-legacy, see iptables.ts. */
   iptablesBackend?: IptablesBackend;
+  /** nft runner: `auto` (default) uses in-process libnftables when its addon loads, else `nft -f -`. */
+  nftBackend?: NftBackendChoice;
 }
 
 /** Everything kernel-side for one netns. Call `close()` when done (closes the netlink socket). */
@@ -52,6 +57,8 @@ export async function openKernel(netns?: NetnsRef, options: OpenKernelOptions = 
   const transport = await openNetlinkTransport(netns);
   const net = new NetlinkNetworkKernel(transport, netns);
   const runners = new Map<4 | 6, IptablesRunner>();
+  // The NETLINK_NETFILTER socket is opened on first use (most callers never need it).
+  const conntrack = new NetlinkConntrack(netns);
   return {
     netns,
     net,
@@ -64,12 +71,11 @@ export async function openKernel(netns?: NetnsRef, options: OpenKernelOptions = 
       }
       return r;
     },
-    nft: new NetnsNft(netns),
-    // Replaced by the ctnetlink implementation (native addon) in the base issue's kernel work.
-    conntrack: {
-      list: () => Promise.reject(new CommandError('conntrack', 1, 'conntrack over ctnetlink is not built yet')),
-      delete: () => Promise.reject(new CommandError('conntrack', 1, 'conntrack over ctnetlink is not built yet')),
+    nft: openNftRunner(netns, options.nftBackend),
+    conntrack,
+    close: () => {
+      net.close();
+      conntrack.close();
     },
-    close: () => net.close(),
   };
 }

@@ -17,6 +17,7 @@ import type { NetnsRef } from './types';
 
 export const NETLINK_ROUTE = 0;
 export const NETLINK_GENERIC = 16;
+export const NETLINK_NETFILTER = 12;
 
 /** Raw socket facts returned by the addon. */
 export interface NetlinkSocketInfo {
@@ -67,21 +68,113 @@ interface NativeAddon {
 }
 
 const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'podwire_native.node');
+const NFTABLES_RELATIVE = path.join('native', 'nftables', 'build', 'Release', 'podwire_nftables.node');
 let addon: NativeAddon | undefined;
 
-/** Where the addon is looked for: $PODWIRE_NATIVE_ADDON, else the package root above this file. */
-export function addonPath(): string {
-  const fromEnv = process.env.PODWIRE_NATIVE_ADDON;
-  if (fromEnv) return fromEnv;
+function packagePath(relative: string): string {
   // Works from src/kernel (ts tooling) and dist/src/kernel (compiled): walk up to the package root.
   let dir = __dirname;
   for (let i = 0; i < 6; i++) {
     if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'native'))) {
-      return path.join(dir, ADDON_RELATIVE);
+      return path.join(dir, relative);
     }
     dir = path.dirname(dir);
   }
-  return path.resolve(__dirname, '..', '..', ADDON_RELATIVE);
+  return path.resolve(__dirname, '..', '..', relative);
+}
+
+/** Where the addon is looked for: $PODWIRE_NATIVE_ADDON, else the package root above this file. */
+export function addonPath(): string {
+  return process.env.PODWIRE_NATIVE_ADDON || packagePath(ADDON_RELATIVE);
+}
+
+// ---- libnftables addon (native/nftables: a separate .node linked against libnftables.so.1) ----
+
+export interface NftRunResult {
+  /** libnftables' return code, 0 on success. */
+  rc: number;
+  /** Buffered output (listings). */
+  output: string;
+  /** Buffered error text, `/dev/stdin:3:1-5: Error: ...` for a script. */
+  error: string;
+}
+
+interface NftablesAddon {
+  run(netnsPath: string | null, script: string, flags: number): Promise<NftRunResult>;
+}
+
+/** Flags of `nftRun`. */
+export const NFT_JSON = 1;
+export const NFT_DRY_RUN = 2;
+export const NFT_NUMERIC = 4;
+export const NFT_STATELESS = 8;
+/** Run the script as a file (errors then carry line numbers, like `nft -f`). */
+export const NFT_AS_FILE = 16;
+
+let nftAddon: NftablesAddon | undefined;
+let nftAddonError: PodwireError | undefined;
+
+/** $PODWIRE_NFTABLES_ADDON, else native/nftables/build/Release/podwire_nftables.node. */
+export function nftablesAddonPath(): string {
+  return process.env.PODWIRE_NFTABLES_ADDON || packagePath(NFTABLES_RELATIVE);
+}
+
+/**
+ * Loads the libnftables addon once. Throws PodwireError PW_NATIVE_MISSING (remembered,
+ * so later calls fail fast) if it was not built or libnftables.so.1 cannot be loaded.
+ */
+export function loadNftablesAddon(): NftablesAddon {
+  if (nftAddon) return nftAddon;
+  if (nftAddonError) throw nftAddonError;
+  const file = nftablesAddonPath();
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    nftAddon = require(file) as NftablesAddon;
+    return nftAddon;
+  } catch (err) {
+    nftAddonError = new PodwireError(
+      'PW_NATIVE_MISSING',
+      `libnftables addon ${file} cannot be loaded (needs libnftables.so.1; build with "npm run build:native" after installing libnftables-dev): ${
+        err instanceof Error ? err.message : String(err)
+      }`,
+      { field: 'nftablesAddon', value: file, cause: err },
+    );
+    throw nftAddonError;
+  }
+}
+
+/** True when the libnftables addon loads (then the in-process nft runner is used). */
+export function nftablesAvailable(): boolean {
+  try {
+    loadNftablesAddon();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// The addon serialises libnftables calls with a mutex; queueing here as well keeps
+// concurrent callers from parking several libuv pool threads on that mutex (the pool is
+// shared with fs, dns.lookup and crypto).
+let nftTail: Promise<unknown> = Promise.resolve();
+
+/** One libnftables run inside `netns`, on a helper thread (see native/nftables/src/nftables.cc). Calls run one at a time. */
+export function nftRun(netns: NetnsRef | undefined, script: string, flags = 0): Promise<NftRunResult> {
+  let native: NftablesAddon;
+  try {
+    native = loadNftablesAddon();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  const run = nftTail.then(async () => {
+    try {
+      return await native.run(netns?.path ?? null, script, flags);
+    } catch (err) {
+      throw netns ? netnsError(err, netns, 'libnftables') : kernelError('libnftables', err);
+    }
+  });
+  nftTail = run.catch(() => undefined);
+  return run;
 }
 
 /** Loads the addon once; a clear error (code PW_NATIVE_MISSING) if it was not built. */

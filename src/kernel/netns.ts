@@ -5,7 +5,8 @@
  * process through `runInNetns` (`nsenter --net=PATH argv...`, never a shell).
  * The main thread never calls setns.
  */
-import { spawn } from 'node:child_process';
+// node:child_process is required where used: it loads net, dgram and the stream machinery,
+// milliseconds of every in-process CNI plugin start that never spawns anything.
 import { accessSync, closeSync, constants as fsConstants, openSync, promises as fs } from 'node:fs';
 import { basename } from 'node:path';
 import { CommandError, InvalidInputError, NotFoundError, errnoCode } from '../common/errors';
@@ -116,7 +117,8 @@ export async function runInNetns(netns: NetnsRef | undefined, argv: readonly str
 
 export function runCommand(argv: readonly string[], options: RunOptions = {}, label = argv.join(' ')): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], timeout: options.timeoutMs ?? 600_000 });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const child = (require('node:child_process') as typeof import('node:child_process')).spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], timeout: options.timeoutMs ?? 600_000 });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));

@@ -160,7 +160,8 @@ export interface NetworkKernel {
   setPromisc(name: string, on: boolean): Promise<void>;
   moveToNetns(name: string, target: NetnsRef, newName?: string): Promise<void>;
 
-  listAddresses(dev?: string): Promise<AddressEntry[]>;
+  /** `family`: only that family's addresses (the kernel filters the dump, e.g. no IPv6 link-locals of every veth). */
+  listAddresses(dev?: string, family?: 4 | 6): Promise<AddressEntry[]>;
   /** Succeeds if the exact address is already there. */
   addAddress(dev: string, cidr: Cidr): Promise<void>;
   deleteAddress(dev: string, cidr: Cidr): Promise<void>;

@@ -112,7 +112,7 @@ labTest('demo: 2 nodes x 2 pods on real podwired + CNI, every check passes, exit
   t.equal(count('tcp nc x-node'), 2);
   t.equal(count('podwired SIGTERM'), 2);
   t.equal(count('root namespace unchanged'), 1);
-  t.equal(count('ping x-node, no routes yet'), 1, 'the built-in negative control ran');
+  t.equal(count('overlay routes (podwired)'), 2, 'podwired programmed the routes on both nodes');
 
   // Pods got distinct addresses, each inside its own node's pod CIDR (from the CNI results).
   const adds = rows.filter((row) => row.check === 'CNI ADD');
@@ -129,7 +129,7 @@ labTest('demo: 2 nodes x 2 pods on real podwired + CNI, every check passes, exit
   }
   t.equal(new Set(ips).size, 4, `4 distinct pod IPs: ${ips.join(' ')}`);
 
-  t.match(r.out, /overlay component not built yet: demo adds host-gw routes by hand/, 'says who adds the routes');
+  t.match(r.out, /podwired programs the host-gw routes/, 'says who adds the routes');
   t.match(r.out, /podwire status \(node1, exit 0\):\n.*Node:\s+node1/, 'podwire status printed');
   t.match(r.out, /lab demo: (\d+)\/\1 checks passed\n/, 'final summary: all passed');
   assertNothingLeft(t, r.out);

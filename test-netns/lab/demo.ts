@@ -11,8 +11,8 @@
  *   3. M pods per node, each wired by the INSTALLED CNI binary (the native shim, which forwards
  *      to the node's podwired over its control socket) with CNI ADD, as a runtime would, then
  *      CNI CHECK with the ADD result; the daemon's log shows it served each ADD (the fast path);
- *   4. host-gw routes between the nodes, added by the demo itself: the overlay component is not
- *      built yet (a negative control first shows pods on different nodes cannot talk without them);
+ *   4. host-gw routes between the nodes, programmed by podwired's overlay component (checked in
+ *      demo-overlay.ts; the negative control deletes them and the cross-node checks FAIL);
  *   5. ping pod->gateway, pod->pod on one node and across nodes, TCP across nodes with nc, and
  *      negative controls (an address nobody owns, a closed port);
  *   6. DNS (demo-dns.ts): a pod per node digs a Service's A (UDP, TCP) and SRV, and a missing
@@ -29,7 +29,9 @@ import { exec, formatDiff, Guard, notInRootNetnsMessage, RootNamespaceChangedErr
 import { Checks, formatTable, inParallel, pingCheck, tcpCheck, tcpRefusedCheck, type CheckResult, type Log, type TcpEndpoint } from './checks';
 import { pluginConfig, readConflist, resultIpv4, runInstalledCni, type Conflist } from './cni-client';
 import { dnsChecks, prepareDns } from './demo-dns';
+import { proxyDemo } from './demo-proxy';
 import { createRunDir, PODWIRE_CLI, Podwired, REPO_ROOT, SHIM, writeNodeManifests, type RunDir } from './podwired';
+import { NEGATIVE_CONTROL_ARGS, overlayRoutes } from './demo-overlay';
 
 export { formatTable, type CheckResult } from './checks';
 
@@ -142,6 +144,7 @@ export async function runDemo(args: DemoArgs, checks: Checks, log: Log): Promise
           await startDaemons(nodes, checks, log);
           await createPods(lab, nodes, pods, args, checks, log);
           await connectivity(lab, nodes, pods, args, checks, log);
+          await proxyDemo(lab, run.manifests, [...pods.filter((p) => p.node === nodes[0]), ...pods.filter((p) => p.node === nodes[1]).slice(0, 1)].map((p) => ({ name: p.name, ns: p.ns, ip: p.ip!, nodeName: p.node.name, nodeNs: p.node.lab.ns })), checks, log);
           await dnsChecks(nodes, pods, checks, log);
           await statuses(nodes, checks, log);
         } finally {
@@ -187,7 +190,7 @@ async function buildNodes(lab: Lab, run: RunDir, args: DemoArgs, nodes: DemoNode
     const name = `node${i + 1}`;
     const podCidr = Cidr.parse(`10.244.${i + 1}.0/24`);
     // host-gw backend: the demo routes pods across nodes over the underlay (MTU 1500, no VXLAN).
-    const daemon = new Podwired(lab, ln.ns, { nodeName: name, run, extraArgs: ['--backend', 'host-gw', ...dnsArgs] });
+    const daemon = new Podwired(lab, ln.ns, { nodeName: name, run, extraArgs: ['--backend', 'host-gw', ...dnsArgs, ...(args.hostGwRoutes ? [] : NEGATIVE_CONTROL_ARGS)] });
     nodes.push({ name, index: i + 1, lab: ln, podCidr, gateway: podCidr.nth(1).toString(), daemon });
     log(`${name} = ${ln.ns}: ${ln.ifname} ${ln.cidr}, podCIDR ${podCidr}; started podwired (pid ${daemon.proc.pid ?? '?'})`);
   });
@@ -320,27 +323,7 @@ async function connectivity(lab: Lab, nodes: DemoNode[], pods: DemoPod[], args: 
   const on = (n: DemoNode): DemoPod[] => pods.filter((p) => p.node === n);
   const [first, second] = nodes;
 
-  if (second) {
-    // Negative control: without routes between the nodes, pods on different nodes cannot talk,
-    // so the cross-node passes below are due to the routes (and would fail without them).
-    const a = on(first!)[0]!;
-    const b = on(second)[0]!;
-    checks.record(await pingCheck('ping x-node, no routes yet', a.ns, label(a), b.ip!, label(b), false));
-  }
-
-  if (nodes.length < 2) {
-    log('one node: no cross-node routes needed');
-  } else if (args.hostGwRoutes) {
-    log('overlay component not built yet: demo adds host-gw routes by hand');
-    for (const a of nodes)
-      for (const b of nodes) {
-        if (a === b) continue;
-        await lab.ip(a.lab.ns, ['route', 'add', b.podCidr.toString(), 'via', b.lab.ip, 'dev', a.lab.ifname]);
-        log(`  ${a.name}: ip route add ${b.podCidr} via ${b.lab.ip} dev ${a.lab.ifname}`);
-      }
-  } else {
-    log('NEGATIVE CONTROL (--no-host-gw-routes): no routes between nodes; the cross-node checks below must FAIL');
-  }
+  await overlayRoutes(nodes.map((n) => ({ name: n.name, ns: n.lab.ns, ip: n.lab.ip, podCidr: n.podCidr.toString(), ifname: n.lab.ifname })), args.hostGwRoutes, checks, log);
 
   log('running connectivity checks');
   const pings: (() => Promise<CheckResult>)[] = [];

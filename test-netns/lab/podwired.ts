@@ -102,6 +102,8 @@ export interface PodwiredOptions {
   logLevel?: string;
   /** More podwired flags, e.g. `['--backend', 'host-gw']`. */
   extraArgs?: readonly string[];
+  /** Extra environment for podwired (e.g. PODWIRE_DIRECT_ROUTING=true). */
+  env?: Record<string, string>;
 }
 
 export interface ReadyResult {
@@ -148,7 +150,7 @@ export class Podwired {
       '--metrics-listen', METRICS_LISTEN,
       '--log-level', opts.logLevel ?? 'debug',
       ...(opts.extraArgs ?? []),
-    ]);
+    ], opts.env ? { env: opts.env } : undefined);
   }
 
   get conflistPath(): string {

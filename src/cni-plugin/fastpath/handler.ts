@@ -7,10 +7,19 @@ import { performance } from 'node:perf_hooks';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { errorMessage } from '../../common/errors';
 import type { CniDeps } from '../deps';
+import { toCniErrorJson } from '../errors';
+import { MAX_STDIN_BYTES, SNIFF_BYTES, requestTooLarge, sniffVersion } from '../limits';
 import { runCni } from '../plugin';
 import { CONTENT_TYPE, EXIT_CODE_HEADER, FAST_PATH_ROUTE, decodeRequest } from './protocol';
 
-const MAX_BODY = 4 << 20;
+/**
+ * Bodies up to the stdin limit plus room for the CNI_* entries are decoded, and runCni
+ * itself refuses a stdin over MAX_STDIN_BYTES (code 108), exactly as on the in-process
+ * path. A body over this is drained (the shim writes all of it before it reads) and
+ * answered with the same code 108 here.
+ */
+const ENV_ALLOWANCE = 1 << 20;
+const MAX_BODY = MAX_STDIN_BYTES + ENV_ALLOWANCE;
 
 export type CniHttpHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -22,17 +31,32 @@ export function createCniFastPathHandler(deps: CniDeps): CniHttpHandler {
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    let over = false;
     req.on('data', (c: Buffer) => {
       size += c.length;
+      if (over) return; // drained, not kept
       if (size > MAX_BODY) {
-        res.writeHead(413).end('request too large\n');
-        req.destroy();
+        over = true;
+        const all = Buffer.concat(chunks);
+        chunks.length = 0;
+        chunks.push(all.subarray(0, SNIFF_BYTES + ENV_ALLOWANCE)); // env + the head of stdin
         return;
       }
       chunks.push(c);
     });
     req.on('end', () => {
       if (res.headersSent) return;
+      if (over) {
+        const head = chunks[0]!;
+        const envEnd = endOfEnv(head);
+        const stdinHead = envEnd < 0 ? Buffer.alloc(0) : head.subarray(envEnd);
+        const err = requestTooLarge(envEnd < 0 ? size : size - envEnd);
+        const body = JSON.stringify(toCniErrorJson(err, sniffVersion(stdinHead))) + '\n';
+        deps.log.error({ bytes: size, limit: MAX_STDIN_BYTES }, 'fast-path CNI request too large');
+        res.writeHead(200, { [EXIT_CODE_HEADER]: '1', 'content-type': CONTENT_TYPE, 'content-length': Buffer.byteLength(body, 'utf8') });
+        res.end(body, 'utf8');
+        return;
+      }
       let request;
       try {
         request = decodeRequest(Buffer.concat(chunks));
@@ -57,6 +81,17 @@ export function createCniFastPathHandler(deps: CniDeps): CniHttpHandler {
       );
     });
   };
+}
+
+/** Offset of stdin in a frame (just past the NUL that ends the env list), -1 if not in `head`. */
+function endOfEnv(head: Buffer): number {
+  let pos = 0;
+  for (;;) {
+    const nul = head.indexOf(0, pos);
+    if (nul < 0) return -1;
+    if (nul === pos) return nul + 1;
+    pos = nul + 1;
+  }
 }
 
 /**

@@ -5,7 +5,8 @@
  * Inside one process, waiters first queue on an in-memory mutex per path, so a busy
  * daemon never parks several thread-pool threads in a blocking flock.
  */
-import { spawn } from 'node:child_process';
+// node:child_process is required where used: it loads net, dgram and the stream machinery,
+// milliseconds of every in-process CNI plugin start that never spawns anything.
 import { openSync, closeSync } from 'node:fs';
 import { TryAgainError } from '../../common/errors';
 import { flock as nativeFlock, loadAddon } from '../../kernel/native';
@@ -92,7 +93,8 @@ function loadNativeFlock(): NativeFlock | undefined {
  */
 function spawnFlock(path: string): Promise<Release> {
   return new Promise((resolve, reject) => {
-    const child = spawn('flock', ['-x', path, '-c', 'echo L; read _'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const child = (require('node:child_process') as typeof import('node:child_process')).spawn('flock', ['-x', path, '-c', 'echo L; read _'], { stdio: ['pipe', 'pipe', 'inherit'] });
     let settled = false;
     child.once('error', (err) => {
       if (!settled) {

@@ -149,6 +149,8 @@ export interface Ipv4RouteSpec {
   metric?: number;
   /** rtm_scope; defaults to link for device routes, universe with a gateway (nowhere for deletes). */
   scope?: number;
+  /** rtm_type; default RTN_UNICAST (a delete may pass RTN_UNSPEC = 0 to match any type). */
+  type?: number;
 }
 
 /** RTM_NEWROUTE / RTM_DELROUTE for IPv4 destinations sharing gateway, device, table and protocol. */
@@ -163,7 +165,7 @@ export class Ipv4RouteEncoder extends FixedEncoder {
     body[4] = table < 256 ? table : 0;
     body[5] = spec.protocol ?? RTPROT_STATIC;
     body[6] = spec.scope ?? (spec.op === 'delete' ? RT_SCOPE_NOWHERE : spec.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK);
-    body[7] = RTN_UNICAST;
+    body[7] = spec.type ?? RTN_UNICAST;
     body.writeUInt32LE(spec.onlink ? RTNH_F_ONLINK : 0, 8);
     b.header(spec.op === 'delete' ? RTM_DELROUTE : RTM_NEWROUTE, opFlags(spec.op), body);
     b.attr(RTA_TABLE, u32(table));

@@ -59,8 +59,13 @@ const RTM_NAMES: Record<number, string> = {
   104: 'RTM_NEWNEXTHOP', 105: 'RTM_DELNEXTHOP', 106: 'RTM_GETNEXTHOP',
 };
 
+/** ctnetlink (NETLINK_NETFILTER, subsystem 1 in the high byte) message type names. */
+const CT_NAMES: Record<number, string> = { 0x100: 'IPCTNL_MSG_CT_NEW', 0x101: 'IPCTNL_MSG_CT_GET', 0x102: 'IPCTNL_MSG_CT_DELETE' };
+const NETLINK_NETFILTER = 12;
+
 export function messageTypeName(protocol: number, type: number): string {
-  return (protocol === NETLINK_ROUTE ? RTM_NAMES[type] : undefined) ?? `netlink message type ${type}`;
+  const names = protocol === NETLINK_ROUTE ? RTM_NAMES : protocol === NETLINK_NETFILTER ? CT_NAMES : undefined;
+  return names?.[type] ?? `netlink message type ${type}`;
 }
 
 /** `EEXIST (file already exists): <ext-ack text>` */

@@ -1,5 +1,5 @@
 /** RTM_{NEW,DEL,GET}ADDR via the npm `netlink` schema codecs (format/parseAddressMessage). */
-import { rt } from 'netlink';
+import * as rt from './rt-structs'; // the netlink package's struct codecs without what we never use
 import { Cidr, IpAddress } from '../../common/ip';
 import type { AddressEntry } from '../types';
 import * as C from './constants';

@@ -1,4 +1,4 @@
-import { AttrStream } from 'netlink';
+import { AttrStream } from 'netlink/dist/structs'; // not the package index (see rt-structs.ts)
 
 /** Runs one of the npm `netlink` schema formatters and returns its bytes. */
 export function fromStream(fill: (out: AttrStream) => void): Buffer {

@@ -6,7 +6,7 @@
  * On decode only the attributes Podwire uses are walked (parseLinkAttrs would decode
  * stats, VF lists, ... on every link of a dump).
  */
-import { rt } from 'netlink';
+import * as rt from './rt-structs'; // the netlink package's struct codecs without what we never use
 import { formatMac } from '../../common/ip';
 import { IpAddress } from '../../common/ip';
 import * as C from './constants';

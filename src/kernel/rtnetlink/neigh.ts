@@ -3,7 +3,7 @@
  * entries (AF_BRIDGE, NTF_SELF, NUD_PERMANENT, NDA_DST = remote VTEP), via the npm
  * `netlink` schema codecs. The ndmsg state/flags are written as raw numbers.
  */
-import { rt } from 'netlink';
+import * as rt from './rt-structs'; // the netlink package's struct codecs without what we never use
 import { IpAddress, formatMac } from '../../common/ip';
 import * as C from './constants';
 import { fromStream } from './codec-util';

@@ -3,7 +3,7 @@
  * schema: onlink is RTNH_F_ONLINK (4) in rtm_flags, which the schema has no name for
  * (passed through `__unknown`); tables above 255 go in RTA_TABLE.
  */
-import { rt } from 'netlink';
+import * as rt from './rt-structs'; // the netlink package's struct codecs without what we never use
 import { Cidr, IpAddress } from '../../common/ip';
 import type { Route, RouteType } from '../types';
 import * as C from './constants';

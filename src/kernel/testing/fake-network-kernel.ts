@@ -43,11 +43,17 @@ function nextMac(): string {
 export class FakeNetnsWorld {
   private readonly kernels = new Map<string, FakeNetworkKernel>();
 
+  /**
+   * `loopbackUp: false` makes every namespace start the way a new kernel netns does, with
+   * `lo` down (the default keeps `lo` up, for tests that do not care).
+   */
+  constructor(private readonly options: { loopbackUp?: boolean } = {}) {}
+
   kernel(netns: NetnsRef | string): FakeNetworkKernel {
     const path = typeof netns === 'string' ? netns : netns.path;
     let k = this.kernels.get(path);
     if (!k) {
-      k = new FakeNetworkKernel({ path }, this);
+      k = new FakeNetworkKernel({ path }, this, { loopbackUp: this.options.loopbackUp ?? true });
       this.kernels.set(path, k);
     }
     return k;
@@ -89,8 +95,9 @@ export class FakeNetworkKernel implements NetworkKernel {
   constructor(
     readonly netns: NetnsRef | undefined = undefined,
     private readonly world: FakeNetnsWorld | undefined = undefined,
+    options: { loopbackUp?: boolean } = {},
   ) {
-    this.links.set('lo', { index: 1, name: 'lo', kind: undefined, mtu: 65536, mac: '00:00:00:00:00:00', up: true, masterIndex: undefined, peerIndex: undefined, promisc: false, hairpin: false, learning: true });
+    this.links.set('lo', { index: 1, name: 'lo', kind: undefined, mtu: 65536, mac: '00:00:00:00:00:00', up: options.loopbackUp ?? true, masterIndex: undefined, peerIndex: undefined, promisc: false, hairpin: false, learning: true });
   }
 
   rawLinks(): FakeLink[] {
@@ -253,9 +260,9 @@ export class FakeNetworkKernel implements NetworkKernel {
     if (l.peer) l.peer.link.peer = { kernel: dest, link: l };
   }
 
-  async listAddresses(dev?: string): Promise<AddressEntry[]> {
+  async listAddresses(dev?: string, family?: 4 | 6): Promise<AddressEntry[]> {
     const index = dev === undefined ? undefined : this.must(dev, 'dev').index;
-    return this.addrs.filter((a) => index === undefined || a.linkIndex === index).map((a) => ({ ...a }));
+    return this.addrs.filter((a) => (index === undefined || a.linkIndex === index) && (family === undefined || a.cidr.family === family)).map((a) => ({ ...a }));
   }
 
   async addAddress(dev: string, cidr: Cidr): Promise<void> {

@@ -1,0 +1,110 @@
+/**
+ * The overlay's configuration section (`overlay:` in the config file). The daemon-wide
+ * `backend`, `mtu`, `clusterCIDR` and `serviceCIDR` stay in DaemonConfig; this section holds
+ * what only the overlay needs.
+ */
+import path from 'node:path';
+import { InvalidInputError } from '../common/errors';
+import type { DaemonConfig } from '../daemon/config';
+import { defineSection, type ConfigSection } from '../daemon/config-section';
+
+/** rtm_protocol of every route the overlay programs (`ip route show proto 77`). */
+export const DEFAULT_ROUTE_PROTOCOL = 77;
+export const DEFAULT_VNI = 1;
+/** Linux's and flannel's VXLAN port (not IANA's 4789), so a flannel node interoperates. */
+export const DEFAULT_VXLAN_PORT = 8472;
+
+export interface OverlaySection {
+  vxlan: {
+    vni: number;
+    port: number;
+    /** Device name; default `pw.<VNI>`. */
+    device: string;
+  };
+  /** vxlan: a peer on the same underlay subnet gets a direct route (flannel's DirectRouting). */
+  directRouting: boolean;
+  /** Masquerade pod traffic leaving the cluster CIDR. */
+  masquerade: boolean;
+  /** Where the egress rules live: our own nftables table (default), or our own iptables chains. */
+  egressMode: 'nftables' | 'iptables';
+  /** Name of our own nftables table (family inet). */
+  nftTable: string;
+  /** rtm_protocol that marks our routes. */
+  routeProtocol: number;
+  /** flannel's subnet.env for tools that read it; default `<dir of the control socket>/subnet.env`. */
+  subnetFile: string;
+  /** Publish flannel's annotations on our Node (a no-op recorder in manifest mode). */
+  publishAnnotations: boolean;
+}
+
+function positiveInt(key: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new InvalidInputError(`overlay.${key}`, v, `must be an integer ${min}..${max}`);
+  }
+  return v;
+}
+
+export const overlaySection: ConfigSection<OverlaySection> = defineSection<OverlaySection>({
+  name: 'overlay',
+  options: [
+    { key: 'vxlan.vni', flag: 'vxlan-vni', env: 'PODWIRE_VXLAN_VNI', kind: 'int', default: DEFAULT_VNI, help: 'VXLAN network identifier (flannel: 1)' },
+    { key: 'vxlan.port', flag: 'vxlan-port', env: 'PODWIRE_VXLAN_PORT', kind: 'int', default: DEFAULT_VXLAN_PORT, help: 'VXLAN UDP port (flannel and Linux: 8472)' },
+    { key: 'vxlan.device', flag: 'vxlan-device', env: 'PODWIRE_VXLAN_DEVICE', kind: 'string', default: '', help: 'VXLAN device name (default pw.<VNI>)' },
+    { key: 'directRouting', flag: 'direct-routing', env: 'PODWIRE_DIRECT_ROUTING', kind: 'bool', default: false, help: 'vxlan: route peers on the same underlay subnet directly, without encapsulation' },
+    { key: 'masquerade', flag: 'masquerade', env: 'PODWIRE_MASQUERADE', kind: 'bool', default: true, help: 'masquerade pod traffic that leaves the cluster CIDR' },
+    { key: 'egressMode', flag: 'egress-mode', env: 'PODWIRE_EGRESS_MODE', kind: 'string', default: 'nftables', help: 'egress masquerade and forward rules: nftables (table inet podwire-overlay) | iptables (chains PODWIRE-OVL-*)' },
+    { key: 'nftTable', flag: 'overlay-nft-table', env: 'PODWIRE_OVERLAY_NFT_TABLE', kind: 'string', default: 'podwire-overlay', help: 'our nftables table (family inet)' },
+    { key: 'routeProtocol', flag: 'route-protocol', env: 'PODWIRE_ROUTE_PROTOCOL', kind: 'int', default: DEFAULT_ROUTE_PROTOCOL, help: 'rtm_protocol marking the overlay\'s routes (reconcile removes stale ones of this protocol only)' },
+    { key: 'subnetFile', flag: 'subnet-file', env: 'PODWIRE_SUBNET_FILE', kind: 'string', default: '', help: 'flannel-style subnet.env (default: subnet.env next to the control socket)' },
+    { key: 'publishAnnotations', flag: 'publish-annotations', env: 'PODWIRE_PUBLISH_ANNOTATIONS', kind: 'bool', default: true, help: 'publish flannel\'s backend annotations on this Node' },
+  ],
+  build(values: Readonly<Record<string, unknown>>, config: DaemonConfig): OverlaySection {
+    const vni = positiveInt('vxlan.vni', values['vxlan.vni'] ?? DEFAULT_VNI, 1, 0xffffff);
+    const port = positiveInt('vxlan.port', values['vxlan.port'] ?? DEFAULT_VXLAN_PORT, 1, 65535);
+    const device = String(values['vxlan.device'] ?? '') || `pw.${vni}`;
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(device)) throw new InvalidInputError('overlay.vxlan.device', device, 'must be a Linux interface name (1..15 chars)');
+    const routeProtocol = positiveInt('routeProtocol', values.routeProtocol ?? DEFAULT_ROUTE_PROTOCOL, 5, 254);
+    const nftTable = String(values.nftTable ?? 'podwire-overlay');
+    if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(nftTable)) throw new InvalidInputError('overlay.nftTable', nftTable, 'must be an nftables identifier');
+    const egressMode = String(values.egressMode ?? 'nftables');
+    if (egressMode !== 'nftables' && egressMode !== 'iptables') throw new InvalidInputError('overlay.egressMode', egressMode, 'must be nftables or iptables');
+    let subnetFile = String(values.subnetFile ?? '');
+    if (!subnetFile) subnetFile = path.join(path.dirname(config.controlSocket), 'subnet.env');
+    if (!path.isAbsolute(subnetFile)) throw new InvalidInputError('overlay.subnetFile', subnetFile, 'must be an absolute path');
+    return {
+      vxlan: { vni, port, device },
+      directRouting: values.directRouting === true,
+      masquerade: values.masquerade !== false,
+      egressMode,
+      nftTable,
+      routeProtocol,
+      subnetFile,
+      publishAnnotations: values.publishAnnotations !== false,
+    };
+  },
+});
+
+/**
+ * The section from its defaults and, when given, its environment variables (PODWIRE_VXLAN_VNI,
+ * PODWIRE_DIRECT_ROUTING, ...). Used until the daemon's loader hands every component its
+ * built `ctx.section` (flags > env > file > defaults); then this is only the defaults.
+ */
+export function defaultOverlaySection(config: DaemonConfig, env: Readonly<Record<string, string | undefined>> = {}): OverlaySection {
+  const values: Record<string, unknown> = {};
+  for (const o of overlaySection.options) {
+    const raw = env[o.env];
+    if (raw === undefined || raw === '') {
+      values[o.key] = o.default;
+      continue;
+    }
+    if (o.kind === 'int') {
+      if (!/^\s*\d+\s*$/.test(raw)) throw new InvalidInputError(`overlay.${o.key}`, raw, `expected an integer (set by ${o.env})`);
+      values[o.key] = Number(raw);
+    } else if (o.kind === 'bool') {
+      const v = raw.trim().toLowerCase();
+      if (!['true', 'false', '1', '0', 'yes', 'no'].includes(v)) throw new InvalidInputError(`overlay.${o.key}`, raw, `expected true or false (set by ${o.env})`);
+      values[o.key] = ['true', '1', 'yes'].includes(v);
+    } else values[o.key] = raw.trim();
+  }
+  return overlaySection.build(values, config);
+}

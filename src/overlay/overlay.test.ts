@@ -1,0 +1,360 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Registry } from 'prom-client';
+import t, { type Test } from 'tap';
+import { Cidr, IpAddress } from '../common/ip';
+import { silentLogger } from '../common/log';
+import { loadConfig, type DaemonConfig } from '../daemon/config';
+import { FakeClock } from '../daemon/testing/fake-clock';
+import { FakeSource, nodeObject } from '../daemon/testing/fake-source';
+import { clusterStateOf, RecordingNodeWriter } from '../k8s';
+import type { NodeObject } from '../k8s/types';
+import { E } from '../kernel/errno';
+import { fakeKernel, type FakeKernel } from '../kernel/testing';
+import {
+  ANNOTATIONS,
+  defaultOverlaySection,
+  isDirect,
+  OverlayComponent,
+  overlaySection,
+  podMtu,
+  renderEgress,
+  renderSubnetEnv,
+  vtepMacFor,
+  type OverlaySection,
+} from './index';
+
+interface Env {
+  comp: OverlayComponent;
+  kernel: FakeKernel;
+  source: FakeSource;
+  writer: RecordingNodeWriter;
+  registry: Registry;
+  config: DaemonConfig;
+  dir: string;
+  clock: FakeClock;
+}
+
+function node(name: string, podCIDR: string | string[], ip: string, annotations: Record<string, string> = {}): NodeObject {
+  const n = nodeObject(name, Array.isArray(podCIDR) ? podCIDR : [podCIDR], ip);
+  return { ...n, meta: { ...n.meta, annotations } };
+}
+
+async function setup(t: Test, opts: { backend?: string; section?: Partial<OverlaySection>; ownCidr?: string[]; underlay?: string; clusterCIDR?: string } = {}): Promise<Env> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pwo-unit-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const config = loadConfig({
+    argv: ['--node-name', 'n1', '--control-socket', path.join(dir, 'run', 'podwire.sock'), '--state-dir', path.join(dir, 'state'), '--backend', opts.backend ?? 'vxlan', ...(opts.clusterCIDR ? ['--cluster-cidr', opts.clusterCIDR] : [])],
+    env: {},
+    readFile: () => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    },
+  }).config;
+  const kernel = fakeKernel();
+  await kernel.net.createLink({ kind: 'bridge', name: 'eth0', mtu: 1500 });
+  await kernel.net.addAddress('eth0', Cidr.parse(opts.underlay ?? '198.18.0.1/24'));
+  await kernel.net.setLinkUp('eth0', true);
+  const source = new FakeSource();
+  source.apply(node('n1', opts.ownCidr ?? ['10.244.1.0/24'], (opts.underlay ?? '198.18.0.1/24').split('/')[0]!));
+  source.markSynced();
+  const writer = new RecordingNodeWriter();
+  const registry = new Registry();
+  const section = { ...defaultOverlaySection(config), ...opts.section };
+  const clock = new FakeClock();
+  const comp = new OverlayComponent({ config, section, state: clusterStateOf(source), node: writer, kernel, logger: silentLogger, clock, metrics: registry });
+  return { comp, kernel, source, writer, registry, config, dir, clock };
+}
+
+const ac = new AbortController();
+function fieldOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return (err as { field?: string }).field;
+  }
+  return undefined;
+}
+const sync = (e: Env) => e.comp.sync(ac.signal);
+
+async function entries(k: FakeKernel) {
+  const routes = (await k.net.listRoutes({ protocol: 77 })).map((r) => `${r.dst} via ${r.gateway} dev ${r.dev}${r.onlink ? ' onlink' : ''}`).sort();
+  const dev = await k.net.getLink('pw.1');
+  const neigh = dev ? (await k.net.listNeighbors('pw.1')).map((n) => `${n.ip} ${n.mac}${n.permanent ? ' permanent' : ''}`).sort() : [];
+  const fdb = dev ? (await k.net.listFdb('pw.1')).map((f) => `${f.mac} dst ${f.dst}`).sort() : [];
+  return { routes, neigh, fdb };
+}
+
+t.test('config section: defaults, pw.<VNI>, subnet.env next to the control socket, validation names the field', async (t) => {
+  const { config } = await setup(t);
+  const s = defaultOverlaySection(config);
+  t.same(s.vxlan, { vni: 1, port: 8472, device: 'pw.1' });
+  t.equal(s.routeProtocol, 77);
+  t.equal(s.directRouting, false);
+  t.equal(s.masquerade, true);
+  t.equal(s.subnetFile, path.join(path.dirname(config.controlSocket), 'subnet.env'));
+  t.equal(overlaySection.build({ 'vxlan.vni': 42 }, config).vxlan.device, 'pw.42');
+  t.equal(fieldOf(() => overlaySection.build({ 'vxlan.vni': 0 }, config)), 'overlay.vxlan.vni');
+  t.equal(fieldOf(() => overlaySection.build({ subnetFile: 'rel/x' }, config)), 'overlay.subnetFile');
+});
+
+t.test('pod MTU: vxlan -50 over IPv4, -70 over IPv6, host-gw the underlay MTU', async (t) => {
+  t.equal(podMtu('vxlan', 1500, 4), 1450);
+  t.equal(podMtu('vxlan', 1500, 6), 1430);
+  t.equal(podMtu('host-gw', 1500, 4), 1500);
+  t.equal(vtepMacFor(IpAddress.parse('198.18.0.1')), '0a:58:c6:12:00:01', 'locally administered, from the IP');
+});
+
+t.test('without spec.podCIDRs the component waits and says why', async (t) => {
+  const e = await setup(t, { ownCidr: [] });
+  await t.rejects(sync(e), { code: 'PW_TRY_AGAIN', field: 'spec.podCIDRs' });
+  t.match(String(e.comp.status().waitingFor), /no spec\.podCIDRs/);
+  t.equal(e.writer.conditions.get('NetworkUnavailable')?.status, 'True');
+  t.same(await entries(e.kernel), { routes: [], neigh: [], fdb: [] }, 'nothing programmed');
+  e.source.apply(node('n1', '10.244.1.0/24', '198.18.0.1'));
+  await sync(e);
+  t.equal(e.comp.status().waitingFor, undefined);
+  t.equal(e.writer.conditions.get('NetworkUnavailable')?.status, 'False');
+});
+
+t.test('vxlan: device, per-peer neighbour + FDB + onlink route, annotation MAC wins, annotations, subnet.env, egress, ip_forward', async (t) => {
+  const e = await setup(t);
+  e.source.apply(node('n2', '10.244.2.0/24', '198.18.0.2'));
+  e.source.apply(node('n3', '10.244.3.0/24', '198.18.0.3', { [ANNOTATIONS.backendType]: 'vxlan', [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"AA:BB:CC:00:00:03"}', [ANNOTATIONS.publicIp]: '198.18.0.33' }));
+  const r = await sync(e);
+  t.equal(r.objects, 2);
+  const dev = await e.kernel.net.getLink('pw.1');
+  t.equal(dev?.kind, 'vxlan');
+  t.same(dev?.vxlan, { vni: 1, port: 8472, local: '198.18.0.1', learning: false, underlayIndex: (await e.kernel.net.getLink('eth0'))!.index });
+  t.equal(dev?.mtu, 1450);
+  t.equal(dev?.mac, '0a:58:c6:12:00:01');
+  t.equal(dev?.up, true);
+  t.same((await e.kernel.net.listAddresses('pw.1')).map((a) => a.cidr.toString()), ['10.244.1.0/32'], "flannel's VTEP address");
+  t.same(await entries(e.kernel), {
+    routes: ['10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink', '10.244.3.0/24 via 10.244.3.0 dev pw.1 onlink'],
+    neigh: ['10.244.2.0 0a:58:c6:12:00:02 permanent', '10.244.3.0 aa:bb:cc:00:00:03 permanent'],
+    fdb: ['0a:58:c6:12:00:02 dst 198.18.0.2', 'aa:bb:cc:00:00:03 dst 198.18.0.33'],
+  });
+  t.same(Object.fromEntries(e.writer.annotations), {
+    [ANNOTATIONS.backendType]: 'vxlan',
+    [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"0a:58:c6:12:00:01"}',
+    [ANNOTATIONS.publicIp]: '198.18.0.1',
+    [ANNOTATIONS.kubeSubnetManager]: 'true',
+    [ANNOTATIONS.underlayCidr]: '198.18.0.1/24',
+  });
+  t.equal(readFileSync(e.comp.section.subnetFile, 'utf8'), 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
+  t.equal(e.kernel.sysctl.get('net.ipv4.ip_forward'), '1');
+  t.match(e.kernel.nft.last, /ip saddr 10\.244\.0\.0\/16 masquerade fully-random/);
+  const st = e.comp.status();
+  t.same((st.peers as { node: string; encapsulated: boolean }[]).map((p) => [p.node, p.encapsulated]), [['n2', true], ['n3', true]]);
+  t.match(await e.registry.getSingleMetricAsString('podwire_overlay_peers'), /mode="vxlan"} 2/);
+
+  // A second sync with nothing changed applies nothing.
+  const before = e.kernel.net.calls.length;
+  await sync(e);
+  t.same(e.kernel.net.calls.slice(before).map((c) => c.method), [], 'no kernel writes when nothing changed');
+});
+
+t.test('replace semantics and cleanup in one sync: deleted node, changed MAC, changed podCIDR, changed IP', async (t) => {
+  const e = await setup(t);
+  for (let i = 2; i <= 5; i++) e.source.apply(node(`n${i}`, `10.244.${i}.0/24`, `198.18.0.${i}`));
+  await sync(e);
+  e.source.remove('Node', 'n2');
+  e.source.apply(node('n3', '10.244.3.0/24', '198.18.0.3', { [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"02:00:00:00:00:03"}' }));
+  e.source.apply(node('n4', '10.244.40.0/24', '198.18.0.4'));
+  e.source.apply(node('n5', '10.244.5.0/24', '198.18.0.55'));
+  await sync(e);
+  t.same(await entries(e.kernel), {
+    routes: ['10.244.3.0/24 via 10.244.3.0 dev pw.1 onlink', '10.244.40.0/24 via 10.244.40.0 dev pw.1 onlink', '10.244.5.0/24 via 10.244.5.0 dev pw.1 onlink'],
+    neigh: ['10.244.3.0 02:00:00:00:00:03 permanent', '10.244.40.0 0a:58:c6:12:00:04 permanent', '10.244.5.0 0a:58:c6:12:00:37 permanent'],
+    fdb: ['02:00:00:00:00:03 dst 198.18.0.3', '0a:58:c6:12:00:04 dst 198.18.0.4', '0a:58:c6:12:00:37 dst 198.18.0.55'],
+  });
+  t.match(await e.registry.getSingleMetricAsString('podwire_overlay_entries_removed_total'), /kind="route"} 2/);
+});
+
+t.test('stale entries: ours (our proto, our device) removed, foreign kept', async (t) => {
+  const e = await setup(t);
+  e.source.apply(node('n2', '10.244.2.0/24', '198.18.0.2'));
+  await sync(e);
+  const net = e.kernel.net;
+  await net.replaceRoute({ dst: Cidr.parse('10.244.98.0/24'), gateway: IpAddress.parse('10.244.98.0'), dev: 'pw.1', onlink: true, protocol: 77 });
+  await net.replaceRoute({ dst: Cidr.parse('10.244.99.0/24'), gateway: IpAddress.parse('198.18.0.9'), dev: 'eth0', protocol: 4 });
+  await net.replaceNeighbor({ dev: 'pw.1', ip: IpAddress.parse('10.244.98.0'), mac: '02:00:00:00:00:98', permanent: true });
+  await net.replaceFdb({ dev: 'pw.1', mac: '02:00:00:00:00:98', dst: IpAddress.parse('198.18.0.98'), permanent: true });
+  await net.replaceNeighbor({ dev: 'eth0', ip: IpAddress.parse('198.18.0.9'), mac: '02:00:00:00:00:09', permanent: true });
+  await sync(e);
+  t.equal((await net.listRoutes({ protocol: 77 })).length, 2, 'an event-driven sync diffs against what it applied (no dump)');
+  e.clock.advance(e.config.syncInterval);
+  await sync(e);
+  t.same(await entries(e.kernel), { routes: ['10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink'], neigh: ['10.244.2.0 0a:58:c6:12:00:02 permanent'], fdb: ['0a:58:c6:12:00:02 dst 198.18.0.2'] });
+  t.ok((await net.listRoutes({ protocol: 4 })).some((r) => r.dst.toString() === '10.244.99.0/24'), 'foreign route kept');
+  t.equal((await net.listNeighbors('eth0')).length, 1, 'neighbour on another device kept');
+});
+
+t.test('bad input skips that node only, names node and field, counts it', async (t) => {
+  const e = await setup(t);
+  e.source.apply(node('good', '10.244.2.0/24', '198.18.0.2'));
+  e.source.apply(node('bad-cidr', 'banana', '198.18.0.3'));
+  e.source.apply(node('own-overlap', '10.244.1.128/25', '198.18.0.4'));
+  e.source.apply(node('svc-overlap', '10.96.0.0/24', '198.18.0.5'));
+  e.source.apply(node('no-ip', '10.244.6.0/24', 'not-an-ip'));
+  e.source.apply(node('bad-ann-ip', '10.244.7.0/24', '198.18.0.7', { [ANNOTATIONS.publicIp]: '1.2.3' }));
+  e.source.apply(node('vni', '10.244.8.0/24', '198.18.0.8', { [ANNOTATIONS.backendData]: '{"VNI":2,"VtepMAC":"02:00:00:00:00:08"}' }));
+  e.source.apply(node('mac-a', '10.244.9.0/24', '198.18.0.9', { [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"02:00:00:00:00:99"}' }));
+  e.source.apply(node('mac-b', '10.244.10.0/24', '198.18.0.10', { [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"02:00:00:00:00:99"}' }));
+  e.source.apply(node('mac-own', '10.244.11.0/24', '198.18.0.11', { [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"0a:58:c6:12:00:01"}' }));
+  e.source.apply(node('dup-a', '10.244.12.0/24', '198.18.0.12'));
+  e.source.apply(node('dup-b', '10.244.12.0/23', '198.18.0.13'));
+  const r = await sync(e);
+  t.equal(r.objects, 1, 'only the good node is programmed');
+  const problems = e.comp.status().invalidPeers as { node: string; field: string }[];
+  t.same(Object.fromEntries(problems.map((p) => [p.node, p.field])), {
+    'bad-ann-ip': `metadata.annotations[${ANNOTATIONS.publicIp}]`,
+    'bad-cidr': 'spec.podCIDRs[0]',
+    'dup-a': 'spec.podCIDRs',
+    'dup-b': 'spec.podCIDRs',
+    'mac-a': `metadata.annotations[${ANNOTATIONS.backendData}].VtepMAC`,
+    'mac-b': `metadata.annotations[${ANNOTATIONS.backendData}].VtepMAC`,
+    'mac-own': `metadata.annotations[${ANNOTATIONS.backendData}].VtepMAC`,
+    'no-ip': 'status.addresses',
+    'own-overlap': 'spec.podCIDRs[0]',
+    'svc-overlap': 'spec.podCIDRs[0]',
+    vni: `metadata.annotations[${ANNOTATIONS.backendData}].VNI`,
+  });
+  t.match(await e.registry.getSingleMetricAsString('podwire_overlay_invalid_peers'), / 11/);
+  t.same((await entries(e.kernel)).routes, ['10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink']);
+});
+
+t.test('a failed step rolls that node back; others are programmed; the sync reports the failure', async (t) => {
+  const e = await setup(t);
+  for (let i = 2; i <= 4; i++) e.source.apply(node(`n${i}`, `10.244.${i}.0/24`, `198.18.0.${i}`));
+  e.kernel.net.batchFailure = (kind, change) => (kind === 'fdb' && change.op !== 'delete' && String((change.entry as { dst?: unknown }).dst) === '198.18.0.3' ? E.ENOBUFS : 0);
+  await t.rejects(sync(e), { code: 'PW_KERNEL' });
+  t.same(await entries(e.kernel), {
+    routes: ['10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink', '10.244.4.0/24 via 10.244.4.0 dev pw.1 onlink'],
+    neigh: ['10.244.2.0 0a:58:c6:12:00:02 permanent', '10.244.4.0 0a:58:c6:12:00:04 permanent'],
+    fdb: ['0a:58:c6:12:00:02 dst 198.18.0.2', '0a:58:c6:12:00:04 dst 198.18.0.4'],
+  }, 'n3 has no half-programmed entries');
+  t.same((e.comp.status().failedPeers as { node: string }[]).map((f) => f.node), ['n3']);
+  e.kernel.net.batchFailure = undefined;
+  await sync(e);
+  t.equal((await entries(e.kernel)).routes.length, 3, 'the next sync programs it');
+});
+
+t.test('host-gw: one route via the node IP; an off-link peer is an error on that peer alone', async (t) => {
+  const e = await setup(t, { backend: 'host-gw' });
+  e.source.apply(node('n2', '10.244.2.0/24', '198.18.0.2'));
+  e.source.apply(node('far', '10.244.3.0/24', '198.19.0.3'));
+  await sync(e);
+  t.same((await entries(e.kernel)).routes, ['10.244.2.0/24 via 198.18.0.2 dev eth0']);
+  t.equal(await e.kernel.net.getLink('pw.1'), undefined, 'no VXLAN device');
+  const p = (e.comp.status().invalidPeers as { node: string; reason: string }[])[0]!;
+  t.equal(p.node, 'far');
+  t.match(p.reason, /not on-link/);
+  t.equal(e.writer.annotations.get(ANNOTATIONS.backendType), 'host-gw');
+  t.match(readFileSync(e.comp.section.subnetFile, 'utf8'), /FLANNEL_MTU=1500/);
+});
+
+t.test('DirectRouting: same-subnet peers direct, others encapsulated; the decision is symmetric', async (t) => {
+  const e = await setup(t, { section: { directRouting: true } });
+  e.source.apply(node('n2', '10.244.2.0/24', '198.18.0.2'));
+  e.source.apply(node('far', '10.244.3.0/24', '198.19.0.3'));
+  await sync(e);
+  t.same(await entries(e.kernel), { routes: ['10.244.2.0/24 via 198.18.0.2 dev eth0', '10.244.3.0/24 via 10.244.3.0 dev pw.1 onlink'], neigh: ['10.244.3.0 0a:58:c6:13:00:03 permanent'], fdb: ['0a:58:c6:13:00:03 dst 198.19.0.3'] });
+  // Switching a peer from vxlan to direct removes its neighbour and FDB entries.
+  e.source.apply(node('far', '10.244.3.0/24', '198.18.0.3'));
+  await sync(e);
+  t.same(await entries(e.kernel), { routes: ['10.244.2.0/24 via 198.18.0.2 dev eth0', '10.244.3.0/24 via 198.18.0.3 dev eth0'], neigh: [], fdb: [] });
+  // Symmetry: a /16 node and a /24 node agree (both say encapsulated) when only one contains the other.
+  const a = Cidr.parse('198.18.0.1/16');
+  const b = Cidr.parse('198.18.5.1/24');
+  t.equal(isDirect(a, b.ip, b), isDirect(b, a.ip, a));
+  t.equal(isDirect(a, b.ip, b), false);
+  t.equal(isDirect(Cidr.parse('198.18.0.1/24'), IpAddress.parse('198.18.0.2'), undefined), true);
+});
+
+t.test('a restart (new component on the same kernel) changes nothing', async (t) => {
+  const e = await setup(t);
+  e.source.apply(node('n2', '10.244.2.0/24', '198.18.0.2'));
+  await sync(e);
+  const again = new OverlayComponent({ config: e.config, section: e.comp.section, state: clusterStateOf(e.source), node: e.writer, kernel: e.kernel, logger: silentLogger, clock: e.clock, metrics: e.registry });
+  await again.reconcileOnStart();
+  const before = e.kernel.net.calls.length;
+  await again.sync(ac.signal);
+  t.same(e.kernel.net.calls.slice(before).map((c) => c.method), [], 'no link, route, neighbour or FDB write');
+});
+
+t.test('cleanup removes our routes, device, table and subnet.env', async (t) => {
+  const e = await setup(t);
+  e.source.apply(node('n2', '10.244.2.0/24', '198.18.0.2'));
+  await sync(e);
+  await e.comp.cleanup();
+  t.same(await entries(e.kernel), { routes: [], neigh: [], fdb: [] });
+  t.equal(await e.kernel.net.getLink('pw.1'), undefined);
+  t.match(e.kernel.nft.last, /^table inet podwire-overlay \{\}\ndelete table inet podwire-overlay\n$/);
+});
+
+t.test('egress table and subnet.env render as golden text', async (t) => {
+  t.equal(
+    renderEgress('podwire-overlay', [Cidr.parse('10.244.0.0/16')], [Cidr.parse('10.244.1.0/24')], true),
+    `table inet podwire-overlay {}
+delete table inet podwire-overlay
+table inet podwire-overlay {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 10.244.0.0/16 ip daddr 10.244.0.0/16 return
+    ip saddr 10.244.0.0/16 ip daddr 224.0.0.0/4 return
+    ip saddr 10.244.0.0/16 masquerade fully-random
+    ip saddr != 10.244.0.0/16 ip daddr 10.244.1.0/24 return
+    ip saddr != 10.244.0.0/16 ip daddr 10.244.0.0/16 masquerade fully-random
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    ip saddr 10.244.0.0/16 accept
+    ip daddr 10.244.0.0/16 accept
+  }
+}
+`,
+  );
+  t.equal(renderSubnetEnv([Cidr.parse('10.244.0.0/16')], [Cidr.parse('10.244.7.0/24')], 1450, true), 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');
+});
+
+t.test('egress in iptables by choice: own chains, jumps added once, masquerade only leaving the cluster, cleanup removes them', async (t) => {
+  const e = await setup(t, { section: { egressMode: 'iptables' } });
+  e.source.apply(node('n2', '10.244.2.0/24', '198.18.0.2'));
+  await sync(e);
+  e.clock.advance(e.config.syncInterval); // the periodic re-apply
+  await sync(e);
+  const ipt = e.kernel.iptables(4);
+  t.same(ipt.rules('nat', 'POSTROUTING').filter((r) => r.includes('PODWIRE-OVL-POSTRTG')).length, 1, 'one jump from POSTROUTING, after two applies');
+  t.same(ipt.rules('filter', 'FORWARD').filter((r) => r.includes('PODWIRE-OVL-FWD')).length, 1, 'one jump from FORWARD');
+  t.equal(ipt.trace('nat', 'POSTROUTING', { src: '10.244.1.5', dst: '8.8.8.8' }).verdict, 'MASQUERADE', 'pod -> outside: masqueraded');
+  t.match(ipt.trace('nat', 'POSTROUTING', { src: '10.244.1.5', dst: '8.8.8.8' }).args.join(' '), /--random-fully/);
+  t.not(ipt.trace('nat', 'POSTROUTING', { src: '10.244.1.5', dst: '10.244.2.7' }).verdict, 'MASQUERADE', 'pod -> pod: never NATed');
+  t.equal(ipt.trace('filter', 'FORWARD', { src: '10.244.1.5', dst: '8.8.8.8' }).verdict, 'ACCEPT', 'pod traffic forwarded');
+  await e.comp.cleanup();
+  t.notOk(ipt.chains('nat').includes('PODWIRE-OVL-POSTRTG'), 'cleanup removes the nat chain');
+  t.same(ipt.rules('nat', 'POSTROUTING'), [], 'and the jump');
+});
+
+t.test('dual-stack over an IPv4 underlay (vxlan): the v6 pod CIDR through the same device and FDB entry', async (t) => {
+  const e = await setup(t, { clusterCIDR: '10.244.0.0/16,fd00:10:244::/56', ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'] });
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], '198.18.0.2'));
+  e.source.apply(node('bad6', ['10.244.3.0/24', 'fd00:99::/64'], '198.18.0.3'));
+  await sync(e);
+  const routes = (await e.kernel.net.listRoutes({ protocol: 77, family: 6 })).map((r) => `${r.dst} via ${r.gateway} dev ${r.dev}${r.onlink ? ' onlink' : ''}`);
+  t.same(routes, ['fd00:10:244:2::/64 via fd00:10:244:2:: dev pw.1 onlink']);
+  t.same((await e.kernel.net.listNeighbors('pw.1')).map((n) => `${n.ip} ${n.mac}`).sort(), ['10.244.2.0 0a:58:c6:12:00:02', 'fd00:10:244:2:: 0a:58:c6:12:00:02']);
+  t.equal((await e.kernel.net.listFdb('pw.1')).length, 1, 'one FDB entry serves both families');
+  t.same((await e.kernel.net.listAddresses('pw.1')).map((a) => a.cidr.toString()).sort(), ['10.244.1.0/32', 'fd00:10:244:1::/128']);
+  t.equal(e.kernel.sysctl.get('net.ipv6.conf.all.forwarding'), '1');
+  t.match(e.kernel.nft.last, /ip6 saddr fd00:10:244::\/56 masquerade fully-random/);
+  t.match(readFileSync(e.comp.section.subnetFile, 'utf8'), /FLANNEL_IPV6_SUBNET=fd00:10:244:1::1\/64/);
+  const bad = (e.comp.status().invalidPeers as { node: string; field: string; reason: string }[])[0];
+  t.equal(bad?.node, 'bad6');
+  t.match(bad?.reason, /outside the cluster CIDR/);
+  e.source.remove('Node', 'n2');
+  await sync(e);
+  t.same(await e.kernel.net.listRoutes({ protocol: 77, family: 6 }), [], 'v6 route removed with the node');
+  t.same(await e.kernel.net.listNeighbors('pw.1'), []);
+});

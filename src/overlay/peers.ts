@@ -1,0 +1,408 @@
+/**
+ * Reading nodes: our own lease (spec.podCIDRs, the node IP) and every peer's backend data,
+ * from flannel's annotations where present (so a flannel node and a Podwire node see each
+ * other), else derived (standalone mode: manifests carry no annotations). Every rule that
+ * rejects a peer names the node and the field; the caller skips that peer only.
+ */
+import { Cidr, IpAddress, formatMac } from '../common/ip';
+import type { NodeObject } from '../k8s/types';
+
+export const ANNOTATIONS = {
+  backendType: 'flannel.alpha.coreos.com/backend-type',
+  backendData: 'flannel.alpha.coreos.com/backend-data',
+  publicIp: 'flannel.alpha.coreos.com/public-ip',
+  publicIpOverwrite: 'flannel.alpha.coreos.com/public-ip-overwrite',
+  kubeSubnetManager: 'flannel.alpha.coreos.com/kube-subnet-manager',
+  /** Podwire's own: the underlay address with its prefix, so DirectRouting is decided from both ends' subnets. */
+  underlayCidr: 'podwire.io/underlay-cidr',
+} as const;
+
+/** A node we can program entries for. */
+export interface PeerInfo {
+  node: string;
+  /** The node's IPv4 pod CIDR (the one the v4 overlay routes). */
+  podCIDR: Cidr;
+  /** Dual-stack: the node's IPv6 pod CIDR, when this cluster has an IPv6 cluster CIDR. */
+  podCIDR6?: Cidr;
+  /** Every pod CIDR as listed (for status). */
+  podCIDRs: readonly string[];
+  /** podCIDR's first and last address as numbers (overlap checks without BigInt). */
+  net4: number;
+  last4: number;
+  /** Canonical text forms, computed once (keys, status). */
+  podCIDRText: string;
+  publicIpText: string;
+  /** flannel's VTEP address of the peer: its pod CIDR's network address. */
+  vtepText: string;
+  /** Underlay address: flannel's public-ip, else InternalIP, else the first address. */
+  publicIp: IpAddress;
+  /** VTEP MAC: the annotation's VtepMAC when given, else derived from publicIp. */
+  vtepMac: string;
+  macFromAnnotation: boolean;
+  /** From the annotation, when the peer published it. */
+  backendType: string | undefined;
+  underlayCidr: Cidr | undefined;
+}
+
+export interface PeerProblem {
+  node: string;
+  /** Dotted field, e.g. `spec.podCIDRs[0]`, `metadata.annotations[flannel.alpha.coreos.com/public-ip]`. */
+  field: string;
+  value: unknown;
+  reason: string;
+}
+
+export interface PeerRules {
+  backend: 'vxlan' | 'host-gw';
+  vni: number;
+  clusterCIDRs: Cidr[];
+  serviceCIDRs: Cidr[];
+  /** Our own pod CIDRs (a peer's may not overlap them). */
+  ownPodCIDRs: Cidr[];
+  ownMac: string | undefined;
+}
+
+const annField = (key: string): string => `metadata.annotations[${key}]`;
+
+/**
+ * A locally administered unicast MAC derived from the underlay IP (`0a:58:` + the IPv4
+ * address's four bytes, as OVN-Kubernetes derives MACs; the last four bytes for IPv6).
+ */
+export function vtepMacFor(ip: IpAddress): string {
+  const b = ip.toBytes();
+  const tail = b.subarray(b.length - 4);
+  return formatMac(Buffer.from([0x0a, 0x58, ...tail]));
+}
+
+/** The node's underlay address: public-ip-overwrite, public-ip, InternalIP, ExternalIP, first. */
+export function nodePublicIp(node: NodeObject): { ip?: IpAddress; field: string; value: unknown; reason?: string } {
+  const a = node.meta.annotations;
+  for (const key of [ANNOTATIONS.publicIpOverwrite, ANNOTATIONS.publicIp]) {
+    const v = a[key];
+    if (v === undefined || v === '') continue;
+    const ip = IpAddress.tryParse(v.trim());
+    if (!ip) return { field: annField(key), value: v, reason: 'not an IP address' };
+    return { ip, field: annField(key), value: v };
+  }
+  const addr = node.addresses.find((x) => x.type === 'InternalIP') ?? node.addresses.find((x) => x.type === 'ExternalIP') ?? node.addresses.find((x) => x.type !== 'Hostname');
+  if (!addr) return { field: 'status.addresses', value: [], reason: `no public-ip annotation and no InternalIP address` };
+  const ip = IpAddress.tryParse(addr.address);
+  if (!ip) return { field: 'status.addresses', value: addr.address, reason: 'not an IP address' };
+  return { ip, field: 'status.addresses', value: addr.address };
+}
+
+/** The node's pod CIDRs, parsed; a malformed one is a problem. */
+export function nodePodCidrs(node: NodeObject): { cidrs: Cidr[]; problem?: PeerProblem } {
+  const cidrs: Cidr[] = [];
+  for (let i = 0; i < node.podCIDRs.length; i++) {
+    const text = node.podCIDRs[i]!;
+    let c: Cidr;
+    try {
+      c = Cidr.parse(text);
+    } catch {
+      return { cidrs, problem: { node: node.meta.name, field: `spec.podCIDRs[${i}]`, value: text, reason: 'not a CIDR' } };
+    }
+    if (!c.isNetwork()) return { cidrs, problem: { node: node.meta.name, field: `spec.podCIDRs[${i}]`, value: text, reason: `host bits set (did you mean ${c.masked.toString()}?)` } };
+    if (cidrs.some((o) => o.family === c.family)) return { cidrs, problem: { node: node.meta.name, field: `spec.podCIDRs[${i}]`, value: text, reason: 'more than one CIDR of one IP family' } };
+    cidrs.push(c);
+  }
+  return { cidrs };
+}
+
+interface BackendData {
+  vni?: number;
+  mac?: string;
+}
+
+function parseBackendData(raw: string | undefined): BackendData | string {
+  if (raw === undefined || raw === '' || raw === 'null') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return 'not JSON';
+  }
+  if (v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) return 'expected a JSON object like {"VNI":1,"VtepMAC":"…"}';
+  const o = v as Record<string, unknown>;
+  const out: BackendData = {};
+  if (o.VNI !== undefined) {
+    if (typeof o.VNI !== 'number' || !Number.isInteger(o.VNI)) return 'VNI must be an integer';
+    out.vni = o.VNI;
+  }
+  if (o.VtepMAC !== undefined) {
+    if (typeof o.VtepMAC !== 'string' || !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(o.VtepMAC)) return 'VtepMAC must be a MAC address';
+    out.mac = o.VtepMAC.toLowerCase();
+  }
+  return out;
+}
+
+const V4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+/** An IPv4 address as a number (canonical dotted quads only), else undefined. */
+export function v4num(text: string): number | undefined {
+  const m = V4.exec(text);
+  if (!m) return undefined;
+  let v = 0;
+  for (let i = 1; i <= 4; i++) {
+    const part = m[i]!;
+    const o = Number(part);
+    if (o > 255 || (part.length > 1 && part[0] === '0')) return undefined;
+    v = v * 256 + o;
+  }
+  return v;
+}
+
+export function v4text(n: number): string {
+  return `${Math.floor(n / 16777216) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+function v4range(c: Cidr): [number, number] {
+  const net = Number(c.network.value);
+  return [net, net + 2 ** (32 - c.prefixLength) - 1];
+}
+
+interface CompiledRules {
+  cluster: [number, number][];
+  service: [number, number][];
+  own: [number, number][];
+}
+
+const compiled = new WeakMap<PeerRules, CompiledRules>();
+
+function compile(rules: PeerRules): CompiledRules {
+  let c = compiled.get(rules);
+  if (!c) {
+    const v4 = (xs: Cidr[]) => xs.filter((x) => x.family === 4).map(v4range);
+    c = { cluster: v4(rules.clusterCIDRs), service: v4(rules.serviceCIDRs), own: v4(rules.ownPodCIDRs) };
+    compiled.set(rules, c);
+  }
+  return c;
+}
+
+/**
+ * The common case (one canonical IPv4 pod CIDR, an IPv4 node IP, flannel's annotations or
+ * none) without BigInt: 10,000 nodes parse in milliseconds. Returns undefined whenever
+ * anything is unusual or wrong; the general path below then decides and names the problem.
+ */
+function parsePeerFast(node: NodeObject, rules: PeerRules): PeerInfo | undefined {
+  if (node.podCIDRs.length !== 1) return undefined;
+  const text = node.podCIDRs[0]!;
+  const slash = text.indexOf('/');
+  if (slash < 0) return undefined;
+  const net = v4num(text.slice(0, slash));
+  const lenText = text.slice(slash + 1);
+  const len = Number(lenText);
+  if (net === undefined || !/^\d{1,2}$/.test(lenText) || len > 32 || len < 1) return undefined;
+  const size = 2 ** (32 - len);
+  if (net % size !== 0) return undefined;
+  const last = net + size - 1;
+  const r = compile(rules);
+  if (r.cluster.length > 0 && !r.cluster.some(([a, b]) => a <= net && last <= b)) return undefined;
+  if (r.own.some(([a, b]) => net <= b && a <= last) || r.service.some(([a, b]) => net <= b && a <= last)) return undefined;
+  const a = node.meta.annotations;
+  if (a[ANNOTATIONS.publicIpOverwrite]) return undefined;
+  let underlayCidr: Cidr | undefined;
+  const uc = a[ANNOTATIONS.underlayCidr];
+  if (uc) {
+    try {
+      underlayCidr = Cidr.parse(uc);
+    } catch {
+      return undefined;
+    }
+  }
+  let ipText: string | undefined = a[ANNOTATIONS.publicIp];
+  if (!ipText) {
+    const addr = node.addresses.find((x) => x.type === 'InternalIP') ?? node.addresses.find((x) => x.type === 'ExternalIP');
+    ipText = addr?.address;
+  }
+  const ipn = ipText === undefined ? undefined : v4num(ipText);
+  if (ipn === undefined) return undefined;
+  const backendType = a[ANNOTATIONS.backendType] || undefined;
+  if (backendType !== undefined && backendType !== rules.backend) return undefined;
+  let mac: string | undefined;
+  const raw = a[ANNOTATIONS.backendData];
+  if (raw !== undefined && raw !== '' && raw !== 'null') {
+    const d = parseBackendData(raw);
+    if (typeof d === 'string' || (rules.backend === 'vxlan' && d.vni !== undefined && d.vni !== rules.vni)) return undefined;
+    mac = d.mac;
+  }
+  const vtepMac = mac ?? `0a:58:${HEX[Math.floor(ipn / 16777216) & 255]}:${HEX[(ipn >>> 16) & 255]}:${HEX[(ipn >>> 8) & 255]}:${HEX[ipn & 255]}`;
+  if (rules.backend === 'vxlan' && rules.ownMac !== undefined && vtepMac === rules.ownMac) return undefined;
+  const netText = v4text(net);
+  const podCIDRText = `${netText}/${len}`;
+  const publicIpText = v4text(ipn);
+  return {
+    node: node.meta.name,
+    // From numbers: no string parsing, one BigInt each.
+    podCIDR: Cidr.of(IpAddress.fromBigInt(4, BigInt(net)), len),
+    podCIDRs: node.podCIDRs,
+    net4: net,
+    last4: last,
+    podCIDRText,
+    publicIpText,
+    vtepText: netText,
+    publicIp: IpAddress.fromBigInt(4, BigInt(ipn)),
+    vtepMac,
+    macFromAnnotation: mac !== undefined,
+    backendType,
+    underlayCidr,
+  };
+}
+
+/** Validate one peer on its own. */
+export function parsePeer(node: NodeObject, rules: PeerRules): PeerInfo | PeerProblem {
+  return parsePeerFast(node, rules) ?? parsePeerSlow(node, rules);
+}
+
+function parsePeerSlow(node: NodeObject, rules: PeerRules): PeerInfo | PeerProblem {
+  const name = node.meta.name;
+  const { cidrs, problem } = nodePodCidrs(node);
+  if (problem) return problem;
+  const v4 = cidrs.find((c) => c.family === 4);
+  if (!v4) {
+    return { node: name, field: 'spec.podCIDRs', value: node.podCIDRs, reason: node.podCIDRs.length === 0 ? 'no podCIDR assigned yet' : 'no IPv4 pod CIDR (the IPv6 overlay is not built)' };
+  }
+  const field = node.podCIDRs[0] === v4.toString() ? 'spec.podCIDRs[0]' : `spec.podCIDRs[${node.podCIDRs.indexOf(v4.toString())}]`;
+  const cluster = rules.clusterCIDRs.filter((c) => c.family === 4);
+  if (cluster.length > 0 && !cluster.some((c) => c.containsCidr(v4))) {
+    return { node: name, field, value: v4.toString(), reason: `outside the cluster CIDR ${cluster.map(String).join(',')}` };
+  }
+  const own = rules.ownPodCIDRs.find((c) => c.overlaps(v4));
+  if (own) return { node: name, field, value: v4.toString(), reason: `overlaps this node's own pod CIDR ${own.toString()}` };
+  const svc = rules.serviceCIDRs.find((c) => c.overlaps(v4));
+  if (svc) return { node: name, field, value: v4.toString(), reason: `overlaps the Service CIDR ${svc.toString()}` };
+
+  let podCIDR6: Cidr | undefined;
+  const v6 = cidrs.find((c) => c.family === 6);
+  const cluster6 = rules.clusterCIDRs.filter((c) => c.family === 6);
+  if (v6 && cluster6.length > 0) {
+    const f6 = `spec.podCIDRs[${node.podCIDRs.indexOf(node.podCIDRs.find((x) => x.includes(':')) ?? '')}]`;
+    if (!cluster6.some((c) => c.containsCidr(v6))) return { node: name, field: f6, value: v6.toString(), reason: `outside the cluster CIDR ${cluster6.map(String).join(',')}` };
+    const own6 = rules.ownPodCIDRs.find((c) => c.overlaps(v6));
+    if (own6) return { node: name, field: f6, value: v6.toString(), reason: `overlaps this node's own pod CIDR ${own6.toString()}` };
+    const svc6 = rules.serviceCIDRs.find((c) => c.overlaps(v6));
+    if (svc6) return { node: name, field: f6, value: v6.toString(), reason: `overlaps the Service CIDR ${svc6.toString()}` };
+    podCIDR6 = v6;
+  }
+  const pub = nodePublicIp(node);
+  if (!pub.ip) return { node: name, field: pub.field, value: pub.value, reason: pub.reason ?? 'missing' };
+  if (pub.ip.family !== 4) return { node: name, field: pub.field, value: pub.value, reason: 'an IPv6 underlay is not supported yet' };
+
+  const a = node.meta.annotations;
+  const backendType = a[ANNOTATIONS.backendType] || undefined;
+  if (backendType !== undefined && backendType !== rules.backend) {
+    return { node: name, field: annField(ANNOTATIONS.backendType), value: backendType, reason: `this node runs the ${rules.backend} backend` };
+  }
+  const data = parseBackendData(a[ANNOTATIONS.backendData]);
+  if (typeof data === 'string') return { node: name, field: annField(ANNOTATIONS.backendData), value: a[ANNOTATIONS.backendData], reason: data };
+  if (rules.backend === 'vxlan' && data.vni !== undefined && data.vni !== rules.vni) {
+    return { node: name, field: `${annField(ANNOTATIONS.backendData)}.VNI`, value: data.vni, reason: `VNI clash: this node uses VNI ${rules.vni}` };
+  }
+  const vtepMac = data.mac ?? vtepMacFor(pub.ip);
+  if (rules.backend === 'vxlan' && rules.ownMac !== undefined && vtepMac === rules.ownMac) {
+    return { node: name, field: data.mac ? `${annField(ANNOTATIONS.backendData)}.VtepMAC` : 'status.addresses', value: vtepMac, reason: `MAC clash with this node's own VTEP MAC` };
+  }
+  let underlayCidr: Cidr | undefined;
+  const uc = a[ANNOTATIONS.underlayCidr];
+  if (uc) {
+    try {
+      underlayCidr = Cidr.parse(uc);
+    } catch {
+      return { node: name, field: annField(ANNOTATIONS.underlayCidr), value: uc, reason: 'not a CIDR' };
+    }
+  }
+  const [net4, last4] = v4range(v4);
+  return { node: name, podCIDR: v4.masked, podCIDR6, podCIDRs: [...node.podCIDRs], net4, last4, podCIDRText: v4.masked.toString(), publicIpText: pub.ip.toString(), vtepText: v4.network.toString(), publicIp: pub.ip, vtepMac, macFromAnnotation: data.mac !== undefined, backendType, underlayCidr };
+}
+
+/**
+ * Every peer, validated alone and then against each other: two nodes whose pod CIDRs
+ * overlap, or that claim one VTEP MAC (vxlan), are all skipped: there is no safe pick.
+ * Sorted by node name.
+ */
+/** Per-node parse results (by Node object identity) and the last whole answer. */
+export interface PeerCache {
+  entries: Map<string, { node: NodeObject; rulesKey: string; result: PeerInfo | PeerProblem }>;
+  last?: { rulesKey: string; peers: PeerInfo[]; problems: PeerProblem[] };
+}
+
+export function createPeerCache(): PeerCache {
+  return { entries: new Map() };
+}
+
+export function collectPeers(nodes: Iterable<NodeObject>, self: string, rules: PeerRules, cache?: PeerCache): { peers: PeerInfo[]; problems: PeerProblem[] } {
+  const ok: PeerInfo[] = [];
+  const problems: PeerProblem[] = [];
+  const rulesKey = cache ? `${rules.backend}|${rules.vni}|${rules.clusterCIDRs.join(',')}|${rules.serviceCIDRs.join(',')}|${rules.ownPodCIDRs.join(',')}|${rules.ownMac ?? ''}` : '';
+  const seen = cache ? new Set<string>() : undefined;
+  let changed = false;
+  for (const n of nodes) {
+    if (n.meta.name === self) continue;
+    let r: PeerInfo | PeerProblem;
+    if (cache) {
+      seen!.add(n.meta.name);
+      // Node objects are immutable: the same object means the same answer.
+      const c = cache.entries.get(n.meta.name);
+      if (c && c.node === n && c.rulesKey === rulesKey) r = c.result;
+      else {
+        changed = true;
+        r = parsePeer(n, rules);
+        cache.entries.set(n.meta.name, { node: n, rulesKey, result: r });
+      }
+    } else r = parsePeer(n, rules);
+    if ('reason' in r) problems.push(r);
+    else ok.push(r);
+  }
+  if (cache && cache.entries.size > seen!.size) {
+    changed = true;
+    for (const k of cache.entries.keys()) if (!seen!.has(k)) cache.entries.delete(k);
+  }
+  // Nothing changed since the last call: the cross-checks give the same answer.
+  if (cache && !changed && cache.last && cache.last.rulesKey === rulesKey) return { peers: cache.last.peers, problems: [...cache.last.problems] };
+  ok.sort((x, y) => (x.node < y.node ? -1 : x.node > y.node ? 1 : 0));
+  const bad = new Map<string, PeerProblem>();
+  // Overlapping pod CIDRs: by network address, each against the one reaching furthest so far.
+  const byNet = [...ok].sort((x, y) => x.net4 - y.net4 || x.podCIDR.prefixLength - y.podCIDR.prefixLength);
+  let widest: PeerInfo | undefined;
+  for (const p of byNet) {
+    if (widest && p.net4 <= widest.last4) {
+      const other = widest;
+      bad.set(p.node, { node: p.node, field: 'spec.podCIDRs', value: p.podCIDR.toString(), reason: `overlaps node ${other.node}'s pod CIDR ${other.podCIDR.toString()}` });
+      if (!bad.has(other.node)) bad.set(other.node, { node: other.node, field: 'spec.podCIDRs', value: other.podCIDR.toString(), reason: `overlaps node ${p.node}'s pod CIDR ${p.podCIDR.toString()}` });
+    }
+    if (!widest || p.last4 > widest.last4) widest = p;
+  }
+  if (rules.backend === 'vxlan') {
+    const byMac = new Map<string, PeerInfo>();
+    for (const p of ok) {
+      const o = byMac.get(p.vtepMac);
+      if (!o) {
+        byMac.set(p.vtepMac, p);
+        continue;
+      }
+      const field = (x: PeerInfo) => (x.macFromAnnotation ? `${annField(ANNOTATIONS.backendData)}.VtepMAC` : 'status.addresses');
+      bad.set(p.node, { node: p.node, field: field(p), value: p.vtepMac, reason: `MAC clash with node ${o.node}` });
+      if (!bad.has(o.node)) bad.set(o.node, { node: o.node, field: field(o), value: o.vtepMac, reason: `MAC clash with node ${p.node}` });
+    }
+  }
+  const peers = ok.filter((p) => !bad.has(p.node));
+  problems.push(...bad.values());
+  problems.sort((x, y) => (x.node < y.node ? -1 : x.node > y.node ? 1 : 0));
+  if (cache) cache.last = { rulesKey, peers, problems: [...problems] };
+  return { peers, problems };
+}
+
+/**
+ * DirectRouting, decided the same way on both ends: direct only when each node's underlay
+ * address lies in the other's underlay subnet. The peer's subnet comes from its
+ * `podwire.io/underlay-cidr` annotation; without one (a flannel node, manifest mode) it is
+ * assumed to have our prefix length, which makes the rule "same network at our prefix".
+ */
+export function isDirect(own: Cidr, peerIp: IpAddress, peerCidr: Cidr | undefined): boolean {
+  if (own.family !== peerIp.family) return false;
+  const peer = peerCidr && peerCidr.ip.equals(peerIp) ? peerCidr : Cidr.of(peerIp, own.prefixLength);
+  return own.masked.contains(peerIp) && peer.masked.contains(own.ip);
+}

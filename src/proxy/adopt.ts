@@ -1,0 +1,65 @@
+/** Reading our own table back once at start-up (`nft -j list table inet <t>`), into Ruleset keys. */
+
+function fmt(v: unknown): string | undefined {
+  if (typeof v === 'number') return String(v);
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    if (Array.isArray(o.concat)) {
+      const parts = o.concat.map(fmt);
+      return parts.every((p) => p !== undefined) ? parts.join(' . ') : undefined;
+    }
+    if (o.goto && typeof o.goto === 'object') return `goto ${(o.goto as { target: string }).target}`;
+    if (o.jump && typeof o.jump === 'object') return `jump ${(o.jump as { target: string }).target}`;
+    if ('drop' in o) return 'drop';
+    if ('accept' in o) return 'accept';
+    if ('return' in o) return 'return';
+    if (o.prefix && typeof o.prefix === 'object') {
+      const p = o.prefix as { addr: unknown; len: number };
+      const a = fmt(p.addr);
+      return a === undefined ? undefined : `${a}/${p.len}`;
+    }
+  }
+  return undefined;
+}
+
+export interface AdoptedTable {
+  objects: Map<string, 'set' | 'chain'>;
+  elements: Map<string, Map<string, string>>;
+  /** Sets/maps whose elements we could not read back (flushed and re-added on the first sync). */
+  unknown: string[];
+}
+
+/** `skipElements(name)`: sets whose content is the kernel's own (dynamic affinity sets). */
+export function parseTable(json: unknown, table: string, skipElements: (name: string) => boolean): AdoptedTable {
+  const out: AdoptedTable = { objects: new Map(), elements: new Map(), unknown: [] };
+  const items = (json as { nftables?: unknown[] })?.nftables ?? [];
+  for (const item of items) {
+    if (!item || typeof item !== 'object') continue;
+    const rec = item as Record<string, Record<string, unknown>>;
+    if (rec.chain && rec.chain.table === table) out.objects.set(String(rec.chain.name), 'chain');
+    const s = rec.set ?? rec.map;
+    if (!s || s.table !== table) continue;
+    const name = String(s.name);
+    out.objects.set(name, 'set');
+    if (skipElements(name)) continue;
+    const els = new Map<string, string>();
+    let ok = true;
+    for (const e of (s.elem as unknown[] | undefined) ?? []) {
+      if (rec.map) {
+        const pair = e as unknown[];
+        const k = Array.isArray(pair) ? fmt(pair[0]) : undefined;
+        const v = Array.isArray(pair) ? fmt(pair[1]) : undefined;
+        if (k === undefined || v === undefined) ok = false;
+        else els.set(k, v);
+      } else {
+        const k = fmt(e);
+        if (k === undefined) ok = false;
+        else els.set(k, '');
+      }
+    }
+    if (ok) out.elements.set(name, els);
+    else out.unknown.push(name);
+  }
+  return out;
+}

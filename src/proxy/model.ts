@@ -1,0 +1,231 @@
+/**
+ * The proxy's desired-state model: Services × EndpointSlices → one ServicePortInfo
+ * per (Service port, IP family), with the endpoints each kind of traffic uses
+ * (kube-proxy's CategorizeEndpoints, simplified: ready endpoints, or serving +
+ * terminating ones when none is ready; the local subset for the Local policies).
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import type { EndpointSliceObject, ServiceObject } from '../k8s/types';
+
+export type L4 = 'tcp' | 'udp' | 'sctp';
+export type Family = 4 | 6;
+
+export interface EndpointInfo {
+  ip: string;
+  port: number;
+  ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+  nodeName: string | undefined;
+  /** On this node. */
+  local: boolean;
+}
+
+export interface ServicePortInfo {
+  /** kube-proxy's ServicePortName: `namespace/name:port/protocol`. */
+  id: string;
+  serviceKey: string;
+  portName: string;
+  protocol: L4;
+  port: number;
+  nodePort: number | undefined;
+  family: Family;
+  clusterIP: string;
+  externalIPs: string[];
+  loadBalancerIPs: string[];
+  loadBalancerSourceRanges: string[];
+  /** Seconds; 0 = no ClientIP affinity. */
+  affinityTimeout: number;
+  externalLocal: boolean;
+  internalLocal: boolean;
+  healthCheckNodePort: number | undefined;
+  /** Every endpoint of this port and family (any condition). */
+  all: EndpointInfo[];
+  /** What cluster-wide traffic uses: ready, else serving+terminating. */
+  cluster: EndpointInfo[];
+  /** Same choice among this node's endpoints. */
+  local: EndpointInfo[];
+}
+
+export interface ServiceModel {
+  key: string;
+  ports: ServicePortInfo[];
+  /** Why it is not proxied at all (headless, ExternalName, proxy-name label); not an error. */
+  skipped?: string;
+  /** Why it is invalid (bad IP, port, protocol); logged and counted. */
+  invalid?: string;
+}
+
+export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
+const PROTOCOLS: Record<string, L4> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
+
+export function ipFamily(ip: string): Family | undefined {
+  return isIPv4(ip) ? 4 : isIPv6(ip) ? 6 : undefined;
+}
+
+/** nft prints IPv6 addresses compressed and lower-case (RFC 5952); so do we, so keys compare. */
+export function canonicalIP(ip: string): string {
+  if (isIPv4(ip)) return ip;
+  return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+}
+
+function cidrFamily(c: string): Family | undefined {
+  return ipFamily(c.split('/')[0] ?? '');
+}
+
+const validPort = (p: unknown): p is number => typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535;
+
+/** Pick the endpoints traffic uses: ready ones, else serving+terminating ones (kube-proxy's fallback). */
+export function usable(eps: EndpointInfo[]): EndpointInfo[] {
+  const ready = eps.filter((e) => e.ready);
+  if (ready.length > 0) return ready;
+  return eps.filter((e) => e.serving && e.terminating);
+}
+
+export function buildServiceModel(svc: ServiceObject, slices: readonly EndpointSliceObject[], nodeName: string, localPodCIDRs: readonly ((ip: string) => boolean)[] = []): ServiceModel {
+  const key = svc.meta.key;
+  if (svc.meta.labels[SERVICE_PROXY_NAME_LABEL] !== undefined) return { key, ports: [], skipped: `label ${SERVICE_PROXY_NAME_LABEL}` };
+  if (svc.type === 'ExternalName') return { key, ports: [], skipped: 'ExternalName' };
+  const clusterIPs = svc.clusterIPs.filter((ip) => ip !== '' && ip !== 'None');
+  if (clusterIPs.length === 0) return { key, ports: [], skipped: 'headless' };
+  for (const ip of clusterIPs) if (ipFamily(ip) === undefined) return { key, ports: [], invalid: `spec.clusterIPs: ${JSON.stringify(ip)} is not an IP address` };
+  for (const [i, p] of svc.ports.entries()) {
+    if (!validPort(p.port)) return { key, ports: [], invalid: `spec.ports[${i}].port: ${JSON.stringify(p.port)} is not a port` };
+    if (PROTOCOLS[p.protocol] === undefined) return { key, ports: [], invalid: `spec.ports[${i}].protocol: ${JSON.stringify(p.protocol)} is not TCP, UDP or SCTP` };
+    if (p.nodePort !== undefined && p.nodePort !== 0 && !validPort(p.nodePort)) return { key, ports: [], invalid: `spec.ports[${i}].nodePort: ${JSON.stringify(p.nodePort)} is not a port` };
+  }
+  const nodePorts = svc.type === 'NodePort' || svc.type === 'LoadBalancer';
+  const isLocal = (ep: { nodeName: string | undefined; ip: string }): boolean =>
+    ep.nodeName !== undefined ? ep.nodeName === nodeName : localPodCIDRs.some((f) => f(ep.ip));
+  const ports: ServicePortInfo[] = [];
+  for (const clusterIP0 of clusterIPs) {
+    const family = ipFamily(clusterIP0)!;
+    const clusterIP = canonicalIP(clusterIP0);
+    const ofFamily = (list: readonly string[]): string[] => (list.length === 0 ? [] : [...new Set(list.filter((ip) => ipFamily(ip) === family).map(canonicalIP))]);
+    const externalIPs = ofFamily(svc.externalIPs);
+    const loadBalancerIPs = svc.type === 'LoadBalancer' ? ofFamily(svc.loadBalancerIPs) : [];
+    const ranges = svc.type === 'LoadBalancer' && svc.loadBalancerSourceRanges.length > 0 ? svc.loadBalancerSourceRanges.map((r) => r.trim()).filter((r) => cidrFamily(r) === family) : [];
+    for (const p of svc.ports) {
+      const protocol = PROTOCOLS[p.protocol]!;
+      const seen = new Set<string>();
+      const all: EndpointInfo[] = [];
+      for (const slice of slices) {
+        if (slice.addressType !== (family === 4 ? 'IPv4' : 'IPv6')) continue;
+        const sp = slice.ports.find((x) => (x.name ?? '') === (p.name ?? '') && x.protocol === p.protocol);
+        if (!sp || !validPort(sp.port)) continue;
+        for (const ep of slice.endpoints) {
+          // Only the first address counts (the API's rule for EndpointSlice endpoints).
+          const addr = ep.addresses[0];
+          if (addr === undefined) continue;
+          let ip: string;
+          if (family === 4) {
+            if (!isIPv4(addr)) continue;
+            ip = addr;
+          } else {
+            if (!isIPv6(addr)) continue;
+            ip = canonicalIP(addr);
+          }
+          const id = slices.length > 1 ? `${ip}:${sp.port}` : ip; // one slice: one port number
+          if (seen.has(id)) continue;
+          seen.add(id);
+          all.push({
+            ip,
+            port: sp.port,
+            ready: ep.conditions.ready,
+            serving: ep.conditions.serving,
+            terminating: ep.conditions.terminating,
+            nodeName: ep.nodeName,
+            local: ep.nodeName !== undefined ? ep.nodeName === nodeName : isLocal({ nodeName: undefined, ip }),
+          });
+        }
+      }
+      all.sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
+      ports.push({
+        id: `${key}:${p.name ?? ''}/${protocol}`,
+        serviceKey: key,
+        portName: p.name ?? '',
+        protocol,
+        port: p.port,
+        nodePort: nodePorts && p.nodePort ? p.nodePort : undefined,
+        family,
+        clusterIP,
+        externalIPs,
+        loadBalancerIPs,
+        loadBalancerSourceRanges: ranges,
+        affinityTimeout: svc.sessionAffinity === 'ClientIP' ? (svc.sessionAffinityTimeoutSeconds ?? 10800) : 0,
+        externalLocal: svc.externalTrafficPolicy === 'Local' && (nodePorts || externalIPs.length > 0 || loadBalancerIPs.length > 0),
+        internalLocal: svc.internalTrafficPolicy === 'Local',
+        healthCheckNodePort: svc.type === 'LoadBalancer' && svc.externalTrafficPolicy === 'Local' ? svc.healthCheckNodePort : undefined,
+        all,
+        cluster: usable(all),
+        local: usable(all.filter((e) => e.local)),
+      });
+    }
+  }
+  return { key, ports };
+}
+
+/** The fields of a Service the proxy reads; two Services with the same projection program the same rules. */
+export function serviceProjection(s: ServiceObject): string {
+  return JSON.stringify([
+    s.type,
+    s.clusterIPs,
+    s.ports,
+    s.externalIPs,
+    s.loadBalancerIPs,
+    s.loadBalancerSourceRanges,
+    s.sessionAffinity,
+    s.sessionAffinityTimeoutSeconds,
+    s.externalTrafficPolicy,
+    s.internalTrafficPolicy,
+    s.healthCheckNodePort,
+    s.meta.labels[SERVICE_PROXY_NAME_LABEL] ?? null,
+  ]);
+}
+
+export function sliceProjection(s: EndpointSliceObject): string {
+  return JSON.stringify([s.serviceName, s.addressType, s.ports, s.endpoints.map((e) => [e.addresses, e.conditions, e.nodeName])]);
+}
+
+/**
+ * kube-proxy's change tracker shape: per key the first `previous` and the latest
+ * `current`; a key whose `previous` and `current` end up the same is dropped (a no-op).
+ */
+export class ChangeTracker<T> {
+  private readonly pending = new Map<string, { previous: T | undefined; current: T | undefined; firstAt: number }>();
+
+  constructor(private readonly same: (a: T, b: T) => boolean) {}
+
+  /** Returns true when the key now has a real pending change. */
+  record(key: string, previous: T | undefined, current: T | undefined, now = 0): boolean {
+    let e = this.pending.get(key);
+    if (e) e.current = current;
+    else {
+      e = { previous, current, firstAt: now };
+      this.pending.set(key, e);
+    }
+    const noop = e.previous === undefined ? e.current === undefined : e.current !== undefined && this.same(e.previous, e.current);
+    if (noop) {
+      this.pending.delete(key);
+      return false;
+    }
+    return true;
+  }
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Oldest pending change's record time. */
+  oldest(): number | undefined {
+    let o: number | undefined;
+    for (const e of this.pending.values()) if (o === undefined || e.firstAt < o) o = e.firstAt;
+    return o;
+  }
+
+  drain(): Map<string, { previous: T | undefined; current: T | undefined; firstAt: number }> {
+    const out = new Map(this.pending);
+    this.pending.clear();
+    return out;
+  }
+}

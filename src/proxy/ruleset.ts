@@ -1,0 +1,323 @@
+/**
+ * Desired vs applied nftables state, as elements and objects (maps, sets, chains),
+ * with owners: each Service contributes elements; shared elements (hairpin pairs,
+ * the shared load-balancing chains) are claimed by several owners and stay while one
+ * claim remains. Changes are tracked per key, so a sync plans only what it touched.
+ */
+
+export interface ObjectDef {
+  kind: 'set' | 'chain';
+  /** `add set`/`add map` body or chain spec (`{ type nat hook ... }`, '' for a regular chain). */
+  spec: string;
+  /** `map` or `set` for kind set. */
+  keyword?: 'map' | 'set';
+  /** Chain rules. */
+  rules?: string[];
+}
+
+export interface Contribution {
+  /** Flat triples: map or set name, key, value ('' for a set element), ... (no per-element arrays). */
+  elements: string[];
+  objects: [string, ObjectDef][];
+}
+
+interface Claim<V> {
+  value: V;
+  owner: string;
+  more?: Map<string, V>;
+}
+
+export interface Plan {
+  addObjects: [string, ObjectDef][];
+  /** Chains whose rules changed (flush + re-add). */
+  rewriteChains: [string, ObjectDef][];
+  deleteObjects: [string, ObjectDef][];
+  /** Sets/maps to flush before adds (adopted content we could not read). */
+  flush: [string, ObjectDef][];
+  deleteElements: Map<string, string[]>;
+  /** Flat pairs: key, value, key, value, ... */
+  addElements: Map<string, string[]>;
+  /** Elements and objects the plan covers (to commit after a successful apply). */
+  touchedElements: Map<string, Set<string>>;
+  touchedObjects: Set<string>;
+  /** Owners whose contributions were (re)claimed: their keys are planned from the contribution, not a per-key touch. */
+  touchedOwners: Set<string>;
+  elementChanges: number;
+}
+
+const defString = (d: ObjectDef | undefined): string | undefined => (d === undefined ? undefined : `${d.kind}|${d.keyword ?? ''}|${d.spec}|${(d.rules ?? []).join('\n')}`);
+
+export class Ruleset {
+  private readonly desired = new Map<string, Map<string, Claim<string>>>();
+  readonly applied = new Map<string, Map<string, string>>();
+  private readonly desiredObjects = new Map<string, Claim<ObjectDef>>();
+  /** Applied objects; `undefined` def = adopted from the kernel, content unknown. */
+  readonly appliedObjects = new Map<string, ObjectDef | undefined>();
+  private readonly contributions = new Map<string, Contribution>();
+  private touchedElements = new Map<string, Set<string>>();
+  private touchedObjects = new Set<string>();
+  private touchedOwners = new Set<string>();
+  /** Sets whose applied content is unknown (adopted): flushed and re-added on the next plan. */
+  readonly unknownContent = new Set<string>();
+
+  owners(): IterableIterator<string> {
+    return this.contributions.keys();
+  }
+
+  contribution(owner: string): Contribution | undefined {
+    return this.contributions.get(owner);
+  }
+
+  elementCount(): number {
+    let n = 0;
+    for (const m of this.applied.values()) n += m.size;
+    return n;
+  }
+
+  set(owner: string, c: Contribution | undefined): void {
+    const old = this.contributions.get(owner);
+    if (old) {
+      const e = old.elements;
+      for (let i = 0; i < e.length; i += 3) this.release(this.desired, e[i]!, e[i + 1]!, owner);
+      for (const [name] of old.objects) this.releaseObject(name, owner);
+    }
+    if (c === undefined || (c.elements.length === 0 && c.objects.length === 0)) this.contributions.delete(owner);
+    else {
+      this.contributions.set(owner, c);
+      this.touchedOwners.add(owner);
+      const e = c.elements;
+      for (let i = 0; i < e.length; i += 3) this.claim(e[i]!, e[i + 1]!, owner, e[i + 2]!);
+      for (const [name, d] of c.objects) this.claimObject(name, owner, d);
+    }
+  }
+
+  /** Touch everything desired and applied (a full diff). */
+  touchAll(): void {
+    for (const o of this.contributions.keys()) this.touchedOwners.add(o);
+    for (const [m, keys] of this.applied) for (const k of keys.keys()) this.touch(m, k);
+    for (const name of this.desiredObjects.keys()) this.touchedObjects.add(name);
+    for (const name of this.appliedObjects.keys()) this.touchedObjects.add(name);
+  }
+
+  /** Forget what is applied (the table is gone); everything desired is planned again. */
+  resetApplied(): void {
+    this.applied.clear();
+    this.appliedObjects.clear();
+    this.unknownContent.clear();
+    this.touchAll();
+  }
+
+  pendingTouches(): number {
+    let n = this.touchedObjects.size;
+    for (const s of this.touchedElements.values()) n += s.size;
+    return n;
+  }
+
+  plan(): Plan {
+    const plan: Plan = {
+      addObjects: [],
+      rewriteChains: [],
+      deleteObjects: [],
+      flush: [],
+      deleteElements: new Map(),
+      addElements: new Map(),
+      touchedElements: this.touchedElements,
+      touchedObjects: this.touchedObjects,
+      touchedOwners: this.touchedOwners,
+      elementChanges: 0,
+    };
+    this.touchedElements = new Map();
+    this.touchedObjects = new Set();
+    this.touchedOwners = new Set();
+    for (const name of plan.touchedObjects) {
+      const d = this.desiredObjects.get(name)?.value;
+      const has = this.appliedObjects.has(name);
+      const a = this.appliedObjects.get(name);
+      if (d && !has) plan.addObjects.push([name, d]);
+      else if (!d && has) plan.deleteObjects.push([name, a ?? { kind: 'chain', spec: '' }]);
+      else if (d && has && a === undefined) {
+        // Adopted: a set/map keeps its elements (diffed below); a chain is rewritten.
+        if (d.kind === 'chain') plan.rewriteChains.push([name, d]);
+      } else if (d && a && defString(d) !== defString(a)) {
+        if (d.kind === 'chain' && a.kind === 'chain' && d.spec === a.spec) plan.rewriteChains.push([name, d]);
+        else {
+          plan.deleteObjects.push([name, a]);
+          plan.addObjects.push([name, d]);
+        }
+      }
+    }
+    const recreated = new Set(plan.addObjects.filter(([n]) => this.appliedObjects.has(n)).map(([n]) => n));
+    for (const m of this.unknownContent) {
+      const d = this.desiredObjects.get(m)?.value;
+      if (d && !recreated.has(m)) plan.flush.push([m, d]);
+    }
+    const skipMaps = (m: string): boolean => recreated.has(m) || this.unknownContent.has(m);
+    const consider = (m: string, k: string, d: string | undefined): void => {
+      const a = skipMaps(m) ? undefined : this.applied.get(m)?.get(k);
+      if (d === a) return;
+      if (a !== undefined) push(plan.deleteElements, m, k);
+      if (d !== undefined) push2(plan.addElements, m, k, d);
+      plan.elementChanges++;
+    };
+    for (const [m, keys] of plan.touchedElements) {
+      const dm = this.desired.get(m);
+      for (const k of keys) consider(m, k, dm?.get(k)?.value);
+    }
+    // Keys of (re)claimed contributions: each is planned once, by its primary owner, unless a
+    // per-key touch above already planned it.
+    for (const owner of plan.touchedOwners) {
+      const e = this.contributions.get(owner)?.elements;
+      if (!e) continue;
+      let lastMap = '';
+      let dm: Map<string, Claim<string>> | undefined;
+      let tk: Set<string> | undefined;
+      for (let i = 0; i < e.length; i += 3) {
+        const m = e[i]!;
+        if (m !== lastMap) {
+          lastMap = m;
+          dm = this.desired.get(m);
+          tk = plan.touchedElements.get(m);
+        }
+        const k = e[i + 1]!;
+        const c = dm?.get(k);
+        if (!c || c.owner !== owner || tk?.has(k)) continue;
+        consider(m, k, c.value);
+      }
+    }
+    // Elements of a set being flushed or recreated: every desired one is re-added.
+    for (const m of [...plan.flush.map(([n]) => n), ...recreated]) {
+      const dm = this.desired.get(m);
+      plan.deleteElements.delete(m);
+      const adds: string[] = [];
+      for (const [k, c] of dm ?? []) adds.push(k, c.value);
+      if (adds.length > 0) plan.addElements.set(m, adds);
+      else plan.addElements.delete(m);
+    }
+    return plan;
+  }
+
+  /** The plan was applied: the kernel now has the desired state for everything it touched. */
+  commit(plan: Plan): void {
+    for (const m of [...plan.flush.map(([n]) => n), ...plan.addObjects.map(([n]) => n)]) {
+      this.unknownContent.delete(m);
+      this.applied.delete(m);
+    }
+    for (const [name] of plan.deleteObjects) {
+      this.appliedObjects.delete(name);
+      this.applied.delete(name);
+    }
+    for (const [name, d] of [...plan.addObjects, ...plan.rewriteChains]) this.appliedObjects.set(name, d);
+    for (const name of plan.touchedObjects) {
+      const d = this.desiredObjects.get(name)?.value;
+      if (d && this.appliedObjects.has(name) && this.appliedObjects.get(name) === undefined && d.kind === 'set') this.appliedObjects.set(name, d);
+    }
+    for (const [m, dels] of plan.deleteElements) {
+      const am = this.applied.get(m);
+      if (am) for (const k of dels) am.delete(k);
+    }
+    for (const [m, adds] of plan.addElements) {
+      let am = this.applied.get(m);
+      if (!am) this.applied.set(m, (am = new Map()));
+      for (let i = 0; i < adds.length; i += 2) am.set(adds[i]!, adds[i + 1]!);
+    }
+  }
+
+  /** The plan failed: keep its touches for the next attempt. */
+  restore(plan: Plan): void {
+    for (const [m, keys] of plan.touchedElements) for (const k of keys) this.touch(m, k);
+    for (const n of plan.touchedObjects) this.touchedObjects.add(n);
+    for (const o of plan.touchedOwners) this.touchedOwners.add(o);
+  }
+
+  /** Record adopted kernel state (before any plan). */
+  adopt(objects: Map<string, 'set' | 'chain'>, elements: Map<string, Map<string, string>>, unknown: Iterable<string>): void {
+    for (const [name] of objects) {
+      this.appliedObjects.set(name, undefined);
+      this.touchedObjects.add(name);
+    }
+    for (const [m, els] of elements) {
+      this.applied.set(m, els);
+      for (const k of els.keys()) this.touch(m, k);
+    }
+    for (const m of unknown) this.unknownContent.add(m);
+  }
+
+  private touch(m: string, k: string): void {
+    let s = this.touchedElements.get(m);
+    if (!s) this.touchedElements.set(m, (s = new Set()));
+    s.add(k);
+  }
+
+  private claim(m: string, k: string, owner: string, v: string): void {
+    let dm = this.desired.get(m);
+    if (!dm) this.desired.set(m, (dm = new Map()));
+    const c = dm.get(k);
+    if (!c) {
+      dm.set(k, { value: v, owner }); // planned through the owner's contribution (touchedOwners)
+      return;
+    }
+    if (c.owner === owner) {
+      if (c.value !== v) this.touch(m, k);
+      c.value = v;
+      return;
+    }
+    (c.more ??= new Map()).set(owner, v);
+  }
+
+  private release(store: Map<string, Map<string, Claim<string>>>, m: string, k: string, owner: string): void {
+    const dm = store.get(m);
+    const c = dm?.get(k);
+    if (!dm || !c) return;
+    if (c.owner === owner) {
+      const next = c.more?.entries().next();
+      if (next && !next.done) {
+        const [o, v] = next.value;
+        c.more!.delete(o);
+        if (c.value !== v) this.touch(m, k);
+        c.owner = o;
+        c.value = v;
+      } else {
+        dm.delete(k);
+        this.touch(m, k);
+      }
+    } else c.more?.delete(owner);
+  }
+
+  private claimObject(name: string, owner: string, d: ObjectDef): void {
+    const c = this.desiredObjects.get(name);
+    if (!c) {
+      this.desiredObjects.set(name, { value: d, owner });
+      this.touchedObjects.add(name);
+    } else if (c.owner === owner) {
+      if (defString(c.value) !== defString(d)) this.touchedObjects.add(name);
+      c.value = d;
+    } else (c.more ??= new Map()).set(owner, d);
+  }
+
+  private releaseObject(name: string, owner: string): void {
+    const c = this.desiredObjects.get(name);
+    if (!c) return;
+    if (c.owner === owner) {
+      const next = c.more?.entries().next();
+      if (next && !next.done) {
+        const [o, v] = next.value;
+        c.more!.delete(o);
+        c.owner = o;
+        c.value = v;
+      } else this.desiredObjects.delete(name);
+      this.touchedObjects.add(name);
+    } else c.more?.delete(owner);
+  }
+}
+
+function push2(m: Map<string, string[]>, k: string, a: string, b: string): void {
+  const x = m.get(k);
+  if (x) x.push(a, b);
+  else m.set(k, [a, b]);
+}
+
+function push<V>(m: Map<string, V[]>, k: string, v: V): void {
+  const a = m.get(k);
+  if (a) a.push(v);
+  else m.set(k, [v]);
+}
