@@ -19,6 +19,7 @@ packages=(
   openssl                       # the Kubernetes source's HTTPS tests make a throwaway CA
   containernetworking-plugins   # the reference bridge/host-local/portmap plugins: conformance tests and CNI bench
   python3 make g++ libc6-dev    # node-gyp builds native/; the CNI shim links statically
+  knot nsd dnsperf dnsmasq-base knot-dnsutils   # DNS tests and bench/dns (tests start their own instances in namespaces)
   libnftables-dev               # native/nftables links libnftables (in-process nft transactions)
 )
 [ "$need_node_bootstrap" = 1 ] && packages+=(nodejs npm)
@@ -30,6 +31,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-deps: apt-get install ${missing[*]}"
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The DNS tests and bench start their own knot/nsd inside namespaces: no system instance may stay
+# running or listening on the host's port 53 (Debian starts them on install where systemd runs).
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  for svc in knot nsd; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
 echo "install-deps: npm ci (system Node $(node --version))"
 npm ci --no-audit --no-fund

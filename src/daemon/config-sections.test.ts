@@ -165,9 +165,14 @@ t.test('--print-config and --help include sections', async (t) => {
 });
 
 t.test('loadConfig defaults to the sections of defaultRegistrations()', async (t) => {
-  t.same(sectionsOf(defaultRegistrations()).map((s) => s.name), ['cni', 'overlay', 'proxy'], 'every built-in component\'s section, in start-up order');
-  const l = loadConfig({ argv: ['--node-name', 'n1', '--cni-reconcile-interval', '5s'], env: {}, readFile: files({}) });
+  t.same(sectionsOf(defaultRegistrations()).map((s) => s.name), ['cni', 'overlay', 'proxy', 'dns'], 'every built-in component\'s section, in start-up order');
+  const l = loadConfig({ argv: ['--node-name', 'n1', '--cni-reconcile-interval', '5s', '--dns-ttl', '9'], env: { PODWIRE_DNS_UPSTREAMS: '192.0.2.1,192.0.2.2:5353' }, readFile: files({}) });
   t.same(l.sections.cni, { fastPath: true, reconcileIntervalMs: 5000 });
+  const dns = l.sections.dns as { ttl: number; upstreams: unknown[]; drainMs: number };
+  t.equal(dns.ttl, 9, 'dns section from a flag');
+  t.same(dns.upstreams, [{ host: '192.0.2.1', port: 53 }, { host: '192.0.2.2', port: 5353 }], 'dns section from the environment');
+  t.equal(dns.drainMs, 5000, 'dns section defaults');
+  invalid(t, () => loadConfig({ argv: ['--node-name', 'n1', '--dns-pod-records', 'sometimes'], env: {}, readFile: files({}) }), 'dns.podRecords', /insecure/);
   invalid(t, () => loadConfig({ argv: ['--node-name', 'n1'], env: { PODWIRE_CNI_RECONCILE_INTERVAL: '0' }, readFile: files({}) }), 'cni.reconcileInterval', /positive \(set by PODWIRE_CNI_RECONCILE_INTERVAL\)/);
   t.equal(CNI_SECTION.name, 'cni');
   t.match(helpText(), /--cni-reconcile-interval/);

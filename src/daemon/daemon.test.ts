@@ -228,12 +228,31 @@ t.test('control server: mounted routes get the raw body; 404/405; duplicate rout
   t.equal((await get(config, '/v1/echo')).status, 405);
   t.equal(statSync(config.controlSocket).mode & 0o777, 0o660, 'socket is not world-accessible');
 
-  // A second daemon must not steal a live socket.
+  // A successor (a rolling upgrade with maxSurge 1) takes the live socket over; the predecessor
+  // finishes the request it already accepted, and its stop leaves the successor's socket.
+  let finish: (() => void) | undefined;
+  d.control.routeRaw('/v1/slow', (_req, res) => {
+    finish = () => res.end('done');
+  });
+  const slow = request({ socketPath: config.controlSocket }, 'GET', '/v1/slow');
+  for (let i = 0; i < 200 && !finish; i++) await new Promise((r) => setTimeout(r, 10));
+  t.ok(finish, 'a request in flight on the predecessor');
   const d2 = newDaemon(config, new FakeSource());
-  await t.rejects(d2.start(new AbortController().signal), AlreadyExistsError);
-  await d2.stop();
+  const ac2 = new AbortController();
+  await d2.start(ac2.signal);
+  t.equal((await get(config, '/v1/slow')).status, 404, 'new connections reach the successor (it has no /v1/slow)');
   ac.abort();
-  await d.stop();
+  const stopping = d.stop();
+  finish!();
+  const r2 = await slow;
+  t.equal(r2.status, 200, 'the predecessor finished the request it had accepted');
+  t.equal(r2.body.toString(), 'done');
+  await stopping;
+  t.ok(existsSync(config.controlSocket), "the predecessor's stop leaves the successor's socket");
+  t.equal((await get(config, '/healthz')).status, 200, 'the successor still answers');
+  ac2.abort();
+  await d2.stop();
+  t.notOk(existsSync(config.controlSocket), 'the last daemon removes its socket');
 });
 
 t.test('two daemons in one process keep separate metrics', async (t) => {

@@ -7,9 +7,10 @@
  */
 import { cniRegistration } from './cni-installer';
 import type { ComponentRegistration } from './component';
+import { dnsRegistration } from '../dns';
 import { overlayRegistration } from '../overlay';
 import { proxyRegistration } from '../proxy';
 
 export function defaultRegistrations(): ComponentRegistration[] {
-  return [cniRegistration(), overlayRegistration() as ComponentRegistration, proxyRegistration() as ComponentRegistration];
+  return [cniRegistration(), overlayRegistration() as ComponentRegistration, proxyRegistration() as ComponentRegistration, dnsRegistration() as ComponentRegistration];
 }

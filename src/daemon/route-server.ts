@@ -7,7 +7,7 @@
  * Mounting a handler is one line: `server.route('POST', '/v1/cni', handler)`.
  */
 import { createConnection } from 'node:net';
-import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { chmod, mkdir, rename, stat, unlink } from 'node:fs/promises';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -51,6 +51,8 @@ export class RouteServer {
   private readonly rawRoutes = new Map<string, RawHandler>();
   private server: http.Server | undefined;
   private socketPath: string | undefined;
+  /** The inode of the socket file we bound: a successor's socket at the same path is not ours to remove. */
+  private socketIno: number | undefined;
   private readonly closing = new AbortController();
 
   constructor(
@@ -97,13 +99,27 @@ export class RouteServer {
     server.keepAliveTimeout = 5000;
     this.server = server;
     if ('socketPath' in where) {
-      await prepareSocketPath(where.socketPath);
-      await listenOn(server, { path: where.socketPath });
+      const predecessor = await prepareSocketPath(where.socketPath);
+      if (predecessor) {
+        // A rolling upgrade with maxSurge: the predecessor still serves the path. Bind beside it
+        // and rename over it (atomic): new connections reach us, the predecessor finishes the
+        // requests it already accepted on its (now unlinked) socket.
+        const fresh = `${where.socketPath}.${process.pid}.new`;
+        await unlink(fresh).catch(() => undefined);
+        await listenOn(server, { path: fresh });
+        await chmod(fresh, where.mode ?? 0o660);
+        await rename(fresh, where.socketPath);
+        this.logger.info({ server: this.name, path: where.socketPath }, 'took the socket over from a running predecessor');
+      } else {
+        await listenOn(server, { path: where.socketPath });
+        await chmod(where.socketPath, where.mode ?? 0o660);
+      }
       this.socketPath = where.socketPath;
-      await chmod(where.socketPath, where.mode ?? 0o660);
+      this.socketIno = (await stat(where.socketPath)).ino;
     } else {
       const { host, port } = parseHostPort(`${this.name}.listen`, where.hostPort);
-      await listenOn(server, { host, port });
+      // SO_REUSEPORT: a successor (rolling upgrade with maxSurge) binds while we still serve.
+      await listenOn(server, { host, port, reusePort: true });
     }
     this.logger.info({ server: this.name, address: this.address }, 'listening');
   }
@@ -112,16 +128,31 @@ export class RouteServer {
     this.closing.abort();
     const server = this.server;
     this.server = undefined;
+    const socketPath = this.socketPath;
+    this.socketPath = undefined;
+    // After a takeover the path is the successor's socket. libuv unlinks the path a unix
+    // server was bound to when it closes, so move the successor's socket aside for the two
+    // syscalls of our close and put it back at once.
+    const st = socketPath ? await stat(socketPath).catch(() => undefined) : undefined;
+    const takenOver = socketPath !== undefined && st !== undefined && st.ino !== this.socketIno;
+    const aside = `${socketPath}.${process.pid}.aside`;
+    if (takenOver) await rename(socketPath, aside).catch(() => undefined);
     if (server) {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
+      // Requests already accepted finish (bounded); idle keep-alive connections go now.
+      const closed = new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        server.closeIdleConnections();
       });
+      if (takenOver) await rename(aside, socketPath).catch(() => undefined);
+      await closed;
+    } else if (takenOver) {
+      await rename(aside, socketPath).catch(() => undefined);
     }
-    if (this.socketPath) {
-      await unlink(this.socketPath).catch(() => undefined);
-      this.socketPath = undefined;
-    }
+    if (socketPath && !takenOver) await unlink(socketPath).catch(() => undefined);
   }
 
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -190,7 +221,7 @@ function send(res: http.ServerResponse, out: ControlResponse, extra: Record<stri
   res.end(body);
 }
 
-function listenOn(server: http.Server, options: { path: string } | { host: string; port: number }): Promise<void> {
+function listenOn(server: http.Server, options: { path: string } | { host: string; port: number; reusePort?: boolean }): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     server.once('error', onError);
@@ -201,11 +232,15 @@ function listenOn(server: http.Server, options: { path: string } | { host: strin
   });
 }
 
+/** How long close() lets requests already accepted finish before it cuts their connections. */
+const CLOSE_GRACE_MS = 5000;
+
 /**
- * Make the socket's folder and clear a stale socket left by a crashed daemon. A
- * socket that still answers means another podwired is running: refuse to steal it.
+ * Make the socket's folder and clear a stale socket left by a crashed daemon. True when a
+ * socket still answers: a predecessor is serving (a rolling upgrade), and the caller takes
+ * the path over.
  */
-async function prepareSocketPath(socketPath: string): Promise<void> {
+async function prepareSocketPath(socketPath: string): Promise<boolean> {
   await mkdir(path.dirname(socketPath), { recursive: true, mode: 0o755 });
   const alive = await new Promise<boolean>((resolve) => {
     const c = createConnection({ path: socketPath });
@@ -215,12 +250,13 @@ async function prepareSocketPath(socketPath: string): Promise<void> {
     });
     c.once('error', () => resolve(false));
   });
-  if (alive) throw new AlreadyExistsError('control socket (another podwired is serving it)', socketPath);
+  if (alive) return true;
   try {
     await unlink(socketPath);
   } catch (err) {
     if (errnoCode(err) !== 'ENOENT') throw err;
   }
+  return false;
 }
 
 /** GET/POST over a unix socket or TCP; used by the CLI and the tests. */

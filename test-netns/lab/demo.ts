@@ -15,7 +15,8 @@
  *      demo-overlay.ts; the negative control deletes them and the cross-node checks FAIL);
  *   5. ping pod->gateway, pod->pod on one node and across nodes, TCP across nodes with nc, and
  *      negative controls (an address nobody owns, a closed port);
- *   6. `podwire status` per node;
+ *   6. DNS (demo-dns.ts): a pod per node digs a Service's A (UDP, TCP) and SRV, and a missing
+ *      name, through its node's podwired DNS server on 169.254.20.10; `podwire status` per node;
  *   7. teardown: CNI DEL for every pod (and its reservation and veth gone), SIGTERM every daemon
  *      (exit 0), namespaces deleted, temp dir removed; also on failure and on Ctrl-C.
  * The root-namespace guard snapshots the root namespace before and compares after.
@@ -27,6 +28,7 @@ import { Cidr, IpAddress } from '../../src/common/ip';
 import { exec, formatDiff, Guard, notInRootNetnsMessage, RootNamespaceChangedError, rootNetnsCheck, withLab, type Lab, type LabNode } from '../harness';
 import { Checks, formatTable, inParallel, pingCheck, tcpCheck, tcpRefusedCheck, type CheckResult, type Log, type TcpEndpoint } from './checks';
 import { pluginConfig, readConflist, resultIpv4, runInstalledCni, type Conflist } from './cni-client';
+import { dnsChecks, prepareDns } from './demo-dns';
 import { proxyDemo } from './demo-proxy';
 import { createRunDir, PODWIRE_CLI, Podwired, REPO_ROOT, SHIM, writeNodeManifests, type RunDir } from './podwired';
 import { NEGATIVE_CONTROL_ARGS, overlayRoutes } from './demo-overlay';
@@ -143,6 +145,7 @@ export async function runDemo(args: DemoArgs, checks: Checks, log: Log): Promise
           await createPods(lab, nodes, pods, args, checks, log);
           await connectivity(lab, nodes, pods, args, checks, log);
           await proxyDemo(lab, run.manifests, [...pods.filter((p) => p.node === nodes[0]), ...pods.filter((p) => p.node === nodes[1]).slice(0, 1)].map((p) => ({ name: p.name, ns: p.ns, ip: p.ip!, nodeName: p.node.name, nodeNs: p.node.lab.ns })), checks, log);
+          await dnsChecks(nodes, pods, checks, log);
           await statuses(nodes, checks, log);
         } finally {
           await teardown(nodes, pods, checks, log);
@@ -182,11 +185,12 @@ async function buildNodes(lab: Lab, run: RunDir, args: DemoArgs, nodes: DemoNode
     labNodes.map((n, i) => ({ name: `node${i + 1}`, podCIDR: `10.244.${i + 1}.0/24`, internalIP: n.ip })),
   );
   log(`wrote ${labNodes.length} Node manifest(s) to ${run.manifests}`);
+  const dnsArgs = prepareDns(run);
   labNodes.forEach((ln, i) => {
     const name = `node${i + 1}`;
     const podCidr = Cidr.parse(`10.244.${i + 1}.0/24`);
     // host-gw backend: the demo routes pods across nodes over the underlay (MTU 1500, no VXLAN).
-    const daemon = new Podwired(lab, ln.ns, { nodeName: name, run, extraArgs: ['--backend', 'host-gw', ...(args.hostGwRoutes ? [] : NEGATIVE_CONTROL_ARGS)] });
+    const daemon = new Podwired(lab, ln.ns, { nodeName: name, run, extraArgs: ['--backend', 'host-gw', ...dnsArgs, ...(args.hostGwRoutes ? [] : NEGATIVE_CONTROL_ARGS)] });
     nodes.push({ name, index: i + 1, lab: ln, podCidr, gateway: podCidr.nth(1).toString(), daemon });
     log(`${name} = ${ln.ns}: ${ln.ifname} ${ln.cidr}, podCIDR ${podCidr}; started podwired (pid ${daemon.proc.pid ?? '?'})`);
   });

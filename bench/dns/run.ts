@@ -1,0 +1,303 @@
+/**
+ * DNS bench (root): Podwire's DNS server against Knot and NSD serving the same
+ * 5,000-Service cluster.local zone, inside a lab namespace, servers pinned to one core
+ * and dnsperf to another, alternating in the same run.
+ *
+ *   node dist/bench/dns/run.js [--duration 10] [--rounds 2] [--servers podwire,knot,nsd] [--services 5000]
+ *                              [--server-cpu 1] [--client-cpu 0] [--fixed-qps 5000] [--out bench/results]
+ *
+ * Per server and round: a saturating run (dnsperf -c 4 -q 200) → raw QPS, QPS per server
+ * CPU-second, latency, lost; then a fixed-rate run at --fixed-qps → lost. RSS after load.
+ * Writes JSON to bench/results/dns-<time>.json and prints a table with the targets.
+ * Exit 1 when a query failed (a SERVFAIL/other rcode, or lost at the fixed rate).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { exec, withLab, type BackgroundProcess, type Lab } from '../../test-netns/harness';
+import { generate, type BenchData } from './gen';
+
+const PORT = 15353;
+const REPO = path.resolve(__dirname, '../../..');
+const HOST_JS = path.join(REPO, 'dist/test-netns/dns/host.js');
+const SERVER_JS = path.join(REPO, 'dist/bench/dns/server.js');
+
+interface Opts {
+  duration: number;
+  rounds: number;
+  servers: string[];
+  services: number;
+  serverCpu: number;
+  clientCpu: number;
+  fixedQps: number;
+  out: string;
+}
+
+function parseArgs(argv: string[]): Opts {
+  const o: Opts = { duration: 10, rounds: 2, servers: ['podwire', 'knot', 'nsd'], services: 5000, serverCpu: 1, clientCpu: 0, fixedQps: 5000, out: path.join(REPO, 'bench/results') };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const v = argv[++i] ?? '';
+    if (a === '--duration') o.duration = Number(v);
+    else if (a === '--rounds') o.rounds = Number(v);
+    else if (a === '--servers') o.servers = v.split(',');
+    else if (a === '--services') o.services = Number(v);
+    else if (a === '--server-cpu') o.serverCpu = Number(v);
+    else if (a === '--client-cpu') o.clientCpu = Number(v);
+    else if (a === '--fixed-qps') o.fixedQps = Number(v);
+    else if (a === '--out') o.out = path.resolve(v);
+    else throw new Error(`unknown option ${a}`);
+  }
+  return o;
+}
+
+const HZ = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+
+function tree(pid: number): number[] {
+  const out = [pid];
+  const ppid = new Map<number, number[]>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const pp = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+      ppid.set(pp, [...(ppid.get(pp) ?? []), Number(d)]);
+    } catch {
+      /* gone */
+    }
+  }
+  for (let i = 0; i < out.length; i++) out.push(...(ppid.get(out[i]!) ?? []));
+  return out;
+}
+
+function cpuTicks(pid: number): number {
+  let sum = 0;
+  for (const p of tree(pid)) {
+    try {
+      const st = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      sum += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* gone */
+    }
+  }
+  return sum;
+}
+
+function memKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  let sum = 0;
+  for (const p of tree(pid)) {
+    try {
+      const m = new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      sum += Number(m?.[1] ?? 0);
+    } catch {
+      /* gone */
+    }
+  }
+  return sum;
+}
+
+async function startServer(lab: Lab, ns: string, name: string, data: BenchData, work: string, cpu: number): Promise<BackgroundProcess> {
+  const pin = ['taskset', '-c', String(cpu)];
+  if (name === 'podwire') {
+    // --max-semi-space-size=4: what bin/podwired runs Node with (see its comment).
+    return lab.spawn(ns, [...pin, process.execPath, '--max-semi-space-size=4', '--expose-gc', SERVER_JS, JSON.stringify({ services: data.services, namespaces: 50, listen: `127.0.0.1:${PORT}` })]);
+  }
+  if (name === 'podwire-manifests') {
+    const args = { manifests: data.manifests, listen: [`127.0.0.1:${PORT}`], logLevel: 'error', rescanMs: 0, section: { upstreams: [], resolvConf: '/nonexistent', bindInterface: '', drainTimeout: 0, log: false } };
+    return lab.spawn(ns, [...pin, process.execPath, '--max-semi-space-size=4', HOST_JS, JSON.stringify(args)]);
+  }
+  const d = path.join(work, name);
+  mkdirSync(path.join(d, 'db'), { recursive: true });
+  execFileSync('cp', [data.zoneFile, d]);
+  if (name === 'knot') {
+    writeFileSync(path.join(d, 'knot.conf'), [
+      'server:', `  rundir: "${d}"`, `  pidfile: "${d}/knot.pid"`, `  listen: 127.0.0.1@${PORT}`, '  udp-workers: 1', '  tcp-workers: 1', '  background-workers: 1',
+      'log:', '  - target: stderr', '    any: warning',
+      'database:', `  storage: "${d}/db"`,
+      'control:', `  listen: "${d}/knot.sock"`,
+      'template:', '  - id: default', `    storage: "${d}"`, '    file: "%s.zone"', '    zonefile-sync: -1', '    zonefile-load: whole', '    journal-content: none', '    semantic-checks: off',
+      'zone:', '  - domain: cluster.local', '',
+    ].join('\n'));
+    return lab.spawn(ns, [...pin, 'knotd', '-c', path.join(d, 'knot.conf')]);
+  }
+  if (name === 'nsd') {
+    writeFileSync(path.join(d, 'nsd.conf'), [
+      'server:', `  ip-address: 127.0.0.1@${PORT}`, '  do-ip6: no', '  server-count: 1', '  username: ""', '  chroot: ""', `  zonesdir: "${d}"`, '  database: ""',
+      `  zonelistfile: "${d}/zone.list"`, `  xfrdfile: "${d}/xfrd.state"`, `  xfrdir: "${d}"`, `  pidfile: "${d}/nsd.pid"`, `  logfile: "${d}/nsd.log"`, '  verbosity: 0', '  hide-version: yes', '  refuse-any: yes',
+      '  rrl-ratelimit: 0', '  rrl-whitelist-ratelimit: 0',
+      'remote-control:', '  control-enable: no',
+      'zone:', '  name: cluster.local', '  zonefile: cluster.local.zone', '',
+    ].join('\n'));
+    return lab.spawn(ns, [...pin, 'nsd', '-d', '-c', path.join(d, 'nsd.conf')]);
+  }
+  throw new Error(`unknown server ${name}`);
+}
+
+async function waitReady(ns: string, proc: BackgroundProcess): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (proc.exit) throw new Error(`server exited: ${proc.stderr.slice(-500)}`);
+    const r = await exec(ns, ['dig', `@127.0.0.1`, '-p', String(PORT), '+tries=1', '+timeout=1', '+short', 'svc-1.ns-1.svc.cluster.local', 'A']);
+    if (/^10\./m.test(r.stdout)) return;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  throw new Error('server not ready');
+}
+
+interface PerfResult {
+  qps: number;
+  avgLatencyMs: number;
+  sent: number;
+  lost: number;
+  noerror: number;
+  nxdomain: number;
+  other: number;
+  runSec: number;
+}
+
+async function dnsperf(ns: string, o: Opts, data: BenchData, extra: string[]): Promise<PerfResult> {
+  const r = await exec(ns, ['taskset', '-c', String(o.clientCpu), 'dnsperf', '-s', '127.0.0.1', '-p', String(PORT), '-d', data.queries, '-l', String(o.duration), '-t', '2', ...extra], { timeoutMs: (o.duration + 30) * 1000 });
+  const out = r.stdout;
+  const num = (re: RegExp): number => Number(re.exec(out)?.[1] ?? NaN);
+  const codes = /Response codes:\s+(.*)/.exec(out)?.[1] ?? '';
+  let other = 0;
+  for (const m of codes.matchAll(/([A-Z]+) (\d+)/g)) if (m[1] !== 'NOERROR' && m[1] !== 'NXDOMAIN') other += Number(m[2]);
+  return {
+    qps: num(/Queries per second:\s+([\d.]+)/),
+    avgLatencyMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
+    sent: num(/Queries sent:\s+(\d+)/),
+    lost: num(/Queries lost:\s+(\d+)/),
+    noerror: Number(/NOERROR (\d+)/.exec(codes)?.[1] ?? 0),
+    nxdomain: Number(/NXDOMAIN (\d+)/.exec(codes)?.[1] ?? 0),
+    other,
+    runSec: num(/Run time \(s\):\s+([\d.]+)/),
+  };
+}
+
+interface Row {
+  server: string;
+  round: number;
+  qps: number;
+  qpsPerServerCpuSec: number;
+  serverCpuPct: number;
+  avgLatencyMs: number;
+  sent: number;
+  lost: number;
+  noerror: number;
+  nxdomain: number;
+  otherRcodes: number;
+  fixedQps: number;
+  fixedLost: number;
+  fixedOther: number;
+  fixedAvgLatencyMs: number;
+  rssMb: number;
+  peakRssMb: number;
+  /** Podwire only: RSS minus the process's RSS before the DNS code was loaded (Node + cluster state). */
+  dnsPartRssMb: number | null;
+  /** The machine's 1-minute load average before the run (2 cores, shared with other tenants). */
+  loadAvg1: number;
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const work = mkdtempSync(path.join(tmpdir(), 'pwdns-bench-'));
+  const rows: Row[] = [];
+  try {
+    const data = generate(work, o.services);
+    await withLab('pwdns-bench', async (lab) => {
+      const ns = await lab.addNetns('b');
+      for (let round = 1; round <= o.rounds; round++) {
+        const order = round % 2 ? o.servers : [...o.servers].reverse();
+        for (const s of order) {
+          process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] round ${round}: ${s}\n`);
+          const proc = await startServer(lab, ns, s, data, work, o.serverCpu);
+          await waitReady(ns, proc);
+          const pid = proc.pid!;
+          // Warm-up (V8's JIT, caches), not measured.
+          await dnsperf(ns, { ...o, duration: 2 }, data, ['-c', '2', '-q', '100', '-Q', '20000']);
+          const load1 = loadavg()[0]!;
+          const t0 = cpuTicks(pid);
+          const sat = await dnsperf(ns, o, data, ['-c', '4', '-q', '200', '-Q', '200000']);
+          const t1 = cpuTicks(pid);
+          const fixed = await dnsperf(ns, o, data, ['-c', '2', '-q', '500', '-Q', String(o.fixedQps)]);
+          const rss = memKb(pid, 'VmRSS') / 1024;
+          const base = Number(/DNS BASE (\d+)/.exec(proc.stdout)?.[1] ?? 0);
+          const peak = memKb(pid, 'VmHWM') / 1024;
+          await proc.stop(5000);
+          const cpuSec = (t1 - t0) / HZ;
+          rows.push({
+            server: s,
+            round,
+            qps: Math.round(sat.qps),
+            qpsPerServerCpuSec: cpuSec > 0 ? Math.round((sat.qps * sat.runSec) / cpuSec) : 0,
+            serverCpuPct: Math.round((cpuSec / sat.runSec) * 100),
+            avgLatencyMs: +sat.avgLatencyMs.toFixed(3),
+            sent: sat.sent,
+            lost: sat.lost,
+            noerror: sat.noerror,
+            nxdomain: sat.nxdomain,
+            otherRcodes: sat.other,
+            fixedQps: Math.round(fixed.qps),
+            fixedLost: fixed.lost,
+            fixedOther: fixed.other,
+            fixedAvgLatencyMs: +fixed.avgLatencyMs.toFixed(3),
+            rssMb: +rss.toFixed(1),
+            peakRssMb: +peak.toFixed(1),
+            dnsPartRssMb: base ? +(rss - base / 1048576).toFixed(1) : null,
+            loadAvg1: +load1.toFixed(1),
+          });
+          process.stderr.write(`${JSON.stringify(rows[rows.length - 1])}\n`);
+        }
+      }
+    });
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
+  };
+  const summary: Record<string, Record<string, number>> = {};
+  for (const s of o.servers) {
+    const r = rows.filter((x) => x.server === s);
+    summary[s] = {
+      qps: median(r.map((x) => x.qps)),
+      qpsPerServerCpuSec: median(r.map((x) => x.qpsPerServerCpuSec)),
+      avgLatencyMs: median(r.map((x) => x.avgLatencyMs)),
+      lostSaturated: r.reduce((a, x) => a + x.lost, 0),
+      lostAtFixedQps: r.reduce((a, x) => a + x.fixedLost, 0),
+      failedRcodes: r.reduce((a, x) => a + x.otherRcodes + x.fixedOther, 0),
+      rssMb: Math.max(...r.map((x) => x.rssMb)),
+      dnsPartRssMb: Math.max(...r.map((x) => x.dnsPartRssMb ?? NaN)),
+    };
+  }
+  const pw = summary.podwire;
+  const knot = summary.knot;
+  const targets = pw
+    ? {
+        'qps/cpu-s >= 0.5x knot': knot ? { value: +(pw.qpsPerServerCpuSec! / knot.qpsPerServerCpuSec!).toFixed(2), met: pw.qpsPerServerCpuSec! >= 0.5 * knot.qpsPerServerCpuSec! } : undefined,
+        [`0 lost at ${o.fixedQps} qps`]: { value: pw.lostAtFixedQps, met: pw.lostAtFixedQps === 0 },
+        'rss <= 70 MB at 5000 services (whole process)': { value: pw.rssMb, met: pw.rssMb! <= 70 },
+        'rss <= 70 MB at 5000 services (DNS part: minus Node + cluster state)': { value: pw.dnsPartRssMb, met: pw.dnsPartRssMb! <= 70 },
+        '0 failed queries': { value: pw.failedRcodes, met: pw.failedRcodes === 0 },
+      }
+    : {};
+  const result = { when: new Date().toISOString(), options: o, node: process.version, rows, summary, targets };
+  mkdirSync(o.out, { recursive: true });
+  const file = path.join(o.out, `dns-${result.when.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  const cols = ['server', 'qps', 'qpsPerServerCpuSec', 'avgLatencyMs', 'lostSaturated', 'lostAtFixedQps', 'failedRcodes', 'rssMb', 'dnsPartRssMb'];
+  process.stdout.write(`${cols.join('\t')}\n`);
+  for (const [s, v] of Object.entries(summary)) process.stdout.write(`${[s, ...cols.slice(1).map((c) => v[c])].join('\t')}\n`);
+  for (const [k, v] of Object.entries(targets)) if (v) process.stdout.write(`target ${k}: ${v.value} ${v.met ? 'MET' : 'MISSED'}\n`);
+  process.stdout.write(`machine load average during the runs: ${rows.map((r) => r.loadAvg1).join(', ')} (2 cores, shared: raw QPS is noisy, QPS per server CPU-second less so)\n`);
+  process.stdout.write(`results: ${file}\n`);
+  const failed = Object.values(summary).some((v) => v.failedRcodes! > 0) || (pw !== undefined && pw.lostAtFixedQps! > 0);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+  process.exit(2);
+});

@@ -1,0 +1,293 @@
+/**
+ * The `dns` component: the node-local cluster DNS server.
+ *
+ *   handleEvent: records which Services changed (Service, EndpointSlice, Pod subdomain),
+ *                and whether the kube-dns ConfigMap or the Namespaces changed;
+ *   sync:        re-encodes the changed Services' answers into the zone's slab,
+ *                applies the ConfigMap (last good kept), refreshes the upstream list;
+ *   start:       puts the listen addresses on `dns.bindInterface`, binds UDP+TCP (SO_REUSEPORT);
+ *   close:       keeps serving until a successor serves (at most dns.drainTimeout), then closes.
+ * Before the first sync, cluster names get SERVFAIL; other names are forwarded already.
+ */
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { Cidr } from '../common/ip';
+import type { Component, ComponentContext, ComponentRegistration, ComponentStatus, SyncReport } from '../daemon/component';
+import { parseHostPort } from '../daemon/config';
+import type { ClusterEvent } from '../k8s/types';
+import { DnsCache } from './cache';
+import { dnsSection, type DnsSection, parseKubeDnsConfigMap, parseResolvConf } from './config';
+import { type DnsController, stateController } from './controller';
+import { Forwarder, ForwardHandler, type ForwardOptions, formatUpstream, StubHandler, type UpstreamAddr } from './forward';
+import { buildChain, type Handler, logHandler, metricsHandler, type Next } from './handler';
+import { KubernetesHandler } from './kubernetes';
+import { DnsStats, registerDnsMetrics } from './metrics';
+import { DnsServer, type ListenAddr } from './server';
+import { ClusterZone } from './zone';
+
+export interface DnsComponentOptions {
+  /** Read through this controller instead of one over ctx.state (tests). */
+  controller?: DnsController;
+}
+
+export class DnsComponent implements Component {
+  readonly name = 'dns';
+  readonly section: DnsSection;
+  readonly stats = new DnsStats();
+  readonly zone: ClusterZone;
+  readonly cache: DnsCache;
+  readonly listen: ListenAddr[];
+  private readonly controller: DnsController;
+  private readonly stub: StubHandler;
+  private readonly forward: ForwardHandler;
+  private readonly fwdOpts: ForwardOptions;
+  private readonly handle: Next;
+  private server: DnsServer | undefined;
+  private dirty = new Set<string>();
+  private full = true;
+  private configDirty = true;
+  private configMapError: string | undefined;
+  private lastGoodConfig: ReturnType<typeof parseKubeDnsConfigMap> = { stubDomains: new Map(), upstreamNameservers: undefined };
+  private resolvConfUpstreams: UpstreamAddr[] = [];
+  private excludedUpstreams: string[] = [];
+  private addedAddresses: Cidr[] = [];
+  private synced = false;
+  private bindAfterSync = false;
+
+  constructor(
+    private readonly ctx: ComponentContext<DnsSection>,
+    options: DnsComponentOptions = {},
+  ) {
+    this.section = ctx.section;
+    const s = this.section;
+    this.controller = options.controller ?? stateController(ctx.state);
+    this.listen = ctx.config.dnsListen.map((a) => parseHostPort('dnsListen', a));
+    this.zone = new ClusterZone(this.controller, { zones: [ctx.config.clusterDomain, ...s.zones.filter((z) => z !== ctx.config.clusterDomain)], ttl: s.ttl, podRecords: s.podRecords });
+    this.fwdOpts = { policy: s.policy, maxFails: s.maxFails, readTimeoutMs: s.readTimeoutMs, healthCheckMs: s.healthCheckMs, maxConcurrent: s.maxConcurrent, stats: this.stats, logger: ctx.logger };
+    this.cache = new DnsCache({
+      capacity: s.cacheSize,
+      maxTtl: s.cacheMaxTtl,
+      staleMs: s.serveStaleMs,
+      staleAnswerTimeoutMs: s.staleAnswerTimeoutMs,
+      prefetch: s.prefetch,
+      ourSize: s.udpSize,
+      clock: ctx.clock,
+      stats: this.stats,
+      bypass: (q) => this.zone.owns(q),
+    });
+    this.stub = new StubHandler(this.fwdOpts, s.udpSize);
+    this.forward = new ForwardHandler(new Forwarder([], this.fwdOpts), s.udpSize, ctx.logger);
+    const handlers: Record<string, Handler> = {
+      metrics: metricsHandler(this.stats),
+      cache: this.cache,
+      kubernetes: new KubernetesHandler(this.zone, s.udpSize),
+      stub: this.stub,
+      forward: this.forward,
+    };
+    if (s.log) handlers.log = logHandler(ctx.logger);
+    this.handle = buildChain(handlers);
+    registerDnsMetrics(ctx.metrics, this.stats, `dns://${ctx.config.dnsListen[0] ?? ''}`);
+  }
+
+  /** The chain's entry, for tests that drive it without sockets. */
+  get handler(): Next {
+    return this.handle;
+  }
+
+  handleEvent(event: ClusterEvent): boolean {
+    const prev = event.type === 'add' ? undefined : event.previous;
+    const cur = event.type === 'delete' ? undefined : event.current;
+    switch (event.kind) {
+      case 'Service':
+        this.dirty.add((cur ?? prev)!.meta.key);
+        return true;
+      case 'EndpointSlice': {
+        let any = false;
+        for (const s of [prev, cur] as ({ meta: { namespace?: string }; serviceName?: string } | undefined)[]) {
+          if (s?.serviceName) {
+            this.dirty.add(`${s.meta.namespace}/${s.serviceName}`);
+            any = true;
+          }
+        }
+        return any;
+      }
+      case 'Pod': {
+        const keys = this.zone.trackPod(prev as never, cur as never);
+        for (const k of keys) this.dirty.add(k);
+        return keys.length > 0;
+      }
+      case 'Namespace':
+        this.full = true;
+        return true;
+      case 'ConfigMap':
+        if ((cur ?? prev)!.meta.key !== this.section.configMap) return false;
+        this.configDirty = true;
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  async sync(signal: AbortSignal): Promise<SyncReport> {
+    if (signal.aborted) return {};
+    if (this.full || !this.zone.ready) {
+      this.full = false;
+      this.dirty.clear();
+      this.zone.rebuild();
+    } else if (this.dirty.size > 0) {
+      const keys = this.dirty;
+      this.dirty = new Set();
+      this.zone.update(keys);
+    }
+    this.synced = true;
+    await this.applyConfig();
+    if (this.bindAfterSync && !signal.aborted) await this.bind();
+    return { objects: this.zone.stats().names };
+  }
+
+  /** kube-dns ConfigMap + own config + resolv.conf → stub domains and upstreams. */
+  private async applyConfig(): Promise<void> {
+    if (this.configDirty) {
+      this.configDirty = false;
+      const cm = this.controller.configMap(this.section.configMap);
+      try {
+        this.lastGoodConfig = cm ? parseKubeDnsConfigMap(cm.data) : { stubDomains: new Map(), upstreamNameservers: undefined };
+        this.configMapError = undefined;
+      } catch (err) {
+        this.configMapError = `ConfigMap ${this.section.configMap}: ${(err as Error).message}`;
+        this.ctx.logger.error({ err, configMap: this.section.configMap }, 'bad kube-dns ConfigMap; keeping the last good configuration');
+      }
+    }
+    const stubs = new Map(this.lastGoodConfig.stubDomains);
+    for (const [d, ups] of this.section.stubDomains) stubs.set(d, [...(stubs.get(d) ?? []), ...ups]);
+    for (const [d, ups] of stubs) stubs.set(d, this.withoutLoops(ups));
+    const before = JSON.stringify(this.stub.list());
+    this.stub.set(stubs);
+    // Answers cached from servers we no longer use must not outlive the change.
+    if (JSON.stringify(this.stub.list()) !== before) this.cache.clear();
+    if (this.section.upstreams.length === 0 && !this.lastGoodConfig.upstreamNameservers) {
+      try {
+        this.resolvConfUpstreams = parseResolvConf(await readFile(this.section.resolvConf, 'utf8'));
+      } catch (err) {
+        this.ctx.logger.warn({ err, file: this.section.resolvConf }, 'cannot read resolv.conf; keeping the upstreams we had');
+      }
+    }
+    const wanted = this.withoutLoops(this.lastGoodConfig.upstreamNameservers ?? (this.section.upstreams.length > 0 ? this.section.upstreams : this.resolvConfUpstreams));
+    const have = this.forward.forwarder.upstreams.map(formatUpstream).join();
+    if (wanted.map(formatUpstream).join() !== have) {
+      const old = this.forward.forwarder;
+      this.forward.forwarder = new Forwarder(wanted, this.fwdOpts);
+      old.close();
+      this.cache.clear();
+      this.ctx.logger.info({ upstreams: wanted.map(formatUpstream), excluded: this.excludedUpstreams }, 'DNS upstreams');
+    }
+  }
+
+  /** Never forward to ourselves: our listen addresses, the kube-dns Service IPs. */
+  private withoutLoops(ups: readonly UpstreamAddr[]): UpstreamAddr[] {
+    const self = new Set<string>();
+    for (const l of this.listen) {
+      self.add(formatUpstream(l));
+      if (l.host === '0.0.0.0' || l.host === '::') {
+        for (const h of ['127.0.0.1', '::1', '0.0.0.0', '::']) self.add(formatUpstream({ host: h, port: l.port }));
+      }
+    }
+    const [ns, name] = this.section.configMap.split('/');
+    const kubeDns = this.controller.service(`${ns}/${name}`);
+    for (const ip of kubeDns?.clusterIPs ?? []) if (isIP(ip)) self.add(formatUpstream({ host: ip, port: 53 }));
+    const out: UpstreamAddr[] = [];
+    this.excludedUpstreams = [];
+    for (const u of ups) {
+      const k = formatUpstream(u);
+      const loopback127 = u.host.startsWith('127.') && this.listen.some((l) => l.port === u.port && (l.host === '0.0.0.0' || l.host.startsWith('127.')));
+      if (self.has(k) || loopback127) this.excludedUpstreams.push(k);
+      else out.push(u);
+    }
+    if (this.excludedUpstreams.length > 0) this.ctx.logger.warn({ excluded: this.excludedUpstreams }, 'upstreams that point back at this server are not used (loop)');
+    return out;
+  }
+
+  async start(_signal: AbortSignal): Promise<void> {
+    const iface = this.section.bindInterface;
+    if (iface && this.ctx.kernel) {
+      for (const l of this.listen) {
+        if (l.host === '0.0.0.0' || l.host === '::' || l.host.startsWith('127.') || l.host === '::1') continue;
+        const cidr = Cidr.parse(`${l.host}/${isIP(l.host) === 6 ? 128 : 32}`);
+        const present = (await this.ctx.kernel.net.listAddresses(iface)).some((a) => a.cidr.toString() === cidr.toString());
+        if (!present) {
+          await this.ctx.kernel.net.addAddress(iface, cidr);
+          this.addedAddresses.push(cidr);
+        }
+      }
+    }
+    await this.applyConfig();
+    // A predecessor still serving (a restart): bind only once we have state, so no client
+    // ever gets our before-the-first-sync SERVFAIL. Otherwise serve at once.
+    if (!this.zone.ready && this.listen[0] && (await DnsServer.otherServing(this.listen[0]))) {
+      this.bindAfterSync = true;
+      this.ctx.logger.info('another DNS server answers on our address; binding after the first sync');
+      return;
+    }
+    await this.bind();
+  }
+
+  private async bind(): Promise<void> {
+    this.bindAfterSync = false;
+    this.server = new DnsServer({ listen: this.listen, handle: this.handle, udpSize: this.section.udpSize, tcpIdleMs: this.section.tcpIdleMs, logger: this.ctx.logger, stats: this.stats });
+    await this.server.start();
+    this.ctx.logger.info({ listen: this.server.addresses, zones: this.zone.options.zones }, 'DNS serving');
+  }
+
+  async close(): Promise<void> {
+    await this.server?.close(this.section.drainMs);
+    this.server = undefined;
+    this.stub.close();
+    this.forward.forwarder.close();
+  }
+
+  /** `--cleanup`: remove the listen addresses this component put on the interface. */
+  async cleanup(): Promise<void> {
+    const iface = this.section.bindInterface;
+    if (!iface || !this.ctx.kernel) return;
+    for (const l of this.listen) {
+      if (l.host === '0.0.0.0' || l.host === '::' || l.host.startsWith('127.') || l.host === '::1') continue;
+      const cidr = Cidr.parse(`${l.host}/${isIP(l.host) === 6 ? 128 : 32}`);
+      try {
+        await this.ctx.kernel.net.deleteAddress(iface, cidr);
+      } catch (err) {
+        this.ctx.logger.debug({ err, cidr: cidr.toString() }, 'address already gone');
+      }
+    }
+  }
+
+  status(): ComponentStatus {
+    const st: ComponentStatus = {
+      queries: this.stats.totalRequests,
+      cacheHits: this.stats.cacheHitsSuccess + this.stats.cacheHitsDenial,
+      cacheMisses: this.stats.cacheMisses,
+      errors: this.stats.errors,
+      listen: this.server?.addresses ?? [],
+      zones: this.zone.options.zones,
+      names: this.zone.stats().names,
+      upstreams: this.forward.forwarder.status(),
+      stubDomains: this.stub.list(),
+    };
+    if (this.excludedUpstreams.length > 0) st.excludedUpstreams = this.excludedUpstreams;
+    if (this.configMapError) st.configMapError = this.configMapError;
+    if (!this.synced) st.waitingFor = 'first sync of the cluster state (cluster names get SERVFAIL)';
+    return st;
+  }
+}
+
+export function dnsRegistration(options: DnsComponentOptions = {}): ComponentRegistration<DnsSection> {
+  return {
+    feature: 'dns',
+    name: 'dns',
+    section: dnsSection,
+    // A zone update is cheap (only the changed Services are re-encoded), and an answer may be
+    // stale for at most the TTL after a change: sync at most 100 ms after an event, whatever
+    // the daemon-wide --min-sync-interval (which paces the kernel-programming components).
+    intervals: (_section, config) => ({ minIntervalMs: Math.min(config.minSyncInterval, 100), maxIntervalMs: config.syncInterval }),
+    create: (ctx) => new DnsComponent(ctx, options),
+  };
+}

@@ -1,0 +1,259 @@
+/**
+ * UDP and TCP servers on every listen address, bound with SO_REUSEPORT so a successor
+ * podwired can bind the same ports while this one drains (a restart that drops nothing).
+ *
+ * - UDP: the client's EDNS0 size is honoured up to our own (default 1232); larger
+ *   answers go out with TC set and only the question, and the client retries over TCP.
+ * - TCP: length-prefixed messages, pipelined (answers are written as they complete,
+ *   RFC 7766), an idle timeout.
+ * - Malformed packets get FORMERR (or are dropped when not even a header); AXFR/IXFR
+ *   get REFUSED; an EDNS version above 0 gets BADVERS. Nothing a client sends can throw
+ *   out of the packet handler.
+ * - `pid.podwire.invalid. TXT` answers this process's pid; a stopping server uses it to
+ *   see when a successor is serving on the same address, then closes.
+ */
+import dgram from 'node:dgram';
+import net, { isIPv6 } from 'node:net';
+import type { Logger } from '../common/log';
+import type { Next, Reply } from './handler';
+import type { DnsStats } from './metrics';
+import { bareResponse, buildQuery, encodeName, encodeResponse, errorResponse, fitUdp, HEADER_LEN, isQuery, nameKey, parseQuery, type Query, RCODE, rdata, TYPE } from './wire';
+
+export interface ListenAddr {
+  host: string;
+  port: number;
+}
+
+export interface DnsServerOptions {
+  listen: readonly ListenAddr[];
+  handle: Next;
+  /** Our EDNS0 UDP payload size (and the most we send over UDP). */
+  udpSize: number;
+  tcpIdleMs: number;
+  logger: Logger;
+  stats: DnsStats;
+}
+
+const PID_NAME = 'pid.podwire.invalid';
+const PID_KEY = nameKey(PID_NAME);
+
+export class DnsServer {
+  private udp: dgram.Socket[] = [];
+  private tcp: net.Server[] = [];
+  private readonly conns = new Set<net.Socket>();
+  private pending = 0;
+  private closing = false;
+  private readonly pidTpl: Buffer;
+
+  constructor(private readonly opts: DnsServerOptions) {
+    this.pidTpl = encodeResponse(encodeName(PID_NAME), TYPE.TXT, RCODE.NOERROR, [{ name: null, type: TYPE.TXT, ttl: 0, data: rdata.txt(String(process.pid)) }], [], [], false);
+  }
+
+  async start(): Promise<void> {
+    try {
+      for (const a of this.opts.listen) {
+        const s = dgram.createSocket({ type: isIPv6(a.host) ? 'udp6' : 'udp4', reuseAddr: true, reusePort: true, recvBufferSize: 4 << 20 });
+        s.on('message', (msg, rinfo) => this.onUdp(s, msg, rinfo));
+        s.on('error', (err) => this.opts.logger.warn({ err }, 'DNS UDP socket error'));
+        await new Promise<void>((resolve, reject) => {
+          s.once('error', reject);
+          s.bind({ address: a.host, port: a.port }, () => {
+            s.off('error', reject);
+            resolve();
+          });
+        });
+        this.udp.push(s);
+        const t = net.createServer({ noDelay: true }, (c) => this.onTcp(c));
+        t.on('error', (err) => this.opts.logger.warn({ err }, 'DNS TCP server error'));
+        await new Promise<void>((resolve, reject) => {
+          t.once('error', reject);
+          t.listen({ host: a.host, port: a.port, reusePort: true, backlog: 511 }, () => {
+            t.off('error', reject);
+            resolve();
+          });
+        });
+        this.tcp.push(t);
+      }
+    } catch (err) {
+      await this.close(0);
+      throw err;
+    }
+  }
+
+  get addresses(): string[] {
+    return this.opts.listen.map((a) => (isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
+  }
+
+  private onUdp(s: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    // The hot path: no closure per packet, no send callback (a callback costs a nextTick per send).
+    const r = this.dispatch(msg, 'udp', rinfo.address);
+    if (r === null) return;
+    const q = this.lastQuery;
+    if (Buffer.isBuffer(r)) {
+      s.send(this.forUdp(r, q), rinfo.port, rinfo.address);
+      return;
+    }
+    const port = rinfo.port;
+    const address = rinfo.address;
+    this.pending++;
+    r.then(
+      (reply) => {
+        if (reply && !this.closedUdp) s.send(this.forUdp(reply, q), port, address);
+      },
+      (err: unknown) => this.opts.logger.error({ err }, 'DNS handler failed'),
+    ).finally(() => this.pending--);
+  }
+
+  /** The query dispatch() parsed last (undefined when it could not parse one). */
+  private lastQuery: Query | undefined;
+  private closedUdp = false;
+
+  private forUdp(reply: Buffer, q: Query | undefined): Buffer {
+    const limit = q && q.ednsSize > 0 ? Math.min(q.ednsSize, this.opts.udpSize) : 512;
+    return reply.length <= limit || !q ? reply : fitUdp(q, reply, limit, this.opts.udpSize);
+  }
+
+  private onTcp(c: net.Socket): void {
+    this.conns.add(c);
+    let buf: Buffer = Buffer.alloc(0);
+    c.setTimeout(this.opts.tcpIdleMs, () => c.destroy());
+    c.on('error', () => undefined);
+    c.on('close', () => this.conns.delete(c));
+    const write = (reply: Buffer | null): void => {
+      if (!reply || c.destroyed || reply.length > 0xffff) return;
+      const frame = Buffer.allocUnsafe(2 + reply.length);
+      frame.writeUInt16BE(reply.length, 0);
+      reply.copy(frame, 2);
+      c.write(frame);
+    };
+    c.on('data', (d: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, d]) : d;
+      while (buf.length >= 2) {
+        const len = buf.readUInt16BE(0);
+        if (len < HEADER_LEN) {
+          c.destroy();
+          return;
+        }
+        if (buf.length < 2 + len) break;
+        const msg = buf.subarray(2, 2 + len);
+        buf = buf.subarray(2 + len);
+        const r = this.dispatch(msg, 'tcp', c.remoteAddress ?? '');
+        if (r === null || Buffer.isBuffer(r)) write(r);
+        else {
+          // Pipelining: answers are written as they complete (RFC 7766).
+          this.pending++;
+          r.then(write, (err: unknown) => this.opts.logger.error({ err }, 'DNS handler failed')).finally(() => this.pending--);
+        }
+      }
+    });
+  }
+
+  /** Parse and answer one message: the reply, null (drop), or a Promise of either. Never throws. */
+  private dispatch(msg: Buffer, transport: 'udp' | 'tcp', client: string): Reply | Promise<Reply> {
+    this.lastQuery = undefined;
+    let q: Query;
+    try {
+      const parsed = parseQuery(msg, transport, client);
+      if (!isQuery(parsed)) return parsed.drop ? null : errorResponse(msg, parsed.rcode, parsed.questionEnd);
+      q = parsed;
+    } catch (err) {
+      this.opts.logger.debug({ err }, 'unparseable DNS packet dropped');
+      return null;
+    }
+    this.lastQuery = q;
+    if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return bareResponse(q, RCODE.REFUSED, { ednsSize: this.opts.udpSize });
+    if (q.ednsVersion > 0) return bareResponse(q, 16 /* BADVERS */, { ednsSize: this.opts.udpSize });
+    if (q.key === PID_KEY) return this.pidAnswer(q);
+    try {
+      const r = this.opts.handle(q);
+      if (r === null || Buffer.isBuffer(r)) return r;
+      return r.catch((err: unknown) => {
+        this.opts.logger.error({ err }, 'DNS handler failed');
+        return bareResponse(q, RCODE.SERVFAIL, { ednsSize: this.opts.udpSize });
+      });
+    } catch (err) {
+      this.opts.logger.error({ err }, 'DNS handler failed');
+      return bareResponse(q, RCODE.SERVFAIL, { ednsSize: this.opts.udpSize });
+    }
+  }
+
+  private pidAnswer(q: Query): Buffer {
+    const out = Buffer.from(this.pidTpl);
+    out.writeUInt16BE(q.id, 0);
+    out[2]! |= q.rd;
+    return out;
+  }
+
+  /**
+   * True once some other process answers on our first UDP address (a successor bound with
+   * SO_REUSEPORT). Probes from several source ports, since the kernel spreads by 4-tuple.
+   */
+  private successorServing(): Promise<boolean> {
+    const a = this.opts.listen[0];
+    return a ? DnsServer.otherServing(a) : Promise.resolve(false);
+  }
+
+  /** True when another process (a predecessor or successor podwired) answers on `a`. */
+  static async otherServing(a: ListenAddr): Promise<boolean> {
+    const host = a.host === '0.0.0.0' ? '127.0.0.1' : a.host === '::' ? '::1' : a.host;
+    const pids = await Promise.all(Array.from({ length: 8 }, () => DnsServer.probePid(host, a.port)));
+    return pids.some((p) => p !== undefined && p !== process.pid);
+  }
+
+  private static probePid(host: string, port: number): Promise<number | undefined> {
+    return new Promise((resolve) => {
+      const s = dgram.createSocket(isIPv6(host) ? 'udp6' : 'udp4');
+      const done = (v: number | undefined): void => {
+        clearTimeout(timer);
+        try {
+          s.close();
+        } catch {
+          /* closed */
+        }
+        resolve(v);
+      };
+      const timer = setTimeout(() => done(undefined), 200);
+      s.on('error', () => done(undefined));
+      s.on('message', (m) => {
+        // The TXT rdata is the last bytes: <length><digits>.
+        const txt = /(\d+)$/.exec(m.toString('latin1', Math.max(0, m.length - 12)));
+        done(txt ? Number(txt[1]) : undefined);
+      });
+      s.send(buildQuery(PID_NAME, TYPE.TXT, (Math.random() * 0xffff) | 0), port, host, (err) => err && done(undefined));
+    });
+  }
+
+  /**
+   * Stop serving: wait (at most `drainMs`) until a successor answers on our address, keep
+   * answering meanwhile, then close the sockets and finish the queries already accepted.
+   */
+  async close(drainMs: number): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    const until = Date.now() + drainMs;
+    while (drainMs > 0 && this.udp.length > 0 && Date.now() < until) {
+      if (await this.successorServing()) {
+        this.opts.logger.info('a successor is serving DNS on our address; closing');
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const t of this.tcp) t.close();
+    // Forwarded queries still waiting for an upstream: answer them before the UDP socket goes.
+    const settle = Date.now() + 1000;
+    while (this.pending > 0 && Date.now() < settle) await new Promise((r) => setTimeout(r, 10));
+    this.closedUdp = true;
+    for (const s of this.udp) {
+      try {
+        s.close();
+      } catch {
+        /* already closed */
+      }
+    }
+    const end = Date.now() + Math.max(1000, drainMs);
+    while (this.pending > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    for (const c of this.conns) c.destroy();
+    this.udp = [];
+    this.tcp = [];
+  }
+}
