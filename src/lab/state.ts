@@ -72,6 +72,8 @@ export interface LabState {
   startedAt: string;
   /** Cross-node routes the lab added itself (fallback while podwired has no overlay component). */
   fallbackRoutes: string[];
+  /** podwired components present on every node (from their status), e.g. ['cni']. */
+  components: string[];
   namespaces: string[];
   etcNetns: string[];
   nodes: NodeRecord[];
