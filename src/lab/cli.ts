@@ -3,6 +3,7 @@
  *
  *   podwire lab up [--manifests DIR] [--backend vxlan|host-gw] [--proxy-mode nftables|iptables]
  *   podwire lab status [--json]
+ *   podwire lab check                 (run the rows again against the running lab)
  *   podwire lab exec POD|NODE -- CMD [ARGS...]
  *   podwire lab down
  *   common: [--state-dir DIR (env PODWIRE_LAB_STATE_DIR, default /run/podwire-lab)]
@@ -20,7 +21,9 @@ import type { CliDeps } from '../cli/main';
 import { DEFAULT_PREFIX, DEFAULT_STATE_DIR, PREFIX_RE, readState, statePath, type LabState } from './state';
 import { teardown } from './teardown';
 import { loadLabSpec, type LabSpec } from './topology';
-import { AbortedError, daemonStatus, DEFAULT_MANIFESTS, labCmd, prerequisites, summary, up } from './up';
+import { runRows } from './rows';
+import { ROW_GROUPS } from './rows/index';
+import { AbortedError, daemonStatus, DEFAULT_MANIFESTS, labCmd, labContext, prerequisites, summary, up } from './up';
 
 export const LAB_USAGE = `Usage: podwire lab <command> [options]
 
@@ -30,6 +33,7 @@ export const LAB_USAGE = `Usage: podwire lab <command> [options]
              --backend vxlan|host-gw        (default vxlan)
              --proxy-mode nftables|iptables (default nftables)
   status   nodes, pods with IPs, Services, each daemon's health   [--json]
+  check    run the table's checks again against the running lab (exit 1 if a row FAILED)
   exec     POD|NODE -- CMD [ARGS...]: run CMD in that namespace (stdio inherited)
   down     remove everything: daemons, namespaces, /etc/netns files, the state dir
 
@@ -96,6 +100,8 @@ export async function labCli(deps: CliDeps): Promise<number> {
       return labDown(deps, stateDir, prefix);
     case 'status':
       return labStatus(deps, stateDir, values.json === true);
+    case 'check':
+      return labCheck(deps, stateDir);
     case 'exec':
       if (args.length !== 1 || rest.length === 0) return usage('usage: podwire lab exec POD|NODE -- CMD [ARGS...]');
       return labExec(deps, stateDir, args[0]!, rest);
@@ -249,6 +255,25 @@ async function labStatus(deps: CliDeps, stateDir: string, json: boolean): Promis
   out.push('', `Enter a pod: ${labCmd(stateDir, `exec ${s.client}`)} -- sh`, `Tear down:   ${labCmd(stateDir, 'down')}`);
   deps.stdout(out.join('\n') + '\n');
   return healthy ? 0 : 1;
+}
+
+async function labCheck(deps: CliDeps, stateDir: string): Promise<number> {
+  const s = readLab(deps, stateDir);
+  if (!s) return 1;
+  let spec: LabSpec;
+  try {
+    spec = loadLabSpec(s.manifests);
+  } catch (e) {
+    deps.stderr(`podwire lab: cannot read ${s.manifests}: ${errorMessage(e)}\n`);
+    return 1;
+  }
+  const components = new Set<Feature>();
+  const statuses = await Promise.all(s.daemons.map((d) => daemonStatus(d.socket)));
+  for (const f of ['cni', 'overlay', 'proxy', 'dns'] as const)
+    if (statuses.every((st) => typeof st !== 'string' && st.components.some((c) => c.feature === f))) components.add(f);
+  const rows = await runRows(ROW_GROUPS, labContext(s, spec, components));
+  deps.stdout(summary(s, rows));
+  return rows.results.some((r) => r.status === 'FAILED') ? 1 : 0;
 }
 
 function labExec(deps: CliDeps, stateDir: string, target: string, argv: string[]): Promise<number> {

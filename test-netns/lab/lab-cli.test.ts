@@ -107,6 +107,16 @@ labTest('podwire lab up, status, exec, down', { prefix: PREFIX, timeout: 200_000
     t.match(dns.out, /nameserver 169\.254\.20\.10\nsearch shop\.svc\.cluster\.local svc\.cluster\.local cluster\.local/, 'pods resolve through the node-local DNS with the search path');
     const code = await podwire(['lab', 'exec', 'web-0', ...common, '--', 'sh', '-c', 'exit 7']);
     t.equal(code.code, 7, 'lab exec passes the exit status through');
+    // Negative control: with node1 dropping what goes to node3's pods, the rows that need it FAIL and name the command.
+    const del = await podwire(['lab', 'exec', 'node1', ...common, '--', 'ip', 'route', 'replace', 'blackhole', '10.244.3.0/24']);
+    t.equal(del.code, 0, 'lab exec into a node: node1 blackholes node3\'s pods', { output: del.err });
+    const chk = await podwire(['lab', 'check', ...common]);
+    t.equal(chk.code, 1, 'lab check exits 1 when a row fails');
+    const failed = rows(chk.out).filter((r) => r.result === 'FAILED').map((r) => r.check);
+    t.ok(failed.some((c) => c.startsWith('pod ↔ pod, across subnets')), 'the cross-subnet ping row FAILS', { failed });
+    t.ok(failed.some((c) => c.startsWith('TCP (nc), across nodes')), 'the cross-node TCP row FAILS', { failed });
+    t.notOk(failed.some((c) => c.startsWith('pod ↔ pod, same node')), 'same-node rows still ok');
+    t.match(chk.out, /re-run: \S*podwire lab exec web-0 --state-dir \S+ -- ping -n -c 2 -i 0\.2 -W 2 10\.244\.3\.20/, 'a FAILED row names the command to re-run it');
     const none = await podwire(['lab', 'exec', 'nope', ...common, '--', 'true']);
     t.equal(none.code, 1, 'lab exec of an unknown pod fails');
     t.match(none.err, /no pod or node "nope"/);
