@@ -23,7 +23,7 @@ import { teardown } from './teardown';
 import { loadLabSpec, type LabSpec } from './topology';
 import { runRows } from './rows';
 import { ROW_GROUPS } from './rows/index';
-import { AbortedError, daemonStatus, DEFAULT_MANIFESTS, labCmd, labContext, prerequisites, summary, up } from './up';
+import { AbortedError, daemonStatus, DEFAULT_MANIFESTS, labCmd, labContext, prerequisites, summary, topologyDir, up } from './up';
 
 export const LAB_USAGE = `Usage: podwire lab <command> [options]
 
@@ -209,7 +209,7 @@ async function labStatus(deps: CliDeps, stateDir: string, json: boolean): Promis
   let services: LabSpec['services'] = [];
   let slices: LabSpec['endpointSlices'] = [];
   try {
-    const spec = loadLabSpec(s.manifests);
+    const spec = loadLabSpec(s.manifests, topologyDir(s.stateDir));
     services = spec.services;
     slices = spec.endpointSlices;
   } catch (e) {
@@ -262,7 +262,7 @@ async function labCheck(deps: CliDeps, stateDir: string): Promise<number> {
   if (!s) return 1;
   let spec: LabSpec;
   try {
-    spec = loadLabSpec(s.manifests);
+    spec = loadLabSpec(s.manifests, topologyDir(s.stateDir));
   } catch (e) {
     deps.stderr(`podwire lab: cannot read ${s.manifests}: ${errorMessage(e)}\n`);
     return 1;

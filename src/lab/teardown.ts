@@ -122,7 +122,7 @@ export async function teardown(stateDir: string, prefix: string, log: (m: string
 
   // 4. the state dir: only what the lab writes, then the dir itself if empty.
   if (existsSync(stateDir)) {
-    for (const f of ['manifests', 'nodes', 'pods', 'logs', path.basename(statePath(stateDir))]) rmSync(path.join(stateDir, f), { recursive: true, force: true });
+    for (const f of ['manifests', 'topology', 'nodes', 'pods', 'logs', path.basename(statePath(stateDir))]) rmSync(path.join(stateDir, f), { recursive: true, force: true });
     for (const f of readdirSync(stateDir)) if (/^state\.json\.\d+\.tmp$/.test(f)) rmSync(path.join(stateDir, f), { force: true });
     try {
       rmdirSync(stateDir);

@@ -70,6 +70,8 @@ export interface LabPodSpec {
 
 export interface LabSpec {
   dir: string;
+  /** The file holding the LabTopology document (relative to dir); podwired is not given it. */
+  topologyFile: string;
   name: string;
   subnets: LabSubnet[];
   nodes: LabNodeSpec[];
@@ -140,10 +142,14 @@ function name(v: unknown, file: string, field: string): string {
   return s;
 }
 
-/** Read and cross-check a lab folder. Throws LabSpecError naming the file and field. */
-export function loadLabSpec(dir: string): LabSpec {
+/**
+ * Read and cross-check a lab folder. Throws LabSpecError naming the file and field. `topologyDir`:
+ * where the LabTopology document is when it is not in `dir` (the lab's copy keeps it apart).
+ */
+export function loadLabSpec(dir: string, topologyDir?: string): LabSpec {
   const docs = readManifestDocs(dir);
-  const topo = docs.filter((d) => d.doc.kind === TOPOLOGY_KIND);
+  const topoDocs = topologyDir ? readManifestDocs(topologyDir) : docs;
+  const topo = topoDocs.filter((d) => d.doc.kind === TOPOLOGY_KIND);
   if (topo.length !== 1)
     throw new LabSpecError(dir, 'kind', `expected exactly one ${TOPOLOGY_KIND} document (apiVersion ${TOPOLOGY_API_VERSION}), found ${topo.length}`);
   const t = topo[0]!;
@@ -223,7 +229,7 @@ export function loadLabSpec(dir: string): LabSpec {
   const client = typeof spec.client === 'string' ? spec.client : pods[0]?.name;
   if (!client || !pods.some((p) => p.name === client)) throw new LabSpecError(t.file, 'spec.client', `${JSON.stringify(spec.client ?? null)} is not a pod of the lab`);
   const clusterDomain = typeof spec.clusterDomain === 'string' ? spec.clusterDomain : 'cluster.local';
-  return { dir, name: labName, subnets, nodes, pods, services, endpointSlices, configMaps, clusterDomain, client };
+  return { dir, topologyFile: t.file, name: labName, subnets, nodes, pods, services, endpointSlices, configMaps, clusterDomain, client };
 }
 
 /** /etc/resolv.conf of a pod (ClusterFirst with node-local DNS). */

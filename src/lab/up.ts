@@ -30,11 +30,18 @@ import { DEFAULT_STATE_DIR, nsNames, STATE_VERSION, writeState, type DaemonRecor
 import { ETC_NETNS } from './teardown';
 import { loadLabSpec, podResolvConf, type LabSpec } from './topology';
 
+/** Where the lab keeps its copy of the LabTopology file (outside the folder podwired reads). */
+export function topologyDir(stateDir: string): string {
+  return path.join(stateDir, 'topology');
+}
+
 export const SERVER_JS = path.join(REPO_ROOT, 'dist/src/lab/server.js');
 export const DEFAULT_MANIFESTS = path.join(REPO_ROOT, 'examples/lab');
 const HEALTH_LISTEN = '127.0.0.1:10266';
 const METRICS_LISTEN = '127.0.0.1:10269';
 const UNDERLAY_MTU = 1500;
+/** Bound on waiting for every podwired's status to say ready (wall clock, each poll at most 3 s). */
+const READY_TIMEOUT_MS = 60_000;
 
 export interface UpOptions {
   manifests: string;
@@ -140,7 +147,12 @@ export async function up(opts: UpOptions, spec: LabSpec = loadLabSpec(opts.manif
   };
   const save = (): void => writeState(state);
   save();
-  cpSync(opts.manifests, state.manifests, { recursive: true, filter: (src) => !path.basename(src).startsWith('.') || src === opts.manifests });
+  // podwired gets the Kubernetes documents only: the LabTopology file is kept beside them (topology/),
+  // so that nothing but standard kinds reaches its manifest source.
+  const topoSrc = path.resolve(opts.manifests, spec.topologyFile);
+  cpSync(opts.manifests, state.manifests, { recursive: true, filter: (src) => (src === opts.manifests || !path.basename(src).startsWith('.')) && path.resolve(src) !== topoSrc });
+  mkdirSync(topologyDir(stateDir), { recursive: true });
+  cpSync(topoSrc, path.join(topologyDir(stateDir), path.basename(topoSrc)));
   log(`lab ${spec.name}: ${spec.subnets.length} subnet(s), ${spec.nodes.length} node(s), ${spec.pods.length} pod(s), ${spec.services.length} Service(s); manifests copied to ${state.manifests}`);
 
   const addNs = async (ns: string, forwarding = false): Promise<string> => {
@@ -223,7 +235,8 @@ export async function up(opts: UpOptions, spec: LabSpec = loadLabSpec(opts.manif
   await Promise.all(
     state.daemons.map(async (d: DaemonRecord) => {
       let last = '';
-      for (let i = 0; i < 300; i++) {
+      const deadline = Date.now() + READY_TIMEOUT_MS;
+      while (Date.now() < deadline) {
         check();
         const s = await daemonStatus(d.socket);
         if (typeof s !== 'string' && s.ready) {
@@ -236,7 +249,7 @@ export async function up(opts: UpOptions, spec: LabSpec = loadLabSpec(opts.manif
         if (d.pid && !existsSync(`/proc/${d.pid}`)) throw new Error(`podwired on ${d.node} exited; log ${d.log}:\n${tail(d.log)}`);
         await new Promise((r) => setTimeout(r, 100));
       }
-      throw new Error(`podwired on ${d.node} not ready after 30 s (${last}); log ${d.log}:\n${tail(d.log)}`);
+      throw new Error(`podwired on ${d.node} not ready after ${READY_TIMEOUT_MS / 1000} s (${last}); log ${d.log}:\n${tail(d.log)}`);
     }),
   );
 
