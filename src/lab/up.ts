@@ -384,8 +384,12 @@ export function labContext(state: LabState, spec: Pick<LabSpec, 'services'>, com
 export function summary(state: LabState, rows: RunRowsResult): string {
   const out = [formatRows(rows.results), ''];
   for (const s of rows.skipped) out.push(`not checked yet: ${s.group} (${s.reason})`);
-  const absent = (['overlay', 'proxy', 'dns'] as const).filter((f) => !state.components.includes(f));
-  if (absent.length) out.push(`podwired components not built yet, so no rows for them: ${absent.join(', ')} (Services by VIP and NodePort, DNS names, SRV, the stub domain, egress masquerade come with them)`);
+  const features = ['overlay', 'proxy', 'dns'] as const;
+  const absent = features.filter((f) => !state.components.includes(f));
+  const noRows = features.filter((f) => state.components.includes(f) && !ROW_GROUPS.some((g) => g.requires === f));
+  if (absent.length) out.push(`podwired components not built yet, so no rows for them: ${absent.join(', ')}`);
+  if (noRows.length) out.push(`podwired components present but with no rows in src/lab/rows/ yet: ${noRows.join(', ')}`);
+  if (absent.length || noRows.length) out.push('  (Services by VIP and NodePort, DNS names, SRV, the stub domain and egress masquerade get their rows with them)');
   if (state.fallbackRoutes.length) out.push('cross-node rows ran over routes the lab added itself ([lab fallback routes]): podwired has no overlay component yet');
   const failed = rows.results.filter((r) => r.status === 'FAILED').length;
   out.push(`${rows.results.length - failed}/${rows.results.length} rows ok${failed ? `, ${failed} FAILED` : ''}`);
