@@ -13,5 +13,6 @@
  */
 import type { RowGroup } from '../rows';
 import { nodeStatusRows, podToPodRows } from './core';
+import { dnsRows, serviceRows } from './services';
 
-export const ROW_GROUPS: readonly RowGroup[] = [nodeStatusRows, podToPodRows];
+export const ROW_GROUPS: readonly RowGroup[] = [nodeStatusRows, podToPodRows, serviceRows, dnsRows];
