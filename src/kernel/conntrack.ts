@@ -13,7 +13,7 @@ import { InvalidInputError, KernelError } from '../common/errors';
 import { IpAddress } from '../common/ip';
 import { NETLINK_NETFILTER, decodeCtMessage, encodeCtDelete, encodeCtDump, type CtRecord } from './ctnetlink/codec';
 import { E, describeErrno } from './errno';
-import { openNetlinkTransport } from './netlink/native-transport';
+import { LazyNetlinkSocket } from './netlink/lazy-socket';
 import type { NetlinkTransport } from './netlink/transport';
 import type { ConntrackEntry, ConntrackFilter, ConntrackKernel, NetnsRef } from './types';
 
@@ -55,31 +55,25 @@ export function entryMatches(e: ConntrackEntry, f: ConntrackFilter): boolean {
 }
 
 export class NetlinkConntrack implements ConntrackKernel {
-  private transport: Promise<NetlinkTransport> | undefined;
-  private closed = false;
-
   /**
    * `transport` is for tests (a fake or an already open socket); by default a
    * NETLINK_NETFILTER socket is opened in `netns` on first use.
    */
+  private readonly sock: LazyNetlinkSocket;
+
   constructor(
     readonly netns: NetnsRef | undefined,
     transport?: NetlinkTransport,
   ) {
-    if (transport) this.transport = Promise.resolve(transport);
+    this.sock = new LazyNetlinkSocket('conntrack', netns, NETLINK_NETFILTER, transport);
   }
 
   private where(): string {
-    return this.netns ? ` in ${this.netns.path}` : '';
+    return this.sock.where();
   }
 
   private socket(): Promise<NetlinkTransport> {
-    if (this.closed) return Promise.reject(new KernelError(`conntrack${this.where()}`, 'closed', { errno: E.EBADF }));
-    this.transport ??= openNetlinkTransport(this.netns, NETLINK_NETFILTER).catch((err: unknown) => {
-      this.transport = undefined;
-      throw err;
-    });
-    return this.transport;
+    return this.sock.get();
   }
 
   /** The matching records (entry plus tuple/id/zone), from one dump. */
@@ -132,10 +126,7 @@ export class NetlinkConntrack implements ConntrackKernel {
   }
 
   close(): void {
-    this.closed = true;
-    const t = this.transport;
-    this.transport = undefined;
-    void t?.then((x) => x.close(), () => undefined);
+    this.sock.close();
   }
 }
 

@@ -9,7 +9,7 @@
  */
 import { KernelError } from '../../common/errors';
 import { describeErrno, E } from '../errno';
-import { openNetlinkTransport } from '../netlink/native-transport';
+import { LazyNetlinkSocket } from '../netlink/lazy-socket';
 import type { NetlinkTransport } from '../netlink/transport';
 import type { BatchOutcome, BatchResult, Change, NetnsRef } from '../types';
 import {
@@ -68,28 +68,23 @@ export function entryText(e: IpvsEntry): string {
 }
 
 export class NetlinkIpvs implements IpvsKernel {
-  private transport: Promise<NetlinkTransport> | undefined;
   private familyId: Promise<number> | undefined;
-  private closed = false;
+
+  private readonly sock: LazyNetlinkSocket;
 
   constructor(
     readonly netns: NetnsRef | undefined,
     transport?: NetlinkTransport,
   ) {
-    if (transport) this.transport = Promise.resolve(transport);
+    this.sock = new LazyNetlinkSocket('ipvs', netns, NETLINK_GENERIC, transport);
   }
 
   private where(): string {
-    return this.netns ? ` in ${this.netns.path}` : '';
+    return this.sock.where();
   }
 
   private socket(): Promise<NetlinkTransport> {
-    if (this.closed) return Promise.reject(new KernelError(`ipvs${this.where()}`, 'closed', { errno: E.EBADF }));
-    this.transport ??= openNetlinkTransport(this.netns, NETLINK_GENERIC).catch((err: unknown) => {
-      this.transport = undefined;
-      throw err;
-    });
-    return this.transport;
+    return this.sock.get();
   }
 
   /** The IPVS family id (cached). KernelError with the module hint when ip_vs is not loaded. */
@@ -191,10 +186,7 @@ export class NetlinkIpvs implements IpvsKernel {
   }
 
   close(): void {
-    this.closed = true;
-    const t = this.transport;
-    this.transport = undefined;
-    void t?.then((x) => x.close(), () => undefined);
+    this.sock.close();
   }
 }
 

@@ -1,3 +1,4 @@
+import { entryMatches as matches } from '../conntrack';
 import type { ConntrackEntry, ConntrackFilter, ConntrackKernel } from '../types';
 
 /** An in-memory conntrack table; tests seed `entries` and assert on what is left and on `deletes`. */
@@ -17,12 +18,4 @@ export class FakeConntrack implements ConntrackKernel {
   }
 }
 
-export function matches(e: ConntrackEntry, f: ConntrackFilter): boolean {
-  return (
-    (f.family === undefined || e.family === f.family) &&
-    (f.protocol === undefined || e.protocol === f.protocol) &&
-    (f.dst === undefined || e.dst === f.dst) &&
-    (f.dstPort === undefined || e.dstPort === f.dstPort) &&
-    (f.replySrc === undefined || e.replySrc === f.replySrc)
-  );
-}
+export { matches };
