@@ -19,7 +19,7 @@
  * so two of our own writes never conflict with each other.
  */
 import type { Clock, Logger } from '../common';
-import { errorMessage, PodwireError, systemClock } from '../common';
+import { errorMessage, PodwireError, sleepOn, systemClock } from '../common';
 import { ApiError, type ApiRequest, type ApiTransport } from './api-client';
 import type { NodeConditionInput, NodeWriter } from './types';
 
@@ -236,17 +236,6 @@ export class KubeNodeWriter implements NodeWriter {
   }
 
   private sleep(ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const onAbort = (): void => {
-        timer.cancel();
-        resolve();
-      };
-      const timer = this.clock.setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+    return sleepOn(this.clock, ms, signal);
   }
 }

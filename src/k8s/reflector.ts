@@ -13,7 +13,7 @@
  * Each item is compacted as it is read and the raw object dropped.
  */
 import type { Clock, Logger } from '../common';
-import { errorMessage, systemClock } from '../common';
+import { errorMessage, sleepOn, systemClock } from '../common';
 import { ApiError, type ApiTransport, type Query, type WatchEvent } from './api-client';
 import type { ObjectCache, ProblemSet } from './cache';
 import { compact, InvalidObjectError, rawKey } from './compact';
@@ -167,18 +167,7 @@ export class Reflector {
   }
 
   private sleep(ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const onAbort = (): void => {
-        timer.cancel();
-        resolve();
-      };
-      const timer = this.clock.setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+    return sleepOn(this.clock, ms, signal);
   }
 
   private selectors(): Query {
