@@ -265,8 +265,10 @@ labTest('podwired: bad configuration exits non-zero naming the key and the value
   t.equal(eff.nodeName, 'node-1', 'flag');
   t.equal(eff.cniConfDir, p.confDir);
 
-  // A port already taken in the namespace: start-up fails with exit 1 and names it.
-  const holder = lab.spawn(n1.ns, ['nc', '-l', '127.0.0.1', '10266']);
+  // A port already taken in the namespace: start-up fails with exit 1 and names it. The holder
+  // must not set SO_REUSEPORT (openbsd nc does, and podwired's health server shares a port with a
+  // successor that sets it too), so it is a plain Node listener.
+  const holder = lab.spawn(n1.ns, [process.execPath, '-e', "require('net').createServer().listen(10266, '127.0.0.1')"]);
   let listening = false;
   for (let i = 0; i < 100 && !listening; i++) {
     listening = (await exec(n1.ns, ['ss', '-ltnH', 'sport = :10266'])).stdout.includes('10266');
