@@ -90,7 +90,11 @@ labTest('podwire lab up, status, exec, down', { prefix: PREFIX, timeout: 200_000
     t.same(table.filter((r) => r.result !== 'ok'), [], 'every row is ok');
     for (const want of ['podwire status: node3', 'pod ↔ pod, same node', 'pod ↔ pod, across nodes', 'pod ↔ pod, across subnets', 'TCP (nc), across nodes', 'UDP echo'])
       t.ok(table.some((r) => r.check.startsWith(want)), `row "${want}"`);
-    t.match(up.out, /FALLBACK: podwired has no overlay component yet/, 'the fallback routes are labelled as such');
+    // podwired has its overlay component, so the cross-node rows ran over podwired's own routes.
+    t.match(up.out, /overlay component present: cross-node routes are podwired's/, 'cross-node routes come from the overlay');
+    t.notMatch(up.out, /FALLBACK|\[lab fallback routes\]/, 'no routes added by the lab itself');
+    for (const want of ['Service web.shop by VIP 10.96.0.11:80', 'Service echo.shop by VIP 10.96.0.13:9000/udp', 'DNS A api.shop.svc.cluster.local', 'DNS SRV _http._tcp.api.shop.svc.cluster.local', 'DNS A db.shop.svc.cluster.local (headless', 'Service by name: http://api.shop/'])
+      t.ok(table.some((r) => r.check.startsWith(want) && r.result === 'ok'), `row "${want}" ok`);
     t.match(up.out, /lab down --state-dir/, 'prints how to tear down');
     t.ok(existsSync('/etc/netns/pwlt-pod-web-0/resolv.conf'), 'pod resolv.conf under /etc/netns');
 
