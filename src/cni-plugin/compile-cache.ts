@@ -4,8 +4,12 @@
  * PODWIRE_CNI_COMPILE_CACHE, else /var/cache/podwire/compile-cache (root's, like the plugin:
  * never a world-writable place such as /tmp, whose cache another user could plant). When it
  * cannot be created or written, the plugin runs without a cache (status FAILED, no error).
- * With a cache, modules loaded afterwards are compiled eagerly (`--no-lazy`), so the cache
- * holds all of their code.
+ *
+ * The launchers (bin/podwire-cni, the shim) run node with `--no-lazy`: V8 caches the code
+ * of the functions compiled when a module is, so lazily compiled ones would be compiled
+ * again by every plugin start. The flag is on the command line because setting it here
+ * (v8.setFlagsFromString) loads node:v8, whose heap utilities pull in the whole stream
+ * machinery: more than the flag saves.
  */
 import * as nodeModule from 'node:module';
 
@@ -24,11 +28,6 @@ export function enableCniCompileCache(dir: string = process.env.PODWIRE_CNI_COMP
     const r = m.enableCompileCache(dir);
     const { ENABLED, ALREADY_ENABLED } = (nodeModule as unknown as { constants: { compileCacheStatus: Record<string, number> } }).constants.compileCacheStatus;
     if (r.status !== ENABLED && r.status !== ALREADY_ENABLED) return undefined;
-    // With a cache, compile eagerly: V8 caches the code of the functions compiled when a module
-    // is, so lazily compiled ones would be compiled again by every plugin start (~5-8% of its
-    // CPU here). Without a cache, lazy is cheaper, so only then.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    (require('node:v8') as typeof import('node:v8')).setFlagsFromString('--no-lazy');
     return r.directory;
   } catch {
     return undefined;

@@ -1,8 +1,9 @@
 /** CniDeps over the real kernel module (src/kernel) and the host-local disk store. */
 // node:child_process is required where used: it loads net, dgram and the stream machinery,
 // milliseconds of every in-process CNI plugin start that never spawns anything.
+// The kernel's narrow API (lite.ts), not index.ts: no conntrack, IPVS or libnftables on a pod start.
 import type { Logger } from '../common/log';
-import { NetnsIptables, NetnsSysctl, checkNetnsPath, openKernel, type Kernel } from '../kernel';
+import { NetnsIptables, NetnsSysctl, checkNetnsPath, openNetworkKernel } from '../kernel/lite';
 import type { IptablesRunner, NetworkKernel } from '../kernel/types';
 import type { CniDeps, ExecResult } from './deps';
 import { DiskIpamStore } from './ipam/disk-store';
@@ -24,7 +25,7 @@ export function createRealDeps(log: Logger, options: { warm?: boolean } = {}): R
   const warm = options.warm ?? true;
   // A small pool of node-namespace sockets: a request waits for the one before it on the
   // same socket, and a veth delete holds its socket ~20 ms, so concurrent calls rotate.
-  const pool: (Promise<Kernel> | undefined)[] = new Array<Promise<Kernel> | undefined>(warm ? HOST_SOCKETS : 1);
+  const pool: (Promise<NetworkKernel> | undefined)[] = new Array<Promise<NetworkKernel> | undefined>(warm ? HOST_SOCKETS : 1);
   let turn = 0;
   const stores = warm ? new Map<string, DiskIpamStore>() : undefined;
   const iptables = new Map<4 | 6, IptablesRunner>();
@@ -37,14 +38,12 @@ export function createRealDeps(log: Logger, options: { warm?: boolean } = {}): R
       const i = turn++ % pool.length;
       let k = pool[i];
       if (!k) {
-        pool[i] = k = openKernel();
+        pool[i] = k = openNetworkKernel();
         k.catch(() => (pool[i] = undefined));
       }
-      return (await k).net;
+      return await k;
     },
-    async openPodKernel(netns): Promise<NetworkKernel> {
-      return (await openKernel(netns)).net;
-    },
+    openPodKernel: (netns): Promise<NetworkKernel> => openNetworkKernel(netns),
     // Synchronous on purpose: open + ioctl cost microseconds, a thread-pool hop far more.
     checkNetns: (netns) => checkNetnsPath(netns.path),
     podSysctl: (netns) => new NetnsSysctl(netns),

@@ -9,8 +9,8 @@
  * modules (prom-client, @kubernetes/client-node, yaml).
  */
 import { fstatSync, readSync, writeSync } from 'node:fs';
-import { enableCniCompileCache, flushCniCompileCache } from './compile-cache';
-import { recordFallbackFromEnv } from './fallback';
+import { freshBundle, loadBundle } from './bundle';
+import { DEFAULT_COMPILE_CACHE_DIR, enableCniCompileCache, flushCniCompileCache } from './compile-cache';
 
 /**
  * stdin, read with plain read(2) calls: a pipe as process.stdin is a net.Socket stream, and
@@ -65,7 +65,6 @@ export function writeFd(fd: 1 | 2, text: string): void {
 }
 
 export async function main(): Promise<number> {
-  enableCniCompileCache();
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { createStderrLogger } = require('./stderr-log') as typeof import('./stderr-log');
   const { runCni } = require('./plugin') as typeof import('./plugin');
@@ -79,6 +78,7 @@ export async function main(): Promise<number> {
     return out.exitCode;
   }
   const { createRealDeps } = require('./deps-real') as typeof import('./deps-real');
+  const { recordFallbackFromEnv } = require('./fallback') as typeof import('./fallback');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const deps = createRealDeps(log, { warm: false });
   // The shim fell back from a configured daemon: leave a record podwired counts (fallback.ts).
@@ -93,18 +93,37 @@ export async function main(): Promise<number> {
   }
 }
 
-// Not when tap loads every compiled file of the tree (it sets TAP=1), except when the
-// shim execs us (it sets PODWIRE_CNI_MAIN=1, which also survives a test's inherited TAP).
-if (require.main === module && (process.env.TAP === undefined || process.env.PODWIRE_CNI_MAIN === '1')) {
-  main().then(
+/**
+ * The program: bin/podwire-cni and the shim (`node main.js`) run this. The bundle with its
+ * own code cache when it is fresh (bundle.ts), else this file's main() over the separate
+ * modules with Node's compile cache (compile-cache.ts).
+ */
+export function run(): void {
+  const bundle = freshBundle();
+  let impl: { main: typeof main } = { main };
+  let saveCache = (): void => undefined;
+  if (bundle) {
+    const loaded = loadBundle<typeof import('./main')>(bundle, process.env.PODWIRE_CNI_COMPILE_CACHE || DEFAULT_COMPILE_CACHE_DIR, process.env.CNI_COMMAND ?? '');
+    impl = loaded.exports;
+    saveCache = loaded.saveCache;
+  } else {
+    enableCniCompileCache();
+  }
+  impl.main().then(
     (code) => {
+      saveCache();
       process.exitCode = code;
       // Sockets and timers must not keep a finished plugin alive.
       setImmediate(() => process.exit(code));
     },
     (err: unknown) => {
-      process.stdout.write(JSON.stringify({ cniVersion: '1.1.0', code: 107, msg: String(err) }) + '\n');
+      writeFd(1, JSON.stringify({ cniVersion: '1.1.0', code: 107, msg: String(err) }) + '\n');
       process.exit(1);
     },
   );
 }
+
+// Not when tap loads every compiled file of the tree (it sets TAP=1), except when the
+// shim execs us (it sets PODWIRE_CNI_MAIN=1, which also survives a test's inherited TAP).
+// Inside the bundle `module` is the bundled copy's, never require.main: no second run.
+if (require.main === module && (process.env.TAP === undefined || process.env.PODWIRE_CNI_MAIN === '1')) run();
