@@ -48,3 +48,13 @@ t.test('one failed warm-up call is a failure too', async (t) => {
   t.equal(v.exitCode, 1);
   t.ok(v.targets.every((x) => x.result === 'invalid'), 'every ratio uses the reference');
 });
+
+t.test('per-round ratios of the interleaved serial ADDs are printed and in the JSON', async (t) => {
+  const r = result([]);
+  r[REF]!.serial.addByRound = [times(10, 5), times(20, 5)];
+  r[INPROC]!.serial.addByRound = [times(40, 5), times(60, 5)];
+  const v = evaluate(r, { rounds: 2, parallel: 4 });
+  t.match(v.table, /\(in-process ADD p50, per round\)\s+4\.00x 3\.00x/);
+  const inproc = (v.json.plugins as Record<string, { serial: { addP50ByRound?: number[] } }>)[INPROC]!;
+  t.same(inproc.serial.addP50ByRound, [40, 60]);
+});

@@ -73,7 +73,7 @@ export function evaluate(r: WorkerResult, params: Record<string, number>): Verdi
   const lines: string[] = [];
   lines.push(`${'metric'.padEnd(w0)}${names.map((n) => n.padStart(w)).join('')}`);
   for (const mode of MODES) {
-    lines.push(`-- ${mode}${mode === 'concurrent' ? ` (${params.parallel}-way)` : ''}`);
+    lines.push(`-- ${mode}${mode === 'concurrent' ? ` (${params.parallel}-way, one plugin at a time)` : ' (interleaved pod by pod across the plugins)'}`);
     for (const [label, get] of rows) lines.push(`${label.padEnd(w0)}${names.map((n) => get(r[n]![mode]).padStart(w)).join('')}`);
   }
   lines.push(`${'warm-up failures'.padEnd(w0)}${names.map((n) => String(r[n]!.warmup.length).padStart(w)).join('')}`);
@@ -102,6 +102,13 @@ export function evaluate(r: WorkerResult, params: Record<string, number>): Verdi
     ['(in-process DEL p50)', ratio(INPROC, 'del')],
   ] as const;
   for (const [label, x] of info) lines.push(`${label.padEnd(30)} ${(Number.isFinite(x) ? `${x.toFixed(2)}x` : '-').padStart(7)}`);
+  // The same ratios round by round (serial calls are interleaved pod by pod, so each round's
+  // ratio compares the plugins at the same moments): how stable the verdict is.
+  const perRound = (n: string): number[] => (r[n]?.serial.addByRound ?? []).map((xs, i) => pct(xs, 50) / pct(r[REF]?.serial.addByRound?.[i] ?? [], 50));
+  for (const [label, n] of [['(fast ADD p50, per round)', FAST], ['(in-process ADD p50, per round)', INPROC]] as const) {
+    const xs = perRound(n);
+    if (xs.length > 0) lines.push(`${label.padEnd(30)} ${xs.map((x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '-')).join(' ')}`);
+  }
 
   const failures: Verdict['failures'] = [];
   for (const n of names) {
@@ -129,7 +136,7 @@ export function evaluate(r: WorkerResult, params: Record<string, number>): Verdi
         Object.fromEntries(
           MODES.map((m) => {
             const t = r[n]![m];
-            return [m, { add: summary(t.add), del: summary(t.del), addTotalPerRound: t.addTotal / rounds, delTotalPerRound: t.delTotal / rounds, failures: t.failures }];
+            return [m, { add: summary(t.add), del: summary(t.del), ...(t.addByRound ? { addP50ByRound: t.addByRound.map((xs) => pct(xs, 50)) } : {}), addTotalPerRound: t.addTotal / rounds, delTotalPerRound: t.delTotal / rounds, failures: t.failures }];
           }),
         ),
       ]),

@@ -36,7 +36,9 @@ export interface PhaseTimes {
   /** Times of successful calls only: a failed call's time says nothing about the plugin. */
   add: number[];
   del: number[];
-  /** Wall-clock totals of the ADD and DEL phases. */
+  /** The same times per round (serial mode only), for the per-round ratios. */
+  addByRound?: number[][];
+  /** Concurrent: wall-clock totals of the ADD and DEL phases. Serial: the sum of the plugin's call times (its calls are interleaved with the others'). */
   addTotal: number;
   delTotal: number;
   failures: Failure[];
@@ -111,10 +113,33 @@ function empty(): PhaseTimes {
   return { add: [], del: [], addTotal: 0, delTotal: 0, failures: [] };
 }
 
+/**
+ * Serial, interleaved: pod by pod, each plugin's call right after the other's (the order
+ * rotating with the pod), so all of them see the same moment of a shared machine's load;
+ * ADDs of every pod first, then the DELs. Returns the wall-clock total per plugin.
+ */
+async function serialInterleaved(plugins: PluginSpec[], command: string, result: WorkerResult, round: number): Promise<Map<string, number>> {
+  const totals = new Map<string, number>(plugins.map((p) => [p.name, 0]));
+  const pods = Math.min(...plugins.map((p) => p.pods.length));
+  for (let i = 0; i < pods; i++) {
+    for (let k = 0; k < plugins.length; k++) {
+      const p = plugins[(i + k) % plugins.length]!;
+      const t = result[p.name]!.serial;
+      const r = await call(p, command, p.pods[i]!, `bench-s${round}-${i}`);
+      totals.set(p.name, totals.get(p.name)! + r.ms);
+      if (r.ok) {
+        (command === 'ADD' ? t.add : t.del).push(r.ms);
+        if (command === 'ADD') t.addByRound![round - 1]!.push(r.ms);
+      } else t.failures.push(failure(command, i, round, r));
+    }
+  }
+  return totals;
+}
+
 export async function runWorker(input: WorkerInput): Promise<WorkerResult> {
   const result: WorkerResult = {};
-  for (const p of input.plugins) result[p.name] = { serial: empty(), concurrent: empty(), warmup: [] };
-  // Warm-up: one ADD/DEL each (page cache, compile cache, bridge creation) outside the measurements.
+  for (const p of input.plugins) result[p.name] = { serial: { ...empty(), addByRound: [] }, concurrent: empty(), warmup: [] };
+  // Warm-up: one ADD/DEL each (page cache, code caches, bridge creation) outside the measurements.
   for (const p of input.plugins) {
     for (const command of ['ADD', 'DEL']) {
       const r = await call(p, command, p.pods[0]!, 'warmup');
@@ -123,15 +148,21 @@ export async function runWorker(input: WorkerInput): Promise<WorkerResult> {
   }
   let round = 0;
   for (let r = 0; r < input.rounds; r++) {
-    // Alternate the order between rounds so no plugin always runs first.
+    for (const p of input.plugins) result[p.name]!.serial.addByRound!.push([]);
+    const add = await serialInterleaved(input.plugins, 'ADD', result, r + 1);
+    const del = await serialInterleaved(input.plugins, 'DEL', result, r + 1);
+    for (const p of input.plugins) {
+      result[p.name]!.serial.addTotal += add.get(p.name)!;
+      result[p.name]!.serial.delTotal += del.get(p.name)!;
+    }
+    // Concurrent: one plugin at a time (their calls would compete with each other otherwise);
+    // the order alternates between rounds so no plugin always runs first.
     const order = r % 2 === 0 ? input.plugins : [...input.plugins].reverse();
-    for (const [mode, width] of [['serial', 1], ['concurrent', input.parallel]] as const) {
-      for (const p of order) {
-        const t = result[p.name]![mode];
-        round++;
-        t.addTotal += await phase(p, 'ADD', width, t.add, t.failures, round);
-        t.delTotal += await phase(p, 'DEL', width, t.del, t.failures, round);
-      }
+    for (const p of order) {
+      const t = result[p.name]!.concurrent;
+      round++;
+      t.addTotal += await phase(p, 'ADD', input.parallel, t.add, t.failures, round);
+      t.delTotal += await phase(p, 'DEL', input.parallel, t.del, t.failures, round);
     }
   }
   return result;

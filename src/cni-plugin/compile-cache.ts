@@ -5,11 +5,10 @@
  * never a world-writable place such as /tmp, whose cache another user could plant). When it
  * cannot be created or written, the plugin runs without a cache (status FAILED, no error).
  *
- * The launchers (bin/podwire-cni, the shim) run node with `--no-lazy`: V8 caches the code
- * of the functions compiled when a module is, so lazily compiled ones would be compiled
- * again by every plugin start. The flag is on the command line because setting it here
- * (v8.setFlagsFromString) loads node:v8, whose heap utilities pull in the whole stream
- * machinery: more than the flag saves.
+ * This is the path of the separate modules, used when the bundle (bundle.ts) is missing or
+ * stale; the bundle has a code cache of its own. It compiles lazily: V8 caches only the
+ * functions compiled when a module loads, and `--no-lazy` would need node:v8
+ * (setFlagsFromString), whose heap utilities pull in the whole stream machinery.
  */
 import * as nodeModule from 'node:module';
 
