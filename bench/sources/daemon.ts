@@ -37,6 +37,8 @@ export interface DaemonRunResult {
   /** How it was started, and the node flags read back from /proc/<pid>/cmdline. */
   launch: string;
   nodeFlags: string;
+  /** The components it ran (`--enable`), or 'all' (its default). */
+  components: string;
   layout: { services: number; endpointsPerService: number; endpointSlices: number; endpoints: number; nodes: number; namespaces: number };
   spawnToSyncedMs: number;
   spawnToReadyMs: number;
@@ -126,6 +128,8 @@ export interface DaemonRunOptions {
   /** bin/podwired and the fixture's main.js. */
   podwiredPath: string;
   fixturePath: string;
+  /** podwired's `--enable` (components to run); undefined: its default (every component). */
+  enable?: string[];
   /** 'manifests': no API server; podwired reads a folder of `perFile` Services per file (default 'api'). */
   source?: 'api' | 'manifests';
   perFile?: number;
@@ -180,6 +184,7 @@ export async function runDaemon(o: DaemonRunOptions): Promise<DaemonRunResult> {
       '--state-dir', join(tmp, 'state'),
       '--cni-conf-dir', join(tmp, 'net.d'),
       '--cni-bin-dir', join(tmp, 'bin'),
+      ...(o.enable ?? []).flatMap((c) => ['--enable', c]),
     ];
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('PODWIRE_') && k !== 'NODE_OPTIONS') env[k] = v;
@@ -319,6 +324,7 @@ export async function runDaemon(o: DaemonRunOptions): Promise<DaemonRunResult> {
       date: new Date().toISOString(),
       node: process.version,
       launch: o.nodeFlags === null ? 'bin/podwired (shebang)' : `node ${[...o.nodeFlags, 'bin/podwired'].join(' ')}`,
+      components: o.enable ? o.enable.join(',') : 'all',
       nodeFlags,
       layout: { services: o.services, endpointsPerService: o.endpointsPerService, endpointSlices: counts.endpointSlices, endpoints: counts.endpoints, nodes: counts.nodes, namespaces: 20 },
       spawnToSyncedMs: Math.round(syncedAt),

@@ -227,12 +227,15 @@ async function singleDaemon(): Promise<void> {
   const i = process.argv.indexOf('--node-flags');
   const nodeFlags = i >= 0 ? process.argv[i + 1]!.split(' ').filter(Boolean) : null;
   const manifests = process.argv.includes('--manifests');
+  const e = process.argv.indexOf('--enable');
+  const enable = e >= 0 ? process.argv[e + 1]!.split(',').filter(Boolean) : undefined;
   const result = await runDaemon({
     source: manifests ? 'manifests' : 'api',
     perFile: 20,
     services: arg('services', 10_000),
     endpointsPerService: arg('endpoints-per-service', 10),
     nodeFlags,
+    enable,
     changes: manifests ? MANIFEST_ROUNDS : Math.min(arg('changes', 50), 1000),
     idleSeconds: arg('idle-seconds', 10),
     rssTargetMb: RSS_TARGET_MB,

@@ -57,6 +57,12 @@ export interface WatchEvent {
 
 export type Query = Record<string, string | number | boolean | undefined>;
 
+/**
+ * Set by getJson on the object it returns: the size of the response body in bytes, so a
+ * paging caller can size its next page (reflector.ts). A symbol: never part of the JSON.
+ */
+export const BODY_BYTES: unique symbol = Symbol('podwire.bodyBytes');
+
 export interface ApiTransport {
   /** GET a JSON document. Rejects with ApiError on a non-2xx status. */
   getJson(path: string, query: Query, signal: AbortSignal): Promise<Record<string, unknown>>;
@@ -377,7 +383,9 @@ export class HttpTransport implements ApiTransport {
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
         res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
+          const bytes = chunks.reduce((n, c) => n + c.length, 0);
+          const text = Buffer.concat(chunks, bytes).toString('utf8');
+          chunks.length = 0;
           const code = res.statusCode ?? 0;
           if (code < 200 || code >= 300) {
             const s = statusFromBody(text);
@@ -390,6 +398,7 @@ export class HttpTransport implements ApiTransport {
           try {
             const body = JSON.parse(text) as unknown;
             if (typeof body !== 'object' || body === null) throw new Error('not a JSON object');
+            Object.defineProperty(body, BODY_BYTES, { value: bytes, enumerable: false });
             resolve(body as Record<string, unknown>);
           } catch (err) {
             reject(new ApiError(code, 'BadBody', `cannot parse response: ${String(err)}`, path));

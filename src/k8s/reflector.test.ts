@@ -1,9 +1,9 @@
 import t from 'tap';
 import type { Clock } from '../common';
 import { silentLogger } from '../common';
-import { ApiError, type ApiTransport, type Query, type WatchEvent } from './api-client';
+import { ApiError, BODY_BYTES, type ApiTransport, type Query, type WatchEvent } from './api-client';
 import { ObjectCache, ProblemSet } from './cache';
-import { DEFAULT_TUNING, Reflector } from './reflector';
+import { DEFAULT_TUNING, nextPageLimit, Reflector } from './reflector';
 
 /** A clock that records each requested delay and fires it on the next macrotask. */
 function recordingClock(): Clock & { delays: number[] } {
@@ -144,4 +144,24 @@ t.test('invalid items: reported, skipped, last good kept across relist and watch
     { kind: 'Service', key: 'a/x', field: 'spec.clusterIP', value: '999.1.1.1' },
   ]);
   t.notOk(res.problems.list().some((p) => p.key === 'a/bad'), 'gone from the relist: problem cleared');
+});
+
+t.test('pages are bounded in bytes: after a large page the next asks for fewer items, after small ones for more again', async (t) => {
+  const sized = (body: Record<string, unknown>, bytes: number): Record<string, unknown> => Object.defineProperty(body, BODY_BYTES, { value: bytes, enumerable: false });
+  const MB = 1 << 20;
+  const res = await run(
+    [
+      { list: sized(list('10', [svc('a', '1')], 't1'), 4 * MB) }, // 500 items were 4 MB: next 125
+      { list: sized(list('10', [svc('b', '2')], 't2'), 2 * MB) }, // 125 were 2 MB: next 62
+      { list: sized(list('10', [svc('c', '3')], 't3'), 100) }, // tiny: back to the page size
+      { list: sized(list('10', [svc('d', '4')], 't4'), 1000 * MB) }, // huge: never below minPageSize
+      { list: list('10', [svc('e', '5')]) },
+    ],
+    500,
+  );
+  t.same(res.transport.calls.filter((c) => !c.watch).map((c) => c.query.limit), [500, 125, 62, 500, 10]);
+  t.equal(res.cache.list('Service').length, 5, 'every page applied');
+  t.equal(nextPageLimit(100, undefined, DEFAULT_TUNING, 100), 100, 'a transport that reports no size: unchanged');
+  t.equal(nextPageLimit(100, 3 * MB, DEFAULT_TUNING, 100), 33, '100 full EndpointSlices (~3 MB): 33 per page');
+  t.equal(nextPageLimit(100, 0.3 * MB, DEFAULT_TUNING, 100), 100, '100 slices of 10 endpoints (~0.3 MB): unchanged');
 });

@@ -14,7 +14,7 @@
  */
 import type { Clock, Logger } from '../common';
 import { errorMessage, sleepOn, systemClock } from '../common';
-import { ApiError, type ApiTransport, type Query, type WatchEvent } from './api-client';
+import { ApiError, BODY_BYTES, type ApiTransport, type Query, type WatchEvent } from './api-client';
 import type { ObjectCache, ProblemSet } from './cache';
 import { compact, InvalidObjectError, rawKey } from './compact';
 import type { ClusterKind } from './types';
@@ -37,6 +37,16 @@ export interface ReflectorTuning {
    * slices are a ~15 MB page whose transient parse raised RSS by ~40 MB in bench/sources.
    */
   endpointSlicePageSize: number;
+  /**
+   * Pages are also bounded in bytes: after a page larger than this, the next one asks for
+   * proportionally fewer items (never fewer than minPageSize, never more than the page size
+   * above). A page is parsed whole, and its transient objects, not the count of items, are
+   * what raise RSS: 100 full EndpointSlices (100 endpoints each) are a ~3 MB page, 100
+   * slices of 10 endpoints ~0.3 MB. Judged on bytes, both layouts of bench/sources parse at
+   * most ~1 MB at a time.
+   */
+  targetPageBytes: number;
+  minPageSize: number;
   /** Backoff after a failure: initial delay, doubling to the maximum, jittered ×[0.5, 1.5). */
   backoffInitialMs: number;
   backoffMaxMs: number;
@@ -51,6 +61,8 @@ export interface ReflectorTuning {
 export const DEFAULT_TUNING: ReflectorTuning = {
   pageSize: 500,
   endpointSlicePageSize: 100,
+  targetPageBytes: 1 << 20,
+  minPageSize: 10,
   backoffInitialMs: 800,
   backoffMaxMs: 30_000,
   watchTimeoutSeconds: 300,
@@ -180,13 +192,12 @@ export class Reflector {
     const present = new Set<string>();
     let cont: string | undefined;
     let rv = '';
+    const maxLimit = this.def.pageSize ?? tuning.pageSize;
+    let limit = maxLimit;
     for (let page = 0; page < tuning.maxPages; page++) {
-      const body = await transport.getJson(
-        this.def.path,
-        { ...this.selectors(), limit: this.def.pageSize ?? tuning.pageSize, continue: cont },
-        signal,
-      );
+      const body = await transport.getJson(this.def.path, { ...this.selectors(), limit, continue: cont }, signal);
       this.stats.pages++;
+      limit = nextPageLimit(limit, (body as { [BODY_BYTES]?: number })[BODY_BYTES], tuning, maxLimit);
       const items = Array.isArray(body.items) ? (body.items as unknown[]) : [];
       for (let i = 0; i < items.length; i++) {
         const key = this.apply(items[i], present);
@@ -304,4 +315,15 @@ export class Reflector {
     if (thrown !== undefined) throw thrown;
     return end;
   }
+}
+
+/**
+ * The next page's `limit` after a page of `bytes` (ReflectorTuning.targetPageBytes): scaled
+ * down after a large page, back up after a small one, within [minPageSize, maxLimit].
+ * Unknown size (a transport that does not report it): unchanged.
+ */
+export function nextPageLimit(limit: number, bytes: number | undefined, tuning: Pick<ReflectorTuning, 'targetPageBytes' | 'minPageSize'>, maxLimit: number): number {
+  if (bytes === undefined || !(bytes > 0)) return limit;
+  const scaled = Math.floor((limit * tuning.targetPageBytes) / bytes);
+  return Math.max(Math.min(tuning.minPageSize, maxLimit), Math.min(maxLimit, scaled));
 }
