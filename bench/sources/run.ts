@@ -15,6 +15,8 @@
  *    the flags in effect are read back from /proc/<pid>/cmdline. Each run happens inside a
  *    network namespace `pwb-bench-<pid>-<n>` created for it and deleted after it, so the
  *    daemon's components can never touch the root namespace; this part needs root.
+ *    podwired runs its base components (`--enable cni`: the source, its indexes, the node
+ *    writer and the cni component; see DAEMON_COMPONENTS), the "components" column says so.
  *    Judged: the as-shipped rows, on the larger of VmRSS right after /readyz 200 and
  *    after S s idle, for every layout.
  *
@@ -205,6 +207,15 @@ const DAEMON_LAYOUTS = [
   { services: 10_000, endpointsPerService: 10 },
   { services: 1_000, endpointsPerService: 100 },
 ];
+/**
+ * The components the judged daemon runs: the base (the source, its indexes and node writer,
+ * and the cni component). The target is the source's; the proxy, DNS and overlay each hold
+ * their own state on top (rendered rules, zones, routes) and are measured by their benches.
+ * With every component enabled, podwired in this bench's namespace is not ready anyway: the
+ * overlay finds the fixture node's IP on no interface.
+ */
+const DAEMON_COMPONENTS = ['cni'];
+
 const DAEMON_LAUNCHES: { name: string; flags: string[] | null }[] = [
   { name: 'as shipped (bin/podwired)', flags: null },
   { name: 'node defaults (node bin/podwired)', flags: [] },
@@ -345,7 +356,7 @@ async function orchestrate(): Promise<void> {
           const name = `podwired, ${f.name}`;
           await attempt(`${name}, ${layout.services}×${layout.endpointsPerService}`, () =>
             inNetns(n++, async (netns) => {
-              const args = ['--single-daemon', '--services', String(layout.services), '--endpoints-per-service', String(layout.endpointsPerService), '--changes', changes, '--idle-seconds', idle, ...(f.flags === null ? [] : ['--node-flags', f.flags.join(' ')])];
+              const args = ['--single-daemon', '--services', String(layout.services), '--endpoints-per-service', String(layout.endpointsPerService), '--changes', changes, '--idle-seconds', idle, '--enable', DAEMON_COMPONENTS.join(','), ...(f.flags === null ? [] : ['--node-flags', f.flags.join(' ')])];
               daemon.push({ config: name, ...(await runChild<DaemonRunResult>(name, args, [], netns)) });
             }),
           );
@@ -355,7 +366,7 @@ async function orchestrate(): Promise<void> {
         const name = 'podwired --manifests, as shipped (bin/podwired)';
         await attempt(name, () =>
           inNetns(n++, async (netns) => {
-            const args = ['--single-daemon', '--manifests', '--services', '10000', '--endpoints-per-service', '10', '--idle-seconds', '1'];
+            const args = ['--single-daemon', '--manifests', '--services', '10000', '--endpoints-per-service', '10', '--idle-seconds', '1', '--enable', DAEMON_COMPONENTS.join(',')];
             manifestDaemon.push({ config: name, ...(await runChild<DaemonRunResult>(name, args, [], netns)) });
           }),
         );
@@ -380,10 +391,11 @@ async function orchestrate(): Promise<void> {
   if (daemon.length > 0) {
     console.log(`bench/sources: the REAL podwired (bin/podwired, child process) against the fixture API server; judged against the target RSS ≤ ${RSS_TARGET_MB} MB`);
     printTable(
-      ['configuration', 'node flags in effect', 'layout', 'Svc', 'slices', 'spawn→synced ms', 'spawn→ready ms', 'RSS ready', 'RSS idle', 'RSS peak', 'heap used', 'p50 ms', 'p90 ms', 'max ms', 'target'],
+      ['configuration', 'node flags in effect', 'components', 'layout', 'Svc', 'slices', 'spawn→synced ms', 'spawn→ready ms', 'RSS ready', 'RSS idle', 'RSS peak', 'heap used', 'p50 ms', 'p90 ms', 'max ms', 'target'],
       daemon.map((r) => [
         r.config,
         r.nodeFlags || '(none)',
+        r.components,
         `${r.layout.services}×${r.layout.endpointsPerService}`,
         String(r.objects.Service),
         String(r.objects.EndpointSlice),
