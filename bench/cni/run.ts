@@ -70,7 +70,8 @@ async function main(): Promise<number> {
             conf: dn.stdin,
             pods: podsOf[FAST]!,
           },
-          { name: INPROC, file: PODWIRE_CNI, env: { PODWIRE_LOG_LEVEL: 'warn' }, conf: base('podwire', 'pw1', '10.244.22.0/24', 'pwi'), pods: podsOf[INPROC]! },
+          // Its code caches in a directory of this run's (as on a fresh node: the warm-up writes them).
+          { name: INPROC, file: PODWIRE_CNI, env: { PODWIRE_LOG_LEVEL: 'warn', PODWIRE_CNI_COMPILE_CACHE: join(data, 'code-cache') }, conf: base('podwire', 'pw1', '10.244.22.0/24', 'pwi'), pods: podsOf[INPROC]! },
           { name: REF, file: '/usr/lib/cni/bridge', env: {}, conf: base('bridge', 'cni0', '10.244.20.0/24', 'ref'), pods: podsOf[REF]! },
         ];
         const input: WorkerInput = { plugins, parallel, rounds };
