@@ -125,7 +125,8 @@ async function serialInterleaved(plugins: PluginSpec[], command: string, result:
     for (let k = 0; k < plugins.length; k++) {
       const p = plugins[(i + k) % plugins.length]!;
       const t = result[p.name]!.serial;
-      const r = await call(p, command, p.pods[i]!, `bench-s${round}-${i}`);
+      // The container ID names the host veth, and all plugins' veths share the node namespace.
+      const r = await call(p, command, p.pods[i]!, `bench-s${round}-${plugins.indexOf(p)}-${i}`);
       totals.set(p.name, totals.get(p.name)! + r.ms);
       if (r.ok) {
         (command === 'ADD' ? t.add : t.del).push(r.ms);
