@@ -22,7 +22,7 @@ import { buildProxySection, type ProxySection } from './config';
 import { ProxierHealth, ServiceHealthServers } from './health';
 import { createProxyMetrics, type ProxyMetrics } from './metrics';
 import { buildServiceModel, ChangeTracker, serviceProjection, sliceProjection, type EndpointInfo, type ServiceModel, type ServicePortInfo } from './model';
-import { renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
+import { lbChainsOf, renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
 import { Ruleset, type ObjectDef, type Plan } from './ruleset';
 
 export const KUBERNETES_SERVICE = 'default/kubernetes';
@@ -236,14 +236,7 @@ export class NftProxier implements Component {
     this.ruleset.set(key, c);
     // Shared load-balancing chains stay once created: adding chains is what this kernel
     // makes expensive, an idle chain costs nothing.
-    let grew = false;
-    for (const [name, def] of c?.objects ?? []) {
-      if (name.startsWith('lb') && !this.lbChains.has(name)) {
-        this.lbChains.set(name, def);
-        grew = true;
-      }
-    }
-    if (grew) this.ruleset.set('#lb', { elements: [], objects: [...this.lbChains] });
+    if (c && lbChainsOf(c, this.renderOpts, this.lbChains)) this.ruleset.set('#lb', { elements: [], objects: [...this.lbChains] });
     const hc = ports.find((p) => p.healthCheckNodePort !== undefined);
     if (hc) {
       const [namespace, name] = key.split('/') as [string, string];
