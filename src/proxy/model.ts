@@ -19,6 +19,9 @@ export interface EndpointInfo {
   nodeName: string | undefined;
   /** On this node. */
   local: boolean;
+  /** EndpointSlice hints (forZones / forNodes names), when the slice has them. */
+  zoneHints?: readonly string[];
+  nodeHints?: readonly string[];
 }
 
 export interface ServicePortInfo {
@@ -41,8 +44,10 @@ export interface ServicePortInfo {
   healthCheckNodePort: number | undefined;
   /** Every endpoint of this port and family (any condition). */
   all: EndpointInfo[];
-  /** What cluster-wide traffic uses: ready, else serving+terminating. */
+  /** What cluster-wide traffic uses: ready (narrowed by topology hints), else serving+terminating. */
   cluster: EndpointInfo[];
+  /** The topology the cluster endpoints were narrowed to (kube-proxy's topology mode), '' for none. */
+  topology?: '' | 'PreferSameZone' | 'PreferSameNode';
   /** Same choice among this node's endpoints. */
   local: EndpointInfo[];
 }
@@ -82,7 +87,49 @@ export function usable(eps: EndpointInfo[]): EndpointInfo[] {
   return eps.filter((e) => e.serving && e.terminating);
 }
 
-export function buildServiceModel(svc: ServiceObject, slices: readonly EndpointSliceObject[], nodeName: string, localPodCIDRs: readonly ((ip: string) => boolean)[] = []): ServiceModel {
+export const ZONE_LABEL = 'topology.kubernetes.io/zone';
+
+/**
+ * kube-proxy's topologyModeFromHints (pkg/proxy/topology.go): hints count only when every
+ * ready endpoint has one. Node hints win when one names this node; else zone hints when
+ * one names this node's zone (a node without the zone label uses none); else no topology.
+ * The hints themselves come from the EndpointSlice controller, which writes them for
+ * Services with `service.kubernetes.io/topology-mode: Auto` or a `trafficDistribution`.
+ */
+export function topologyMode(eps: readonly EndpointInfo[], nodeName: string, zone: string | undefined): '' | 'PreferSameZone' | 'PreferSameNode' {
+  let ready = false;
+  let allNode = true;
+  let forNode = false;
+  let allZone = true;
+  let forZone = false;
+  for (const e of eps) {
+    if (!e.ready) continue;
+    ready = true;
+    if (!e.nodeHints || e.nodeHints.length === 0) allNode = false;
+    else if (e.nodeHints.includes(nodeName)) forNode = true;
+    if (!e.zoneHints || e.zoneHints.length === 0) allZone = false;
+    else if (zone !== undefined && zone !== '' && e.zoneHints.includes(zone)) forZone = true;
+  }
+  if (!ready) return '';
+  if (allNode && forNode) return 'PreferSameNode';
+  if (allZone && forZone) return 'PreferSameZone';
+  return '';
+}
+
+/** kube-proxy's CategorizeEndpoints for cluster traffic: ready endpoints available for the topology, else serving-terminating ones. */
+export function clusterEndpoints(eps: readonly EndpointInfo[], mode: '' | 'PreferSameZone' | 'PreferSameNode', nodeName: string, zone: string | undefined): EndpointInfo[] {
+  if (mode === '') return usable(eps as EndpointInfo[]);
+  const out = eps.filter((e) => e.ready && (mode === 'PreferSameNode' ? e.nodeHints!.includes(nodeName) : e.zoneHints!.includes(zone!)));
+  return out.length > 0 ? out : eps.filter((e) => e.serving && e.terminating);
+}
+
+export function buildServiceModel(
+  svc: ServiceObject,
+  slices: readonly EndpointSliceObject[],
+  nodeName: string,
+  localPodCIDRs: readonly ((ip: string) => boolean)[] = [],
+  topology: { zone?: string | undefined } = {},
+): ServiceModel {
   const key = svc.meta.key;
   if (svc.meta.labels[SERVICE_PROXY_NAME_LABEL] !== undefined) return { key, ports: [], skipped: `label ${SERVICE_PROXY_NAME_LABEL}` };
   if (svc.type === 'ExternalName') return { key, ports: [], skipped: 'ExternalName' };
@@ -128,7 +175,7 @@ export function buildServiceModel(svc: ServiceObject, slices: readonly EndpointS
           const id = slices.length > 1 ? `${ip}:${sp.port}` : ip; // one slice: one port number
           if (seen.has(id)) continue;
           seen.add(id);
-          all.push({
+          const info: EndpointInfo = {
             ip,
             port: sp.port,
             ready: ep.conditions.ready,
@@ -136,10 +183,16 @@ export function buildServiceModel(svc: ServiceObject, slices: readonly EndpointS
             terminating: ep.conditions.terminating,
             nodeName: ep.nodeName,
             local: ep.nodeName !== undefined ? ep.nodeName === nodeName : isLocal({ nodeName: undefined, ip }),
-          });
+          };
+          if (ep.hints) {
+            if (ep.hints.forZones.length > 0) info.zoneHints = ep.hints.forZones;
+            if (ep.hints.forNodes.length > 0) info.nodeHints = ep.hints.forNodes;
+          }
+          all.push(info);
         }
       }
       all.sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
+      const mode = topologyMode(all, nodeName, topology.zone);
       ports.push({
         id: `${key}:${p.name ?? ''}/${protocol}`,
         serviceKey: key,
@@ -157,7 +210,8 @@ export function buildServiceModel(svc: ServiceObject, slices: readonly EndpointS
         internalLocal: svc.internalTrafficPolicy === 'Local',
         healthCheckNodePort: svc.type === 'LoadBalancer' && svc.externalTrafficPolicy === 'Local' ? svc.healthCheckNodePort : undefined,
         all,
-        cluster: usable(all),
+        cluster: clusterEndpoints(all, mode, nodeName, topology.zone),
+        topology: mode,
         local: usable(all.filter((e) => e.local)),
       });
     }
@@ -180,6 +234,7 @@ export function serviceProjection(s: ServiceObject): string {
     s.internalTrafficPolicy,
     s.healthCheckNodePort,
     s.meta.labels[SERVICE_PROXY_NAME_LABEL] ?? null,
+    s.trafficDistribution ?? null,
   ]);
 }
 
