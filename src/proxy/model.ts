@@ -239,7 +239,7 @@ export function serviceProjection(s: ServiceObject): string {
 }
 
 export function sliceProjection(s: EndpointSliceObject): string {
-  return JSON.stringify([s.serviceName, s.addressType, s.ports, s.endpoints.map((e) => [e.addresses, e.conditions, e.nodeName])]);
+  return JSON.stringify([s.serviceName, s.addressType, s.ports, s.endpoints.map((e) => [e.addresses, e.conditions, e.nodeName, e.hints ?? null])]);
 }
 
 /**

@@ -78,4 +78,8 @@ t.test('the proxier follows our Node zone label and re-renders when it changes',
   t.equal(h.apply(node('z2')), true, 'a zone change requests a sync');
   await h.proxier.sync(signal);
   t.same(eps(), ['10.244.2.2 . 8080'], 'now the zone-z2 endpoint');
+  const sl = hinted('ns/a', [['10.244.1.2', 'n1', ['z1']], ['10.244.2.2', 'n2', undefined]]);
+  t.equal(h.apply(sl), true, 'a hint change is a change');
+  await h.proxier.sync(signal);
+  t.same(eps(), ['10.244.1.2 . 8080', '10.244.2.2 . 8080'], 'an endpoint lost its hint: all endpoints');
 });
