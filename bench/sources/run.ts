@@ -227,7 +227,11 @@ async function singleDaemon(): Promise<void> {
   const i = process.argv.indexOf('--node-flags');
   const nodeFlags = i >= 0 ? process.argv[i + 1]!.split(' ').filter(Boolean) : null;
   const manifests = process.argv.includes('--manifests');
+  const x = process.argv.indexOf('--extra-args');
+  const extraArgs = x >= 0 ? process.argv[x + 1]!.split(' ').filter(Boolean) : [];
   const result = await runDaemon({
+    extraArgs,
+    ...(process.argv.includes('--own-node-only') ? { expectNodes: 1 } : {}),
     source: manifests ? 'manifests' : 'api',
     perFile: 20,
     services: arg('services', 10_000),
