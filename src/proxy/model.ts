@@ -78,6 +78,26 @@ function cidrFamily(c: string): Family | undefined {
   return ipFamily(c.split('/')[0] ?? '');
 }
 
+/** A dotted quad with octets 0-255 (node:net's isIPv4 is a regular expression; this runs per endpoint). */
+function quickIPv4(s: string): boolean {
+  let parts = 0;
+  let val = -1;
+  let digits = 0;
+  for (let i = 0; i <= s.length; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : 46;
+    if (c === 46) {
+      if (digits === 0 || val > 255 || ++parts > 4) return false;
+      val = -1;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && val === 0) return false; // no leading zeros
+      val = (val < 0 ? 0 : val * 10) + (c - 48);
+      if (++digits > 3) return false;
+    } else return false;
+  }
+  return parts === 4;
+}
+
 const validPort = (p: unknown): p is number => typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535;
 
 /** Pick the endpoints traffic uses: ready ones, else serving+terminating ones (kube-proxy's fallback). */
@@ -154,11 +174,12 @@ export function buildServiceModel(
     const ranges = svc.type === 'LoadBalancer' && svc.loadBalancerSourceRanges.length > 0 ? svc.loadBalancerSourceRanges.map((r) => r.trim()).filter((r) => cidrFamily(r) === family) : [];
     for (const p of svc.ports) {
       const protocol = PROTOCOLS[p.protocol]!;
-      const seen = new Set<string>();
       const all: EndpointInfo[] = [];
+      const want = family === 4 ? 'IPv4' : 'IPv6';
       for (const slice of slices) {
-        if (slice.addressType !== (family === 4 ? 'IPv4' : 'IPv6')) continue;
-        const sp = slice.ports.find((x) => (x.name ?? '') === (p.name ?? '') && x.protocol === p.protocol);
+        if (slice.addressType !== want) continue;
+        let sp: EndpointSliceObject['ports'][number] | undefined;
+        for (const x of slice.ports) if (sp === undefined && (x.name ?? '') === (p.name ?? '') && x.protocol === p.protocol) sp = x;
         if (!sp || !validPort(sp.port)) continue;
         for (const ep of slice.endpoints) {
           // Only the first address counts (the API's rule for EndpointSlice endpoints).
@@ -166,15 +187,12 @@ export function buildServiceModel(
           if (addr === undefined) continue;
           let ip: string;
           if (family === 4) {
-            if (!isIPv4(addr)) continue;
+            if (!quickIPv4(addr)) continue;
             ip = addr;
           } else {
             if (!isIPv6(addr)) continue;
             ip = canonicalIP(addr);
           }
-          const id = slices.length > 1 ? `${ip}:${sp.port}` : ip; // one slice: one port number
-          if (seen.has(id)) continue;
-          seen.add(id);
           const info: EndpointInfo = {
             ip,
             port: sp.port,
@@ -191,7 +209,20 @@ export function buildServiceModel(
           all.push(info);
         }
       }
+      // Sorted by (ip, port); then one entry per ip (one slice: one port number) or per ip:port,
+      // the first one met winning (the sort is stable).
       all.sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
+      if (all.length > 1) {
+        const byIP = slices.length <= 1;
+        let w = 1;
+        for (let r = 1; r < all.length; r++) {
+          const prev = all[w - 1]!;
+          const cur = all[r]!;
+          if (cur.ip === prev.ip && (byIP || cur.port === prev.port)) continue;
+          all[w++] = cur;
+        }
+        all.length = w;
+      }
       const mode = topologyMode(all, nodeName, topology.zone);
       ports.push({
         id: `${key}:${p.name ?? ''}/${protocol}`,

@@ -67,6 +67,8 @@ export class Ruleset {
   private touchedElements = new Map<string, Set<string>>();
   private touchedObjects = new Set<string>();
   private touchedOwners = new Set<string>();
+  /** Maps that hold (or held) a key claimed by several owners; in the others an owner's own value is the desired one. */
+  private readonly sharedMaps = new Set<string>();
   /** Sets whose applied content is unknown (adopted): flushed and re-added on the next plan. */
   readonly unknownContent = new Set<string>();
 
@@ -189,6 +191,7 @@ export class Ruleset {
     }
     // Keys of (re)claimed contributions: each is planned once, by its primary owner, unless a
     // per-key touch above already planned it.
+    const shared = this.sharedMaps;
     for (const owner of plan.touchedOwners) {
       const e = this.contributions.get(owner)?.elements;
       if (!e) continue;
@@ -207,10 +210,15 @@ export class Ruleset {
           am = skip ? undefined : this.applied.get(m);
         }
         const k = e[i + 1]!;
-        const c = dm?.get(k);
-        // A plain string: this owner is the key's only claimant; shared: the primary is the one not in `more`.
-        if (c === undefined || (typeof c !== 'string' && c.more.has(owner)) || tk?.has(k)) continue;
-        const d = typeof c === 'string' ? c : c.value;
+        if (tk?.has(k)) continue;
+        let d: string;
+        if (!shared.has(m)) d = e[i + 2]!; // the owner's own value: it is the key's only claimant
+        else {
+          const c = dm?.get(k);
+          // A plain string: this owner is the key's only claimant; shared: the primary is the one not in `more`.
+          if (c === undefined || (typeof c !== 'string' && c.more.has(owner))) continue;
+          d = typeof c === 'string' ? c : c.value;
+        }
         if (skip) {
           consider(m, k, d);
           continue;
@@ -290,12 +298,13 @@ export class Ruleset {
    * A contribution never holds a key twice (renderService dedupes), so a plain entry met
    * here belongs to another owner: it stays the primary (implicit), this owner joins `more`.
    */
-  private claim(dm: Map<string, string | Shared>, _m: string, k: string, owner: string, v: string): void {
+  private claim(dm: Map<string, string | Shared>, m: string, k: string, owner: string, v: string): void {
     const c = dm.get(k);
     if (c === undefined) {
       dm.set(k, v); // planned through the owner's contribution (touchedOwners)
       return;
     }
+    this.sharedMaps.add(m);
     if (typeof c === 'string') {
       dm.set(k, { value: c, more: new Map([[owner, v]]) });
       return;
