@@ -133,6 +133,10 @@ export interface DaemonRunOptions {
   /** 'manifests': no API server; podwired reads a folder of `perFile` Services per file (default 'api'). */
   source?: 'api' | 'manifests';
   perFile?: number;
+  /** More podwired flags (bench/proxy: `--enable proxy`). */
+  extraArgs?: string[];
+  /** Nodes the daemon's cache must hold (default: all the fixture loaded; 1 when only its own Node is watched). */
+  expectNodes?: number;
 }
 
 export async function runDaemon(o: DaemonRunOptions): Promise<DaemonRunResult> {
@@ -185,6 +189,7 @@ export async function runDaemon(o: DaemonRunOptions): Promise<DaemonRunResult> {
       '--cni-conf-dir', join(tmp, 'net.d'),
       '--cni-bin-dir', join(tmp, 'bin'),
       ...(o.enable ?? []).flatMap((c) => ['--enable', c]),
+      ...(o.extraArgs ?? []),
     ];
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('PODWIRE_') && k !== 'NODE_OPTIONS') env[k] = v;
@@ -244,7 +249,7 @@ export async function runDaemon(o: DaemonRunOptions): Promise<DaemonRunResult> {
     if (metric(m0, 'podwire_source_synced') !== 1) throw new Error('podwire_source_synced is not 1 after /readyz 200');
     // With only some components enabled (o.enable) the source may watch just this node's Node
     // (no component needs the others); Services and EndpointSlices must always all be there.
-    const nodesOk = objects.Node === counts.nodes || (o.enable !== undefined && objects.Node === 1);
+    const nodesOk = objects.Node === counts.nodes || (o.enable !== undefined && objects.Node === 1) || objects.Node === o.expectNodes;
     if (objects.Service !== counts.services || objects.EndpointSlice !== counts.endpointSlices || !nodesOk) {
       throw new Error(`daemon cache mismatch: metrics say ${JSON.stringify(objects)}, fixture loaded ${JSON.stringify(counts)}`);
     }

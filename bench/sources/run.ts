@@ -240,7 +240,11 @@ async function singleDaemon(): Promise<void> {
   const manifests = process.argv.includes('--manifests');
   const e = process.argv.indexOf('--enable');
   const enable = e >= 0 ? process.argv[e + 1]!.split(',').filter(Boolean) : undefined;
+  const x = process.argv.indexOf('--extra-args');
+  const extraArgs = x >= 0 ? process.argv[x + 1]!.split(' ').filter(Boolean) : [];
   const result = await runDaemon({
+    extraArgs,
+    ...(process.argv.includes('--own-node-only') ? { expectNodes: 1 } : {}),
     source: manifests ? 'manifests' : 'api',
     perFile: 20,
     services: arg('services', 10_000),

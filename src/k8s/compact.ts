@@ -365,6 +365,7 @@ export function compactService(raw: Raw): ServiceObject {
     ),
     healthCheckNodePort: spec.healthCheckNodePort === 0 ? undefined : r.port(spec.healthCheckNodePort, 'spec.healthCheckNodePort'),
     publishNotReadyAddresses: r.bool(spec.publishNotReadyAddresses, 'spec.publishNotReadyAddresses') ?? false,
+    ...(typeof spec.trafficDistribution === 'string' && spec.trafficDistribution !== '' ? { trafficDistribution: intern(spec.trafficDistribution) } : {}),
   };
 }
 
@@ -393,12 +394,17 @@ export function compactEndpointSlice(raw: Raw): EndpointSliceObject {
     const nodeName = r.str(eo.nodeName, `${f}.nodeName`);
     const zone = r.str(eo.zone, `${f}.zone`);
     const tns = tr ? r.str(tr.namespace, `${f}.targetRef.namespace`) : undefined;
+    const ho = r.obj(eo.hints, `${f}.hints`);
+    const hintNames = (list: unknown, hf: string): string[] =>
+      r.arr(list, hf).map((h, j) => intern(r.str((r.obj(h, `${hf}[${j}]`) ?? {}).name, `${hf}[${j}].name`) ?? r.fail(`${hf}[${j}].name`, h, 'missing')));
+    const hints = ho ? { forZones: hintNames(ho.forZones, `${f}.hints.forZones`), forNodes: hintNames(ho.forNodes, `${f}.hints.forNodes`) } : undefined;
     return {
       addresses,
       conditions: sharedConditions(ready, serving, terminating),
       hostname: r.str(eo.hostname, `${f}.hostname`),
       nodeName: nodeName === undefined ? undefined : intern(nodeName),
       zone: zone === undefined ? undefined : intern(zone),
+      ...(hints && (hints.forZones.length > 0 || hints.forNodes.length > 0) ? { hints } : {}),
       targetRef: tr
         ? {
             kind: intern(r.str(tr.kind, `${f}.targetRef.kind`) ?? ''),

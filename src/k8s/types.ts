@@ -56,6 +56,8 @@ export interface ServiceObject {
   internalTrafficPolicy: 'Cluster' | 'Local';
   healthCheckNodePort: number | undefined;
   publishNotReadyAddresses: boolean;
+  /** spec.trafficDistribution (PreferClose, PreferSameZone, PreferSameNode); the EndpointSlice controller turns it into hints. */
+  trafficDistribution?: string;
 }
 
 export interface EndpointConditions {
@@ -70,6 +72,8 @@ export interface Endpoint {
   hostname: string | undefined;
   nodeName: string | undefined;
   zone: string | undefined;
+  /** hints.forZones[].name / hints.forNodes[].name (topology-aware routing); absent when the slice has none. */
+  hints?: { forZones: string[]; forNodes: string[] };
   targetRef: { kind: string; namespace: string | undefined; name: string } | undefined;
 }
 

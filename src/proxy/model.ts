@@ -19,6 +19,9 @@ export interface EndpointInfo {
   nodeName: string | undefined;
   /** On this node. */
   local: boolean;
+  /** EndpointSlice hints (forZones / forNodes names), when the slice has them. */
+  zoneHints?: readonly string[];
+  nodeHints?: readonly string[];
 }
 
 export interface ServicePortInfo {
@@ -41,8 +44,10 @@ export interface ServicePortInfo {
   healthCheckNodePort: number | undefined;
   /** Every endpoint of this port and family (any condition). */
   all: EndpointInfo[];
-  /** What cluster-wide traffic uses: ready, else serving+terminating. */
+  /** What cluster-wide traffic uses: ready (narrowed by topology hints), else serving+terminating. */
   cluster: EndpointInfo[];
+  /** The topology the cluster endpoints were narrowed to (kube-proxy's topology mode), '' for none. */
+  topology?: '' | 'PreferSameZone' | 'PreferSameNode';
   /** Same choice among this node's endpoints. */
   local: EndpointInfo[];
 }
@@ -73,6 +78,26 @@ function cidrFamily(c: string): Family | undefined {
   return ipFamily(c.split('/')[0] ?? '');
 }
 
+/** A dotted quad with octets 0-255 (node:net's isIPv4 is a regular expression; this runs per endpoint). */
+function quickIPv4(s: string): boolean {
+  let parts = 0;
+  let val = -1;
+  let digits = 0;
+  for (let i = 0; i <= s.length; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : 46;
+    if (c === 46) {
+      if (digits === 0 || val > 255 || ++parts > 4) return false;
+      val = -1;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && val === 0) return false; // no leading zeros
+      val = (val < 0 ? 0 : val * 10) + (c - 48);
+      if (++digits > 3) return false;
+    } else return false;
+  }
+  return parts === 4;
+}
+
 const validPort = (p: unknown): p is number => typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535;
 
 /** Pick the endpoints traffic uses: ready ones, else serving+terminating ones (kube-proxy's fallback). */
@@ -82,7 +107,49 @@ export function usable(eps: EndpointInfo[]): EndpointInfo[] {
   return eps.filter((e) => e.serving && e.terminating);
 }
 
-export function buildServiceModel(svc: ServiceObject, slices: readonly EndpointSliceObject[], nodeName: string, localPodCIDRs: readonly ((ip: string) => boolean)[] = []): ServiceModel {
+export const ZONE_LABEL = 'topology.kubernetes.io/zone';
+
+/**
+ * kube-proxy's topologyModeFromHints (pkg/proxy/topology.go): hints count only when every
+ * ready endpoint has one. Node hints win when one names this node; else zone hints when
+ * one names this node's zone (a node without the zone label uses none); else no topology.
+ * The hints themselves come from the EndpointSlice controller, which writes them for
+ * Services with `service.kubernetes.io/topology-mode: Auto` or a `trafficDistribution`.
+ */
+export function topologyMode(eps: readonly EndpointInfo[], nodeName: string, zone: string | undefined): '' | 'PreferSameZone' | 'PreferSameNode' {
+  let ready = false;
+  let allNode = true;
+  let forNode = false;
+  let allZone = true;
+  let forZone = false;
+  for (const e of eps) {
+    if (!e.ready) continue;
+    ready = true;
+    if (!e.nodeHints || e.nodeHints.length === 0) allNode = false;
+    else if (e.nodeHints.includes(nodeName)) forNode = true;
+    if (!e.zoneHints || e.zoneHints.length === 0) allZone = false;
+    else if (zone !== undefined && zone !== '' && e.zoneHints.includes(zone)) forZone = true;
+  }
+  if (!ready) return '';
+  if (allNode && forNode) return 'PreferSameNode';
+  if (allZone && forZone) return 'PreferSameZone';
+  return '';
+}
+
+/** kube-proxy's CategorizeEndpoints for cluster traffic: ready endpoints available for the topology, else serving-terminating ones. */
+export function clusterEndpoints(eps: readonly EndpointInfo[], mode: '' | 'PreferSameZone' | 'PreferSameNode', nodeName: string, zone: string | undefined): EndpointInfo[] {
+  if (mode === '') return usable(eps as EndpointInfo[]);
+  const out = eps.filter((e) => e.ready && (mode === 'PreferSameNode' ? e.nodeHints!.includes(nodeName) : e.zoneHints!.includes(zone!)));
+  return out.length > 0 ? out : eps.filter((e) => e.serving && e.terminating);
+}
+
+export function buildServiceModel(
+  svc: ServiceObject,
+  slices: readonly EndpointSliceObject[],
+  nodeName: string,
+  localPodCIDRs: readonly ((ip: string) => boolean)[] = [],
+  topology: { zone?: string | undefined } = {},
+): ServiceModel {
   const key = svc.meta.key;
   if (svc.meta.labels[SERVICE_PROXY_NAME_LABEL] !== undefined) return { key, ports: [], skipped: `label ${SERVICE_PROXY_NAME_LABEL}` };
   if (svc.type === 'ExternalName') return { key, ports: [], skipped: 'ExternalName' };
@@ -107,11 +174,12 @@ export function buildServiceModel(svc: ServiceObject, slices: readonly EndpointS
     const ranges = svc.type === 'LoadBalancer' && svc.loadBalancerSourceRanges.length > 0 ? svc.loadBalancerSourceRanges.map((r) => r.trim()).filter((r) => cidrFamily(r) === family) : [];
     for (const p of svc.ports) {
       const protocol = PROTOCOLS[p.protocol]!;
-      const seen = new Set<string>();
       const all: EndpointInfo[] = [];
+      const want = family === 4 ? 'IPv4' : 'IPv6';
       for (const slice of slices) {
-        if (slice.addressType !== (family === 4 ? 'IPv4' : 'IPv6')) continue;
-        const sp = slice.ports.find((x) => (x.name ?? '') === (p.name ?? '') && x.protocol === p.protocol);
+        if (slice.addressType !== want) continue;
+        let sp: EndpointSliceObject['ports'][number] | undefined;
+        for (const x of slice.ports) if (sp === undefined && (x.name ?? '') === (p.name ?? '') && x.protocol === p.protocol) sp = x;
         if (!sp || !validPort(sp.port)) continue;
         for (const ep of slice.endpoints) {
           // Only the first address counts (the API's rule for EndpointSlice endpoints).
@@ -119,16 +187,13 @@ export function buildServiceModel(svc: ServiceObject, slices: readonly EndpointS
           if (addr === undefined) continue;
           let ip: string;
           if (family === 4) {
-            if (!isIPv4(addr)) continue;
+            if (!quickIPv4(addr)) continue;
             ip = addr;
           } else {
             if (!isIPv6(addr)) continue;
             ip = canonicalIP(addr);
           }
-          const id = slices.length > 1 ? `${ip}:${sp.port}` : ip; // one slice: one port number
-          if (seen.has(id)) continue;
-          seen.add(id);
-          all.push({
+          const info: EndpointInfo = {
             ip,
             port: sp.port,
             ready: ep.conditions.ready,
@@ -136,10 +201,29 @@ export function buildServiceModel(svc: ServiceObject, slices: readonly EndpointS
             terminating: ep.conditions.terminating,
             nodeName: ep.nodeName,
             local: ep.nodeName !== undefined ? ep.nodeName === nodeName : isLocal({ nodeName: undefined, ip }),
-          });
+          };
+          if (ep.hints) {
+            if (ep.hints.forZones.length > 0) info.zoneHints = ep.hints.forZones;
+            if (ep.hints.forNodes.length > 0) info.nodeHints = ep.hints.forNodes;
+          }
+          all.push(info);
         }
       }
+      // Sorted by (ip, port); then one entry per ip (one slice: one port number) or per ip:port,
+      // the first one met winning (the sort is stable).
       all.sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
+      if (all.length > 1) {
+        const byIP = slices.length <= 1;
+        let w = 1;
+        for (let r = 1; r < all.length; r++) {
+          const prev = all[w - 1]!;
+          const cur = all[r]!;
+          if (cur.ip === prev.ip && (byIP || cur.port === prev.port)) continue;
+          all[w++] = cur;
+        }
+        all.length = w;
+      }
+      const mode = topologyMode(all, nodeName, topology.zone);
       ports.push({
         id: `${key}:${p.name ?? ''}/${protocol}`,
         serviceKey: key,
@@ -157,7 +241,8 @@ export function buildServiceModel(svc: ServiceObject, slices: readonly EndpointS
         internalLocal: svc.internalTrafficPolicy === 'Local',
         healthCheckNodePort: svc.type === 'LoadBalancer' && svc.externalTrafficPolicy === 'Local' ? svc.healthCheckNodePort : undefined,
         all,
-        cluster: usable(all),
+        cluster: clusterEndpoints(all, mode, nodeName, topology.zone),
+        topology: mode,
         local: usable(all.filter((e) => e.local)),
       });
     }
@@ -180,11 +265,12 @@ export function serviceProjection(s: ServiceObject): string {
     s.internalTrafficPolicy,
     s.healthCheckNodePort,
     s.meta.labels[SERVICE_PROXY_NAME_LABEL] ?? null,
+    s.trafficDistribution ?? null,
   ]);
 }
 
 export function sliceProjection(s: EndpointSliceObject): string {
-  return JSON.stringify([s.serviceName, s.addressType, s.ports, s.endpoints.map((e) => [e.addresses, e.conditions, e.nodeName])]);
+  return JSON.stringify([s.serviceName, s.addressType, s.ports, s.endpoints.map((e) => [e.addresses, e.conditions, e.nodeName, e.hints ?? null])]);
 }
 
 /**

@@ -151,16 +151,52 @@ export function lbChain(o: RenderOptions, f: Family, cls: Cls, pr: L4, n: number
   return [`lb${f}${cls}-${pr}-${n}`, { kind: 'chain', spec: '', rules }];
 }
 
-/** One Service's elements (and, for ClientIP affinity, its own chains and sets). */
+const GOTO_REJECT = 'goto reject-chain';
+const perProto = (fn: (pr: L4) => string): Record<L4, string> => ({ tcp: fn('tcp'), udp: fn('udp'), sctp: fn('sctp') });
+const names = (f: Family) => ({
+  services: `services${f}`,
+  noEndpoints: `no-endpoints${f}`,
+  nodeports: `nodeports${f}`,
+  noEndpointNodeports: `no-endpoint-nodeports${f}`,
+  clusterIPs: `cluster-ips${f}`,
+  hairpin: `hairpin${f}`,
+  endpoints: perProto((pr) => `endpoints${f}-${pr}`),
+  npEndpoints: perProto((pr) => `np-endpoints${f}-${pr}`),
+});
+const NAMES = { 4: names(4), 6: names(6) } as const;
+const gotoCache = new Map<string, string>();
+function gotoLb(f: Family, cls: Cls, pr: L4, n: number): string {
+  const k = `${f}${cls}${pr}${n}`;
+  let v = gotoCache.get(k);
+  if (v === undefined) gotoCache.set(k, (v = `goto lb${f}${cls}-${pr}-${n}`));
+  return v;
+}
+
+/**
+ * One Service's elements (and, for ClientIP affinity, its own chains and sets). A key
+ * appears at most once per contribution (the Ruleset relies on it): the ClusterIP and
+ * hairpin pairs shared by several ports, and an IP listed as both externalIP and LB IP,
+ * are emitted once.
+ */
 export function renderService(ports: readonly ServicePortInfo[], o: RenderOptions): Contribution {
   const elements: string[] = [];
   const objects: [string, ObjectDef][] = [];
+  let seen: Set<string> | undefined;
+  // Map names and shared values are constants: one string each, not one per element.
+  const once = (k: string): boolean => {
+    if (ports.length === 1) return true;
+    seen ??= new Set();
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  };
   for (const sp of ports) {
     const f = sp.family;
     const pr = sp.protocol;
     const vipKey = `${sp.clusterIP} . ${pr} . ${sp.port}`;
-    elements.push(`cluster-ips${f}`, sp.clusterIP, '');
-    for (const ep of sp.all) if (ep.local) elements.push(`hairpin${f}`, `${ep.ip} . ${ep.ip}`, '');
+    const n = NAMES[f];
+    if (once(`c|${sp.clusterIP}`)) elements.push(n.clusterIPs, sp.clusterIP, '');
+    for (const ep of sp.all) if (ep.local && once(`h|${ep.ip}`)) elements.push(n.hairpin, `${ep.ip} . ${ep.ip}`, '');
     const noEndpoints = sp.cluster.length === 0;
     const internal = sp.internalLocal ? sp.local : sp.cluster;
     const external = sp.externalLocal ? sp.local : sp.cluster;
@@ -171,32 +207,52 @@ export function renderService(ports: readonly ServicePortInfo[], o: RenderOption
         for (const ep of eps) objects.push(affinitySet(sp, ep));
         return `goto ${name}`;
       }
-      const [chainName, chainDef] = lbChain(o, f, cls, pr, eps.length);
-      objects.push([chainName, chainDef]);
-      const epMap = cls === 'nx' || cls === 'nl' ? `np-endpoints${f}-${pr}` : `endpoints${f}-${pr}`;
-      eps.forEach((ep, i) => elements.push(epMap, `${key} . ${i}`, `${ep.ip} . ${ep.port}`));
-      return `goto ${chainName}`;
+      const epMap = cls === 'nx' || cls === 'nl' ? n.npEndpoints[pr] : n.endpoints[pr];
+      for (let i = 0; i < eps.length; i++) {
+        const ep = eps[i]!;
+        elements.push(epMap, `${key} . ${i}`, `${ep.ip} . ${ep.port}`);
+      }
+      return gotoLb(f, cls, pr, eps.length);
     };
     const dest = (mapOk: string, mapNone: string, key: string, cls: Cls, eps: EndpointInfo[]): void => {
-      if (noEndpoints) elements.push(mapNone, key, 'goto reject-chain');
+      if (noEndpoints) elements.push(mapNone, key, GOTO_REJECT);
       else if (eps.length === 0) elements.push(mapNone, key, 'drop');
       else elements.push(mapOk, key, target(cls, key, eps));
     };
-    dest(`services${f}`, `no-endpoints${f}`, vipKey, 'c', internal);
-    for (const ip of [...sp.externalIPs, ...sp.loadBalancerIPs]) {
-      dest(`services${f}`, `no-endpoints${f}`, `${ip} . ${pr} . ${sp.port}`, sp.externalLocal ? 'l' : 'x', external);
+    dest(n.services, n.noEndpoints, vipKey, 'c', internal);
+    const externals = sp.loadBalancerIPs.length === 0 ? sp.externalIPs : sp.externalIPs.length === 0 ? sp.loadBalancerIPs : [...new Set([...sp.externalIPs, ...sp.loadBalancerIPs])];
+    for (const ip of externals) {
+      if (ip === sp.clusterIP) continue;
+      dest(n.services, n.noEndpoints, `${ip} . ${pr} . ${sp.port}`, sp.externalLocal ? 'l' : 'x', external);
     }
     if (sp.loadBalancerSourceRanges.length > 0) {
       for (const ip of sp.loadBalancerIPs) {
         elements.push(`firewall${f}`, `${ip} . ${pr} . ${sp.port}`, '');
-        for (const r of sp.loadBalancerSourceRanges) elements.push(`firewall-allow${f}`, `${ip} . ${pr} . ${sp.port} . ${r}`, '');
+        for (const r of new Set(sp.loadBalancerSourceRanges)) elements.push(`firewall-allow${f}`, `${ip} . ${pr} . ${sp.port} . ${r}`, '');
       }
     }
     if (sp.nodePort !== undefined) {
-      dest(`nodeports${f}`, `no-endpoint-nodeports${f}`, `${pr} . ${sp.nodePort}`, sp.externalLocal ? 'nl' : 'nx', external);
+      dest(n.nodeports, n.noEndpointNodeports, `${pr} . ${sp.nodePort}`, sp.externalLocal ? 'nl' : 'nx', external);
     }
   }
   return { elements, objects };
+}
+
+/** The shared load-balancing chains a contribution's elements jump to (`goto lb…`), rendered. */
+export function lbChainsOf(c: Contribution, o: RenderOptions, out: Map<string, ObjectDef>): boolean {
+  let grew = false;
+  const e = c.elements;
+  for (let i = 2; i < e.length; i += 3) {
+    const v = e[i]!;
+    if (v.charCodeAt(0) !== 103 /* g */ || !v.startsWith('goto lb')) continue;
+    const name = v.slice(5);
+    if (out.has(name)) continue;
+    const m = /^lb([46])(c|x|l|nx|nl)-(tcp|udp|sctp)-(\d+)$/.exec(name);
+    if (!m) continue;
+    out.set(name, lbChain(o, Number(m[1]) as Family, m[2] as Cls, m[3] as L4, Number(m[4]))[1]);
+    grew = true;
+  }
+  return grew;
 }
 
 function affinitySetName(sp: ServicePortInfo, ep: EndpointInfo): string {

@@ -21,8 +21,8 @@ import { parseTable } from './adopt';
 import { buildProxySection, type ProxySection } from './config';
 import { ProxierHealth, ServiceHealthServers } from './health';
 import { createProxyMetrics, type ProxyMetrics } from './metrics';
-import { buildServiceModel, ChangeTracker, serviceProjection, sliceProjection, type EndpointInfo, type ServiceModel, type ServicePortInfo } from './model';
-import { renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
+import { buildServiceModel, ChangeTracker, ZONE_LABEL, serviceProjection, sliceProjection, type EndpointInfo, type ServiceModel, type ServicePortInfo } from './model';
+import { lbChainsOf, renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
 import { Ruleset, type ObjectDef, type Plan } from './ruleset';
 
 export const KUBERNETES_SERVICE = 'default/kubernetes';
@@ -58,6 +58,8 @@ export class NftProxier implements Component {
   private readonly clock: Clock;
   private readonly config: DaemonConfig;
   private initialized = false;
+  /** Our Node's topology.kubernetes.io/zone label, read at each sync. */
+  private zone: string | undefined;
   private tableExists = false;
   private consecutiveFailures = 0;
   private lastTableCheck = 0;
@@ -102,7 +104,11 @@ export class NftProxier implements Component {
     } else if (event.kind === 'Node' && (cur ?? prev)!.meta.name === this.config.nodeName) {
       // Our podCIDRs decide locality of endpoints without nodeName: recompute everything,
       // but only when they change (a Node's status is updated often).
-      const cidrs = (n: unknown): string => JSON.stringify((n as { podCIDRs?: string[] } | undefined)?.podCIDRs ?? []);
+      // So does our zone label (topology hints).
+      const cidrs = (n: unknown): string => {
+        const node = n as { podCIDRs?: string[]; meta?: { labels?: Record<string, string> } } | undefined;
+        return JSON.stringify([node?.podCIDRs ?? [], node?.meta?.labels?.[ZONE_LABEL] ?? null]);
+      };
       if (cidrs(prev) !== cidrs(cur)) {
         this.initialized = false;
         changed = true;
@@ -207,7 +213,7 @@ export class NftProxier implements Component {
   private model(key: string, local: ((ip: string) => boolean)[]): ServiceModel | undefined {
     const svc = this.state.get('Service', key);
     if (!svc) return undefined;
-    return buildServiceModel(svc, this.state.endpointSlicesByService(key), this.config.nodeName, local);
+    return buildServiceModel(svc, this.state.endpointSlicesByService(key), this.config.nodeName, local, { zone: this.zone });
   }
 
   /** Returns the contribution for `key` after recomputing its model; records conntrack work. */
@@ -236,14 +242,7 @@ export class NftProxier implements Component {
     this.ruleset.set(key, c);
     // Shared load-balancing chains stay once created: adding chains is what this kernel
     // makes expensive, an idle chain costs nothing.
-    let grew = false;
-    for (const [name, def] of c?.objects ?? []) {
-      if (name.startsWith('lb') && !this.lbChains.has(name)) {
-        this.lbChains.set(name, def);
-        grew = true;
-      }
-    }
-    if (grew) this.ruleset.set('#lb', { elements: [], objects: [...this.lbChains] });
+    if (c && lbChainsOf(c, this.renderOpts, this.lbChains)) this.ruleset.set('#lb', { elements: [], objects: [...this.lbChains] });
     const hc = ports.find((p) => p.healthCheckNodePort !== undefined);
     if (hc) {
       const [namespace, name] = key.split('/') as [string, string];
@@ -296,6 +295,7 @@ export class NftProxier implements Component {
       return { objects: 0 };
     }
     const local = this.localMatchers();
+    this.zone = this.state.get('Node', this.config.nodeName)?.meta.labels[ZONE_LABEL];
     const conntrack: ConntrackWork[] = [];
     const keys = [...dirty];
     // Cold start: skeleton + default/kubernetes first, then chunks.

@@ -21,6 +21,12 @@ export interface Contribution {
   objects: [string, ObjectDef][];
 }
 
+/** A key claimed by several owners: the primary's value (the primary is the claimant not in `more`) and the others'. */
+interface Shared {
+  value: string;
+  more: Map<string, string>;
+}
+
 interface Claim<V> {
   value: V;
   owner: string;
@@ -48,7 +54,11 @@ export interface Plan {
 const defString = (d: ObjectDef | undefined): string | undefined => (d === undefined ? undefined : `${d.kind}|${d.keyword ?? ''}|${d.spec}|${(d.rules ?? []).join('\n')}`);
 
 export class Ruleset {
-  private readonly desired = new Map<string, Map<string, Claim<string>>>();
+  /**
+   * Desired elements: a plain string value while one owner claims the key (the common
+   * case, no object per element), a Claim once a second owner claims it too.
+   */
+  private readonly desired = new Map<string, Map<string, string | Shared>>();
   readonly applied = new Map<string, Map<string, string>>();
   private readonly desiredObjects = new Map<string, Claim<ObjectDef>>();
   /** Applied objects; `undefined` def = adopted from the kernel, content unknown. */
@@ -57,6 +67,8 @@ export class Ruleset {
   private touchedElements = new Map<string, Set<string>>();
   private touchedObjects = new Set<string>();
   private touchedOwners = new Set<string>();
+  /** Maps that hold (or held) a key claimed by several owners; in the others an owner's own value is the desired one. */
+  private readonly sharedMaps = new Set<string>();
   /** Sets whose applied content is unknown (adopted): flushed and re-added on the next plan. */
   readonly unknownContent = new Set<string>();
 
@@ -78,7 +90,12 @@ export class Ruleset {
     const old = this.contributions.get(owner);
     if (old) {
       const e = old.elements;
-      for (let i = 0; i < e.length; i += 3) this.release(this.desired, e[i]!, e[i + 1]!, owner);
+      let lastMap = '';
+      let dm: Map<string, string | Shared> | undefined;
+      for (let i = 0; i < e.length; i += 3) {
+        if (e[i] !== lastMap) dm = this.desired.get((lastMap = e[i]!));
+        if (dm) this.release(dm, lastMap, e[i + 1]!, owner);
+      }
       for (const [name] of old.objects) this.releaseObject(name, owner);
     }
     if (c === undefined || (c.elements.length === 0 && c.objects.length === 0)) this.contributions.delete(owner);
@@ -86,7 +103,16 @@ export class Ruleset {
       this.contributions.set(owner, c);
       this.touchedOwners.add(owner);
       const e = c.elements;
-      for (let i = 0; i < e.length; i += 3) this.claim(e[i]!, e[i + 1]!, owner, e[i + 2]!);
+      let lastMap = '';
+      let dm: Map<string, string | Shared> | undefined;
+      for (let i = 0; i < e.length; i += 3) {
+        if (e[i] !== lastMap || !dm) {
+          lastMap = e[i]!;
+          dm = this.desired.get(lastMap);
+          if (!dm) this.desired.set(lastMap, (dm = new Map()));
+        }
+        this.claim(dm, lastMap, e[i + 1]!, owner, e[i + 2]!);
+      }
       for (const [name, d] of c.objects) this.claimObject(name, owner, d);
     }
   }
@@ -161,27 +187,47 @@ export class Ruleset {
     };
     for (const [m, keys] of plan.touchedElements) {
       const dm = this.desired.get(m);
-      for (const k of keys) consider(m, k, dm?.get(k)?.value);
+      for (const k of keys) consider(m, k, valueOf(dm?.get(k)));
     }
     // Keys of (re)claimed contributions: each is planned once, by its primary owner, unless a
     // per-key touch above already planned it.
+    const shared = this.sharedMaps;
     for (const owner of plan.touchedOwners) {
       const e = this.contributions.get(owner)?.elements;
       if (!e) continue;
       let lastMap = '';
-      let dm: Map<string, Claim<string>> | undefined;
+      let dm: Map<string, string | Shared> | undefined;
       let tk: Set<string> | undefined;
+      let am: Map<string, string> | undefined;
+      let skip = false;
       for (let i = 0; i < e.length; i += 3) {
         const m = e[i]!;
         if (m !== lastMap) {
           lastMap = m;
           dm = this.desired.get(m);
           tk = plan.touchedElements.get(m);
+          skip = skipMaps(m);
+          am = skip ? undefined : this.applied.get(m);
         }
         const k = e[i + 1]!;
-        const c = dm?.get(k);
-        if (!c || c.owner !== owner || tk?.has(k)) continue;
-        consider(m, k, c.value);
+        if (tk?.has(k)) continue;
+        let d: string;
+        if (!shared.has(m)) d = e[i + 2]!; // the owner's own value: it is the key's only claimant
+        else {
+          const c = dm?.get(k);
+          // A plain string: this owner is the key's only claimant; shared: the primary is the one not in `more`.
+          if (c === undefined || (typeof c !== 'string' && c.more.has(owner))) continue;
+          d = typeof c === 'string' ? c : c.value;
+        }
+        if (skip) {
+          consider(m, k, d);
+          continue;
+        }
+        const a = am?.get(k);
+        if (d === a) continue;
+        if (a !== undefined) push(plan.deleteElements, m, k);
+        push2(plan.addElements, m, k, d);
+        plan.elementChanges++;
       }
     }
     // Elements of a set being flushed or recreated: every desired one is re-added.
@@ -189,7 +235,7 @@ export class Ruleset {
       const dm = this.desired.get(m);
       plan.deleteElements.delete(m);
       const adds: string[] = [];
-      for (const [k, c] of dm ?? []) adds.push(k, c.value);
+      for (const [k, c] of dm ?? []) adds.push(k, typeof c === 'string' ? c : c.value);
       if (adds.length > 0) plan.addElements.set(m, adds);
       else plan.addElements.delete(m);
     }
@@ -248,39 +294,42 @@ export class Ruleset {
     s.add(k);
   }
 
-  private claim(m: string, k: string, owner: string, v: string): void {
-    let dm = this.desired.get(m);
-    if (!dm) this.desired.set(m, (dm = new Map()));
+  /**
+   * A contribution never holds a key twice (renderService dedupes), so a plain entry met
+   * here belongs to another owner: it stays the primary (implicit), this owner joins `more`.
+   */
+  private claim(dm: Map<string, string | Shared>, m: string, k: string, owner: string, v: string): void {
     const c = dm.get(k);
-    if (!c) {
-      dm.set(k, { value: v, owner }); // planned through the owner's contribution (touchedOwners)
+    if (c === undefined) {
+      dm.set(k, v); // planned through the owner's contribution (touchedOwners)
       return;
     }
-    if (c.owner === owner) {
-      if (c.value !== v) this.touch(m, k);
-      c.value = v;
+    this.sharedMaps.add(m);
+    if (typeof c === 'string') {
+      dm.set(k, { value: c, more: new Map([[owner, v]]) });
       return;
     }
-    (c.more ??= new Map()).set(owner, v);
+    c.more.set(owner, v);
   }
 
-  private release(store: Map<string, Map<string, Claim<string>>>, m: string, k: string, owner: string): void {
-    const dm = store.get(m);
-    const c = dm?.get(k);
-    if (!dm || !c) return;
-    if (c.owner === owner) {
-      const next = c.more?.entries().next();
-      if (next && !next.done) {
-        const [o, v] = next.value;
-        c.more!.delete(o);
-        if (c.value !== v) this.touch(m, k);
-        c.owner = o;
-        c.value = v;
-      } else {
-        dm.delete(k);
-        this.touch(m, k);
-      }
-    } else c.more?.delete(owner);
+  private release(dm: Map<string, string | Shared>, m: string, k: string, owner: string): void {
+    const c = dm.get(k);
+    if (c === undefined) return;
+    if (typeof c === 'string') {
+      dm.delete(k);
+      this.touch(m, k);
+      return;
+    }
+    if (c.more.delete(owner)) {
+      if (c.more.size === 0) dm.set(k, c.value);
+      return;
+    }
+    // The primary goes: the first other claimant takes over (and plans the key).
+    const [o, v] = c.more.entries().next().value!;
+    c.more.delete(o);
+    if (c.value !== v) this.touch(m, k);
+    if (c.more.size === 0) dm.set(k, v);
+    else c.value = v;
   }
 
   private claimObject(name: string, owner: string, d: ObjectDef): void {
@@ -308,6 +357,10 @@ export class Ruleset {
       this.touchedObjects.add(name);
     } else c.more?.delete(owner);
   }
+}
+
+function valueOf(c: string | Shared | undefined): string | undefined {
+  return c === undefined || typeof c === 'string' ? c : c.value;
 }
 
 function push2(m: Map<string, string[]>, k: string, a: string, b: string): void {

@@ -23,6 +23,7 @@
 #include <nftables/libnftables.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -111,6 +112,10 @@ class NftWorker : public PromiseWorker {
     if (o != nullptr) output_ = o;
     if (e != nullptr) error_ = e;
     nft_ctx_free(ctx);
+    // libnftables allocates per element while it parses (expressions, GMP numbers) and
+    // frees it all at nft_ctx_free, but glibc keeps the freed heap of this thread's arena:
+    // a 10k-Service cold start left ~300 MB resident in the daemon. Give it back now.
+    malloc_trim(0);
     if (!fileName.empty()) ReplaceAll(&error_, fileName + ":", "/dev/stdin:");
     return SysError();
   }

@@ -21,8 +21,9 @@
  * next base chain, drop/reject stop, dnat/snat/masquerade end their chain with accept
  * (later chains see the rewritten destination). Rules are parsed when the tracer first
  * reaches them. Matches it understands:
- *   ip|ip6 saddr|daddr, meta l4proto, ip protocol, th|tcp|udp|sctp sport|dport,
- *   [meta] mark [and|or|xor M], ct state, fib daddr type, iifname, oifname, meta iifname|oifname,
+ *   ip|ip6 saddr|daddr, meta l4proto, meta nfproto, ip protocol, th|tcp|udp|sctp sport|dport,
+ *   [meta] mark [and|or|xor M], ct state, ct status (a DNAT earlier in the trace, or
+ *   `packet.ctStatus`), fib daddr type, iifname, oifname, meta iifname|oifname,
  *   with == / != / (nothing), a value, a range a-b, a CIDR, an anonymous set { a, b } or @set,
  *   and concatenations `ip daddr . meta l4proto . th dport` against sets and maps (intervals).
  * Statements: accept, drop, reject [with ...], return, continue, jump C, goto C,
@@ -55,6 +56,8 @@ export interface NftTracePacket {
   ctState?: 'new' | 'established' | 'related' | 'invalid' | 'untracked';
   /** Packet mark on entry; default 0. */
   mark?: number;
+  /** Conntrack status bits `ct status` sees besides a DNAT done in this trace (e.g. ['dnat'] for a postrouting trace of a DNATed flow). */
+  ctStatus?: ('dnat' | 'snat' | 'confirmed' | 'seen-reply' | 'assured')[];
   /** What `fib daddr type local` sees; default false. */
   daddrLocal?: boolean;
   iifname?: string;
@@ -734,7 +737,7 @@ const SERVICES: Record<string, number> = { domain: 53, http: 80, https: 443, ssh
 const CT_STATES = new Set(['new', 'established', 'related', 'invalid', 'untracked']);
 const HOOK_ORDER: NftHook[] = ['prerouting', 'input', 'forward', 'output', 'postrouting'];
 
-type Kind = 'addr' | 'proto' | 'port' | 'mark' | 'ctstate' | 'fibtype' | 'ifname' | 'number';
+type Kind = 'addr' | 'proto' | 'port' | 'mark' | 'ctstate' | 'fibtype' | 'ifname' | 'number' | 'nfproto' | 'ctstatus';
 
 /** A value-producing expression: one selector or a concatenation. */
 interface Selector {
@@ -996,7 +999,10 @@ function partMatches(kind: Kind, spec: string, value: string | number | undefine
     }
     case 'ctstate':
     case 'fibtype':
+    case 'nfproto':
       return spec === value;
+    case 'ctstatus':
+      return String(value).split(',').includes(spec);
     case 'ifname':
       return spec.endsWith('*') ? String(value).startsWith(spec.slice(0, -1)) : spec === value;
   }
@@ -1024,6 +1030,10 @@ function checkSpec(kind: Kind, spec: string): void {
         return spec.split('-').every((x) => parseNum(x) !== undefined || SERVICES[x] !== undefined);
       case 'ctstate':
         return CT_STATES.has(spec);
+      case 'nfproto':
+        return spec === 'ipv4' || spec === 'ipv6';
+      case 'ctstatus':
+        return ['dnat', 'snat', 'confirmed', 'seen-reply', 'assured', 'expected'].includes(spec);
       case 'fibtype':
         return ['local', 'unicast', 'broadcast', 'multicast', 'blackhole', 'unreachable', 'prohibit'].includes(spec);
       case 'ifname':
@@ -1240,6 +1250,12 @@ class RuleParser {
       case 'ct state':
         this.i++;
         return { kind: 'ctstate', text: two, get: (s) => s.p.ctState ?? 'new' };
+      case 'ct status':
+        this.i++;
+        return { kind: 'ctstatus', text: two, get: (s) => [...(s.p.ctStatus ?? []), ...(s.dnat ? ['dnat'] : []), ...(s.snat ? ['snat'] : [])].join(',') };
+      case 'meta nfproto':
+        this.i++;
+        return { kind: 'nfproto', text: two, get: (s) => (s.p.family === 4 ? 'ipv4' : 'ipv6') };
       case 'meta iifname':
       case 'meta oifname':
         this.i++;
