@@ -1,0 +1,176 @@
+/**
+ * Applies the iptables desired state of one family with ONE `iptables-restore --noflush`
+ * per sync. The applied state is kept in memory (chain → rules); a sync declares and
+ * rewrites only the chains whose rules changed, inserts a missing jump from a built-in
+ * chain once, and deletes (`-X`) our chains that are no longer wanted. Nothing else on the
+ * node is named in the input, so other tables' and chains' rules are never touched.
+ *
+ * `adopt()` reads `iptables-save -t nat` / `-t filter` once (at start and on the periodic
+ * resync) and keeps only our chains and our jumps: after a restart the first sync is a diff.
+ */
+import type { IptablesRunner } from '../../kernel/types';
+import { JUMPS, owned } from './names';
+import type { ChainRules } from './render';
+
+export type TableName = 'nat' | 'filter';
+export const TABLES: TableName[] = ['nat', 'filter'];
+
+export interface Desired {
+  nat: ChainRules;
+  filter: ChainRules;
+}
+
+export interface IptPlan {
+  text: string;
+  /** Chains (re)written and deleted, per table. */
+  written: Record<TableName, Map<string, string>>;
+  deleted: Record<TableName, string[]>;
+  jumps: Record<TableName, string[]>;
+  changedChains: number;
+}
+
+interface AppliedTable {
+  chains: Map<string, string>;
+  /** `BUILTIN>TARGET` for our jumps that are there. */
+  jumps: Set<string>;
+}
+
+function emptyApplied(): Record<TableName, AppliedTable> {
+  return { nat: { chains: new Map(), jumps: new Set() }, filter: { chains: new Map(), jumps: new Set() } };
+}
+
+/** Our chains and jumps in an `iptables-save -t <table>` text. */
+export function parseSave(text: string): AppliedTable {
+  const out: AppliedTable = { chains: new Map(), jumps: new Set() };
+  const rules = new Map<string, string[]>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith(':')) {
+      const name = line.slice(1).split(/\s+/)[0]!;
+      if (owned(name)) rules.set(name, []);
+      continue;
+    }
+    if (!line.startsWith('-A ')) continue;
+    const sp = line.indexOf(' ', 3);
+    const chain = line.slice(3, sp < 0 ? undefined : sp);
+    const body = sp < 0 ? '' : line.slice(sp + 1);
+    const r = rules.get(chain);
+    if (r) r.push(body);
+    else {
+      const m = /(?:^| )-[jg] (\S+)/.exec(body);
+      if (m && owned(m[1]!)) out.jumps.add(`${chain}>${m[1]}`);
+    }
+  }
+  for (const [k, v] of rules) out.chains.set(k, v.join('\n'));
+  return out;
+}
+
+export class IptablesApplier {
+  private applied = emptyApplied();
+
+  constructor(readonly runner: IptablesRunner) {}
+
+  get family(): 4 | 6 {
+    return this.runner.family;
+  }
+
+  /** Chains and rules of ours the kernel has (as far as we know). */
+  counts(): { chains: Record<TableName, number>; rules: Record<TableName, number> } {
+    const chains = { nat: 0, filter: 0 };
+    const rules = { nat: 0, filter: 0 };
+    for (const t of TABLES) {
+      chains[t] = this.applied[t].chains.size;
+      for (const v of this.applied[t].chains.values()) if (v !== '') rules[t] += v.split('\n').length;
+      rules[t] += this.applied[t].jumps.size;
+    }
+    return { chains, rules };
+  }
+
+  /** Replace what we believe is applied with what the kernel shows (our chains only). */
+  async adopt(): Promise<{ chains: number }> {
+    const next = emptyApplied();
+    for (const t of TABLES) {
+      const text = await this.runner.save(t).catch(() => '');
+      next[t] = parseSave(text);
+    }
+    this.applied = next;
+    return { chains: next.nat.chains.size + next.filter.chains.size };
+  }
+
+  /** Forget the applied state (the next plan writes every chain). */
+  reset(): void {
+    this.applied = emptyApplied();
+  }
+
+  plan(desired: Desired): IptPlan {
+    const plan: IptPlan = { text: '', written: { nat: new Map(), filter: new Map() }, deleted: { nat: [], filter: [] }, jumps: { nat: [], filter: [] }, changedChains: 0 };
+    const parts: string[] = [];
+    for (const t of TABLES) {
+      const want = desired[t];
+      const have = this.applied[t];
+      const decl: string[] = [];
+      const body: string[] = [];
+      for (const [chain, rules] of want) {
+        const text = rules.join('\n');
+        if (have.chains.get(chain) === text) continue;
+        plan.written[t].set(chain, text);
+        decl.push(`:${chain} - [0:0]`);
+        for (const r of rules) body.push(`-A ${chain} ${r}`);
+      }
+      for (const chain of have.chains.keys()) {
+        if (want.has(chain)) continue;
+        plan.deleted[t].push(chain);
+        decl.push(`:${chain} - [0:0]`);
+      }
+      // Missing jumps, inserted at the top in reverse so they end up in JUMPS order.
+      const jumps: string[] = [];
+      for (const [builtin, rule, target] of JUMPS[t]) {
+        if (!want.has(target) || have.jumps.has(`${builtin}>${target}`)) continue;
+        plan.jumps[t].push(`${builtin}>${target}`);
+        jumps.unshift(`-I ${builtin} 1 ${rule}`);
+      }
+      if (decl.length === 0 && jumps.length === 0) continue;
+      parts.push(`*${t}`, ...decl, ...body, ...jumps, ...plan.deleted[t].map((c) => `-X ${c}`), 'COMMIT');
+      plan.changedChains += plan.written[t].size + plan.deleted[t].length;
+    }
+    plan.text = parts.length > 0 ? `${parts.join('\n')}\n` : '';
+    return plan;
+  }
+
+  async apply(plan: IptPlan): Promise<void> {
+    if (plan.text === '') return;
+    await this.runner.restore(plan.text, { noflush: true });
+    for (const t of TABLES) {
+      const a = this.applied[t];
+      for (const [k, v] of plan.written[t]) a.chains.set(k, v);
+      for (const k of plan.deleted[t]) a.chains.delete(k);
+      for (const j of plan.jumps[t]) a.jumps.add(j);
+    }
+  }
+}
+
+/**
+ * Removes every chain of ours and our jumps from the built-ins, from what `iptables-save`
+ * shows (cleanup and mode switch). Returns the number of chains removed.
+ */
+export async function removeOwnChains(runner: IptablesRunner): Promise<number> {
+  const parts: string[] = [];
+  let n = 0;
+  for (const t of TABLES) {
+    const text = await runner.save(t).catch(() => '');
+    const a = parseSave(text);
+    const dels: string[] = [];
+    // Delete our jump rules exactly as iptables-save printed them.
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('-A ')) continue;
+      const sp = line.indexOf(' ', 3);
+      const chain = line.slice(3, sp);
+      const m = /(?:^| )-[jg] (\S+)/.exec(line.slice(sp + 1));
+      if (!owned(chain) && m && owned(m[1]!)) dels.push(`-D ${line.slice(3)}`);
+    }
+    if (a.chains.size === 0 && dels.length === 0) continue;
+    n += a.chains.size;
+    parts.push(`*${t}`, ...[...a.chains.keys()].map((c) => `:${c} - [0:0]`), ...dels, ...[...a.chains.keys()].map((c) => `-X ${c}`), 'COMMIT');
+  }
+  if (parts.length > 0) await runner.restore(`${parts.join('\n')}\n`, { noflush: true });
+  return n;
+}
