@@ -42,7 +42,7 @@ export async function removeNftLeftovers(kernel: Kernel, table: string, logger: 
   const tables = await kernel.nft.list('tables').catch(() => '');
   if (!new RegExp(`^table inet ${table}$`, 'm').test(tables)) return false;
   try {
-    await kernel.nft.apply(`delete table inet ${table}\n`);
+    await kernel.nft.apply(`add table inet ${table}\ndelete table inet ${table}\n`);
     logger.info({ table: `inet ${table}` }, 'removed the nftables-mode proxy table left from an earlier mode');
     return true;
   } catch (err) {
