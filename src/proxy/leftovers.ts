@@ -39,8 +39,12 @@ export async function removeIptablesLeftovers(kernel: Kernel, logger: Logger): P
 }
 
 export async function removeNftLeftovers(kernel: Kernel, table: string, logger: Logger): Promise<boolean> {
-  const tables = await kernel.nft.list('tables').catch(() => '');
-  if (!new RegExp(`^table inet ${table}$`, 'm').test(tables)) return false;
+  // Listing is restricted to one named table (kernel/nft.ts): an error means there is none.
+  const there = await kernel.nft.list(`table inet ${table}`).then(
+    (text) => /^table inet /m.test(text),
+    () => false,
+  );
+  if (!there) return false;
   try {
     await kernel.nft.apply(`add table inet ${table}\ndelete table inet ${table}\n`);
     logger.info({ table: `inet ${table}` }, 'removed the nftables-mode proxy table left from an earlier mode');

@@ -5,19 +5,20 @@
  * chain once, and deletes (`-X`) our chains that are no longer wanted. Nothing else on the
  * node is named in the input, so other tables' and chains' rules are never touched.
  *
- * `adopt()` reads `iptables-save -t nat` / `-t filter` once (at start and on the periodic
+ * `adopt()` reads `iptables-save -t nat` / `-t filter` / `-t mangle` once (at start and on the periodic
  * resync) and keeps only our chains and our jumps: after a restart the first sync is a diff.
  */
 import type { IptablesRunner } from '../../kernel/types';
 import { JUMPS, owned } from './names';
 import type { ChainRules } from './render';
 
-export type TableName = 'nat' | 'filter';
-export const TABLES: TableName[] = ['nat', 'filter'];
+export type TableName = 'nat' | 'filter' | 'mangle';
+export const TABLES: TableName[] = ['nat', 'filter', 'mangle'];
 
 export interface Desired {
   nat: ChainRules;
   filter: ChainRules;
+  mangle: ChainRules;
 }
 
 export interface IptPlan {
@@ -36,7 +37,7 @@ interface AppliedTable {
 }
 
 function emptyApplied(): Record<TableName, AppliedTable> {
-  return { nat: { chains: new Map(), jumps: new Set() }, filter: { chains: new Map(), jumps: new Set() } };
+  return { nat: { chains: new Map(), jumps: new Set() }, filter: { chains: new Map(), jumps: new Set() }, mangle: { chains: new Map(), jumps: new Set() } };
 }
 
 /** Our chains and jumps in an `iptables-save -t <table>` text. */
@@ -75,8 +76,8 @@ export class IptablesApplier {
 
   /** Chains and rules of ours the kernel has (as far as we know). */
   counts(): { chains: Record<TableName, number>; rules: Record<TableName, number> } {
-    const chains = { nat: 0, filter: 0 };
-    const rules = { nat: 0, filter: 0 };
+    const chains = { nat: 0, filter: 0, mangle: 0 };
+    const rules = { nat: 0, filter: 0, mangle: 0 };
     for (const t of TABLES) {
       chains[t] = this.applied[t].chains.size;
       for (const v of this.applied[t].chains.values()) if (v !== '') rules[t] += v.split('\n').length;
@@ -102,7 +103,7 @@ export class IptablesApplier {
   }
 
   plan(desired: Desired): IptPlan {
-    const plan: IptPlan = { text: '', written: { nat: new Map(), filter: new Map() }, deleted: { nat: [], filter: [] }, jumps: { nat: [], filter: [] }, changedChains: 0 };
+    const plan: IptPlan = { text: '', written: { nat: new Map(), filter: new Map(), mangle: new Map() }, deleted: { nat: [], filter: [], mangle: [] }, jumps: { nat: [], filter: [], mangle: [] }, changedChains: 0 };
     const parts: string[] = [];
     for (const t of TABLES) {
       const want = desired[t];

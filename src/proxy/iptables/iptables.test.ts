@@ -34,6 +34,8 @@ const ids = { web: 'ns/web:http/tcp' };
 /** Where a new packet goes: nat PREROUTING (or OUTPUT for a local process), then filter. */
 function where(k: FakeKernel, pkt: TracePacket & { local?: boolean }, family: 4 | 6 = 4): { nat: string; filter: string; mark: number } {
   const ipt = k.iptables(family);
+  const mangle = ipt.trace('mangle', pkt.local ? 'OUTPUT' : 'PREROUTING', pkt);
+  if (mangle.verdict === 'DROP') return { nat: 'DROP', filter: 'DROP', mark: 0 };
   const nat = ipt.trace('nat', pkt.local ? 'OUTPUT' : 'PREROUTING', pkt);
   const dnat = nat.verdict === 'DNAT' ? nat.args[nat.args.indexOf('--to-destination') + 1]! : nat.verdict;
   const fchain = pkt.local ? 'OUTPUT' : pkt.localDst ? 'INPUT' : 'FORWARD';
@@ -172,7 +174,9 @@ t.test('loadBalancerSourceRanges: allowed sources DNATed, others dropped before 
     slice('ns/fw', ['10.244.1.2'], [{ name: 'http', port: 8080 }]),
   );
   t.same(where(k, { src: '203.0.113.5', dst: '198.19.0.12', protocol: 'tcp', dport: 80 }), { nat: '10.244.1.2:8080', filter: 'ACCEPT', mark: 0x4000 });
-  t.same(where(k, { src: OUT, dst: '198.19.0.12', protocol: 'tcp', dport: 80 }), { nat: 'ACCEPT', filter: 'DROP', mark: 0 });
+  t.same(where(k, { src: OUT, dst: '198.19.0.12', protocol: 'tcp', dport: 80 }), { nat: 'DROP', filter: 'DROP', mark: 0 }, 'dropped in mangle, before DNAT');
+  t.equal(k.iptables(4).trace('mangle', 'PREROUTING', { src: OUT, dst: '198.19.0.12', protocol: 'tcp', dport: 80 }).verdict, 'DROP');
+  t.equal(where(k, { src: OUT, dst: '10.96.0.12', protocol: 'tcp', dport: 80 }).nat, '10.244.1.2:8080', 'the ClusterIP is not restricted');
 });
 
 t.test('ClientIP affinity: recent match first, --set in the DNAT rule', async (t) => {

@@ -4,7 +4,7 @@
  *
  *   fixed:       PODWIRE-SERVICES, PODWIRE-NODEPORTS, PODWIRE-POSTROUTING, PODWIRE-MARK-MASQ
  *                (nat); PODWIRE-SERVICES, PODWIRE-EXT-SERVICES, PODWIRE-NODEPORTS,
- *                PODWIRE-PROXY-FW, PODWIRE-FORWARD (filter)
+ *                PODWIRE-FORWARD (filter); PODWIRE-PROXY-FW (mangle)
  *   per Service: PW-SVC-, PW-SVL-, PW-EXT-, PW-FW-, PW-SEP- + 16 characters of
  *                base32(sha256(ServicePortName + protocol [+ endpoint])), kube-proxy's hash.
  *
@@ -24,7 +24,8 @@ export const CH = {
 } as const;
 
 export const FIXED_NAT = [CH.services, CH.nodePorts, CH.postrouting, CH.markMasq] as const;
-export const FIXED_FILTER = [CH.services, CH.extServices, CH.nodePorts, CH.firewall, CH.forward] as const;
+export const FIXED_FILTER = [CH.services, CH.extServices, CH.nodePorts, CH.forward] as const;
+export const FIXED_MANGLE = [CH.firewall] as const;
 
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
@@ -58,7 +59,7 @@ export function endpointChain(id: string, endpoint: string): string {
 }
 
 const PER_SERVICE = /^PW-(SVC|SVL|EXT|FW|SEP)-[A-Z2-7]{16}$/;
-const FIXED = new Set<string>([...FIXED_NAT, ...FIXED_FILTER]);
+const FIXED = new Set<string>([...FIXED_NAT, ...FIXED_FILTER, ...FIXED_MANGLE]);
 
 /** Is this chain ours (the proxy's iptables mode)? */
 export function owned(chain: string): boolean {
@@ -66,21 +67,23 @@ export function owned(chain: string): boolean {
 }
 
 /** Jump rules from the built-in chains into ours, per table: [builtin, rule body, our chain]. */
-export const JUMPS: Record<'nat' | 'filter', [string, string, string][]> = {
+export const JUMPS: Record<'nat' | 'filter' | 'mangle', [string, string, string][]> = {
   nat: [
     ['PREROUTING', '-m comment --comment "podwire service portals" -j PODWIRE-SERVICES', CH.services],
     ['OUTPUT', '-m comment --comment "podwire service portals" -j PODWIRE-SERVICES', CH.services],
     ['POSTROUTING', '-m comment --comment "podwire postrouting rules" -j PODWIRE-POSTROUTING', CH.postrouting],
   ],
+  // loadBalancerSourceRanges are enforced in mangle, before nat's DNAT and before routing.
+  mangle: [
+    ['PREROUTING', '-m conntrack --ctstate NEW -m comment --comment "podwire load balancer firewall" -j PODWIRE-PROXY-FW', CH.firewall],
+    ['OUTPUT', '-m conntrack --ctstate NEW -m comment --comment "podwire load balancer firewall" -j PODWIRE-PROXY-FW', CH.firewall],
+  ],
   filter: [
-    ['INPUT', '-m conntrack --ctstate NEW -m comment --comment "podwire load balancer firewall" -j PODWIRE-PROXY-FW', CH.firewall],
     ['INPUT', '-m comment --comment "podwire health check service ports" -j PODWIRE-NODEPORTS', CH.nodePorts],
     ['INPUT', '-m conntrack --ctstate NEW -m comment --comment "podwire externally-visible service portals" -j PODWIRE-EXT-SERVICES', CH.extServices],
-    ['FORWARD', '-m conntrack --ctstate NEW -m comment --comment "podwire load balancer firewall" -j PODWIRE-PROXY-FW', CH.firewall],
     ['FORWARD', '-m comment --comment "podwire forwarding rules" -j PODWIRE-FORWARD', CH.forward],
     ['FORWARD', '-m conntrack --ctstate NEW -m comment --comment "podwire service portals" -j PODWIRE-SERVICES', CH.services],
     ['FORWARD', '-m conntrack --ctstate NEW -m comment --comment "podwire externally-visible service portals" -j PODWIRE-EXT-SERVICES', CH.extServices],
-    ['OUTPUT', '-m conntrack --ctstate NEW -m comment --comment "podwire load balancer firewall" -j PODWIRE-PROXY-FW', CH.firewall],
     ['OUTPUT', '-m conntrack --ctstate NEW -m comment --comment "podwire service portals" -j PODWIRE-SERVICES', CH.services],
   ],
 };

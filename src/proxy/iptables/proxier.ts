@@ -328,8 +328,10 @@ export class IptablesProxier implements Component {
     let rules = 0;
     for (const a of this.appliers.values()) {
       const c = a.counts();
-      chains += c.chains.nat + c.chains.filter;
-      rules += c.rules.nat + c.rules.filter;
+      for (const t of TABLES) {
+        chains += c.chains[t];
+        rules += c.rules[t];
+      }
     }
     return {
       mode: 'iptables',

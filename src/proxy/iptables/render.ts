@@ -12,13 +12,14 @@
  *       PW-SVL-x           the same over this node's endpoints only
  *       PW-EXT-x           eTP Cluster: mark for SNAT, -j PW-SVC-x; eTP Local: pods and the
  *                          node itself go cluster-wide, everyone else -j PW-SVL-x (source kept)
- *       PW-FW-x            -s <loadBalancerSourceRange> -j PW-EXT-x (the rest stays un-DNATed
- *                          and is dropped by filter PODWIRE-PROXY-FW, before any DNAT)
+ *       PW-FW-x            -s <loadBalancerSourceRange> -j PW-EXT-x
+ *  mangle PODWIRE-PROXY-FW LB traffic from outside the ranges: DROP, before DNAT and routing
+ *                          (kube-proxy drops it in filter, which a node without a route to
+ *                          the LB IP never reaches)
  *       PW-SEP-y           -s <endpoint> -j PODWIRE-MARK-MASQ (hairpin); DNAT
  *       PODWIRE-POSTROUTING / PODWIRE-MARK-MASQ   the 0x4000 mark and MASQUERADE
  *  filter PODWIRE-SERVICES      no endpoints: REJECT (DROP when a Local policy has none here)
  *       PODWIRE-EXT-SERVICES    the same for externalIPs, LB IPs and NodePorts
- *       PODWIRE-PROXY-FW        LB traffic not accepted by PW-FW-x: DROP
  *       PODWIRE-NODEPORTS       healthCheckNodePort: ACCEPT
  *       PODWIRE-FORWARD         ctstate INVALID DROP; marked and established traffic ACCEPT
  *
@@ -45,7 +46,7 @@ export type ChainRules = Map<string, string[]>;
 export interface ServiceRules {
   nat: ChainRules;
   filter: ChainRules;
-  /** Lines of the shared chains, keyed by `nat:CHAIN` / `filter:CHAIN`. */
+  /** Lines of the shared chains, keyed by `nat:CHAIN` / `filter:CHAIN` / `mangle:CHAIN`. */
   shared: Map<string, string[]>;
 }
 
@@ -156,7 +157,10 @@ function renderPort(p: ServicePortInfo, o: IptRenderOptions, out: ServiceRules):
     for (const ip of p.loadBalancerIPs) push(out.shared, `nat:${CH.services}`, `-d ${host(f, ip)} -p ${proto} -m comment --comment ${q(`${name} loadbalancer IP`)} ${dport(p.port)} -j ${ranges.length > 0 ? fw : ext}`);
     if (ranges.length > 0 && p.loadBalancerIPs.length > 0) {
       out.nat.set(fw, ranges.map((r) => `-s ${r} -m comment --comment ${q(`${name} loadbalancer IP`)} -j ${ext}`));
-      for (const ip of p.loadBalancerIPs) push(out.shared, `filter:${CH.firewall}`, `-d ${host(f, ip)} -p ${proto} -m comment --comment ${q(`${name} traffic not accepted by ${fw}`)} ${dport(p.port)} -j DROP`);
+      for (const ip of p.loadBalancerIPs) {
+        for (const r of ranges) push(out.shared, `mangle:${CH.firewall}`, `-s ${r} -d ${host(f, ip)} -p ${proto} -m comment --comment ${q(`${name} loadbalancer IP`)} ${dport(p.port)} -j RETURN`);
+        push(out.shared, `mangle:${CH.firewall}`, `-d ${host(f, ip)} -p ${proto} -m comment --comment ${q(`${name} traffic not accepted by ${fw}`)} ${dport(p.port)} -j DROP`);
+      }
     }
     if (p.nodePort !== undefined) push(out.shared, `nat:${CH.nodePorts}`, `-p ${proto} -m comment --comment ${q(name)} ${dport(p.nodePort)} -j ${ext}`);
   } else {
@@ -170,7 +174,7 @@ function renderPort(p: ServicePortInfo, o: IptRenderOptions, out: ServiceRules):
 }
 
 /** The fixed chains' own rules (the ones not contributed by Services), per table. */
-export function fixedRules(o: IptRenderOptions): { nat: ChainRules; natTail: Map<string, string[]>; filter: ChainRules } {
+export function fixedRules(o: IptRenderOptions): { nat: ChainRules; natTail: Map<string, string[]>; filter: ChainRules; mangle: ChainRules } {
   const m = hexm(o.masqMark);
   const nat: ChainRules = new Map([
     [CH.services, []],
@@ -186,30 +190,30 @@ export function fixedRules(o: IptRenderOptions): { nat: ChainRules; natTail: Map
     [CH.services, []],
     [CH.extServices, []],
     [CH.nodePorts, []],
-    [CH.firewall, []],
     [CH.forward, [
       '-m conntrack --ctstate INVALID -j DROP',
       `-m comment --comment "podwire forwarding rules" -m mark --mark ${m}/${m} -j ACCEPT`,
       '-m comment --comment "podwire forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
     ]],
   ]);
-  return { nat, natTail: new Map([[CH.services, tail]]), filter };
+  return { nat, natTail: new Map([[CH.services, tail]]), filter, mangle: new Map([[CH.firewall, []]]) };
 }
 
 /** The whole desired state of one family: fixed chains + every Service's contribution, in key order. */
-export function assemble(contribs: Iterable<ServiceRules>, o: IptRenderOptions): { nat: ChainRules; filter: ChainRules } {
+export function assemble(contribs: Iterable<ServiceRules>, o: IptRenderOptions): { nat: ChainRules; filter: ChainRules; mangle: ChainRules } {
   const fixed = fixedRules(o);
   const nat: ChainRules = new Map([...fixed.nat].map(([k, v]) => [k, [...v]]));
   const filter: ChainRules = new Map([...fixed.filter].map(([k, v]) => [k, [...v]]));
+  const mangle: ChainRules = new Map([...fixed.mangle].map(([k, v]) => [k, [...v]]));
   for (const c of contribs) {
     for (const [k, v] of c.nat) nat.set(k, v);
     for (const [k, v] of c.filter) filter.set(k, v);
     for (const [k, v] of c.shared) {
-      const [t, chain] = k.split(':') as ['nat' | 'filter', string];
-      const target = t === 'nat' ? nat : filter;
+      const [t, chain] = k.split(':') as ['nat' | 'filter' | 'mangle', string];
+      const target = t === 'nat' ? nat : t === 'filter' ? filter : mangle;
       target.get(chain)!.push(...v);
     }
   }
   for (const [k, v] of fixed.natTail) nat.get(k)!.push(...v);
-  return { nat, filter };
+  return { nat, filter, mangle };
 }
