@@ -65,6 +65,17 @@ export function parseSave(text: string): AppliedTable {
   return out;
 }
 
+// The rule arrays of unchanged Services are the same objects from sync to sync: join each once.
+const joined = new WeakMap<readonly string[], string>();
+function joinRules(rules: readonly string[]): string {
+  let j = joined.get(rules);
+  if (j === undefined) {
+    j = rules.join('\n');
+    joined.set(rules, j);
+  }
+  return j;
+}
+
 export class IptablesApplier {
   private applied = emptyApplied();
 
@@ -111,7 +122,7 @@ export class IptablesApplier {
       const decl: string[] = [];
       const body: string[] = [];
       for (const [chain, rules] of want) {
-        const text = rules.join('\n');
+        const text = joinRules(rules);
         if (have.chains.get(chain) === text) continue;
         plan.written[t].set(chain, text);
         decl.push(`:${chain} - [0:0]`);
@@ -130,10 +141,11 @@ export class IptablesApplier {
         jumps.unshift(`-I ${builtin} 1 ${rule}`);
       }
       if (decl.length === 0 && jumps.length === 0) continue;
-      parts.push(`*${t}`, ...decl, ...body, ...jumps, ...plan.deleted[t].map((c) => `-X ${c}`), 'COMMIT');
+      // (no spread: at 10k Services these arrays are far beyond the argument limit)
+      parts.push(`*${t}`, decl.join('\n'), body.join('\n'), jumps.join('\n'), plan.deleted[t].map((c) => `-X ${c}`).join('\n'), 'COMMIT');
       plan.changedChains += plan.written[t].size + plan.deleted[t].length;
     }
-    plan.text = parts.length > 0 ? `${parts.join('\n')}\n` : '';
+    plan.text = parts.length > 0 ? `${parts.filter((x) => x !== '').join('\n')}\n` : '';
     return plan;
   }
 
@@ -170,8 +182,9 @@ export async function removeOwnChains(runner: IptablesRunner): Promise<number> {
     }
     if (a.chains.size === 0 && dels.length === 0) continue;
     n += a.chains.size;
-    parts.push(`*${t}`, ...[...a.chains.keys()].map((c) => `:${c} - [0:0]`), ...dels, ...[...a.chains.keys()].map((c) => `-X ${c}`), 'COMMIT');
+    const names = [...a.chains.keys()];
+    parts.push(`*${t}`, names.map((c) => `:${c} - [0:0]`).join('\n'), dels.join('\n'), names.map((c) => `-X ${c}`).join('\n'), 'COMMIT');
   }
-  if (parts.length > 0) await runner.restore(`${parts.join('\n')}\n`, { noflush: true });
+  if (parts.length > 0) await runner.restore(`${parts.filter((x) => x !== '').join('\n')}\n`, { noflush: true });
   return n;
 }

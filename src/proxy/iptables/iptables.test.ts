@@ -295,3 +295,20 @@ t.test('starting in iptables mode removes the nftables mode\'s table', async (t)
   t.match(k.nft.scripts.join('\n'), /delete table inet podwire/);
   t.notMatch(k.nft.scripts.join('\n'), /other/);
 });
+
+t.test('periodic full sync: chains changed behind our back are read back and repaired', async (t) => {
+  const { k, apply, clock, p } = setup();
+  await apply(svc('ns/web', '10.96.0.10', { ports: [{ name: 'http', port: 80 }] }), slice('ns/web', ['10.244.1.2'], [{ name: 'http', port: 8080 }]));
+  const chain = serviceChain('SVC', 'ns/web:http/tcp');
+  const want = k.iptables(4).rules('nat', chain);
+  await k.iptables(4).restore(`*nat\n:${chain} - [0:0]\nCOMMIT\n*nat\n-D PREROUTING ${k.iptables(4).rules('nat', 'PREROUTING')[0]}\nCOMMIT\n`);
+  t.same(k.iptables(4).rules('nat', chain), []);
+  await p.sync(signal);
+  t.same(k.iptables(4).rules('nat', chain), [], 'a partial sync trusts its memory');
+  clock.advance(30_000);
+  await p.sync(signal);
+  t.equal(p.lastSync?.full, true);
+  t.same(k.iptables(4).rules('nat', chain), want, 'the full sync rewrote the flushed chain');
+  t.match(k.iptables(4).rules('nat', 'PREROUTING'), [/-j PODWIRE-SERVICES/], 'and re-inserted the deleted jump');
+  t.equal(p.lastSync?.changedChains, 1);
+});

@@ -11,7 +11,7 @@
  * Other Podwire components use PODWIRE-OVL-* (overlay egress) and PW-MASQ-* (CNI): the
  * `owned()` test matches neither.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 export const CH = {
   services: 'PODWIRE-SERVICES',
@@ -31,7 +31,7 @@ const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
 /** RFC 4648 base32 of sha256(s), first 16 characters (what kube-proxy's portProtoHash keeps). */
 export function hash16(s: string): string {
-  const buf = createHash('sha256').update(s).digest();
+  const buf = typeof hash === 'function' ? hash('sha256', s, 'buffer') : createHash('sha256').update(s).digest();
   let out = '';
   let bits = 0;
   let val = 0;
@@ -51,11 +51,25 @@ export type Kind = 'SVC' | 'SVL' | 'EXT' | 'FW';
 
 /** `id` is model.ts's ServicePortName (`ns/name:port/proto`), protocol already inside. */
 export function serviceChain(kind: Kind, id: string): string {
-  return `PW-${kind}-${hash16(id)}`;
+  // kube-proxy hashes the same string for SVC, SVL, EXT and FW; so do we (one hash per port).
+  return `PW-${kind}-${memoized(id, () => hash16(id))}`;
+}
+
+// Names are asked for several times per render (SVC rules, SEP chains, affinity), and
+// hashing is most of a render's cost: remember them, forgetting all at a bound.
+const memo = new Map<string, string>();
+function memoized(key: string, make: () => string): string {
+  let v = memo.get(key);
+  if (v === undefined) {
+    if (memo.size >= 400_000) memo.clear();
+    v = make();
+    memo.set(key, v);
+  }
+  return v;
 }
 
 export function endpointChain(id: string, endpoint: string): string {
-  return `PW-SEP-${hash16(`${id}${endpoint}`)}`;
+  return memoized(`${id}${endpoint}`, () => `PW-SEP-${hash16(`${id}${endpoint}`)}`);
 }
 
 const PER_SERVICE = /^PW-(SVC|SVL|EXT|FW|SEP)-[A-Z2-7]{16}$/;

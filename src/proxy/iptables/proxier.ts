@@ -234,9 +234,11 @@ export class IptablesProxier implements Component {
       if (t && Number.isFinite(Date.parse(t))) triggers.push(Date.parse(t));
     }
     const full = !this.initialized || started - this.lastFull >= this.section.syncPeriodMs;
-    // The periodic full sync reads our chains back, so whatever changed them is repaired by the diff.
+    // The periodic full sync reads our chains back, so whatever changed them is repaired by
+    // the diff. The Services themselves are re-rendered only on the first sync (or a Node
+    // podCIDR change): the change trackers already account for every other change.
     if (full && (this.initialized || !this.adopted)) await this.adoptAll();
-    if (full) {
+    if (!this.initialized) {
       for (const s of this.state.values('Service')) dirty.add(s.meta.key);
       for (const k of this.models.keys()) dirty.add(k);
     }

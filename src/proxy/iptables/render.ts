@@ -211,7 +211,8 @@ export function assemble(contribs: Iterable<ServiceRules>, o: IptRenderOptions):
     for (const [k, v] of c.shared) {
       const [t, chain] = k.split(':') as ['nat' | 'filter' | 'mangle', string];
       const target = t === 'nat' ? nat : t === 'filter' ? filter : mangle;
-      target.get(chain)!.push(...v);
+      const into = target.get(chain)!;
+      for (const r of v) into.push(r);
     }
   }
   for (const [k, v] of fixed.natTail) nat.get(k)!.push(...v);
