@@ -10,16 +10,47 @@
  */
 import type { IptablesRunner } from '../../kernel/types';
 import { JUMPS, owned } from './names';
-import type { ChainRules } from './render';
 
 export type TableName = 'nat' | 'filter' | 'mangle';
 export const TABLES: TableName[] = ['nat', 'filter', 'mangle'];
 
-export interface Desired {
-  nat: ChainRules;
-  filter: ChainRules;
-  mangle: ChainRules;
+/** What plan() reads of a table's desired chains (a Map, or Layers over several). */
+export interface ChainLookup {
+  get(chain: string): readonly string[] | undefined;
+  has(chain: string): boolean;
+  keys(): Iterable<string>;
 }
+
+export interface Desired {
+  nat: ChainLookup;
+  filter: ChainLookup;
+  mangle: ChainLookup;
+}
+
+/** Several chain maps read as one (the fixed chains, and the per-Service chains kept across syncs). */
+export class Layers implements ChainLookup {
+  constructor(private readonly layers: readonly ReadonlyMap<string, readonly string[]>[]) {}
+  get(chain: string): readonly string[] | undefined {
+    for (const l of this.layers) {
+      const r = l.get(chain);
+      if (r !== undefined) return r;
+    }
+    return undefined;
+  }
+  has(chain: string): boolean {
+    return this.get(chain) !== undefined;
+  }
+  *keys(): Iterable<string> {
+    for (const l of this.layers) yield* l.keys();
+  }
+}
+
+const lineCount = (text: string | undefined): number => {
+  if (text === undefined || text === '') return 0;
+  let n = 1;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+};
 
 export interface IptPlan {
   text: string;
@@ -32,17 +63,19 @@ export interface IptPlan {
 
 interface AppliedTable {
   chains: Map<string, string>;
+  /** Rules in `chains`, kept up to date (metrics). */
+  rules: number;
   /** `BUILTIN>TARGET` for our jumps that are there. */
   jumps: Set<string>;
 }
 
 function emptyApplied(): Record<TableName, AppliedTable> {
-  return { nat: { chains: new Map(), jumps: new Set() }, filter: { chains: new Map(), jumps: new Set() }, mangle: { chains: new Map(), jumps: new Set() } };
+  return { nat: { chains: new Map(), rules: 0, jumps: new Set() }, filter: { chains: new Map(), rules: 0, jumps: new Set() }, mangle: { chains: new Map(), rules: 0, jumps: new Set() } };
 }
 
 /** Our chains and jumps in an `iptables-save -t <table>` text. */
 export function parseSave(text: string): AppliedTable {
-  const out: AppliedTable = { chains: new Map(), jumps: new Set() };
+  const out: AppliedTable = { chains: new Map(), rules: 0, jumps: new Set() };
   const rules = new Map<string, string[]>();
   for (const line of text.split('\n')) {
     if (line.startsWith(':')) {
@@ -61,12 +94,15 @@ export function parseSave(text: string): AppliedTable {
       if (m && owned(m[1]!)) out.jumps.add(`${chain}>${m[1]}`);
     }
   }
-  for (const [k, v] of rules) out.chains.set(k, v.join('\n'));
+  for (const [k, v] of rules) {
+    out.chains.set(k, v.join('\n'));
+    out.rules += v.length;
+  }
   return out;
 }
 
 // The rule arrays of unchanged Services are the same objects from sync to sync: join each once.
-const joined = new WeakMap<readonly string[], string>();
+const joined = new WeakMap<object, string>();
 function joinRules(rules: readonly string[]): string {
   let j = joined.get(rules);
   if (j === undefined) {
@@ -91,8 +127,7 @@ export class IptablesApplier {
     const rules = { nat: 0, filter: 0, mangle: 0 };
     for (const t of TABLES) {
       chains[t] = this.applied[t].chains.size;
-      for (const v of this.applied[t].chains.values()) if (v !== '') rules[t] += v.split('\n').length;
-      rules[t] += this.applied[t].jumps.size;
+      rules[t] = this.applied[t].rules + this.applied[t].jumps.size;
     }
     return { chains, rules };
   }
@@ -113,7 +148,12 @@ export class IptablesApplier {
     this.applied = emptyApplied();
   }
 
-  plan(desired: Desired): IptPlan {
+  /**
+   * The restore input that makes the kernel match `desired`. With `touched` (the chains of
+   * the Services that changed, before and after), only those and the fixed chains are
+   * compared: a partial sync costs what changed, not the table's size.
+   */
+  plan(desired: Desired, touched?: Record<TableName, ReadonlySet<string>>, fixed: Record<TableName, readonly string[]> = { nat: [], filter: [], mangle: [] }): IptPlan {
     const plan: IptPlan = { text: '', written: { nat: new Map(), filter: new Map(), mangle: new Map() }, deleted: { nat: [], filter: [], mangle: [] }, jumps: { nat: [], filter: [], mangle: [] }, changedChains: 0 };
     const parts: string[] = [];
     for (const t of TABLES) {
@@ -121,15 +161,18 @@ export class IptablesApplier {
       const have = this.applied[t];
       const decl: string[] = [];
       const body: string[] = [];
-      for (const [chain, rules] of want) {
+      const wantNames: Iterable<string> = touched ? new Set([...fixed[t], ...touched[t]]) : want.keys();
+      for (const chain of wantNames) {
+        const rules = want.get(chain);
+        if (rules === undefined) continue;
         const text = joinRules(rules);
         if (have.chains.get(chain) === text) continue;
         plan.written[t].set(chain, text);
         decl.push(`:${chain} - [0:0]`);
         for (const r of rules) body.push(`-A ${chain} ${r}`);
       }
-      for (const chain of have.chains.keys()) {
-        if (want.has(chain)) continue;
+      for (const chain of touched ? touched[t] : have.chains.keys()) {
+        if (want.has(chain) || !have.chains.has(chain)) continue;
         plan.deleted[t].push(chain);
         decl.push(`:${chain} - [0:0]`);
       }
@@ -154,8 +197,14 @@ export class IptablesApplier {
     await this.runner.restore(plan.text, { noflush: true });
     for (const t of TABLES) {
       const a = this.applied[t];
-      for (const [k, v] of plan.written[t]) a.chains.set(k, v);
-      for (const k of plan.deleted[t]) a.chains.delete(k);
+      for (const [k, v] of plan.written[t]) {
+        a.rules += lineCount(v) - lineCount(a.chains.get(k));
+        a.chains.set(k, v);
+      }
+      for (const k of plan.deleted[t]) {
+        a.rules -= lineCount(a.chains.get(k));
+        a.chains.delete(k);
+      }
       for (const j of plan.jumps[t]) a.jumps.add(j);
     }
   }

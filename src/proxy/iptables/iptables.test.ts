@@ -312,3 +312,16 @@ t.test('periodic full sync: chains changed behind our back are read back and rep
   t.match(k.iptables(4).rules('nat', 'PREROUTING'), [/-j PODWIRE-SERVICES/], 'and re-inserted the deleted jump');
   t.equal(p.lastSync?.changedChains, 1);
 });
+
+t.test('registration: proxy.mode iptables creates the iptables proxier, ipvs is refused by name', async (t) => {
+  const { proxyRegistration, NftProxier } = await import('../index');
+  const reg = proxyRegistration();
+  const ctx = (mode: string) => {
+    const config = testConfig({ proxyMode: mode as 'nftables' });
+    return { config, section: buildProxySection({ healthzBindAddress: '' }, config), state: new MemoryState(), node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false }, kernel: fakeKernel(), logger: silentLogger, clock: new FakeClock(), metrics: new Registry() };
+  };
+  t.ok(reg.create(ctx('iptables')) instanceof IptablesProxier);
+  t.ok(reg.create(ctx('nftables')) instanceof NftProxier);
+  t.throws(() => reg.create(ctx('ipvs')), /proxy\.mode.*ipvs/);
+  t.throws(() => buildProxySection({ iptablesBackend: 'xtables' }, testConfig()), /proxy\.iptablesBackend.*xtables/);
+});

@@ -26,9 +26,9 @@ import { createProxyMetrics, type ProxyMetrics } from '../metrics';
 import { buildServiceModel, ChangeTracker, ipFamily, serviceProjection, sliceProjection, type Family, type ServiceModel } from '../model';
 import { KUBERNETES_SERVICE, staleUdp, type ConntrackWork } from '../proxier';
 import { removeIptablesLeftovers, removeNftLeftovers } from '../leftovers';
-import { IptablesApplier, TABLES, type IptPlan } from './applier';
+import { IptablesApplier, Layers, TABLES, type Desired, type IptPlan, type TableName } from './applier';
 import { createIptablesMetrics, type IptablesMetrics } from './metrics';
-import { assemble, renderServiceRules, type IptRenderOptions, type ServiceRules } from './render';
+import { assembleShared, fixedChainNames, renderServiceRules, type ChainRules, type IptRenderOptions, type ServiceRules } from './render';
 
 const TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
 
@@ -59,6 +59,11 @@ export class IptablesProxier implements Component {
   private readonly slices = new ChangeTracker<EndpointSliceObject>((a, b) => sliceProjection(a) === sliceProjection(b));
   private readonly models = new Map<string, ServiceModel>();
   private readonly contribs = new Map<Family, Map<string, ServiceRules>>([[4, new Map()], [6, new Map()]]);
+  /** Every Service's own chains per family and table, kept across syncs (the desired state minus the fixed chains). */
+  private readonly svcChains = new Map<Family, Record<'nat' | 'filter', ChainRules>>([[4, { nat: new Map(), filter: new Map() }], [6, { nat: new Map(), filter: new Map() }]]);
+  /** Chains of Services changed since the last successful apply, per family and table. */
+  private readonly touched = new Map<Family, Record<TableName, Set<string>>>([[4, { nat: new Set(), filter: new Set(), mangle: new Set() }], [6, { nat: new Set(), filter: new Set(), mangle: new Set() }]]);
+  private sortedKeys = new Map<Family, string[] | undefined>();
   private readonly invalid = new Map<string, string>();
   private readonly retry = new Set<string>();
   private readonly hcDesired = new Map<string, { port: number; namespace: string; name: string; localEndpoints: number }>();
@@ -199,10 +204,26 @@ export class IptablesProxier implements Component {
     staleUdp(old?.ports ?? [], ports, conntrack);
     for (const f of [4, 6] as const) {
       const mine = ports.filter((p) => p.family === f);
-      if (mine.length > 0) {
+      const contribs = this.contribs.get(f)!;
+      const before = contribs.get(key);
+      const after = mine.length > 0 ? renderServiceRules(mine, this.opts.get(f)!) : undefined;
+      if ((before === undefined) !== (after === undefined)) this.sortedKeys.set(f, undefined);
+      const chains = this.svcChains.get(f)!;
+      const touched = this.touched.get(f)!;
+      for (const t of ['nat', 'filter'] as const) {
+        for (const c of before?.[t].keys() ?? []) {
+          chains[t].delete(c);
+          touched[t].add(c);
+        }
+        for (const [c, r] of after?.[t] ?? []) {
+          chains[t].set(c, r);
+          touched[t].add(c);
+        }
+      }
+      if (after) {
         this.families.add(f);
-        this.contribs.get(f)!.set(key, renderServiceRules(mine, this.opts.get(f)!));
-      } else this.contribs.get(f)!.delete(key);
+        contribs.set(key, after);
+      } else contribs.delete(key);
     }
     const hc = ports.find((p) => p.healthCheckNodePort !== undefined);
     if (hc) {
@@ -211,10 +232,22 @@ export class IptablesProxier implements Component {
     } else this.hcDesired.delete(key);
   }
 
-  private desired(f: Family, only?: ReadonlySet<string>) {
+  /** The desired state of a family; `only`: just these Services (the cold start's first restore). */
+  private desired(f: Family, only?: string): Desired {
     const c = this.contribs.get(f)!;
-    const keys = [...c.keys()].filter((k) => only === undefined || only.has(k)).sort();
-    return assemble(keys.map((k) => c.get(k)!), this.opts.get(f)!);
+    if (only !== undefined) {
+      const one = c.get(only)!;
+      const shared = assembleShared([one], this.opts.get(f)!);
+      return { nat: new Layers([shared.nat, one.nat]), filter: new Layers([shared.filter, one.filter]), mangle: shared.mangle };
+    }
+    let keys = this.sortedKeys.get(f);
+    if (keys === undefined) {
+      keys = [...c.keys()].sort();
+      this.sortedKeys.set(f, keys);
+    }
+    const shared = assembleShared(keys.map((k) => c.get(k)!), this.opts.get(f)!);
+    const own = this.svcChains.get(f)!;
+    return { nat: new Layers([shared.nat, own.nat]), filter: new Layers([shared.filter, own.filter]), mangle: shared.mangle };
   }
 
   async sync(_signal: AbortSignal): Promise<SyncReport> {
@@ -251,10 +284,13 @@ export class IptablesProxier implements Component {
       for (const f of [...this.families].sort()) {
         const a = this.appliers.get(f)!;
         // Cold start: the fixed chains and default/kubernetes first (kubernetes #133773).
+        const fixed = fixedChainNames(this.opts.get(f)!);
         if (a.counts().chains.nat === 0 && this.contribs.get(f)!.size > 1 && this.contribs.get(f)!.has(KUBERNETES_SERVICE)) {
-          await this.applyPlan(a, this.desired(f, new Set([KUBERNETES_SERVICE])), stats);
+          await this.applyPlan(a, a.plan(this.desired(f, KUBERNETES_SERVICE)), stats);
         }
-        await this.applyPlan(a, this.desired(f), stats);
+        // A full sync compares every chain (after reading them back); a partial one only the touched ones.
+        await this.applyPlan(a, a.plan(this.desired(f), full ? undefined : this.touched.get(f)!, fixed), stats);
+        for (const set of Object.values(this.touched.get(f)!)) set.clear();
       }
     } catch (err) {
       for (const k of dirty) this.retry.add(k);
@@ -294,8 +330,7 @@ export class IptablesProxier implements Component {
     return { objects: this.models.size };
   }
 
-  private async applyPlan(a: IptablesApplier, desired: ReturnType<IptablesProxier['desired']>, stats: IptSyncStats): Promise<IptPlan> {
-    const plan = a.plan(desired);
+  private async applyPlan(a: IptablesApplier, plan: IptPlan, stats: IptSyncStats): Promise<IptPlan> {
     if (plan.text === '') return plan;
     const a0 = performance.now();
     await a.apply(plan);

@@ -199,22 +199,36 @@ export function fixedRules(o: IptRenderOptions): { nat: ChainRules; natTail: Map
   return { nat, natTail: new Map([[CH.services, tail]]), filter, mangle: new Map([[CH.firewall, []]]) };
 }
 
-/** The whole desired state of one family: fixed chains + every Service's contribution, in key order. */
-export function assemble(contribs: Iterable<ServiceRules>, o: IptRenderOptions): { nat: ChainRules; filter: ChainRules; mangle: ChainRules } {
+type Tables = { nat: ChainRules; filter: ChainRules; mangle: ChainRules };
+
+/** The fixed chains with every Service's lines in them (kube-proxy's order: NodePorts jump last). */
+export function assembleShared(contribs: Iterable<ServiceRules>, o: IptRenderOptions): Tables {
   const fixed = fixedRules(o);
-  const nat: ChainRules = new Map([...fixed.nat].map(([k, v]) => [k, [...v]]));
-  const filter: ChainRules = new Map([...fixed.filter].map(([k, v]) => [k, [...v]]));
-  const mangle: ChainRules = new Map([...fixed.mangle].map(([k, v]) => [k, [...v]]));
+  const out: Tables = { nat: fixed.nat, filter: fixed.filter, mangle: fixed.mangle };
   for (const c of contribs) {
-    for (const [k, v] of c.nat) nat.set(k, v);
-    for (const [k, v] of c.filter) filter.set(k, v);
     for (const [k, v] of c.shared) {
-      const [t, chain] = k.split(':') as ['nat' | 'filter' | 'mangle', string];
-      const target = t === 'nat' ? nat : t === 'filter' ? filter : mangle;
-      const into = target.get(chain)!;
+      const [t, chain] = k.split(':') as [keyof Tables, string];
+      const into = out[t].get(chain)!;
       for (const r of v) into.push(r);
     }
   }
-  for (const [k, v] of fixed.natTail) nat.get(k)!.push(...v);
-  return { nat, filter, mangle };
+  for (const [k, v] of fixed.natTail) out.nat.get(k)!.push(...v);
+  return out;
+}
+
+/** The fixed chains' names per table (always compared by a partial plan). */
+export function fixedChainNames(o: IptRenderOptions): Record<keyof Tables, string[]> {
+  const f = fixedRules(o);
+  return { nat: [...f.nat.keys()], filter: [...f.filter.keys()], mangle: [...f.mangle.keys()] };
+}
+
+/** The whole desired state of one family as plain maps: fixed chains + every Service's own chains. */
+export function assemble(contribs: Iterable<ServiceRules>, o: IptRenderOptions): Tables {
+  const list = [...contribs];
+  const out = assembleShared(list, o);
+  for (const c of list) {
+    for (const [k, v] of c.nat) out.nat.set(k, v);
+    for (const [k, v] of c.filter) out.filter.set(k, v);
+  }
+  return out;
 }
