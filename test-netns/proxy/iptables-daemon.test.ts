@@ -52,7 +52,7 @@ labTest('podwired --proxy-mode iptables: ClusterIP, REJECT, restart adopts, --cl
   t.match(fromNode.body, /^node-server /, `the ClusterIP answers from the node (${fromNode.err})`);
   const fromOut = await get(out.ns, 'http://10.96.0.10/');
   t.equal(fromOut.body, `node-server ${out.ip}`, 'and from outside, source kept (the endpoint is local)');
-  const refused = await connectOutcome(out.ns, '10.96.0.20', 80, 3);
+  const refused = await connectOutcome(node.ns, '10.96.0.20', 80, 3); // from the node: this lab node does not forward
   t.equal(refused.outcome, 'ConnectionRefusedError', `no endpoints: refused (${refused.outcome})`);
   const before = await ours();
   t.ok(before.some((l) => /^:PW-SVC-/.test(l)), 'our chains are in iptables-legacy');
