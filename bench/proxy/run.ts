@@ -2,6 +2,10 @@
  * Service proxy benchmark (nftables mode) against kube-proxy's nftables layout, in one run.
  *
  *   node dist/bench/proxy/run.js [--sizes 1000,5000,10000] [--anchor-bound-s 150] [--changes 20] [--out bench/results/proxy.json]
+ *        [--modes nftables,iptables] [--ipt-sizes 1000,5000,10000] [--ipt-nft-sizes 1000] [--ipt-bound-s 200]
+ *
+ * The iptables mode's columns (Podwire's iptables mode vs kube-proxy's iptables layout applied
+ * with iptables-legacy-restore) are described in bench/proxy/iptables.ts.
  *
  * Everything runs in lab namespaces (prefix pwp-bench), never in the root namespace:
  * - cold full sync: N Services × 10 endpoints (+ default/kubernetes) handed to the proxier
@@ -33,6 +37,7 @@ import { proxierHarness, slice, svc, MemoryState } from '../../src/proxy/testing
 import type { ClusterObject } from '../../src/k8s/types';
 import { Lab, netnsPath, withLab } from '../../test-netns/harness';
 import { benchEndpoint, benchVip, kubeProxyFull } from './kube-proxy-layout';
+import { iptablesBench, iptablesTable } from './iptables';
 
 const E = 10;
 function arg(name: string, fallback: string): string {
@@ -42,6 +47,10 @@ function arg(name: string, fallback: string): string {
 const SIZES = arg('sizes', '1000,5000,10000').split(',').map(Number);
 const ANCHOR_BOUND_S = Number(arg('anchor-bound-s', '150'));
 const CHANGES = Number(arg('changes', '20'));
+const MODES = arg('modes', 'nftables,iptables').split(',');
+const IPT_SIZES = arg('ipt-sizes', '1000,5000,10000').split(',').filter((x) => x !== '').map(Number);
+const IPT_NFT_SIZES = arg('ipt-nft-sizes', '1000').split(',').filter((x) => x !== '').map(Number);
+const IPT_BOUND_S = Number(arg('ipt-bound-s', '200'));
 const OUT = arg('out', path.resolve(__dirname, '../../../bench/results/proxy.json'));
 
 function objects(n: number): ClusterObject[] {
@@ -275,6 +284,19 @@ async function main(): Promise<void> {
   const keepAlive = setInterval(() => undefined, 1000);
   const rows: Row[] = [];
   const result: Record<string, unknown> = { when: new Date().toISOString(), endpointsPerService: E, anchorBoundS: ANCHOR_BOUND_S };
+  if (MODES.includes('iptables')) {
+    await withLab('qi-bench', async (lab) => {
+      result.iptables = await iptablesBench(lab, { sizes: IPT_SIZES, nftSizes: IPT_NFT_SIZES, changes: CHANGES, boundS: IPT_BOUND_S });
+    });
+    console.log(iptablesTable(result.iptables as Parameters<typeof iptablesTable>[0]).join('\n'));
+  }
+  if (!MODES.includes('nftables')) {
+    mkdirSync(path.dirname(OUT), { recursive: true });
+    writeFileSync(OUT, JSON.stringify(result, null, 2) + '\n');
+    console.log(`wrote ${OUT}`);
+    clearInterval(keepAlive);
+    return;
+  }
   await withLab('pwp-bench', async (lab) => {
     for (const [idx, n] of SIZES.entries()) {
       const row: Row = { n, podwireColdS: 0, podwireCpuS: 0, anchorCpuS: undefined, transactions: 0, anchorS: undefined, anchorBoundHit: false, ratio: undefined };

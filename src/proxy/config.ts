@@ -36,6 +36,8 @@ export interface ProxySection {
   table: string;
   /** Services per transaction in a cold sync (the `default/kubernetes` Service always goes first). */
   coldChunk: number;
+  /** iptables mode: which iptables binaries (auto = iptables-legacy when installed, else iptables-nft). */
+  iptablesBackend: 'auto' | 'legacy' | 'nft';
 }
 
 export const PROXY_DEFAULTS = {
@@ -63,6 +65,11 @@ function hostPort(field: string, v: string): string {
   const host = m?.[1] ?? m?.[2];
   const port = Number(m?.[3]);
   if (!m || !host || isIP(host) === 0 || !(port >= 0 && port <= 65535)) throw new InvalidInputError(field, v, 'expected ADDR:PORT');
+  return v;
+}
+
+function iptablesBackend(v: string): 'auto' | 'legacy' | 'nft' {
+  if (v !== 'auto' && v !== 'legacy' && v !== 'nft') throw new InvalidInputError('proxy.iptablesBackend', v, 'expected auto | legacy | nft');
   return v;
 }
 
@@ -97,6 +104,7 @@ export function buildProxySection(values: Readonly<Record<string, unknown>>, con
     masqueradeBit: bit,
     table,
     coldChunk: Math.max(1, num('coldChunk', PROXY_DEFAULTS.coldChunk)),
+    iptablesBackend: iptablesBackend(str('iptablesBackend') ?? 'auto'),
   };
 }
 
@@ -109,6 +117,7 @@ export const proxySection: ConfigSection<ProxySection> = defineSection<ProxySect
     { key: 'nodePortAddresses', flag: 'proxy-nodeport-addresses', env: 'PODWIRE_PROXY_NODEPORT_ADDRESSES', kind: 'list', default: [], help: 'CIDRs NodePorts answer on (default: all local addresses but loopback)' },
     { key: 'clusterCIDR', flag: 'proxy-cluster-cidr', env: 'PODWIRE_PROXY_CLUSTER_CIDR', kind: 'string', default: '', help: 'pod CIDR(s) for masquerade decisions (default: --cluster-cidr)' },
     { key: 'healthzBindAddress', flag: 'proxy-healthz-bind-address', env: 'PODWIRE_PROXY_HEALTHZ_BIND_ADDRESS', kind: 'string', default: PROXY_DEFAULTS.healthzBindAddress, help: 'kube-proxy style /healthz and /livez ADDR:PORT (empty: off)' },
+    { key: 'iptablesBackend', flag: 'proxy-iptables-backend', env: 'PODWIRE_PROXY_IPTABLES_BACKEND', kind: 'string', default: 'auto', help: 'iptables mode: auto (iptables-legacy when installed, else iptables-nft) | legacy | nft' },
     { key: 'masqueradeBit', flag: 'proxy-masquerade-bit', env: 'PODWIRE_PROXY_MASQUERADE_BIT', kind: 'int', default: PROXY_DEFAULTS.masqueradeBit, help: 'fwmark bit for SNAT (kube-proxy: 14 = 0x4000)' },
   ],
   build: (values, config) => buildProxySection(values, config),

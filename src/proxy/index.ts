@@ -3,6 +3,9 @@ import type { ComponentRegistration } from '../daemon/component';
 import { InvalidInputError } from '../common/errors';
 import { proxySection, type ProxySection } from './config';
 import { NftProxier } from './proxier';
+import { IptablesProxier } from './iptables/proxier';
+import { NetnsIptables } from '../kernel/iptables';
+import type { ComponentContext } from '../daemon/component';
 
 export { NftProxier, KUBERNETES_SERVICE, staleUdp, type SyncStats, type ConntrackWork } from './proxier';
 export { proxySection, buildProxySection, PROXY_DEFAULTS, type ProxySection } from './config';
@@ -11,6 +14,21 @@ export { renderService, renderSkeleton, renderScript, lbChain, hash8, type Rende
 export { Ruleset, type Plan, type Contribution, type ObjectDef } from './ruleset';
 export { parseTable } from './adopt';
 export { ProxierHealth, ServiceHealthServers } from './health';
+export { IptablesProxier, type IptSyncStats } from './iptables/proxier';
+export { removeIptablesLeftovers, removeNftLeftovers } from './leftovers';
+
+/** The proxier of the configured mode (registration, tests, the lab and the bench). */
+export function createProxier(ctx: ComponentContext<ProxySection | undefined>, mode: string = ctx.section?.mode ?? ctx.config.proxyMode): NftProxier | IptablesProxier {
+  if (mode === 'nftables') return new NftProxier(ctx);
+  if (mode === 'iptables') {
+    const choice = ctx.section?.iptablesBackend ?? 'auto';
+    if (choice === 'auto') return new IptablesProxier(ctx, { backend: ctx.kernel.iptables(4) instanceof NetnsIptables ? (ctx.kernel.iptables(4) as NetnsIptables).binaries.restore : undefined });
+    // A backend chosen for the proxy: its own runners in the kernel's namespace.
+    const runners = new Map([4, 6].map((f) => [f, new NetnsIptables(f as 4 | 6, ctx.kernel.netns, choice)] as const));
+    return new IptablesProxier(ctx, { runner: (f) => runners.get(f)!, backend: runners.get(4)!.binaries.restore });
+  }
+  throw new InvalidInputError('proxy.mode', mode, 'expected nftables | iptables (ipvs is not implemented in this build)');
+}
 
 export function proxyRegistration(): ComponentRegistration<ProxySection> {
   return {
@@ -18,10 +36,6 @@ export function proxyRegistration(): ComponentRegistration<ProxySection> {
     name: 'proxy',
     section: proxySection,
     intervals: (s) => ({ minIntervalMs: s.minSyncPeriodMs, maxIntervalMs: s.syncPeriodMs }),
-    create: (ctx) => {
-      const mode = ctx.section?.mode ?? ctx.config.proxyMode;
-      if (mode !== 'nftables') throw new InvalidInputError('proxy.mode', mode, 'only nftables is implemented in this build');
-      return new NftProxier(ctx);
-    },
+    create: (ctx) => createProxier(ctx),
   };
 }

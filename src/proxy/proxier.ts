@@ -18,6 +18,7 @@ import type { ClusterEvent, ClusterState, EndpointSliceObject, ServiceObject } f
 import type { Component, ComponentContext, ComponentStatus, SyncReport } from '../daemon/component';
 import type { DaemonConfig } from '../daemon/config';
 import { parseTable } from './adopt';
+import { removeIptablesLeftovers } from './leftovers';
 import { buildProxySection, type ProxySection } from './config';
 import { ProxierHealth, ServiceHealthServers } from './health';
 import { createProxyMetrics, type ProxyMetrics } from './metrics';
@@ -124,6 +125,7 @@ export class NftProxier implements Component {
   }
 
   async reconcileOnStart(_signal: AbortSignal): Promise<void> {
+    await removeIptablesLeftovers(this.kernel, this.logger); // a switch from the iptables mode
     await this.adopt();
     await this.checkForeignForwardDrop();
   }
@@ -191,6 +193,7 @@ export class NftProxier implements Component {
     } catch (err) {
       this.logger.warn({ err }, 'removing the proxy table failed');
     }
+    await removeIptablesLeftovers(this.kernel, this.logger);
   }
 
   private localMatchers(): ((ip: string) => boolean)[] {

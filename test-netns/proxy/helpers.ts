@@ -8,9 +8,11 @@ import { openKernel, netnsRef, runInNetns, type ConntrackFilter, type ConntrackK
 import { CommandError } from '../../src/common/errors';
 import { silentLogger } from '../../src/common/log';
 import { systemClock } from '../../src/common/clock';
-import { NftProxier, buildProxySection } from '../../src/proxy';
+import { IptablesProxier, NftProxier, buildProxySection } from '../../src/proxy';
 import { MemoryState, testConfig } from '../../src/proxy/testing';
 import type { ClusterKind, ClusterObject } from '../../src/k8s/types';
+import { createProxier, type ProxySection } from '../../src/proxy';
+import type { ComponentContext } from '../../src/daemon/component';
 import { exec, netnsPath, type Lab, type LabNode } from '../harness';
 
 /**
@@ -38,8 +40,8 @@ export class CliConntrack implements ConntrackKernel {
   }
 }
 
-export interface ProxyHost {
-  proxier: NftProxier;
+export interface ProxyHost<P = NftProxier> {
+  proxier: P;
   state: MemoryState;
   kernel: Kernel;
   /** Store objects, hand their events over, sync once. */
@@ -49,11 +51,20 @@ export interface ProxyHost {
 }
 
 export async function proxyHost(node: Pick<LabNode, 'ns'>, section: Record<string, unknown> = {}, nodeName = 'node-a'): Promise<ProxyHost> {
+  return hostOf(node, section, nodeName, (ctx) => new NftProxier(ctx));
+}
+
+/** The same host in iptables mode (`section.iptablesBackend` picks legacy / nft). */
+export async function iptablesHost(node: Pick<LabNode, 'ns'>, section: Record<string, unknown> = {}, nodeName = 'node-a'): Promise<ProxyHost<IptablesProxier>> {
+  return hostOf(node, section, nodeName, (ctx) => createProxier(ctx, 'iptables') as IptablesProxier);
+}
+
+async function hostOf<P extends NftProxier | IptablesProxier>(node: Pick<LabNode, 'ns'>, section: Record<string, unknown>, nodeName: string, make: (ctx: ComponentContext<ProxySection>) => P): Promise<ProxyHost<P>> {
   const kernel = await openKernel(netnsRef(netnsPath(node.ns)));
   kernel.conntrack = new CliConntrack(node.ns);
   const config = testConfig({ nodeName });
   const state = new MemoryState();
-  const proxier = new NftProxier({
+  const proxier = make({
     config,
     section: buildProxySection({ healthzBindAddress: '', ...section }, config),
     state,

@@ -5,13 +5,14 @@
  * a JSON file. Prints `synced <stats>` after the first sync; SIGTERM: close and exit 0.
  *
  *   node host.js --objects <file.json> --node-name node-a [--healthz 127.0.0.1:10256]
+ *                [--mode nftables|iptables] [--iptables-backend auto|legacy|nft]
  */
 import { readFileSync } from 'node:fs';
 import { Registry } from 'prom-client';
 import { openKernel } from '../../src/kernel';
 import { createLogger } from '../../src/common/log';
 import { systemClock } from '../../src/common/clock';
-import { NftProxier, buildProxySection } from '../../src/proxy';
+import { buildProxySection, createProxier } from '../../src/proxy';
 import { MemoryState, testConfig } from '../../src/proxy/testing';
 import type { ClusterObject } from '../../src/k8s/types';
 import { CliConntrack } from './helpers';
@@ -28,9 +29,10 @@ async function main(): Promise<void> {
   const config = testConfig({ nodeName: arg('node-name', 'node-a') });
   const state = new MemoryState();
   const logger = createLogger({ level: 'info' });
-  const proxier = new NftProxier({
+  const mode = arg('mode', 'nftables');
+  const proxier = createProxier({
     config,
-    section: buildProxySection({ healthzBindAddress: arg('healthz', '127.0.0.1:10256') }, config),
+    section: buildProxySection({ healthzBindAddress: arg('healthz', '127.0.0.1:10256'), mode, iptablesBackend: arg('iptables-backend', 'auto') }, config),
     state,
     node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false },
     kernel,

@@ -8,8 +8,10 @@
  * "iptables-restore: line 7 failed").
  *
  * The packet tracer is deliberately small: `trace(table, chain, packet)` walks -A rules
- * whose matches it understands (-s, -d, -p, --dport, -i, -o, -m comment) and follows -j
- * to user chains and RETURN; other matches are treated as "does not match".
+ * whose matches it understands (-s, -d, -p, --dport, -i, -o, -m comment, and the proxy's
+ * -m statistic / recent / addrtype / conntrack / mark, answered from the packet's fields)
+ * and follows -j to user chains and RETURN, applying MARK --set-xmark; other matches are
+ * treated as "does not match".
  */
 import { CommandError, InvalidInputError } from '../../common/errors';
 import { Cidr, IpAddress } from '../../common/ip';
@@ -55,6 +57,17 @@ export interface TracePacket {
   dport?: number;
   inIface?: string;
   outIface?: string;
+  /** `-m statistic --mode random --probability p`: default never (falls through to the last endpoint). */
+  coin?: (probability: number) => boolean;
+  /** `-m recent --rcheck --name N`: the names this source is recorded under. */
+  recent?: string[];
+  /** `-m addrtype --src-type LOCAL` / `--dst-type LOCAL`. */
+  localSrc?: boolean;
+  localDst?: boolean;
+  /** `-m conntrack --ctstate`: default NEW. */
+  ctstate?: string;
+  /** fwmark; MARK targets update it during the walk (read it back from TraceResult.mark). */
+  mark?: number;
 }
 
 export interface TraceResult {
@@ -64,6 +77,8 @@ export interface TraceResult {
   args: string[];
   /** chain:rule-number visited, in order. */
   path: string[];
+  /** The fwmark after the walk. */
+  mark: number;
 }
 
 export class FakeIptables implements IptablesRunner {
@@ -199,8 +214,9 @@ export class FakeIptables implements IptablesRunner {
   }
 
   /** Walks `chain` of `table` for a packet; see the module comment for what it understands. */
-  trace(table: string, chain: string, packet: TracePacket): TraceResult {
+  trace(table: string, chain: string, packet0: TracePacket): TraceResult {
     const path: string[] = [];
+    const packet: TracePacket = { ...packet0, mark: packet0.mark ?? 0 };
     const walk = (name: string, depth: number): { verdict: string; args: string[] } | undefined => {
       if (depth > 32) throw new Error(`trace: chain loop at ${name}`);
       const c = this.table(table).get(name);
@@ -212,6 +228,12 @@ export class FakeIptables implements IptablesRunner {
         const target = jumpTarget(words);
         if (target === undefined) continue;
         if (target === 'RETURN') return undefined;
+        if (target === 'MARK') {
+          const i = words.indexOf('--set-xmark');
+          const [v, m] = (words[i + 1] ?? '0/0').split('/').map((x) => Number(x));
+          packet.mark = ((packet.mark! & ~(m ?? 0xffffffff)) ^ (v ?? 0)) >>> 0;
+          continue;
+        }
         if (TERMINAL.has(target)) return { verdict: target, args: words.slice(words.indexOf(target) + 1) };
         if (!TARGETS.has(target)) {
           const r = walk(target, depth + 1);
@@ -224,7 +246,7 @@ export class FakeIptables implements IptablesRunner {
     };
     const r = walk(chain, 0);
     const policy = this.table(table).get(chain)?.policy;
-    return r ? { ...r, path } : { verdict: policy ?? 'RETURN', args: [], path };
+    return r ? { ...r, path, mark: packet.mark! } : { verdict: policy ?? 'RETURN', args: [], path, mark: packet.mark! };
   }
 }
 
@@ -288,9 +310,48 @@ function ruleMatches(words: string[], p: TracePacket): boolean {
         i++;
         break;
       case '-m':
-        if (val !== 'comment' && val !== 'tcp' && val !== 'udp' && val !== 'sctp') return false;
+        if (!['comment', 'tcp', 'udp', 'sctp', 'statistic', 'recent', 'addrtype', 'conntrack', 'mark'].includes(val!)) return false;
         i++;
         break;
+      case '--mode':
+      case '--seconds':
+      case '--mask':
+        i++;
+        break;
+      case '--reap':
+      case '--rsource':
+      case '--set':
+        break;
+      case '--probability':
+        if (!check((p.coin ?? (() => false))(Number(val)))) return false;
+        i++;
+        break;
+      case '--rcheck': {
+        const n = words.indexOf('--name');
+        if (!check((p.recent ?? []).includes(words[n + 1] ?? ''))) return false;
+        break;
+      }
+      case '--name':
+        i++;
+        break;
+      case '--src-type':
+        if (!check(val === 'LOCAL' && p.localSrc === true)) return false;
+        i++;
+        break;
+      case '--dst-type':
+        if (!check(val === 'LOCAL' && p.localDst === true)) return false;
+        i++;
+        break;
+      case '--ctstate':
+        if (!check(val!.split(',').includes(p.ctstate ?? 'NEW'))) return false;
+        i++;
+        break;
+      case '--mark': {
+        const [v, m] = val!.split('/').map((x) => Number(x));
+        if (!check(((p.mark ?? 0) & (m ?? 0xffffffff)) === v)) return false;
+        i++;
+        break;
+      }
       case '--comment':
         i++;
         break;
