@@ -100,9 +100,11 @@ function memKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 
 async function startServer(lab: Lab, ns: string, name: string, data: BenchData, work: string, cpu: number): Promise<BackgroundProcess> {
   const pin = ['taskset', '-c', String(cpu)];
-  if (name === 'podwire') {
+  if (name === 'podwire' || name === 'podwire-dgram') {
     // --max-semi-space-size=4: what bin/podwired runs Node with (see its comment).
-    return lab.spawn(ns, [...pin, process.execPath, '--max-semi-space-size=4', '--expose-gc', SERVER_JS, JSON.stringify({ services: data.services, namespaces: 50, listen: `127.0.0.1:${PORT}` })]);
+    // podwire-dgram: the same server on Node's dgram instead of the native batched socket.
+    const args = { services: data.services, namespaces: 50, listen: `127.0.0.1:${PORT}`, nativeUdp: name === 'podwire' };
+    return lab.spawn(ns, [...pin, process.execPath, '--max-semi-space-size=4', '--expose-gc', SERVER_JS, JSON.stringify(args)]);
   }
   if (name === 'podwire-manifests') {
     const args = { manifests: data.manifests, listen: [`127.0.0.1:${PORT}`], logLevel: 'error', rescanMs: 0, section: { upstreams: [], resolvConf: '/nonexistent', bindInterface: '', drainTimeout: 0, log: false } };

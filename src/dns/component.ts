@@ -233,7 +233,7 @@ export class DnsComponent implements Component {
 
   private async bind(): Promise<void> {
     this.bindAfterSync = false;
-    this.server = new DnsServer({ listen: this.listen, handle: this.handle, udpSize: this.section.udpSize, tcpIdleMs: this.section.tcpIdleMs, logger: this.ctx.logger, stats: this.stats });
+    this.server = new DnsServer({ listen: this.listen, handle: this.handle, udpSize: this.section.udpSize, tcpIdleMs: this.section.tcpIdleMs, logger: this.ctx.logger, stats: this.stats, nativeUdp: this.section.nativeUdp, answersInline: (q) => this.zone.owns(q) });
     await this.server.start();
     this.ctx.logger.info({ listen: this.server.addresses, zones: this.zone.options.zones }, 'DNS serving');
   }

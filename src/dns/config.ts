@@ -41,6 +41,8 @@ export interface DnsSection {
   log: boolean;
   /** The ConfigMap to read stub domains and upstreams from (`namespace/name`). */
   configMap: string;
+  /** UDP through the native recvmmsg/sendmmsg socket (udp-native.ts) instead of dgram. */
+  nativeUdp: boolean;
 }
 
 const opt = (key: string, kind: SectionOption['kind'], def: unknown, help: string): SectionOption => ({
@@ -75,6 +77,7 @@ export const DNS_OPTIONS: readonly SectionOption[] = [
   opt('bindInterface', 'string', 'lo', 'interface that gets the listen addresses ("" to manage none)'),
   opt('log', 'bool', false, 'log every query (CoreDNS log plugin)'),
   opt('configMap', 'string', 'kube-system/kube-dns', 'ConfigMap with stubDomains and upstreamNameservers'),
+  opt('nativeUdp', 'bool', true, 'serve UDP through the native batched socket (recvmmsg/sendmmsg); false: Node dgram'),
 ];
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?$/;
@@ -193,6 +196,7 @@ export function buildDnsSection(values: Readonly<Record<string, unknown>>): DnsS
     bindInterface: String(v('bindInterface')),
     log: Boolean(v('log')),
     configMap: cm,
+    nativeUdp: Boolean(v('nativeUdp')),
   };
 }
 

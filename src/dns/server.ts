@@ -17,6 +17,7 @@ import net, { isIPv6 } from 'node:net';
 import type { Logger } from '../common/log';
 import type { Next, Reply } from './handler';
 import type { DnsStats } from './metrics';
+import { NativeUdpSocket } from './udp-native';
 import { bareResponse, buildQuery, encodeName, encodeResponse, errorResponse, fitUdp, HEADER_LEN, isQuery, nameKey, parseQuery, type Query, RCODE, rdata, TYPE } from './wire';
 
 export interface ListenAddr {
@@ -32,13 +33,21 @@ export interface DnsServerOptions {
   tcpIdleMs: number;
   logger: Logger;
   stats: DnsStats;
+  /** Serve UDP through the batched native socket (udp-native.ts); dgram when false or when the addon is missing. */
+  nativeUdp?: boolean;
+  /**
+   * True when the chain answers `q` without keeping `q.msg` past the call (the cluster
+   * zone). Other queries get their own copy of the packet before the chain sees them,
+   * because the native socket reuses its receive buffer for the next batch.
+   */
+  answersInline?: (q: Query) => boolean;
 }
 
 const PID_NAME = 'pid.podwire.invalid';
 const PID_KEY = nameKey(PID_NAME);
 
 export class DnsServer {
-  private udp: dgram.Socket[] = [];
+  private udp: (dgram.Socket | NativeUdpSocket)[] = [];
   private tcp: net.Server[] = [];
   private readonly conns = new Set<net.Socket>();
   private pending = 0;
@@ -52,17 +61,9 @@ export class DnsServer {
   async start(): Promise<void> {
     try {
       for (const a of this.opts.listen) {
-        const s = dgram.createSocket({ type: isIPv6(a.host) ? 'udp6' : 'udp4', reuseAddr: true, reusePort: true, recvBufferSize: 4 << 20 });
-        s.on('message', (msg, rinfo) => this.onUdp(s, msg, rinfo));
-        s.on('error', (err) => this.opts.logger.warn({ err }, 'DNS UDP socket error'));
-        await new Promise<void>((resolve, reject) => {
-          s.once('error', reject);
-          s.bind({ address: a.host, port: a.port }, () => {
-            s.off('error', reject);
-            resolve();
-          });
-        });
-        this.udp.push(s);
+        const n = this.opts.nativeUdp ? this.openNative(a) : undefined;
+        if (n) this.udp.push(n);
+        else await this.openDgram(a);
         const t = net.createServer({ noDelay: true }, (c) => this.onTcp(c));
         t.on('error', (err) => this.opts.logger.warn({ err }, 'DNS TCP server error'));
         await new Promise<void>((resolve, reject) => {
@@ -78,6 +79,53 @@ export class DnsServer {
       await this.close(0);
       throw err;
     }
+  }
+
+  private async openDgram(a: ListenAddr): Promise<void> {
+    const s = dgram.createSocket({ type: isIPv6(a.host) ? 'udp6' : 'udp4', reuseAddr: true, reusePort: true, recvBufferSize: 4 << 20 });
+    s.on('message', (msg, rinfo) => this.onUdp(s, msg, rinfo));
+    s.on('error', (err) => this.opts.logger.warn({ err }, 'DNS UDP socket error'));
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.bind({ address: a.host, port: a.port }, () => {
+        s.off('error', reject);
+        resolve();
+      });
+    });
+    this.udp.push(s);
+  }
+
+  /** The batched native socket, or undefined (logged) when the addon is unavailable. A bind error throws. */
+  private openNative(a: ListenAddr): NativeUdpSocket | undefined {
+    let sock: NativeUdpSocket | undefined;
+    try {
+      sock = new NativeUdpSocket(a.host, a.port, isIPv6(a.host), Math.min(4096, Math.max(512, this.opts.udpSize)), (msg, client, addr) => this.onNative(sock!, msg, client, addr), (err) =>
+        this.opts.logger.error({ err }, 'DNS handler failed'),
+      );
+    } catch (err) {
+      if ((err as { code?: string }).code === 'PW_NATIVE_MISSING') {
+        this.opts.logger.warn({ err }, 'native addon missing: DNS UDP served through dgram');
+        return undefined;
+      }
+      throw err;
+    }
+    return sock;
+  }
+
+  private onNative(sock: NativeUdpSocket, msg: Buffer, client: string, addr: Buffer): Buffer | null {
+    const r = this.dispatch(msg, 'udp', client, true);
+    if (r === null) return null;
+    const q = this.lastQuery;
+    if (Buffer.isBuffer(r)) return this.forUdp(r, q);
+    const to = Buffer.from(addr); // `addr` is a view of the batch's address array
+    this.pending++;
+    r.then(
+      (reply) => {
+        if (reply && !this.closedUdp) sock.sendTo(this.forUdp(reply, q), to);
+      },
+      (err: unknown) => this.opts.logger.error({ err }, 'DNS handler failed'),
+    ).finally(() => this.pending--);
+    return null;
   }
 
   get addresses(): string[] {
@@ -149,7 +197,7 @@ export class DnsServer {
   }
 
   /** Parse and answer one message: the reply, null (drop), or a Promise of either. Never throws. */
-  private dispatch(msg: Buffer, transport: 'udp' | 'tcp', client: string): Reply | Promise<Reply> {
+  private dispatch(msg: Buffer, transport: 'udp' | 'tcp', client: string, view = false): Reply | Promise<Reply> {
     this.lastQuery = undefined;
     let q: Query;
     try {
@@ -164,9 +212,12 @@ export class DnsServer {
     if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return bareResponse(q, RCODE.REFUSED, { ednsSize: this.opts.udpSize });
     if (q.ednsVersion > 0) return bareResponse(q, 16 /* BADVERS */, { ednsSize: this.opts.udpSize });
     if (q.key === PID_KEY) return this.pidAnswer(q);
+    // A view into a reused receive buffer: only the cluster zone answers from it directly.
+    if (view && !this.opts.answersInline?.(q)) q.msg = Buffer.from(msg);
     try {
       const r = this.opts.handle(q);
       if (r === null || Buffer.isBuffer(r)) return r;
+      if (q.msg === msg && view) q.msg = Buffer.from(msg); // an ExternalName resolved outside: kept past the call
       return r.catch((err: unknown) => {
         this.opts.logger.error({ err }, 'DNS handler failed');
         return bareResponse(q, RCODE.SERVFAIL, { ednsSize: this.opts.udpSize });
