@@ -16,7 +16,8 @@ import type { Component, ComponentContext, ComponentRegistration, ComponentStatu
 import { parseHostPort } from '../daemon/config';
 import type { ClusterEvent } from '../k8s/types';
 import { DnsCache } from './cache';
-import { dnsSection, type DnsSection, parseKubeDnsConfigMap, parseResolvConf } from './config';
+import { AutopathHandler } from './autopath';
+import { dnsSection, type DnsSection, parseKubeDnsConfigMap, parseResolvConf, parseResolvSearch } from './config';
 import { type DnsController, stateController } from './controller';
 import { Forwarder, ForwardHandler, type ForwardOptions, formatUpstream, StubHandler, type UpstreamAddr } from './forward';
 import { buildChain, type Handler, logHandler, metricsHandler, type Next } from './handler';
@@ -49,6 +50,7 @@ export class DnsComponent implements Component {
   private configMapError: string | undefined;
   private lastGoodConfig: ReturnType<typeof parseKubeDnsConfigMap> = { stubDomains: new Map(), upstreamNameservers: undefined };
   private resolvConfUpstreams: UpstreamAddr[] = [];
+  private hostSearch: string[] = [];
   private excludedUpstreams: string[] = [];
   private addedAddresses: Cidr[] = [];
   private synced = false;
@@ -85,6 +87,18 @@ export class DnsComponent implements Component {
       forward: this.forward,
     };
     if (s.log) handlers.log = logHandler(ctx.logger);
+    if (s.autopath) {
+      const zones = this.zone.options.zones;
+      handlers.autopath = new AutopathHandler({
+        zones,
+        nodeName: ctx.config.nodeName,
+        podsByIP: (ip) => this.controller.podsByIP(ip),
+        // The node's search domains, minus any cluster zone (kubelet lists those already).
+        hostSearch: () => this.hostSearch.filter((d) => !zones.some((z) => d === z || d.endsWith(`.${z}`))),
+        ttl: s.ttl,
+        ourSize: s.udpSize,
+      });
+    }
     this.handle = buildChain(handlers);
     registerDnsMetrics(ctx.metrics, this.stats, `dns://${ctx.config.dnsListen[0] ?? ''}`);
   }
@@ -165,9 +179,12 @@ export class DnsComponent implements Component {
     this.stub.set(stubs);
     // Answers cached from servers we no longer use must not outlive the change.
     if (JSON.stringify(this.stub.list()) !== before) this.cache.clear();
-    if (this.section.upstreams.length === 0 && !this.lastGoodConfig.upstreamNameservers) {
+    const needUpstreams = this.section.upstreams.length === 0 && !this.lastGoodConfig.upstreamNameservers;
+    if (needUpstreams || this.section.autopath) {
       try {
-        this.resolvConfUpstreams = parseResolvConf(await readFile(this.section.resolvConf, 'utf8'));
+        const text = await readFile(this.section.resolvConf, 'utf8');
+        if (needUpstreams) this.resolvConfUpstreams = parseResolvConf(text);
+        this.hostSearch = parseResolvSearch(text);
       } catch (err) {
         this.ctx.logger.warn({ err, file: this.section.resolvConf }, 'cannot read resolv.conf; keeping the upstreams we had');
       }

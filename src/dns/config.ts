@@ -41,6 +41,8 @@ export interface DnsSection {
   log: boolean;
   /** The ConfigMap to read stub domains and upstreams from (`namespace/name`). */
   configMap: string;
+  /** The search-path shortcut (autopath.ts). */
+  autopath: boolean;
   /** UDP through the native recvmmsg/sendmmsg socket (udp-native.ts) instead of dgram. */
   nativeUdp: boolean;
 }
@@ -77,6 +79,7 @@ export const DNS_OPTIONS: readonly SectionOption[] = [
   opt('bindInterface', 'string', 'lo', 'interface that gets the listen addresses ("" to manage none)'),
   opt('log', 'bool', false, 'log every query (CoreDNS log plugin)'),
   opt('configMap', 'string', 'kube-system/kube-dns', 'ConfigMap with stubDomains and upstreamNameservers'),
+  opt('autopath', 'bool', false, "answer a pod's first search-path query with the final answer (CoreDNS autopath; this node's pods only)"),
   opt('nativeUdp', 'bool', true, 'serve UDP through the native batched socket (recvmmsg/sendmmsg); false: Node dgram'),
 ];
 
@@ -107,6 +110,16 @@ export function parseResolvConf(text: string): UpstreamAddr[] {
     if (!m) continue;
     const host = m[1]!.replace(/%.*$/, '');
     if (isIP(host)) out.push({ host, port: 53 });
+  }
+  return out;
+}
+
+/** The domains of a resolv.conf's last `search` (or `domain`) line. */
+export function parseResolvSearch(text: string): string[] {
+  let out: string[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s*(search|domain)\s+(.+)$/.exec(line);
+    if (m) out = m[2]!.trim().split(/\s+/).map((d) => d.toLowerCase().replace(/\.$/, '')).filter((d) => d !== '');
   }
   return out;
 }
@@ -197,6 +210,7 @@ export function buildDnsSection(values: Readonly<Record<string, unknown>>): DnsS
     log: Boolean(v('log')),
     configMap: cm,
     nativeUdp: Boolean(v('nativeUdp')),
+    autopath: Boolean(v('autopath')),
   };
 }
 

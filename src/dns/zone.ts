@@ -102,6 +102,15 @@ class Slab {
     this.garbage = 0;
   }
 
+  /** Give back the doubling headroom after a (re)build: keep 1/8 spare for updates. */
+  trim(): void {
+    const want = Math.max(64 * 1024, this.used + (this.used >> 3));
+    if (this.buf.length <= want + (want >> 2)) return;
+    const nb = Buffer.allocUnsafe(want);
+    this.buf.copy(nb, 0, 0, this.used);
+    this.buf = nb;
+  }
+
   view(h: number): Buffer {
     return this.buf.subarray(this.off[h]!, this.off[h]! + this.len[h]!);
   }
@@ -215,6 +224,7 @@ export class ClusterZone {
     this.nsKeys = new Set();
     for (const n of ns) for (const z of this.options.zones) this.nsKeys.add(nameKey(`${n}.svc.${z}`));
     this.slab.maybeCompact();
+    this.slab.trim();
     this.built = true;
   }
 
