@@ -24,6 +24,7 @@ import { buildChain, type Handler, logHandler, metricsHandler, type Next } from 
 import { KubernetesHandler } from './kubernetes';
 import { DnsStats, registerDnsMetrics } from './metrics';
 import { DnsServer, type ListenAddr } from './server';
+import { applySteer, removeSteer } from './steer';
 import { ClusterZone } from './zone';
 
 export interface DnsComponentOptions {
@@ -54,6 +55,9 @@ export class DnsComponent implements Component {
   private excludedUpstreams: string[] = [];
   private addedAddresses: Cidr[] = [];
   private synced = false;
+  /** The kube-dns ClusterIPs steered and served now (undefined: not applied yet). */
+  private steered: string[] | undefined;
+  private steerError: string | undefined;
   private bindAfterSync = false;
 
   constructor(
@@ -156,6 +160,7 @@ export class DnsComponent implements Component {
     this.synced = true;
     await this.applyConfig();
     if (this.bindAfterSync && !signal.aborted) await this.bind();
+    if (!signal.aborted) await this.steer();
     return { objects: this.zone.stats().names };
   }
 
@@ -200,6 +205,61 @@ export class DnsComponent implements Component {
     }
   }
 
+  /** The kube-dns Service's ClusterIPs (none before the first sync, or when `dns.kubeDnsService` is ''). */
+  private kubeDnsIPs(): string[] {
+    if (!this.section.kubeDnsService || !this.synced) return [];
+    const svc = this.controller.service(this.section.kubeDnsService);
+    return [...new Set((svc?.clusterIPs ?? []).filter((ip) => isIP(ip) !== 0))].sort();
+  }
+
+  /** Our listen addresses that get the NOTRACK rules: specific addresses on port 53. */
+  private steeredListen(): string[] {
+    return this.listen.filter((l) => l.port === 53 && !isWildcardOrLoopback(l.host)).map((l) => l.host);
+  }
+
+  /**
+   * The kube-dns VIP steering (steer.ts): the VIPs on `dns.bindInterface`, NOTRACK for
+   * port 53 to them and to our listen addresses, and the server bound on them. A failure
+   * is logged and shown in the status, and retried at the next sync.
+   */
+  private async steer(): Promise<void> {
+    const vips = this.kubeDnsIPs();
+    if (this.steered && this.steered.join() === vips.join() && !this.steerError) return;
+    try {
+      const iface = this.section.bindInterface;
+      const kernel = this.ctx.kernel;
+      if (kernel && iface) {
+        for (const ip of vips) await this.ensureAddress(iface, ip);
+        for (const ip of this.steered ?? []) if (!vips.includes(ip)) await this.dropAddress(iface, ip);
+      }
+      if (kernel && (vips.length > 0 || this.steered !== undefined || this.steeredListen().length > 0)) await applySteer(kernel.nft, [...this.steeredListen(), ...vips]);
+      await this.server?.setExtra(vips.map((host) => ({ host, port: 53 })));
+      if (vips.join() !== (this.steered ?? []).join()) this.ctx.logger.info({ vips }, 'kube-dns Service IPs served here (NOTRACK for port 53)');
+      this.steered = vips;
+      this.steerError = undefined;
+    } catch (err) {
+      this.steerError = err instanceof Error ? err.message : String(err);
+      this.ctx.logger.warn({ err, vips }, 'cannot steer the kube-dns Service IPs to this server; retrying at the next sync');
+    }
+  }
+
+  private async ensureAddress(iface: string, ip: string): Promise<void> {
+    const kernel = this.ctx.kernel;
+    const cidr = Cidr.parse(`${ip}/${isIP(ip) === 6 ? 128 : 32}`);
+    const present = (await kernel.net.listAddresses(iface)).some((a) => a.cidr.toString() === cidr.toString());
+    if (!present) {
+      await kernel.net.addAddress(iface, cidr);
+      this.addedAddresses.push(cidr);
+    }
+  }
+
+  private async dropAddress(iface: string, ip: string): Promise<void> {
+    const i = this.addedAddresses.findIndex((c) => c.toString() === Cidr.parse(`${ip}/${isIP(ip) === 6 ? 128 : 32}`).toString());
+    if (i < 0) return; // not ours
+    const [cidr] = this.addedAddresses.splice(i, 1);
+    await this.ctx.kernel.net.deleteAddress(iface, cidr!).catch(() => undefined);
+  }
+
   /** Never forward to ourselves: our listen addresses, the kube-dns Service IPs. */
   private withoutLoops(ups: readonly UpstreamAddr[]): UpstreamAddr[] {
     const self = new Set<string>();
@@ -209,9 +269,8 @@ export class DnsComponent implements Component {
         for (const h of ['127.0.0.1', '::1', '0.0.0.0', '::']) self.add(formatUpstream({ host: h, port: l.port }));
       }
     }
-    const [ns, name] = this.section.configMap.split('/');
-    const kubeDns = this.controller.service(`${ns}/${name}`);
-    for (const ip of kubeDns?.clusterIPs ?? []) if (isIP(ip)) self.add(formatUpstream({ host: ip, port: 53 }));
+    const kubeDnsKeys = new Set([this.section.configMap, this.section.kubeDnsService].filter((k) => k !== ''));
+    for (const key of kubeDnsKeys) for (const ip of this.controller.service(key)?.clusterIPs ?? []) if (isIP(ip)) self.add(formatUpstream({ host: ip, port: 53 }));
     const out: UpstreamAddr[] = [];
     this.excludedUpstreams = [];
     for (const u of ups) {
@@ -252,6 +311,7 @@ export class DnsComponent implements Component {
     this.bindAfterSync = false;
     this.server = new DnsServer({ listen: this.listen, handle: this.handle, udpSize: this.section.udpSize, tcpIdleMs: this.section.tcpIdleMs, logger: this.ctx.logger, stats: this.stats, nativeUdp: this.section.nativeUdp, answersInline: (q) => this.zone.owns(q) });
     await this.server.start();
+    if (this.steered?.length) await this.server.setExtra(this.steered.map((host) => ({ host, port: 53 })));
     this.ctx.logger.info({ listen: this.server.addresses, zones: this.zone.options.zones }, 'DNS serving');
   }
 
@@ -262,13 +322,21 @@ export class DnsComponent implements Component {
     this.forward.forwarder.close();
   }
 
-  /** `--cleanup`: remove the listen addresses this component put on the interface. */
+  /** `--cleanup`: remove our nftables table, and the listen and kube-dns addresses this component put on the interface. */
   async cleanup(): Promise<void> {
+    if (!this.ctx.kernel) return;
+    let steered: string[] = [];
+    try {
+      steered = await removeSteer(this.ctx.kernel.nft);
+    } catch (err) {
+      this.ctx.logger.warn({ err }, 'cannot remove the DNS NOTRACK table');
+    }
     const iface = this.section.bindInterface;
-    if (!iface || !this.ctx.kernel) return;
-    for (const l of this.listen) {
-      if (l.host === '0.0.0.0' || l.host === '::' || l.host.startsWith('127.') || l.host === '::1') continue;
-      const cidr = Cidr.parse(`${l.host}/${isIP(l.host) === 6 ? 128 : 32}`);
+    if (!iface) return;
+    const hosts = new Set([...this.listen.map((l) => l.host), ...steered]);
+    for (const host of hosts) {
+      if (isWildcardOrLoopback(host)) continue;
+      const cidr = Cidr.parse(`${host}/${isIP(host) === 6 ? 128 : 32}`);
       try {
         await this.ctx.kernel.net.deleteAddress(iface, cidr);
       } catch (err) {
@@ -291,9 +359,15 @@ export class DnsComponent implements Component {
     };
     if (this.excludedUpstreams.length > 0) st.excludedUpstreams = this.excludedUpstreams;
     if (this.configMapError) st.configMapError = this.configMapError;
+    if (this.steered?.length) st.kubeDnsIPs = this.steered;
+    if (this.steerError) st.steerError = this.steerError;
     if (!this.synced) st.waitingFor = 'first sync of the cluster state (cluster names get SERVFAIL)';
     return st;
   }
+}
+
+function isWildcardOrLoopback(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host.startsWith('127.') || host === '::1';
 }
 
 export function dnsRegistration(options: DnsComponentOptions = {}): ComponentRegistration<DnsSection> {

@@ -41,6 +41,8 @@ export interface DnsSection {
   log: boolean;
   /** The ConfigMap to read stub domains and upstreams from (`namespace/name`). */
   configMap: string;
+  /** The kube-dns Service (`namespace/name`) whose ClusterIPs are served and NOTRACK-steered here ('' = none). */
+  kubeDnsService: string;
   /** The search-path shortcut (autopath.ts). */
   autopath: boolean;
   /** UDP through the native recvmmsg/sendmmsg socket (udp-native.ts) instead of dgram. */
@@ -79,6 +81,7 @@ export const DNS_OPTIONS: readonly SectionOption[] = [
   opt('bindInterface', 'string', 'lo', 'interface that gets the listen addresses ("" to manage none)'),
   opt('log', 'bool', false, 'log every query (CoreDNS log plugin)'),
   opt('configMap', 'string', 'kube-system/kube-dns', 'ConfigMap with stubDomains and upstreamNameservers'),
+  opt('kubeDnsService', 'string', 'kube-system/kube-dns', 'Service whose ClusterIPs this server also binds, with NOTRACK for port 53 ("" = none)'),
   opt('autopath', 'bool', false, "answer a pod's first search-path query with the final answer (CoreDNS autopath; this node's pods only)"),
   opt('nativeUdp', 'bool', true, 'serve UDP through the native batched socket (recvmmsg/sendmmsg); false: Node dgram'),
 ];
@@ -186,6 +189,8 @@ export function buildDnsSection(values: Readonly<Record<string, unknown>>): DnsS
   if (!resolvConf.startsWith('/')) throw new InvalidInputError('dns.resolvConf', resolvConf, 'must be an absolute path');
   const cm = String(v('configMap'));
   if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(cm)) throw new InvalidInputError('dns.configMap', cm, 'expected NAMESPACE/NAME');
+  const kubeDns = String(v('kubeDnsService'));
+  if (kubeDns !== '' && !/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(kubeDns)) throw new InvalidInputError('dns.kubeDnsService', kubeDns, 'expected NAMESPACE/NAME or ""');
   return {
     ttl: positiveInt('dns.ttl', v('ttl'), 0, 86400),
     zones: list('zones').map((z) => parseDomain('dns.zones', z)),
@@ -210,6 +215,7 @@ export function buildDnsSection(values: Readonly<Record<string, unknown>>): DnsS
     log: Boolean(v('log')),
     configMap: cm,
     nativeUdp: Boolean(v('nativeUdp')),
+    kubeDnsService: kubeDns,
     autopath: Boolean(v('autopath')),
   };
 }

@@ -44,6 +44,10 @@ export interface DnsServerOptions {
 }
 
 const PID_NAME = 'pid.podwire.invalid';
+
+function formatAddr(a: ListenAddr): string {
+  return isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
 const PID_KEY = nameKey(PID_NAME);
 
 export class DnsServer {
@@ -61,19 +65,9 @@ export class DnsServer {
   async start(): Promise<void> {
     try {
       for (const a of this.opts.listen) {
-        const n = this.opts.nativeUdp ? this.openNative(a) : undefined;
-        if (n) this.udp.push(n);
-        else await this.openDgram(a);
-        const t = net.createServer({ noDelay: true }, (c) => this.onTcp(c));
-        t.on('error', (err) => this.opts.logger.warn({ err }, 'DNS TCP server error'));
-        await new Promise<void>((resolve, reject) => {
-          t.once('error', reject);
-          t.listen({ host: a.host, port: a.port, reusePort: true, backlog: 511 }, () => {
-            t.off('error', reject);
-            resolve();
-          });
-        });
-        this.tcp.push(t);
+        const { udp, tcp } = await this.openAddr(a);
+        this.udp.push(udp);
+        this.tcp.push(tcp);
       }
     } catch (err) {
       await this.close(0);
@@ -81,7 +75,45 @@ export class DnsServer {
     }
   }
 
-  private async openDgram(a: ListenAddr): Promise<void> {
+  private async openAddr(a: ListenAddr): Promise<{ udp: dgram.Socket | NativeUdpSocket; tcp: net.Server }> {
+    const udp = (this.opts.nativeUdp ? this.openNative(a) : undefined) ?? (await this.openDgram(a));
+    const tcp = net.createServer({ noDelay: true }, (c) => this.onTcp(c));
+    tcp.on('error', (err) => this.opts.logger.warn({ err }, 'DNS TCP server error'));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen({ host: a.host, port: a.port, reusePort: true, backlog: 511 }, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      udp.close();
+      throw err;
+    }
+    return { udp, tcp };
+  }
+
+  /** Addresses served besides `listen` (the kube-dns Service IPs, which change with the cluster). */
+  private readonly extra = new Map<string, { udp: dgram.Socket | NativeUdpSocket; tcp: net.Server }>();
+
+  /** Serve exactly these extra addresses: bind the new ones, close the ones gone. */
+  async setExtra(addrs: readonly ListenAddr[]): Promise<void> {
+    if (this.closing) return;
+    const want = new Map(addrs.map((a) => [formatAddr(a), a]));
+    for (const [k, socks] of this.extra) {
+      if (want.has(k)) continue;
+      this.extra.delete(k);
+      socks.tcp.close();
+      socks.udp.close();
+    }
+    for (const [k, a] of want) {
+      if (this.extra.has(k) || this.opts.listen.some((l) => formatAddr(l) === k)) continue;
+      this.extra.set(k, await this.openAddr(a));
+    }
+  }
+
+  private async openDgram(a: ListenAddr): Promise<dgram.Socket> {
     const s = dgram.createSocket({ type: isIPv6(a.host) ? 'udp6' : 'udp4', reuseAddr: true, reusePort: true, recvBufferSize: 4 << 20 });
     s.on('message', (msg, rinfo) => this.onUdp(s, msg, rinfo));
     s.on('error', (err) => this.opts.logger.warn({ err }, 'DNS UDP socket error'));
@@ -92,7 +124,7 @@ export class DnsServer {
         resolve();
       });
     });
-    this.udp.push(s);
+    return s;
   }
 
   /** The batched native socket, or undefined (logged) when the addon is unavailable. A bind error throws. */
@@ -129,7 +161,7 @@ export class DnsServer {
   }
 
   get addresses(): string[] {
-    return this.opts.listen.map((a) => (isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
+    return [...this.opts.listen.map(formatAddr), ...this.extra.keys()];
   }
 
   private onUdp(s: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -289,6 +321,11 @@ export class DnsServer {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
+    for (const x of this.extra.values()) {
+      this.tcp.push(x.tcp);
+      this.udp.push(x.udp);
+    }
+    this.extra.clear();
     for (const t of this.tcp) t.close();
     // Forwarded queries still waiting for an upstream: answer them before the UDP socket goes.
     const settle = Date.now() + 1000;
