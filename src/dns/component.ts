@@ -25,6 +25,7 @@ import { KubernetesHandler } from './kubernetes';
 import { DnsStats, registerDnsMetrics } from './metrics';
 import { DnsServer, type ListenAddr } from './server';
 import { applySteer, removeSteer } from './steer';
+import { DnsWorkers } from './workers';
 import { ClusterZone } from './zone';
 
 export interface DnsComponentOptions {
@@ -45,6 +46,8 @@ export class DnsComponent implements Component {
   private readonly fwdOpts: ForwardOptions;
   private readonly handle: Next;
   private server: DnsServer | undefined;
+  private workers: DnsWorkers | undefined;
+  private zoneGeneration = 0;
   private dirty = new Set<string>();
   private full = true;
   private configDirty = true;
@@ -148,6 +151,7 @@ export class DnsComponent implements Component {
 
   async sync(signal: AbortSignal): Promise<SyncReport> {
     if (signal.aborted) return {};
+    let changed = true;
     if (this.full || !this.zone.ready) {
       this.full = false;
       this.dirty.clear();
@@ -156,8 +160,9 @@ export class DnsComponent implements Component {
       const keys = this.dirty;
       this.dirty = new Set();
       this.zone.update(keys);
-    }
+    } else changed = false;
     this.synced = true;
+    if (changed) this.workers?.publish(this.zone.snapshot(++this.zoneGeneration));
     await this.applyConfig();
     if (this.bindAfterSync && !signal.aborted) await this.bind();
     if (!signal.aborted) await this.steer();
@@ -312,11 +317,21 @@ export class DnsComponent implements Component {
     this.server = new DnsServer({ listen: this.listen, handle: this.handle, udpSize: this.section.udpSize, tcpIdleMs: this.section.tcpIdleMs, logger: this.ctx.logger, stats: this.stats, nativeUdp: this.section.nativeUdp, answersInline: (q) => this.zone.owns(q) });
     await this.server.start();
     if (this.steered?.length) await this.server.setExtra(this.steered.map((host) => ({ host, port: 53 })));
+    if (this.section.workers > 1 && this.section.nativeUdp) {
+      const server = this.server;
+      this.workers = new DnsWorkers(this.section.workers - 1, this.listen, this.section.udpSize, (i, msg, client, addr) => server.handOff(i, msg, client, addr), (c) => this.stats.merge(c), this.ctx.logger);
+      if (this.zone.ready) this.workers.publish(this.zone.snapshot(++this.zoneGeneration));
+      await this.workers.start();
+    }
     this.ctx.logger.info({ listen: this.server.addresses, zones: this.zone.options.zones }, 'DNS serving');
   }
 
   async close(): Promise<void> {
+    // Workers stop with the main socket (after the drain), so a successor takes their share too.
+    const workers = this.workers;
+    this.workers = undefined;
     await this.server?.close(this.section.drainMs);
+    await workers?.stop();
     this.server = undefined;
     this.stub.close();
     this.forward.forwarder.close();
@@ -352,6 +367,7 @@ export class DnsComponent implements Component {
       cacheMisses: this.stats.cacheMisses,
       errors: this.stats.errors,
       listen: this.server?.addresses ?? [],
+      workers: 1 + (this.workers?.size ?? 0),
       zones: this.zone.options.zones,
       names: this.zone.stats().names,
       upstreams: this.forward.forwarder.status(),

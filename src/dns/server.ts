@@ -18,6 +18,7 @@ import type { Logger } from '../common/log';
 import type { Next, Reply } from './handler';
 import type { DnsStats } from './metrics';
 import { NativeUdpSocket } from './udp-native';
+import { WORKER_KEY, whoAnswer } from './workers';
 import { bareResponse, buildQuery, encodeName, encodeResponse, errorResponse, fitUdp, HEADER_LEN, isQuery, nameKey, parseQuery, type Query, RCODE, rdata, TYPE } from './wire';
 
 export interface ListenAddr {
@@ -144,6 +145,18 @@ export class DnsServer {
     return sock;
   }
 
+  /** A query a worker thread handed over (workers.ts): answered by the chain, sent from our socket on the same address. */
+  handOff(listenIndex: number, msg: Buffer, client: string, addr: Buffer): void {
+    const sock = this.udp[listenIndex];
+    if (!(sock instanceof NativeUdpSocket) || this.closedUdp) return;
+    try {
+      const r = this.onNative(sock, msg, client, addr);
+      if (r) sock.sendTo(r, addr);
+    } catch (err) {
+      this.opts.logger.error({ err }, 'DNS handler failed');
+    }
+  }
+
   private onNative(sock: NativeUdpSocket, msg: Buffer, client: string, addr: Buffer): Buffer | null {
     const r = this.dispatch(msg, 'udp', client, true);
     if (r === null) return null;
@@ -244,6 +257,7 @@ export class DnsServer {
     if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return bareResponse(q, RCODE.REFUSED, { ednsSize: this.opts.udpSize });
     if (q.ednsVersion > 0) return bareResponse(q, 16 /* BADVERS */, { ednsSize: this.opts.udpSize });
     if (q.key === PID_KEY) return this.pidAnswer(q);
+    if (q.key === WORKER_KEY) return whoAnswer(q, 'main');
     // A view into a reused receive buffer: only the cluster zone answers from it directly.
     if (view && !this.opts.answersInline?.(q)) q.msg = Buffer.from(msg);
     try {
