@@ -1,5 +1,5 @@
 # Podwire's Node-API addon: netlink sockets opened inside a network namespace, batched
-# netlink I/O, sysctls in a namespace and flock. Built by scripts/build-native.js, which
+# netlink I/O, sysctls in a namespace, flock, and the DNS server's batched UDP socket. Built by scripts/build-native.js, which
 # the root package's `install` script runs (so `npm ci` builds it). Headers come from the
 # Node installation (npm config nodedir=/usr); nothing is downloaded.
 {
@@ -14,7 +14,8 @@
         "src/netlink_io.cc",
         "src/sysctl.cc",
         "src/flock.cc",
-        "src/nstype.cc"
+        "src/nstype.cc",
+        "src/udp_batch.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

@@ -9,6 +9,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface BenchData {
+  /** The forwarded-and-cached mix: an external zone for the upstream Knot, and its queries. */
+  fwdZoneFile: string;
+  fwdQueries: string;
   dir: string;
   zoneFile: string;
   manifests: string;
@@ -68,5 +71,20 @@ export function generate(dir: string, services = 5000, namespaces = 50, queries 
   }
   const queriesFile = join(dir, 'queries.txt');
   writeFileSync(queriesFile, `${lines.join('\n')}\n`);
-  return { dir, zoneFile, manifests: join(dir, 'manifests'), queries: queriesFile, services };
+  // Forwarded and cached: 2,000 names of an external zone served by an upstream Knot (TTL 300,
+  // so every entry stays fresh for a run), asked 80% A, 10% AAAA (NODATA), 10% NXDOMAIN.
+  const fz = ['$ORIGIN example.test.', '$TTL 300', '@ IN SOA ns.example.test. hostmaster.example.test. 1 7200 1800 86400 300', '@ IN NS ns.example.test.', 'ns IN A 192.0.2.53'];
+  for (let i = 0; i < 2000; i++) fz.push(`host-${i} IN A 192.0.${2 + (i >> 8)}.${i & 255}`);
+  const fwdZoneFile = join(dir, 'example.test.zone');
+  writeFileSync(fwdZoneFile, `${fz.join('\n')}\n`);
+  const fl: string[] = [];
+  for (let q = 0; q < queries; q++) {
+    const r = rnd();
+    if (r < 0.8) fl.push(`host-${pick(2000)}.example.test A`);
+    else if (r < 0.9) fl.push(`host-${pick(2000)}.example.test AAAA`);
+    else fl.push(`missing-${pick(2000)}.example.test A`);
+  }
+  const fwdQueries = join(dir, 'fwd-queries.txt');
+  writeFileSync(fwdQueries, `${fl.join('\n')}\n`);
+  return { fwdZoneFile, fwdQueries, dir, zoneFile, manifests: join(dir, 'manifests'), queries: queriesFile, services };
 }

@@ -21,7 +21,7 @@ import type { ClusterState } from '../../src/k8s/types';
 import type { Kernel } from '../../src/kernel';
 
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
-const args = JSON.parse(process.argv[2] ?? '{}') as { services: number; namespaces: number; listen: string };
+const args = JSON.parse(process.argv[2] ?? '{}') as { services: number; namespaces: number; listen: string; nativeUdp?: boolean; upstreams?: string[]; workers?: number };
 const fc = new FakeController();
 for (let i = 0; i < args.namespaces; i++) fc.ns.add(`ns-${i}`);
 for (let i = 0; i < args.services; i++) {
@@ -39,7 +39,7 @@ process.stdout.write(`DNS BASE ${process.memoryUsage().rss}\n`);
 const dnsModule = require('../../src/dns') as typeof import('../../src/dns');
 const ctx: ComponentContext<DnsSection> = {
   config,
-  section: dnsModule.buildDnsSection({ upstreams: [], resolvConf: '/nonexistent', bindInterface: '', drainTimeout: 0 }),
+  section: dnsModule.buildDnsSection({ upstreams: args.upstreams ?? [], resolvConf: '/nonexistent', bindInterface: '', drainTimeout: 0, nativeUdp: args.nativeUdp ?? true, workers: args.workers ?? 1 }),
   state: {} as ClusterState,
   node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false },
   kernel: undefined as unknown as Kernel,

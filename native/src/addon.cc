@@ -15,6 +15,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("flockWait", Napi::Function::New(env, FlockWait, "flockWait"));
   exports.Set("funlock", Napi::Function::New(env, Funlock, "funlock"));
   exports.Set("nsType", Napi::Function::New(env, NsType, "nsType"));
+  exports.Set("udpOpen", Napi::Function::New(env, UdpOpen, "udpOpen"));
+  exports.Set("udpServe", Napi::Function::New(env, UdpServe, "udpServe"));
+  exports.Set("udpSendTo", Napi::Function::New(env, UdpSendTo, "udpSendTo"));
+  exports.Set("udpStats", Napi::Function::New(env, UdpStats, "udpStats"));
+  exports.Set("udpClose", Napi::Function::New(env, UdpClose, "udpClose"));
   return exports;
 }
 

@@ -15,6 +15,12 @@ Napi::Value Sysctl(const Napi::CallbackInfo& info);
 Napi::Value FlockTry(const Napi::CallbackInfo& info);
 Napi::Value FlockWait(const Napi::CallbackInfo& info);
 Napi::Value Funlock(const Napi::CallbackInfo& info);
+// udp_batch.cc
+Napi::Value UdpOpen(const Napi::CallbackInfo& info);
+Napi::Value UdpServe(const Napi::CallbackInfo& info);
+Napi::Value UdpSendTo(const Napi::CallbackInfo& info);
+Napi::Value UdpStats(const Napi::CallbackInfo& info);
+Napi::Value UdpClose(const Napi::CallbackInfo& info);
 // nstype.cc
 Napi::Value NsType(const Napi::CallbackInfo& info);
 

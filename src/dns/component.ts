@@ -16,13 +16,16 @@ import type { Component, ComponentContext, ComponentRegistration, ComponentStatu
 import { parseHostPort } from '../daemon/config';
 import type { ClusterEvent } from '../k8s/types';
 import { DnsCache } from './cache';
-import { dnsSection, type DnsSection, parseKubeDnsConfigMap, parseResolvConf } from './config';
+import { AutopathHandler } from './autopath';
+import { dnsSection, type DnsSection, parseKubeDnsConfigMap, parseResolvConf, parseResolvSearch } from './config';
 import { type DnsController, stateController } from './controller';
 import { Forwarder, ForwardHandler, type ForwardOptions, formatUpstream, StubHandler, type UpstreamAddr } from './forward';
 import { buildChain, type Handler, logHandler, metricsHandler, type Next } from './handler';
 import { KubernetesHandler } from './kubernetes';
 import { DnsStats, registerDnsMetrics } from './metrics';
 import { DnsServer, type ListenAddr } from './server';
+import { applySteer, removeSteer } from './steer';
+import { DnsWorkers } from './workers';
 import { ClusterZone } from './zone';
 
 export interface DnsComponentOptions {
@@ -43,15 +46,21 @@ export class DnsComponent implements Component {
   private readonly fwdOpts: ForwardOptions;
   private readonly handle: Next;
   private server: DnsServer | undefined;
+  private workers: DnsWorkers | undefined;
+  private zoneGeneration = 0;
   private dirty = new Set<string>();
   private full = true;
   private configDirty = true;
   private configMapError: string | undefined;
   private lastGoodConfig: ReturnType<typeof parseKubeDnsConfigMap> = { stubDomains: new Map(), upstreamNameservers: undefined };
   private resolvConfUpstreams: UpstreamAddr[] = [];
+  private hostSearch: string[] = [];
   private excludedUpstreams: string[] = [];
   private addedAddresses: Cidr[] = [];
   private synced = false;
+  /** The kube-dns ClusterIPs steered and served now (undefined: not applied yet). */
+  private steered: string[] | undefined;
+  private steerError: string | undefined;
   private bindAfterSync = false;
 
   constructor(
@@ -85,6 +94,18 @@ export class DnsComponent implements Component {
       forward: this.forward,
     };
     if (s.log) handlers.log = logHandler(ctx.logger);
+    if (s.autopath) {
+      const zones = this.zone.options.zones;
+      handlers.autopath = new AutopathHandler({
+        zones,
+        nodeName: ctx.config.nodeName,
+        podsByIP: (ip) => this.controller.podsByIP(ip),
+        // The node's search domains, minus any cluster zone (kubelet lists those already).
+        hostSearch: () => this.hostSearch.filter((d) => !zones.some((z) => d === z || d.endsWith(`.${z}`))),
+        ttl: s.ttl,
+        ourSize: s.udpSize,
+      });
+    }
     this.handle = buildChain(handlers);
     registerDnsMetrics(ctx.metrics, this.stats, `dns://${ctx.config.dnsListen[0] ?? ''}`);
   }
@@ -130,6 +151,7 @@ export class DnsComponent implements Component {
 
   async sync(signal: AbortSignal): Promise<SyncReport> {
     if (signal.aborted) return {};
+    let changed = true;
     if (this.full || !this.zone.ready) {
       this.full = false;
       this.dirty.clear();
@@ -138,10 +160,12 @@ export class DnsComponent implements Component {
       const keys = this.dirty;
       this.dirty = new Set();
       this.zone.update(keys);
-    }
+    } else changed = false;
     this.synced = true;
+    if (changed) this.workers?.publish(this.zone.snapshot(++this.zoneGeneration));
     await this.applyConfig();
     if (this.bindAfterSync && !signal.aborted) await this.bind();
+    if (!signal.aborted) await this.steer();
     return { objects: this.zone.stats().names };
   }
 
@@ -165,9 +189,12 @@ export class DnsComponent implements Component {
     this.stub.set(stubs);
     // Answers cached from servers we no longer use must not outlive the change.
     if (JSON.stringify(this.stub.list()) !== before) this.cache.clear();
-    if (this.section.upstreams.length === 0 && !this.lastGoodConfig.upstreamNameservers) {
+    const needUpstreams = this.section.upstreams.length === 0 && !this.lastGoodConfig.upstreamNameservers;
+    if (needUpstreams || this.section.autopath) {
       try {
-        this.resolvConfUpstreams = parseResolvConf(await readFile(this.section.resolvConf, 'utf8'));
+        const text = await readFile(this.section.resolvConf, 'utf8');
+        if (needUpstreams) this.resolvConfUpstreams = parseResolvConf(text);
+        this.hostSearch = parseResolvSearch(text);
       } catch (err) {
         this.ctx.logger.warn({ err, file: this.section.resolvConf }, 'cannot read resolv.conf; keeping the upstreams we had');
       }
@@ -183,6 +210,61 @@ export class DnsComponent implements Component {
     }
   }
 
+  /** The kube-dns Service's ClusterIPs (none before the first sync, or when `dns.kubeDnsService` is ''). */
+  private kubeDnsIPs(): string[] {
+    if (!this.section.kubeDnsService || !this.synced) return [];
+    const svc = this.controller.service(this.section.kubeDnsService);
+    return [...new Set((svc?.clusterIPs ?? []).filter((ip) => isIP(ip) !== 0))].sort();
+  }
+
+  /** Our listen addresses that get the NOTRACK rules: specific addresses on port 53. */
+  private steeredListen(): string[] {
+    return this.listen.filter((l) => l.port === 53 && !isWildcardOrLoopback(l.host)).map((l) => l.host);
+  }
+
+  /**
+   * The kube-dns VIP steering (steer.ts): the VIPs on `dns.bindInterface`, NOTRACK for
+   * port 53 to them and to our listen addresses, and the server bound on them. A failure
+   * is logged and shown in the status, and retried at the next sync.
+   */
+  private async steer(): Promise<void> {
+    const vips = this.kubeDnsIPs();
+    if (this.steered && this.steered.join() === vips.join() && !this.steerError) return;
+    try {
+      const iface = this.section.bindInterface;
+      const kernel = this.ctx.kernel;
+      if (kernel && iface) {
+        for (const ip of vips) await this.ensureAddress(iface, ip);
+        for (const ip of this.steered ?? []) if (!vips.includes(ip)) await this.dropAddress(iface, ip);
+      }
+      if (kernel && (vips.length > 0 || this.steered !== undefined || this.steeredListen().length > 0)) await applySteer(kernel.nft, [...this.steeredListen(), ...vips]);
+      await this.server?.setExtra(vips.map((host) => ({ host, port: 53 })));
+      if (vips.join() !== (this.steered ?? []).join()) this.ctx.logger.info({ vips }, 'kube-dns Service IPs served here (NOTRACK for port 53)');
+      this.steered = vips;
+      this.steerError = undefined;
+    } catch (err) {
+      this.steerError = err instanceof Error ? err.message : String(err);
+      this.ctx.logger.warn({ err, vips }, 'cannot steer the kube-dns Service IPs to this server; retrying at the next sync');
+    }
+  }
+
+  private async ensureAddress(iface: string, ip: string): Promise<void> {
+    const kernel = this.ctx.kernel;
+    const cidr = Cidr.parse(`${ip}/${isIP(ip) === 6 ? 128 : 32}`);
+    const present = (await kernel.net.listAddresses(iface)).some((a) => a.cidr.toString() === cidr.toString());
+    if (!present) {
+      await kernel.net.addAddress(iface, cidr);
+      this.addedAddresses.push(cidr);
+    }
+  }
+
+  private async dropAddress(iface: string, ip: string): Promise<void> {
+    const i = this.addedAddresses.findIndex((c) => c.toString() === Cidr.parse(`${ip}/${isIP(ip) === 6 ? 128 : 32}`).toString());
+    if (i < 0) return; // not ours
+    const [cidr] = this.addedAddresses.splice(i, 1);
+    await this.ctx.kernel.net.deleteAddress(iface, cidr!).catch(() => undefined);
+  }
+
   /** Never forward to ourselves: our listen addresses, the kube-dns Service IPs. */
   private withoutLoops(ups: readonly UpstreamAddr[]): UpstreamAddr[] {
     const self = new Set<string>();
@@ -192,9 +274,8 @@ export class DnsComponent implements Component {
         for (const h of ['127.0.0.1', '::1', '0.0.0.0', '::']) self.add(formatUpstream({ host: h, port: l.port }));
       }
     }
-    const [ns, name] = this.section.configMap.split('/');
-    const kubeDns = this.controller.service(`${ns}/${name}`);
-    for (const ip of kubeDns?.clusterIPs ?? []) if (isIP(ip)) self.add(formatUpstream({ host: ip, port: 53 }));
+    const kubeDnsKeys = new Set([this.section.configMap, this.section.kubeDnsService].filter((k) => k !== ''));
+    for (const key of kubeDnsKeys) for (const ip of this.controller.service(key)?.clusterIPs ?? []) if (isIP(ip)) self.add(formatUpstream({ host: ip, port: 53 }));
     const out: UpstreamAddr[] = [];
     this.excludedUpstreams = [];
     for (const u of ups) {
@@ -233,25 +314,44 @@ export class DnsComponent implements Component {
 
   private async bind(): Promise<void> {
     this.bindAfterSync = false;
-    this.server = new DnsServer({ listen: this.listen, handle: this.handle, udpSize: this.section.udpSize, tcpIdleMs: this.section.tcpIdleMs, logger: this.ctx.logger, stats: this.stats });
+    this.server = new DnsServer({ listen: this.listen, handle: this.handle, udpSize: this.section.udpSize, tcpIdleMs: this.section.tcpIdleMs, logger: this.ctx.logger, stats: this.stats, nativeUdp: this.section.nativeUdp, answersInline: (q) => this.zone.owns(q) });
     await this.server.start();
+    if (this.steered?.length) await this.server.setExtra(this.steered.map((host) => ({ host, port: 53 })));
+    if (this.section.workers > 1 && this.section.nativeUdp) {
+      const server = this.server;
+      this.workers = new DnsWorkers(this.section.workers - 1, this.listen, this.section.udpSize, (i, msg, client, addr) => server.handOff(i, msg, client, addr), (c) => this.stats.merge(c), this.ctx.logger);
+      if (this.zone.ready) this.workers.publish(this.zone.snapshot(++this.zoneGeneration));
+      await this.workers.start();
+    }
     this.ctx.logger.info({ listen: this.server.addresses, zones: this.zone.options.zones }, 'DNS serving');
   }
 
   async close(): Promise<void> {
+    // Workers stop with the main socket (after the drain), so a successor takes their share too.
+    const workers = this.workers;
+    this.workers = undefined;
     await this.server?.close(this.section.drainMs);
+    await workers?.stop();
     this.server = undefined;
     this.stub.close();
     this.forward.forwarder.close();
   }
 
-  /** `--cleanup`: remove the listen addresses this component put on the interface. */
+  /** `--cleanup`: remove our nftables table, and the listen and kube-dns addresses this component put on the interface. */
   async cleanup(): Promise<void> {
+    if (!this.ctx.kernel) return;
+    let steered: string[] = [];
+    try {
+      steered = await removeSteer(this.ctx.kernel.nft);
+    } catch (err) {
+      this.ctx.logger.warn({ err }, 'cannot remove the DNS NOTRACK table');
+    }
     const iface = this.section.bindInterface;
-    if (!iface || !this.ctx.kernel) return;
-    for (const l of this.listen) {
-      if (l.host === '0.0.0.0' || l.host === '::' || l.host.startsWith('127.') || l.host === '::1') continue;
-      const cidr = Cidr.parse(`${l.host}/${isIP(l.host) === 6 ? 128 : 32}`);
+    if (!iface) return;
+    const hosts = new Set([...this.listen.map((l) => l.host), ...steered]);
+    for (const host of hosts) {
+      if (isWildcardOrLoopback(host)) continue;
+      const cidr = Cidr.parse(`${host}/${isIP(host) === 6 ? 128 : 32}`);
       try {
         await this.ctx.kernel.net.deleteAddress(iface, cidr);
       } catch (err) {
@@ -267,6 +367,7 @@ export class DnsComponent implements Component {
       cacheMisses: this.stats.cacheMisses,
       errors: this.stats.errors,
       listen: this.server?.addresses ?? [],
+      workers: 1 + (this.workers?.size ?? 0),
       zones: this.zone.options.zones,
       names: this.zone.stats().names,
       upstreams: this.forward.forwarder.status(),
@@ -274,9 +375,15 @@ export class DnsComponent implements Component {
     };
     if (this.excludedUpstreams.length > 0) st.excludedUpstreams = this.excludedUpstreams;
     if (this.configMapError) st.configMapError = this.configMapError;
+    if (this.steered?.length) st.kubeDnsIPs = this.steered;
+    if (this.steerError) st.steerError = this.steerError;
     if (!this.synced) st.waitingFor = 'first sync of the cluster state (cluster names get SERVFAIL)';
     return st;
   }
+}
+
+function isWildcardOrLoopback(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host.startsWith('127.') || host === '::1';
 }
 
 export function dnsRegistration(options: DnsComponentOptions = {}): ComponentRegistration<DnsSection> {

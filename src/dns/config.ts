@@ -41,6 +41,14 @@ export interface DnsSection {
   log: boolean;
   /** The ConfigMap to read stub domains and upstreams from (`namespace/name`). */
   configMap: string;
+  /** The kube-dns Service (`namespace/name`) whose ClusterIPs are served and NOTRACK-steered here ('' = none). */
+  kubeDnsService: string;
+  /** The search-path shortcut (autopath.ts). */
+  autopath: boolean;
+  /** UDP serving threads per listen address (1: the main thread only); workers.ts. */
+  workers: number;
+  /** UDP through the native recvmmsg/sendmmsg socket (udp-native.ts) instead of dgram. */
+  nativeUdp: boolean;
 }
 
 const opt = (key: string, kind: SectionOption['kind'], def: unknown, help: string): SectionOption => ({
@@ -75,6 +83,10 @@ export const DNS_OPTIONS: readonly SectionOption[] = [
   opt('bindInterface', 'string', 'lo', 'interface that gets the listen addresses ("" to manage none)'),
   opt('log', 'bool', false, 'log every query (CoreDNS log plugin)'),
   opt('configMap', 'string', 'kube-system/kube-dns', 'ConfigMap with stubDomains and upstreamNameservers'),
+  opt('kubeDnsService', 'string', 'kube-system/kube-dns', 'Service whose ClusterIPs this server also binds, with NOTRACK for port 53 ("" = none)'),
+  opt('autopath', 'bool', false, "answer a pod's first search-path query with the final answer (CoreDNS autopath; this node's pods only)"),
+  opt('workers', 'int', 1, 'UDP serving threads sharing each listen address with SO_REUSEPORT (1: the main thread only; needs dns.nativeUdp)'),
+  opt('nativeUdp', 'bool', true, 'serve UDP through the native batched socket (recvmmsg/sendmmsg); false: Node dgram'),
 ];
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?$/;
@@ -104,6 +116,16 @@ export function parseResolvConf(text: string): UpstreamAddr[] {
     if (!m) continue;
     const host = m[1]!.replace(/%.*$/, '');
     if (isIP(host)) out.push({ host, port: 53 });
+  }
+  return out;
+}
+
+/** The domains of a resolv.conf's last `search` (or `domain`) line. */
+export function parseResolvSearch(text: string): string[] {
+  let out: string[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s*(search|domain)\s+(.+)$/.exec(line);
+    if (m) out = m[2]!.trim().split(/\s+/).map((d) => d.toLowerCase().replace(/\.$/, '')).filter((d) => d !== '');
   }
   return out;
 }
@@ -170,6 +192,8 @@ export function buildDnsSection(values: Readonly<Record<string, unknown>>): DnsS
   if (!resolvConf.startsWith('/')) throw new InvalidInputError('dns.resolvConf', resolvConf, 'must be an absolute path');
   const cm = String(v('configMap'));
   if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(cm)) throw new InvalidInputError('dns.configMap', cm, 'expected NAMESPACE/NAME');
+  const kubeDns = String(v('kubeDnsService'));
+  if (kubeDns !== '' && !/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(kubeDns)) throw new InvalidInputError('dns.kubeDnsService', kubeDns, 'expected NAMESPACE/NAME or ""');
   return {
     ttl: positiveInt('dns.ttl', v('ttl'), 0, 86400),
     zones: list('zones').map((z) => parseDomain('dns.zones', z)),
@@ -193,6 +217,10 @@ export function buildDnsSection(values: Readonly<Record<string, unknown>>): DnsS
     bindInterface: String(v('bindInterface')),
     log: Boolean(v('log')),
     configMap: cm,
+    nativeUdp: Boolean(v('nativeUdp')),
+    workers: positiveInt('dns.workers', v('workers'), 1, 16),
+    kubeDnsService: kubeDns,
+    autopath: Boolean(v('autopath')),
   };
 }
 

@@ -18,7 +18,9 @@ export interface Handler {
 }
 
 /** The order of the chain, first to last. */
-export const CHAIN_ORDER = ['log', 'metrics', 'cache', 'kubernetes', 'stub', 'forward'] as const;
+// autopath sits before the cache: its answer depends on the asking pod, so it must never be
+// cached under the query name; its forwarded candidates do go through the cache.
+export const CHAIN_ORDER = ['log', 'metrics', 'autopath', 'cache', 'kubernetes', 'stub', 'forward'] as const;
 export type HandlerName = (typeof CHAIN_ORDER)[number];
 
 /** Compose handlers in CHAIN_ORDER; a query that reaches the end gets REFUSED. */

@@ -20,6 +20,16 @@ export interface UpstreamCounters {
   healthcheckFailures: number;
 }
 
+/** The per-query counters of a DnsStats, as plain data (a worker thread's, sent to the main thread). */
+export interface StatsCounts {
+  requests: number[];
+  responses: number[];
+  buckets: number[];
+  durationSum: number;
+  durationCount: number;
+  dropped: number;
+}
+
 export class DnsStats {
   /** [proto(0 udp, 1 tcp) * (OTHER+1) + typeSlot] */
   readonly requests = new Float64Array(2 * (OTHER + 1));
@@ -55,6 +65,20 @@ export class DnsStats {
         break;
       }
     }
+  }
+
+  counts(): StatsCounts {
+    return { requests: [...this.requests], responses: [...this.responses], buckets: [...this.buckets], durationSum: this.durationSum, durationCount: this.durationCount, dropped: this.dropped };
+  }
+
+  /** Add a worker's counts. */
+  merge(c: StatsCounts): void {
+    c.requests.forEach((v, i) => (this.requests[i]! += v));
+    c.responses.forEach((v, i) => (this.responses[i]! += v));
+    c.buckets.forEach((v, i) => (this.buckets[i]! += v));
+    this.durationSum += c.durationSum;
+    this.durationCount += c.durationCount;
+    this.dropped += c.dropped;
   }
 
   upstream(to: string): UpstreamCounters {

@@ -17,6 +17,8 @@ import net, { isIPv6 } from 'node:net';
 import type { Logger } from '../common/log';
 import type { Next, Reply } from './handler';
 import type { DnsStats } from './metrics';
+import { NativeUdpSocket } from './udp-native';
+import { WORKER_KEY, whoAnswer } from './workers';
 import { bareResponse, buildQuery, encodeName, encodeResponse, errorResponse, fitUdp, HEADER_LEN, isQuery, nameKey, parseQuery, type Query, RCODE, rdata, TYPE } from './wire';
 
 export interface ListenAddr {
@@ -32,13 +34,25 @@ export interface DnsServerOptions {
   tcpIdleMs: number;
   logger: Logger;
   stats: DnsStats;
+  /** Serve UDP through the batched native socket (udp-native.ts); dgram when false or when the addon is missing. */
+  nativeUdp?: boolean;
+  /**
+   * True when the chain answers `q` without keeping `q.msg` past the call (the cluster
+   * zone). Other queries get their own copy of the packet before the chain sees them,
+   * because the native socket reuses its receive buffer for the next batch.
+   */
+  answersInline?: (q: Query) => boolean;
 }
 
 const PID_NAME = 'pid.podwire.invalid';
+
+function formatAddr(a: ListenAddr): string {
+  return isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
 const PID_KEY = nameKey(PID_NAME);
 
 export class DnsServer {
-  private udp: dgram.Socket[] = [];
+  private udp: (dgram.Socket | NativeUdpSocket)[] = [];
   private tcp: net.Server[] = [];
   private readonly conns = new Set<net.Socket>();
   private pending = 0;
@@ -52,27 +66,9 @@ export class DnsServer {
   async start(): Promise<void> {
     try {
       for (const a of this.opts.listen) {
-        const s = dgram.createSocket({ type: isIPv6(a.host) ? 'udp6' : 'udp4', reuseAddr: true, reusePort: true, recvBufferSize: 4 << 20 });
-        s.on('message', (msg, rinfo) => this.onUdp(s, msg, rinfo));
-        s.on('error', (err) => this.opts.logger.warn({ err }, 'DNS UDP socket error'));
-        await new Promise<void>((resolve, reject) => {
-          s.once('error', reject);
-          s.bind({ address: a.host, port: a.port }, () => {
-            s.off('error', reject);
-            resolve();
-          });
-        });
-        this.udp.push(s);
-        const t = net.createServer({ noDelay: true }, (c) => this.onTcp(c));
-        t.on('error', (err) => this.opts.logger.warn({ err }, 'DNS TCP server error'));
-        await new Promise<void>((resolve, reject) => {
-          t.once('error', reject);
-          t.listen({ host: a.host, port: a.port, reusePort: true, backlog: 511 }, () => {
-            t.off('error', reject);
-            resolve();
-          });
-        });
-        this.tcp.push(t);
+        const { udp, tcp } = await this.openAddr(a);
+        this.udp.push(udp);
+        this.tcp.push(tcp);
       }
     } catch (err) {
       await this.close(0);
@@ -80,8 +76,105 @@ export class DnsServer {
     }
   }
 
+  private async openAddr(a: ListenAddr): Promise<{ udp: dgram.Socket | NativeUdpSocket; tcp: net.Server }> {
+    const udp = (this.opts.nativeUdp ? this.openNative(a) : undefined) ?? (await this.openDgram(a));
+    const tcp = net.createServer({ noDelay: true }, (c) => this.onTcp(c));
+    tcp.on('error', (err) => this.opts.logger.warn({ err }, 'DNS TCP server error'));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen({ host: a.host, port: a.port, reusePort: true, backlog: 511 }, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      udp.close();
+      throw err;
+    }
+    return { udp, tcp };
+  }
+
+  /** Addresses served besides `listen` (the kube-dns Service IPs, which change with the cluster). */
+  private readonly extra = new Map<string, { udp: dgram.Socket | NativeUdpSocket; tcp: net.Server }>();
+
+  /** Serve exactly these extra addresses: bind the new ones, close the ones gone. */
+  async setExtra(addrs: readonly ListenAddr[]): Promise<void> {
+    if (this.closing) return;
+    const want = new Map(addrs.map((a) => [formatAddr(a), a]));
+    for (const [k, socks] of this.extra) {
+      if (want.has(k)) continue;
+      this.extra.delete(k);
+      socks.tcp.close();
+      socks.udp.close();
+    }
+    for (const [k, a] of want) {
+      if (this.extra.has(k) || this.opts.listen.some((l) => formatAddr(l) === k)) continue;
+      this.extra.set(k, await this.openAddr(a));
+    }
+  }
+
+  private async openDgram(a: ListenAddr): Promise<dgram.Socket> {
+    const s = dgram.createSocket({ type: isIPv6(a.host) ? 'udp6' : 'udp4', reuseAddr: true, reusePort: true, recvBufferSize: 4 << 20 });
+    s.on('message', (msg, rinfo) => this.onUdp(s, msg, rinfo));
+    s.on('error', (err) => this.opts.logger.warn({ err }, 'DNS UDP socket error'));
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.bind({ address: a.host, port: a.port }, () => {
+        s.off('error', reject);
+        resolve();
+      });
+    });
+    return s;
+  }
+
+  /** The batched native socket, or undefined (logged) when the addon is unavailable. A bind error throws. */
+  private openNative(a: ListenAddr): NativeUdpSocket | undefined {
+    let sock: NativeUdpSocket | undefined;
+    try {
+      sock = new NativeUdpSocket(a.host, a.port, isIPv6(a.host), Math.min(4096, Math.max(512, this.opts.udpSize)), (msg, client, addr) => this.onNative(sock!, msg, client, addr), (err) =>
+        this.opts.logger.error({ err }, 'DNS handler failed'),
+      );
+    } catch (err) {
+      if ((err as { code?: string }).code === 'PW_NATIVE_MISSING') {
+        this.opts.logger.warn({ err }, 'native addon missing: DNS UDP served through dgram');
+        return undefined;
+      }
+      throw err;
+    }
+    return sock;
+  }
+
+  /** A query a worker thread handed over (workers.ts): answered by the chain, sent from our socket on the same address. */
+  handOff(listenIndex: number, msg: Buffer, client: string, addr: Buffer): void {
+    const sock = this.udp[listenIndex];
+    if (!(sock instanceof NativeUdpSocket) || this.closedUdp) return;
+    try {
+      const r = this.onNative(sock, msg, client, addr);
+      if (r) sock.sendTo(r, addr);
+    } catch (err) {
+      this.opts.logger.error({ err }, 'DNS handler failed');
+    }
+  }
+
+  private onNative(sock: NativeUdpSocket, msg: Buffer, client: string, addr: Buffer): Buffer | null {
+    const r = this.dispatch(msg, 'udp', client, true);
+    if (r === null) return null;
+    const q = this.lastQuery;
+    if (Buffer.isBuffer(r)) return this.forUdp(r, q);
+    const to = Buffer.from(addr); // `addr` is a view of the batch's address array
+    this.pending++;
+    r.then(
+      (reply) => {
+        if (reply && !this.closedUdp) sock.sendTo(this.forUdp(reply, q), to);
+      },
+      (err: unknown) => this.opts.logger.error({ err }, 'DNS handler failed'),
+    ).finally(() => this.pending--);
+    return null;
+  }
+
   get addresses(): string[] {
-    return this.opts.listen.map((a) => (isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
+    return [...this.opts.listen.map(formatAddr), ...this.extra.keys()];
   }
 
   private onUdp(s: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -149,7 +242,7 @@ export class DnsServer {
   }
 
   /** Parse and answer one message: the reply, null (drop), or a Promise of either. Never throws. */
-  private dispatch(msg: Buffer, transport: 'udp' | 'tcp', client: string): Reply | Promise<Reply> {
+  private dispatch(msg: Buffer, transport: 'udp' | 'tcp', client: string, view = false): Reply | Promise<Reply> {
     this.lastQuery = undefined;
     let q: Query;
     try {
@@ -164,9 +257,13 @@ export class DnsServer {
     if (q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR) return bareResponse(q, RCODE.REFUSED, { ednsSize: this.opts.udpSize });
     if (q.ednsVersion > 0) return bareResponse(q, 16 /* BADVERS */, { ednsSize: this.opts.udpSize });
     if (q.key === PID_KEY) return this.pidAnswer(q);
+    if (q.key === WORKER_KEY) return whoAnswer(q, 'main');
+    // A view into a reused receive buffer: only the cluster zone answers from it directly.
+    if (view && !this.opts.answersInline?.(q)) q.msg = Buffer.from(msg);
     try {
       const r = this.opts.handle(q);
       if (r === null || Buffer.isBuffer(r)) return r;
+      if (q.msg === msg && view) q.msg = Buffer.from(msg); // an ExternalName resolved outside: kept past the call
       return r.catch((err: unknown) => {
         this.opts.logger.error({ err }, 'DNS handler failed');
         return bareResponse(q, RCODE.SERVFAIL, { ednsSize: this.opts.udpSize });
@@ -238,6 +335,11 @@ export class DnsServer {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
+    for (const x of this.extra.values()) {
+      this.tcp.push(x.tcp);
+      this.udp.push(x.udp);
+    }
+    this.extra.clear();
     for (const t of this.tcp) t.close();
     // Forwarded queries still waiting for an upstream: answer them before the UDP socket goes.
     const settle = Date.now() + 1000;

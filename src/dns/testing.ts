@@ -69,9 +69,9 @@ export function configMap(ns: string, name: string, data: Record<string, string>
 }
 
 /** Ask the chain `name`/`type` as a client would (optionally with EDNS) and get the raw reply. */
-export async function ask(handler: Next, name: string, type: number, o: { edns?: number; id?: number; transport?: 'udp' | 'tcp' } = {}): Promise<Buffer | null> {
+export async function ask(handler: Next, name: string, type: number, o: { edns?: number; id?: number; transport?: 'udp' | 'tcp'; client?: string } = {}): Promise<Buffer | null> {
   const msg = buildQuery(name, type, o.id ?? 4242, o.edns ? { ednsSize: o.edns } : {});
-  const q = parseQuery(msg, o.transport ?? 'udp', '10.244.1.2');
+  const q = parseQuery(msg, o.transport ?? 'udp', o.client ?? '10.244.1.2');
   if (!isQuery(q)) throw new Error('test query did not parse');
   return await handler(q);
 }

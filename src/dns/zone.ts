@@ -31,6 +31,7 @@ import {
   writeOpt,
 } from './wire';
 import { isIPv4 } from 'node:net';
+import { buildSnapshot, negativeAnswer, patchTemplate, type ZoneSnapshot } from './zone-index';
 
 export type PodRecordsMode = 'insecure' | 'verified' | 'disabled';
 
@@ -42,8 +43,13 @@ export interface ZoneOptions {
 }
 
 /** A growable byte slab with handles; templates never get a Buffer of their own. */
+/** Slab memory is a SharedArrayBuffer, so worker threads read the same templates (zone-index.ts). */
+function sharedBuffer(size: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(size));
+}
+
 class Slab {
-  buf = Buffer.allocUnsafe(64 * 1024);
+  buf = sharedBuffer(64 * 1024);
   used = 0;
   garbage = 0;
   off = new Int32Array(1024);
@@ -55,7 +61,7 @@ class Slab {
     if (this.used + bytes.length > this.buf.length) {
       let size = this.buf.length * 2;
       while (size < this.used + bytes.length) size *= 2;
-      const nb = Buffer.allocUnsafe(size);
+      const nb = sharedBuffer(size);
       this.buf.copy(nb, 0, 0, this.used);
       this.buf = nb;
     }
@@ -88,7 +94,7 @@ class Slab {
   maybeCompact(): void {
     if (this.garbage < 256 * 1024 || this.garbage * 2 < this.used) return;
     const live = this.used - this.garbage;
-    const nb = Buffer.allocUnsafe(Math.max(64 * 1024, Math.ceil(live * 1.25)));
+    const nb = sharedBuffer(Math.max(64 * 1024, Math.ceil(live * 1.25)));
     let p = 0;
     for (let h = 0; h < this.next; h++) {
       const l = this.len[h]!;
@@ -100,6 +106,15 @@ class Slab {
     this.buf = nb;
     this.used = p;
     this.garbage = 0;
+  }
+
+  /** Give back the doubling headroom after a (re)build: keep 1/8 spare for updates. */
+  trim(): void {
+    const want = Math.max(64 * 1024, this.used + (this.used >> 3));
+    if (this.buf.length <= want + (want >> 2)) return;
+    const nb = sharedBuffer(want);
+    this.buf.copy(nb, 0, 0, this.used);
+    this.buf = nb;
   }
 
   view(h: number): Buffer {
@@ -215,6 +230,7 @@ export class ClusterZone {
     this.nsKeys = new Set();
     for (const n of ns) for (const z of this.options.zones) this.nsKeys.add(nameKey(`${n}.svc.${z}`));
     this.slab.maybeCompact();
+    this.slab.trim();
     this.built = true;
   }
 
@@ -427,46 +443,31 @@ export class ClusterZone {
     return -1;
   }
 
-  /** The template with the query's ID, RD, question case and EDNS. */
   private fromTemplate(h: number, q: Query, ourSize: number): Buffer {
     const slab = this.slab;
-    const off = slab.off[h]!;
-    const len = slab.len[h]!;
-    const edns = q.ednsSize > 0;
-    const out = Buffer.allocUnsafe(len + (edns ? OPT_LEN : 0));
-    slab.buf.copy(out, 0, off, off + len);
-    out[0] = q.id >> 8;
-    out[1] = q.id & 0xff;
-    out[2] |= q.rd;
-    q.msg.copy(out, HEADER_LEN, HEADER_LEN, HEADER_LEN + q.nameLen);
-    if (edns) {
-      writeOpt(out, len, ourSize, 0, q.dnssecOk);
-      out.writeUInt16BE(out.readUInt16BE(10) + 1, 10);
-    }
-    return out;
+    return patchTemplate(slab.buf, slab.off[h]!, slab.len[h]!, q, ourSize);
   }
 
-  /** NXDOMAIN / NODATA (rcode NOERROR) / SERVFAIL, with the zone's SOA in authority. */
   private negative(q: Query, zi: number, rcode: number, withSoa: boolean, ourSize: number): Buffer {
-    const soa = this.soaRR[zi];
-    const edns = q.ednsSize > 0;
-    const auth = withSoa && soa ? soa : undefined;
-    const qlen = q.questionEnd - HEADER_LEN;
-    // The query's question may be followed by its OPT: copy only the question.
-    const out = Buffer.allocUnsafe(HEADER_LEN + qlen + (auth ? auth.length : 0) + (edns ? OPT_LEN : 0));
-    out[0] = q.id >> 8;
-    out[1] = q.id & 0xff;
-    out[2] = 0x80 | (rcode === RCODE.SERVFAIL ? 0 : 0x04) | q.rd;
-    out[3] = 0x80 | rcode;
-    out.writeUInt16BE(1, 4);
-    out.writeUInt16BE(0, 6);
-    out.writeUInt16BE(auth ? 1 : 0, 8);
-    out.writeUInt16BE(edns ? 1 : 0, 10);
-    q.msg.copy(out, HEADER_LEN, HEADER_LEN, q.questionEnd);
-    let p = q.questionEnd;
-    if (auth) p += auth.copy(out, p);
-    if (edns) writeOpt(out, p, ourSize, 0, q.dnssecOk);
-    return out;
+    return negativeAnswer(q, this.soaRR[zi], rcode, withSoa, ourSize);
+  }
+
+  /**
+   * The zone as flat shared memory for worker threads (zone-index.ts): the slab itself (shared,
+   * append-only between compactions, so a snapshot's offsets stay valid) and a hash index.
+   */
+  snapshot(generation: number): ZoneSnapshot {
+    return buildSnapshot({
+      generation,
+      built: this.built,
+      slab: this.slab.buf,
+      names: this.names,
+      nsKeys: this.nsKeys,
+      zoneKeys: this.zoneKeys,
+      podZoneKeys: this.options.podRecords === 'disabled' ? [] : this.podZoneKeys,
+      soa: this.soaRR,
+      place: (h) => [this.slab.off[h]!, this.slab.len[h]!],
+    });
   }
 
   private podAnswer(q: Query, zi: number, ourSize: number): Buffer | undefined {

@@ -65,7 +65,27 @@ interface NativeAddon {
   flockTry(fd: number, exclusive: boolean): boolean;
   flockWait(fd: number, exclusive: boolean, timeoutMs: number): Promise<boolean>;
   funlock(fd: number): void;
+  udpOpen(host: string, port: number, ipv6: boolean, rcvbuf: number): number;
+  udpServe(
+    fd: number,
+    inBuf: Buffer,
+    inLens: Int32Array,
+    addrs: Buffer,
+    outBuf: Buffer,
+    outLens: Int32Array,
+    slotSize: number,
+    outSlotSize: number,
+    onBatch: (count: number) => void,
+  ): NativeUdpHandle;
+  udpSendTo(fd: number, buf: Buffer, addr: Buffer): number;
+  udpStats(handle: NativeUdpHandle): number;
+  udpClose(handle: NativeUdpHandle): void;
 }
+
+/** Opaque handle of a batched UDP server socket (native/src/udp_batch.cc). */
+export type NativeUdpHandle = { readonly __nativeUdp: unique symbol };
+/** Bytes per source address in the batched UDP socket's address array (a sockaddr_in6). */
+export const UDP_ADDR_LEN = 28;
 
 const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'podwire_native.node');
 const NFTABLES_RELATIVE = path.join('native', 'nftables', 'build', 'Release', 'podwire_nftables.node');

@@ -26,6 +26,8 @@ interface HostArgs {
   logLevel?: string;
   /** Manifest rescan period (default 1000 ms for tests; 0 = watch only). */
   rescanMs?: number;
+  /** Run the component's cleanup (what `podwired --cleanup` does for dns), print `DNS CLEANED`, exit. */
+  cleanup?: boolean;
 }
 
 async function main(): Promise<void> {
@@ -56,6 +58,12 @@ async function main(): Promise<void> {
     metrics: registry,
   };
   const dns = new DnsComponent(ctx);
+  if (args.cleanup) {
+    await dns.cleanup();
+    process.stdout.write('DNS CLEANED\n');
+    kernel?.close();
+    process.exit(0);
+  }
   const ac = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   let running = Promise.resolve();
