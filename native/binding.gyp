@@ -14,7 +14,8 @@
         "src/netlink_io.cc",
         "src/sysctl.cc",
         "src/flock.cc",
-        "src/nstype.cc"
+        "src/nstype.cc",
+        "src/ethtool.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

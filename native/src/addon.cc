@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("flockWait", Napi::Function::New(env, FlockWait, "flockWait"));
   exports.Set("funlock", Napi::Function::New(env, Funlock, "funlock"));
   exports.Set("nsType", Napi::Function::New(env, NsType, "nsType"));
+  exports.Set("ethtoolTxCsum", Napi::Function::New(env, EthtoolTxCsum, "ethtoolTxCsum"));
   return exports;
 }
 

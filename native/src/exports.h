@@ -17,5 +17,7 @@ Napi::Value FlockWait(const Napi::CallbackInfo& info);
 Napi::Value Funlock(const Napi::CallbackInfo& info);
 // nstype.cc
 Napi::Value NsType(const Napi::CallbackInfo& info);
+// ethtool.cc
+Napi::Value EthtoolTxCsum(const Napi::CallbackInfo& info);
 
 }  // namespace podwire

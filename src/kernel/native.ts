@@ -65,6 +65,7 @@ interface NativeAddon {
   flockTry(fd: number, exclusive: boolean): boolean;
   flockWait(fd: number, exclusive: boolean, timeoutMs: number): Promise<boolean>;
   funlock(fd: number): void;
+  ethtoolTxCsum(netnsPath: string | null, ifname: string, on: boolean | null): Promise<boolean>;
 }
 
 const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'podwire_native.node');
@@ -331,6 +332,20 @@ export async function writeSysctl(netns: NetnsRef | undefined, key: string, valu
     await loadAddon().sysctl(netns?.path ?? null, rel, text);
   } catch (err) {
     throw sysctlError(err, key, netns, `write sysctl ${key}=${text}`);
+  }
+}
+
+/**
+ * A device's TX checksum offload (`ethtool -K <dev> tx on|off`, every checksum feature bit)
+ * in that namespace: sets it when `on` is a boolean, and returns the state afterwards.
+ */
+export async function ethtoolTxChecksum(netns: NetnsRef | undefined, ifname: string, on?: boolean): Promise<boolean> {
+  if (typeof ifname !== 'string' || !/^[^\s/]{1,15}$/.test(ifname)) throw new InvalidInputError('ifname', ifname, 'must be a Linux interface name');
+  try {
+    return await loadAddon().ethtoolTxCsum(netns?.path ?? null, ifname, on === undefined ? null : on);
+  } catch (err) {
+    const op = `${on === undefined ? 'read' : 'set'} TX checksum offload of ${ifname}`;
+    return Promise.reject(netns ? netnsError(err, netns, op) : kernelError(op, err));
   }
 }
 
