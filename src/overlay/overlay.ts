@@ -163,7 +163,7 @@ export class OverlayComponent implements Component {
     const { peers, problems } = collectPeers(
       this.ctx.state.values('Node'),
       lease.node,
-      { backend: config.backend, vni: this.section.vxlan.vni, clusterCIDRs, serviceCIDRs, ownPodCIDRs: lease.podCIDRs, ownMac: network.ownMac },
+      { backend: config.backend, vni: this.section.vxlan.vni, clusterCIDRs, serviceCIDRs, ownPodCIDRs: lease.podCIDRs, ownMac: network.ownMac, underlayFamily: lease.publicIp.family },
       this.peerCache,
     );
     // Plans are cached per peer (same PeerInfo object and same network = same plan, keys computed once).
