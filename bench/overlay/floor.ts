@@ -1,8 +1,8 @@
 /**
  * The kernel's own cost per entry, the floor under bench/overlay/run.ts: the same 3N entries
  * applied straight through the kernel handle's batch path (no overlay component, no diff,
- * no dump), one kind at a time, each kind timed apart. What is left is the kernel's
- * insert work plus the batch path's encoding and one ACK per datagram.
+ * no dump), one kind at a time, each kind timed apart, with one ACK per datagram. What is
+ * left is the kernel's insert work plus the batch path's encoding.
  */
 import { netnsRef, NetlinkNetworkKernel, type Change, type FdbEntry, type NeighborEntry, type Route } from '../../src/kernel';
 import { openNetlinkTransport } from '../../src/kernel/netlink/native-transport';
@@ -31,7 +31,8 @@ export async function floorRound(lab: Lab, n: number, round: number): Promise<Fl
     await ip(ns, ['addr', 'add', '10.244.0.0/32', 'dev', 'pw.1']);
     await ip(ns, ['link', 'set', 'pw.1', 'up']);
     const ref = netnsRef(netnsPath(ns));
-    const transport = await openNetlinkTransport(ref);
+    // One ACK per datagram (ackEach: false): the fewest answers the kernel can send.
+    const transport = await openNetlinkTransport(ref, undefined, { ackEach: false });
     const net = new NetlinkNetworkKernel(transport, ref);
     try {
       const neigh: Change<NeighborEntry>[] = [];
