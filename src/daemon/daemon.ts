@@ -26,7 +26,7 @@ import { clusterStateOf, nodeWriterOf } from '../k8s/cluster-state';
 import type { ClusterEvent, ClusterState, NodeObject, NodeWriter, ProblemReporter, SourceProblem, StateSource } from '../k8s/types';
 import type { ApiTransport } from '../k8s/api-client';
 import { Cidr } from '../common/ip';
-import { NodeCidrAllocator } from '../overlay/node-cidr-allocator';
+import { NodeCidrAllocator } from '../overlay';
 import type { Component, ComponentContext, ComponentRegistration, ComponentStatus, SyncIntervals } from './component';
 import { buildSectionDefaults, formatDuration, type DaemonConfig, type Feature } from './config';
 import { createDaemonMetrics, registerObjectCounts, type DaemonMetrics, CLUSTER_KINDS } from './metrics';

@@ -138,7 +138,10 @@ export class LeaderElector {
         if (signal.aborted) break;
         const ok = await this.tryAcquireOrRenew(signal);
         if (ok) lastRenew = this.clock.now();
-        else if (this.clock.now() - lastRenew >= this.renewDeadlineMs) {
+        else if (this.lastLeader !== '' && this.lastLeader !== this.o.identity) {
+          log.warn({ lease: `${this.o.namespace}/${this.o.name}`, identity: this.o.identity, holder: this.lastLeader }, 'lost leadership (the Lease has another holder)');
+          break;
+        } else if (this.clock.now() - lastRenew >= this.renewDeadlineMs) {
           log.warn({ lease: `${this.o.namespace}/${this.o.name}`, identity: this.o.identity }, 'lost leadership (no renew within the renew deadline)');
           break;
         }

@@ -87,9 +87,12 @@ export class SubnetPool {
     return [a, b];
   }
 
-  /** The lowest index not in `used`, or undefined when the pool is full. Bounded by the pool size. */
-  lowestFree(used: Set<bigint>): bigint | undefined {
-    for (let i = 0n; i < this.count; i++) if (!used.has(i)) return i;
+  /**
+   * The lowest index ≥ `from` not in `used`, or undefined when the pool is full. At most
+   * |used| + 1 probes, since every probe that fails hits a used index.
+   */
+  lowestFree(used: Set<bigint>, from = 0n): bigint | undefined {
+    for (let i = from; i < this.count; i++) if (!used.has(i)) return i;
     return undefined;
   }
 }
@@ -115,13 +118,16 @@ export function planAllocations(pools: readonly SubnetPool[], nodes: readonly No
   for (const n of nodes) for (const c of n.podCIDRs) mark(c);
   for (const c of held) mark(c);
   const out: { node: NodeView; cidrs: string[] }[] = [];
+  // Allocations in one pass only go up: each search starts where the last one ended (O(N) per pass, not O(N²)).
+  const cursor = pools.map(() => 0n);
   for (const n of [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     if (n.podCIDRs.length > 0) continue; // never change a CIDR that is set
     const cidrs: string[] = [];
     for (const [i, p] of pools.entries()) {
-      const free = p.lowestFree(used[i]!);
+      const free = p.lowestFree(used[i]!, cursor[i]);
       if (free === undefined) return { error: `cluster CIDR ${p.cluster.toString()} has no free /${p.maskSize} left for node ${n.name}` };
       used[i]!.add(free);
+      cursor[i] = free + 1n;
       cidrs.push(p.subnet(free).toString());
     }
     out.push({ node: n, cidrs });
