@@ -15,7 +15,8 @@
         "src/sysctl.cc",
         "src/flock.cc",
         "src/nstype.cc",
-        "src/udp_batch.cc"
+        "src/udp_batch.cc",
+        "src/ethtool.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

@@ -21,6 +21,7 @@ packages=(
   python3 make g++ libc6-dev    # node-gyp builds native/; the CNI shim links statically
   knot nsd dnsperf dnsmasq-base knot-dnsutils   # DNS tests and bench/dns (tests start their own instances in namespaces)
   libnftables-dev               # native/nftables links libnftables (in-process nft transactions)
+  iperf3                        # bench/overlay/tput: pod-to-pod TCP throughput
 )
 [ "$need_node_bootstrap" = 1 ] && packages+=(nodejs npm)
 missing=()

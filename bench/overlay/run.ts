@@ -10,6 +10,8 @@
  * node's entries (reported), and the time from the state source's event to that sync's end.
  * Pod CIDRs are /30s in 10.244.0.0/16 (room for 16k nodes); node IPs in 198.18.0.0/15.
  * Every entry count is checked with iproute2 after each step; any failed call fails the bench.
+ * Also in the same rounds: the kernel floor (bench/overlay/floor.ts), the same entries applied
+ * straight through the kernel handle, each kind timed apart: what no user space can go below.
  * Needs root; everything happens in namespaces of a harness lab (removed at exit).
  */
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -26,6 +28,7 @@ import { netnsRef, openKernel } from '../../src/kernel';
 import { defaultOverlaySection, OverlayComponent, routeMetric, vtepMacFor } from '../../src/overlay';
 import { Cidr, IpAddress } from '../../src/common/ip';
 import { exec, execOk, ip, netnsPath, withLab, type Lab } from '../../test-netns/harness';
+import { floorRound, type FloorResult } from './floor';
 
 const TARGET_RATIO = 1.5;
 const TARGET_10K_S = 0.2;
@@ -185,6 +188,7 @@ async function main(): Promise<void> {
         const list = nodes(n);
         const pw: number[] = [];
         const ipb: number[] = [];
+        const floor: FloorResult[] = [];
         let change: Awaited<ReturnType<typeof podwireRound>>['change'];
         for (let r = 0; r < rounds; r++) {
           // Alternate which goes first.
@@ -197,6 +201,7 @@ async function main(): Promise<void> {
             ipb.push(await ipBatchRound(lab, env, n, r));
             pw.push((await podwireRound(lab, env, n, r, list, false)).seconds);
           }
+          floor.push(await floorRound(lab, n, r));
         }
         const entries = 3 * n;
         const row = {
@@ -207,7 +212,10 @@ async function main(): Promise<void> {
           podwireRate: Math.round(entries / median(pw)),
           ipBatchRate: Math.round(entries / median(ipb)),
           ratio: Math.round((median(ipb) / median(pw)) * 100) / 100,
-          samples: { podwire: pw, ipBatch: ipb },
+          floorS: median(floor.map((f) => f.totalS)),
+          floorUsPerEntry: median(floor.map((f) => f.usPerEntry)),
+          floorByKindS: { neigh: median(floor.map((f) => f.neighS)), fdb: median(floor.map((f) => f.fdbS)), route: median(floor.map((f) => f.routeS)) },
+          samples: { podwire: pw, ipBatch: ipb, floor: floor.map((f) => f.totalS) },
           ...(change ? { oneChange: change } : {}),
         };
         rows.push(row);
@@ -219,10 +227,11 @@ async function main(): Promise<void> {
   const pad = (s: string, w: number) => s.padStart(w);
   const lines = [
     `overlay bench: one sync of N remote nodes (neigh + FDB + onlink route each) vs ip -batch + bridge -batch, median of ${rounds} rounds`,
-    `${pad('nodes', 7)} ${pad('entries', 8)} ${pad('podwire s', 10)} ${pad('ip-batch s', 11)} ${pad('podwire/s', 10)} ${pad('ip-batch/s', 11)} ${pad('ratio', 6)}`,
+    `${pad('nodes', 7)} ${pad('entries', 8)} ${pad('podwire s', 10)} ${pad('ip-batch s', 11)} ${pad('podwire/s', 10)} ${pad('ip-batch/s', 11)} ${pad('ratio', 6)} ${pad('floor s', 8)} ${pad('us/entry', 9)} ${pad('neigh/fdb/route s', 18)}`,
   ];
-  for (const r of rows as { nodes: number; entries: number; podwireS: number; ipBatchS: number; podwireRate: number; ipBatchRate: number; ratio: number }[]) {
-    lines.push(`${pad(String(r.nodes), 7)} ${pad(String(r.entries), 8)} ${pad(r.podwireS.toFixed(3), 10)} ${pad(r.ipBatchS.toFixed(3), 11)} ${pad(String(r.podwireRate), 10)} ${pad(String(r.ipBatchRate), 11)} ${pad(r.ratio.toFixed(2), 6)}`);
+  for (const r of rows as { nodes: number; entries: number; podwireS: number; ipBatchS: number; podwireRate: number; ipBatchRate: number; ratio: number; floorS: number; floorUsPerEntry: number; floorByKindS: { neigh: number; fdb: number; route: number } }[]) {
+    const k = r.floorByKindS;
+    lines.push(`${pad(String(r.nodes), 7)} ${pad(String(r.entries), 8)} ${pad(r.podwireS.toFixed(3), 10)} ${pad(r.ipBatchS.toFixed(3), 11)} ${pad(String(r.podwireRate), 10)} ${pad(String(r.ipBatchRate), 11)} ${pad(r.ratio.toFixed(2), 6)} ${pad(r.floorS.toFixed(3), 8)} ${pad(r.floorUsPerEntry.toFixed(1), 9)} ${pad(`${k.neigh.toFixed(2)}/${k.fdb.toFixed(2)}/${k.route.toFixed(2)}`, 18)}`);
     if (r.ratio < TARGET_RATIO) lines.push(`  MISSED target: ratio ${r.ratio} < ${TARGET_RATIO}`);
     if (r.nodes === 10000 && r.podwireS > TARGET_10K_S) lines.push(`  MISSED target: 10,000 nodes in ${r.podwireS.toFixed(3)} s > ${TARGET_10K_S} s`);
   }

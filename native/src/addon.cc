@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("udpSendTo", Napi::Function::New(env, UdpSendTo, "udpSendTo"));
   exports.Set("udpStats", Napi::Function::New(env, UdpStats, "udpStats"));
   exports.Set("udpClose", Napi::Function::New(env, UdpClose, "udpClose"));
+  exports.Set("ethtoolTxCsum", Napi::Function::New(env, EthtoolTxCsum, "ethtoolTxCsum"));
   return exports;
 }
 

@@ -23,5 +23,7 @@ Napi::Value UdpStats(const Napi::CallbackInfo& info);
 Napi::Value UdpClose(const Napi::CallbackInfo& info);
 // nstype.cc
 Napi::Value NsType(const Napi::CallbackInfo& info);
+// ethtool.cc
+Napi::Value EthtoolTxCsum(const Napi::CallbackInfo& info);
 
 }  // namespace podwire

@@ -63,6 +63,17 @@ export interface DaemonConfig {
   minSyncInterval: number;
   /** Milliseconds between two syncs of one component, at most (periodic reconcile). */
   syncInterval: number;
+  // Optional (filled by loadConfig from their defaults) so config literals built elsewhere stay valid.
+  /** Podwire allocates Nodes' pod CIDRs (leader-elected), for clusters whose controller-manager does not. */
+  allocateNodeCidrs?: boolean;
+  /** Per-node IPv4 pod CIDR prefix length when allocating. */
+  nodeCidrMaskSize?: number;
+  /** Per-node IPv6 pod CIDR prefix length when allocating. */
+  nodeCidrMaskSizeIpv6?: number;
+  /** Milliseconds a deleted Node's pod CIDR stays reserved. */
+  nodeCidrReleaseGrace?: number;
+  /** Namespace of the allocator's Lease. */
+  leaderElectionNamespace?: string;
 }
 
 export type ConfigKey = keyof DaemonConfig;
@@ -143,6 +154,16 @@ export const OPTIONS: readonly AnyOption[] = [
     doc: 'least time between two syncs of one component (bursts of changes collapse into one sync); a component may declare its own' }),
   opt({ key: 'syncInterval', flag: 'sync-interval', env: 'PODWIRE_SYNC_INTERVAL', kind: 'duration', default: 30_000, help: 'periodic full reconcile interval (e.g. 30s, 1m)', validate: (v) => positive('syncInterval', v),
     doc: 'the periodic full reconcile of each component; must be >= `minSyncInterval`; a component may declare its own' }),
+  opt({ key: 'allocateNodeCidrs', flag: 'allocate-node-cidrs', env: 'PODWIRE_ALLOCATE_NODE_CIDRS', kind: 'bool', default: false, help: 'allocate Nodes\' spec.podCIDRs from clusterCIDR (leader-elected over a Lease), for clusters without kube-controller-manager --allocate-node-cidrs',
+    doc: 'opt-in: Podwire gives each Node without `spec.podCIDRs` the lowest free subnet of `clusterCIDR` (one per family), like kube-controller-manager\'s range allocator; one podwired at a time, elected over the Lease `<leaderElectionNamespace>/podwire-node-cidr-allocator`. Needs the Kubernetes source and the optional ClusterRole in `deploy/podwire-node-cidr-allocator.yaml` (see [overlay.md](overlay.md))' }),
+  opt({ key: 'nodeCidrMaskSize', flag: 'node-cidr-mask-size', env: 'PODWIRE_NODE_CIDR_MASK_SIZE', kind: 'int', default: 24, help: 'per-node IPv4 pod CIDR prefix length with --allocate-node-cidrs', validate: (v) => intRange('nodeCidrMaskSize', v ?? 24, 8, 30),
+    doc: 'prefix length of each Node\'s IPv4 pod CIDR when Podwire allocates (kube-controller-manager `--node-cidr-mask-size-ipv4`)' }),
+  opt({ key: 'nodeCidrMaskSizeIpv6', flag: 'node-cidr-mask-size-ipv6', env: 'PODWIRE_NODE_CIDR_MASK_SIZE_IPV6', kind: 'int', default: 64, help: 'per-node IPv6 pod CIDR prefix length with --allocate-node-cidrs', validate: (v) => intRange('nodeCidrMaskSizeIpv6', v ?? 64, 16, 126),
+    doc: 'prefix length of each Node\'s IPv6 pod CIDR when Podwire allocates (`--node-cidr-mask-size-ipv6`)' }),
+  opt({ key: 'nodeCidrReleaseGrace', flag: 'node-cidr-release-grace', env: 'PODWIRE_NODE_CIDR_RELEASE_GRACE', kind: 'duration', default: 300_000, help: 'how long a deleted Node\'s pod CIDR stays reserved before reuse (e.g. 5m)', validate: (v) => nonNegative('nodeCidrReleaseGrace', v ?? 0),
+    doc: 'a deleted Node\'s pod CIDR is handed out again only after this long, so packets in flight and stale routes on other nodes for the old Node never reach a new one' }),
+  opt({ key: 'leaderElectionNamespace', flag: 'leader-election-namespace', env: 'PODWIRE_LEADER_ELECTION_NAMESPACE', kind: 'string', default: 'kube-system', help: 'namespace of the node CIDR allocator\'s Lease', validate: (v) => { if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v ?? '')) throw new InvalidInputError('leaderElectionNamespace', v, 'must be a namespace name (RFC 1123 label)'); },
+    doc: 'namespace of the Lease `podwire-node-cidr-allocator` (and where the optional ClusterRole\'s RoleBinding grants `leases`)' }),
 ];
 
 /**
@@ -153,6 +174,12 @@ const CROSS_CHECKS: readonly { key: ConfigKey; check: (c: DaemonConfig) => void 
   { key: 'serviceCIDR', check: checkServiceOverlap },
   { key: 'syncInterval', check: checkSyncIntervals },
   { key: 'dnsListen', check: checkDnsListenEnabled },
+  {
+    key: 'allocateNodeCidrs',
+    check: (c) => {
+      if (c.allocateNodeCidrs && c.manifests) throw new InvalidInputError('allocateNodeCidrs', true, 'needs the Kubernetes API (a manifest folder is read-only)');
+    },
+  },
   {
     key: 'manifests',
     check: (c) => {
@@ -852,4 +879,8 @@ export const DOCS_END = '<!-- END GENERATED -->';
 /** True for errors the operator must fix in the configuration (exit code 2). */
 export function isConfigError(err: unknown): err is PodwireError {
   return err instanceof InvalidInputError;
+}
+
+function intRange(key: ConfigKey, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max) throw new InvalidInputError(key, v, `must be an integer ${min}..${max}`);
 }

@@ -24,6 +24,9 @@ import type { Logger } from '../common/log';
 import type { Kernel } from '../kernel';
 import { clusterStateOf, nodeWriterOf } from '../k8s/cluster-state';
 import type { ClusterEvent, ClusterState, NodeObject, NodeWriter, ProblemReporter, SourceProblem, StateSource } from '../k8s/types';
+import type { ApiTransport } from '../k8s/api-client';
+import { Cidr } from '../common/ip';
+import { NodeCidrAllocator } from '../overlay';
 import type { Component, ComponentContext, ComponentRegistration, ComponentStatus, SyncIntervals } from './component';
 import { buildSectionDefaults, formatDuration, type DaemonConfig, type Feature } from './config';
 import { createDaemonMetrics, registerObjectCounts, type DaemonMetrics, CLUSTER_KINDS } from './metrics';
@@ -105,10 +108,13 @@ export interface DaemonStatus {
   node: { podCIDRs: string[]; addresses: { type: string; address: string }[] } | undefined;
   config: Pick<DaemonConfig, 'backend' | 'proxyMode' | 'clusterCIDR' | 'serviceCIDR' | 'clusterDomain' | 'enable' | 'dnsListen'>;
   components: ComponentSummary[];
+  /** `--allocate-node-cidrs`: who leads, how many allocations this process made. */
+  nodeCidrAllocator?: Record<string, unknown>;
   startedAt: string;
 }
 
 export class Daemon {
+  private allocator: NodeCidrAllocator | undefined;
   readonly config: DaemonConfig;
   readonly source: StateSource;
   readonly logger: Logger;
@@ -290,6 +296,7 @@ export class Daemon {
     }
     this.unsubscribe = this.source.onEvent((event) => this.dispatch(event));
     await this.source.start(signal);
+    if (this.config.allocateNodeCidrs) this.startAllocator(signal);
     this.logger.info({ source: this.source.name, components: this.states.map((s) => s.component.name) }, 'started; waiting for the cluster state to sync');
     this.runnersStarted = this.source.waitForSync(signal).then(
       () => {
@@ -302,6 +309,32 @@ export class Daemon {
         if (!signal.aborted) this.logger.error({ err }, 'state source failed before its initial sync');
       },
     );
+  }
+
+  /** `--allocate-node-cidrs`: the leader-elected pod CIDR allocator, over the source's API transport. */
+  private startAllocator(signal: AbortSignal): void {
+    const withTransport = this.source as Partial<{ apiTransport(): Promise<ApiTransport> }>;
+    const log = this.logger.child({ component: 'node-cidr-allocator' });
+    if (typeof withTransport.apiTransport !== 'function') {
+      log.error({ source: this.source.name }, '--allocate-node-cidrs needs the Kubernetes source; not allocating');
+      return;
+    }
+    void withTransport.apiTransport().then((transport) => {
+      const c = this.config;
+      this.allocator = new NodeCidrAllocator({
+        transport,
+        identity: c.nodeName,
+        clusterCIDRs: c.clusterCIDR.split(',').map((x) => Cidr.parse(x.trim())),
+        maskSizeV4: c.nodeCidrMaskSize ?? 24,
+        maskSizeV6: c.nodeCidrMaskSizeIpv6 ?? 64,
+        releaseGraceMs: c.nodeCidrReleaseGrace ?? 300_000,
+        leaseNamespace: c.leaderElectionNamespace ?? 'kube-system',
+        logger: log,
+        clock: this.clock,
+      });
+      log.info({ lease: `${c.leaderElectionNamespace ?? 'kube-system'}/podwire-node-cidr-allocator` }, 'node CIDR allocation on: competing for the Lease');
+      return this.allocator.run(signal);
+    }).catch((err: unknown) => log.error({ err }, 'node CIDR allocator stopped'));
   }
 
   /**
@@ -393,6 +426,7 @@ export class Daemon {
         dnsListen: [...this.config.dnsListen],
       },
       components: this.states.map((s) => this.summary(s)),
+      ...(this.allocator ? { nodeCidrAllocator: this.allocator.status() } : {}),
       startedAt: new Date(this.startedAt).toISOString(),
     };
   }

@@ -41,7 +41,7 @@ export class ApiError extends PodwireError {
 
 /** A request with a body (PATCH), for the node writer. */
 export interface ApiRequest {
-  method: 'GET' | 'PATCH';
+  method: 'GET' | 'PATCH' | 'POST' | 'PUT';
   path: string;
   query?: Query;
   /** JSON body and its content type (e.g. `application/merge-patch+json`). */

@@ -17,3 +17,4 @@ export type { IndexedStateSource, NodeWritingSource } from './cluster-state';
 export { RecordingNodeWriter } from './node-writer';
 export { KubeNodeWriter, NodeWriteError } from './kube-node-writer';
 export type { NodeWriteRetry } from './kube-node-writer';
+export { LeaderElector, type LeaderElectionOptions, type LeaseRecord } from './leader-election';

@@ -114,6 +114,11 @@ export class KubernetesSource extends CachedStateSource {
     return this.writer;
   }
 
+  /** The source's API transport (same server and credentials), once start() made it. */
+  apiTransport(): Promise<ApiTransport> {
+    return this.transportPromise;
+  }
+
   async start(signal: AbortSignal): Promise<void> {
     if (this.reflectors.length > 0) throw new InvalidInputError('start', 'twice', 'source already started');
     let transport = this.options.transport;

@@ -10,6 +10,7 @@ import { NetlinkNetworkKernel } from './network-kernel';
 import { NetlinkConntrack } from './conntrack';
 import { openNftRunner, type NftBackendChoice } from './nft';
 import { NetnsSysctl } from './sysctl';
+import { ethtoolTxChecksum } from './native';
 import type { ConntrackKernel, IptablesRunner, NetnsRef, NetworkKernel, NftRunner, SysctlKernel } from './types';
 
 export * from './types';
@@ -42,6 +43,11 @@ export interface Kernel {
   iptables(family: 4 | 6): IptablesRunner;
   nft: NftRunner;
   conntrack: ConntrackKernel;
+  /**
+   * A device's TX checksum offload (SIOCETHTOOL in this namespace): set it when `on` is given,
+   * return the state afterwards. Optional: kernel fakes leave it out (callers report "unknown").
+   */
+  txChecksum?(ifname: string, on?: boolean): Promise<boolean>;
   close(): void;
 }
 
@@ -73,6 +79,7 @@ export async function openKernel(netns?: NetnsRef, options: OpenKernelOptions = 
     },
     nft: openNftRunner(netns, options.nftBackend),
     conntrack,
+    txChecksum: (ifname, on) => ethtoolTxChecksum(netns, ifname, on),
     close: () => {
       net.close();
       conntrack.close();

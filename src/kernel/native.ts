@@ -80,6 +80,7 @@ interface NativeAddon {
   udpSendTo(fd: number, buf: Buffer, addr: Buffer): number;
   udpStats(handle: NativeUdpHandle): number;
   udpClose(handle: NativeUdpHandle): void;
+  ethtoolTxCsum(netnsPath: string | null, ifname: string, on: boolean | null): Promise<boolean>;
 }
 
 /** Opaque handle of a batched UDP server socket (native/src/udp_batch.cc). */
@@ -351,6 +352,20 @@ export async function writeSysctl(netns: NetnsRef | undefined, key: string, valu
     await loadAddon().sysctl(netns?.path ?? null, rel, text);
   } catch (err) {
     throw sysctlError(err, key, netns, `write sysctl ${key}=${text}`);
+  }
+}
+
+/**
+ * A device's TX checksum offload (`ethtool -K <dev> tx on|off`, every checksum feature bit)
+ * in that namespace: sets it when `on` is a boolean, and returns the state afterwards.
+ */
+export async function ethtoolTxChecksum(netns: NetnsRef | undefined, ifname: string, on?: boolean): Promise<boolean> {
+  if (typeof ifname !== 'string' || !/^[^\s/]{1,15}$/.test(ifname)) throw new InvalidInputError('ifname', ifname, 'must be a Linux interface name');
+  try {
+    return await loadAddon().ethtoolTxCsum(netns?.path ?? null, ifname, on === undefined ? null : on);
+  } catch (err) {
+    const op = `${on === undefined ? 'read' : 'set'} TX checksum offload of ${ifname}`;
+    return Promise.reject(netns ? netnsError(err, netns, op) : kernelError(op, err));
   }
 }
 

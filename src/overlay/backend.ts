@@ -176,7 +176,8 @@ export const vxlanBackend: Backend = {
         [ANNOTATIONS.underlayCidr]: lease.underlay.cidr.toString(),
       }),
       plan(peer) {
-        if (directRouting && isDirect(lease.underlay.cidr, peer.publicIp, peer.underlayCidr)) {
+        // DirectRouting needs an IPv4 next hop for the IPv4 pod route: never over an IPv6 underlay.
+        if (directRouting && peer.publicIp.family === 4 && isDirect(lease.underlay.cidr, peer.publicIp, peer.underlayCidr)) {
           return { node: peer.node, mode: 'direct', peer, route: directRoute(lease, peer, protocol) };
         }
         // flannel's VTEP address: the network address of the peer's pod CIDR (10.244.2.0).

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { InvalidInputError } from '../common/errors';
 import type { DaemonConfig } from '../daemon/config';
 import { defineSection, type ConfigSection } from '../daemon/config-section';
+import { TX_CHECKSUM_MODES, type TxChecksumMode } from './offload';
 
 /** rtm_protocol of every route the overlay programs (`ip route show proto 77`). */
 export const DEFAULT_ROUTE_PROTOCOL = 77;
@@ -20,6 +21,8 @@ export interface OverlaySection {
     port: number;
     /** Device name; default `pw.<VNI>`. */
     device: string;
+    /** TX checksum offload on the device: auto (off only on a kernel < 5.7 with masquerade), on, off. */
+    txChecksumOffload: TxChecksumMode;
   };
   /** vxlan: a peer on the same underlay subnet gets a direct route (flannel's DirectRouting). */
   directRouting: boolean;
@@ -50,6 +53,7 @@ export const overlaySection: ConfigSection<OverlaySection> = defineSection<Overl
     { key: 'vxlan.vni', flag: 'vxlan-vni', env: 'PODWIRE_VXLAN_VNI', kind: 'int', default: DEFAULT_VNI, help: 'VXLAN network identifier (flannel: 1)' },
     { key: 'vxlan.port', flag: 'vxlan-port', env: 'PODWIRE_VXLAN_PORT', kind: 'int', default: DEFAULT_VXLAN_PORT, help: 'VXLAN UDP port (flannel and Linux: 8472)' },
     { key: 'vxlan.device', flag: 'vxlan-device', env: 'PODWIRE_VXLAN_DEVICE', kind: 'string', default: '', help: 'VXLAN device name (default pw.<VNI>)' },
+    { key: 'vxlan.txChecksumOffload', flag: 'vxlan-tx-checksum-offload', env: 'PODWIRE_VXLAN_TX_CHECKSUM_OFFLOAD', kind: 'string', default: 'auto', help: 'TX checksum offload on the VXLAN device: auto (off only on kernels < 5.7 with masquerade, where --random-fully corrupts offloaded checksums) | on | off' },
     { key: 'directRouting', flag: 'direct-routing', env: 'PODWIRE_DIRECT_ROUTING', kind: 'bool', default: false, help: 'vxlan: route peers on the same underlay subnet directly, without encapsulation' },
     { key: 'masquerade', flag: 'masquerade', env: 'PODWIRE_MASQUERADE', kind: 'bool', default: true, help: 'masquerade pod traffic that leaves the cluster CIDR' },
     { key: 'egressMode', flag: 'egress-mode', env: 'PODWIRE_EGRESS_MODE', kind: 'string', default: 'nftables', help: 'egress masquerade and forward rules: nftables (table inet podwire-overlay) | iptables (chains PODWIRE-OVL-*)' },
@@ -63,6 +67,8 @@ export const overlaySection: ConfigSection<OverlaySection> = defineSection<Overl
     const port = positiveInt('vxlan.port', values['vxlan.port'] ?? DEFAULT_VXLAN_PORT, 1, 65535);
     const device = String(values['vxlan.device'] ?? '') || `pw.${vni}`;
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(device)) throw new InvalidInputError('overlay.vxlan.device', device, 'must be a Linux interface name (1..15 chars)');
+    const txChecksumOffload = String(values['vxlan.txChecksumOffload'] ?? 'auto') as TxChecksumMode;
+    if (!TX_CHECKSUM_MODES.includes(txChecksumOffload)) throw new InvalidInputError('overlay.vxlan.txChecksumOffload', txChecksumOffload, 'must be auto, on or off');
     const routeProtocol = positiveInt('routeProtocol', values.routeProtocol ?? DEFAULT_ROUTE_PROTOCOL, 5, 254);
     const nftTable = String(values.nftTable ?? 'podwire-overlay');
     if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(nftTable)) throw new InvalidInputError('overlay.nftTable', nftTable, 'must be an nftables identifier');
@@ -72,7 +78,7 @@ export const overlaySection: ConfigSection<OverlaySection> = defineSection<Overl
     if (!subnetFile) subnetFile = path.join(path.dirname(config.controlSocket), 'subnet.env');
     if (!path.isAbsolute(subnetFile)) throw new InvalidInputError('overlay.subnetFile', subnetFile, 'must be an absolute path');
     return {
-      vxlan: { vni, port, device },
+      vxlan: { vni, port, device, txChecksumOffload },
       directRouting: values.directRouting === true,
       masquerade: values.masquerade !== false,
       egressMode,

@@ -33,3 +33,21 @@ t.test('the node-self ValidatingAdmissionPolicy guards Node updates by the podwi
   const kust = YAML.parse(readFileSync(path.join(DEPLOY, 'kustomization.yaml'), 'utf8')) as Obj;
   t.ok((kust.resources as string[]).includes('node-self-policy.yaml'), 'shipped in the kustomization');
 });
+
+t.test('deploy/optional/node-cidr-allocator.yaml: patch nodes, leases only in its namespace, not in the default kustomization', async (t) => {
+  const docs = YAML.parseAllDocuments(readFileSync(path.join(DEPLOY, 'optional', 'node-cidr-allocator.yaml'), 'utf8')).map((d) => d.toJS() as Obj);
+  const sa = YAML.parse(readFileSync(path.join(DEPLOY, 'serviceaccount.yaml'), 'utf8')) as Obj;
+  const of = (kind: string) => docs.filter((d) => d.kind === kind);
+  t.equal(docs.length, 4, 'ClusterRole, ClusterRoleBinding, Role, RoleBinding');
+  const cr = of('ClusterRole')[0]!;
+  t.same(cr.rules, [{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch', 'patch'] }], 'cluster-wide: nodes only, no create/update/delete');
+  const role = of('Role')[0]!;
+  t.equal(role.metadata.namespace, sa.metadata.namespace, 'the Lease grant is namespaced to podwire\'s own namespace');
+  t.same(role.rules, [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] }]);
+  for (const b of [...of('ClusterRoleBinding'), ...of('RoleBinding')]) {
+    t.same(b.subjects, [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: sa.metadata.namespace }], `${b.kind} binds the podwire service account`);
+    t.equal(b.roleRef.name, 'podwire-node-cidr-allocator');
+  }
+  const kust = YAML.parse(readFileSync(path.join(DEPLOY, 'kustomization.yaml'), 'utf8')) as Obj;
+  t.notOk((kust.resources as string[]).some((r) => r.includes('node-cidr-allocator')), 'opt-in: not applied by default');
+});

@@ -21,3 +21,5 @@ export {
 export { ANNOTATIONS, vtepMacFor, collectPeers, parsePeer, isDirect, nodePublicIp, type PeerInfo, type PeerProblem, type PeerRules } from './peers';
 export { diff, applyChangeSet, indexState, keyPlan, stateOfPlans, type ChangeSet, type KernelState, type IndexedState, type KeyedPlan, type ApplyOutcome } from './reconcile';
 export { renderEgress, renderSubnetEnv } from './egress';
+export { NodeCidrAllocator, planAllocations, SubnetPool, ALLOCATOR_LEASE_NAME, RELEASED_ANNOTATION, type NodeCidrAllocatorOptions } from './node-cidr-allocator';
+export { applyTxChecksum, decideTxChecksum, kernelVersion, type TxChecksumMode, type TxChecksumState } from './offload';

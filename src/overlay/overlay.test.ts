@@ -88,7 +88,7 @@ async function entries(k: FakeKernel) {
 t.test('config section: defaults, pw.<VNI>, subnet.env next to the control socket, validation names the field', async (t) => {
   const { config } = await setup(t);
   const s = defaultOverlaySection(config);
-  t.same(s.vxlan, { vni: 1, port: 8472, device: 'pw.1' });
+  t.same(s.vxlan, { vni: 1, port: 8472, device: 'pw.1', txChecksumOffload: 'auto' });
   t.equal(s.routeProtocol, 77);
   t.equal(s.directRouting, false);
   t.equal(s.masquerade, true);
@@ -96,6 +96,8 @@ t.test('config section: defaults, pw.<VNI>, subnet.env next to the control socke
   t.equal(overlaySection.build({ 'vxlan.vni': 42 }, config).vxlan.device, 'pw.42');
   t.equal(fieldOf(() => overlaySection.build({ 'vxlan.vni': 0 }, config)), 'overlay.vxlan.vni');
   t.equal(fieldOf(() => overlaySection.build({ subnetFile: 'rel/x' }, config)), 'overlay.subnetFile');
+  t.equal(overlaySection.build({ 'vxlan.txChecksumOffload': 'off' }, config).vxlan.txChecksumOffload, 'off');
+  t.equal(fieldOf(() => overlaySection.build({ 'vxlan.txChecksumOffload': 'maybe' }, config)), 'overlay.vxlan.txChecksumOffload');
 });
 
 t.test('pod MTU: vxlan -50 over IPv4, -70 over IPv6, host-gw the underlay MTU', async (t) => {

@@ -16,6 +16,7 @@ import type { ClusterEvent } from '../k8s/types';
 import { getBackend, type Lease, type Network } from './backend';
 import { defaultOverlaySection, overlaySection, type OverlaySection } from './config';
 import { renderCleanup, renderEgress, renderIptablesCleanup, renderIptablesEgress, renderSubnetEnv, writeAtomic } from './egress';
+import { applyTxChecksum, type TxChecksumState } from './offload';
 import { collectPeers, createPeerCache, nodePodCidrs, nodePublicIp, type PeerCache, type PeerInfo, type PeerProblem } from './peers';
 import { applyChangeSet, diff, indexState, keyPlan, stateOfPlans, type IndexedState, type KeyedPlan } from './reconcile';
 import { readFile, rm } from 'node:fs/promises';
@@ -78,6 +79,8 @@ export class OverlayComponent implements Component {
   private readonly peerCache: PeerCache = createPeerCache();
   private readonly planCache = new Map<string, { info: PeerInfo; netKey: string; plan: KeyedPlan | PeerProblem }>();
   private lastDumpAt: number | undefined;
+  /** TX checksum offload of our VXLAN device, decided once per device (ifindex). */
+  private txChecksum: (TxChecksumState & { deviceIndex: number | undefined }) | undefined;
 
   constructor(private readonly ctx: ComponentContext<OverlaySection | undefined>) {
     this.section = ctx.section ?? defaultOverlaySection(ctx.config, process.env);
@@ -148,6 +151,10 @@ export class OverlayComponent implements Component {
     this.waitingFor = undefined;
     const network = await backend.register(lease, { kernel, section: this.section, logger, mtuOverride: config.mtu });
     this.network = network;
+    if (network.device && (!this.txChecksum || this.txChecksum.deviceIndex !== network.deviceIndex)) {
+      const st = await applyTxChecksum(kernel, network.device, this.section.vxlan.txChecksumOffload, this.section.masquerade, logger);
+      this.txChecksum = { ...st, deviceIndex: network.deviceIndex };
+    }
     phase('lease+device');
     if (signal.aborted) return {};
 
@@ -156,7 +163,7 @@ export class OverlayComponent implements Component {
     const { peers, problems } = collectPeers(
       this.ctx.state.values('Node'),
       lease.node,
-      { backend: config.backend, vni: this.section.vxlan.vni, clusterCIDRs, serviceCIDRs, ownPodCIDRs: lease.podCIDRs, ownMac: network.ownMac },
+      { backend: config.backend, vni: this.section.vxlan.vni, clusterCIDRs, serviceCIDRs, ownPodCIDRs: lease.podCIDRs, ownMac: network.ownMac, underlayFamily: lease.publicIp.family },
       this.peerCache,
     );
     // Plans are cached per peer (same PeerInfo object and same network = same plan, keys computed once).
@@ -348,6 +355,9 @@ export class OverlayComponent implements Component {
       vtepMac: n?.ownMac,
       underlay: n ? `${n.lease.underlay.name} ${n.lease.underlay.cidr.toString()} mtu ${n.lease.underlay.mtu}` : undefined,
       directRouting: this.ctx.config.backend === 'vxlan' ? this.section.directRouting : undefined,
+      txChecksumOffload: this.txChecksum && n?.device
+        ? { enabled: this.txChecksum.enabled, mode: this.txChecksum.mode, action: this.txChecksum.action, kernel: this.txChecksum.kernel, reason: this.txChecksum.reason, ...(this.txChecksum.error ? { error: this.txChecksum.error } : {}) }
+        : undefined,
       waitingFor: this.waitingFor,
       peers: this.peerStatus(),
       invalidPeers: this.problems,

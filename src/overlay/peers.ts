@@ -60,6 +60,8 @@ export interface PeerRules {
   /** Our own pod CIDRs (a peer's may not overlap them). */
   ownPodCIDRs: Cidr[];
   ownMac: string | undefined;
+  /** This node's underlay family (default 4): a peer must be on the same one. */
+  underlayFamily?: 4 | 6;
 }
 
 const annField = (key: string): string => `metadata.annotations[${key}]`;
@@ -188,7 +190,7 @@ function compile(rules: PeerRules): CompiledRules {
  * anything is unusual or wrong; the general path below then decides and names the problem.
  */
 function parsePeerFast(node: NodeObject, rules: PeerRules): PeerInfo | undefined {
-  if (node.podCIDRs.length !== 1) return undefined;
+  if (node.podCIDRs.length !== 1 || rules.underlayFamily === 6) return undefined;
   const text = node.podCIDRs[0]!;
   const slash = text.indexOf('/');
   if (slash < 0) return undefined;
@@ -289,7 +291,13 @@ function parsePeerSlow(node: NodeObject, rules: PeerRules): PeerInfo | PeerProbl
   }
   const pub = nodePublicIp(node);
   if (!pub.ip) return { node: name, field: pub.field, value: pub.value, reason: pub.reason ?? 'missing' };
-  if (pub.ip.family !== 4) return { node: name, field: pub.field, value: pub.value, reason: 'an IPv6 underlay is not supported yet' };
+  const ownFamily = rules.underlayFamily ?? 4;
+  if (pub.ip.family !== ownFamily) {
+    return { node: name, field: pub.field, value: pub.value, reason: `an IPv${pub.ip.family} node IP, but this node's underlay is IPv${ownFamily} (one VXLAN device carries one outer address family)` };
+  }
+  if (pub.ip.family === 6 && rules.backend === 'host-gw') {
+    return { node: name, field: pub.field, value: pub.value, reason: 'host-gw over an IPv6 underlay is not supported (an IPv4 pod route cannot have an IPv6 gateway); use vxlan' };
+  }
 
   const a = node.meta.annotations;
   const backendType = a[ANNOTATIONS.backendType] || undefined;
@@ -336,7 +344,7 @@ export function createPeerCache(): PeerCache {
 export function collectPeers(nodes: Iterable<NodeObject>, self: string, rules: PeerRules, cache?: PeerCache): { peers: PeerInfo[]; problems: PeerProblem[] } {
   const ok: PeerInfo[] = [];
   const problems: PeerProblem[] = [];
-  const rulesKey = cache ? `${rules.backend}|${rules.vni}|${rules.clusterCIDRs.join(',')}|${rules.serviceCIDRs.join(',')}|${rules.ownPodCIDRs.join(',')}|${rules.ownMac ?? ''}` : '';
+  const rulesKey = cache ? `${rules.backend}|${rules.underlayFamily ?? 4}|${rules.vni}|${rules.clusterCIDRs.join(',')}|${rules.serviceCIDRs.join(',')}|${rules.ownPodCIDRs.join(',')}|${rules.ownMac ?? ''}` : '';
   const seen = cache ? new Set<string>() : undefined;
   let changed = false;
   for (const n of nodes) {

@@ -21,6 +21,10 @@ labTest('vxlan: 3 podwireds, pods on every node', { prefix: 'pwo-vx', requires: 
     t.ok(e1.value.neigh.some((l) => /^10\.244\.3\.0 lladdr 0a:58:c6:13:00:03 PERMANENT/.test(l)), 'n1: permanent neighbour VTEP IP -> derived VTEP MAC', { got: e1.value.neigh });
     t.ok(e1.value.fdb.some((l) => /^0a:58:c6:13:00:03 dst 198\.19\.0\.3 self permanent/.test(l)), 'n1: FDB VTEP MAC -> node IP', { got: e1.value.fdb });
 
+    const csum = (await overlayStatus(n1)).txChecksumOffload as { enabled?: boolean; action?: string; reason?: string } | undefined;
+    t.equal(csum?.enabled, true, 'status: TX checksum offload on pw.1 is on (modern kernel: left alone)', { got: csum });
+    t.equal(csum?.action, 'leave', 'the auto decision leaves it', { got: csum });
+
     // Connectivity.
     const pings: [string, typeof a1, string][] = [
       ['same node', a1, a2.ip],
