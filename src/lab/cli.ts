@@ -224,6 +224,7 @@ async function labStatus(deps: CliDeps, stateDir: string, json: boolean): Promis
   out.push(`Lab:      ${s.phase}, built ${s.startedAt} from ${s.source} (backend ${s.backend}, proxy mode ${s.proxyMode})`);
   out.push(`State:    ${s.stateDir} (manifests podwired reads: ${s.manifests})`);
   if (s.fallbackRoutes.length) out.push(`Routing:  FALLBACK routes added by the lab (podwired has no overlay component yet): ${s.fallbackRoutes.length}`);
+  if (s.underlayRoutes?.length) out.push(`Underlay: host-gw across subnets: the router routes each podCIDR to its node (${s.underlayRoutes.length} routes)`);
   out.push('', 'Nodes:');
   const table = (rows: string[][]): void => {
     const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

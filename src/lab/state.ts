@@ -89,6 +89,8 @@ export interface LabState {
   startedAt: string;
   /** Cross-node routes the lab added itself (fallback while podwired has no overlay component). */
   fallbackRoutes: string[];
+  /** host-gw across subnets: the router's routes to each podCIDR (the underlay's job, as a cloud route table's). */
+  underlayRoutes?: string[];
   /** podwired components present on every node (from their status), e.g. ['cni']. */
   components: string[];
   namespaces: string[];

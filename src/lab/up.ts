@@ -314,6 +314,21 @@ export async function up(opts: UpOptions, spec: LabSpec = loadLabSpec(opts.manif
     save();
   }
 
+  // host-gw routes pod traffic to a peer's node IP, so it only reaches peers on the same subnet
+  // (podwired reports the others "not on-link"). Traffic to the others follows the node's default
+  // route to the router, which then must know where each podCIDR is: what a cloud route table or a
+  // BGP-speaking fabric gives host-gw in a real cluster. vxlan needs none of this.
+  if (opts.backend === 'host-gw' && spec.subnets.length > 1 && components.has('overlay')) {
+    state.underlayRoutes = [];
+    for (const n of state.nodes) {
+      const rIf = spec.subnets.findIndex((s) => s.name === n.subnet);
+      await ip(router, ['route', 'add', n.podCIDR, 'via', n.ip, 'dev', `eth${rIf}`]);
+      state.underlayRoutes.push(`router: ${n.podCIDR} via ${n.ip}`);
+    }
+    save();
+    log(`host-gw across subnets: the router (the underlay) routes each podCIDR to its node: ${state.underlayRoutes.map((r) => r.replace('router: ', '')).join(', ')}`);
+  }
+
   // Pods, wired by the installed CNI binary.
   const conflists = new Map<string, Conflist>();
   for (const d of state.daemons) conflists.set(d.node, readConflist(path.join(d.dir, 'net.d', '10-podwire.conflist')));
