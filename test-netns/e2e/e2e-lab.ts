@@ -179,13 +179,28 @@ export function alive(pid: number | undefined): boolean {
   }
 }
 
-/** Wait (bounded) until the daemon's status says ready; returns the status' last answer on timeout. */
-export async function waitReady(d: DaemonRecord, timeoutMs = 30_000): Promise<true | string> {
+/** Has process `pid` logged (pino JSON in the node's podwired log) a line with this msg? */
+export function loggedBy(d: DaemonRecord, pid: number, msg: string): boolean {
+  let text = '';
+  try {
+    text = readFileSync(d.log, 'utf8');
+  } catch {
+    return false;
+  }
+  return text.split('\n').some((l) => l.includes(`"pid":${pid},`) && l.includes(`"msg":${JSON.stringify(msg)}`));
+}
+
+/**
+ * Wait (bounded) until the daemon's status says ready — and, with `pid`, until that process itself
+ * logged `ready` (while a predecessor still runs, the socket may answer for the predecessor).
+ * Returns the last answer on timeout.
+ */
+export async function waitReady(d: DaemonRecord, timeoutMs = 30_000, pid?: number): Promise<true | string> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
     const s = await daemonStatus(d.socket);
-    if (typeof s !== 'string' && s.ready) return true;
+    if (typeof s !== 'string' && s.ready && (pid === undefined || loggedBy(d, pid, 'ready'))) return true;
     last = typeof s === 'string' ? s : 'not ready';
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -208,6 +223,8 @@ export interface LoadResult {
   name: string;
   sent: number;
   failed: number;
+  /** Wall-clock ms of each failed attempt (curl, dig). */
+  failedAt: number[];
   detail: string;
 }
 
@@ -233,11 +250,11 @@ export function startLoad(specs: readonly LoadSpec[], dir: string, maxSeconds = 
     // Each attempt bounded by its own timeout; the loop by the stop file, a count and a wall-clock bound.
     const script =
       s.kind === 'curl'
-        ? `end=$(( $(date +%s) + ${maxSeconds} )); n=0; while [ ! -e ${stopFile} ] && [ $n -lt 20000 ] && [ $(date +%s) -lt $end ]; do n=$((n+1)); if curl -s -o /dev/null -m 3 -w '%{http_code}' ${s.target} | grep -q 200; then echo ok; else echo "fail $n"; fi; sleep 0.05; done`
+        ? `end=$(( $(date +%s) + ${maxSeconds} )); n=0; while [ ! -e ${stopFile} ] && [ $n -lt 20000 ] && [ $(date +%s) -lt $end ]; do n=$((n+1)); if curl -s -o /dev/null -m 3 -w '%{http_code}' ${s.target} | grep -q 200; then echo "ok $(date +%s%3N)"; else echo "fail $(date +%s%3N) #$n"; fi; sleep 0.2; done`
         : s.kind === 'dig'
           ? // +tries: the resolver retries (as a pod's resolv.conf `attempts` would) over the gap of a restart
-            `end=$(( $(date +%s) + ${maxSeconds} )); n=0; while [ ! -e ${stopFile} ] && [ $n -lt 20000 ] && [ $(date +%s) -lt $end ]; do n=$((n+1)); a=$(dig @169.254.20.10 +short +time=1 +tries=5 ${s.target} A); case "$a" in [0-9]*) echo ok;; *) echo "fail $n $a";; esac; sleep 0.05; done`
-          : `ping -n -i 0.05 -W 2 -w ${maxSeconds} ${s.target} & p=$!; while [ ! -e ${stopFile} ] && kill -0 $p 2>/dev/null; do sleep 0.1; done; kill -INT $p 2>/dev/null; wait $p`;
+            `end=$(( $(date +%s) + ${maxSeconds} )); n=0; while [ ! -e ${stopFile} ] && [ $n -lt 20000 ] && [ $(date +%s) -lt $end ]; do n=$((n+1)); a=$(dig @169.254.20.10 +short +time=1 +tries=5 ${s.target} A); case "$a" in [0-9]*) echo "ok $(date +%s%3N)";; *) echo "fail $(date +%s%3N) #$n $a" | head -c 200; echo;; esac; sleep 0.2; done`
+          : `ping -n -i 0.1 -W 2 -w ${maxSeconds} ${s.target} & p=$!; while [ ! -e ${stopFile} ] && kill -0 $p 2>/dev/null; do sleep 0.1; done; kill -INT $p 2>/dev/null; wait $p`;
     const fd = openSync(out, 'a');
     const child = spawn('ip', ['netns', 'exec', s.ns, 'sh', '-c', script], { stdio: ['ignore', fd, fd] });
     closeSync(fd);
@@ -256,11 +273,11 @@ export function startLoad(specs: readonly LoadSpec[], dir: string, maxSeconds = 
           const m = /(\d+) packets transmitted, (\d+) received/.exec(text);
           const sent = Number(m?.[1] ?? 0);
           const got = Number(m?.[2] ?? 0);
-          return { name: p.s.name, sent, failed: m ? sent - got : 1, detail: m?.[0] ?? `no ping summary: ${text.slice(-200)}` };
+          return { name: p.s.name, sent, failed: m ? sent - got : 1, failedAt: [], detail: m?.[0] ?? `no ping summary: ${text.slice(-200)}` };
         }
         const lines = text.split('\n').filter((l) => l !== '');
         const fails = lines.filter((l) => !l.startsWith('ok'));
-        return { name: p.s.name, sent: lines.length, failed: fails.length, detail: fails.slice(0, 3).join('; ') };
+        return { name: p.s.name, sent: lines.length, failed: fails.length, failedAt: fails.map((l) => Number(l.split(' ')[1])), detail: fails.slice(0, 3).join('; ') };
       });
     },
   };
@@ -274,11 +291,12 @@ export function standardLoad(lab: RunningLab, dir: string): Load {
   return startLoad(
     [
       { name: 'curl web-0 → Service api 10.96.0.12', ns: web0.ns, kind: 'curl', target: 'http://10.96.0.12/' },
-      { name: 'curl web-1 → Service api by name', ns: web1.ns, kind: 'curl', target: 'http://api.shop.svc.cluster.local/' },
+      { name: 'curl web-1 → Service api 10.96.0.12', ns: web1.ns, kind: 'curl', target: 'http://10.96.0.12/' },
+      { name: 'curl web-1 → Service web by name (DNS)', ns: web1.ns, kind: 'curl', target: 'http://web.shop.svc.cluster.local/' },
       { name: 'ping web-0 → api-1 (across subnets)', ns: web0.ns, kind: 'ping', target: pod('api-1').ip! },
       { name: 'ping web-1 → api-1 (across subnets)', ns: web1.ns, kind: 'ping', target: pod('api-1').ip! },
-      { name: 'dig web-0 → web.shop', ns: web0.ns, kind: 'dig', target: 'web.shop.svc.cluster.local' },
-      { name: 'dig web-1 → api.shop', ns: web1.ns, kind: 'dig', target: 'api.shop.svc.cluster.local' },
+      { name: 'dig web-0 → web.shop (DNS)', ns: web0.ns, kind: 'dig', target: 'web.shop.svc.cluster.local' },
+      { name: 'dig web-1 → api.shop (DNS)', ns: web1.ns, kind: 'dig', target: 'api.shop.svc.cluster.local' },
     ],
     dir,
   );
