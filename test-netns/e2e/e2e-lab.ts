@@ -15,7 +15,7 @@ import { ROW_GROUPS } from '../../src/lab/rows/index';
 import { isLabNamespace, type DaemonRecord, type LabState } from '../../src/lab/state';
 import { teardown } from '../../src/lab/teardown';
 import { loadLabSpec, type LabSpec } from '../../src/lab/topology';
-import { daemonStatus, DEFAULT_MANIFESTS, labContext, topologyDir, up } from '../../src/lab/up';
+import { daemonStatus, DEFAULT_MANIFESTS, labContext, up } from '../../src/lab/up';
 import { exec, type Lab } from '../harness';
 import { createRunDir, Podwired, writeNodeManifests } from '../lab/podwired';
 
@@ -59,10 +59,12 @@ export async function stopLab(lab: Pick<RunningLab, 'stateDir' | 'prefix'>): Pro
   return r.problems;
 }
 
-/** The rows again (`lab check`), against the running lab. */
+/**
+ * The rows again (`lab check`), against the running lab, with the Services it was built from (a
+ * fault test may have broken the folder's copy on purpose).
+ */
 export async function checkRows(lab: RunningLab): Promise<RunRowsResult> {
-  const spec = loadLabSpec(lab.state.manifests, topologyDir(lab.stateDir));
-  return runRows(ROW_GROUPS, labContext(lab.state, spec, new Set(lab.state.components as Feature[])));
+  return runRows(ROW_GROUPS, labContext(lab.state, lab.spec, new Set(lab.state.components as Feature[])));
 }
 
 export function failedRows(rows: RunRowsResult): RowResult[] {
