@@ -203,6 +203,7 @@ export async function waitReady(d: DaemonRecord, timeoutMs = 30_000, pid?: numbe
   while (Date.now() < deadline) {
     const s = await daemonStatus(d.socket);
     if (typeof s !== 'string' && s.ready && (pid === undefined || loggedBy(d, pid, 'ready'))) return true;
+    if (pid !== undefined && !alive(pid)) return `podwired ${pid} exited`;
     last = typeof s === 'string' ? s : 'not ready';
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -255,7 +256,7 @@ export function startLoad(specs: readonly LoadSpec[], dir: string, maxSeconds = 
         ? `end=$(( $(date +%s) + ${maxSeconds} )); n=0; while [ ! -e ${stopFile} ] && [ $n -lt 20000 ] && [ $(date +%s) -lt $end ]; do n=$((n+1)); if curl -s -o /dev/null -m 3 -w '%{http_code}' ${s.target} | grep -q 200; then echo "ok $(date +%s%3N)"; else echo "fail $(date +%s%3N) #$n"; fi; sleep 0.2; done`
         : s.kind === 'dig'
           ? // +tries: the resolver retries (as a pod's resolv.conf `attempts` would) over the gap of a restart
-            `end=$(( $(date +%s) + ${maxSeconds} )); n=0; while [ ! -e ${stopFile} ] && [ $n -lt 20000 ] && [ $(date +%s) -lt $end ]; do n=$((n+1)); a=$(dig @169.254.20.10 +short +time=1 +tries=5 ${s.target} A); case "$a" in [0-9]*) echo "ok $(date +%s%3N)";; *) echo "fail $(date +%s%3N) #$n $a" | head -c 200; echo;; esac; sleep 0.2; done`
+            `end=$(( $(date +%s) + ${maxSeconds} )); n=0; while [ ! -e ${stopFile} ] && [ $n -lt 20000 ] && [ $(date +%s) -lt $end ]; do n=$((n+1)); a=$(dig @169.254.20.10 +short +time=1 +tries=5 ${s.target} A); case "$a" in [0-9]*) echo "ok $(date +%s%3N)";; *) echo "fail $(date +%s%3N) #$n $(echo $a | cut -c1-150)";; esac; sleep 0.2; done`
           : `ping -n -i 0.1 -W 2 -w ${maxSeconds} ${s.target} & p=$!; while [ ! -e ${stopFile} ] && kill -0 $p 2>/dev/null; do sleep 0.1; done; kill -INT $p 2>/dev/null; wait $p`;
     const fd = openSync(out, 'a');
     const child = spawn('ip', ['netns', 'exec', s.ns, 'sh', '-c', script], { stdio: ['ignore', fd, fd] });

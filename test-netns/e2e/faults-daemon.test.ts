@@ -59,7 +59,7 @@ labTest('faults: podwired killed and restarted under load', { prefix: `${PREFIX}
       const readyAt = Date.now();
       await new Promise((r) => setTimeout(r, 2_000));
       const results = await load.stop();
-      t.ok(results.every((r) => r.sent > 10), 'every loop ran (more than 10 attempts each)', report(results));
+      t.ok(results.every((r) => r.sent >= 5), 'every loop ran (5 attempts or more each)', report(results));
       const noDns = results.filter((r) => !r.name.includes('(DNS)'));
       t.same(noDns.filter((r) => r.failed > 0).map((r) => r.name), [], '0 failed requests by VIP, 0 lost pings', report(results));
       const dns = results.filter((r) => r.name.includes('(DNS)'));
@@ -99,15 +99,16 @@ labTest('faults: podwired killed and restarted under load', { prefix: `${PREFIX}
           const next = restartDaemon(d, argv)!;
           t.equal(await waitReady(d, 30_000, next), true, `${d.node}: ${next} started after it, ready`);
           windows.push([from, Date.now() + 6_000]);
+          t.comment(`${d.node}: no DNS from ${from} to ${Date.now()} (${Date.now() - from} ms)`);
         }
         t.equal(await waitReady(d), true, `${d.node}: ready`);
         await new Promise((r) => setTimeout(r, 1_000));
       }
       const results = await load.stop();
-      t.ok(results.every((r) => r.sent > 10), 'every loop ran', report(results));
+      t.ok(results.every((r) => r.sent >= 5), 'every loop ran', report(results));
       t.same(results.filter((r) => !r.name.includes('(DNS)') && r.failed > 0).map((r) => r.name), [], '0 failed requests by VIP, 0 lost pings', report(results));
       const dnsFails = results.filter((r) => r.name.includes('(DNS)')).flatMap((r) => r.failedAt.filter((at) => !windows.some(([a, b]) => at >= a && at <= b)).map((at) => `${r.name} at ${at}`));
-      t.same(dnsFails, [], windows.length ? `0 failed queries outside the ${windows.length} stop-then-start window(s)` : '0 failed queries', report(results));
+      t.same(dnsFails, [], windows.length ? `0 failed queries outside the ${windows.length} stop-then-start window(s)` : '0 failed queries', { ...report(results), windows: windows.map(([a, b]) => `${a}..${b}`) });
       t.ok(lab.state.daemons.every((d) => alive(d.pid)), 'every podwired runs');
       t.same(failedRows(await checkRows(lab)), [], 'every row still ok');
     });
