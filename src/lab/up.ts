@@ -478,6 +478,10 @@ export function summary(state: LabState, rows: RunRowsResult): string {
   out.push(`  ${labCmd(state.stateDir, `exec ${state.client}`)} -- ip -4 addr`);
   const other = state.pods.find((p) => p.name !== state.client && p.servers.some((s) => s.kind === 'http'));
   if (other) out.push(`  ${labCmd(state.stateDir, `exec ${state.client}`)} -- curl -s http://${other.ip}:${other.servers.find((s) => s.kind === 'http')!.port}/`);
+  const byName = rows.results.map((r) => /^Service by name: (http:\/\/\S+)/.exec(r.name)?.[1]).find((u) => u);
+  if (byName) out.push(`  ${labCmd(state.stateDir, `exec ${state.client}`)} -- curl -s ${byName}   (a Service by name, through the node-local DNS)`);
+  const nodePort = rows.results.find((r) => r.name.startsWith('NodePort from outside'));
+  if (nodePort) out.push(`  ${nodePort.command}   (a NodePort from "the internet")`);
   out.push('Tear it down:');
   out.push(`  ${labCmd(state.stateDir, 'down')}`);
   return out.join('\n') + '\n';
