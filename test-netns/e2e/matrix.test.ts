@@ -6,13 +6,17 @@
  * masquerade). A proxy mode is taken from PROXY_MODES and runs as soon as `podwired --proxy-mode
  * MODE` starts with a ready proxy component here; otherwise its tests skip with podwired's reason.
  * Then: a second `lab up` over a running lab (the CLI, as a user runs it twice) works and `lab
- * down` leaves nothing.
+ * down` leaves nothing. Negative controls (vxlan × nftables): the outside cut off from node1, the
+ * router hiding clients behind its own address, a stub record expected different — the NodePort,
+ * egress and stub-domain rows FAIL and name their re-run command.
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { labTest } from '../harness';
+import type { Test } from 'tap';
+import type { RowResult } from '../../src/lab/rows';
+import { execOk, labTest } from '../harness';
 import { REPO_ROOT } from '../lab/podwired';
-import { BACKENDS, failedRows, leftovers, PROXY_MODES, proxyModeUnavailable, startLab, stateDirFor, stopLab } from './e2e-lab';
+import { BACKENDS, checkRows, failedRows, leftovers, PROXY_MODES, proxyModeUnavailable, startLab, stateDirFor, stopLab, type RunningLab } from './e2e-lab';
 
 const PREFIX = 'qle2e';
 
@@ -57,12 +61,41 @@ for (const backend of BACKENDS) {
         }
         // The daemons run the mode and backend asked for.
         for (const d of lab.state.daemons) t.match((await import('node:fs')).readFileSync(`/proc/${d.pid!}/cmdline`, 'utf8').replace(/\0/g, ' '), new RegExp(`--backend ${backend} --proxy-mode ${mode}`), `${d.node}: podwired --backend ${backend} --proxy-mode ${mode}`);
+        if (backend === 'vxlan' && mode === 'nftables') await negativeControls(t, lab);
       } finally {
         t.same(await stopLab(lab), [], 'lab down: no problems');
         t.same(leftovers(prefix, lab.stateDir), [], 'lab down leaves nothing');
       }
     });
   }
+}
+
+/**
+ * The new rows can fail: break what each one checks, outside podwired (in the lab's own outside,
+ * router and DNS namespaces), and each FAILS with the command to re-run it.
+ */
+async function negativeControls(t: Test, lab: RunningLab): Promise<void> {
+  const node1 = lab.state.nodes.find((n) => n.name === 'node1')!;
+  const router = lab.state.namespaces.find((n) => n.endsWith('-router'))!;
+  // The outside cannot reach node1; the router hides every client behind its own address.
+  await execOk(lab.state.outside!.ns, ['ip', 'route', 'add', 'blackhole', `${node1.ip}/32`]);
+  await execOk(router, ['iptables', '-w', '5', '-t', 'nat', '-A', 'POSTROUTING', '-o', `eth${lab.spec.subnets.length}`, '-j', 'MASQUERADE']);
+  // The stub domain's rows compare the answer with the server's records: expect another address
+  // (the node-local cache would keep answering the old ones if the server were simply killed).
+  const records = lab.state.dnsServers![0]!.records;
+  const www = records['www.corp.lab']!;
+  records['www.corp.lab'] = { ...www, A: ['198.19.0.81'] };
+  const rows = await checkRows(lab);
+  records['www.corp.lab'] = www;
+  const failed = (re: RegExp): RowResult[] => failedRows(rows).filter((r) => re.test(r.name));
+  t.equal(failed(/^NodePort from outside: .* at node1 /).length, 1, 'NodePort at node1 FAILS when the outside cannot reach node1');
+  t.equal(failed(/^NodePort from outside: .* at node[23] /).length, 0, 'the other nodes\' NodePort rows stay ok');
+  t.match(failed(/^NodePort from outside: .* at node1 /)[0]?.command ?? '', /lab exec outside .*-- curl -s -m 3 http:\/\/198\.18\.0\.1:30080\//, 'its re-run command runs curl in the outside namespace');
+  const egress = failed(/^egress masquerade: /);
+  t.equal(egress.length, 2, 'both egress rows FAIL when the outside sees another address than the node IP');
+  t.match(egress[0]?.detail ?? '', /outside saw 198\.19\.0\.254, expected the node IP/, 'and say what the outside saw');
+  t.same(failed(/^stub domain corp\.lab/).map((r) => `${r.name}: ${r.detail}`), ['stub domain corp.lab (→ corp 198.18.0.53): A www.corp.lab: 198.19.0.80'], 'the stub-domain row FAILS when the answer is not the record');
+  t.equal(failed(/^DNS A web\.shop/).length, 0, 'cluster names still resolve');
 }
 
 function podwire(args: string[], timeoutMs = 150_000): Promise<{ code: number | string; out: string; err: string }> {
