@@ -86,7 +86,12 @@ labTest('faults: the API server goes away and comes back', { prefix: `${PREFIX}-
     }
     t.ok(nft.includes('10.96.0.50'), 'node2 caught up: the Service added during the outage is programmed');
     const web1 = lab.state.pods.find((p) => p.name === 'web-1')!;
-    const r = await exec(web1.ns, ['curl', '-s', '-m', '3', 'http://10.96.0.50/']);
+    // The VIP may be programmed a sync before its endpoints: a few bounded tries.
+    let r = await exec(web1.ns, ['curl', '-s', '-m', '3', 'http://10.96.0.50/']);
+    for (let i = 0; i < 20 && !/^server web-\d/.test(r.stdout); i++) {
+      await new Promise((res) => setTimeout(res, 250));
+      r = await exec(web1.ns, ['curl', '-s', '-m', '3', 'http://10.96.0.50/']);
+    }
     t.match(r.stdout, /^server web-\d/, 'and answers from node2\'s pod web-1', { out: r.stdout + r.stderr });
     const results = await load.stop();
     t.ok(results.every((x) => x.sent >= 5), 'every loop ran', report(results));
