@@ -34,7 +34,7 @@ export const LAB_USAGE = `Usage: podwire lab <command> [options]
              --proxy-mode nftables|iptables (default nftables)
   status   nodes, pods with IPs, Services, each daemon's health   [--json]
   check    run the table's checks again against the running lab (exit 1 if a row FAILED)
-  exec     POD|NODE -- CMD [ARGS...]: run CMD in that namespace (stdio inherited)
+  exec     POD|NODE|outside|dns-NAME -- CMD [ARGS...]: run CMD in that namespace (stdio inherited)
   down     remove everything: daemons, namespaces, /etc/netns files, the state dir
 
 Common options:
@@ -224,6 +224,7 @@ async function labStatus(deps: CliDeps, stateDir: string, json: boolean): Promis
   out.push(`Lab:      ${s.phase}, built ${s.startedAt} from ${s.source} (backend ${s.backend}, proxy mode ${s.proxyMode})`);
   out.push(`State:    ${s.stateDir} (manifests podwired reads: ${s.manifests})`);
   if (s.fallbackRoutes.length) out.push(`Routing:  FALLBACK routes added by the lab (podwired has no overlay component yet): ${s.fallbackRoutes.length}`);
+  if (s.underlayRoutes?.length) out.push(`Underlay: host-gw across subnets: the router routes each podCIDR to its node (${s.underlayRoutes.length} routes)`);
   out.push('', 'Nodes:');
   const table = (rows: string[][]): void => {
     const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -237,6 +238,14 @@ async function labStatus(deps: CliDeps, stateDir: string, json: boolean): Promis
       return [n.name, n.ns, n.ip, n.subnet, n.podCIDR, h?.pid ? `pid ${h.pid}${h.alive ? '' : ' (gone)'}` : '-', h?.ready ? `ready [${comp}]` : `NOT READY: ${h?.error ?? 'not ready'}`];
     }),
   ]);
+  if (s.outside || s.dnsServers?.length) {
+    out.push('', 'Outside the cluster:');
+    table([
+      ['NAME', 'NAMESPACE', 'IP', 'WHAT'],
+      ...(s.outside ? [['outside', s.outside.ns, s.outside.ip, `"the internet" behind the router ${s.outside.router}: HTTP :${s.outside.port}, answers with the client address`]] : []),
+      ...(s.dnsServers ?? []).map((d) => [`dns-${d.name}`, d.ns, d.ip, `authoritative DNS for ${d.zone} (${Object.keys(d.records).join(' ')})`]),
+    ]);
+  }
   out.push('', 'Pods:');
   table([['POD', 'NODE', 'IP', 'SERVERS', 'NAMESPACE'], ...s.pods.map((p) => [`${p.namespace}/${p.name}`, p.node, p.ip ?? '(no IP)', p.servers.map((x) => `${x.kind}:${x.port}`).join(' ') || '-', p.ns])]);
   out.push('', 'Services:');
@@ -279,9 +288,13 @@ async function labCheck(deps: CliDeps, stateDir: string): Promise<number> {
 function labExec(deps: CliDeps, stateDir: string, target: string, argv: string[]): Promise<number> {
   const s = readLab(deps, stateDir);
   if (!s) return Promise.resolve(1);
-  const ns = s.pods.find((p) => p.name === target || `${p.namespace}/${p.name}` === target)?.ns ?? s.nodes.find((n) => n.name === target)?.ns;
+  const ns =
+    s.pods.find((p) => p.name === target || `${p.namespace}/${p.name}` === target)?.ns ??
+    s.nodes.find((n) => n.name === target)?.ns ??
+    (target === 'outside' ? s.outside?.ns : undefined) ??
+    s.dnsServers?.find((d) => `dns-${d.name}` === target)?.ns;
   if (!ns || !existsSync(`/run/netns/${ns}`)) {
-    deps.stderr(`podwire lab: no pod or node ${JSON.stringify(target)} in the lab (pods: ${s.pods.map((p) => p.name).join(' ')}; nodes: ${s.nodes.map((n) => n.name).join(' ')})\n`);
+    deps.stderr(`podwire lab: no pod or node ${JSON.stringify(target)} in the lab (pods: ${s.pods.map((p) => p.name).join(' ')}; nodes: ${s.nodes.map((n) => n.name).join(' ')}${s.outside ? '; outside' : ''}${(s.dnsServers ?? []).map((d) => `; dns-${d.name}`).join('')})\n`);
     return Promise.resolve(1);
   }
   return new Promise((resolve) => {

@@ -23,6 +23,8 @@ t.test('examples/lab: 3 nodes, 2 subnets, pods with servers, every Service type'
   t.same(s.pods.find((p) => p.name === 'echo-0')?.servers, [{ kind: 'udp-echo', port: 9000 }]);
   const types = new Set<string>(s.services.map((x) => (x.clusterIPs[0] === 'None' ? 'Headless' : x.type)));
   for (const ty of ['ClusterIP', 'NodePort', 'Headless', 'ExternalName']) t.ok(types.has(ty), ty);
+  t.same(s.outside, { cidr: '198.19.0.0/24', prefixLength: 24, router: '198.19.0.254', address: '198.19.0.80', port: 80 }, 'an outside namespace off every lab CIDR');
+  t.same(s.dnsServers.map((d) => [d.name, d.subnet, d.address, d.zone]), [['corp', 'lan-a', '198.18.0.53', 'corp.lab']], 'the stub domain server');
   t.ok(s.configMaps.some((c) => c.meta.key === 'kube-system/kube-dns' && c.data.stubDomains?.includes('corp.lab')), 'kube-dns ConfigMap with a stub domain');
   for (const x of s.services) for (const ip of x.clusterIPs) if (ip !== 'None') t.match(ip, /^10\.(9[6-9]|10[0-9]|11[01])\./, `${x.meta.key} ClusterIP in 10.96.0.0/12`);
   // Every EndpointSlice address is the IP of a pod of the lab (the folder has no controller).
@@ -58,6 +60,10 @@ t.test('errors name the file and the field', async (t) => {
   bad({ 'pods.yaml': base['pods.yaml']!.replaceAll('10.244.3.20', '10.244.1.99') }, /api-1 status\.podIP .*node3/);
   bad({ 'pods.yaml': base['pods.yaml']!.replace('"http:8080"', '"ftp:21"') }, /pods\.yaml document \d+ lab\.podwire\.io\/servers "ftp:21"/);
   bad({ 'lab.yaml': base['lab.yaml']!.replace('client: web-0', 'client: nobody') }, /spec\.client/);
+  bad({ 'lab.yaml': base['lab.yaml']!.replace('cidr: 198.19.0.0/24', 'cidr: 10.244.200.0/24') }, /lab\.yaml spec\.outside\.cidr .*overlaps the cluster CIDR/);
+  bad({ 'lab.yaml': base['lab.yaml']!.replace('address: 198.19.0.80', 'address: 198.19.1.80') }, /spec\.outside\.address 198\.19\.1\.80 is not in 198\.19\.0\.0\/24/);
+  bad({ 'lab.yaml': base['lab.yaml']!.replace('address: 198.18.0.53', 'address: 198.18.0.2') }, /spec\.dnsServers\[0\]\.address .*already used/);
+  bad({ 'lab.yaml': base['lab.yaml']!.replace('www.corp.lab:', 'www.corp.example:') }, /spec\.dnsServers\[0\]\.records\.www\.corp\.example not under the zone corp\.lab/);
   bad({ 'lab.yaml': '' }, /expected exactly one LabTopology/);
   t.throws(() => parseServers('http:0', 'x'), LabSpecError);
   t.same(parseServers('http:80, udp-echo:53', 'x'), [{ kind: 'http', port: 80 }, { kind: 'udp-echo', port: 53 }]);

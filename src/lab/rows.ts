@@ -11,8 +11,8 @@
  */
 import type { ExecResult } from '../../test-netns/harness';
 import type { Feature } from '../daemon/config';
-import type { ServiceObject } from '../k8s/types';
-import type { LabState, NodeRecord, PodRecord } from './state';
+import type { ConfigMapObject, ServiceObject } from '../k8s/types';
+import type { LabState, NodeRecord, OutsideRecord, PodRecord } from './state';
 
 export interface RowOutcome {
   ok: boolean;
@@ -31,6 +31,9 @@ export interface LabRow {
 export interface LabContext {
   state: LabState;
   services: readonly ServiceObject[];
+  configMaps: readonly ConfigMapObject[];
+  /** The "outside" namespace (the internet), when the topology has one. */
+  outside: OutsideRecord | undefined;
   /** Components every node's podwired reports (from `podwire status --json`). */
   components: ReadonlySet<Feature>;
   client: PodRecord;
@@ -38,8 +41,10 @@ export interface LabContext {
   node(name: string): NodeRecord;
   /** Run argv inside a pod's namespace (as `lab exec` does: resolv.conf from /etc/netns). */
   execInPod(pod: PodRecord, argv: readonly string[], opts?: { input?: string; timeoutMs?: number }): Promise<ExecResult>;
-  /** The `podwire lab exec POD -- argv` command line for the re-run column. */
-  execCommand(pod: PodRecord, argv: readonly string[]): string;
+  /** Run argv inside any lab namespace (the outside, a DNS server, a node). */
+  execIn(ns: string, argv: readonly string[], opts?: { input?: string; timeoutMs?: number }): Promise<ExecResult>;
+  /** The `podwire lab exec TARGET -- argv` command line for the re-run column (a pod, a node, `outside`). */
+  execCommand(target: { name: string }, argv: readonly string[]): string;
   /** `podwire status --socket S` of a node, as a command line. */
   statusCommand(node: NodeRecord): string;
   /** Run the podwire CLI (argv after `podwire`) and collect its output. */

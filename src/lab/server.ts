@@ -3,7 +3,7 @@
  *
  *   node dist/src/lab/server.js --name web-0 [--http PORT]... [--udp-echo PORT]...
  *
- * HTTP answers every request with `server <name> <local address>` (so a client can tell which
+ * HTTP answers every request with `server <name> <local address> <method> <url> from <client address>` (so a client can tell which
  * endpoint answered, e.g. through a Service); the UDP echo sends each datagram back. Prints one
  * `listening ...` line per socket. Exits on SIGTERM.
  */
@@ -18,7 +18,7 @@ const { values } = parseArgs({
 const name = values.name ?? 'pod';
 for (const p of values.http ?? []) {
   const srv = createServer((req, res) => {
-    const body = `server ${name} ${req.socket.localAddress ?? '?'} ${req.method ?? ''} ${req.url ?? ''}\n`;
+    const body = `server ${name} ${req.socket.localAddress ?? '?'} ${req.method ?? ''} ${req.url ?? ''} from ${req.socket.remoteAddress ?? '?'}\n`;
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), connection: 'close' });
     res.end(body);
   });

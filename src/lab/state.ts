@@ -5,7 +5,7 @@
  *
  * `lab up` records every resource BEFORE it creates it (intent first) and rewrites the file
  * atomically after each step, so a SIGKILL at any point leaves a file naming at least what exists.
- * `lab down` additionally sweeps namespaces and /etc/netns dirs named `<prefix>-{sub,router,node,pod}-*`.
+ * `lab down` additionally sweeps namespaces and /etc/netns dirs named `<prefix>-{sub,router,node,pod,outside,dns}-*`.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -54,6 +54,23 @@ export interface PodRecord {
   containerId: string;
 }
 
+/** The "outside" namespace (the internet) and its HTTP server. */
+export interface OutsideRecord {
+  ns: string;
+  ip: string;
+  port: number;
+  router: string;
+}
+
+/** An authoritative DNS server namespace (a stub domain's server). */
+export interface DnsServerRecord {
+  name: string;
+  ns: string;
+  ip: string;
+  zone: string;
+  records: Record<string, Record<string, string[]>>;
+}
+
 export interface LabState {
   version: number;
   prefix: string;
@@ -72,6 +89,8 @@ export interface LabState {
   startedAt: string;
   /** Cross-node routes the lab added itself (fallback while podwired has no overlay component). */
   fallbackRoutes: string[];
+  /** host-gw across subnets: the router's routes to each podCIDR (the underlay's job, as a cloud route table's). */
+  underlayRoutes?: string[];
   /** podwired components present on every node (from their status), e.g. ['cni']. */
   components: string[];
   namespaces: string[];
@@ -80,6 +99,9 @@ export interface LabState {
   pods: PodRecord[];
   daemons: DaemonRecord[];
   servers: ServerRecord[];
+  /** Absent in a lab whose topology has no `outside` (and in state files of older labs). */
+  outside?: OutsideRecord;
+  dnsServers?: DnsServerRecord[];
 }
 
 export function statePath(stateDir: string): string {
@@ -103,15 +125,18 @@ export function writeState(s: LabState): void {
   renameSync(tmp, file);
 }
 
-/** Namespace names: `<prefix>-sub-<subnet>`, `<prefix>-router`, `<prefix>-node-<node>`, `<prefix>-pod-<pod>`. */
+/** Namespace names: `<prefix>-sub-<subnet>`, `<prefix>-router`, `<prefix>-node-<node>`, `<prefix>-pod-<pod>`,
+ *  `<prefix>-outside`, `<prefix>-dns-<server>`. */
 export const nsNames = {
   subnet: (prefix: string, name: string) => `${prefix}-sub-${name}`,
   router: (prefix: string) => `${prefix}-router`,
   node: (prefix: string, name: string) => `${prefix}-node-${name}`,
   pod: (prefix: string, name: string) => `${prefix}-pod-${name}`,
+  outside: (prefix: string) => `${prefix}-outside`,
+  dns: (prefix: string, name: string) => `${prefix}-dns-${name}`,
 };
 
 /** Does `ns` look like one of this prefix's lab namespaces (not the demo's `<prefix>-<pid>-<seq>-*`)? */
 export function isLabNamespace(prefix: string, ns: string): boolean {
-  return ns === `${prefix}-router` || ['sub', 'node', 'pod'].some((k) => ns.startsWith(`${prefix}-${k}-`));
+  return ns === `${prefix}-router` || ns === `${prefix}-outside` || ['sub', 'node', 'pod', 'dns'].some((k) => ns.startsWith(`${prefix}-${k}-`));
 }

@@ -54,10 +54,11 @@ async function netnsPids(ns: string): Promise<number[]> {
   return r.exitCode === 0 ? r.stdout.split(/\s+/).filter((s) => /^\d+$/.test(s)).map(Number).filter((p) => p !== process.pid) : [];
 }
 
-/** The lab's namespaces: those in the state file plus any `<prefix>-{sub,router,node,pod}-*` (pods first). */
+/** The lab's namespaces: those in the state file plus any `<prefix>-{sub,router,node,pod,outside,dns}-*` (pods first). */
 export function labNamespaces(prefix: string, state: LabState | undefined): string[] {
   const all = new Set<string>([...(state?.namespaces ?? []), ...listNetns(prefix).filter((n) => isLabNamespace(prefix, n))]);
-  const order = (n: string): number => (n.startsWith(`${prefix}-pod-`) ? 0 : n.startsWith(`${prefix}-node-`) ? 1 : n === `${prefix}-router` ? 2 : 3);
+  const order = (n: string): number =>
+    n.startsWith(`${prefix}-pod-`) ? 0 : n.startsWith(`${prefix}-node-`) ? 1 : n === `${prefix}-outside` || n.startsWith(`${prefix}-dns-`) ? 2 : n === `${prefix}-router` ? 3 : 4;
   return [...all].sort((a, b) => order(a) - order(b) || a.localeCompare(b));
 }
 

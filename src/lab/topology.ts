@@ -68,6 +68,27 @@ export interface LabPodSpec {
   servers: LabServer[];
 }
 
+/**
+ * The "outside" namespace: the internet, reached through the router on a subnet of its own
+ * (never in the cluster CIDR), running an HTTP server that answers with the client's address.
+ */
+export interface LabOutside {
+  cidr: string;
+  prefixLength: number;
+  router: string;
+  address: string;
+  port: number;
+}
+
+/** An authoritative DNS server in its own namespace on an underlay subnet (a stub domain's server). */
+export interface LabDnsServer {
+  name: string;
+  subnet: string;
+  address: string;
+  zone: string;
+  records: Record<string, Record<string, string[]>>;
+}
+
 export interface LabSpec {
   dir: string;
   /** The file holding the LabTopology document (relative to dir); podwired is not given it. */
@@ -82,6 +103,8 @@ export interface LabSpec {
   clusterDomain: string;
   /** The pod the rows run from. */
   client: string;
+  outside: LabOutside | undefined;
+  dnsServers: LabDnsServer[];
 }
 
 export interface ManifestDoc {
@@ -229,7 +252,65 @@ export function loadLabSpec(dir: string, topologyDir?: string): LabSpec {
   const client = typeof spec.client === 'string' ? spec.client : pods[0]?.name;
   if (!client || !pods.some((p) => p.name === client)) throw new LabSpecError(t.file, 'spec.client', `${JSON.stringify(spec.client ?? null)} is not a pod of the lab`);
   const clusterDomain = typeof spec.clusterDomain === 'string' ? spec.clusterDomain : 'cluster.local';
-  return { dir, topologyFile: t.file, name: labName, subnets, nodes, pods, services, endpointSlices, configMaps, clusterDomain, client };
+  const outside = parseOutside(spec.outside, t.file, subnets);
+  const dnsServers = parseDnsServers(spec.dnsServers, t.file, subnets, nodes, outside);
+  return { dir, topologyFile: t.file, name: labName, subnets, nodes, pods, services, endpointSlices, configMaps, clusterDomain, client, outside, dnsServers };
+}
+
+const CLUSTER_CIDR = Cidr.parse('10.244.0.0/16');
+const SERVICE_CIDR = Cidr.parse('10.96.0.0/12');
+
+function parseOutside(v: unknown, file: string, subnets: readonly LabSubnet[]): LabOutside | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new LabSpecError(file, 'spec.outside', 'must be a mapping {cidr, router, address, port}');
+  const o = v as Record<string, unknown>;
+  const cidr = Cidr.parse(str(o.cidr, file, 'spec.outside.cidr'), 'spec.outside.cidr');
+  for (const [what, c] of [['the cluster CIDR', CLUSTER_CIDR], ['the Service CIDR', SERVICE_CIDR]] as const)
+    if (c.overlaps(cidr)) throw new LabSpecError(file, 'spec.outside.cidr', `${cidr} overlaps ${what} ${c}: "outside" stands for the internet`);
+  for (const s of subnets) if (Cidr.parse(s.cidr).overlaps(cidr)) throw new LabSpecError(file, 'spec.outside.cidr', `${cidr} overlaps subnet ${s.name} ${s.cidr}`);
+  const router = str(o.router, file, 'spec.outside.router');
+  const address = str(o.address, file, 'spec.outside.address');
+  for (const [f, a] of [['router', router], ['address', address]] as const)
+    if (!cidr.contains(IpAddress.parse(a, `spec.outside.${f}`))) throw new LabSpecError(file, `spec.outside.${f}`, `${a} is not in ${cidr}`);
+  if (router === address) throw new LabSpecError(file, 'spec.outside.address', 'must differ from spec.outside.router');
+  const port = o.port === undefined ? 80 : Number(o.port);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new LabSpecError(file, 'spec.outside.port', `${JSON.stringify(o.port)}: expected a port number`);
+  return { cidr: cidr.toString(), prefixLength: cidr.prefixLength, router, address, port };
+}
+
+function parseDnsServers(v: unknown, file: string, subnets: readonly LabSubnet[], nodes: readonly LabNodeSpec[], outside: LabOutside | undefined): LabDnsServer[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new LabSpecError(file, 'spec.dnsServers', 'must be a list');
+  const taken = new Set<string>([...subnets.map((s) => s.router), ...nodes.map((n) => n.ip), ...(outside ? [outside.address, outside.router] : [])]);
+  return v.map((x: unknown, i: number) => {
+    const f = `spec.dnsServers[${i}]`;
+    if (typeof x !== 'object' || x === null) throw new LabSpecError(file, f, 'must be a mapping');
+    const d = x as Record<string, unknown>;
+    const serverName = name(d.name, file, `${f}.name`);
+    const subnet = subnets.find((s) => s.name === d.subnet);
+    if (!subnet) throw new LabSpecError(file, `${f}.subnet`, `${JSON.stringify(d.subnet)} is not one of spec.subnets (${subnets.map((s) => s.name).join(', ')})`);
+    const address = str(d.address, file, `${f}.address`);
+    if (!Cidr.parse(subnet.cidr).contains(IpAddress.parse(address, `${f}.address`))) throw new LabSpecError(file, `${f}.address`, `${address} is not in ${subnet.name} ${subnet.cidr}`);
+    if (taken.has(address)) throw new LabSpecError(file, `${f}.address`, `${address} is already used by a node, router or the outside`);
+    taken.add(address);
+    const zone = str(d.zone, file, `${f}.zone`).toLowerCase().replace(/\.$/, '');
+    const recs = (d.records ?? {}) as Record<string, unknown>;
+    if (typeof recs !== 'object' || Array.isArray(recs)) throw new LabSpecError(file, `${f}.records`, 'must be a mapping name → {A: [...], TXT: [...]}');
+    const records: LabDnsServer['records'] = {};
+    for (const [rn, rv] of Object.entries(recs)) {
+      const key = rn.toLowerCase().replace(/\.$/, '');
+      if (key !== zone && !key.endsWith(`.${zone}`)) throw new LabSpecError(file, `${f}.records.${rn}`, `not under the zone ${zone}`);
+      const types: Record<string, string[]> = {};
+      for (const [ty, vals] of Object.entries((rv ?? {}) as Record<string, unknown>)) {
+        if (!['A', 'AAAA', 'TXT'].includes(ty)) throw new LabSpecError(file, `${f}.records.${rn}.${ty}`, 'supported types: A, AAAA, TXT');
+        if (!Array.isArray(vals) || !vals.every((s) => typeof s === 'string')) throw new LabSpecError(file, `${f}.records.${rn}.${ty}`, 'must be a list of strings');
+        if (ty === 'A') for (const a of vals as string[]) IpAddress.parse(a, `${f}.records.${rn}.A`);
+        types[ty] = vals as string[];
+      }
+      records[key] = types;
+    }
+    return { name: serverName, subnet: subnet.name, address, zone, records };
+  });
 }
 
 /** /etc/resolv.conf of a pod (ClusterFirst with node-local DNS). */

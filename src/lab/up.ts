@@ -10,6 +10,8 @@
  *             inside the node the way a runtime does (CNI_ARGS asks for the Pod's status.podIP),
  *             with /etc/netns/<ns>/resolv.conf pointing at the node-local DNS
  *   servers   the servers named by each Pod's lab.podwire.io/servers annotation (server.ts)
+ *   outside   "the internet": a namespace behind the router outside every lab CIDR, HTTP server
+ *   dns-*     authoritative DNS servers on an underlay subnet (the kube-dns stub domains' servers)
  *
  * Every resource is recorded in the state file before it is created (state.ts), so `lab down`
  * removes it whatever happens to this process. Nothing in this process's own namespace changes.
@@ -36,6 +38,8 @@ export function topologyDir(stateDir: string): string {
 }
 
 export const SERVER_JS = path.join(REPO_ROOT, 'dist/src/lab/server.js');
+/** The small authoritative DNS server the DNS tests use too (UDP + TCP, records from a JSON argument). */
+export const AUTH_SERVER_JS = path.join(REPO_ROOT, 'dist/test-netns/dns/auth-server.js');
 export const DEFAULT_MANIFESTS = path.join(REPO_ROOT, 'examples/lab');
 const HEALTH_LISTEN = '127.0.0.1:10266';
 const METRICS_LISTEN = '127.0.0.1:10269';
@@ -64,9 +68,9 @@ export class AbortedError extends Error {
 export function prerequisites(): string[] {
   const problems: string[] = [];
   if (!existsSync(SHIM)) problems.push(`${SHIM} is not built (npm run build:native)`);
-  for (const js of ['dist/src/daemon/main.js', 'dist/src/cli/main.js', 'dist/src/lab/server.js'])
+  for (const js of ['dist/src/daemon/main.js', 'dist/src/cli/main.js', 'dist/src/lab/server.js', 'dist/test-netns/dns/auth-server.js'])
     if (!existsSync(path.join(REPO_ROOT, js))) problems.push(`${js} is not built (npx tsc -p .)`);
-  for (const tool of ['ip', 'ping', 'nc', 'ss', 'curl']) {
+  for (const tool of ['ip', 'ping', 'nc', 'ss', 'curl', 'dig']) {
     const found = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => d && existsSync(path.join(d, tool)));
     if (!found) problems.push(`${tool} not found on PATH (scripts/install-deps.sh installs it)`);
   }
@@ -183,6 +187,41 @@ export async function up(opts: UpOptions, spec: LabSpec = loadLabSpec(opts.manif
   }
   log(`underlay: ${spec.subnets.map((s) => `${s.name} ${s.cidr} (ns ${subnetNs.get(s.name)})`).join(', ')}; router ${router} at ${spec.subnets.map((s) => s.router).join(' / ')}`);
 
+  // "The internet": a namespace on a subnet of its own behind the router, with an HTTP server.
+  if (spec.outside) {
+    const o = spec.outside;
+    const ns = await addNs(nsNames.outside(prefix));
+    state.outside = { ns, ip: o.address, port: o.port, router: o.router };
+    save();
+    const rIf = `eth${spec.subnets.length}`;
+    await ip(ns, ['link', 'add', 'eth0', 'mtu', String(UNDERLAY_MTU), 'type', 'veth', 'peer', 'name', rIf, 'netns', router]);
+    await ip(ns, ['addr', 'add', `${o.address}/${o.prefixLength}`, 'dev', 'eth0']);
+    await ip(ns, ['link', 'set', 'eth0', 'up']);
+    await ip(ns, ['route', 'add', 'default', 'via', o.router, 'dev', 'eth0']);
+    await ip(router, ['addr', 'add', `${o.router}/${o.prefixLength}`, 'dev', rIf]);
+    await ip(router, ['link', 'set', rIf, 'up']);
+    await startServer(state, save, ns, 'outside', [process.execPath, SERVER_JS, '--name', 'outside', '--http', String(o.port)], path.join(stateDir, 'logs', 'outside.log'));
+    log(`outside ("the internet"): ns ${ns}, ${o.address}/${o.prefixLength} via router ${o.router}, HTTP :${o.port} (answers with the client address it sees)`);
+  }
+  // Authoritative DNS servers (stub domains), each in its own namespace on an underlay subnet.
+  state.dnsServers = [];
+  for (const [i, d] of spec.dnsServers.entries()) {
+    const s = spec.subnets.find((x) => x.name === d.subnet)!;
+    const ns = await addNs(nsNames.dns(prefix, d.name));
+    state.dnsServers.push({ name: d.name, ns, ip: d.address, zone: d.zone, records: d.records });
+    save();
+    const sns = subnetNs.get(d.subnet)!;
+    const port = `d${i + 1}`;
+    await ip(sns, ['link', 'add', port, 'mtu', String(UNDERLAY_MTU), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    await ip(sns, ['link', 'set', port, 'master', 'br0', 'up']);
+    await ip(ns, ['addr', 'add', `${d.address}/${s.prefixLength}`, 'dev', 'eth0']);
+    await ip(ns, ['link', 'set', 'eth0', 'up']);
+    await ip(ns, ['route', 'add', 'default', 'via', s.router, 'dev', 'eth0']);
+    const args = JSON.stringify({ listen: `${d.address}:53`, zone: d.zone, records: d.records, ttl: 30 });
+    await startServer(state, save, ns, `dns-${d.name}`, [process.execPath, AUTH_SERVER_JS, args], path.join(stateDir, 'logs', `dns-${d.name}.log`));
+    log(`DNS server ${d.name}: ns ${ns}, ${d.address} on ${d.subnet}, authoritative for ${d.zone} (${Object.keys(d.records).length} name(s))`);
+  }
+
   // Nodes.
   for (const [i, n] of spec.nodes.entries()) {
     const s = spec.subnets.find((x) => x.name === n.subnet)!;
@@ -275,6 +314,21 @@ export async function up(opts: UpOptions, spec: LabSpec = loadLabSpec(opts.manif
     save();
   }
 
+  // host-gw routes pod traffic to a peer's node IP, so it only reaches peers on the same subnet
+  // (podwired reports the others "not on-link"). Traffic to the others follows the node's default
+  // route to the router, which then must know where each podCIDR is: what a cloud route table or a
+  // BGP-speaking fabric gives host-gw in a real cluster. vxlan needs none of this.
+  if (opts.backend === 'host-gw' && spec.subnets.length > 1 && components.has('overlay')) {
+    state.underlayRoutes = [];
+    for (const n of state.nodes) {
+      const rIf = spec.subnets.findIndex((s) => s.name === n.subnet);
+      await ip(router, ['route', 'add', n.podCIDR, 'via', n.ip, 'dev', `eth${rIf}`]);
+      state.underlayRoutes.push(`router: ${n.podCIDR} via ${n.ip}`);
+    }
+    save();
+    log(`host-gw across subnets: the router (the underlay) routes each podCIDR to its node: ${state.underlayRoutes.map((r) => r.replace('router: ', '')).join(', ')}`);
+  }
+
   // Pods, wired by the installed CNI binary.
   const conflists = new Map<string, Conflist>();
   for (const d of state.daemons) conflists.set(d.node, readConflist(path.join(d.dir, 'net.d', '10-podwire.conflist')));
@@ -309,6 +363,17 @@ export async function up(opts: UpOptions, spec: LabSpec = loadLabSpec(opts.manif
     rec.pid = spawnDetached(p.ns, argv, logFile);
     save();
   }
+  const waitListening = async (ns: string, what: string, proto: '-t' | '-u', port: number, logFile: string): Promise<void> => {
+    for (let i = 0; i < 100; i++) {
+      check();
+      const r = await exec(ns, ['ss', '-Hln', proto, `sport = :${port}`]);
+      if (r.stdout.trim() !== '') return;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    throw new Error(`${what} did not start listening on ${port}; log ${logFile}:\n${tail(logFile)}`);
+  };
+  if (state.outside) await waitListening(state.outside.ns, 'the outside HTTP server', '-t', state.outside.port, path.join(stateDir, 'logs', 'outside.log'));
+  for (const d of state.dnsServers) await waitListening(d.ns, `DNS server ${d.name}`, '-u', 53, path.join(stateDir, 'logs', `dns-${d.name}.log`));
   for (const p of state.pods) {
     for (const s of p.servers) {
       let ok = false;
@@ -329,6 +394,15 @@ export async function up(opts: UpOptions, spec: LabSpec = loadLabSpec(opts.manif
   const ctx = labContext(state, spec, components);
   const rows = await runRows(ROW_GROUPS, ctx, (r: RowResult) => log(`${r.status === 'ok' ? 'ok    ' : 'FAILED'} ${r.name}: ${r.detail}`));
   return { state, rows };
+}
+
+async function startServer(state: LabState, save: () => void, ns: string, name: string, argv: string[], logFile: string): Promise<void> {
+  mkdirSync(path.dirname(logFile), { recursive: true });
+  const rec = { pod: name, ns, pid: undefined as number | undefined, log: logFile };
+  state.servers.push(rec);
+  save();
+  rec.pid = spawnDetached(ns, argv, logFile);
+  save();
 }
 
 function cniAdd(d: DaemonRecord, conf: Conflist, pod: PodRecord, wantIp: string): Promise<ExecResult & { json?: Record<string, unknown> }> {
@@ -353,7 +427,7 @@ function cniAdd(d: DaemonRecord, conf: Conflist, pod: PodRecord, wantIp: string)
   });
 }
 
-export function labContext(state: LabState, spec: Pick<LabSpec, 'services'>, components: ReadonlySet<Feature>): LabContext {
+export function labContext(state: LabState, spec: Pick<LabSpec, 'services' | 'configMaps'>, components: ReadonlySet<Feature>): LabContext {
   const pod = (name: string): PodRecord => {
     const p = state.pods.find((x) => x.name === name);
     if (!p) throw new Error(`no pod ${name} in the lab`);
@@ -363,6 +437,8 @@ export function labContext(state: LabState, spec: Pick<LabSpec, 'services'>, com
   return {
     state,
     services: spec.services,
+    configMaps: spec.configMaps,
+    outside: state.outside,
     components,
     client: pod(state.client),
     pod,
@@ -372,6 +448,7 @@ export function labContext(state: LabState, spec: Pick<LabSpec, 'services'>, com
       return n;
     },
     execInPod: (p, argv, o) => exec(p.ns, argv, { timeoutMs: o?.timeoutMs ?? 15_000, ...(o?.input !== undefined ? { input: o.input } : {}) }),
+    execIn: (ns, argv, o) => exec(ns, argv, { timeoutMs: o?.timeoutMs ?? 15_000, ...(o?.input !== undefined ? { input: o.input } : {}) }),
     execCommand: (p, argv) => `${labCmd(state.stateDir, `exec ${p.name}`)} -- ${argv.map(shq).join(' ')}`,
     statusCommand: (n) => {
       const d = state.daemons.find((x) => x.node === n.name)!;
@@ -390,7 +467,8 @@ export function summary(state: LabState, rows: RunRowsResult): string {
   const noRows = features.filter((f) => f !== 'overlay' && state.components.includes(f) && !ROW_GROUPS.some((g) => g.requires === f));
   if (absent.length) out.push(`podwired components not built yet, so no rows for them: ${absent.join(', ')}`);
   if (noRows.length) out.push(`podwired components present but with no rows in src/lab/rows/ yet: ${noRows.join(', ')}`);
-  out.push('not checked by the lab yet: NodePort from outside, the stub domain, egress masquerade (the lab has no "outside" or stub-server namespace yet)');
+  if (!state.outside) out.push('not checked: NodePort from outside, egress masquerade (the topology has no `outside`)');
+  if (!state.dnsServers?.length) out.push('not checked: the stub domain (the topology has no `dnsServers`)');
   if (state.fallbackRoutes.length) out.push('cross-node rows ran over routes the lab added itself ([lab fallback routes]): podwired has no overlay component yet');
   const failed = rows.results.filter((r) => r.status === 'FAILED').length;
   out.push(`${rows.results.length - failed}/${rows.results.length} rows ok${failed ? `, ${failed} FAILED` : ''}`);
@@ -400,6 +478,10 @@ export function summary(state: LabState, rows: RunRowsResult): string {
   out.push(`  ${labCmd(state.stateDir, `exec ${state.client}`)} -- ip -4 addr`);
   const other = state.pods.find((p) => p.name !== state.client && p.servers.some((s) => s.kind === 'http'));
   if (other) out.push(`  ${labCmd(state.stateDir, `exec ${state.client}`)} -- curl -s http://${other.ip}:${other.servers.find((s) => s.kind === 'http')!.port}/`);
+  const byName = rows.results.map((r) => /^Service by name: (http:\/\/\S+)/.exec(r.name)?.[1]).find((u) => u);
+  if (byName) out.push(`  ${labCmd(state.stateDir, `exec ${state.client}`)} -- curl -s ${byName}   (a Service by name, through the node-local DNS)`);
+  const nodePort = rows.results.find((r) => r.name.startsWith('NodePort from outside'));
+  if (nodePort) out.push(`  ${nodePort.command}   (a NodePort from "the internet")`);
   out.push('Tear it down:');
   out.push(`  ${labCmd(state.stateDir, 'down')}`);
   return out.join('\n') + '\n';

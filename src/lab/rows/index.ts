@@ -13,6 +13,7 @@
  */
 import type { RowGroup } from '../rows';
 import { nodeStatusRows, podToPodRows } from './core';
+import { egressRows, externalNameRows, nodePortRows, stubDomainRows } from './outside';
 import { dnsRows, serviceRows } from './services';
 
-export const ROW_GROUPS: readonly RowGroup[] = [nodeStatusRows, podToPodRows, serviceRows, dnsRows];
+export const ROW_GROUPS: readonly RowGroup[] = [nodeStatusRows, podToPodRows, serviceRows, dnsRows, nodePortRows, stubDomainRows, externalNameRows, egressRows];
