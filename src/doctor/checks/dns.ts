@@ -30,11 +30,14 @@ export const dns: Check = {
       const host = hp.host === '0.0.0.0' ? '127.0.0.1' : hp.host === '::' ? '::1' : hp.host;
       const r = await env.dnsQuery(host, hp.port, name);
       if ('error' in r) out.push(f.fail(`server ${text}`, `no answer to ${name} A (${r.error})`, 'check the dns component in podwire status and podwired\'s log; is the address on lo (ip addr show lo)?'));
-      else if (r.rcode !== 'NOERROR' || r.addresses.length === 0) out.push(f.fail(`server ${text}`, `${name} A answered ${r.rcode} with ${r.addresses.length} addresses`, 'podwired has not synced the cluster state yet, or the default/kubernetes Service is missing: podwire status'));
-      else {
+      else if (r.rcode === 'NOERROR' && r.addresses.length > 0) {
         out.push(f.ok(`server ${text}`, `answers ${name} A = ${r.addresses.join(', ')}`));
         first ??= { host, port: hp.port };
-      }
+      } else if (r.rcode === 'NXDOMAIN') {
+        // Authoritative for the cluster domain, just no default/kubernetes Service (a lab, a manifest folder).
+        out.push(f.ok(`server ${text}`, `answers (${name}: NXDOMAIN, no default/kubernetes Service in the cluster state)`));
+        first ??= { host, port: hp.port };
+      } else out.push(f.fail(`server ${text}`, `${name} A answered ${r.rcode} with ${r.addresses.length} addresses`, 'podwired has not synced the cluster state yet (SERVFAIL until it has): podwire status'));
     }
     if (!first) return out;
     const vipName = `kube-dns.kube-system.svc.${domain}`;
