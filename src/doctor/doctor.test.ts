@@ -50,6 +50,8 @@ interface Scenario {
   commands: Map<string, RunOutput>;
   down: Set<string>;
   dnsAnswers: Map<string, { rcode: string; addresses: string[] } | { error: string }>;
+  /** Servers answered by someone else than podwired (its counter does not move). */
+  foreignVips: Set<string>;
 }
 
 async function healthy(given: DaemonStatus | null = status()): Promise<Scenario> {
@@ -90,6 +92,8 @@ async function healthy(given: DaemonStatus | null = status()): Promise<Scenario>
     ['iptables-legacy-restore --version', { code: 127, stdout: '', stderr: 'not found' }],
   ]);
   const down = new Set<string>();
+  const foreignVips = new Set<string>();
+  const queries = { n: 100 };
   const dnsAnswers = new Map<string, { rcode: string; addresses: string[] } | { error: string }>([
     ['169.254.20.10 kubernetes.default.svc.cluster.local', { rcode: 'NOERROR', addresses: ['10.96.0.1'] }],
     ['169.254.20.10 kube-dns.kube-system.svc.cluster.local', { rcode: 'NOERROR', addresses: ['10.96.0.10'] }],
@@ -110,9 +114,14 @@ async function healthy(given: DaemonStatus | null = status()): Promise<Scenario>
     exists: async (p) => files.has(p),
     run: async (argv) => commands.get(argv.join(' ')) ?? { code: 127, stdout: '', stderr: `${argv[0]}: not found` },
     ping: async (a) => (down.has(a) ? { ok: false, detail: 'no echo reply within 1000 ms' } : { ok: true, detail: 'echo reply in 0.1 ms' }),
-    dnsQuery: async (server, _port, name) => dnsAnswers.get(`${server} ${name}`) ?? { error: 'no answer within 2000 ms' },
+    dnsQuery: async (server, _port, name) => {
+      const a = dnsAnswers.get(`${server} ${name}`) ?? { error: 'no answer within 2000 ms' };
+      if (!('error' in a) && !foreignVips.has(server)) queries.n++;
+      return a;
+    },
+    dnsQueries: async () => (st ? queries.n : undefined),
   };
-  return { kernel, env, files, commands, down, dnsAnswers };
+  return { kernel, env, files, commands, down, dnsAnswers, foreignVips };
 }
 
 const notOk = (fs: Finding[]): string[] => fs.filter((f) => f.level !== 'ok').map((f) => `${f.level} ${f.check}: ${f.subject}`);
@@ -146,9 +155,11 @@ t.test('each broken condition is reported by exactly its check, with a fix', asy
     ['DNS server silent', (s) => void s.dnsAnswers.delete('169.254.20.10 kubernetes.default.svc.cluster.local'), ['FAIL dns: server 169.254.20.10:53']],
     ['DNS server not synced', (s) => void s.dnsAnswers.set('169.254.20.10 kubernetes.default.svc.cluster.local', { rcode: 'SERVFAIL', addresses: [] }), ['FAIL dns: server 169.254.20.10:53']],
     ['no default/kubernetes Service (NXDOMAIN) is fine', (s) => void s.dnsAnswers.set('169.254.20.10 kubernetes.default.svc.cluster.local', { rcode: 'NXDOMAIN', addresses: [] }), []],
-    ['kube-dns VIP not steered', async (s) => {
+    ['kube-dns VIP answered by the kube-dns endpoints', async (s) => {
+      s.foreignVips.add('10.96.0.10');
       await s.kernel.net.deleteAddress('lo', Cidr.parse('10.96.0.10/32'));
     }, ['warn dns: kube-dns VIP 10.96.0.10']],
+    ['kube-dns VIP local but taken by the proxy (no answer)', (s) => void s.dnsAnswers.delete('10.96.0.10 kubernetes.default.svc.cluster.local'), ['FAIL dns: kube-dns VIP 10.96.0.10']],
     ['an element missing from our table', (s) => void ((s.kernel.nft.listJsonValue as { nftables: { map?: { elem: unknown[] } }[] }).nftables[2]!.map!.elem.pop()), ['FAIL services: table inet podwire']],
     ['Docker FORWARD drop', (s) => void s.commands.set('nft list chains', { code: 0, stdout: 'table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n}\n', stderr: '' }), ['FAIL foreign-drop: nft ip filter FORWARD']],
     ['iptables mode on Debian 12 iptables-nft', (s) => void (s.env.status = status({ proxyMode: 'iptables' })), ['warn iptables-nft: iptables']],

@@ -59,6 +59,11 @@ export async function realEnv(opts: { socket: string; cniConfDir: string | undef
       return r.code === 0 ? { ok: true, detail: why } : { ok: false, detail: `${why}: ${(r.stdout + r.stderr).trim().split('\n').pop() ?? ''}` };
     },
     dnsQuery: (server, port, name) => dnsQueryUdp(server, port, name),
+    async dnsQueries() {
+      const s = (await fetchStatus(opts.socket)).status;
+      const q = s?.components.find((c) => c.name === 'dns')?.status.queries;
+      return typeof q === 'number' ? q : undefined;
+    },
     close: () => kernel.close(),
   };
 }

@@ -41,6 +41,8 @@ export interface DoctorEnv {
   run(argv: readonly string[]): Promise<RunOutput>;
   /** One ICMP echo to address (raw-socket), ok false with the reason when no reply came. */
   ping(address: string): Promise<{ ok: boolean; detail: string }>;
+  /** The dns component's query counter from a fresh podwired status (undefined without one): tells whether our server answered. */
+  dnsQueries(): Promise<number | undefined>;
   /** One A query over UDP. */
   dnsQuery(server: string, port: number, name: string): Promise<{ rcode: string; addresses: string[] } | { error: string }>;
 }

@@ -48,15 +48,17 @@ export const dns: Check = {
     }
     const local = new Set((await env.kernel.net.listAddresses().catch(() => [])).map((a) => String(a.cidr).split('/')[0]));
     for (const vip of v.addresses) {
-      if (local.has(vip)) {
-        const r = await env.dnsQuery(vip, 53, name);
-        if ('error' in r) out.push(f.fail(`kube-dns VIP ${vip}`, `on this node but does not answer (${r.error})`, `add ${vip}:53 to --dns-listen so podwired serves it`));
-        else out.push(f.ok(`kube-dns VIP ${vip}`, 'steered to the node-local server (a local address it serves)'));
-      } else {
-        const r = await env.dnsQuery(vip, 53, name);
-        const how = 'error' in r ? `and does not answer (${r.error})` : 'and answers from the kube-dns endpoints';
-        out.push(f.warn(`kube-dns VIP ${vip}`, `not steered to this node's server: queries leave the node ${how}`, `point kubelet's clusterDNS at ${first.host}, or add ${vip}:53 to --dns-listen (docs/dns.md)`));
-      }
+      // Who answered: podwired's query counter moves only when its server got the query.
+      const before = await env.dnsQueries();
+      const r = await env.dnsQuery(vip, 53, name);
+      const after = await env.dnsQueries();
+      const ours = before !== undefined && after !== undefined && after > before;
+      const isLocal = local.has(vip);
+      if ('error' in r) {
+        if (isLocal) out.push(f.fail(`kube-dns VIP ${vip}`, `a local address, but no answer (${r.error}): the proxy's Service rules take the VIP before it reaches lo (a kube-dns Service without endpoints is rejected there)`, `point kubelet's clusterDNS at ${first.host} (docs/dns.md)`));
+        else out.push(f.warn(`kube-dns VIP ${vip}`, `not steered to this node's server, and no answer (${r.error})`, `point kubelet's clusterDNS at ${first.host}, or give kube-dns endpoints (docs/dns.md)`));
+      } else if (ours) out.push(f.ok(`kube-dns VIP ${vip}`, 'steered to the node-local server (podwired counted the query)'));
+      else out.push(f.warn(`kube-dns VIP ${vip}`, `answered by ${before === undefined ? 'a server podwired cannot vouch for' : 'the kube-dns endpoints, not this node\'s server'}: pods using the VIP leave the node for DNS`, `point kubelet's clusterDNS at ${first.host} (the proxy does not steer the VIP yet, docs/dns.md)`));
     }
     return out;
   },
