@@ -9,6 +9,10 @@
  * is 1.32 (the node-self policy needs the node-name token claim), so the apiVersions are
  * also held to those served by 1.32: a field or version only a newer release knows would
  * otherwise pass here and be refused by an older cluster.
+ *
+ * Not `kubectl apply --dry-run=client`: Debian 12's kubectl (kubernetes-client) is 1.20, older
+ * than admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (1.30), and client dry-run
+ * still asks an API server for discovery.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';

@@ -85,6 +85,7 @@ async function healthy(given: DaemonStatus | null = status()): Promise<Scenario>
     ['nft list tables', ok('table inet podwire\n')],
     ['iptables -t filter -S INPUT', ok('-P INPUT ACCEPT\n')],
     ['ipset list -n', ok()],
+    ['iptables-nft -t filter -S INPUT', ok('-P INPUT ACCEPT\n')],
     ['ethtool -k pw.1', ok('Features for pw.1:\ntx-checksumming: on\n\ttx-checksum-ip-generic: on\n')],
     ['nft list chains', ok('table inet podwire {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t}\n}\n')],
     ['iptables-legacy-save -t filter', { code: 127, stdout: '', stderr: 'not found' }],
@@ -136,6 +137,7 @@ t.test('a healthy node: every check ok, exit status ok', async (t) => {
   const allows = r.findings.find((f) => f.subject === 'allows');
   t.match(allows?.detail, /proxy modes: nftables, iptables; backends: host-gw, vxlan/);
   t.match(r.findings.find((f) => f.subject === 'ipvs')?.detail, /absent .* not needed/);
+  t.match(r.findings.find((f) => f.subject === 'iptables')?.detail, /backends: legacy no, nft yes; podwired's auto uses nft/);
 });
 
 t.test('each broken condition is reported by exactly its check, with a fix', async (t) => {

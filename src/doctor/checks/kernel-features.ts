@@ -69,6 +69,14 @@ export const kernelFeatures: Check = {
       else if (needed) out.push(f.fail(feat.name, `missing (${p.why}), and this node's config needs it: ${feat.neededBy.what}`, feat.load));
       else out.push(f.ok(feat.name, `absent (${p.why}), not needed by this config: no ${feat.neededBy.what}`));
     }
+    if (have.get('iptables')) {
+      // Both backends keep separate rulesets; podwired's `auto` picks legacy when it is installed.
+      const legacy = (await env.run(['iptables-legacy', '-t', 'filter', '-S', 'INPUT'])).code === 0;
+      const nft = (await env.run(['iptables-nft', '-t', 'filter', '-S', 'INPUT'])).code === 0;
+      const i = out.findIndex((x) => x.subject === 'iptables');
+      const which = `backends: legacy ${legacy ? 'yes' : 'no'}, nft ${nft ? 'yes' : 'no'}; podwired's auto uses ${legacy ? 'legacy' : nft ? 'nft' : 'the plain iptables binaries'}`;
+      out[i] = { ...out[i]!, detail: `${out[i]!.detail} (${which})` };
+    }
     const modes = ['nftables', 'iptables', 'ipvs'].filter((m) => have.get(m) && have.get('conntrack') && (m !== 'ipvs' || have.get('ipset')));
     const backends = ['host-gw', ...(have.get('vxlan') ? ['vxlan', 'vxlan+DirectRouting'] : [])];
     out.push(f.ok('allows', `proxy modes: ${modes.join(', ') || 'none'}; backends: ${backends.join(', ')}`));
