@@ -62,6 +62,8 @@ export async function doctorCli(deps: DoctorCliDeps): Promise<number> {
     }
     return reexec(['ip', 'netns', 'exec', values.netns, process.execPath, MAIN_JS, 'doctor', ...rest], deps);
   }
+  // nft, iptables and raw sockets need root: without it those checks would report features missing.
+  if (process.getuid?.() !== 0) deps.stderr('podwire doctor: not running as root; nftables/iptables listings and the ICMP probe may fail for that reason alone\n');
   const socket = values.socket ?? deps.env.PODWIRE_CONTROL_SOCKET ?? '/run/podwire/podwire.sock';
   const env = await realEnv({ socket, cniConfDir: values['cni-conf-dir'] });
   try {

@@ -12,11 +12,17 @@ import type { DoctorEnv, RunOutput } from './types';
 
 export function runCommand(argv: readonly string[], timeoutMs = 10_000): Promise<RunOutput> {
   return new Promise((resolve) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+    } catch (err) {
+      resolve({ code: 126, stdout: '', stderr: errorMessage(err) });
+      return;
+    }
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
     child.on('error', (err: NodeJS.ErrnoException) => resolve({ code: err.code === 'ENOENT' ? 127 : 126, stdout, stderr: err.message }));
     child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
   });
@@ -49,13 +55,19 @@ export async function realEnv(opts: { socket: string; cniConfDir: string | undef
     run,
     async ping(address) {
       const raw = rawSocket();
-      if (!(raw instanceof Error)) {
-        let last = { ok: false, detail: 'not sent' };
-        for (let i = 0; i < 3 && !last.ok; i++) last = await icmpEcho(raw, address);
-        return last;
+      let why: string;
+      if (raw instanceof Error) why = `raw-socket not loaded (${raw.message.split('\n')[0]}); used ping`;
+      else {
+        try {
+          let last = { ok: false, detail: 'not sent' };
+          for (let i = 0; i < 3 && !last.ok; i++) last = await icmpEcho(raw, address);
+          return last;
+        } catch (err) {
+          // No CAP_NET_RAW (not root): iputils ping works unprivileged.
+          why = `raw socket: ${errorMessage(err)}; used ping`;
+        }
       }
       const r = await run(['ping', '-c', '3', '-i', '0.2', '-W', '1', address]);
-      const why = `raw-socket not loaded (${raw.message.split('\n')[0]}); used ping`;
       return r.code === 0 ? { ok: true, detail: why } : { ok: false, detail: `${why}: ${(r.stdout + r.stderr).trim().split('\n').pop() ?? ''}` };
     },
     dnsQuery: (server, port, name) => dnsQueryUdp(server, port, name),

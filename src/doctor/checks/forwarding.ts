@@ -9,7 +9,6 @@ export const ipForward: Check = {
   async run(env) {
     const v = (await env.kernel.sysctl.read('net.ipv4.ip_forward').catch(() => '')).trim();
     if (v === '1') return [f.ok('net.ipv4.ip_forward', '1: the node routes between pods and the underlay')];
-    const out = [f.fail('net.ipv4.ip_forward', `${v || 'unreadable'}: pod traffic to other nodes and to Services on other nodes is dropped`, 'sysctl -w net.ipv4.ip_forward=1 (and net.ipv4.ip_forward=1 in /etc/sysctl.d/)')];
-    return out;
+    return [f.fail('net.ipv4.ip_forward', `${v || 'unreadable'}: pod traffic to other nodes and to Services on other nodes is dropped`, 'sysctl -w net.ipv4.ip_forward=1 (and net.ipv4.ip_forward=1 in /etc/sysctl.d/)')];
   },
 };

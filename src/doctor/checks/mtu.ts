@@ -18,7 +18,7 @@ export const mtu: Check = {
     let dev = typeof ov?.underlay === 'string' ? ov.underlay.split(' ')[0] : undefined;
     if (!dev) {
       const routes = await env.kernel.net.listRoutes({ family: 4 }).catch(() => []);
-      dev = routes.find((r) => r.dst === undefined || String(r.dst) === '0.0.0.0/0')?.dev;
+      dev = routes.find((r) => String(r.dst) === '0.0.0.0/0')?.dev;
     }
     if (!dev) return [f.warn('underlay', 'no underlay device found (no overlay status, no default route)', 'give the node a default route, or check the overlay component (podwire status)')];
     const link = await env.kernel.net.getLink(dev).catch(() => undefined);

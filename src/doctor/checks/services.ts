@@ -3,7 +3,7 @@
  * the elements in its nft table in the kernel. A difference means someone (or a failed apply)
  * changed our table behind podwired's back, so some Services are not (or wrongly) forwarded.
  */
-import { componentStatus, finder, type Check } from '../types';
+import { componentStatus, finder, type Check, type Finding } from '../types';
 
 const f = finder('services');
 
@@ -33,7 +33,7 @@ export const services: Check = {
     if (!env.status) return [f.warn('services', `no podwired status (${env.statusError ?? '?'}), Service rules not checked`, 'start podwired, or pass --socket')];
     if (!px) return [f.ok('services', 'the proxy component is not enabled on this node (kube-proxy programs Services)')];
     const n = typeof px.services === 'number' ? px.services : 0;
-    const out = [];
+    const out: Finding[] = [];
     if (typeof px.invalidServices === 'number' && px.invalidServices > 0) out.push(f.warn('invalid Services', `${px.invalidServices} Service(s) rejected as invalid and not programmed`, 'podwire status lists the source problems; fix those Services'));
     if (px.mode !== 'nftables' || typeof px.table !== 'string') {
       out.push(f.ok('services', `${n} Services programmed in ${String(px.mode)} mode (podwired's count; the kernel comparison covers nftables mode)`));
