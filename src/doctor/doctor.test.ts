@@ -143,6 +143,7 @@ t.test('a healthy node: every check ok, exit status ok', async (t) => {
 t.test('each broken condition is reported by exactly its check, with a fix', async (t) => {
   const cases: [string, (s: Scenario) => void | Promise<void>, string[]][] = [
     ['ip_forward off', (s) => s.kernel.sysctl.write('net.ipv4.ip_forward', '0'), ['FAIL ip-forward: net.ipv4.ip_forward']],
+    ['dual-stack node with IPv6 forwarding off', (s) => void (s.env.status!.node!.podCIDRs = ['10.244.1.0/24', 'fd00:10:244:1::/64']), ['FAIL ip-forward: net.ipv6.conf.all.forwarding']],
     ['vxlan module missing with backend vxlan', (s) => void s.files.set('/lib/modules/6.1.0/modules.dep', ''), ['FAIL kernel-features: vxlan']],
     ['pod MTU too large for vxlan', (s) => void s.files.set('/etc/cni/net.d/10-podwire.conflist', CONFLIST.replace('1450', '1500')), ['FAIL mtu: pod MTU 1500 (underlay eth0 1500, vxlan -50)']],
     ['checksum offload on an old kernel', (s) => {

@@ -1,5 +1,5 @@
 /** IP forwarding: without it the node drops every packet between pods and the underlay. */
-import { finder, type Check } from '../types';
+import { finder, type Check, type Finding } from '../types';
 
 const f = finder('ip-forward');
 
@@ -7,8 +7,15 @@ export const ipForward: Check = {
   id: 'ip-forward',
   title: 'IP forwarding',
   async run(env) {
-    const v = (await env.kernel.sysctl.read('net.ipv4.ip_forward').catch(() => '')).trim();
-    if (v === '1') return [f.ok('net.ipv4.ip_forward', '1: the node routes between pods and the underlay')];
-    return [f.fail('net.ipv4.ip_forward', `${v || 'unreadable'}: pod traffic to other nodes and to Services on other nodes is dropped`, 'sysctl -w net.ipv4.ip_forward=1 (and net.ipv4.ip_forward=1 in /etc/sysctl.d/)')];
+    const keys = ['net.ipv4.ip_forward'];
+    // Dual-stack nodes route IPv6 pod traffic too.
+    if (env.status?.node?.podCIDRs.some((c) => c.includes(':'))) keys.push('net.ipv6.conf.all.forwarding');
+    const out: Finding[] = [];
+    for (const key of keys) {
+      const v = (await env.kernel.sysctl.read(key).catch(() => '')).trim();
+      if (v === '1') out.push(f.ok(key, '1: the node routes between pods and the underlay'));
+      else out.push(f.fail(key, `${v || 'unreadable'}: pod traffic to other nodes and to Services on other nodes is dropped`, `sysctl -w ${key}=1 (and ${key}=1 in /etc/sysctl.d/)`));
+    }
+    return out;
   },
 };
