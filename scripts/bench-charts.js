@@ -36,7 +36,9 @@ function svg(chart) {
   const n = chart.series.length;
   const groupH = n * barH + gap;
   const top = 48;
-  const height = top + chart.groups.length * groupH + 28;
+  // One legend row per series under the bars (names are long: "anchor: reference (bridge+host-local)").
+  const legendTop = top + chart.groups.length * groupH + 6;
+  const height = legendTop + n * 18 + 6;
   const max = Math.max(...chart.groups.flatMap((g) => g.values.filter((v) => typeof v === 'number' && Number.isFinite(v))), 0) || 1;
   const out = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
@@ -44,8 +46,8 @@ function svg(chart) {
   out.push(`<text x="10" y="20" font-size="15" font-weight="bold">${esc(chart.title)}</text>`);
   out.push(`<text x="10" y="38" fill="#555">${esc(`${chart.unit} — ${chart.better} is better`)}</text>`);
   chart.series.forEach((s, i) => {
-    const x = left + i * 170;
-    out.push(`<rect x="${x}" y="${height - 18}" width="12" height="12" fill="${COLORS[i % COLORS.length]}"/><text x="${x + 16}" y="${height - 8}">${esc(s)}</text>`);
+    const y = legendTop + i * 18;
+    out.push(`<rect x="${left}" y="${y}" width="12" height="12" fill="${COLORS[i % COLORS.length]}"/><text x="${left + 16}" y="${y + 10}">${esc(s)}</text>`);
   });
   chart.groups.forEach((g, gi) => {
     const y0 = top + gi * groupH;
