@@ -190,7 +190,8 @@ function section(b) {
   fs.mkdirSync(IMG, { recursive: true });
   const img = `bench-${b.name}.svg`;
   fs.writeFileSync(path.join(IMG, img), svg(r.chart));
-  return `![${r.chart.title}](img/${img})\n\n${r.table}\n\n_From \`bench/results/${path.basename(file)}\`${r.when ? `, run ${r.when}` : ''}; re-run: \`${b.run}\`._`;
+  const when = r.when ?? `${fs.statSync(file).mtime.toISOString()} (file time)`;
+  return `![${r.chart.title}](img/${img})\n\n${r.table}\n\n_From \`bench/results/${path.basename(file)}\`, run ${when}; re-run: \`${b.run}\`._`;
 }
 
 let page = fs.readFileSync(PAGE, 'utf8');
