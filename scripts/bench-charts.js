@@ -6,8 +6,8 @@
 // The SVG is written by hand (horizontal grouped bars, ~80 lines): every chart here is the same
 // shape (Podwire next to its anchor, per size), and a charting library (vega, chart.js + canvas,
 // d3 + jsdom) would bring a headless renderer or a native canvas build into the repo for that.
-// A bench whose JSON is missing or has another shape is skipped with a note on the page; the
-// benches' own table formats are not changed by this script.
+// A bench whose JSON is missing keeps the section an earlier run rendered (or gets a note saying how
+// to produce it); one whose JSON has another shape gets a note. The benches are not changed.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -200,6 +200,12 @@ for (const b of BENCHES) {
   const re = new RegExp(`(<!-- bench:${b.name} -->)[\\s\\S]*?(<!-- /bench:${b.name} -->)`);
   if (!re.test(page)) {
     notes.push(`${b.name}: no markers in ${path.relative(ROOT, PAGE)}`);
+    continue;
+  }
+  // Without a JSON here, a section rendered on an earlier run stays as it is (results are per machine).
+  const previous = re.exec(page)[0];
+  if (!resultFile(b.name) && previous.includes('![')) {
+    notes.push(`${b.name}: no JSON in ${RESULTS}; kept the section from the last run`);
     continue;
   }
   const body = section(b);

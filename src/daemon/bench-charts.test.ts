@@ -48,4 +48,9 @@ t.test('bench JSON → SVG chart + table between the markers; missing JSON → a
   t.equal(md.split('<!-- bench:overlay -->').length, 2, 'one overlay section');
   t.equal(md.split('bench-overlay.svg').length, 2, 'one chart link');
   t.match(readFileSync(path.join(dir, 'img/bench-overlay.svg'), 'utf8'), /podwire: 0\.500 seconds/);
+
+  // A machine without the JSON keeps the rendered section instead of erasing it.
+  rmSync(path.join(results, 'overlay.json'));
+  t.match(run(), /overlay: no JSON in .*; kept the section from the last run/);
+  t.equal(readFileSync(page, 'utf8'), md, 'page unchanged');
 });
