@@ -36,3 +36,15 @@ for (const dir of dirs) {
   process.stderr.write(`building native: ${path.relative(process.cwd(), dir) || dir}\n`);
   execFileSync(process.execPath, [gyp, 'rebuild', `--nodedir=${prefix}`, `--directory=${dir}`], { stdio: 'inherit', env });
 }
+// raw-socket: podwire doctor's ICMP probe. npm does not run its install script (allowScripts), so it
+// is built here against the same headers (its nan is overridden to 2.30 in package.json: the pinned
+// 2.19 does not compile on Node 24). Not fatal: doctor falls back to iputils ping without it.
+const rawSocket = path.join(__dirname, '..', 'node_modules', 'raw-socket');
+if (fs.existsSync(path.join(rawSocket, 'binding.gyp')) && !fs.existsSync(path.join(rawSocket, 'build', 'Release', 'raw.node'))) {
+  process.stderr.write('building native: node_modules/raw-socket\n');
+  try {
+    execFileSync(process.execPath, [gyp, 'rebuild', `--nodedir=${prefix}`, `--directory=${rawSocket}`], { stdio: 'inherit', env });
+  } catch {
+    process.stderr.write('build-native: raw-socket did not build; podwire doctor will probe peers with ping instead\n');
+  }
+}

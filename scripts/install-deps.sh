@@ -14,6 +14,7 @@ need_node_bootstrap=0
 command -v node >/dev/null && command -v npm >/dev/null || need_node_bootstrap=1
 export DEBIAN_FRONTEND=noninteractive
 packages=(
+  ethtool
   iproute2 iptables nftables conntrack ipset util-linux kmod procps
   dnsutils curl netcat-openbsd iputils-ping tcpdump jq
   openssl                       # the Kubernetes source's HTTPS tests make a throwaway CA

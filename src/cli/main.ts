@@ -2,6 +2,7 @@
  * `podwire`: the operator CLI. Talks to podwired over its control socket.
  *
  *   podwire status [--json] [--socket PATH]
+ *   podwire doctor [--json] [--netns NAME] ...   (checks this node: src/doctor/cli.ts)
  *   podwire lab up|status|exec|down ...   (a local multi-node lab in namespaces: src/lab/cli.ts)
  *
  * Exit codes: 0 ok (status printed, daemon ready); 3 printed but the daemon is not
@@ -16,11 +17,13 @@ import { formatStatus } from './format';
 const DEFAULT_SOCKET = '/run/podwire/podwire.sock';
 
 const USAGE = `Usage: podwire status [--json] [--socket PATH]
+       podwire doctor [--json] [--netns NAME]     (podwire doctor --help)
        podwire lab up|status|exec|down [options]   (podwire lab --help)
 
   status     print this node's Podwire state: subnet, peers, Services, DNS stats
   --json     print the raw JSON from the daemon
   --socket   control socket (env PODWIRE_CONTROL_SOCKET, default ${DEFAULT_SOCKET})
+  doctor     check this node and say what is wrong and how to fix it (docs/troubleshooting.md)
   lab        a local multi-node Kubernetes-style network in network namespaces (docs/lab.md)
 `;
 
@@ -36,6 +39,10 @@ export async function cli(deps: CliDeps): Promise<number> {
     // Loaded only for `lab`: it pulls in the namespace harness, which `status` does not need.
     const { labCli } = await import('../lab/cli');
     return labCli({ ...deps, argv: deps.argv.slice(1) });
+  }
+  if (deps.argv[0] === 'doctor') {
+    const { doctorCli } = await import('../doctor/cli');
+    return doctorCli({ ...deps, argv: deps.argv.slice(1) });
   }
   let values: { json?: boolean; socket?: string; help?: boolean };
   let positionals: string[];

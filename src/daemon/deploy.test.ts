@@ -1,9 +1,9 @@
 /**
  * Validates deploy/: every manifest parses, has the fields the API server requires,
  * and fits podwired (RBAC least privilege, the host mounts, the probes on the health
- * port, a ConfigMap whose config.yaml podwired accepts). Hand-checked rather than
- * with a JSON-schema validator: the Kubernetes OpenAPI schemas are megabytes and
- * version-bound, and what matters here are Podwire's own invariants.
+ * port, a ConfigMap whose config.yaml podwired accepts): Podwire's own invariants.
+ * The Kubernetes OpenAPI schema of every kind is checked beside this, in
+ * deploy-schema.test.ts (kubernetes-models).
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';

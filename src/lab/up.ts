@@ -23,6 +23,7 @@ import { exec, execOk, ip, netnsPath, type ExecResult } from '../../test-netns/h
 import { pluginConfig, readConflist, resultIpv4, type Conflist } from '../../test-netns/lab/cni-client';
 import { PODWIRE_CLI, PODWIRED_BIN, REPO_ROOT, SHIM } from '../../test-netns/lab/podwired';
 import { errorMessage } from '../common/errors';
+import { doctorSummaryLine } from '../doctor/summary';
 import type { DaemonStatus } from '../daemon/daemon';
 import type { Feature } from '../daemon/config';
 import { request } from '../daemon/route-server';
@@ -393,6 +394,11 @@ export async function up(opts: UpOptions, spec: LabSpec = loadLabSpec(opts.manif
   log('running the checks');
   const ctx = labContext(state, spec, components);
   const rows = await runRows(ROW_GROUPS, ctx, (r: RowResult) => log(`${r.status === 'ok' ? 'ok    ' : 'FAILED'} ${r.name}: ${r.detail}`));
+  // Last step: `podwire doctor` in every node (informational: the rows decide the exit code).
+  for (const d of state.daemons) {
+    const r = await exec(d.ns, [process.execPath, PODWIRE_CLI, 'doctor', '--json', '--socket', d.socket, '--cni-conf-dir', path.join(d.dir, 'net.d')], { timeoutMs: 60_000 });
+    log(doctorSummaryLine(d.node, r.exitCode, r.stdout, r.stderr));
+  }
   return { state, rows };
 }
 

@@ -1,0 +1,109 @@
+/**
+ * `podwire doctor` on real nodes: two podwireds (vxlan, cni + overlay + proxy + dns). First a
+ * control: both nodes are healthy and doctor says 0 warn, 0 FAIL, exit 0. Then node n1 is
+ * broken three ways — ip_forward off, a foreign `ip filter` FORWARD chain with policy drop
+ * (what Docker installs), a flannel conflist that sorts before ours — and doctor reports FAIL
+ * for exactly those three, exit 1, while n2 stays clean. Also through `--netns`.
+ */
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { exec, labTest } from '../harness';
+import { createRunDir, Podwired, PODWIRE_CLI, writeNodeManifests } from '../lab/podwired';
+
+interface Report {
+  status: string;
+  counts: { ok: number; warn: number; FAIL: number };
+  findings: { check: string; subject: string; level: string; detail: string; fix?: string }[];
+}
+
+// No kube-dns Service: with the proxy component on, a kube-dns VIP without endpoints is REJECTed
+// by the proxy's no-endpoints rule even when podwired serves it (--dns-listen), which doctor
+// reports as FAIL (the unit tests cover the VIP cases).
+const SERVICES = `apiVersion: v1
+kind: Service
+metadata: { name: kubernetes, namespace: default, uid: qx-svc-kubernetes }
+spec: { type: ClusterIP, clusterIP: 10.96.0.1, clusterIPs: [10.96.0.1], ports: [{ name: https, port: 443, targetPort: 6443, protocol: TCP }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: kubernetes, namespace: default, uid: qx-eps-kubernetes, labels: { kubernetes.io/service-name: kubernetes } }
+addressType: IPv4
+ports: [{ name: https, port: 6443, protocol: TCP }]
+endpoints: [{ addresses: [198.18.0.1], conditions: { ready: true } }]
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: default, uid: qx-ns-default }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: kube-system, uid: qx-ns-kube-system }
+`;
+
+const notOk = (r: Report): string[] => r.findings.filter((f) => f.level !== 'ok').map((f) => `${f.level} ${f.check}: ${f.subject}`);
+
+labTest('podwire doctor reports exactly the broken conditions of a node', { prefix: 'qx-doctor', requires: ['veth', 'bridge', 'vxlan', 'nftables'], timeout: 150_000 }, async (t, lab) => {
+  const run = createRunDir('qx-doctor');
+  t.teardown(() => run.remove());
+  const ul = await lab.addUnderlay({ role: 'ul' });
+  const n1 = await lab.addNode(ul, { role: 'n1', address: '198.18.0.1/24' });
+  const n2 = await lab.addNode(ul, { role: 'n2', address: '198.18.0.2/24' });
+  writeNodeManifests(run.manifests, [
+    { name: 'n1', podCIDR: '10.244.1.0/24', internalIP: n1.ip },
+    { name: 'n2', podCIDR: '10.244.2.0/24', internalIP: n2.ip },
+  ]);
+  writeFileSync(path.join(run.manifests, 'services.yaml'), SERVICES);
+  // No periodic resync while the test runs: the overlay would turn ip_forward back on.
+  const extraArgs = ['--backend', 'vxlan', '--enable', 'cni,overlay,proxy,dns', '--sync-interval', '10m', '--min-sync-interval', '100ms'];
+  const daemons = [n1, n2].map((n, i) => new Podwired(lab, n.ns, { nodeName: `n${i + 1}`, run, extraArgs, logLevel: 'info' }));
+  for (const d of daemons) {
+    const r = await d.waitReady();
+    if (!r.ready) throw new Error(`${d.opts.nodeName}: podwired not ready: ${r.last}\n${d.tail()}`);
+  }
+  const doctor = async (d: Podwired, extra: string[] = []): Promise<{ code: number; report: Report; stderr: string }> => {
+    const r = await exec(d.ns, [process.execPath, PODWIRE_CLI, 'doctor', '--json', '--socket', d.socket, '--cni-conf-dir', d.confDir, ...extra], { timeoutMs: 60_000 });
+    return { code: r.exitCode ?? -1, report: JSON.parse(r.stdout) as Report, stderr: r.stderr };
+  };
+  // The overlay has programmed its peer once both Nodes are in the status; wait for it.
+  for (let i = 0; i < 50; i++) {
+    const r = await doctor(daemons[0]!);
+    if (r.report.findings.some((f) => f.check === 'peers' && f.subject.includes('n2'))) break;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+
+  for (const d of daemons) {
+    const r = await doctor(d);
+    t.same(notOk(r.report), [], `control: ${d.opts.nodeName} is healthy`, { findings: r.report.findings, stderr: r.stderr });
+    t.equal(r.code, 0, `control: ${d.opts.nodeName} exit 0`);
+    t.ok(r.report.findings.some((f) => f.check === 'peers' && f.level === 'ok' && /VTEP 10\.244\.\d\.0/.test(f.subject)), 'the peer VTEP answered the ICMP probe');
+    t.ok(r.report.findings.some((f) => f.check === 'services' && f.level === 'ok' && /1 Services/.test(f.detail)), 'Service elements match', { findings: r.report.findings.filter((f) => f.check === 'services') });
+  }
+
+  // Break n1.
+  await exec(n1.ns, ['sysctl', '-qw', 'net.ipv4.ip_forward=0']);
+  const nft = await exec(n1.ns, ['nft', '-f', '-'], { input: 'table ip filter {\n chain FORWARD {\n  type filter hook forward priority filter; policy drop;\n }\n}\n' });
+  t.equal(nft.exitCode, 0, 'a Docker-style FORWARD drop chain added', { stderr: nft.stderr });
+  writeFileSync(path.join(daemons[0]!.confDir, '00-flannel.conflist'), JSON.stringify({ cniVersion: '0.3.1', name: 'cbr0', plugins: [{ type: 'flannel', delegate: { isDefaultGateway: true } }] }));
+
+  const broken = await doctor(daemons[0]!);
+  t.same(notOk(broken.report).sort(), ['FAIL cni-config: ' + path.join(daemons[0]!.confDir, '00-flannel.conflist'), 'FAIL foreign-drop: nft ip filter FORWARD', 'FAIL ip-forward: net.ipv4.ip_forward'].sort(), 'n1: exactly the three broken conditions', { findings: broken.report.findings });
+  t.equal(broken.code, 1, 'n1: exit 1 on FAIL');
+  for (const f of broken.report.findings.filter((x) => x.level === 'FAIL')) t.ok(f.fix, `${f.check} says how to fix it: ${f.fix}`);
+
+  const clean = await doctor(daemons[1]!);
+  t.same(notOk(clean.report), [], 'n2 is still healthy');
+
+  // The text form and --netns, from outside the node (this process's namespace is not touched).
+  const text = await exec(null, [process.execPath, PODWIRE_CLI, 'doctor', '--netns', n1.ns, '--socket', daemons[0]!.socket, '--cni-conf-dir', daemons[0]!.confDir], { timeoutMs: 60_000 });
+  t.equal(text.exitCode, 1, '--netns: exit 1');
+  t.match(text.stdout, /^FAIL  ip-forward +net\.ipv4\.ip_forward: 0: .*\n +fix: sysctl -w net\.ipv4\.ip_forward=1/m, 'text: FAIL line and its fix');
+  t.match(text.stdout, /n1: \d+ ok, 0 warn, 3 FAIL\n$/, 'text: summary');
+
+  // Fixing them clears the report.
+  await exec(n1.ns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  await exec(n1.ns, ['nft', 'delete', 'table', 'ip', 'filter']);
+  rmSync(path.join(daemons[0]!.confDir, '00-flannel.conflist'));
+  const fixed = await doctor(daemons[0]!);
+  t.same(notOk(fixed.report), [], 'n1: after the fixes, all ok');
+  t.equal(fixed.code, 0);
+});
