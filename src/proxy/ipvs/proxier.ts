@@ -130,7 +130,6 @@ export class IpvsProxier implements Component {
   private initialized = false;
   private setupDone = false;
   private lastFull = 0;
-  private lastAddrCheck = -Infinity;
   private busy: Promise<unknown> = Promise.resolve();
   private drainTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -218,7 +217,7 @@ export class IpvsProxier implements Component {
     this.appliedVips.clear();
     const link = await this.kernel.net.getLink(VIP_DEVICE);
     if (link) for (const a of await this.kernel.net.listAddresses(VIP_DEVICE, 4)) this.appliedVips.add(a.cidr.ip.toString());
-    await this.refreshNodeAddresses(true);
+    await this.refreshNodeAddresses();
     const ours = new Set([...this.appliedVips, ...this.nodeAddresses]);
     this.appliedVS.clear();
     for (const s of await this.ipvs.listServices()) {
@@ -296,11 +295,44 @@ export class IpvsProxier implements Component {
     this.setupDone = true;
   }
 
-  /** The IPv4 addresses NodePorts answer on; returns true when they changed. */
-  private async refreshNodeAddresses(force = false): Promise<boolean> {
-    const now = this.clock.now();
-    if (!force && now - this.lastAddrCheck < 1000) return false;
-    this.lastAddrCheck = now;
+  /**
+   * Binds VIPs on the VIP device: one batched rtnetlink round trip (applyLinkConfig) when the
+   * kernel handle has it (10,000 VIPs at a cold start), else one call each. Returns the failures.
+   */
+  private async bindVips(vips: readonly string[]): Promise<number> {
+    if (vips.length === 0) return 0;
+    let failed = 0;
+    const net = this.kernel.net;
+    if (net.applyLinkConfig) {
+      const index = (await net.getLink(VIP_DEVICE))?.index;
+      if (index !== undefined) {
+        const r = await net.applyLinkConfig(vips.map((v) => ({ kind: 'address' as const, index, cidr: Cidr.parse(`${v}/32`) })));
+        const bad = new Set(r.failed.map((f) => f.index));
+        vips.forEach((v, i) => {
+          if (!bad.has(i)) this.appliedVips.add(v);
+        });
+        for (const f of r.failed.slice(0, 5)) this.logger.error({ err: f.message, vip: vips[f.index] }, 'binding a VIP failed');
+        return r.failed.length;
+      }
+    }
+    for (const v of vips) {
+      try {
+        await net.addAddress(VIP_DEVICE, Cidr.parse(`${v}/32`));
+        this.appliedVips.add(v);
+      } catch (err) {
+        failed++;
+        this.logger.error({ err: errorMessage(err), vip: v }, 'binding a VIP failed');
+      }
+    }
+    return failed;
+  }
+
+  /**
+   * The IPv4 addresses NodePorts answer on; returns true when they changed. Read at start-up
+   * and at every periodic full sync only: the dump includes every bound VIP (10,000 at
+   * 10,000 Services), too much for every endpoint change.
+   */
+  private async refreshNodeAddresses(): Promise<boolean> {
     const links = new Map((await this.kernel.net.listLinks()).map((l) => [l.index, l.name]));
     const allowed = this.section.nodePortAddresses.map((c) => Cidr.parse(c)).filter((c) => c.family === 4);
     const out = new Set<string>();
@@ -362,7 +394,7 @@ export class IpvsProxier implements Component {
       full = true;
     }
     if (full || !this.setupDone) await this.setup();
-    if (await this.refreshNodeAddresses(full)) full = true;
+    if (full && (await this.refreshNodeAddresses())) full = true;
     const touchedVS = new Set<string>();
     const touchedSets = new Set<string>();
     const touchedVips = new Set<string>();
@@ -417,15 +449,7 @@ export class IpvsProxier implements Component {
         for (const k of dirty) this.retry.add(k);
       }
     }
-    for (const v of vipAdd) {
-      try {
-        await this.kernel.net.addAddress(VIP_DEVICE, Cidr.parse(`${v}/32`));
-        this.appliedVips.add(v);
-      } catch (err) {
-        failed++;
-        this.logger.error({ err: errorMessage(err), vip: v }, 'binding a VIP failed');
-      }
-    }
+    failed += await this.bindVips(vipAdd);
     if (changes.length > 0) {
       const r = await this.ipvs.apply(changes);
       if (r.failed.length > 0) {
