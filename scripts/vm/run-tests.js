@@ -44,6 +44,22 @@ function kernelRequires(distFile) {
   return [...m[1].matchAll(/['"]([A-Za-z0-9_-]+)['"]/g)].map((x) => x[1]);
 }
 
+/**
+ * The per-file time limit a test file's source declares (`export const KERNEL_VM_TIMEOUT = 240;`,
+ * seconds), for files that start real daemons (podwired loads in ~15 s under TCG), or `dflt`.
+ */
+function fileTimeout(distFile, dflt) {
+  const src = path.join(ROOT, distFile.replace(/^dist[/\\]/, '').replace(/\.js$/, '.ts'));
+  let text = '';
+  try {
+    text = fs.readFileSync(src, 'utf8');
+  } catch {
+    return dflt;
+  }
+  const m = /export\s+const\s+KERNEL_VM_TIMEOUT\s*(?::[^=]*)?=\s*(\d+)/.exec(text);
+  return m ? Math.max(dflt, Number(m[1])) : dflt;
+}
+
 /** Splits test files into those for the host and those for the VM (with the union of modules). */
 function routeTests(files) {
   const host = [];
@@ -107,7 +123,8 @@ function completeTap(tap, files, reason) {
  */
 function runInVm(files, modules, { timeoutSec = 0, perFileSec = 150, onConsole = () => {} } = {}) {
   // boot + module loading take ~5-20 s; each file gets perFileSec inside the guest
-  timeoutSec ||= 120 + perFileSec * files.length;
+  const limits = files.map((f) => fileTimeout(f, perFileSec));
+  timeoutSec ||= 120 + limits.reduce((a, b) => a + b, 0);
   return new Promise((resolve) => {
     const started = Date.now();
     const job = fs.mkdtempSync(path.join(os.tmpdir(), 'pwv-vmjob-'));
@@ -120,19 +137,19 @@ function runInVm(files, modules, { timeoutSec = 0, perFileSec = 150, onConsole =
     const nodeBin = q(fs.existsSync(node) ? node : process.execPath);
     const script = [
       'set +e',
-      `export TAP_TIMEOUT=${perFileSec} PODWIRE_IN_VM=1 PODWIRE_VM_MODULES=${q(modules.join(','))} PATH=${q(path.join(ROOT, 'node_modules', '.bin'))}:$PATH`,
+      `export TAP_TIMEOUT=${Math.max(perFileSec, ...limits)} PODWIRE_IN_VM=1 PODWIRE_VM_MODULES=${q(modules.join(','))} PATH=${q(path.join(ROOT, 'node_modules', '.bin'))}:$PATH`,
       // modules that create devices in the root netns when auto-loaded (dummy0, ifb0, ...): load them empty first
       'modprobe dummy numdummies=0 2>/dev/null; modprobe ifb numifbs=0 2>/dev/null',
       'up() { cut -d" " -f1 /proc/uptime; }',
       'echo "podwire-vm: guest kernel $(uname -r), tests start at uptime $(up)s"',
       'OUT=/netvm-job/out.tap; echo "TAP version 14" > $OUT; n=0; all=0',
-      `for f in ${files.map(q).join(' ')}; do`,
-      '  n=$((n+1)); t0=$(up)',
-      `  timeout -k 5 ${perFileSec} ${nodeBin} "$f" > /netvm-job/file.tap 2>> /netvm-job/out.stderr; rc=$?`,
+      `for ft in ${files.map((f, i) => q(`${f}|${limits[i]}`)).join(' ')}; do`,
+      '  f=${ft%|*}; lim=${ft##*|}; n=$((n+1)); t0=$(up)',
+      `  timeout -k 5 $lim ${nodeBin} "$f" > /netvm-job/file.tap 2>> /netvm-job/out.stderr; rc=$?`,
       '  { echo "# Subtest: $f"; grep -v "^TAP version" /netvm-job/file.tap | sed "s/^/    /"',
       '    if [ $rc = 0 ]; then echo "ok $n - $f # time=$(awk "BEGIN{print ($(up)-$t0)*1000}")ms"',
       '    else all=1; echo "not ok $n - $f"; echo "  ---"',
-      `      if [ $rc = 124 ] || [ $rc = 137 ]; then echo "  message: \"kernel VM: timed out after ${perFileSec}s\""; else echo "  message: \"exited with $rc\""; fi`,
+      `      if [ $rc = 124 ] || [ $rc = 137 ]; then echo "  message: \"kernel VM: timed out after \${lim}s\""; else echo "  message: \"exited with $rc\""; fi`,
       '      echo "  ..."; fi; } >> $OUT',
       '  echo "podwire-vm: $f exit $rc at uptime $(up)s"',
       'done',
@@ -171,7 +188,7 @@ function runInVm(files, modules, { timeoutSec = 0, perFileSec = 150, onConsole =
   });
 }
 
-module.exports = { kernelRequires, routeTests, vmAvailability, runInVm, completeTap, CACHE };
+module.exports = { kernelRequires, fileTimeout, routeTests, vmAvailability, runInVm, completeTap, CACHE };
 
 if (require.main === module) {
   const argv = process.argv.slice(2);

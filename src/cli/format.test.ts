@@ -74,3 +74,10 @@ t.test('summary with overlay, proxy and dns status', async (t) => {
   t.match(out, /100 queries, 60 cache hits, 40 misses, 0 errors/);
   t.match(out, /proxy\s+ready\s+syncs 3, errors 1/);
 });
+
+t.test('the proxy in ipvs mode shows virtual and real server counts', async (t) => {
+  const comp = (status: Record<string, unknown>) => ({ name: 'proxy', feature: 'proxy' as const, ready: true, syncs: 1, errors: 0, consecutiveFailures: 0, lastSuccessfulSync: '2026-01-01T00:00:01.000Z', lastSyncDurationMs: 1, lastError: undefined, status });
+  const out = formatStatus({ ...base, components: [comp({ services: 2, endpoints: 3, mode: 'ipvs', virtualServers: 3, realServers: 4, drainingRealServers: 1, scheduler: 'rr', vips: 2, vipDevice: 'podwire-ipvs0' })] });
+  t.match(out, /2 programmed, 3 endpoints \(ipvs\)/);
+  t.match(out, /IPVS: 3 virtual servers, 4 real servers \(1 draining\), scheduler rr, 2 VIPs on podwire-ipvs0/);
+});

@@ -67,6 +67,9 @@ export function formatStatus(s: DaemonStatus): string {
   out.push('', 'Services:');
   if (!proxy) out.push('  (proxy component not running)');
   else out.push(`  ${num(proxy.status.services)} programmed, ${num(proxy.status.endpoints)} endpoints (${String(proxy.status.mode ?? s.config.proxyMode)})`);
+  if (proxy && typeof proxy.status.virtualServers === 'number') {
+    out.push(`  IPVS: ${num(proxy.status.virtualServers)} virtual servers, ${num(proxy.status.realServers)} real servers (${num(proxy.status.drainingRealServers)} draining), scheduler ${String(proxy.status.scheduler)}, ${num(proxy.status.vips)} VIPs on ${String(proxy.status.vipDevice)}`);
+  }
 
   const dns = find(s, ['dns']);
   out.push('', 'DNS:');

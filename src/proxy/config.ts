@@ -38,6 +38,8 @@ export interface ProxySection {
   coldChunk: number;
   /** iptables mode: which iptables binaries (auto = iptables-legacy when installed, else iptables-nft). */
   iptablesBackend: 'auto' | 'legacy' | 'nft';
+  /** ipvs mode: the IPVS scheduler of every virtual server (kube-proxy's --ipvs-scheduler). */
+  ipvsScheduler: string;
 }
 
 export const PROXY_DEFAULTS = {
@@ -47,7 +49,16 @@ export const PROXY_DEFAULTS = {
   masqueradeBit: 14,
   table: 'podwire',
   coldChunk: 2500,
+  ipvsScheduler: 'rr',
 } as const;
+
+/** The schedulers the kernel ships (ip_vs_<name>.ko). */
+export const IPVS_SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed', 'nq', 'fo', 'ovf', 'mh', 'twos'] as const;
+
+function ipvsScheduler(v: string): string {
+  if (!(IPVS_SCHEDULERS as readonly string[]).includes(v)) throw new InvalidInputError('proxy.ipvsScheduler', v, `expected one of ${IPVS_SCHEDULERS.join(', ')}`);
+  return v;
+}
 
 function cidrs(field: string, list: string[]): string[] {
   return list.map((c) => {
@@ -105,6 +116,7 @@ export function buildProxySection(values: Readonly<Record<string, unknown>>, con
     table,
     coldChunk: Math.max(1, num('coldChunk', PROXY_DEFAULTS.coldChunk)),
     iptablesBackend: iptablesBackend(str('iptablesBackend') ?? 'auto'),
+    ipvsScheduler: ipvsScheduler(str('ipvsScheduler') ?? PROXY_DEFAULTS.ipvsScheduler),
   };
 }
 
@@ -118,6 +130,7 @@ export const proxySection: ConfigSection<ProxySection> = defineSection<ProxySect
     { key: 'clusterCIDR', flag: 'proxy-cluster-cidr', env: 'PODWIRE_PROXY_CLUSTER_CIDR', kind: 'string', default: '', help: 'pod CIDR(s) for masquerade decisions (default: --cluster-cidr)' },
     { key: 'healthzBindAddress', flag: 'proxy-healthz-bind-address', env: 'PODWIRE_PROXY_HEALTHZ_BIND_ADDRESS', kind: 'string', default: PROXY_DEFAULTS.healthzBindAddress, help: 'kube-proxy style /healthz and /livez ADDR:PORT (empty: off)' },
     { key: 'iptablesBackend', flag: 'proxy-iptables-backend', env: 'PODWIRE_PROXY_IPTABLES_BACKEND', kind: 'string', default: 'auto', help: 'iptables mode: auto (iptables-legacy when installed, else iptables-nft) | legacy | nft' },
+    { key: 'ipvsScheduler', flag: 'proxy-ipvs-scheduler', env: 'PODWIRE_PROXY_IPVS_SCHEDULER', kind: 'string', default: PROXY_DEFAULTS.ipvsScheduler, help: 'ipvs mode: IPVS scheduler (rr, wrr, lc, wlc, sh, mh, ...)' },
     { key: 'masqueradeBit', flag: 'proxy-masquerade-bit', env: 'PODWIRE_PROXY_MASQUERADE_BIT', kind: 'int', default: PROXY_DEFAULTS.masqueradeBit, help: 'fwmark bit for SNAT (kube-proxy: 14 = 0x4000)' },
   ],
   build: (values, config) => buildProxySection(values, config),

@@ -6,6 +6,7 @@ import { NftProxier } from './proxier';
 import { IptablesProxier } from './iptables/proxier';
 import { NetnsIptables } from '../kernel/iptables';
 import type { ComponentContext } from '../daemon/component';
+import { IpvsProxier } from './ipvs';
 
 export { NftProxier, KUBERNETES_SERVICE, staleUdp, type SyncStats, type ConntrackWork } from './proxier';
 export { proxySection, buildProxySection, PROXY_DEFAULTS, type ProxySection } from './config';
@@ -18,8 +19,9 @@ export { IptablesProxier, type IptSyncStats } from './iptables/proxier';
 export { removeIptablesLeftovers, removeNftLeftovers } from './leftovers';
 
 /** The proxier of the configured mode (registration, tests, the lab and the bench). */
-export function createProxier(ctx: ComponentContext<ProxySection | undefined>, mode: string = ctx.section?.mode ?? ctx.config.proxyMode): NftProxier | IptablesProxier {
+export function createProxier(ctx: ComponentContext<ProxySection | undefined>, mode: string = ctx.section?.mode ?? ctx.config.proxyMode): NftProxier | IptablesProxier | IpvsProxier {
   if (mode === 'nftables') return new NftProxier(ctx);
+  if (mode === 'ipvs') return new IpvsProxier(ctx);
   if (mode === 'iptables') {
     const choice = ctx.section?.iptablesBackend ?? 'auto';
     if (choice === 'auto') return new IptablesProxier(ctx, { backend: ctx.kernel.iptables(4) instanceof NetnsIptables ? (ctx.kernel.iptables(4) as NetnsIptables).binaries.restore : undefined });
@@ -27,8 +29,9 @@ export function createProxier(ctx: ComponentContext<ProxySection | undefined>, m
     const runners = new Map([4, 6].map((f) => [f, new NetnsIptables(f as 4 | 6, ctx.kernel.netns, choice)] as const));
     return new IptablesProxier(ctx, { runner: (f) => runners.get(f)!, backend: runners.get(4)!.binaries.restore });
   }
-  throw new InvalidInputError('proxy.mode', mode, 'expected nftables | iptables (ipvs is not implemented in this build)');
+  throw new InvalidInputError('proxy.mode', mode, 'expected nftables | iptables | ipvs');
 }
+export { IpvsProxier, VIP_DEVICE } from './ipvs';
 
 export function proxyRegistration(): ComponentRegistration<ProxySection> {
   return {

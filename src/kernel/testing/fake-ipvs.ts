@@ -101,12 +101,22 @@ export class FakeIpvs implements IpvsKernel {
       cur.dests.push(dest);
     } else if (c.op === 'replace') {
       if (i < 0) return E.ENOENT;
+      dest.activeConns = cur.dests[i]!.activeConns;
+      dest.inactiveConns = cur.dests[i]!.inactiveConns;
       cur.dests[i] = dest;
     } else {
       if (i < 0) return E.ENOENT;
       cur.dests.splice(i, 1);
     }
     return 0;
+  }
+
+  /** Test hook: the connection counts a dump reports for one real server (the kernel's ActiveConn/InActConn). */
+  setConns(service: IpvsServiceKey, address: string, port: number, active: number, inactive = 0): void {
+    const d = this.find(service)?.dests.find((x) => x.address === IpAddress.parse(address).toString() && x.port === port);
+    if (!d) throw new Error(`no dest ${address}:${port}`);
+    d.activeConns = active;
+    d.inactiveConns = inactive;
   }
 
   async flush(): Promise<void> {

@@ -8,3 +8,4 @@ export { FakeTransport } from './fake-transport';
 export { FakeConntrack } from './fake-conntrack';
 export { fakeKernel, type FakeKernel } from './fake-kernel';
 export { FakeIpvs } from './fake-ipvs';
+export { FakeIpset } from './fake-ipset';

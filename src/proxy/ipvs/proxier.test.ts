@@ -1,0 +1,250 @@
+import t from 'tap';
+import { Registry } from 'prom-client';
+import { Cidr } from '../../common/ip';
+import { silentLogger } from '../../common/log';
+import { fakeKernel, FakeIpset, FakeIpvs, type FakeKernel } from '../../kernel/testing';
+import { FakeClock } from '../../daemon/testing/fake-clock';
+import { buildProxySection } from '../config';
+import { MemoryState, slice, svc, testConfig } from '../testing';
+import type { ClusterKind, ClusterObject } from '../../k8s/types';
+import { IpvsProxier, VIP_DEVICE, type ModuleProbe } from './proxier';
+import { renderRules, missingJumps, renderCleanup, CHAINS } from './rules';
+import { SETS } from './render';
+
+const signal = new AbortController().signal;
+const NODE_IP = '198.18.0.2';
+
+interface H {
+  k: FakeKernel;
+  ipvs: FakeIpvs;
+  ipset: FakeIpset;
+  clock: FakeClock;
+  state: MemoryState;
+  p: IpvsProxier;
+  registry: Registry;
+  apply(...o: ClusterObject[]): Promise<void>;
+  remove(kind: ClusterKind, key: string): Promise<void>;
+}
+
+async function world(): Promise<{ k: FakeKernel; ipvs: FakeIpvs; ipset: FakeIpset; clock: FakeClock; state: MemoryState }> {
+  const k = fakeKernel();
+  await k.net.createLink({ kind: 'bridge', name: 'eth0' });
+  await k.net.addAddress('eth0', Cidr.parse(`${NODE_IP}/24`));
+  return { k, ipvs: new FakeIpvs(), ipset: new FakeIpset(), clock: new FakeClock(), state: new MemoryState() };
+}
+
+async function harness(w: Awaited<ReturnType<typeof world>>, section: Record<string, unknown> = {}, probe: ModuleProbe = async () => 'loaded'): Promise<H> {
+  const config = testConfig({ proxyMode: 'ipvs' });
+  const registry = new Registry();
+  const p = new IpvsProxier(
+    { config, section: buildProxySection({ healthzBindAddress: '', mode: 'ipvs', ...section }, config), state: w.state, node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false }, kernel: w.k, logger: silentLogger, clock: w.clock, metrics: registry },
+    { ipvs: w.ipvs, ipset: w.ipset, probe },
+  );
+  await p.reconcileOnStart(signal);
+  return {
+    ...w,
+    p,
+    registry,
+    apply: async (...objs) => {
+      for (const o of objs) p.handleEvent(w.state.apply(o));
+      await p.sync(signal);
+    },
+    remove: async (kind, key) => {
+      const ev = w.state.remove(kind, key);
+      if (ev) p.handleEvent(ev);
+      await p.sync(signal);
+    },
+  };
+}
+
+/** The kernel's IPVS table as `proto addr:port sched [persistent T] -> ip:port weight ...` lines, sorted. */
+async function table(ipvs: FakeIpvs): Promise<string[]> {
+  const out: string[] = [];
+  for (const s of await ipvs.listServices()) {
+    const dests = (await ipvs.listDests(s)).map((d) => `${d.address}:${d.port}w${d.weight}`).sort();
+    out.push(`${s.protocol} ${s.address}:${s.port} ${s.scheduler}${s.persistent ? ` persistent ${s.timeout}` : ''} -> ${dests.join(' ')}`);
+  }
+  return out.sort();
+}
+
+const members = (ipset: FakeIpset, name: string): string[] => [...(ipset.sets.get(name)?.members ?? [])].sort();
+const eps = (ips: string[]) => ips.map((ip) => ({ ip, node: 'node-a' }));
+
+t.test('golden desired state: ClusterIP, NodePort per node address, external IP, LB IP, affinity, eTP Local, no endpoints', async (t) => {
+  const h = await harness(await world());
+  await h.apply(
+    svc('ns/web', '10.96.0.10', { type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30080 }], externalIPs: ['198.18.5.5'] }),
+    slice('ns/web', eps(['10.244.1.2', '10.244.1.3', '10.244.1.4']), [{ name: 'http', port: 8080 }]),
+    svc('ns/sticky', '10.96.0.11', { sessionAffinity: 'ClientIP', affinityTimeout: 600 }),
+    slice('ns/sticky', eps(['10.244.1.2'])),
+    svc('ns/lb', '10.96.0.12', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.9'], externalTrafficPolicy: 'Local', ports: [{ port: 443, nodePort: 30443, protocol: 'TCP' }] }),
+    slice('ns/lb', [{ ip: '10.244.1.5', node: 'node-a' }, { ip: '10.244.2.5', node: 'node-b' }]),
+    svc('ns/dns', '10.96.0.53', { ports: [{ port: 53, protocol: 'UDP' }] }),
+    svc('ns/empty', '10.96.0.20'),
+  );
+  t.same(await table(h.ipvs), [
+    'tcp 10.96.0.10:80 rr -> 10.244.1.2:8080w1 10.244.1.3:8080w1 10.244.1.4:8080w1',
+    'tcp 10.96.0.11:80 rr persistent 600 -> 10.244.1.2:8080w1',
+    'tcp 10.96.0.12:443 rr -> 10.244.1.5:8080w1 10.244.2.5:8080w1',
+    'tcp 10.96.0.20:80 rr -> ',
+    'tcp 198.18.0.2:30080 rr -> 10.244.1.2:8080w1 10.244.1.3:8080w1 10.244.1.4:8080w1',
+    'tcp 198.18.0.2:30443 rr -> 10.244.1.5:8080w1',
+    'tcp 198.18.5.5:80 rr -> 10.244.1.2:8080w1 10.244.1.3:8080w1 10.244.1.4:8080w1',
+    'tcp 198.18.9.9:443 rr -> 10.244.1.5:8080w1',
+    'udp 10.96.0.53:53 rr -> ',
+  ], 'one virtual server per (VIP | node address, port, protocol); eTP Local uses local endpoints only outside the ClusterIP');
+  t.same(members(h.ipset, SETS.clusterIP), ['10.96.0.10,tcp:80', '10.96.0.11,tcp:80', '10.96.0.12,tcp:443', '10.96.0.20,tcp:80', '10.96.0.53,udp:53']);
+  t.same(members(h.ipset, SETS.nodePortTCP), ['30080', '30443']);
+  t.same(members(h.ipset, SETS.nodePortLocalTCP), ['30443']);
+  t.same(members(h.ipset, SETS.externalIP), ['198.18.5.5,tcp:80']);
+  t.same(members(h.ipset, SETS.loadBalancer), ['198.18.9.9,tcp:443']);
+  t.same(members(h.ipset, SETS.loadBalancerLocal), ['198.18.9.9,tcp:443']);
+  t.same(members(h.ipset, SETS.noEndpoint), ['10.96.0.20,tcp:80', '10.96.0.53,udp:53'], 'Services without endpoints are rejected');
+  t.same(members(h.ipset, SETS.loopBack), ['10.244.1.2,tcp:8080,10.244.1.2', '10.244.1.3,tcp:8080,10.244.1.3', '10.244.1.4,tcp:8080,10.244.1.4', '10.244.1.5,tcp:8080,10.244.1.5'], 'only local endpoints, once each');
+  const vips = (await h.k.net.listAddresses(VIP_DEVICE)).map((a) => a.cidr.toString()).sort();
+  t.same(vips, ['10.96.0.10/32', '10.96.0.11/32', '10.96.0.12/32', '10.96.0.20/32', '10.96.0.53/32', '198.18.5.5/32', '198.18.9.9/32'], `VIPs bound on ${VIP_DEVICE}`);
+  t.equal((await h.k.net.getLink(VIP_DEVICE))?.kind, 'bridge', 'the VIP device is a port-less bridge (no dummy driver needed)');
+  for (const [key, v] of [['net.ipv4.vs.conntrack', '1'], ['net.ipv4.vs.conn_reuse_mode', '0'], ['net.ipv4.vs.expire_nodest_conn', '1'], ['net.ipv4.vs.expire_quiescent_template', '1'], ['net.ipv4.conf.all.arp_ignore', '1'], ['net.ipv4.conf.all.arp_announce', '2']] as const) t.equal(await h.k.sysctl.read(key), v, key);
+  const nat = await h.k.iptables(4).save('nat');
+  t.match(nat, /-A PREROUTING -j PODWIRE-IPVS-SERVICES/);
+  t.match(nat, /-A PODWIRE-IPVS-SERVICES ! -s 10\.244\.0\.0\/16 -m set --match-set PODWIRE-CLUSTER-IP dst,dst/);
+  t.match(await h.k.iptables(4).save('filter'), /-A PODWIRE-IPVS-INPUT -p tcp -m set --match-set PODWIRE-NO-ENDPOINT dst,dst .*-j REJECT --reject-with tcp-reset/);
+  const st = h.p.status();
+  t.match(st, { mode: 'ipvs', virtualServers: 9, realServers: 14, vips: 7, scheduler: 'rr' });
+  const metrics = await h.registry.metrics();
+  t.match(metrics, /podwire_proxy_ipvs_virtual_servers 9/);
+  t.match(metrics, /podwire_proxy_ipvs_real_servers 14/);
+});
+
+t.test('scheduler is configurable and validated', async (t) => {
+  const h = await harness(await world(), { ipvsScheduler: 'wlc' });
+  await h.apply(svc('ns/a', '10.96.0.5'), slice('ns/a', eps(['10.244.1.2'])));
+  t.same(await table(h.ipvs), ['tcp 10.96.0.5:80 wlc -> 10.244.1.2:8080w1']);
+  t.throws(() => buildProxySection({ ipvsScheduler: 'fastest' }, testConfig()), /proxy\.ipvsScheduler.*fastest/);
+});
+
+t.test('one endpoint change is one real-server change, no set or VIP work', async (t) => {
+  const h = await harness(await world());
+  await h.apply(svc('ns/a', '10.96.0.5'), slice('ns/a', eps(['10.244.1.2', '10.244.1.3'])));
+  const before = h.ipvs.calls.length;
+  const restores = h.ipset.restores.length;
+  await h.apply(slice('ns/a', eps(['10.244.1.2', '10.244.1.3', '10.244.1.4'])));
+  t.same(h.ipvs.calls.slice(before).map((c) => `${c.op} ${c.entry.kind}`), ['add dest'], 'only the new real server');
+  t.equal(h.ipset.restores.length, restores + 1, 'one ipset restore (the hairpin member of the new local endpoint)');
+  t.same(h.ipset.restores.at(-1)?.trim(), 'add PODWIRE-LOOP-BACK 10.244.1.4,tcp:8080,10.244.1.4 -exist');
+  t.same(h.p.lastSync && { ipvs: h.p.lastSync.ipvsChanges, vips: h.p.lastSync.vipChanges }, { ipvs: 1, vips: 0 });
+});
+
+t.test('graceful termination: weight 0 while connections last, deleted when the dump shows none', async (t) => {
+  const h = await harness(await world());
+  await h.apply(svc('ns/a', '10.96.0.5'), slice('ns/a', eps(['10.244.1.2', '10.244.1.3'])));
+  const key = { family: 4 as const, protocol: 'tcp' as const, address: '10.96.0.5', port: 80 };
+  h.ipvs.setConns(key, '10.244.1.3', 8080, 2, 1);
+  // the endpoint turns terminating (no longer ready), then disappears
+  await h.apply(slice('ns/a', [{ ip: '10.244.1.2', node: 'node-a' }, { ip: '10.244.1.3', node: 'node-a', ready: false, serving: true, terminating: true }]));
+  t.same(await table(h.ipvs), ['tcp 10.96.0.5:80 rr -> 10.244.1.2:8080w1 10.244.1.3:8080w0'], 'terminating endpoint quiesced (weight 0)');
+  t.same(h.p.status().drainingRealServers, 1);
+  await h.apply(slice('ns/a', eps(['10.244.1.2'])));
+  t.same(await table(h.ipvs), ['tcp 10.96.0.5:80 rr -> 10.244.1.2:8080w1 10.244.1.3:8080w0'], 'kept while it has connections');
+  h.ipvs.setConns(key, '10.244.1.3', 8080, 0, 1);
+  await h.p.sync(signal);
+  t.same(await table(h.ipvs), ['tcp 10.96.0.5:80 rr -> 10.244.1.2:8080w1 10.244.1.3:8080w0'], 'an inactive connection still counts');
+  h.ipvs.setConns(key, '10.244.1.3', 8080, 0, 0);
+  await h.p.sync(signal);
+  t.same(await table(h.ipvs), ['tcp 10.96.0.5:80 rr -> 10.244.1.2:8080w1'], 'deleted once no connection is left');
+  t.same(h.p.status().drainingRealServers, 0);
+  // coming back while draining restores the weight
+  await h.apply(slice('ns/a', eps(['10.244.1.2', '10.244.1.3'])));
+  h.ipvs.setConns(key, '10.244.1.3', 8080, 1, 0);
+  await h.apply(slice('ns/a', eps(['10.244.1.2'])));
+  await h.apply(slice('ns/a', eps(['10.244.1.2', '10.244.1.3'])));
+  t.same(await table(h.ipvs), ['tcp 10.96.0.5:80 rr -> 10.244.1.2:8080w1 10.244.1.3:8080w1'], 'a draining server that is wanted again gets its weight back');
+  t.same(h.p.status().drainingRealServers, 0);
+});
+
+t.test('UDP: a removed real server goes at once and its conntrack entries are flushed', async (t) => {
+  const h = await harness(await world());
+  await h.apply(svc('ns/dns', '10.96.0.53', { ports: [{ port: 53, protocol: 'UDP' }] }), slice('ns/dns', eps(['10.244.1.2', '10.244.1.3']), [{ port: 5353, protocol: 'UDP' }]));
+  h.k.conntrack.deletes.length = 0;
+  await h.apply(slice('ns/dns', eps(['10.244.1.2']), [{ port: 5353, protocol: 'UDP' }]));
+  t.same(await table(h.ipvs), ['udp 10.96.0.53:53 rr -> 10.244.1.2:5353w1']);
+  t.same(h.k.conntrack.deletes, [{ family: 4, protocol: 'udp', dst: '10.96.0.53', dstPort: 53, replySrc: '10.244.1.3' }], 'the shared staleUdp rule');
+});
+
+t.test('adoption: a restarted proxier makes no change for what is there and removes what is stale', async (t) => {
+  const w = await world();
+  const h1 = await harness(w);
+  await h1.apply(svc('ns/a', '10.96.0.5', { type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] }), slice('ns/a', eps(['10.244.1.2', '10.244.1.3'])), svc('ns/gone', '10.96.0.6'), slice('ns/gone', eps(['10.244.1.9'])));
+  await h1.p.close();
+  const snapshot = await table(w.ipvs);
+  // ns/gone was deleted while no proxier ran
+  w.state.remove('Service', 'ns/gone');
+  w.state.remove('EndpointSlice', 'ns/gone-abc');
+  // a virtual server that is not ours (not on our VIPs or node addresses) stays
+  await w.ipvs.apply([{ op: 'add', entry: { kind: 'service', service: { family: 4, protocol: 'tcp', address: '192.0.2.1', port: 1, scheduler: 'rr' } } }]);
+  const h2 = await harness(w);
+  const calls = w.ipvs.calls.length;
+  const vipCalls = w.k.net.calls.length;
+  await h2.p.sync(signal);
+  t.same(w.ipvs.calls.slice(calls).map((c) => `${c.op} ${c.entry.kind} ${c.entry.service.address}`), ['delete service 10.96.0.6'], 'only the stale virtual server is deleted');
+  t.same(w.k.net.calls.slice(vipCalls).filter((c) => /Address/.test(c.method)).map((c) => `${c.method} ${String(c.args[1])}`), ['deleteAddress 10.96.0.6/32'], 'only the stale VIP is unbound');
+  t.same(await table(w.ipvs), [...snapshot.filter((l) => !l.includes('10.96.0.6')), 'tcp 192.0.2.1:1 rr -> '].sort());
+  t.notOk(members(w.ipset, SETS.clusterIP).includes('10.96.0.6,tcp:80'), 'stale ipset member removed');
+  t.ok(members(w.ipset, SETS.clusterIP).includes('10.96.0.5,tcp:80'));
+});
+
+t.test('a draining real server found at start-up keeps draining', async (t) => {
+  const w = await world();
+  const h1 = await harness(w);
+  await h1.apply(svc('ns/a', '10.96.0.5'), slice('ns/a', eps(['10.244.1.2', '10.244.1.3'])));
+  const key = { family: 4 as const, protocol: 'tcp' as const, address: '10.96.0.5', port: 80 };
+  w.ipvs.setConns(key, '10.244.1.3', 8080, 1);
+  await h1.apply(slice('ns/a', eps(['10.244.1.2'])));
+  await h1.p.close();
+  const h2 = await harness(w);
+  await h2.p.sync(signal);
+  t.same(await table(w.ipvs), ['tcp 10.96.0.5:80 rr -> 10.244.1.2:8080w1 10.244.1.3:8080w0']);
+  w.ipvs.setConns(key, '10.244.1.3', 8080, 0);
+  await h2.p.sync(signal);
+  t.same(await table(w.ipvs), ['tcp 10.96.0.5:80 rr -> 10.244.1.2:8080w1']);
+});
+
+t.test('a failed IPVS batch is retried after re-reading the kernel', async (t) => {
+  const h = await harness(await world());
+  await h.apply(svc('ns/a', '10.96.0.5'), slice('ns/a', eps(['10.244.1.2'])));
+  // someone deleted our virtual server behind our back: adding a dest fails with ESRCH
+  await h.ipvs.apply([{ op: 'delete', entry: { kind: 'service', service: { family: 4, protocol: 'tcp', address: '10.96.0.5', port: 80, scheduler: 'rr' } } }]);
+  await h.apply(slice('ns/a', eps(['10.244.1.2', '10.244.1.3'])));
+  await h.p.sync(signal);
+  t.same(await table(h.ipvs), ['tcp 10.96.0.5:80 rr -> 10.244.1.2:8080w1 10.244.1.3:8080w1'], 'recreated');
+});
+
+t.test('start-up module check names the missing module and suggests nftables mode', async (t) => {
+  const w = await world();
+  w.ipvs.unavailable = true;
+  await t.rejects(harness(w), /ip_vs.*nftables/s);
+  const w2 = await world();
+  await t.rejects(harness(w2, { ipvsScheduler: 'mh' }, async (m) => (m === 'ip_vs_mh' ? 'missing' : 'loaded')), /ip_vs_mh.*scheduler "mh".*nftables/s);
+  await t.resolves(harness(await world(), {}, async () => 'available'), 'loadable modules are fine (the kernel loads them on first use)');
+});
+
+t.test('fixed rules: jumps added once, cleanup removes them', async (t) => {
+  const text = renderRules({ clusterCIDRs: ['10.244.0.0/16'], masqueradeAll: false, masqMark: 0x4000 });
+  t.match(text, /-A PODWIRE-IPVS-POSTROUTING -m set --match-set PODWIRE-LOOP-BACK dst,dst,src .*-j MASQUERADE/);
+  t.match(text, /-A PODWIRE-IPVS-NODE-PORT -p udp -m set --match-set PODWIRE-NODE-PORT-LOCAL-UDP dst .*-j RETURN/);
+  const h = await harness(await world());
+  await h.apply(svc('ns/a', '10.96.0.5'));
+  const ipt = h.k.iptables(4);
+  t.same(missingJumps(await ipt.save('nat'), await ipt.save('filter')), [], 'all jumps present');
+  await h.p.sync(signal); // a second full setup (after syncPeriod) must not duplicate them
+  h.clock.advance(60_000);
+  await h.p.sync(signal);
+  t.equal((await ipt.save('nat')).split('\n').filter((l) => l.includes(`-j ${CHAINS.services}`) && l.startsWith('-A PREROUTING')).length, 1, 'one jump');
+  await h.p.cleanup(signal);
+  const nat = await ipt.save('nat');
+  t.notMatch(nat, /PODWIRE-IPVS/, 'chains and jumps gone');
+  t.equal(renderCleanup(nat, await ipt.save('filter')), '', 'nothing left to remove');
+  t.same(await h.ipvs.listServices(), []);
+  t.notOk(await h.k.net.getLink(VIP_DEVICE));
+  t.equal(h.ipset.sets.size, 0, 'ipsets destroyed');
+});

@@ -1,0 +1,700 @@
+/**
+ * The IPVS Service proxier (kube-proxy's ipvs mode): a Component like NftProxier, with the
+ * same change trackers and ServiceModel (model.ts), and its own renderer (render.ts) and
+ * applier (this file).
+ *
+ * Applied state lives in memory: the virtual/real servers (adopted from the kernel's dump
+ * at start-up and re-read at every periodic full sync), the ipset members and the bound
+ * VIPs. A sync recomputes only the changed Services, diffs them and sends the IPVS changes
+ * as one batch of genetlink messages (IpvsKernel.apply), the ipset changes as one
+ * `ipset restore`. A restart adopts what is there: the first sync is a diff.
+ *
+ * Graceful termination (kube-proxy's graceful_termination.go): a TCP/SCTP real server
+ * that is no longer wanted is set to weight 0 (no new connections) and deleted once the
+ * kernel's dump shows no active and no inactive connection; UDP ones are deleted at once
+ * (their conntrack entries are flushed, expire_nodest_conn drops the rest).
+ */
+import { access, readFile } from 'node:fs/promises';
+import { release } from 'node:os';
+import { Cidr, IpAddress } from '../../common/ip';
+import { KernelError, errorMessage } from '../../common/errors';
+import type { Clock } from '../../common/clock';
+import type { Logger } from '../../common/log';
+import type { Kernel } from '../../kernel';
+import { NetlinkIpvs, ipvsUnavailableMessage, type IpvsDest, type IpvsEntry, type IpvsKernel, type IpvsService } from '../../kernel/ipvs';
+import { NetnsIpset, parseIpsetSave, type IpsetRunner } from '../../kernel/ipset';
+import type { Change } from '../../kernel/types';
+import type { ClusterEvent, ClusterState, EndpointSliceObject, ServiceObject } from '../../k8s/types';
+import type { Component, ComponentContext, ComponentStatus, SyncReport } from '../../daemon/component';
+import type { DaemonConfig } from '../../daemon/config';
+import { Gauge } from 'prom-client';
+import { buildProxySection, type ProxySection } from '../config';
+import { ProxierHealth, ServiceHealthServers } from '../health';
+import { createProxyMetrics, type ProxyMetrics } from '../metrics';
+import { buildServiceModel, ChangeTracker, serviceProjection, sliceProjection, type ServiceModel } from '../model';
+import { staleUdp, type ConntrackWork } from '../proxier';
+import { destKey, renderIpvsService, SET_TYPES, vsKey, type DesiredVS, type IpvsContribution } from './render';
+import { missingJumps, renderCleanup, renderRules } from './rules';
+
+/**
+ * Where the VIPs are bound. kube-proxy uses a dummy device (kube-ipvs0); the kernels we
+ * run on may lack the dummy driver, so this is a bridge without ports: it exists on every
+ * kernel that runs the CNI bridge, never carries a packet (no ports, so no carrier), and
+ * an IPv4 address on it still installs the `local` route that makes the node accept the
+ * VIP and IPVS see it in LOCAL_IN. ARP for the VIPs on the underlay is suppressed by
+ * arp_ignore=1 / arp_announce=2 (below), as kube-proxy does.
+ */
+export const VIP_DEVICE = 'podwire-ipvs0';
+
+/** The sysctls kube-proxy's ipvs mode sets, written inside the node's namespace only. */
+export const IPVS_SYSCTLS: readonly [string, string][] = [
+  ['net.ipv4.vs.conntrack', '1'], // netfilter (masquerade, conntrack) sees IPVS traffic
+  ['net.ipv4.vs.conn_reuse_mode', '0'],
+  ['net.ipv4.vs.expire_nodest_conn', '1'], // a deleted real server's connections die at their next packet
+  ['net.ipv4.vs.expire_quiescent_template', '1'], // persistence templates of a weight-0 server expire
+  ['net.ipv4.conf.all.arp_ignore', '1'], // answer ARP only for addresses of the asking interface
+  ['net.ipv4.conf.all.arp_announce', '2'], // never announce a VIP as the ARP source
+];
+
+const TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
+const DRAIN_CHECK_MS = 1000;
+
+/** Is a kernel module loaded, loadable, or missing? */
+export type ModuleProbe = (name: string) => Promise<'loaded' | 'available' | 'missing'>;
+
+export const probeModule: ModuleProbe = async (name) => {
+  const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
+  if (await exists(`/sys/module/${name}`)) return 'loaded';
+  const dir = `/lib/modules/${release()}`;
+  const text = async (f: string): Promise<string> => readFile(`${dir}/${f}`, 'utf8').catch(() => '');
+  const re = new RegExp(`(^|/)${name.replace(/_/g, '[_-]')}\\.ko(\\.[a-z]+)?:?`, 'm');
+  if (re.test(await text('modules.builtin')) || re.test(await text('modules.dep'))) return 'available';
+  return 'missing';
+};
+
+export interface IpvsDeps {
+  ipvs?: IpvsKernel;
+  ipset?: IpsetRunner;
+  probe?: ModuleProbe;
+}
+
+interface AppliedVS {
+  service: IpvsService;
+  dests: Map<string, IpvsDest>;
+}
+
+export interface IpvsSyncStats {
+  services: number;
+  ipvsChanges: number;
+  ipsetChanges: number;
+  vipChanges: number;
+  renderMs: number;
+  applyMs: number;
+}
+
+export class IpvsProxier implements Component {
+  readonly name = 'proxy';
+  readonly section: ProxySection;
+  readonly health: ProxierHealth;
+  readonly ipvs: IpvsKernel;
+  readonly ipset: IpsetRunner;
+  private readonly probe: ModuleProbe;
+  private readonly hcServers: ServiceHealthServers;
+  private readonly services = new ChangeTracker<ServiceObject>((a, b) => serviceProjection(a) === serviceProjection(b));
+  private readonly slices = new ChangeTracker<EndpointSliceObject>((a, b) => sliceProjection(a) === sliceProjection(b));
+  private readonly models = new Map<string, ServiceModel>();
+  private readonly contributions = new Map<string, IpvsContribution>();
+  private readonly invalid = new Map<string, string>();
+  private readonly retry = new Set<string>();
+  private readonly hcDesired = new Map<string, { port: number; namespace: string; name: string; localEndpoints: number }>();
+  /** Desired virtual servers by vsKey (from every contribution). */
+  private readonly desiredVS = new Map<string, DesiredVS>();
+  /** Desired set members and VIPs, reference-counted (two Services may share one). */
+  private readonly setRefs = new Map<string, number>();
+  private readonly vipRefs = new Map<string, number>();
+  /** What the kernel has. */
+  readonly appliedVS = new Map<string, AppliedVS>();
+  readonly appliedSets = new Map<string, Set<string>>();
+  readonly appliedVips = new Set<string>();
+  /** vsKey → destKeys at weight 0 waiting for their connections to end. */
+  readonly draining = new Map<string, Set<string>>();
+  private readonly metrics: ProxyMetrics;
+  private readonly vsGauge: Gauge;
+  private readonly rsGauge: Gauge;
+  private readonly state: ClusterState;
+  private readonly kernel: Kernel;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly config: DaemonConfig;
+  private nodeAddresses: string[] = [];
+  private initialized = false;
+  private setupDone = false;
+  private lastFull = 0;
+  private busy: Promise<unknown> = Promise.resolve();
+  private drainTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private serving = false;
+  lastSync: IpvsSyncStats | undefined;
+
+  constructor(ctx: ComponentContext<ProxySection | undefined>, deps: IpvsDeps = {}) {
+    this.config = ctx.config;
+    this.section = ctx.section ?? buildProxySection({}, ctx.config);
+    this.state = ctx.state;
+    this.kernel = ctx.kernel;
+    this.logger = ctx.logger;
+    this.clock = ctx.clock;
+    this.ipvs = deps.ipvs ?? new NetlinkIpvs(ctx.kernel.netns);
+    this.ipset = deps.ipset ?? new NetnsIpset(ctx.kernel.netns);
+    this.probe = deps.probe ?? probeModule;
+    this.metrics = createProxyMetrics(ctx.metrics);
+    const registers = [ctx.metrics];
+    this.vsGauge = new Gauge({ name: 'podwire_proxy_ipvs_virtual_servers', help: 'IPVS virtual servers Podwire has in the node namespace', registers });
+    this.rsGauge = new Gauge({ name: 'podwire_proxy_ipvs_real_servers', help: 'IPVS real servers (destinations) of those virtual servers, draining ones included', registers });
+    this.health = new ProxierHealth(this.clock, 2 * this.section.syncPeriodMs);
+    this.hcServers = new ServiceHealthServers(this.section.healthCheckBindAddress, this.logger);
+  }
+
+  /** Runs `f` after every earlier sync / drain check (the drain timer runs beside the runner). */
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(f, f);
+    this.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  handleEvent(event: ClusterEvent): boolean {
+    const now = this.clock.now();
+    const prev = event.type === 'add' ? undefined : event.previous;
+    const cur = event.type === 'delete' ? undefined : event.current;
+    let changed = false;
+    if (event.kind === 'Service') {
+      changed = this.services.record((cur ?? prev)!.meta.key, prev as ServiceObject | undefined, cur as ServiceObject | undefined, now);
+      if (changed) this.metrics.serviceChanges.inc();
+    } else if (event.kind === 'EndpointSlice') {
+      changed = this.slices.record((cur ?? prev)!.meta.key, prev as EndpointSliceObject | undefined, cur as EndpointSliceObject | undefined, now);
+      if (changed) this.metrics.endpointChanges.inc();
+    } else if (event.kind === 'Node' && (cur ?? prev)!.meta.name === this.config.nodeName) {
+      const cidrs = (n: unknown): string => JSON.stringify((n as { podCIDRs?: string[] } | undefined)?.podCIDRs ?? []);
+      if (cidrs(prev) !== cidrs(cur)) {
+        this.initialized = false;
+        changed = true;
+      }
+    }
+    if (changed) {
+      this.metrics.lastQueuedTimestamp.set(now / 1000);
+      this.health.oldestPending ??= now;
+      this.metrics.serviceChangesPending.set(this.services.size);
+      this.metrics.endpointChangesPending.set(this.slices.size);
+    }
+    return changed;
+  }
+
+  /** The start-up module check: ip_vs (its genetlink family), the scheduler, nf_conntrack. */
+  async checkModules(): Promise<void> {
+    try {
+      await this.ipvs.listServices();
+    } catch (err) {
+      if (err instanceof KernelError && /IPVS is not available/.test(err.message)) throw err;
+      throw new KernelError('ipvs', ipvsUnavailableMessage('', errorMessage(err)), { cause: err });
+    }
+    const missing: string[] = [];
+    for (const m of [`ip_vs_${this.section.ipvsScheduler}`, 'nf_conntrack']) if ((await this.probe(m)) === 'missing') missing.push(m);
+    if (missing.length > 0) {
+      throw new KernelError(
+        'ipvs',
+        `the IPVS proxy mode needs the kernel module${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (scheduler "${this.section.ipvsScheduler}"), neither loaded nor installed for kernel ${release()}. ` +
+          'Install/load it (`modprobe ' + missing.join(' ') + '`), pick another scheduler (proxy.ipvsScheduler), or run the proxy in nftables mode (proxy mode: nftables).',
+      );
+    }
+  }
+
+  async reconcileOnStart(_signal: AbortSignal): Promise<void> {
+    await this.checkModules();
+    await this.adopt();
+  }
+
+  /** Reads the kernel: our virtual servers (on our VIPs or node addresses), ipset members, bound VIPs. */
+  private async adopt(): Promise<void> {
+    this.appliedVips.clear();
+    const link = await this.kernel.net.getLink(VIP_DEVICE);
+    if (link) for (const a of await this.kernel.net.listAddresses(VIP_DEVICE, 4)) this.appliedVips.add(a.cidr.ip.toString());
+    await this.refreshNodeAddresses();
+    const ours = new Set([...this.appliedVips, ...this.nodeAddresses]);
+    this.appliedVS.clear();
+    for (const s of await this.ipvs.listServices()) {
+      if (s.fwmark !== undefined || !ours.has(s.address)) continue;
+      const dests = await this.ipvs.listDests(s);
+      this.appliedVS.set(vsKey(s), { service: s, dests: new Map(dests.map((d) => [destKey(d), d])) });
+    }
+    this.appliedSets.clear();
+    const saved = parseIpsetSave(await this.ipset.save().catch(() => ''));
+    for (const name of Object.keys(SET_TYPES)) {
+      const s = saved.get(name);
+      if (s) this.appliedSets.set(name, new Set(s.members));
+    }
+    let rs = 0;
+    for (const v of this.appliedVS.values()) rs += v.dests.size;
+    if (this.appliedVS.size > 0 || this.appliedVips.size > 0) this.logger.info({ virtualServers: this.appliedVS.size, realServers: rs, vips: this.appliedVips.size }, 'adopted the IPVS state in the kernel; the first sync is a diff');
+  }
+
+  async start(_signal: AbortSignal): Promise<void> {
+    this.serving = true;
+    await this.health.listen(this.section.healthzBindAddress);
+    await this.hcServers.reconcile(this.hcPorts());
+    this.drainTimer = setInterval(() => {
+      if (this.draining.size === 0 || this.closed) return;
+      void this.serial(() => this.checkDraining()).catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'checking draining IPVS real servers failed'));
+    }, DRAIN_CHECK_MS);
+    this.drainTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.drainTimer) clearInterval(this.drainTimer);
+    await this.busy;
+    await this.health.close();
+    await this.hcServers.close();
+    this.ipvs.close();
+  }
+
+  /** `podwired --cleanup`: our virtual servers, VIP device, iptables chains and ipsets. */
+  async cleanup(_signal: AbortSignal): Promise<void> {
+    const attempt = async (what: string, f: () => Promise<unknown>): Promise<void> => {
+      try {
+        await f();
+      } catch (err) {
+        this.logger.warn({ err: errorMessage(err) }, `cleanup: ${what} failed`);
+      }
+    };
+    await attempt('reading IPVS', () => this.adopt());
+    await attempt('deleting IPVS virtual servers', () => this.ipvs.apply([...this.appliedVS.values()].map((v) => ({ op: 'delete', entry: { kind: 'service', service: v.service } }))));
+    await attempt('deleting the VIP device', async () => {
+      if (await this.kernel.net.getLink(VIP_DEVICE)) await this.kernel.net.deleteLink(VIP_DEVICE);
+    });
+    await attempt('removing iptables rules', async () => {
+      const ipt = this.kernel.iptables(4);
+      const text = renderCleanup(await ipt.save('nat'), await ipt.save('filter'));
+      if (text) await ipt.restore(text, { noflush: true });
+    });
+    await attempt('destroying ipsets', () => this.ipset.restore(Object.keys(SET_TYPES).filter((n) => this.appliedSets.has(n)).map((n) => `destroy ${n}`).join('\n')));
+  }
+
+  /** Sysctls, the VIP device, the ipsets and the fixed iptables rules. Idempotent. */
+  private async setup(): Promise<void> {
+    for (const [k, v] of IPVS_SYSCTLS) {
+      const cur = await this.kernel.sysctl.read(k).catch(() => undefined);
+      if (cur?.trim() !== v) await this.kernel.sysctl.write(k, v);
+    }
+    if (!(await this.kernel.net.getLink(VIP_DEVICE))) await this.kernel.net.createLink({ kind: 'bridge', name: VIP_DEVICE });
+    await this.kernel.net.setLinkUp(VIP_DEVICE, true);
+    const creates = Object.entries(SET_TYPES).map(([n, t]) => `create ${n} ${t} -exist`);
+    await this.ipset.restore(creates.join('\n'));
+    for (const n of Object.keys(SET_TYPES)) if (!this.appliedSets.has(n)) this.appliedSets.set(n, new Set());
+    const ipt = this.kernel.iptables(4);
+    const [nat, filter] = await Promise.all([ipt.save('nat').catch(() => ''), ipt.save('filter').catch(() => '')]);
+    await ipt.restore(renderRules({ clusterCIDRs: this.section.clusterCIDRs, masqueradeAll: this.section.masqueradeAll, masqMark: 1 << this.section.masqueradeBit }, missingJumps(nat, filter)), { noflush: true });
+    this.setupDone = true;
+  }
+
+  /**
+   * Binds VIPs on the VIP device: one batched rtnetlink round trip (applyLinkConfig) when the
+   * kernel handle has it (10,000 VIPs at a cold start), else one call each. Returns the failures.
+   */
+  private async bindVips(vips: readonly string[]): Promise<number> {
+    if (vips.length === 0) return 0;
+    let failed = 0;
+    const net = this.kernel.net;
+    if (net.applyLinkConfig) {
+      const index = (await net.getLink(VIP_DEVICE))?.index;
+      if (index !== undefined) {
+        const r = await net.applyLinkConfig(vips.map((v) => ({ kind: 'address' as const, index, cidr: Cidr.parse(`${v}/32`) })));
+        const bad = new Set(r.failed.map((f) => f.index));
+        vips.forEach((v, i) => {
+          if (!bad.has(i)) this.appliedVips.add(v);
+        });
+        for (const f of r.failed.slice(0, 5)) this.logger.error({ err: f.message, vip: vips[f.index] }, 'binding a VIP failed');
+        return r.failed.length;
+      }
+    }
+    for (const v of vips) {
+      try {
+        await net.addAddress(VIP_DEVICE, Cidr.parse(`${v}/32`));
+        this.appliedVips.add(v);
+      } catch (err) {
+        failed++;
+        this.logger.error({ err: errorMessage(err), vip: v }, 'binding a VIP failed');
+      }
+    }
+    return failed;
+  }
+
+  /**
+   * The IPv4 addresses NodePorts answer on; returns true when they changed. Read at start-up
+   * and at every periodic full sync only: the dump includes every bound VIP (10,000 at
+   * 10,000 Services), too much for every endpoint change.
+   */
+  private async refreshNodeAddresses(): Promise<boolean> {
+    const links = new Map((await this.kernel.net.listLinks()).map((l) => [l.index, l.name]));
+    const allowed = this.section.nodePortAddresses.map((c) => Cidr.parse(c)).filter((c) => c.family === 4);
+    const out = new Set<string>();
+    for (const a of await this.kernel.net.listAddresses(undefined, 4)) {
+      const name = links.get(a.linkIndex);
+      if (name === undefined || name === 'lo' || name === VIP_DEVICE) continue;
+      const ip = a.cidr.ip;
+      if (IpAddress.parse('127.0.0.0').family === ip.family && ip.toString().startsWith('127.')) continue;
+      if (allowed.length > 0 && !allowed.some((c) => c.contains(ip))) continue;
+      out.add(ip.toString());
+    }
+    const list = [...out].sort();
+    const changed = list.join(',') !== this.nodeAddresses.join(',');
+    this.nodeAddresses = list;
+    return changed;
+  }
+
+  private localMatchers(): ((ip: string) => boolean)[] {
+    const node = this.state.get('Node', this.config.nodeName);
+    const out: ((ip: string) => boolean)[] = [];
+    for (const c of node?.podCIDRs ?? []) {
+      try {
+        const cidr = Cidr.parse(c);
+        out.push((ip) => {
+          const a = IpAddress.tryParse(ip);
+          return a !== undefined && cidr.contains(a);
+        });
+      } catch {
+        // a bad podCIDR is ignored
+      }
+    }
+    return out;
+  }
+
+  async sync(signal: AbortSignal): Promise<SyncReport> {
+    return this.serial(() => this.syncOnce(signal));
+  }
+
+  private async syncOnce(_signal: AbortSignal): Promise<SyncReport> {
+    const started = this.clock.now();
+    const t0 = performance.now();
+    const svcChanges = this.services.drain();
+    const sliceChanges = this.slices.drain();
+    this.metrics.serviceChangesPending.set(0);
+    this.metrics.endpointChangesPending.set(0);
+    const dirty = new Set<string>(this.retry);
+    this.retry.clear();
+    for (const k of svcChanges.keys()) dirty.add(k);
+    const triggers: number[] = [];
+    for (const e of sliceChanges.values()) {
+      for (const s of [e.previous, e.current]) if (s?.serviceName) dirty.add(`${s.meta.namespace}/${s.serviceName}`);
+      const t = e.current?.meta.annotations[TRIGGER_TIME];
+      if (t && Number.isFinite(Date.parse(t))) triggers.push(Date.parse(t));
+    }
+    // Periodic full sync: read the kernel back (someone may have changed it) and diff everything.
+    let full = !this.initialized;
+    if (this.initialized && dirty.size === 0 && started - this.lastFull >= this.section.syncPeriodMs) {
+      await this.adopt();
+      full = true;
+    }
+    if (full || !this.setupDone) await this.setup();
+    if (full && (await this.refreshNodeAddresses())) full = true;
+    const touchedVS = new Set<string>();
+    const touchedSets = new Set<string>();
+    const touchedVips = new Set<string>();
+    if (full) {
+      for (const svc of this.state.values('Service')) dirty.add(svc.meta.key);
+      for (const k of this.contributions.keys()) dirty.add(k);
+      for (const k of this.appliedVS.keys()) touchedVS.add(k);
+      for (const [set, members] of this.appliedSets) for (const m of members) touchedSets.add(`${set} ${m}`);
+      for (const v of this.appliedVips) touchedVips.add(v);
+    }
+    const r0 = performance.now();
+    const local = this.localMatchers();
+    const conntrack: ConntrackWork[] = [];
+    for (const key of dirty) this.update(key, local, conntrack, touchedVS, touchedSets, touchedVips);
+    const renderMs = performance.now() - r0;
+
+    // ---- diff
+    const changes: Change<IpvsEntry>[] = [];
+    const drainAdds: [string, string][] = [];
+    const drainDels: [string, string][] = [];
+    for (const k of touchedVS) this.diffVS(k, changes, drainAdds, drainDels);
+    const setLines: string[] = [];
+    const setApplied: (() => void)[] = [];
+    for (const t of touchedSets) {
+      const sp = t.indexOf(' ');
+      const set = t.slice(0, sp);
+      const member = t.slice(sp + 1);
+      const want = (this.setRefs.get(t) ?? 0) > 0;
+      const applied = this.appliedSets.get(set) ?? new Set<string>();
+      if (!this.appliedSets.has(set)) this.appliedSets.set(set, applied);
+      if (want && !applied.has(member)) {
+        setLines.push(`add ${set} ${member} -exist`);
+        setApplied.push(() => applied.add(member));
+      } else if (!want && applied.has(member)) {
+        setLines.push(`del ${set} ${member} -exist`);
+        setApplied.push(() => applied.delete(member));
+      }
+    }
+    const vipAdd = [...touchedVips].filter((v) => (this.vipRefs.get(v) ?? 0) > 0 && !this.appliedVips.has(v));
+    const vipDel = [...touchedVips].filter((v) => (this.vipRefs.get(v) ?? 0) === 0 && this.appliedVips.has(v));
+
+    // ---- apply: sets (so the REJECT / masquerade match), VIPs, IPVS, then stale VIPs
+    const a0 = performance.now();
+    let failed = 0;
+    if (setLines.length > 0) {
+      try {
+        await this.ipset.restore(setLines.join('\n'));
+        for (const f of setApplied) f();
+      } catch (err) {
+        failed++;
+        this.logger.error({ err: errorMessage(err), lines: setLines.length }, 'ipset restore failed; retrying at the next sync');
+        for (const k of dirty) this.retry.add(k);
+      }
+    }
+    failed += await this.bindVips(vipAdd);
+    if (changes.length > 0) {
+      const r = await this.ipvs.apply(changes);
+      if (r.failed.length > 0) {
+        failed += r.failed.length;
+        this.logger.error({ failed: r.failed.slice(0, 5).map((f) => f.message), count: r.failed.length }, 'IPVS changes failed; re-reading the kernel');
+        for (const k of dirty) this.retry.add(k);
+        await this.rereadVS(new Set(r.failed.map((f) => vsKey(f.change.entry.service as { protocol: string; address: string; port: number }))));
+      }
+    }
+    for (const [k, d] of drainAdds) {
+      let s = this.draining.get(k);
+      if (!s) this.draining.set(k, (s = new Set()));
+      s.add(d);
+    }
+    for (const [k, d] of drainDels) {
+      const s = this.draining.get(k);
+      s?.delete(d);
+      if (s?.size === 0) this.draining.delete(k);
+    }
+    for (const v of vipDel) {
+      try {
+        await this.kernel.net.deleteAddress(VIP_DEVICE, Cidr.parse(`${v}/32`));
+        this.appliedVips.delete(v);
+      } catch (err) {
+        failed++;
+        this.logger.error({ err: errorMessage(err), vip: v }, 'unbinding a VIP failed');
+      }
+    }
+    if (this.draining.size > 0) await this.checkDraining();
+    const applyMs = performance.now() - a0;
+    if (failed > 0) this.metrics.syncFailures.inc();
+    if (full && failed === 0) {
+      this.initialized = true;
+      this.lastFull = started;
+    }
+    const now = this.clock.now();
+    this.health.lastUpdated = now;
+    if (this.services.size === 0 && this.slices.size === 0) this.health.oldestPending = undefined;
+    else this.health.oldestPending = Math.min(this.services.oldest() ?? now, this.slices.oldest() ?? now);
+    this.metrics.syncDuration.observe((performance.now() - t0) / 1000);
+    this.metrics.lastTimestamp.set(Date.now() / 1000);
+    const wall = Date.now();
+    for (const t of triggers) this.metrics.networkProgramming.observe(Math.max(0, wall - t) / 1000);
+    this.metrics.invalidServices.set(this.invalid.size);
+    this.updateGauges();
+    this.lastSync = { services: dirty.size, ipvsChanges: changes.length, ipsetChanges: setLines.length, vipChanges: vipAdd.length + vipDel.length, renderMs, applyMs };
+    if (conntrack.length > 0) await this.flushConntrack(conntrack);
+    if (this.serving && !this.closed) await this.hcServers.reconcile(this.hcPorts());
+    return { objects: this.models.size };
+  }
+
+  private updateGauges(): void {
+    let rs = 0;
+    for (const v of this.appliedVS.values()) rs += v.dests.size;
+    this.vsGauge.set(this.appliedVS.size);
+    this.rsGauge.set(rs);
+  }
+
+  /** Recompute one Service; moves its refcounts and records what it touched. */
+  private update(key: string, local: ((ip: string) => boolean)[], conntrack: ConntrackWork[], touchedVS: Set<string>, touchedSets: Set<string>, touchedVips: Set<string>): void {
+    const svc = this.state.get('Service', key);
+    const m = svc ? buildServiceModel(svc, this.state.endpointSlicesByService(key), this.config.nodeName, local) : undefined;
+    if (m?.invalid) {
+      if (this.invalid.get(key) !== m.invalid) this.logger.warn({ service: key, reason: m.invalid }, 'invalid Service skipped');
+      this.invalid.set(key, m.invalid);
+    } else this.invalid.delete(key);
+    const ports = m && !m.invalid && !m.skipped ? m.ports : [];
+    const old = this.models.get(key);
+    staleUdp(old?.ports ?? [], ports, conntrack);
+    if (m && ports.length > 0) this.models.set(key, m);
+    else this.models.delete(key);
+    const before = this.contributions.get(key);
+    const after = ports.length > 0 ? renderIpvsService(ports, { scheduler: this.section.ipvsScheduler, nodeAddresses: this.nodeAddresses }) : undefined;
+    const move = (c: IpvsContribution | undefined, d: 1 | -1): void => {
+      if (!c) return;
+      for (const [set, members] of c.sets) {
+        for (const mem of members) {
+          const t = `${set} ${mem}`;
+          this.setRefs.set(t, (this.setRefs.get(t) ?? 0) + d);
+          if (this.setRefs.get(t)! <= 0) this.setRefs.delete(t);
+          touchedSets.add(t);
+        }
+      }
+      for (const v of c.vips) {
+        this.vipRefs.set(v, (this.vipRefs.get(v) ?? 0) + d);
+        if (this.vipRefs.get(v)! <= 0) this.vipRefs.delete(v);
+        touchedVips.add(v);
+      }
+      for (const vs of c.vss) {
+        const k = vsKey(vs.service);
+        if (d < 0) {
+          if (this.desiredVS.get(k) === vs) this.desiredVS.delete(k);
+        } else this.desiredVS.set(k, vs);
+        touchedVS.add(k);
+      }
+    };
+    move(before, -1);
+    move(after, 1);
+    if (after) this.contributions.set(key, after);
+    else this.contributions.delete(key);
+    const hc = ports.find((p) => p.healthCheckNodePort !== undefined);
+    if (hc) {
+      const [namespace, name] = key.split('/') as [string, string];
+      this.hcDesired.set(key, { port: hc.healthCheckNodePort!, namespace, name, localEndpoints: new Set(hc.all.filter((e) => e.local && (e.ready || (e.serving && e.terminating))).map((e) => e.ip)).size });
+    } else this.hcDesired.delete(key);
+  }
+
+  /** The changes that bring one virtual server from what the kernel has to what is wanted. */
+  private diffVS(k: string, changes: Change<IpvsEntry>[], drainAdds: [string, string][], drainDels: [string, string][]): void {
+    const want = this.desiredVS.get(k);
+    const have = this.appliedVS.get(k);
+    if (!want) {
+      if (!have) return;
+      changes.push({ op: 'delete', entry: { kind: 'service', service: have.service } });
+      this.appliedVS.delete(k);
+      this.draining.delete(k);
+      return;
+    }
+    const svc = want.service;
+    if (!have) {
+      changes.push({ op: 'add', entry: { kind: 'service', service: svc } });
+      for (const d of want.dests) changes.push({ op: 'add', entry: { kind: 'dest', service: svc, dest: d } });
+      this.appliedVS.set(k, { service: svc, dests: new Map(want.dests.map((d) => [destKey(d), d])) });
+      return;
+    }
+    if (have.service.scheduler !== svc.scheduler || Boolean(have.service.persistent) !== Boolean(svc.persistent) || (have.service.timeout ?? 0) !== (svc.timeout ?? 0)) {
+      changes.push({ op: 'replace', entry: { kind: 'service', service: svc } });
+      have.service = svc;
+    }
+    const wanted = new Map(want.dests.map((d) => [destKey(d), d]));
+    for (const [dk, d] of wanted) {
+      const cur = have.dests.get(dk);
+      if (!cur) changes.push({ op: 'add', entry: { kind: 'dest', service: svc, dest: d } });
+      else if (cur.weight !== d.weight || (cur.forward ?? 'masq') !== 'masq') changes.push({ op: 'replace', entry: { kind: 'dest', service: svc, dest: d } });
+      else continue;
+      have.dests.set(dk, d);
+      drainDels.push([k, dk]);
+    }
+    for (const [dk, cur] of have.dests) {
+      if (wanted.has(dk)) continue;
+      if (svc.protocol === 'udp') {
+        changes.push({ op: 'delete', entry: { kind: 'dest', service: svc, dest: cur } });
+        have.dests.delete(dk);
+        drainDels.push([k, dk]);
+        continue;
+      }
+      if (cur.weight !== 0) {
+        const quiesced: IpvsDest = { address: cur.address, port: cur.port, forward: 'masq', weight: 0 };
+        changes.push({ op: 'replace', entry: { kind: 'dest', service: svc, dest: quiesced } });
+        have.dests.set(dk, { ...cur, weight: 0 });
+      }
+      drainAdds.push([k, dk]);
+    }
+  }
+
+  /** Deletes the weight-0 real servers whose connections have all ended (one dump per virtual server). */
+  private async checkDraining(): Promise<void> {
+    const changes: Change<IpvsEntry>[] = [];
+    const done: [string, string][] = [];
+    for (const [k, keys] of this.draining) {
+      const have = this.appliedVS.get(k);
+      if (!have) {
+        this.draining.delete(k);
+        continue;
+      }
+      const dump = new Map((await this.ipvs.listDests(have.service)).map((d) => [destKey(d), d]));
+      for (const dk of keys) {
+        const d = dump.get(dk);
+        if (!d) {
+          done.push([k, dk]);
+          continue;
+        }
+        if (d.weight !== 0) continue; // wanted again meanwhile
+        if ((d.activeConns ?? 0) + (d.inactiveConns ?? 0) === 0) {
+          changes.push({ op: 'delete', entry: { kind: 'dest', service: have.service, dest: d } });
+          done.push([k, dk]);
+        }
+      }
+    }
+    if (changes.length > 0) {
+      const r = await this.ipvs.apply(changes);
+      for (const f of r.failed) this.logger.warn({ err: f.message }, 'deleting a drained IPVS real server failed');
+      if (changes.length - r.failed.length > 0) this.logger.info({ realServers: changes.length - r.failed.length }, 'drained IPVS real servers deleted (no connection left)');
+    }
+    for (const [k, dk] of done) {
+      this.appliedVS.get(k)?.dests.delete(dk);
+      const s = this.draining.get(k);
+      s?.delete(dk);
+      if (s?.size === 0) this.draining.delete(k);
+    }
+    this.updateGauges();
+  }
+
+  /** After a failed batch: the kernel's truth for these virtual servers. */
+  private async rereadVS(keys: Set<string>): Promise<void> {
+    const all = new Map((await this.ipvs.listServices().catch(() => [] as IpvsService[])).filter((s) => s.fwmark === undefined).map((s) => [vsKey(s), s]));
+    for (const k of keys) {
+      const s = all.get(k);
+      if (!s) {
+        this.appliedVS.delete(k);
+        continue;
+      }
+      const dests = await this.ipvs.listDests(s).catch(() => [] as IpvsDest[]);
+      this.appliedVS.set(k, { service: s, dests: new Map(dests.map((d) => [destKey(d), d])) });
+    }
+  }
+
+  private hcPorts(): Map<number, { namespace: string; name: string; localEndpoints: number }> {
+    const out = new Map<number, { namespace: string; name: string; localEndpoints: number }>();
+    for (const d of this.hcDesired.values()) out.set(d.port, d);
+    return out;
+  }
+
+  private async flushConntrack(work: ConntrackWork[]): Promise<void> {
+    for (const w of work) {
+      try {
+        const n = await this.kernel.conntrack.delete(w);
+        if (n > 0) this.metrics.conntrackDeletes.inc(n);
+      } catch (err) {
+        this.logger.warn({ err: errorMessage(err), filter: w }, 'deleting stale UDP conntrack entries failed');
+      }
+    }
+  }
+
+  status(): ComponentStatus {
+    let endpoints = 0;
+    for (const m of this.models.values()) for (const p of m.ports) endpoints += p.cluster.length;
+    let realServers = 0;
+    for (const v of this.appliedVS.values()) realServers += v.dests.size;
+    let drainingServers = 0;
+    for (const s of this.draining.values()) drainingServers += s.size;
+    return {
+      mode: 'ipvs',
+      scheduler: this.section.ipvsScheduler,
+      vipDevice: VIP_DEVICE,
+      services: this.models.size,
+      endpoints,
+      virtualServers: this.appliedVS.size,
+      realServers,
+      drainingRealServers: drainingServers,
+      vips: this.appliedVips.size,
+      invalidServices: this.invalid.size,
+      healthy: this.health.healthy(),
+      lastSync: this.lastSync,
+      ...(this.health.lastUpdated !== undefined ? {} : { waitingFor: 'first proxy sync' }),
+    };
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * kube-proxy's ipvs mode as desired state, per Service: the virtual servers with their
+ * real servers, the ipset members the fixed iptables rules match on, and the VIPs bound to
+ * the local interface. Pure; the applier (proxier.ts) diffs it against the kernel.
+ *
+ * One virtual server per (ClusterIP | NodePort on each node address | external IP | LB
+ * ingress IP, port, protocol). ClusterIP traffic uses the cluster endpoints (the local
+ * ones with internalTrafficPolicy Local); the other kinds use the local ones with
+ * externalTrafficPolicy Local. ClientIP affinity is IPVS persistence (/32) with the
+ * Service's timeout.
+ */
+import type { IpvsDest, IpvsService } from '../../kernel/ipvs';
+import type { EndpointInfo, ServicePortInfo } from '../model';
+
+/** ipset names: kube-proxy's, with our prefix (≤ 31 characters). */
+export const SETS = {
+  clusterIP: 'PODWIRE-CLUSTER-IP',
+  loopBack: 'PODWIRE-LOOP-BACK',
+  externalIP: 'PODWIRE-EXTERNAL-IP',
+  externalIPLocal: 'PODWIRE-EXTERNAL-IP-LOCAL',
+  loadBalancer: 'PODWIRE-LOAD-BALANCER',
+  loadBalancerLocal: 'PODWIRE-LOAD-BALANCER-LOCAL',
+  nodePortTCP: 'PODWIRE-NODE-PORT-TCP',
+  nodePortUDP: 'PODWIRE-NODE-PORT-UDP',
+  nodePortSCTP: 'PODWIRE-NODE-PORT-SCTP',
+  nodePortLocalTCP: 'PODWIRE-NODE-PORT-LOCAL-TCP',
+  nodePortLocalUDP: 'PODWIRE-NODE-PORT-LOCAL-UDP',
+  nodePortLocalSCTP: 'PODWIRE-NODE-PORT-LOCAL-SCTP',
+  /** Ours (kube-proxy has none): VIP,proto:port with no endpoint, for the REJECT. */
+  noEndpoint: 'PODWIRE-NO-ENDPOINT',
+} as const;
+
+/** `ipset create` type and options of each set (IPv4). */
+export const SET_TYPES: Record<string, string> = {
+  [SETS.clusterIP]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
+  [SETS.loopBack]: 'hash:ip,port,ip family inet hashsize 1024 maxelem 262144',
+  [SETS.externalIP]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
+  [SETS.externalIPLocal]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
+  [SETS.loadBalancer]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
+  [SETS.loadBalancerLocal]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
+  [SETS.nodePortTCP]: 'bitmap:port range 0-65535',
+  [SETS.nodePortUDP]: 'bitmap:port range 0-65535',
+  [SETS.nodePortSCTP]: 'bitmap:port range 0-65535',
+  [SETS.nodePortLocalTCP]: 'bitmap:port range 0-65535',
+  [SETS.nodePortLocalUDP]: 'bitmap:port range 0-65535',
+  [SETS.nodePortLocalSCTP]: 'bitmap:port range 0-65535',
+  [SETS.noEndpoint]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
+};
+
+export interface DesiredVS {
+  service: IpvsService & { protocol: 'tcp' | 'udp' | 'sctp'; address: string; port: number };
+  dests: IpvsDest[];
+}
+
+/** What one Service contributes. */
+export interface IpvsContribution {
+  vss: DesiredVS[];
+  /** set name → members, in `ipset save` form (`10.96.0.10,tcp:80`, `30080`). */
+  sets: Map<string, string[]>;
+  /** Addresses bound to the VIP interface (ClusterIPs, external IPs, LB ingress IPs). */
+  vips: string[];
+}
+
+export interface IpvsRenderOptions {
+  scheduler: string;
+  /** IPv4 addresses NodePorts answer on. */
+  nodeAddresses: readonly string[];
+}
+
+/** `tcp 10.96.0.10:80`: the key the applier diffs by. */
+export function vsKey(s: { protocol: string; address: string; port: number }): string {
+  return `${s.protocol} ${s.address}:${s.port}`;
+}
+
+export function destKey(d: { address: string; port: number }): string {
+  return `${d.address}:${d.port}`;
+}
+
+const NODE_PORT_SET = { tcp: SETS.nodePortTCP, udp: SETS.nodePortUDP, sctp: SETS.nodePortSCTP } as const;
+const NODE_PORT_LOCAL_SET = { tcp: SETS.nodePortLocalTCP, udp: SETS.nodePortLocalUDP, sctp: SETS.nodePortLocalSCTP } as const;
+
+export function renderIpvsService(ports: readonly ServicePortInfo[], opts: IpvsRenderOptions): IpvsContribution {
+  const vss: DesiredVS[] = [];
+  const sets = new Map<string, string[]>();
+  const vips = new Set<string>();
+  const add = (set: string, member: string): void => {
+    let l = sets.get(set);
+    if (!l) sets.set(set, (l = []));
+    if (!l.includes(member)) l.push(member);
+  };
+  for (const p of ports) {
+    if (p.family !== 4) continue; // IPv4 only in this build (docs/proxy.md)
+    const proto = p.protocol;
+    const vs = (address: string, port: number, eps: readonly EndpointInfo[]): void => {
+      const service: DesiredVS['service'] = { family: 4, protocol: proto, address, port, scheduler: opts.scheduler, persistent: p.affinityTimeout > 0, timeout: p.affinityTimeout, netmask: '255.255.255.255', flags: 0 };
+      const seen = new Set<string>();
+      const dests: IpvsDest[] = [];
+      for (const e of eps) {
+        const k = destKey({ address: e.ip, port: e.port });
+        if (seen.has(k)) continue;
+        seen.add(k);
+        dests.push({ address: e.ip, port: e.port, forward: 'masq', weight: 1 });
+      }
+      vss.push({ service, dests });
+      if (dests.length === 0) add(SETS.noEndpoint, `${address},${proto}:${port}`);
+    };
+    const clusterEps = p.internalLocal ? p.local : p.cluster;
+    const externalEps = p.externalLocal ? p.local : p.cluster;
+    vs(p.clusterIP, p.port, clusterEps);
+    vips.add(p.clusterIP);
+    add(SETS.clusterIP, `${p.clusterIP},${proto}:${p.port}`);
+    for (const ip of p.externalIPs) {
+      vs(ip, p.port, externalEps);
+      vips.add(ip);
+      add(SETS.externalIP, `${ip},${proto}:${p.port}`);
+      if (p.externalLocal) add(SETS.externalIPLocal, `${ip},${proto}:${p.port}`);
+    }
+    for (const ip of p.loadBalancerIPs) {
+      vs(ip, p.port, externalEps);
+      vips.add(ip);
+      add(SETS.loadBalancer, `${ip},${proto}:${p.port}`);
+      if (p.externalLocal) add(SETS.loadBalancerLocal, `${ip},${proto}:${p.port}`);
+    }
+    if (p.nodePort !== undefined) {
+      for (const a of opts.nodeAddresses) vs(a, p.nodePort, externalEps);
+      add(NODE_PORT_SET[proto], String(p.nodePort));
+      if (p.externalLocal) add(NODE_PORT_LOCAL_SET[proto], String(p.nodePort));
+    }
+    // Hairpin: a local endpoint reaching itself through the Service is masqueraded.
+    for (const e of [...p.cluster, ...p.local]) if (e.local) add(SETS.loopBack, `${e.ip},${proto}:${e.port},${e.ip}`);
+  }
+  return { vss, sets, vips: [...vips] };
+}
