@@ -2,11 +2,13 @@ import t from 'tap';
 import { CommandError } from '../common/errors';
 import { annotateNftError, checkNftScript, listArgs } from './nft';
 
-t.test('listings are restricted to one named table or an object in it', async (t) => {
+t.test('listings are restricted to one named table or an object in it, or the header-only tables/chains', async (t) => {
+  t.same(listArgs('tables'), ['tables']);
+  t.same(listArgs(' chains '), ['chains']);
   t.same(listArgs('table inet podwire'), ['table', 'inet', 'podwire']);
   t.same(listArgs(' map  ip podwire  svc '), ['map', 'ip', 'podwire', 'svc']);
   t.same(listArgs('chain inet podwire services'), ['chain', 'inet', 'podwire', 'services']);
-  for (const bad of ['ruleset', 'tables', 'sets', 'table inet', 'table foo x', 'set inet podwire', 'table inet x; list ruleset', 'table inet a b', '', 'chain inet t c extra']) {
+  for (const bad of ['ruleset', 'sets', 'maps', 'tables inet', 'chains inet x', 'table inet', 'table foo x', 'set inet podwire', 'table inet x; list ruleset', 'table inet a b', '', 'chain inet t c extra']) {
     t.throws(() => listArgs(bad), { name: 'InvalidInputError', field: 'what' }, JSON.stringify(bad));
   }
 });

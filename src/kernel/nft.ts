@@ -24,18 +24,24 @@ import type { NetnsRef, NftRunner } from './types';
 const WORD = /^[A-Za-z0-9_.\-]+$/;
 const FAMILIES = new Set(['ip', 'ip6', 'inet', 'arp', 'bridge', 'netdev']);
 /** Objects inside a table that may be listed: `<kind> <family> <table> <name>`. */
+const HEADER_LISTINGS = new Set(['tables', 'chains']);
 const TABLE_OBJECTS = new Set(['chain', 'set', 'map', 'flowtable', 'counter', 'quota', 'limit', 'meter']);
 
 /**
  * Checks a listing request and returns its words: `table <family> <name>` or
- * `<chain|set|map|flowtable|counter|quota|limit|meter> <family> <table> <name>`.
+ * `<chain|set|map|flowtable|counter|quota|limit|meter> <family> <table> <name>`, or the
+ * header-only `tables` / `chains`.
  */
 export function listArgs(what: string): string[] {
   const words = typeof what === 'string' ? what.trim().split(/\s+/).filter((w) => w !== '') : [];
   const bad = (why: string): never => {
-    throw new InvalidInputError('what', what, `${why}; expected "table <family> <name>" or "<chain|set|map|...> <family> <table> <name>" (listing is restricted to one named table)`);
+    throw new InvalidInputError('what', what, `${why}; expected "table <family> <name>" or "<chain|set|map|...> <family> <table> <name>" (listing is restricted to one named table, or the header-only "tables" and "chains")`);
   };
   if (!words.every((w) => WORD.test(w))) bad('plain words only');
+  // `list tables` and `list chains` print names and chain headers (hook, priority, policy) only,
+  // never others' rules or set elements (what made mismatched nft binaries crash, kubernetes
+  // #136786): enough to see that our table exists and whether another table drops forwarding.
+  if (words.length === 1 && HEADER_LISTINGS.has(words[0]!)) return words;
   const [kind, family] = words;
   if (kind === 'table') {
     if (words.length !== 3) bad('table needs a family and a name');

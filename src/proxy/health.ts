@@ -21,7 +21,9 @@ function listen(server: http.Server, host: string, port: number): Promise<number
   return new Promise((resolve, reject) => {
     const onErr = (err: Error): void => reject(err);
     server.once('error', onErr);
-    server.listen({ host, port }, () => {
+    // reusePort: a successor podwired (rolling upgrade, maxSurge 1) binds the same ports while
+    // this one drains, as the DNS, health and metrics servers do.
+    server.listen({ host, port, reusePort: true }, () => {
       server.off('error', onErr);
       resolve((server.address() as AddressInfo).port);
     });

@@ -313,8 +313,8 @@ t.test('periodic full sync: chains changed behind our back are read back and rep
   t.equal(p.lastSync?.changedChains, 1);
 });
 
-t.test('registration: proxy.mode iptables creates the iptables proxier, ipvs is refused by name', async (t) => {
-  const { proxyRegistration, NftProxier } = await import('../index');
+t.test('registration: each proxy.mode creates its proxier, an unknown mode is refused by name', async (t) => {
+  const { proxyRegistration, NftProxier, IpvsProxier } = await import('../index');
   const reg = proxyRegistration();
   const ctx = (mode: string) => {
     const config = testConfig({ proxyMode: mode as 'nftables' });
@@ -322,6 +322,7 @@ t.test('registration: proxy.mode iptables creates the iptables proxier, ipvs is 
   };
   t.ok(reg.create(ctx('iptables')) instanceof IptablesProxier);
   t.ok(reg.create(ctx('nftables')) instanceof NftProxier);
-  t.throws(() => reg.create(ctx('ipvs')), /proxy\.mode.*ipvs/);
+  t.ok(reg.create(ctx('ipvs')) instanceof IpvsProxier);
+  t.throws(() => reg.create(ctx('userspace')), /proxy\.mode.*userspace/);
   t.throws(() => buildProxySection({ iptablesBackend: 'xtables' }, testConfig()), /proxy\.iptablesBackend.*xtables/);
 });
