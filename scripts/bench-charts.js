@@ -71,12 +71,15 @@ function table(header, rows) {
   return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
-/** The newest file for a bench: NAME.json or NAME-<time>.json. */
+/**
+ * The newest file for a bench: NAME.json or NAME-<time>.json (a digit after the dash, so
+ * proxy-iptables.json or overlay-tput.json, other benches' files, are not taken for NAME's).
+ */
 function resultFile(name) {
   if (!fs.existsSync(RESULTS)) return undefined;
   const files = fs
     .readdirSync(RESULTS)
-    .filter((f) => f === `${name}.json` || (f.startsWith(`${name}-`) && f.endsWith('.json')))
+    .filter((f) => f === `${name}.json` || (new RegExp(`^${name}-\\d`).test(f) && f.endsWith('.json')))
     .map((f) => path.join(RESULTS, f))
     .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
   return files[0];
