@@ -51,7 +51,11 @@ async function exercise(t: Test, r: NftRunner, ns: string): Promise<void> {
   t.ok(json.nftables.some((o) => o.chain?.name === 'out'));
   t.notOk(json.nftables.some((o) => o.table?.name === 'other'), 'only our table is listed');
   await t.rejects(r.list('ruleset'), { name: 'InvalidInputError' }, 'no ruleset listing');
-  await t.rejects(r.listJson('tables'), { name: 'InvalidInputError' });
+  await t.rejects(r.listJson('sets'), { name: 'InvalidInputError' }, 'no listing of every set');
+  t.match(await r.list('tables'), /^table ip pwkn$/m, 'table names are listable');
+  const headers = await r.list('chains');
+  t.match(headers, /chain out \{\n\s*type nat hook output priority (-100|dstnat); policy accept;\n\s*\}/, 'chain headers are listable');
+  t.notMatch(headers, /vmap|dnat to|elements/, 'without rules or set elements');
   await t.rejects(r.apply('flush ruleset\n'), { name: 'InvalidInputError', message: /flush ruleset/ });
   await t.rejects(r.apply('add table ip x\ninclude "/etc/passwd"\n'), { name: 'InvalidInputError', message: /line 2/ });
   const nftSays = await execOk(ns, ['nft', 'list', 'map', 'ip', 'pwkn', 'svc']);
