@@ -48,7 +48,14 @@ labTest('podwired upgraded in place (maxSurge 1) under a 200 QPS loop loses no q
 
   const first = podwired(lab, node.ns, dir, md.dir);
   await first.waitForOutput(/"msg":"DNS serving"/, 30_000);
-  t.same((await dig(pod, 'web.prod.svc.cluster.local')).answers.map((a) => a[3]), ['10.96.1.10'], 'the first podwired answers');
+  // With no other server on the address, "DNS serving" comes before the first sync, and until
+  // then the answer is SERVFAIL by design (records.test checks that): wait for the zone, bounded.
+  let firstAnswer = await dig(pod, 'web.prod.svc.cluster.local');
+  for (let i = 0; i < 40 && firstAnswer.status === 'SERVFAIL'; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    firstAnswer = await dig(pod, 'web.prod.svc.cluster.local');
+  }
+  t.same(firstAnswer.answers.map((a) => a[3]), ['10.96.1.10'], 'the first podwired answers', { status: firstAnswer.status });
   const loop = lab.spawn(pod, [process.execPath, CLIENT, 'loop', JSON.stringify({ server: NODE_LOCAL, names: ['web.prod.svc.cluster.local'], qps: 200, durationMs: 10_000, tries: 3, timeoutMs: 1000 })]);
   await new Promise((r) => setTimeout(r, 2000));
 
