@@ -110,6 +110,16 @@ export function usable(eps: EndpointInfo[]): EndpointInfo[] {
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 
 /**
+ * What of our own Node every mode's rules depend on: its podCIDRs (locality of endpoints without a
+ * nodeName) and its zone label (topology hints). When this changes, every Service is re-rendered;
+ * other Node updates (status, heartbeats) come often and change nothing.
+ */
+export function ownNodeInputs(node: unknown): string {
+  const n = node as { podCIDRs?: string[]; meta?: { labels?: Record<string, string> } } | undefined;
+  return JSON.stringify([n?.podCIDRs ?? [], n?.meta?.labels?.[ZONE_LABEL] ?? null]);
+}
+
+/**
  * kube-proxy's topologyModeFromHints (pkg/proxy/topology.go): hints count only when every
  * ready endpoint has one. Node hints win when one names this node; else zone hints when
  * one names this node's zone (a node without the zone label uses none); else no topology.

@@ -22,7 +22,7 @@ import { removeIptablesLeftovers } from './leftovers';
 import { buildProxySection, type ProxySection } from './config';
 import { ProxierHealth, ServiceHealthServers } from './health';
 import { createProxyMetrics, type ProxyMetrics } from './metrics';
-import { buildServiceModel, ChangeTracker, ZONE_LABEL, serviceProjection, sliceProjection, type EndpointInfo, type ServiceModel, type ServicePortInfo } from './model';
+import { buildServiceModel, ChangeTracker, ownNodeInputs, ZONE_LABEL, serviceProjection, sliceProjection, type EndpointInfo, type ServiceModel, type ServicePortInfo } from './model';
 import { lbChainsOf, renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
 import { Ruleset, type ObjectDef, type Plan } from './ruleset';
 
@@ -106,11 +106,7 @@ export class NftProxier implements Component {
       // Our podCIDRs decide locality of endpoints without nodeName: recompute everything,
       // but only when they change (a Node's status is updated often).
       // So does our zone label (topology hints).
-      const cidrs = (n: unknown): string => {
-        const node = n as { podCIDRs?: string[]; meta?: { labels?: Record<string, string> } } | undefined;
-        return JSON.stringify([node?.podCIDRs ?? [], node?.meta?.labels?.[ZONE_LABEL] ?? null]);
-      };
-      if (cidrs(prev) !== cidrs(cur)) {
+      if (ownNodeInputs(prev) !== ownNodeInputs(cur)) {
         this.initialized = false;
         changed = true;
       }

@@ -23,7 +23,7 @@ import type { DaemonConfig } from '../../daemon/config';
 import { buildProxySection, type ProxySection } from '../config';
 import { ProxierHealth, ServiceHealthServers } from '../health';
 import { createProxyMetrics, type ProxyMetrics } from '../metrics';
-import { buildServiceModel, ChangeTracker, ipFamily, serviceProjection, sliceProjection, type Family, type ServiceModel } from '../model';
+import { buildServiceModel, ChangeTracker, ownNodeInputs, ZONE_LABEL, ipFamily, serviceProjection, sliceProjection, type Family, type ServiceModel } from '../model';
 import { KUBERNETES_SERVICE, staleUdp, type ConntrackWork } from '../proxier';
 import { removeIptablesLeftovers, removeNftLeftovers } from '../leftovers';
 import { IptablesApplier, Layers, TABLES, type Desired, type IptPlan, type TableName } from './applier';
@@ -124,8 +124,8 @@ export class IptablesProxier implements Component {
       changed = this.slices.record((cur ?? prev)!.meta.key, prev as EndpointSliceObject | undefined, cur as EndpointSliceObject | undefined, now);
       if (changed) this.metrics.endpointChanges.inc();
     } else if (event.kind === 'Node' && (cur ?? prev)!.meta.name === this.config.nodeName) {
-      const cidrs = (n: unknown): string => JSON.stringify((n as { podCIDRs?: string[] } | undefined)?.podCIDRs ?? []);
-      if (cidrs(prev) !== cidrs(cur)) {
+      // Our podCIDRs (locality) and our zone label (topology hints): re-render everything.
+      if (ownNodeInputs(prev) !== ownNodeInputs(cur)) {
         this.initialized = false;
         changed = true;
       }
@@ -192,7 +192,7 @@ export class IptablesProxier implements Component {
 
   private update(key: string, local: ((ip: string) => boolean)[], conntrack: ConntrackWork[]): void {
     const svc = this.state.get('Service', key);
-    const m = svc ? buildServiceModel(svc, this.state.endpointSlicesByService(key), this.config.nodeName, local) : undefined;
+    const m = svc ? buildServiceModel(svc, this.state.endpointSlicesByService(key), this.config.nodeName, local, { zone: this.state.get('Node', this.config.nodeName)?.meta.labels[ZONE_LABEL] }) : undefined;
     const old = this.models.get(key);
     if (m?.invalid) {
       if (this.invalid.get(key) !== m.invalid) this.logger.warn({ service: key, reason: m.invalid }, 'invalid Service skipped');

@@ -31,7 +31,7 @@ import { Gauge } from 'prom-client';
 import { buildProxySection, type ProxySection } from '../config';
 import { ProxierHealth, ServiceHealthServers } from '../health';
 import { createProxyMetrics, type ProxyMetrics } from '../metrics';
-import { buildServiceModel, ChangeTracker, serviceProjection, sliceProjection, type ServiceModel } from '../model';
+import { buildServiceModel, ChangeTracker, ownNodeInputs, ZONE_LABEL, serviceProjection, sliceProjection, type ServiceModel } from '../model';
 import { staleUdp, type ConntrackWork } from '../proxier';
 import { destKey, renderIpvsService, SET_TYPES, vsKey, type DesiredVS, type IpvsContribution } from './render';
 import { missingJumps, renderCleanup, renderRules } from './rules';
@@ -173,8 +173,8 @@ export class IpvsProxier implements Component {
       changed = this.slices.record((cur ?? prev)!.meta.key, prev as EndpointSliceObject | undefined, cur as EndpointSliceObject | undefined, now);
       if (changed) this.metrics.endpointChanges.inc();
     } else if (event.kind === 'Node' && (cur ?? prev)!.meta.name === this.config.nodeName) {
-      const cidrs = (n: unknown): string => JSON.stringify((n as { podCIDRs?: string[] } | undefined)?.podCIDRs ?? []);
-      if (cidrs(prev) !== cidrs(cur)) {
+      // Our podCIDRs (locality) and our zone label (topology hints): re-render everything.
+      if (ownNodeInputs(prev) !== ownNodeInputs(cur)) {
         this.initialized = false;
         changed = true;
       }
@@ -511,7 +511,7 @@ export class IpvsProxier implements Component {
   /** Recompute one Service; moves its refcounts and records what it touched. */
   private update(key: string, local: ((ip: string) => boolean)[], conntrack: ConntrackWork[], touchedVS: Set<string>, touchedSets: Set<string>, touchedVips: Set<string>): void {
     const svc = this.state.get('Service', key);
-    const m = svc ? buildServiceModel(svc, this.state.endpointSlicesByService(key), this.config.nodeName, local) : undefined;
+    const m = svc ? buildServiceModel(svc, this.state.endpointSlicesByService(key), this.config.nodeName, local, { zone: this.state.get('Node', this.config.nodeName)?.meta.labels[ZONE_LABEL] }) : undefined;
     if (m?.invalid) {
       if (this.invalid.get(key) !== m.invalid) this.logger.warn({ service: key, reason: m.invalid }, 'invalid Service skipped');
       this.invalid.set(key, m.invalid);

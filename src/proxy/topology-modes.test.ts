@@ -1,0 +1,93 @@
+// Topology hints in the iptables and ipvs modes: they follow our Node's zone label, and a change of
+// that label re-renders every Service (as nftables mode does, in topology.test.ts).
+import t from 'tap';
+import { Registry } from 'prom-client';
+import { Cidr } from '../common/ip';
+import { silentLogger } from '../common/log';
+import { fakeKernel, FakeIpset, FakeIpvs } from '../kernel/testing';
+import { FakeClock } from '../daemon/testing/fake-clock';
+import type { ClusterObject, EndpointSliceObject } from '../k8s/types';
+import { buildProxySection } from './config';
+import { ZONE_LABEL } from './model';
+import { MemoryState, slice, svc, testConfig } from './testing';
+import { IptablesProxier } from './iptables/proxier';
+import { IpvsProxier } from './ipvs/proxier';
+
+const signal = new AbortController().signal;
+const NODE = 'node-a';
+
+const node = (zone: string): ClusterObject => ({
+  kind: 'Node',
+  meta: { key: NODE, name: NODE, namespace: '', uid: 'u-node-a', resourceVersion: zone, labels: { [ZONE_LABEL]: zone }, annotations: {} },
+  podCIDRs: ['10.244.1.0/24'],
+  addresses: [],
+  unschedulable: false,
+});
+
+/** Two endpoints, one hinted for each zone. */
+function hinted(): EndpointSliceObject {
+  const s = slice('ns/a', [{ ip: '10.244.1.2', node: NODE }, { ip: '10.244.2.2', node: 'node-b' }], [{ name: 'http', port: 8080 }]);
+  s.endpoints[0]!.hints = { forZones: ['z1'], forNodes: [] };
+  s.endpoints[1]!.hints = { forZones: ['z2'], forNodes: [] };
+  return s;
+}
+const service = svc('ns/a', '10.96.0.10', { ports: [{ name: 'http', port: 80 }] });
+const deps = (state: MemoryState, config: ReturnType<typeof testConfig>, section: Record<string, unknown>, k: ReturnType<typeof fakeKernel>) => ({
+  config,
+  section: buildProxySection({ healthzBindAddress: '', ...section }, config),
+  state,
+  node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false },
+  kernel: k,
+  logger: silentLogger,
+  clock: new FakeClock(),
+  metrics: new Registry(),
+});
+
+t.test('iptables mode: endpoints follow our zone label, and a label change re-renders', async (t) => {
+  const k = fakeKernel();
+  const state = new MemoryState();
+  const p = new IptablesProxier(deps(state, testConfig({ nodeName: NODE }), {}, k));
+  await p.reconcileOnStart(signal);
+  const apply = (o: ClusterObject): boolean => p.handleEvent(state.apply(o));
+  apply(node('z1'));
+  apply(service);
+  apply(hinted());
+  await p.sync(signal);
+  const dnats = async (): Promise<string[]> => {
+    const out: string[] = [];
+    for (const line of (await k.iptables(4).save('nat')).split('\n')) {
+      const m = / --to-destination (\S+)/.exec(line);
+      if (m) out.push(m[1]!);
+    }
+    return out.sort();
+  };
+  t.same(await dnats(), ['10.244.1.2:8080'], 'only the endpoint hinted for zone z1');
+  t.equal(apply(node('z2')), true, 'a zone change requests a sync');
+  await p.sync(signal);
+  t.same(await dnats(), ['10.244.2.2:8080'], 'now only the zone-z2 endpoint');
+  t.equal(apply({ ...node('z2'), meta: { ...node('z2').meta, resourceVersion: 'later' } } as ClusterObject), false, 'another Node update with the same zone is not a change');
+});
+
+t.test('ipvs mode: real servers follow our zone label, and a label change re-renders', async (t) => {
+  const k = fakeKernel();
+  await k.net.createLink({ kind: 'bridge', name: 'eth0' });
+  await k.net.addAddress('eth0', Cidr.parse('198.18.0.2/24'));
+  const state = new MemoryState();
+  const ipvs = new FakeIpvs();
+  const p = new IpvsProxier(deps(state, testConfig({ nodeName: NODE, proxyMode: 'ipvs' }), { mode: 'ipvs' }, k), { ipvs, ipset: new FakeIpset(), probe: async () => 'loaded' });
+  await p.reconcileOnStart(signal);
+  const apply = (o: ClusterObject): boolean => p.handleEvent(state.apply(o));
+  apply(node('z1'));
+  apply(service);
+  apply(hinted());
+  await p.sync(signal);
+  const dests = async (): Promise<string[]> => {
+    const out: string[] = [];
+    for (const s of await ipvs.listServices()) if (s.address === '10.96.0.10') for (const d of await ipvs.listDests(s)) if (d.weight > 0) out.push(`${d.address}:${d.port}`);
+    return out.sort();
+  };
+  t.same(await dests(), ['10.244.1.2:8080'], 'only the endpoint hinted for zone z1');
+  t.equal(apply(node('z2')), true, 'a zone change requests a sync');
+  await p.sync(signal);
+  t.same(await dests(), ['10.244.2.2:8080'], 'now only the zone-z2 endpoint');
+});
