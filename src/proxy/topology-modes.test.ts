@@ -1,6 +1,6 @@
 // Topology hints in the iptables and ipvs modes: they follow our Node's zone label, and a change of
 // that label re-renders every Service (as nftables mode does, in topology.test.ts).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Registry } from 'prom-client';
 import { Cidr } from '../common/ip';
 import { silentLogger } from '../common/log';
@@ -43,29 +43,38 @@ const deps = (state: MemoryState, config: ReturnType<typeof testConfig>, section
   metrics: new Registry(),
 });
 
-t.test('iptables mode: endpoints follow our zone label, and a label change re-renders', async (t) => {
-  const k = fakeKernel();
-  const state = new MemoryState();
-  const p = new IptablesProxier(deps(state, testConfig({ nodeName: NODE }), {}, k));
+/** The same scenario for each mode: what traffic uses follows our zone label, and only a zone change re-renders. */
+async function zoneScenario(
+  t: Test,
+  p: { handleEvent: IptablesProxier['handleEvent']; sync: IptablesProxier['sync']; reconcileOnStart: IptablesProxier['reconcileOnStart'] },
+  state: MemoryState,
+  used: () => Promise<string[]>,
+): Promise<void> {
   await p.reconcileOnStart(signal);
   const apply = (o: ClusterObject): boolean => p.handleEvent(state.apply(o));
   apply(node('z1'));
   apply(service);
   apply(hinted());
   await p.sync(signal);
-  const dnats = async (): Promise<string[]> => {
+  t.same(await used(), ['10.244.1.2:8080'], 'only the endpoint hinted for zone z1');
+  t.equal(apply(node('z2')), true, 'a zone change requests a sync');
+  await p.sync(signal);
+  t.same(await used(), ['10.244.2.2:8080'], 'now only the zone-z2 endpoint');
+  t.equal(apply({ ...node('z2'), meta: { ...node('z2').meta, resourceVersion: 'later' } } as ClusterObject), false, 'another Node update with the same zone is not a change');
+}
+
+t.test('iptables mode: endpoints follow our zone label, and a label change re-renders', async (t) => {
+  const k = fakeKernel();
+  const state = new MemoryState();
+  const p = new IptablesProxier(deps(state, testConfig({ nodeName: NODE }), {}, k));
+  await zoneScenario(t, p, state, async () => {
     const out: string[] = [];
     for (const line of (await k.iptables(4).save('nat')).split('\n')) {
       const m = / --to-destination (\S+)/.exec(line);
       if (m) out.push(m[1]!);
     }
     return out.sort();
-  };
-  t.same(await dnats(), ['10.244.1.2:8080'], 'only the endpoint hinted for zone z1');
-  t.equal(apply(node('z2')), true, 'a zone change requests a sync');
-  await p.sync(signal);
-  t.same(await dnats(), ['10.244.2.2:8080'], 'now only the zone-z2 endpoint');
-  t.equal(apply({ ...node('z2'), meta: { ...node('z2').meta, resourceVersion: 'later' } } as ClusterObject), false, 'another Node update with the same zone is not a change');
+  });
 });
 
 t.test('ipvs mode: real servers follow our zone label, and a label change re-renders', async (t) => {
@@ -75,19 +84,9 @@ t.test('ipvs mode: real servers follow our zone label, and a label change re-ren
   const state = new MemoryState();
   const ipvs = new FakeIpvs();
   const p = new IpvsProxier(deps(state, testConfig({ nodeName: NODE, proxyMode: 'ipvs' }), { mode: 'ipvs' }, k), { ipvs, ipset: new FakeIpset(), probe: async () => 'loaded' });
-  await p.reconcileOnStart(signal);
-  const apply = (o: ClusterObject): boolean => p.handleEvent(state.apply(o));
-  apply(node('z1'));
-  apply(service);
-  apply(hinted());
-  await p.sync(signal);
-  const dests = async (): Promise<string[]> => {
+  await zoneScenario(t, p, state, async () => {
     const out: string[] = [];
     for (const s of await ipvs.listServices()) if (s.address === '10.96.0.10') for (const d of await ipvs.listDests(s)) if (d.weight > 0) out.push(`${d.address}:${d.port}`);
     return out.sort();
-  };
-  t.same(await dests(), ['10.244.1.2:8080'], 'only the endpoint hinted for zone z1');
-  t.equal(apply(node('z2')), true, 'a zone change requests a sync');
-  await p.sync(signal);
-  t.same(await dests(), ['10.244.2.2:8080'], 'now only the zone-z2 endpoint');
+  });
 });
