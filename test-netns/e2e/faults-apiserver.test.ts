@@ -86,9 +86,12 @@ labTest('faults: the API server goes away and comes back', { prefix: `${PREFIX}-
     }
     t.ok(nft.includes('10.96.0.50'), 'node2 caught up: the Service added during the outage is programmed');
     const web1 = lab.state.pods.find((p) => p.name === 'web-1')!;
-    // The VIP may be programmed a sync before its endpoints: a few bounded tries.
+    // The VIP may be programmed well before its endpoints: each resource's reflector reconnects on
+    // its own jittered backoff (0.8 s doubling, ×1.5 jitter), so after a 10 s outage the
+    // EndpointSlice watch can come back up to ~10 s after the Service watch. Bounded tries to 40 s.
+    const answerDeadline = Date.now() + 40_000;
     let r = await exec(web1.ns, ['curl', '-s', '-m', '3', 'http://10.96.0.50/']);
-    for (let i = 0; i < 20 && !/^server web-\d/.test(r.stdout); i++) {
+    for (let i = 0; i < 160 && Date.now() < answerDeadline && !/^server web-\d/.test(r.stdout); i++) {
       await new Promise((res) => setTimeout(res, 250));
       r = await exec(web1.ns, ['curl', '-s', '-m', '3', 'http://10.96.0.50/']);
     }
