@@ -1,5 +1,5 @@
 # Podwire's Node-API addon: netlink sockets opened inside a network namespace, batched
-# netlink I/O, sysctls in a namespace, flock, and the DNS server's batched UDP socket. Built by scripts/build-native.js, which
+# netlink I/O, sysctls in a namespace, flock, the DNS server's batched UDP socket, and fd passing to the DNS socket keeper. Built by scripts/build-native.js, which
 # the root package's `install` script runs (so `npm ci` builds it). Headers come from the
 # Node installation (npm config nodedir=/usr); nothing is downloaded.
 {
@@ -16,6 +16,7 @@
         "src/flock.cc",
         "src/nstype.cc",
         "src/udp_batch.cc",
+        "src/fd_pass.cc",
         "src/ethtool.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -20,6 +20,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("udpSendTo", Napi::Function::New(env, UdpSendTo, "udpSendTo"));
   exports.Set("udpStats", Napi::Function::New(env, UdpStats, "udpStats"));
   exports.Set("udpClose", Napi::Function::New(env, UdpClose, "udpClose"));
+  exports.Set("seqpacketConnect", Napi::Function::New(env, SeqpacketConnect, "seqpacketConnect"));
+  exports.Set("seqpacketRequest", Napi::Function::New(env, SeqpacketRequest, "seqpacketRequest"));
+  exports.Set("tcpListenOpen", Napi::Function::New(env, TcpListenOpen, "tcpListenOpen"));
   exports.Set("ethtoolTxCsum", Napi::Function::New(env, EthtoolTxCsum, "ethtoolTxCsum"));
   return exports;
 }

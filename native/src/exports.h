@@ -23,6 +23,10 @@ Napi::Value UdpStats(const Napi::CallbackInfo& info);
 Napi::Value UdpClose(const Napi::CallbackInfo& info);
 // nstype.cc
 Napi::Value NsType(const Napi::CallbackInfo& info);
+// fd_pass.cc
+Napi::Value SeqpacketConnect(const Napi::CallbackInfo& info);
+Napi::Value SeqpacketRequest(const Napi::CallbackInfo& info);
+Napi::Value TcpListenOpen(const Napi::CallbackInfo& info);
 // ethtool.cc
 Napi::Value EthtoolTxCsum(const Napi::CallbackInfo& info);
 

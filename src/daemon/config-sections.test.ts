@@ -173,6 +173,8 @@ t.test('loadConfig defaults to the sections of defaultRegistrations()', async (t
   t.same(dns.upstreams, [{ host: '192.0.2.1', port: 53 }, { host: '192.0.2.2', port: 5353 }], 'dns section from the environment');
   t.equal(dns.drainMs, 5000, 'dns section defaults');
   invalid(t, () => loadConfig({ argv: ['--node-name', 'n1', '--dns-pod-records', 'sometimes'], env: {}, readFile: files({}) }), 'dns.podRecords', /insecure/);
+  invalid(t, () => loadConfig({ argv: ['--node-name', 'n1', '--dns-keeper', 'a/b'], env: {}, readFile: files({}) }), 'dns.keeper', /a\/b/);
+  t.equal((loadConfig({ argv: ['--node-name', 'n1', '--dns-keeper', ''], env: {}, readFile: files({}) }).sections.dns as { keeper: string }).keeper, '', 'dns.keeper "" turns the keeper off');
   invalid(t, () => loadConfig({ argv: ['--node-name', 'n1'], env: { PODWIRE_CNI_RECONCILE_INTERVAL: '0' }, readFile: files({}) }), 'cni.reconcileInterval', /positive \(set by PODWIRE_CNI_RECONCILE_INTERVAL\)/);
   t.equal(CNI_SECTION.name, 'cni');
   t.match(helpText(), /--cni-reconcile-interval/);

@@ -140,6 +140,21 @@ t.test('DaemonSet: host network, privileges, host mounts, probes, node name', as
   t.equal(c.readinessProbe.httpGet.path, '/readyz');
 });
 
+t.test('DaemonSet: the DNS socket keeper runs as a native sidecar from a binary the image ships', async (t) => {
+  const ds = one('DaemonSet');
+  const pod = ds.spec.template.spec;
+  const keeper = ((pod.initContainers ?? []) as Obj[]).find((c) => c.name === 'dns-keeper');
+  t.ok(keeper, 'an init container dns-keeper');
+  if (!keeper) return;
+  t.equal(keeper.restartPolicy, 'Always', 'a native sidecar: it keeps running beside podwired and outlives its restarts');
+  t.equal(keeper.image, (pod.containers as Obj[])[0]!.image, 'the same image as podwired');
+  const [bin, ...args] = keeper.command as string[];
+  t.same(args, ['--persistent'], 'persistent: it waits for the name in a rolling update instead of exiting');
+  const docker = readFileSync(path.join(DEPLOY, 'Dockerfile'), 'utf8');
+  t.ok(docker.split('\n').some((l) => l.startsWith('COPY ') && l.trim().endsWith(` ./${path.relative('/opt/podwire', bin!)}`)) && /^WORKDIR \/opt\/podwire$/m.test(docker), `the image ships ${bin}`);
+  t.notOk(keeper.securityContext?.privileged, 'it needs no privileges');
+});
+
 t.test('Dockerfile: Node 24 LTS base, runs podwired', async (t) => {
   const text = readFileSync(path.join(DEPLOY, 'Dockerfile'), 'utf8');
   const froms = [...text.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]!);

@@ -6,6 +6,8 @@
  *   sync:        re-encodes the changed Services' answers into the zone's slab,
  *                applies the ConfigMap (last good kept), refreshes the upstream list;
  *   start:       puts the listen addresses on `dns.bindInterface`, binds UDP+TCP (SO_REUSEPORT);
+ *                The sockets are handed to the socket keeper (keeper.ts); after a crash the
+ *                restarted podwired takes them back and serves them after its first sync.
  *   close:       keeps serving until a successor serves (at most dns.drainTimeout), then closes.
  * Before the first sync, cluster names get SERVFAIL; other names are forwarded already.
  */
@@ -23,6 +25,8 @@ import { Forwarder, ForwardHandler, type ForwardOptions, formatUpstream, StubHan
 import { buildChain, type Handler, logHandler, metricsHandler, type Next } from './handler';
 import { KubernetesHandler } from './kubernetes';
 import { DnsStats, registerDnsMetrics } from './metrics';
+import { SocketKeeper } from './keeper';
+import { closeFd } from '../kernel/native';
 import { DnsServer, type ListenAddr } from './server';
 import { applySteer, removeSteer } from './steer';
 import { DnsWorkers } from './workers';
@@ -62,6 +66,11 @@ export class DnsComponent implements Component {
   private steered: string[] | undefined;
   private steerError: string | undefined;
   private bindAfterSync = false;
+  private keeper: SocketKeeper | undefined;
+  /** Sockets a crashed predecessor left with the keeper, served from the first sync on. */
+  private adopted: Map<string, number> | undefined;
+  private adoptTimer: NodeJS.Timeout | undefined;
+  private keeperRetryAt = 0;
 
   constructor(
     private readonly ctx: ComponentContext<DnsSection>,
@@ -166,7 +175,24 @@ export class DnsComponent implements Component {
     await this.applyConfig();
     if (this.bindAfterSync && !signal.aborted) await this.bind();
     if (!signal.aborted) await this.steer();
+    if (!signal.aborted) await this.checkKeeper();
     return { objects: this.zone.stats().names };
+  }
+
+  /**
+   * The keeper still answers, or our sockets go to a new one (a keeper killed, or the old
+   * pod's sidecar gone after a rolling update). Retried at most every KEEPER_RETRY_MS.
+   */
+  private async checkKeeper(): Promise<void> {
+    if (!this.section.keeper || !this.section.nativeUdp || !this.server || this.keeper?.alive()) return;
+    const now = Date.now();
+    if (now < this.keeperRetryAt) return;
+    this.keeperRetryAt = now + KEEPER_RETRY_MS;
+    this.keeper?.close();
+    this.keeper = await SocketKeeper.open(this.section.keeper, this.ctx.logger);
+    if (!this.keeper || !this.server) return;
+    this.server.useKeeper(this.keeper);
+    this.ctx.logger.info({ keeper: this.keeper.name }, 'DNS sockets handed to a new socket keeper');
   }
 
   /** kube-dns ConfigMap + own config + resolv.conf → stub domains and upstreams. */
@@ -302,6 +328,23 @@ export class DnsComponent implements Component {
       }
     }
     await this.applyConfig();
+    if (this.section.keeper && this.section.nativeUdp) {
+      this.keeper = await SocketKeeper.open(this.section.keeper, this.ctx.logger);
+      const kept = this.keeper?.take();
+      if (kept && kept.size > 0) this.adopted = kept;
+    }
+    // Sockets kept across a crash: queries have been queueing in them. Answer them once we
+    // have state (so none gets our before-the-first-sync SERVFAIL), but wait for that at most
+    // ADOPT_WAIT_MS: a resolver gives up on a query after a few seconds.
+    if (this.adopted && !this.zone.ready) {
+      this.bindAfterSync = true;
+      this.ctx.logger.info({ sockets: [...this.adopted.keys()] }, 'DNS sockets kept across a crash; serving them after the first sync');
+      this.adoptTimer = setTimeout(() => {
+        if (this.bindAfterSync) this.bind().catch((err: unknown) => this.ctx.logger.error({ err }, 'cannot serve the kept DNS sockets'));
+      }, ADOPT_WAIT_MS);
+      this.adoptTimer.unref();
+      return;
+    }
     // A predecessor still serving (a restart): bind only once we have state, so no client
     // ever gets our before-the-first-sync SERVFAIL. Otherwise serve at once.
     if (!this.zone.ready && this.listen[0] && (await DnsServer.otherServing(this.listen[0]))) {
@@ -314,7 +357,21 @@ export class DnsComponent implements Component {
 
   private async bind(): Promise<void> {
     this.bindAfterSync = false;
-    this.server = new DnsServer({ listen: this.listen, handle: this.handle, udpSize: this.section.udpSize, tcpIdleMs: this.section.tcpIdleMs, logger: this.ctx.logger, stats: this.stats, nativeUdp: this.section.nativeUdp, answersInline: (q) => this.zone.owns(q) });
+    clearTimeout(this.adoptTimer);
+    const adopted = this.adopted;
+    this.adopted = undefined;
+    this.server = new DnsServer({
+      listen: this.listen,
+      handle: this.handle,
+      udpSize: this.section.udpSize,
+      tcpIdleMs: this.section.tcpIdleMs,
+      logger: this.ctx.logger,
+      stats: this.stats,
+      nativeUdp: this.section.nativeUdp,
+      answersInline: (q) => this.zone.owns(q),
+      keeper: this.keeper,
+      adopted,
+    });
     await this.server.start();
     if (this.steered?.length) await this.server.setExtra(this.steered.map((host) => ({ host, port: 53 })));
     if (this.section.workers > 1 && this.section.nativeUdp) {
@@ -323,16 +380,23 @@ export class DnsComponent implements Component {
       if (this.zone.ready) this.workers.publish(this.zone.snapshot(++this.zoneGeneration));
       await this.workers.start();
     }
-    this.ctx.logger.info({ listen: this.server.addresses, zones: this.zone.options.zones }, 'DNS serving');
+    this.ctx.logger.info({ listen: this.server.addresses, zones: this.zone.options.zones, kept: adopted ? 'sockets kept across a crash' : undefined, keeper: this.keeper?.name }, 'DNS serving');
   }
 
   async close(): Promise<void> {
     // Workers stop with the main socket (after the drain), so a successor takes their share too.
     const workers = this.workers;
     this.workers = undefined;
+    clearTimeout(this.adoptTimer);
+    this.bindAfterSync = false;
     await this.server?.close(this.section.drainMs);
     await workers?.stop();
     this.server = undefined;
+    // Stopped before serving what a crashed predecessor left: those stay with the keeper.
+    for (const fd of this.adopted?.values() ?? []) closeFd(fd);
+    this.adopted = undefined;
+    this.keeper?.close();
+    this.keeper = undefined;
     this.stub.close();
     this.forward.forwarder.close();
   }
@@ -377,10 +441,16 @@ export class DnsComponent implements Component {
     if (this.configMapError) st.configMapError = this.configMapError;
     if (this.steered?.length) st.kubeDnsIPs = this.steered;
     if (this.steerError) st.steerError = this.steerError;
+    if (!this.section.keeper || !this.section.nativeUdp) st.socketKeeper = 'off';
+    else if (this.keeper) st.socketKeeper = this.keeper.name;
+    else if (this.server) st.socketKeeper = 'unavailable: DNS sockets are not kept across a crash (see the log)';
     if (!this.synced) st.waitingFor = 'first sync of the cluster state (cluster names get SERVFAIL)';
     return st;
   }
 }
+
+const ADOPT_WAIT_MS = 3000;
+const KEEPER_RETRY_MS = 10_000;
 
 function isWildcardOrLoopback(host: string): boolean {
   return host === '0.0.0.0' || host === '::' || host.startsWith('127.') || host === '::1';

@@ -49,6 +49,8 @@ export interface DnsSection {
   workers: number;
   /** UDP through the native recvmmsg/sendmmsg socket (udp-native.ts) instead of dgram. */
   nativeUdp: boolean;
+  /** Abstract unix name of the socket keeper that holds our sockets across a crash ('' = none); keeper.ts. */
+  keeper: string;
 }
 
 const opt = (key: string, kind: SectionOption['kind'], def: unknown, help: string): SectionOption => ({
@@ -87,6 +89,7 @@ export const DNS_OPTIONS: readonly SectionOption[] = [
   opt('autopath', 'bool', false, "answer a pod's first search-path query with the final answer (CoreDNS autopath; this node's pods only)"),
   opt('workers', 'int', 1, 'UDP serving threads sharing each listen address with SO_REUSEPORT (1: the main thread only; needs dns.nativeUdp)'),
   opt('nativeUdp', 'bool', true, 'serve UDP through the native batched socket (recvmmsg/sendmmsg); false: Node dgram'),
+  opt('keeper', 'string', 'podwire-dns-keeper', 'socket keeper (abstract unix name) that holds the DNS sockets across a podwired crash, started if absent ("" = none; needs dns.nativeUdp)'),
 ];
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([-a-z0-9_]{0,61}[a-z0-9_])?$/;
@@ -218,10 +221,16 @@ export function buildDnsSection(values: Readonly<Record<string, unknown>>): DnsS
     log: Boolean(v('log')),
     configMap: cm,
     nativeUdp: Boolean(v('nativeUdp')),
+    keeper: keeperName(String(v('keeper'))),
     workers: positiveInt('dns.workers', v('workers'), 1, 16),
     kubeDnsService: kubeDns,
     autopath: Boolean(v('autopath')),
   };
+}
+
+function keeperName(name: string): string {
+  if (name.length > 107 || /[\0/\s]/.test(name)) throw new InvalidInputError('dns.keeper', name, 'must be an abstract socket name of 1..107 characters without /, NUL or spaces ("" for none)');
+  return name;
 }
 
 export const dnsSection = defineSection<DnsSection>({

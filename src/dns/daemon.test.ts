@@ -55,7 +55,7 @@ t.test('the dns component in a real Daemon: section from the config, intervals, 
   writeFileSync(path.join(dir, 'resolv.conf'), '# no nameservers\n');
   const port = await freePort();
   const loaded = loadConfig({
-    argv: ['--node-name', 'n1', '--enable', 'dns', '--control-socket', path.join(dir, 'pw.sock'), '--state-dir', path.join(dir, 'state'), '--dns-listen', `127.0.0.1:${port}`, '--dns-ttl', '9', '--dns-drain-timeout', '0'],
+    argv: ['--node-name', 'n1', '--enable', 'dns', '--control-socket', path.join(dir, 'pw.sock'), '--state-dir', path.join(dir, 'state'), '--dns-listen', `127.0.0.1:${port}`, '--dns-ttl', '9', '--dns-drain-timeout', '0', '--dns-keeper', ''],
     env: { PODWIRE_DNS_RESOLV_CONF: path.join(dir, 'resolv.conf'), PODWIRE_DNS_POLICY: 'round_robin' },
     readFile: () => {
       throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });

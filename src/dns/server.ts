@@ -17,6 +17,8 @@ import net, { isIPv6 } from 'node:net';
 import type { Logger } from '../common/log';
 import type { Next, Reply } from './handler';
 import type { DnsStats } from './metrics';
+import { loadAddon } from '../kernel/native';
+import { type SocketKeeper, socketKey } from './keeper';
 import { NativeUdpSocket } from './udp-native';
 import { WORKER_KEY, whoAnswer } from './workers';
 import { bareResponse, buildQuery, encodeName, encodeResponse, errorResponse, fitUdp, HEADER_LEN, isQuery, nameKey, parseQuery, type Query, RCODE, rdata, TYPE } from './wire';
@@ -42,6 +44,10 @@ export interface DnsServerOptions {
    * because the native socket reuses its receive buffer for the next batch.
    */
   answersInline?: (q: Query) => boolean;
+  /** Hand our listening sockets to this keeper, so they outlive a crash of this process (keeper.ts). */
+  keeper?: SocketKeeper;
+  /** Sockets a crashed predecessor left with the keeper, by key: served instead of binding anew. */
+  adopted?: Map<string, number>;
 }
 
 const PID_NAME = 'pid.podwire.invalid';
@@ -54,6 +60,8 @@ const PID_KEY = nameKey(PID_NAME);
 export class DnsServer {
   private udp: (dgram.Socket | NativeUdpSocket)[] = [];
   private tcp: net.Server[] = [];
+  /** The fd of each TCP listener we opened natively (for the keeper). */
+  private readonly tcpFds = new Map<net.Server, number>();
   private readonly conns = new Set<net.Socket>();
   private pending = 0;
   private closing = false;
@@ -73,17 +81,53 @@ export class DnsServer {
     } catch (err) {
       await this.close(0);
       throw err;
+    } finally {
+      // Kept sockets for addresses we no longer serve: closed here, and dropped by the keeper below.
+      for (const fd of this.opts.adopted?.values() ?? []) loadAddon().closeFd(fd);
+      this.opts.adopted?.clear();
     }
+    this.keep();
+  }
+
+  /** A new keeper connection (the old keeper went away): it gets our sockets at once. */
+  useKeeper(keeper: SocketKeeper): void {
+    this.opts.keeper = keeper;
+    this.keep();
+  }
+
+  /** Tell the keeper which sockets to hold: every listening socket we serve now. */
+  private keep(): void {
+    const keeper = this.opts.keeper;
+    if (!keeper || this.closing) return;
+    const fds: number[] = [];
+    for (const u of [...this.udp, ...[...this.extra.values()].map((x) => x.udp)]) if (u instanceof NativeUdpSocket && u.socketFd !== undefined) fds.push(u.socketFd);
+    for (const t of [...this.tcp, ...[...this.extra.values()].map((x) => x.tcp)]) {
+      const fd = this.tcpFds.get(t);
+      if (fd !== undefined) fds.push(fd);
+    }
+    keeper.hold(fds);
+  }
+
+  private adopt(key: string): number | undefined {
+    const fd = this.opts.adopted?.get(key);
+    if (fd !== undefined) this.opts.adopted!.delete(key);
+    return fd;
   }
 
   private async openAddr(a: ListenAddr): Promise<{ udp: dgram.Socket | NativeUdpSocket; tcp: net.Server }> {
-    const udp = (this.opts.nativeUdp ? this.openNative(a) : undefined) ?? (await this.openDgram(a));
+    const keptUdp = this.adopt(socketKey('udp', a.host, a.port));
+    if (keptUdp !== undefined && !this.opts.nativeUdp) loadAddon().closeFd(keptUdp); // dgram cannot adopt an fd
+    const udp = (this.opts.nativeUdp ? this.openNative(a, keptUdp) : undefined) ?? (await this.openDgram(a));
     const tcp = net.createServer({ noDelay: true }, (c) => this.onTcp(c));
     tcp.on('error', (err) => this.opts.logger.warn({ err }, 'DNS TCP server error'));
     try {
+      // With a keeper the listener is opened natively, so its fd is ours to hand over.
+      let tcpFd = this.adopt(socketKey('tcp', a.host, a.port));
+      if (tcpFd === undefined && this.opts.keeper) tcpFd = loadAddon().tcpListenOpen(a.host, a.port, isIPv6(a.host), 511);
+      if (tcpFd !== undefined) this.tcpFds.set(tcp, tcpFd);
       await new Promise<void>((resolve, reject) => {
         tcp.once('error', reject);
-        tcp.listen({ host: a.host, port: a.port, reusePort: true, backlog: 511 }, () => {
+        tcp.listen(tcpFd !== undefined ? { fd: tcpFd, backlog: 511 } : { host: a.host, port: a.port, reusePort: true, backlog: 511 }, () => {
           tcp.off('error', reject);
           resolve();
         });
@@ -102,15 +146,24 @@ export class DnsServer {
   async setExtra(addrs: readonly ListenAddr[]): Promise<void> {
     if (this.closing) return;
     const want = new Map(addrs.map((a) => [formatAddr(a), a]));
+    let changed = false;
+    const gone: { udp: dgram.Socket | NativeUdpSocket; tcp: net.Server }[] = [];
     for (const [k, socks] of this.extra) {
       if (want.has(k)) continue;
       this.extra.delete(k);
-      socks.tcp.close();
-      socks.udp.close();
+      gone.push(socks);
     }
     for (const [k, a] of want) {
       if (this.extra.has(k) || this.opts.listen.some((l) => formatAddr(l) === k)) continue;
       this.extra.set(k, await this.openAddr(a));
+      changed = true;
+    }
+    // The keeper lets go of a socket before we close it: a kept socket nobody reads black-holes queries.
+    if (changed || gone.length > 0) this.keep();
+    for (const socks of gone) {
+      this.tcpFds.delete(socks.tcp);
+      socks.tcp.close();
+      socks.udp.close();
     }
   }
 
@@ -129,11 +182,17 @@ export class DnsServer {
   }
 
   /** The batched native socket, or undefined (logged) when the addon is unavailable. A bind error throws. */
-  private openNative(a: ListenAddr): NativeUdpSocket | undefined {
+  private openNative(a: ListenAddr, adopt?: number): NativeUdpSocket | undefined {
     let sock: NativeUdpSocket | undefined;
     try {
-      sock = new NativeUdpSocket(a.host, a.port, isIPv6(a.host), Math.min(4096, Math.max(512, this.opts.udpSize)), (msg, client, addr) => this.onNative(sock!, msg, client, addr), (err) =>
-        this.opts.logger.error({ err }, 'DNS handler failed'),
+      sock = new NativeUdpSocket(
+        a.host,
+        a.port,
+        isIPv6(a.host),
+        Math.min(4096, Math.max(512, this.opts.udpSize)),
+        (msg, client, addr) => this.onNative(sock!, msg, client, addr),
+        (err) => this.opts.logger.error({ err }, 'DNS handler failed'),
+        adopt,
       );
     } catch (err) {
       if ((err as { code?: string }).code === 'PW_NATIVE_MISSING') {
@@ -340,6 +399,8 @@ export class DnsServer {
       this.udp.push(x.udp);
     }
     this.extra.clear();
+    // A graceful stop: the keeper must not hold sockets that nobody will read (a successor's are its own).
+    this.opts.keeper?.release();
     for (const t of this.tcp) t.close();
     // Forwarded queries still waiting for an upstream: answer them before the UDP socket goes.
     const settle = Date.now() + 1000;
@@ -357,5 +418,6 @@ export class DnsServer {
     for (const c of this.conns) c.destroy();
     this.udp = [];
     this.tcp = [];
+    this.tcpFds.clear();
   }
 }

@@ -68,9 +68,10 @@ export class NativeUdpSocket {
   private readonly addon = loadAddon();
 
   /**
-   * Bind `host:port` (SO_REUSEPORT). `answer` gets each query (a view valid only during the
-   * call), its client address text, and the source sockaddr (also a view); it returns the
-   * answer to send now, or null/undefined for none (it may answer later with sendTo).
+   * Bind `host:port` (SO_REUSEPORT), or serve `adopt`, a socket already bound there (one the
+   * DNS socket keeper held across a crash; keeper.ts). `answer` gets each query (a view valid
+   * only during the call), its client address text, and the source sockaddr (also a view); it
+   * returns the answer to send now, or null/undefined for none (it may answer later with sendTo).
    */
   constructor(
     host: string,
@@ -79,9 +80,10 @@ export class NativeUdpSocket {
     private readonly outSlot: number,
     private readonly answer: UdpAnswer,
     private readonly onError: (err: unknown) => void,
+    adopt?: number,
   ) {
     this.outBuf = Buffer.alloc(SLOTS * outSlot);
-    this.fd = this.addon.udpOpen(host, port, ipv6, 4 << 20);
+    this.fd = adopt ?? this.addon.udpOpen(host, port, ipv6, 4 << 20);
     try {
       this.handle = this.addon.udpServe(this.fd, this.inBuf, this.inLens, this.addrs, this.outBuf, this.outLens, IN_SLOT, outSlot, (n) => this.onBatch(n));
     } catch (err) {
@@ -115,6 +117,11 @@ export class NativeUdpSocket {
   /** Send one answer outside a batch (a forwarded query's, or one larger than a slot). */
   sendTo(reply: Buffer, addr: Buffer): void {
     if (this.handle) this.addon.udpSendTo(this.fd, reply, addr);
+  }
+
+  /** The socket's fd (while open), for the socket keeper. */
+  get socketFd(): number | undefined {
+    return this.handle ? this.fd : undefined;
   }
 
   /** Answers the kernel refused to send (a full send buffer). */

@@ -81,6 +81,9 @@ interface NativeAddon {
   udpStats(handle: NativeUdpHandle): number;
   udpClose(handle: NativeUdpHandle): void;
   ethtoolTxCsum(netnsPath: string | null, ifname: string, on: boolean | null): Promise<boolean>;
+  seqpacketConnect(abstractName: string): number;
+  seqpacketRequest(fd: number, text: string, fds: number[], timeoutMs: number): { text: string; fd: number }[];
+  tcpListenOpen(host: string, port: number, ipv6: boolean, backlog: number): number;
 }
 
 /** Opaque handle of a batched UDP server socket (native/src/udp_batch.cc). */
@@ -92,7 +95,7 @@ const ADDON_RELATIVE = path.join('native', 'build', 'Release', 'podwire_native.n
 const NFTABLES_RELATIVE = path.join('native', 'nftables', 'build', 'Release', 'podwire_nftables.node');
 let addon: NativeAddon | undefined;
 
-function packagePath(relative: string): string {
+export function packagePath(relative: string): string {
   // Works from src/kernel (ts tooling) and dist/src/kernel (compiled): walk up to the package root.
   let dir = __dirname;
   for (let i = 0; i < 6; i++) {

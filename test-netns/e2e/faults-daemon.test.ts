@@ -5,11 +5,9 @@
  * the node-local DNS. Every loop is bounded in count and time.
  *   - `kill -9` of node2's podwired, restarted as its DaemonSet would (same command line):
  *     0 failed requests, 0 lost pings, 0 failed queries; node2's data plane is what it was.
- *     The node-local DNS server is part of podwired, so while no podwired runs on node2 (from the
- *     kill to the successor's ready) nothing answers on its 169.254.20.10: queries from node2's pods
- *     in that window are refused (what node-local-dns does when its pod dies). The test counts them
- *     and requires 0 failed queries outside that window: none before the kill, none once the
- *     restarted podwired is ready. Curl by VIP and pings have no such window: 0 failures, period.
+ *     The node-local DNS server is part of podwired; while no podwired runs on node2 the DNS
+ *     socket keeper (src/dns/keeper.ts) holds its sockets, so queries wait instead of being
+ *     refused, and the restarted podwired answers them.
  *   - a rolling restart of every node's podwired, one after another, the way deploy/ rolls the
  *     DaemonSet (maxSurge 1, maxUnavailable 0): the successor starts beside the running one (same
  *     arguments; DNS and health ports shared with SO_REUSEPORT, the control socket taken over), is
@@ -63,11 +61,7 @@ labTest('faults: podwired killed and restarted under load', { prefix: `${PREFIX}
       const noDns = results.filter((r) => !r.name.includes('(DNS)'));
       t.same(noDns.filter((r) => r.failed > 0).map((r) => r.name), [], '0 failed requests by VIP, 0 lost pings', report(results));
       const dns = results.filter((r) => r.name.includes('(DNS)'));
-      // A query that fails is stamped when dig gives up, at most ~5 s after it was sent.
-      const outside = dns.flatMap((r) => r.failedAt.filter((at) => at < killedAt || at > readyAt + 6_000).map((at) => `${r.name} at ${at}`));
-      t.same(outside, [], `0 failed queries before the kill or after the restart (window ${readyAt - killedAt} ms without podwired on node2)`, report(results));
-      const inWindow = dns.reduce((n, r) => n + r.failed, 0);
-      t.comment(`queries refused while no podwired ran on node2 (${readyAt - killedAt} ms): ${inWindow}`);
+      t.same(dns.filter((r) => r.failed > 0).map((r) => r.name), [], `0 failed queries, though no podwired ran on node2 for ${readyAt - killedAt} ms`, report(results));
       t.same(await dataPlane(d.ns), before, 'after the restart node2\'s data plane is what it was (adopted, not rebuilt)');
     });
 

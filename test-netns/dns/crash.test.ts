@@ -1,0 +1,152 @@
+/**
+ * A crash of the only podwired (kill -9) with the real daemon (bin/podwired, `--enable dns`):
+ * the DNS socket keeper (native/dns-keeper, src/dns/keeper.ts) holds the listening sockets, so
+ *   - while no podwired runs, the address stays bound: a query sent then (UDP and TCP) is not
+ *     refused but waits, and the restarted podwired answers it;
+ *   - a killed keeper is replaced at podwired's next sync;
+ *   - under a dig loop and a 200 QPS loop, a kill -9 and a restart lose no query;
+ *   - a graceful stop releases the sockets and the keeper exits (nothing left, queries refused);
+ *   - with `--dns-keeper ''` the same crash leaves nothing bound: a query is refused at once
+ *     (the behaviour the keeper removes).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Test as Tap } from 'tap';
+import { exec, labTest, type BackgroundProcess, type Lab } from '../harness';
+import { dig, dnsLab, m, ManifestDir, NODE_LOCAL, sleep } from './helpers';
+
+const REPO = path.resolve(__dirname, '../../..');
+const PODWIRED = path.join(REPO, 'bin/podwired');
+const CLIENT = path.join(__dirname, 'load-client.js');
+const NAME = 'web.prod.svc.cluster.local';
+
+function podwired(lab: Lab, ns: string, dir: string, manifests: string, extra: string[] = []): BackgroundProcess {
+  return lab.spawn(ns, [
+    process.execPath, PODWIRED,
+    '--config', path.join(dir, 'config.yaml'),
+    '--node-name', 'n1',
+    '--enable', 'dns',
+    '--manifests', manifests,
+    '--state-dir', path.join(dir, 'state'),
+    '--control-socket', path.join(dir, 'podwire.sock'),
+    '--health-listen', '127.0.0.1:10266',
+    '--metrics-listen', '127.0.0.1:10269',
+    '--dns-listen', `${NODE_LOCAL}:53`,
+    '--dns-resolv-conf', path.join(dir, 'resolv.conf'),
+    '--dns-drain-timeout', '0s',
+    '--log-level', 'info',
+    ...extra,
+  ]);
+}
+
+async function setup(t: Tap, lab: Lab, prefix: string): Promise<{ pod: string; nodeNs: string; dir: string; manifests: string; md: ManifestDir }> {
+  const md = new ManifestDir(prefix);
+  const dir = mkdtempSync(path.join(tmpdir(), `${prefix}-run-`));
+  t.teardown(() => {
+    md.remove();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  writeFileSync(path.join(dir, 'config.yaml'), '# everything on the command line\n');
+  writeFileSync(path.join(dir, 'resolv.conf'), '# no upstreams\n');
+  md.write('cluster.yaml', [m.namespace('prod'), m.service('prod', 'web', { clusterIP: '10.96.1.10', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] })]);
+  const { node, pod } = await dnsLab(lab);
+  return { pod, nodeNs: node.ns, dir, manifests: md.dir, md };
+}
+
+/** Wait (bounded) until `p` answers the cluster name: it has synced. */
+async function answering(pod: string): Promise<string[]> {
+  let r = await dig(pod, NAME);
+  for (let i = 0; i < 40 && r.answers.length === 0; i++) {
+    await sleep(250);
+    r = await dig(pod, NAME);
+  }
+  return r.answers.map((a) => a[3]);
+}
+
+/** kill -9 of podwired alone (not its process group), as the OOM killer would. */
+async function crash(p: BackgroundProcess): Promise<void> {
+  process.kill(p.pid!, 'SIGKILL');
+  for (let i = 0; i < 100 && !p.exit; i++) await sleep(50);
+}
+
+/** Processes in `ns` whose command line mentions `needle`. */
+async function procsIn(ns: string, needle: string): Promise<number[]> {
+  const r = await exec(null, ['ip', 'netns', 'pids', ns]);
+  const pids = r.stdout.split(/\s+/).filter((s) => /^\d+$/.test(s));
+  const out: number[] = [];
+  for (const pid of pids) {
+    const c = await exec(null, ['cat', `/proc/${pid}/cmdline`]);
+    if (c.stdout.includes(needle)) out.push(Number(pid));
+  }
+  return out;
+}
+
+labTest('kill -9 of the only podwired: the kept DNS sockets queue queries for its successor', { prefix: 'pwdns-crash', timeout: 120_000 }, async (t, lab) => {
+  const { pod, nodeNs, dir, manifests, md } = await setup(t, lab, 'pwdns-crash');
+  const first = podwired(lab, nodeNs, dir, manifests);
+  await first.waitForOutput(/"msg":"DNS serving"/, 30_000);
+  t.same(await answering(pod), ['10.96.1.10'], 'the first podwired answers');
+  t.match(first.stdout + first.stderr, /started the DNS socket keeper/, 'it started the socket keeper');
+  t.equal((await procsIn(nodeNs, 'podwire-dns-keeper')).length, 1, 'one keeper runs in the node namespace');
+
+  await crash(first);
+  const ss = await exec(nodeNs, ['ss', '-Hlnup', 'src', `${NODE_LOCAL}:53`]);
+  t.match(ss.stdout, /podwire-dns-kee/, `with podwired dead, ${NODE_LOCAL}:53/udp is still bound, by the keeper`, { ss: ss.stdout });
+  // Sent while nothing serves: a UDP and a TCP query wait in the kept sockets.
+  const udpQ = exec(pod, ['dig', `@${NODE_LOCAL}`, '+tries=1', '+timeout=10', '+nocookie', NAME, 'A'], { timeoutMs: 20_000 });
+  const tcpQ = exec(pod, ['dig', `@${NODE_LOCAL}`, '+tcp', '+tries=1', '+timeout=10', '+nocookie', NAME, 'A'], { timeoutMs: 20_000 });
+  await sleep(1000);
+  const second = podwired(lab, nodeNs, dir, manifests);
+  const [u, c] = await Promise.all([udpQ, tcpQ]);
+  t.match(u.stdout, /status: NOERROR[\s\S]*10\.96\.1\.10/, 'the UDP query sent while no podwired ran is answered by the restarted one', { out: u.stdout + u.stderr });
+  t.match(c.stdout, /status: NOERROR[\s\S]*10\.96\.1\.10/, 'and the TCP query too', { out: c.stdout + c.stderr });
+  t.match(second.stdout + second.stderr, /DNS sockets kept across a crash/, 'the restarted podwired took the kept sockets');
+  t.equal((await procsIn(nodeNs, 'podwire-dns-keeper')).length, 1, 'still one keeper (not a second one)');
+
+  // The keeper itself killed: at its next sync podwired starts another and hands it the sockets.
+  const [keeperPid] = await procsIn(nodeNs, 'podwire-dns-keeper');
+  process.kill(keeperPid!, 'SIGKILL');
+  md.write('more.yaml', [m.service('prod', 'api', { clusterIP: '10.96.1.11', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] })]);
+  await second.waitForOutput(/DNS sockets handed to a new socket keeper/, 30_000);
+  const keepers = await procsIn(nodeNs, 'podwire-dns-keeper');
+  t.ok(keepers.length === 1 && keepers[0] !== keeperPid, 'a killed keeper is replaced at the next sync', { keepers, keeperPid });
+
+  // Under load: a dig loop like a pod's resolver and a 200 QPS loop, through kill -9 + restart.
+  const digLoop = lab.spawn(pod, ['sh', '-c', `end=$(( $(date +%s) + 20 )); n=0; while [ $n -lt 400 ] && [ $(date +%s) -lt $end ]; do n=$((n+1)); a=$(dig @${NODE_LOCAL} +short +time=2 +tries=3 ${NAME} A); case "$(echo "$a" | tail -n 1)" in 10.*) echo ok;; *) echo "fail #$n $a";; esac; sleep 0.05; done; echo DONE`]);
+  const loop = lab.spawn(pod, [process.execPath, CLIENT, 'loop', JSON.stringify({ server: NODE_LOCAL, names: [NAME], qps: 200, durationMs: 8_000, tries: 3, timeoutMs: 1000 })]);
+  await sleep(2000);
+  await crash(second);
+  const third = podwired(lab, nodeNs, dir, manifests);
+  await third.waitForOutput(/"msg":"DNS serving"/, 30_000);
+  await loop.waitForOutput(/\{"sent"/, 30_000);
+  const res = JSON.parse(/\{"sent".*\}/.exec(loop.stdout)![0]) as { sent: number; answered: number; failed: number; firstTryLost: number };
+  await digLoop.waitForOutput(/DONE/, 40_000);
+  const digs = digLoop.stdout.split('\n').filter((l) => l.startsWith('ok') || l.startsWith('fail'));
+  t.ok(res.sent >= 1000 && digs.length >= 20, `${res.sent} queries and ${digs.length} digs sent`);
+  t.equal(res.failed, 0, '0 failed queries of the 200 QPS loop across kill -9 and restart', res);
+  t.same(digs.filter((l) => l.startsWith('fail')), [], '0 failed digs');
+
+  // A graceful stop lets go: nothing is kept, nothing stays bound, the keeper exits.
+  const exit = await third.stop(15_000);
+  t.equal(exit.exitCode, 0, 'the last podwired stops cleanly');
+  let left = await procsIn(nodeNs, 'podwire-dns-keeper');
+  for (let i = 0; i < 40 && left.length > 0; i++) {
+    await sleep(100);
+    left = await procsIn(nodeNs, 'podwire-dns-keeper');
+  }
+  t.same(left, [], 'the keeper exited after the graceful stop');
+  const refused = await exec(pod, ['dig', `@${NODE_LOCAL}`, '+tries=1', '+timeout=3', NAME, 'A'], { timeoutMs: 10_000 });
+  t.match(refused.stdout + refused.stderr, /refused/i, 'and a query is refused at once: nothing is bound any more');
+});
+
+labTest('without the keeper (--dns-keeper ""), a kill -9 leaves the DNS address unbound', { prefix: 'pwdns-nokeep', timeout: 60_000 }, async (t, lab) => {
+  const { pod, nodeNs, dir, manifests } = await setup(t, lab, 'pwdns-nokeep');
+  const first = podwired(lab, nodeNs, dir, manifests, ['--dns-keeper', '']);
+  await first.waitForOutput(/"msg":"DNS serving"/, 30_000);
+  t.same(await answering(pod), ['10.96.1.10'], 'podwired answers');
+  t.same(await procsIn(nodeNs, 'podwire-dns-keeper'), [], 'no keeper runs');
+  await crash(first);
+  const r = await exec(pod, ['dig', `@${NODE_LOCAL}`, '+tries=1', '+timeout=3', NAME, 'A'], { timeoutMs: 10_000 });
+  t.match(r.stdout + r.stderr, /refused/i, 'a query during the crash is refused at once (port unreachable)', { out: r.stdout + r.stderr });
+});
