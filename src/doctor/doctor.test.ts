@@ -188,6 +188,10 @@ t.test('each broken condition is reported by exactly its check, with a fix', asy
     ['a Service podwired never programmed', (s) => void (s.expected.value as ExpectedServices).entries.push(['ns/web', 'c', 4, '10.96.0.80', 'tcp', 80]), ['FAIL services: Services']],
     ['an endpoint element changed behind podwired', (s) => void ((s.kernel.nft.listJsonValue as { nftables: { map?: { elem: unknown[] } }[] }).nftables[3]!.map!.elem.pop()), ['FAIL services: table inet podwire']],
     ['our table deleted', (s) => void (s.kernel.nft.listJson = async () => Promise.reject(new Error('No such file or directory'))), ['FAIL services: table inet podwire']],
+    ['no Service at all: no table yet is fine', (s) => {
+      s.kernel.nft.listJson = async () => Promise.reject(new Error('No such file or directory'));
+      s.expected.value = { ...(s.expected.value as ExpectedServices), services: 0, skipped: 0, entries: [] };
+    }, []],
     ['an older podwired without the Service list', (s) => void (s.expected.value = undefined), ['warn services: Service list']],
     ['Docker FORWARD drop', (s) => void s.commands.set('nft list chains', { code: 0, stdout: 'table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n}\n', stderr: '' }), ['FAIL foreign-drop: nft ip filter FORWARD']],
     ['iptables mode on Debian 12 iptables-nft', (s) => void (s.env.status = status({ proxyMode: 'iptables' })), ['warn iptables-nft: iptables']],
