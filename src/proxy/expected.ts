@@ -6,7 +6,8 @@
  * a count kept by the proxier itself could not show that.
  *
  * Compact, to scale to 10,000 Services: one array per address and port the kernel must match
- * (`[namespace/name, kind, family, address, protocol, port]`), about 60 bytes each. The same
+ * (`[namespace/name, kind, family, address, protocol, port]`), about 60 bytes each (1 MB and
+ * about 20 ms of podwired's event loop for 10,000 two-port Services, per doctor run). The same
  * filter as the proxiers (buildServiceModel: headless, ExternalName and service-proxy-name
  * Services are skipped, invalid ones counted), without endpoints: the doctor checks that each
  * Service's addresses are programmed, not how they are balanced.
