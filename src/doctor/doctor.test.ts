@@ -11,6 +11,8 @@ import { dropForwardChains } from './checks/foreign-drop';
 import { elementCounts } from './checks/services';
 import { peerTargets } from './checks/peers';
 import type { DoctorEnv, Finding, RunOutput } from './types';
+import type { ExpectedServices } from '../proxy/expected';
+import { FakeIpvs } from '../kernel/testing/fake-ipvs';
 
 const CONFLIST = JSON.stringify({
   cniVersion: '1.0.0',
@@ -52,6 +54,8 @@ interface Scenario {
   dnsAnswers: Map<string, { rcode: string; addresses: string[] } | { error: string }>;
   /** Servers answered by someone else than podwired (its counter does not move). */
   foreignVips: Set<string>;
+  expected: { value: ExpectedServices | { error: string } | undefined };
+  ipvs: FakeIpvs;
 }
 
 async function healthy(given: DaemonStatus | null = status()): Promise<Scenario> {
@@ -67,11 +71,25 @@ async function healthy(given: DaemonStatus | null = status()): Promise<Scenario>
     nftables: [
       { metainfo: {} },
       { table: { family: 'inet', name: 'podwire' } },
-      { map: { name: 'services4', elem: [['a', 'b'], ['c', 'd']] } },
-      { map: { name: 'endpoints4-tcp', elem: [['e', 'f']] } },
-      { set: { name: 'affinity-1', flags: ['dynamic', 'timeout'], elem: [1, 2, 3] } },
+      { map: { family: 'inet', table: 'podwire', name: 'services4', elem: [[{ concat: ['10.96.0.1', 'tcp', 443] }, { goto: { target: 'lb4c-tcp-1' } }], [{ concat: ['10.96.0.10', 'udp', 53] }, { goto: { target: 'lb4c-udp-1' } }]] } },
+      { map: { family: 'inet', table: 'podwire', name: 'endpoints4-tcp', elem: [[{ concat: ['10.96.0.1', 'tcp', 443, 0] }, { concat: ['198.18.0.1', 6443] }]] } },
+      { set: { family: 'inet', table: 'podwire', name: 'affinity-1', flags: ['dynamic', 'timeout'], elem: [1, 2, 3] } },
     ],
   };
+  // What podwired says it should program (GET /v1/proxy/services): the two Services above.
+  const expected: { value: ExpectedServices | { error: string } | undefined } = {
+    value: {
+      mode: 'nftables',
+      families: [4, 6],
+      table: 'inet podwire',
+      services: 2,
+      skipped: 1,
+      invalid: 0,
+      pending: 0,
+      entries: [['default/kubernetes', 'c', 4, '10.96.0.1', 'tcp', 443], ['kube-system/kube-dns', 'c', 4, '10.96.0.10', 'udp', 53]],
+    },
+  };
+  const ipvs = new FakeIpvs();
   const files = new Map<string, string>([
     ['/etc/cni/net.d/10-podwire.conflist', CONFLIST],
     ['/lib/modules/6.1.0/modules.dep', 'kernel/net/ipv4/netfilter/ip_tables.ko: x\nkernel/drivers/net/vxlan/vxlan.ko.xz: y\n'],
@@ -121,8 +139,10 @@ async function healthy(given: DaemonStatus | null = status()): Promise<Scenario>
       return a;
     },
     dnsQueries: async () => (st ? queries.n : undefined),
+    proxyServices: async () => expected.value,
+    ipvsServices: () => ipvs.listServices(),
   };
-  return { kernel, env, files, commands, down, dnsAnswers, foreignVips };
+  return { kernel, env, files, commands, down, dnsAnswers, foreignVips, expected, ipvs };
 }
 
 const notOk = (fs: Finding[]): string[] => fs.filter((f) => f.level !== 'ok').map((f) => `${f.level} ${f.check}: ${f.subject}`);
@@ -163,7 +183,16 @@ t.test('each broken condition is reported by exactly its check, with a fix', asy
       await s.kernel.net.deleteAddress('lo', Cidr.parse('10.96.0.10/32'));
     }, ['warn dns: kube-dns VIP 10.96.0.10']],
     ['kube-dns VIP local but taken by the proxy (no answer)', (s) => void s.dnsAnswers.delete('10.96.0.10 kubernetes.default.svc.cluster.local'), ['FAIL dns: kube-dns VIP 10.96.0.10']],
-    ['an element missing from our table', (s) => void ((s.kernel.nft.listJsonValue as { nftables: { map?: { elem: unknown[] } }[] }).nftables[2]!.map!.elem.pop()), ['FAIL services: table inet podwire']],
+    ['a Service element deleted from our table', (s) => void ((s.kernel.nft.listJsonValue as { nftables: { map?: { elem: unknown[] } }[] }).nftables[2]!.map!.elem.pop()), ['FAIL services: Services']],
+    // podwired's own element count matches the kernel: only the Service list shows this one.
+    ['a Service podwired never programmed', (s) => void (s.expected.value as ExpectedServices).entries.push(['ns/web', 'c', 4, '10.96.0.80', 'tcp', 80]), ['FAIL services: Services']],
+    ['an endpoint element changed behind podwired', (s) => void ((s.kernel.nft.listJsonValue as { nftables: { map?: { elem: unknown[] } }[] }).nftables[3]!.map!.elem.pop()), ['FAIL services: table inet podwire']],
+    ['our table deleted', (s) => void (s.kernel.nft.listJson = async () => Promise.reject(new Error('No such file or directory'))), ['FAIL services: table inet podwire']],
+    ['no Service at all: no table yet is fine', (s) => {
+      s.kernel.nft.listJson = async () => Promise.reject(new Error('No such file or directory'));
+      s.expected.value = { ...(s.expected.value as ExpectedServices), services: 0, skipped: 0, entries: [] };
+    }, []],
+    ['an older podwired without the Service list', (s) => void (s.expected.value = undefined), ['warn services: Service list']],
     ['Docker FORWARD drop', (s) => void s.commands.set('nft list chains', { code: 0, stdout: 'table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n}\n', stderr: '' }), ['FAIL foreign-drop: nft ip filter FORWARD']],
     ['iptables mode on Debian 12 iptables-nft', (s) => void (s.env.status = status({ proxyMode: 'iptables' })), ['warn iptables-nft: iptables']],
   ];
@@ -175,6 +204,51 @@ t.test('each broken condition is reported by exactly its check, with a fix', asy
     for (const f of r.findings.filter((x) => x.level !== 'ok')) t.ok(f.fix && f.fix.length > 0, `${name}: ${f.check} has a fix`);
     t.equal(r.status, expected.some((e) => e.startsWith('FAIL')) ? 'FAIL' : expected.length ? 'warn' : 'ok', `${name}: overall`);
   }
+});
+
+const proxyStatus = (st: Record<string, unknown>): DaemonStatus => {
+  const s = status();
+  s.components.find((c) => c.name === 'proxy')!.status = st;
+  return s;
+};
+
+t.test('Services in each proxy mode: ok with counts, FAIL naming the missing ones, ipvs absent is a warning', async (t) => {
+  const services = (r: { findings: Finding[] }) => r.findings.filter((f) => f.check === 'services');
+
+  const nft = await healthy();
+  t.match(services(await runDoctor(nft.env)), [{ subject: 'Services', level: 'ok', detail: /all 2 Services programmed in nftables mode \(2 addresses/ }, { subject: 'table inet podwire', level: 'ok' }]);
+  (nft.expected.value as ExpectedServices).entries.push(['ns/web', 'c', 4, '10.96.0.80', 'tcp', 80], ['ns/web', 'n', 4, '', 'tcp', 30080]);
+  (nft.expected.value as ExpectedServices).services = 3;
+  (nft.expected.value as ExpectedServices).pending = 2;
+  const failed = await runDoctor(nft.env);
+  t.match(services(failed), [{ subject: 'Services', level: 'FAIL', detail: /^1 of 3 Services not programmed in table inet podwire \(2 of 4 addresses\): ns\/web 10\.96\.0\.80:80\/tcp \+1; podwired has 2 change\(s\) not applied yet/, fix: /restart podwired/ }]);
+  t.same(JSON.parse(JSON.stringify(failed)).findings, failed.findings, '--json gives the same findings');
+  t.match(formatReport(failed), /^FAIL  services +Services: 1 of 3 Services not programmed.*\n +fix: restart podwired/m);
+
+  // iptables mode: the rules read back with the proxy's iptables backend.
+  const ipt = await healthy(proxyStatus({ mode: 'iptables', backend: 'iptables-legacy-restore', services: 2, endpoints: 1, invalidServices: 0 }));
+  ipt.expected.value = { ...(ipt.expected.value as ExpectedServices), mode: 'iptables', table: undefined, iptablesBackend: 'legacy' };
+  const nat = (rules: string[]) => ({ code: 0, stdout: `*nat\n:PODWIRE-SERVICES - [0:0]\n:PODWIRE-NODEPORTS - [0:0]\n${rules.join('\n')}\nCOMMIT\n`, stderr: '' });
+  const k8s = '-A PODWIRE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -m tcp --dport 443 -j PW-SVC-AAAAAAAAAAAAAAAA';
+  const dnsRule = '-A PODWIRE-SERVICES -d 10.96.0.10/32 -p udp -m comment --comment "kube-system/kube-dns:dns has no endpoints" -m udp --dport 53 -j REJECT --reject-with icmp-port-unreachable';
+  ipt.commands.set('iptables-legacy-save -t nat', nat([k8s, '-A PODWIRE-SERVICES ! -d 127.0.0.0/8 -m comment --comment "podwire service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j PODWIRE-NODEPORTS']));
+  ipt.commands.set('iptables-legacy-save -t filter', { code: 0, stdout: `*filter\n:PODWIRE-SERVICES - [0:0]\n${dnsRule}\nCOMMIT\n`, stderr: '' });
+  t.match(services(await runDoctor(ipt.env)), [{ subject: 'Services', level: 'ok', detail: /all 2 Services programmed in iptables mode \(2 addresses and NodePorts in iptables-legacy-save;/ }]);
+  ipt.commands.set('iptables-legacy-save -t nat', nat([]));
+  t.match(services(await runDoctor(ipt.env)), [{ subject: 'Services', level: 'FAIL', detail: /1 of 2 Services not programmed in iptables-legacy-save \(1 of 2 addresses\): default\/kubernetes 10\.96\.0\.1:443\/tcp$/, fix: /syncPeriod/ }]);
+  ipt.commands.delete('iptables-legacy-save -t nat');
+  t.match(services(await runDoctor(ipt.env)), [{ subject: 'Services', level: 'warn', detail: /iptables-legacy-save -t nat failed/ }]);
+
+  // ipvs mode: the virtual servers; this kernel may have no ip_vs at all.
+  const vs = await healthy(proxyStatus({ mode: 'ipvs', services: 2, endpoints: 1, invalidServices: 0 }));
+  vs.expected.value = { ...(vs.expected.value as ExpectedServices), mode: 'ipvs', families: [4], table: undefined };
+  vs.ipvs.unavailable = true;
+  t.match(services(await runDoctor(vs.env)), [{ subject: 'Services', level: 'warn', detail: /IPVS is absent in this kernel .*not compared/, fix: /modprobe ip_vs/ }]);
+  vs.ipvs.unavailable = false;
+  await vs.ipvs.apply([{ op: 'add', entry: { kind: 'service', service: { family: 4, protocol: 'tcp', address: '10.96.0.1', port: 443, scheduler: 'rr' } } }]);
+  t.match(services(await runDoctor(vs.env)), [{ subject: 'Services', level: 'FAIL', detail: /kube-system\/kube-dns 10\.96\.0\.10:53\/udp/ }]);
+  await vs.ipvs.apply([{ op: 'add', entry: { kind: 'service', service: { family: 4, protocol: 'udp', address: '10.96.0.10', port: 53, scheduler: 'rr' } } }]);
+  t.match(services(await runDoctor(vs.env)), [{ subject: 'Services', level: 'ok', detail: /all 2 Services programmed in ipvs mode/ }]);
 });
 
 t.test('without podwired: a warning, and the checks that need its state say so instead of failing', async (t) => {

@@ -6,6 +6,8 @@ import { errorMessage } from '../common/errors';
 import type { DaemonStatus } from '../daemon/daemon';
 import { request } from '../daemon/route-server';
 import { openKernel } from '../kernel';
+import { NetlinkIpvs } from '../kernel/ipvs';
+import { EXPECTED_ROUTE, type ExpectedServices } from '../proxy/expected';
 import { dnsQueryUdp } from './dns-query';
 import { icmpEcho, rawSocket } from './icmp';
 import type { DoctorEnv, RunOutput } from './types';
@@ -35,6 +37,19 @@ export async function fetchStatus(socketPath: string): Promise<{ status: DaemonS
     return { status: JSON.parse(res.body.toString('utf8')) as DaemonStatus, error: undefined };
   } catch (err) {
     return { status: undefined, error: `cannot reach podwired at ${socketPath}: ${errorMessage(err)}` };
+  }
+}
+
+/** What the proxy should have programmed (src/proxy/expected.ts); undefined on 404 (not served). */
+export async function fetchExpectedServices(socketPath: string): Promise<ExpectedServices | { error: string } | undefined> {
+  try {
+    // Up to ~1 MB at 10,000 Services: a longer timeout than the status.
+    const res = await request({ socketPath }, 'GET', EXPECTED_ROUTE, undefined, 30_000);
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) return { error: `podwired answered HTTP ${res.status} on ${EXPECTED_ROUTE}` };
+    return JSON.parse(res.body.toString('utf8')) as ExpectedServices;
+  } catch (err) {
+    return { error: `${EXPECTED_ROUTE}: ${errorMessage(err)}` };
   }
 }
 
@@ -71,6 +86,15 @@ export async function realEnv(opts: { socket: string; cniConfDir: string | undef
       return r.code === 0 ? { ok: true, detail: why } : { ok: false, detail: `${why}: ${(r.stdout + r.stderr).trim().split('\n').pop() ?? ''}` };
     },
     dnsQuery: (server, port, name) => dnsQueryUdp(server, port, name),
+    proxyServices: () => fetchExpectedServices(opts.socket),
+    async ipvsServices() {
+      const ipvs = new NetlinkIpvs(undefined);
+      try {
+        return await ipvs.listServices();
+      } finally {
+        ipvs.close();
+      }
+    },
     async dnsQueries() {
       const s = (await fetchStatus(opts.socket)).status;
       const q = s?.components.find((c) => c.name === 'dns')?.status.queries;

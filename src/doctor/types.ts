@@ -5,6 +5,8 @@
  */
 import type { DaemonStatus } from '../daemon/daemon';
 import type { Kernel } from '../kernel';
+import type { IpvsService } from '../kernel/ipvs/codec';
+import type { ExpectedServices } from '../proxy/expected';
 
 export type Level = 'ok' | 'warn' | 'FAIL';
 
@@ -43,6 +45,13 @@ export interface DoctorEnv {
   ping(address: string): Promise<{ ok: boolean; detail: string }>;
   /** The dns component's query counter from a fresh podwired status (undefined without one): tells whether our server answered. */
   dnsQueries(): Promise<number | undefined>;
+  /**
+   * podwired's `GET /v1/proxy/services`: every Service the proxy should have programmed, from the
+   * cluster state. undefined when podwired does not serve it (404: no proxy, or an older podwired).
+   */
+  proxyServices(): Promise<ExpectedServices | { error: string } | undefined>;
+  /** The IPVS virtual servers of the node's namespace; throws when the kernel has no ip_vs. */
+  ipvsServices(): Promise<IpvsService[]>;
   /** One A query over UDP. */
   dnsQuery(server: string, port: number, name: string): Promise<{ rcode: string; addresses: string[] } | { error: string }>;
 }

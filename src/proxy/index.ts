@@ -42,3 +42,4 @@ export function proxyRegistration(): ComponentRegistration<ProxySection> {
     create: (ctx) => createProxier(ctx),
   };
 }
+export { expectedServices, mountExpectedRoute, EXPECTED_ROUTE, type ExpectedServices, type ExpectedEntry, type ExpectedKind } from './expected';

@@ -25,6 +25,8 @@ import { createProxyMetrics, type ProxyMetrics } from './metrics';
 import { buildServiceModel, ChangeTracker, ownNodeInputs, ZONE_LABEL, serviceProjection, sliceProjection, type EndpointInfo, type ServiceModel, type ServicePortInfo } from './model';
 import { lbChainsOf, renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
 import { Ruleset, type ObjectDef, type Plan } from './ruleset';
+import { mountExpectedRoute } from './expected';
+import type { ControlMount } from '../daemon/component';
 
 export const KUBERNETES_SERVICE = 'default/kubernetes';
 const TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
@@ -66,6 +68,8 @@ export class NftProxier implements Component {
   private lastTableCheck = 0;
   private serving = false;
   private closed = false;
+  private readonly control: ControlMount | undefined;
+  private unmountExpected: (() => void) | undefined;
   /** Stats of the last sync (bench, status). */
   lastSync: SyncStats | undefined;
 
@@ -76,6 +80,7 @@ export class NftProxier implements Component {
     this.kernel = ctx.kernel;
     this.logger = ctx.logger;
     this.clock = ctx.clock;
+    this.control = ctx.control;
     this.metrics = createProxyMetrics(ctx.metrics);
     this.health = new ProxierHealth(this.clock, 2 * this.section.syncPeriodMs);
     this.hcServers = new ServiceHealthServers(this.section.healthCheckBindAddress, this.logger);
@@ -174,10 +179,18 @@ export class NftProxier implements Component {
     this.serving = true;
     await this.health.listen(this.section.healthzBindAddress);
     await this.hcServers.reconcile(this.hcPorts());
+    // Both families: the inet table's maps serve IPv4 and IPv6.
+    this.unmountExpected = mountExpectedRoute(this.control, this.state, this.config.nodeName, () => ({
+      mode: 'nftables',
+      families: [4, 6],
+      table: `inet ${this.section.table}`,
+      pending: this.services.size + this.slices.size + this.retry.size,
+    }));
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    this.unmountExpected?.();
     await this.health.close();
     await this.hcServers.close();
   }

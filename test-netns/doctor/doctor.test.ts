@@ -3,10 +3,13 @@
  * control: both nodes are healthy and doctor says 0 warn, 0 FAIL, exit 0. Then node n1 is
  * broken three ways — ip_forward off, a foreign `ip filter` FORWARD chain with policy drop
  * (what Docker installs), a flannel conflist that sorts before ours — and doctor reports FAIL
- * for exactly those three, exit 1, while n2 stays clean. Also through `--netns`.
+ * for exactly those three, exit 1, while n2 stays clean. Also through `--netns`. Then one
+ * Service's element is deleted from our nft table behind podwired's back, and doctor names
+ * that Service. A second lab does the same in iptables mode (one rule deleted).
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { request } from '../../src/daemon/route-server';
 import { exec, labTest } from '../harness';
 import { createRunDir, Podwired, PODWIRE_CLI, writeNodeManifests } from '../lab/podwired';
 
@@ -32,6 +35,18 @@ ports: [{ name: https, port: 6443, protocol: TCP }]
 endpoints: [{ addresses: [198.18.0.1], conditions: { ready: true } }]
 ---
 apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: default, uid: qx-svc-web }
+spec: { type: ClusterIP, clusterIP: 10.96.0.80, clusterIPs: [10.96.0.80], ports: [{ name: http, port: 80, targetPort: 8080, protocol: TCP }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: web-1, namespace: default, uid: qx-eps-web, labels: { kubernetes.io/service-name: web } }
+addressType: IPv4
+ports: [{ name: http, port: 8080, protocol: TCP }]
+endpoints: [{ addresses: [198.18.0.2], conditions: { ready: true } }]
+---
+apiVersion: v1
 kind: Namespace
 metadata: { name: default, uid: qx-ns-default }
 ---
@@ -40,10 +55,18 @@ kind: Namespace
 metadata: { name: kube-system, uid: qx-ns-kube-system }
 `;
 
+// Our netns prefix (the harness names namespaces <prefix>-<pid>-<seq>-<role>).
+const PREFIX = 'qdoc';
+
+const doctorIn = async (d: Podwired, extra: string[] = []): Promise<{ code: number; report: Report; stderr: string }> => {
+  const r = await exec(d.ns, [process.execPath, PODWIRE_CLI, 'doctor', '--json', '--socket', d.socket, '--cni-conf-dir', d.confDir, ...extra], { timeoutMs: 60_000 });
+  return { code: r.exitCode ?? -1, report: JSON.parse(r.stdout) as Report, stderr: r.stderr };
+};
+
 const notOk = (r: Report): string[] => r.findings.filter((f) => f.level !== 'ok').map((f) => `${f.level} ${f.check}: ${f.subject}`);
 
-labTest('podwire doctor reports exactly the broken conditions of a node', { prefix: 'qx-doctor', requires: ['veth', 'bridge', 'vxlan', 'nftables'], timeout: 150_000 }, async (t, lab) => {
-  const run = createRunDir('qx-doctor');
+labTest('podwire doctor reports exactly the broken conditions of a node', { prefix: PREFIX, requires: ['veth', 'bridge', 'vxlan', 'nftables'], timeout: 150_000 }, async (t, lab) => {
+  const run = createRunDir(PREFIX);
   t.teardown(() => run.remove());
   const ul = await lab.addUnderlay({ role: 'ul' });
   const n1 = await lab.addNode(ul, { role: 'n1', address: '198.18.0.1/24' });
@@ -60,10 +83,7 @@ labTest('podwire doctor reports exactly the broken conditions of a node', { pref
     const r = await d.waitReady();
     if (!r.ready) throw new Error(`${d.opts.nodeName}: podwired not ready: ${r.last}\n${d.tail()}`);
   }
-  const doctor = async (d: Podwired, extra: string[] = []): Promise<{ code: number; report: Report; stderr: string }> => {
-    const r = await exec(d.ns, [process.execPath, PODWIRE_CLI, 'doctor', '--json', '--socket', d.socket, '--cni-conf-dir', d.confDir, ...extra], { timeoutMs: 60_000 });
-    return { code: r.exitCode ?? -1, report: JSON.parse(r.stdout) as Report, stderr: r.stderr };
-  };
+  const doctor = doctorIn;
   // The overlay has programmed its peer once both Nodes are in the status; wait for it.
   for (let i = 0; i < 50; i++) {
     const r = await doctor(daemons[0]!);
@@ -76,7 +96,7 @@ labTest('podwire doctor reports exactly the broken conditions of a node', { pref
     t.same(notOk(r.report), [], `control: ${d.opts.nodeName} is healthy`, { findings: r.report.findings, stderr: r.stderr });
     t.equal(r.code, 0, `control: ${d.opts.nodeName} exit 0`);
     t.ok(r.report.findings.some((f) => f.check === 'peers' && f.level === 'ok' && /VTEP 10\.244\.\d\.0/.test(f.subject)), 'the peer VTEP answered the ICMP probe');
-    t.ok(r.report.findings.some((f) => f.check === 'services' && f.level === 'ok' && /1 Services/.test(f.detail)), 'Service elements match', { findings: r.report.findings.filter((f) => f.check === 'services') });
+    t.ok(r.report.findings.some((f) => f.check === 'services' && f.subject === 'Services' && f.level === 'ok' && /^all 2 Services programmed in nftables mode/.test(f.detail)), 'every Service is in the kernel', { findings: r.report.findings.filter((f) => f.check === 'services') });
   }
 
   // Break n1.
@@ -106,4 +126,45 @@ labTest('podwire doctor reports exactly the broken conditions of a node', { pref
   const fixed = await doctor(daemons[0]!);
   t.same(notOk(fixed.report), [], 'n1: after the fixes, all ok');
   t.equal(fixed.code, 0);
+
+  // One Service's element deleted behind podwired's back: doctor names that Service.
+  const del = await exec(n1.ns, ['nft', 'delete', 'element', 'inet', 'podwire', 'services4', '{ 10.96.0.80 . tcp . 80 }']);
+  t.equal(del.exitCode, 0, 'default/web deleted from services4', { stderr: del.stderr });
+  const gone = await doctor(daemons[0]!);
+  t.same(notOk(gone.report), ['FAIL services: Services'], 'n1: exactly the missing Service', { findings: gone.report.findings });
+  const svcFail = gone.report.findings.find((f) => f.check === 'services' && f.level === 'FAIL');
+  t.match(svcFail?.detail, /^1 of 2 Services not programmed in table inet podwire \(1 of 2 addresses\): default\/web 10\.96\.0\.80:80\/tcp/, 'names default/web and its address');
+  t.match(svcFail?.fix, /restart podwired/);
+  t.equal(gone.code, 1, 'exit 1');
+});
+
+labTest('podwire doctor names a Service whose iptables rule was deleted (iptables mode)', { prefix: PREFIX, requires: ['veth', 'bridge', 'iptables'], timeout: 120_000 }, async (t, lab) => {
+  const run = createRunDir(PREFIX);
+  t.teardown(() => run.remove());
+  const ul = await lab.addUnderlay({ role: 'ul' });
+  const n1 = await lab.addNode(ul, { role: 'n1', address: '198.18.0.1/24' });
+  writeNodeManifests(run.manifests, [{ name: 'n1', podCIDR: '10.244.1.0/24', internalIP: n1.ip }]);
+  writeFileSync(path.join(run.manifests, 'services.yaml'), SERVICES);
+  // No periodic full sync while the test runs: it would read the chains back and repair them.
+  const d = new Podwired(lab, n1.ns, { nodeName: 'n1', run, extraArgs: ['--enable', 'proxy', '--proxy-mode', 'iptables', '--proxy-sync-period', '10m', '--proxy-healthz-bind-address', '127.0.0.1:10356'], logLevel: 'info' });
+  const ready = await d.waitReady();
+  if (!ready.ready) throw new Error(`podwired not ready: ${ready.last}\n${d.tail()}`);
+  const services = (r: Report) => r.findings.filter((f) => f.check === 'services');
+
+  const ok = await doctorIn(d);
+  t.match(services(ok.report), [{ subject: 'Services', level: 'ok', detail: /^all 2 Services programmed in iptables mode/ }], 'control: every Service has its rules', { findings: ok.report.findings });
+
+  // The same binaries as podwired's proxy (iptables-legacy when installed): its status names them.
+  const st = JSON.parse((await request({ socketPath: d.socket }, 'GET', '/v1/status')).body.toString('utf8')) as { components: { name: string; status: { backend?: string } }[] };
+  const bin = (st.components.find((c) => c.name === 'proxy')?.status.backend ?? 'iptables-restore').replace(/-restore$/, '');
+  const rules = (await exec(n1.ns, [`${bin}-save`, '-t', 'nat'])).stdout.split('\n').filter((l) => l.startsWith('-A PODWIRE-SERVICES '));
+  const n = rules.findIndex((l) => l.startsWith('-A PODWIRE-SERVICES -d 10.96.0.80/32 '));
+  t.ok(n >= 0, `default/web's ClusterIP rule is in nat PODWIRE-SERVICES (${bin})`, { rules });
+  const del = await exec(n1.ns, [bin, '-w', '-t', 'nat', '-D', 'PODWIRE-SERVICES', String(n + 1)]);
+  t.equal(del.exitCode, 0, 'rule deleted', { stderr: del.stderr });
+
+  const gone = await doctorIn(d);
+  t.match(services(gone.report), [{ subject: 'Services', level: 'FAIL', detail: /^1 of 2 Services not programmed in \S*iptables\S*-save \(1 of 2 addresses\): default\/web 10\.96\.0\.80:80\/tcp$/, fix: /syncPeriod/ }], 'names default/web', { findings: gone.report.findings });
+  t.equal(gone.code, 1, 'exit 1');
+  await d.stop();
 });

@@ -1,9 +1,18 @@
 /**
- * Rules programmed for every Service: the elements podwired says its last sync applied against
- * the elements in its nft table in the kernel. A difference means someone (or a failed apply)
- * changed our table behind podwired's back, so some Services are not (or wrongly) forwarded.
+ * Rules programmed for every Service: each Service the proxy should program on this node
+ * (podwired's `GET /v1/proxy/services`, derived from the cluster state's Service list) must
+ * have its ClusterIP(s), externalIPs, LB IPs and NodePorts in the kernel, in the active
+ * mode's own state (service-rules.ts reads it back). A Service podwired never programmed, or
+ * whose element/rule someone deleted, is named.
+ *
+ * nftables mode also keeps the older table checks: our table missing, its services maps
+ * empty, and (when every Service is there) an element count different from what podwired
+ * applied, i.e. endpoint elements changed behind its back.
  */
-import { componentStatus, finder, type Check, type Finding } from '../types';
+import type { ExpectedServices } from '../../proxy/expected';
+import { iptablesBinaries } from '../../kernel/iptables';
+import { compareServices, describeMissing, emptyPresent, iptablesPresent, ipvsPresent, nftPresent, type Present } from '../service-rules';
+import { componentStatus, finder, type Check, type DoctorEnv, type Finding } from '../types';
 
 const f = finder('services');
 
@@ -25,6 +34,90 @@ export function elementCounts(json: unknown): Map<string, number> {
   return out;
 }
 
+const firstLine = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+
+/** How each mode repairs a missing rule: nftables diffs against its memory (a restart reads the kernel back); iptables and ipvs re-read the kernel every proxy syncPeriod. */
+const REPAIR: Record<string, string> = {
+  nftables: 'restart podwired: at start it reads its table back and re-adds what is missing (its periodic sync only diffs against what it applied); podwire status and its log say why an apply failed',
+  iptables: 'podwired re-reads its chains every proxy syncPeriod (default 30 s) and repairs them; restart podwired to repair now; if it comes back, look for another tool editing iptables',
+  ipvs: 'podwired re-reads the IPVS table every proxy syncPeriod (default 30 s) and repairs it; restart podwired to repair now; if it comes back, look for another tool (ipvsadm) editing IPVS',
+};
+
+/** The findings of one comparison: ok with counts, or FAIL naming up to 5 Services. */
+function compare(mode: string, where: string, exp: ExpectedServices, present: Present): Finding {
+  const c = compareServices(exp, present);
+  if (c.missing.length === 0) return f.ok('Services', `all ${c.services} Services programmed in ${mode} mode (${c.entries} addresses and NodePorts in ${where}; ${exp.skipped} not proxied by design)`);
+  const pending = exp.pending > 0 ? `; podwired has ${exp.pending} change(s) not applied yet, re-run doctor in a few seconds` : '';
+  return f.fail('Services', `${c.missing.length} of ${c.services} Services not programmed in ${where} (${c.missingEntries} of ${c.entries} addresses): ${describeMissing(c)}${pending}`, REPAIR[mode] ?? REPAIR.nftables!);
+}
+
+async function nftables(env: DoctorEnv, px: Record<string, unknown>, exp: ExpectedServices | undefined, n: number, out: Finding[]): Promise<void> {
+  const tableName = exp?.table ?? (typeof px.table === 'string' ? px.table : 'inet podwire');
+  const [family, table] = tableName.split(' ') as [string, string];
+  let json: unknown;
+  try {
+    json = await env.kernel.nft.listJson(`table ${family} ${table}`);
+  } catch (err) {
+    // The proxier creates its table with the first Service (proxier.ts): none yet is not a fault.
+    if ((exp ? exp.services : n) === 0) {
+      out.push(f.ok(`table ${tableName}`, 'not created yet: there is no Service to program (podwired creates it with the first one)'));
+      return;
+    }
+    out.push(f.fail(`table ${tableName}`, `missing from the kernel (${firstLine(err)}) although podwired programs ${n} Services`, 'restart podwired (it rebuilds its table); look in its log for who deleted it'));
+    return;
+  }
+  const counts = elementCounts(json);
+  const kernel = [...counts.values()].reduce((a, b) => a + b, 0);
+  const applied = typeof px.elements === 'number' ? px.elements : undefined;
+  const vips = (counts.get('services4') ?? 0) + (counts.get('services6') ?? 0) + (counts.get('no-endpoints4') ?? 0) + (counts.get('no-endpoints6') ?? 0);
+  if (n > 0 && vips === 0) {
+    out.push(f.fail(`table ${tableName}`, `podwired programs ${n} Services but the kernel's services maps are empty: no ClusterIP is forwarded`, 'restart podwired; its log says why the apply failed'));
+    return;
+  }
+  let allThere = exp === undefined;
+  if (exp) {
+    const finding = compare('nftables', `table ${tableName}`, exp, nftPresent(json, table));
+    out.push(finding);
+    allThere = finding.level === 'ok';
+  }
+  // Endpoint elements are not in the Service list: the count still shows them changed behind our back.
+  if (allThere && applied !== undefined && kernel !== applied) out.push(f.fail(`table ${tableName}`, `${kernel} elements in the kernel, ${applied} applied by podwired's last sync: the table was changed outside podwired`, REPAIR.nftables!));
+  else if (allThere) out.push(f.ok(`table ${tableName}`, `${kernel} elements (${vips} Service addresses) as podwired applied them`));
+}
+
+async function iptables(env: DoctorEnv, exp: ExpectedServices, out: Finding[]): Promise<void> {
+  const present = emptyPresent();
+  const families = exp.families.filter((fam) => exp.entries.some((e) => e[2] === fam));
+  const bins: string[] = [];
+  for (const fam of families) {
+    // The same binaries (legacy or nft backend) as podwired's proxy: the two keep separate rulesets.
+    const save = iptablesBinaries(fam, exp.iptablesBackend ?? 'auto').save;
+    bins.push(save);
+    const tables: string[] = [];
+    for (const t of ['nat', 'filter']) {
+      const r = await env.run([save, '-t', t]);
+      if (r.code !== 0) {
+        out.push(f.warn('Services', `${save} -t ${t} failed (exit ${r.code}: ${r.stderr.trim().split('\n')[0] ?? ''}): the iptables rules were not compared`, `install ${save.replace(/-save$/, '')} (the proxy's iptables backend) or run doctor as root`));
+        return;
+      }
+      tables.push(r.stdout);
+    }
+    iptablesPresent(fam, tables[0]!, tables[1]!, present);
+  }
+  out.push(compare('iptables', bins.length ? bins.join(' + ') : 'iptables', exp, present));
+}
+
+async function ipvs(env: DoctorEnv, exp: ExpectedServices, out: Finding[]): Promise<void> {
+  let list;
+  try {
+    list = await env.ipvsServices();
+  } catch (err) {
+    out.push(f.warn('Services', `IPVS is absent in this kernel (${firstLine(err).slice(0, 160)}): the ${exp.services} Services' virtual servers cannot be listed, so they were not compared`, 'modprobe ip_vs (and the scheduler module, e.g. ip_vs_rr), or run the proxy in nftables mode (--proxy-mode nftables)'));
+    return;
+  }
+  out.push(compare('ipvs', 'the IPVS table', exp, ipvsPresent(list)));
+}
+
 export const services: Check = {
   id: 'services',
   title: 'Service rules',
@@ -35,25 +128,17 @@ export const services: Check = {
     const n = typeof px.services === 'number' ? px.services : 0;
     const out: Finding[] = [];
     if (typeof px.invalidServices === 'number' && px.invalidServices > 0) out.push(f.warn('invalid Services', `${px.invalidServices} Service(s) rejected as invalid and not programmed`, 'podwire status lists the source problems; fix those Services'));
-    if (px.mode !== 'nftables' || typeof px.table !== 'string') {
-      out.push(f.ok('services', `${n} Services programmed in ${String(px.mode)} mode (podwired's count; the kernel comparison covers nftables mode)`));
-      return out;
-    }
-    const [family, table] = px.table.split(' ');
-    let json: unknown;
-    try {
-      json = await env.kernel.nft.listJson(`table ${family} ${table}`);
-    } catch (err) {
-      out.push(f.fail(`table ${px.table}`, `missing from the kernel (${err instanceof Error ? err.message.split('\n')[0] : String(err)}) although podwired programs ${n} Services`, 'restart podwired (it rebuilds its table); look in its log for who deleted it'));
-      return out;
-    }
-    const counts = elementCounts(json);
-    const kernel = [...counts.values()].reduce((a, b) => a + b, 0);
-    const expected = typeof px.elements === 'number' ? px.elements : undefined;
-    const vips = (counts.get('services4') ?? 0) + (counts.get('services6') ?? 0);
-    if (n > 0 && vips === 0) out.push(f.fail(`table ${px.table}`, `podwired programs ${n} Services but the kernel's services maps are empty: no ClusterIP is forwarded`, 'restart podwired; its log says why the apply failed'));
-    else if (expected !== undefined && kernel !== expected) out.push(f.fail(`table ${px.table}`, `${kernel} elements in the kernel, ${expected} applied by podwired's last sync: the table was changed outside podwired`, 'podwired repairs it on its next periodic sync; if it stays, look for another tool editing the table'));
-    else out.push(f.ok(`table ${px.table}`, `${n} Services, ${kernel} elements (${vips} Service addresses) as podwired applied them`));
+    const answer = await env.proxyServices();
+    let exp: ExpectedServices | undefined;
+    if (answer === undefined) out.push(f.warn('Service list', 'podwired does not serve /v1/proxy/services (an older podwired): Services were not compared one by one', 'upgrade podwired on this node'));
+    else if ('error' in answer) out.push(f.warn('Service list', `cannot read the Services podwired should program: ${answer.error}`, 'check podwired is running (podwire status); pass --socket PATH'));
+    else exp = answer;
+    const mode = exp?.mode ?? String(px.mode);
+    if (mode === 'nftables') await nftables(env, px, exp, n, out);
+    else if (!exp) out.push(f.ok('services', `${n} Services programmed in ${mode} mode (podwired's count; not compared with the kernel)`));
+    else if (mode === 'iptables') await iptables(env, exp, out);
+    else if (mode === 'ipvs') await ipvs(env, exp, out);
+    else out.push(f.warn('services', `unknown proxy mode ${mode}`, 'report this as a Podwire bug, with podwire doctor --json'));
     return out;
   },
 };

@@ -28,6 +28,8 @@ import { KUBERNETES_SERVICE, staleUdp, type ConntrackWork } from '../proxier';
 import { removeIptablesLeftovers, removeNftLeftovers } from '../leftovers';
 import { IptablesApplier, Layers, TABLES, type Desired, type IptPlan, type TableName } from './applier';
 import { createIptablesMetrics, type IptablesMetrics } from './metrics';
+import { mountExpectedRoute } from '../expected';
+import type { ControlMount } from '../../daemon/component';
 import { assembleShared, fixedChainNames, renderServiceRules, type ChainRules, type IptRenderOptions, type ServiceRules } from './render';
 
 const TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
@@ -81,11 +83,14 @@ export class IptablesProxier implements Component {
   private lastFull = 0;
   private serving = false;
   private closed = false;
+  private readonly control: ControlMount | undefined;
+  private unmountExpected: (() => void) | undefined;
   lastSync: IptSyncStats | undefined;
   private readonly backend: string;
 
   constructor(ctx: ComponentContext<ProxySection | undefined>, options: IptablesProxierOptions = {}) {
     this.backend = options.backend ?? 'kernel default';
+    this.control = ctx.control;
     this.config = ctx.config;
     this.section = ctx.section ?? buildProxySection({}, ctx.config);
     this.state = ctx.state;
@@ -160,10 +165,19 @@ export class IptablesProxier implements Component {
     this.serving = true;
     await this.health.listen(this.section.healthzBindAddress);
     await this.hcServers.reconcile(this.hcPorts());
+    const backend = /-legacy-/.test(this.backend) ? 'legacy' : /-nft-/.test(this.backend) ? 'nft' : undefined;
+    // Both families: IPv6 rules are programmed as soon as an IPv6 Service exists (update()).
+    this.unmountExpected = mountExpectedRoute(this.control, this.state, this.config.nodeName, () => ({
+      mode: 'iptables',
+      families: [4, 6],
+      ...(backend ? { iptablesBackend: backend } : {}),
+      pending: this.services.size + this.slices.size + this.retry.size,
+    }));
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    this.unmountExpected?.();
     await this.health.close();
     await this.hcServers.close();
   }

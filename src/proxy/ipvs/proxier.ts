@@ -35,6 +35,8 @@ import { buildServiceModel, ChangeTracker, ownNodeInputs, ZONE_LABEL, servicePro
 import { staleUdp, type ConntrackWork } from '../proxier';
 import { destKey, renderIpvsService, SET_TYPES, vsKey, type DesiredVS, type IpvsContribution } from './render';
 import { missingJumps, renderCleanup, renderRules } from './rules';
+import { mountExpectedRoute } from '../expected';
+import type { ControlMount } from '../../daemon/component';
 
 /**
  * Where the VIPs are bound. kube-proxy uses a dummy device (kube-ipvs0); the kernels we
@@ -134,10 +136,13 @@ export class IpvsProxier implements Component {
   private drainTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private serving = false;
+  private readonly control: ControlMount | undefined;
+  private unmountExpected: (() => void) | undefined;
   lastSync: IpvsSyncStats | undefined;
 
   constructor(ctx: ComponentContext<ProxySection | undefined>, deps: IpvsDeps = {}) {
     this.config = ctx.config;
+    this.control = ctx.control;
     this.section = ctx.section ?? buildProxySection({}, ctx.config);
     this.state = ctx.state;
     this.kernel = ctx.kernel;
@@ -245,10 +250,17 @@ export class IpvsProxier implements Component {
       void this.serial(() => this.checkDraining()).catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'checking draining IPVS real servers failed'));
     }, DRAIN_CHECK_MS);
     this.drainTimer.unref();
+    // IPv4 only in this build (render.ts).
+    this.unmountExpected = mountExpectedRoute(this.control, this.state, this.config.nodeName, () => ({
+      mode: 'ipvs',
+      families: [4],
+      pending: this.services.size + this.slices.size + this.retry.size,
+    }));
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    this.unmountExpected?.();
     if (this.drainTimer) clearInterval(this.drainTimer);
     await this.busy;
     await this.health.close();
