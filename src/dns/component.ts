@@ -265,6 +265,7 @@ export class DnsComponent implements Component {
       }
       if (kernel && (vips.length > 0 || this.steered !== undefined || this.steeredListen().length > 0)) await applySteer(kernel.nft, [...this.steeredListen(), ...vips]);
       await this.server?.setExtra(vips.map((host) => ({ host, port: 53 })));
+      this.workers?.setExtra(vips.map((host) => ({ host, port: 53 })));
       if (vips.join() !== (this.steered ?? []).join()) this.ctx.logger.info({ vips }, 'kube-dns Service IPs served here (NOTRACK for port 53)');
       this.steered = vips;
       this.steerError = undefined;
@@ -376,7 +377,8 @@ export class DnsComponent implements Component {
     if (this.steered?.length) await this.server.setExtra(this.steered.map((host) => ({ host, port: 53 })));
     if (this.section.workers > 1 && this.section.nativeUdp) {
       const server = this.server;
-      this.workers = new DnsWorkers(this.section.workers - 1, this.listen, this.section.udpSize, (i, msg, client, addr) => server.handOff(i, msg, client, addr), (c) => this.stats.merge(c), this.ctx.logger);
+      this.workers = new DnsWorkers(this.section.workers - 1, this.listen, this.section.udpSize, (to, msg, client, addr) => server.handOff(to, msg, client, addr), (c) => this.stats.merge(c), this.ctx.logger);
+      if (this.steered?.length) this.workers.setExtra(this.steered.map((host) => ({ host, port: 53 })));
       if (this.zone.ready) this.workers.publish(this.zone.snapshot(++this.zoneGeneration));
       await this.workers.start();
     }

@@ -205,8 +205,10 @@ export class DnsServer {
   }
 
   /** A query a worker thread handed over (workers.ts): answered by the chain, sent from our socket on the same address. */
-  handOff(listenIndex: number, msg: Buffer, client: string, addr: Buffer): void {
-    const sock = this.udp[listenIndex];
+  handOff(to: ListenAddr, msg: Buffer, client: string, addr: Buffer): void {
+    const k = formatAddr(to);
+    const i = this.opts.listen.findIndex((l) => formatAddr(l) === k);
+    const sock = i >= 0 ? this.udp[i] : this.extra.get(k)?.udp;
     if (!(sock instanceof NativeUdpSocket) || this.closedUdp) return;
     try {
       const r = this.onNative(sock, msg, client, addr);

@@ -8,7 +8,8 @@
  * What it cannot answer from there (forwarded names, ExternalName, pod records, the
  * before-sync SERVFAIL, malformed packets, AXFR…) it hands to the main thread, which runs the
  * whole chain and sends the answer from its own socket on the same address (the client sees
- * the same source). TCP and the kube-dns Service addresses are served by the main thread only.
+ * the same source). Workers serve the listen addresses and the kube-dns Service addresses
+ * (setExtra, as the main thread's server does); TCP is served by the main thread only.
  * Workers count their queries and send the counts to the main thread every second, so the
  * CoreDNS metrics include them.
  */
@@ -34,6 +35,8 @@ import { ZoneIndex, type ZoneSnapshot } from './zone-index';
 interface WorkerInit {
   id: number;
   listen: ListenAddr[];
+  /** The kube-dns Service addresses served now (they change with the cluster: `extra` messages). */
+  extra: ListenAddr[];
   udpSize: number;
 }
 
@@ -41,19 +44,21 @@ interface WorkerInit {
 export type WorkerMessage =
   | { kind: 'ready'; id: number }
   | { kind: 'error'; id: number; message: string }
-  | { kind: 'handoff'; listen: number; msg: Uint8Array; addr: Uint8Array; client: string }
+  | { kind: 'handoff'; to: ListenAddr; msg: Uint8Array; addr: Uint8Array; client: string }
   | { kind: 'counts'; counts: StatsCounts };
 
 /** Main → worker. */
-type MainMessage = { kind: 'zone'; snapshot: ZoneSnapshot } | { kind: 'stop' };
+type MainMessage = { kind: 'zone'; snapshot: ZoneSnapshot } | { kind: 'extra'; extra: ListenAddr[] } | { kind: 'stop' };
 
+/** A query for the main thread, received on the worker's socket for address `to`. */
 export interface HandOff {
-  (listen: number, msg: Buffer, client: string, addr: Buffer): void;
+  (to: ListenAddr, msg: Buffer, client: string, addr: Buffer): void;
 }
 
 export class DnsWorkers {
   private readonly workers: Worker[] = [];
   private snapshot: ZoneSnapshot | undefined;
+  private extra: ListenAddr[] = [];
 
   constructor(
     private readonly count: number,
@@ -68,7 +73,7 @@ export class DnsWorkers {
   async start(): Promise<void> {
     const ready: Promise<void>[] = [];
     for (let id = 1; id <= this.count; id++) {
-      const w = new Worker(__filename, { workerData: { id, listen: this.listen, udpSize: this.udpSize } satisfies WorkerInit });
+      const w = new Worker(__filename, { workerData: { id, listen: this.listen, extra: this.extra, udpSize: this.udpSize } satisfies WorkerInit });
       w.unref();
       this.workers.push(w);
       ready.push(
@@ -78,7 +83,7 @@ export class DnsWorkers {
             else if (m.kind === 'error') {
               this.logger.warn({ worker: m.id, error: m.message }, 'DNS worker cannot serve');
               resolve();
-            } else if (m.kind === 'handoff') this.handOff(m.listen, Buffer.from(m.msg.buffer, m.msg.byteOffset, m.msg.byteLength), m.client, Buffer.from(m.addr.buffer, m.addr.byteOffset, m.addr.byteLength));
+            } else if (m.kind === 'handoff') this.handOff(m.to, Buffer.from(m.msg.buffer, m.msg.byteOffset, m.msg.byteLength), m.client, Buffer.from(m.addr.buffer, m.addr.byteOffset, m.addr.byteLength));
             else if (m.kind === 'counts') this.onCounts(m.counts);
           });
           w.on('error', (err) => {
@@ -96,6 +101,12 @@ export class DnsWorkers {
   publish(snapshot: ZoneSnapshot): void {
     this.snapshot = snapshot;
     for (const w of this.workers) w.postMessage({ kind: 'zone', snapshot } satisfies MainMessage);
+  }
+
+  /** Serve exactly these extra addresses too (the kube-dns Service IPs), as DnsServer.setExtra does. */
+  setExtra(extra: readonly ListenAddr[]): void {
+    this.extra = [...extra];
+    for (const w of this.workers) w.postMessage({ kind: 'extra', extra: this.extra } satisfies MainMessage);
   }
 
   async stop(): Promise<void> {
@@ -117,45 +128,67 @@ function runWorker(init: WorkerInit): void {
   const port = parentPort!;
   let index: ZoneIndex | undefined;
   let stats = new DnsStats();
-  const sockets: NativeUdpSocket[] = [];
+  const sockets = new Map<string, NativeUdpSocket>();
+  const extra = new Set<string>();
   const outSlot = Math.min(4096, Math.max(512, init.udpSize));
+  const keyOf = (a: ListenAddr): string => `${a.host}|${a.port}`;
+  const open = (a: ListenAddr): NativeUdpSocket =>
+    new NativeUdpSocket(
+      a.host,
+      a.port,
+      a.host.includes(':'),
+      outSlot,
+      (msg, client, addr) => {
+        const q = index ? parseQuery(msg, 'udp', client) : undefined;
+        if (q && isQuery(q) && q.key === WORKER_KEY) return whoAnswer(q, `worker-${init.id}`);
+        if (q && isQuery(q) && q.ednsVersion === 0) {
+          const r = index!.answer(q, init.udpSize);
+          // Templates fit the client's size (fitUdp is the main thread's: larger ones go there).
+          const limit = q.ednsSize > 0 ? Math.min(q.ednsSize, init.udpSize) : 512;
+          if (r && r.length <= limit) {
+            stats.request(q);
+            stats.response(r, q, 0);
+            return r;
+          }
+        }
+        port.postMessage({ kind: 'handoff', to: a, msg: new Uint8Array(msg), addr: new Uint8Array(addr), client } satisfies WorkerMessage);
+        return null;
+      },
+      () => undefined,
+    );
+  const setExtra = (want: readonly ListenAddr[]): void => {
+    const keys = new Set(want.map(keyOf));
+    for (const k of extra) {
+      if (keys.has(k)) continue;
+      sockets.get(k)?.close();
+      sockets.delete(k);
+      extra.delete(k);
+    }
+    for (const a of want) {
+      const k = keyOf(a);
+      if (sockets.has(k)) continue;
+      try {
+        sockets.set(k, open(a));
+        extra.add(k);
+      } catch (err) {
+        // The main thread serves this address anyway; only this thread's share is missing.
+        port.postMessage({ kind: 'error', id: init.id, message: `${a.host}:${a.port}: ${err instanceof Error ? err.message : String(err)}` } satisfies WorkerMessage);
+      }
+    }
+  };
   port.on('message', (m: MainMessage) => {
     if (m.kind === 'zone') index = new ZoneIndex(m.snapshot);
-    else if (m.kind === 'stop') for (const s of sockets) s.close();
+    else if (m.kind === 'extra') setExtra(m.extra);
+    else if (m.kind === 'stop') for (const s of sockets.values()) s.close();
   });
   try {
-    init.listen.forEach((a, li) => {
-      sockets.push(
-        new NativeUdpSocket(
-          a.host,
-          a.port,
-          a.host.includes(':'),
-          outSlot,
-          (msg, client, addr) => {
-            const q = index ? parseQuery(msg, 'udp', client) : undefined;
-            if (q && isQuery(q) && q.key === WORKER_KEY) return whoAnswer(q, `worker-${init.id}`);
-            if (q && isQuery(q) && q.ednsVersion === 0) {
-              const r = index!.answer(q, init.udpSize);
-              // Templates fit the client's size (fitUdp is the main thread's: larger ones go there).
-              const limit = q.ednsSize > 0 ? Math.min(q.ednsSize, init.udpSize) : 512;
-              if (r && r.length <= limit) {
-                stats.request(q);
-                stats.response(r, q, 0);
-                return r;
-              }
-            }
-            port.postMessage({ kind: 'handoff', listen: li, msg: new Uint8Array(msg), addr: new Uint8Array(addr), client } satisfies WorkerMessage);
-            return null;
-          },
-          () => undefined,
-        ),
-      );
-    });
+    for (const a of init.listen) sockets.set(keyOf(a), open(a));
   } catch (err) {
-    for (const s of sockets) s.close();
+    for (const s of sockets.values()) s.close();
     port.postMessage({ kind: 'error', id: init.id, message: err instanceof Error ? err.message : String(err) } satisfies WorkerMessage);
     return;
   }
+  setExtra(init.extra);
   setInterval(() => {
     if (stats.totalRequests === 0) return;
     port.postMessage({ kind: 'counts', counts: stats.counts() } satisfies WorkerMessage);
