@@ -45,13 +45,10 @@ const deps = (state: MemoryState, config: ReturnType<typeof testConfig>, section
   metrics: new Registry(),
 });
 
-/** The same scenario for each mode: what traffic uses follows our zone label, and only a zone change re-renders. */
-async function zoneScenario(
-  t: Test,
-  p: { handleEvent: IptablesProxier['handleEvent']; sync: IptablesProxier['sync']; reconcileOnStart: IptablesProxier['reconcileOnStart'] },
-  state: MemoryState,
-  used: () => Promise<string[]>,
-): Promise<void> {
+type ModeProxier = Pick<IptablesProxier, 'handleEvent' | 'sync' | 'reconcileOnStart'>;
+
+/** Our Node in zone z1, one Service with an endpoint hinted for each zone, synced; returns how to apply more. */
+async function startInZ1(t: Test, p: ModeProxier, state: MemoryState, used: () => Promise<string[]>): Promise<(o: ClusterObject) => boolean> {
   await p.reconcileOnStart(signal);
   const apply = (o: ClusterObject): boolean => p.handleEvent(state.apply(o));
   apply(node('z1'));
@@ -59,6 +56,17 @@ async function zoneScenario(
   apply(hinted());
   await p.sync(signal);
   t.same(await used(), ['10.244.1.2:8080'], 'only the endpoint hinted for zone z1');
+  return apply;
+}
+
+/** The same scenario for each mode: what traffic uses follows our zone label, and only a zone change re-renders. */
+async function zoneScenario(
+  t: Test,
+  p: ModeProxier,
+  state: MemoryState,
+  used: () => Promise<string[]>,
+): Promise<void> {
+  const apply = await startInZ1(t, p, state, used);
   t.equal(apply(node('z2')), true, 'a zone change requests a sync');
   await p.sync(signal);
   t.same(await used(), ['10.244.2.2:8080'], 'now only the zone-z2 endpoint');
@@ -85,14 +93,8 @@ function holdNext<O extends object>(o: O, m: keyof O): { reached: Promise<void>;
 }
 
 /** A zone change while an endpoint change's kernel write is in flight: the next sync re-renders with the new zone. */
-async function inflightScenario(t: Test, p: Parameters<typeof zoneScenario>[1], state: MemoryState, hold: () => ReturnType<typeof holdNext>, used: () => Promise<string[]>): Promise<void> {
-  await p.reconcileOnStart(signal);
-  const apply = (o: ClusterObject): boolean => p.handleEvent(state.apply(o));
-  apply(node('z1'));
-  apply(service);
-  apply(hinted());
-  await p.sync(signal);
-  t.same(await used(), ['10.244.1.2:8080'], 'zone z1');
+async function inflightScenario(t: Test, p: ModeProxier, state: MemoryState, hold: () => ReturnType<typeof holdNext>, used: () => Promise<string[]>): Promise<void> {
+  const apply = await startInZ1(t, p, state, used);
   const more = hinted();
   more.endpoints.push({ ...more.endpoints[0]!, addresses: ['10.244.1.3'] });
   apply(more);
