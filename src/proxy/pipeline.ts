@@ -6,7 +6,7 @@
  *   (ownNodeInputs) — a change there re-renders every Service;
  * - sync: draining the trackers into the dirty Services (plus the ones to retry), building
  *   each one's ServiceModel (locality, topology zone, invalid Services), the stale UDP
- *   conntrack flush after a successful apply, the healthCheckNodePort servers, the
+ *   conntrack flush after the apply, the healthCheckNodePort servers, the
  *   kube-proxy metrics, health (/healthz) and the common status counts;
  * - start/close of the health servers.
  *
@@ -16,8 +16,15 @@
  * one atomic kernel transaction per batch), its gauges and status fields, and its own
  * reconcileOnStart (adoption) and cleanup.
  *
- * Sync scheduling is the daemon's runner (proxyRegistration's min/max intervals); the
- * pipeline is re-entrant only as far as the runner is (one sync at a time).
+ * When syncs run is the daemon's runner's business (proxyRegistration's minSyncPeriod /
+ * syncPeriod, backoff after a sync that throws); it never runs two at once. What a mode
+ * does every syncPeriod (read the kernel back) it decides in `prepare`.
+ *
+ * Failure: a mode's `apply` throws when a transaction failed as a whole (nftables,
+ * iptables: that transaction is not applied; the runner retries with backoff), or reports
+ * `failed` changes (ipvs: the rest is applied, health is updated). Either way the sync
+ * counts as failed, the Services not (surely) applied are retried, and a full re-render that
+ * was due stays due.
  */
 import { Cidr, IpAddress } from '../common/ip';
 import { errorMessage } from '../common/errors';
@@ -243,7 +250,7 @@ export abstract class ProxyPipeline<S> implements Component {
       }
       if (renderAll) {
         for (const svc of this.state.values('Service')) dirty.add(svc.meta.key);
-        for (const k of [...this.ownedKeys()]) dirty.add(k);
+        for (const k of this.ownedKeys()) dirty.add(k);
         for (const k of this.models.keys()) dirty.add(k);
       }
       const node = this.state.get('Node', this.config.nodeName);

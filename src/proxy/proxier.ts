@@ -19,8 +19,6 @@ import { lbChainsOf, renderScript, renderService, renderSkeleton, type RenderOpt
 import { KUBERNETES_SERVICE, ProxyPipeline, type ApplyResult, type SyncStart } from './pipeline';
 import { Ruleset, type ObjectDef, type Plan } from './ruleset';
 
-export { KUBERNETES_SERVICE, staleUdp, type ConntrackWork } from './pipeline';
-
 export interface SyncStats {
   transactions: number;
   services: number;
