@@ -8,7 +8,8 @@ import { NetnsIptables } from '../kernel/iptables';
 import type { ComponentContext } from '../daemon/component';
 import { IpvsProxier } from './ipvs';
 
-export { NftProxier, KUBERNETES_SERVICE, staleUdp, type SyncStats, type ConntrackWork } from './proxier';
+export { NftProxier, type SyncStats } from './proxier';
+export { ProxyPipeline, KUBERNETES_SERVICE, staleUdp, localMatchers, type ConntrackWork, type SyncStart, type ApplyResult, type HealthCheckTarget } from './pipeline';
 export { proxySection, buildProxySection, PROXY_DEFAULTS, type ProxySection } from './config';
 export { buildServiceModel, ChangeTracker, usable, canonicalIP, type ServiceModel, type ServicePortInfo, type EndpointInfo } from './model';
 export { renderService, renderSkeleton, renderScript, lbChain, hash8, type RenderOptions } from './nft-render';

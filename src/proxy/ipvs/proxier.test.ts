@@ -219,6 +219,20 @@ t.test('a failed IPVS batch is retried after re-reading the kernel', async (t) =
   t.same(await table(h.ipvs), ['tcp 10.96.0.5:80 rr -> 10.244.1.2:8080w1 10.244.1.3:8080w1'], 'recreated');
 });
 
+t.test('a VIP that failed to bind is retried at the next sync (as failed ipset and IPVS changes are)', async (t) => {
+  const h = await harness(await world());
+  await h.apply(svc('ns/a', '10.96.0.5'), slice('ns/a', eps(['10.244.1.2'])));
+  const bind = h.k.net.applyLinkConfig.bind(h.k.net);
+  h.k.net.applyLinkConfig = async (steps) => ({ applied: 0, failed: steps.map((step, index) => ({ index, change: { op: 'add' as const, entry: step }, errno: 12, message: 'ENOMEM' })) });
+  await h.apply(svc('ns/b', '10.96.0.6'), slice('ns/b', eps(['10.244.1.3'])));
+  t.notOk(h.p.appliedVips.has('10.96.0.6'), 'the bind failed');
+  t.match(await h.registry.getSingleMetricAsString('kubeproxy_sync_proxy_rules_nftables_sync_failures_total'), / 1$/m, 'counted as a failed sync');
+  h.k.net.applyLinkConfig = bind;
+  await h.p.sync(signal); // no event, no syncPeriod elapsed: only the retry binds it
+  t.ok(h.p.appliedVips.has('10.96.0.6'), 'bound by the retry');
+  t.ok((await h.k.net.listAddresses(VIP_DEVICE, 4)).some((a) => a.cidr.ip.toString() === '10.96.0.6'), 'on the VIP device');
+});
+
 t.test('start-up module check names the missing module and suggests nftables mode', async (t) => {
   const w = await world();
   w.ipvs.unavailable = true;

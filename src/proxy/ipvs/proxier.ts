@@ -1,7 +1,7 @@
 /**
- * The IPVS Service proxier (kube-proxy's ipvs mode): a Component like NftProxier, with the
- * same change trackers and ServiceModel (model.ts), and its own renderer (render.ts) and
- * applier (this file).
+ * The IPVS Service proxier (kube-proxy's ipvs mode): the ipvs mode of the shared pipeline
+ * (../pipeline.ts owns events, models, conntrack, health-check servers, metrics and
+ * status), with its own renderer (render.ts) and applier (this file).
  *
  * Applied state lives in memory: the virtual/real servers (adopted from the kernel's dump
  * at start-up and re-read at every periodic full sync), the ipset members and the bound
@@ -18,25 +18,17 @@ import { access, readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { Cidr, IpAddress } from '../../common/ip';
 import { KernelError, errorMessage } from '../../common/errors';
-import type { Clock } from '../../common/clock';
-import type { Logger } from '../../common/log';
-import type { Kernel } from '../../kernel';
 import { NetlinkIpvs, ipvsUnavailableMessage, type IpvsDest, type IpvsEntry, type IpvsKernel, type IpvsService } from '../../kernel/ipvs';
 import { NetnsIpset, parseIpsetSave, type IpsetRunner } from '../../kernel/ipset';
 import type { Change } from '../../kernel/types';
-import type { ClusterEvent, ClusterState, EndpointSliceObject, ServiceObject } from '../../k8s/types';
-import type { Component, ComponentContext, ComponentStatus, SyncReport } from '../../daemon/component';
-import type { DaemonConfig } from '../../daemon/config';
+import type { ComponentContext, SyncReport } from '../../daemon/component';
 import { Gauge } from 'prom-client';
-import { buildProxySection, type ProxySection } from '../config';
-import { ProxierHealth, ServiceHealthServers } from '../health';
-import { createProxyMetrics, type ProxyMetrics } from '../metrics';
-import { buildServiceModel, ChangeTracker, ownNodeInputs, ZONE_LABEL, serviceProjection, sliceProjection, type ServiceModel } from '../model';
-import { staleUdp, type ConntrackWork } from '../proxier';
+import type { ProxySection } from '../config';
+import type { ServicePortInfo } from '../model';
+import { ProxyPipeline, type ApplyResult, type SyncStart } from '../pipeline';
 import { destKey, renderIpvsService, SET_TYPES, vsKey, type DesiredVS, type IpvsContribution } from './render';
 import { missingJumps, renderCleanup, renderRules } from './rules';
-import { mountExpectedRoute } from '../expected';
-import type { ControlMount } from '../../daemon/component';
+import type { ExpectedInfo } from '../expected';
 
 /**
  * Where the VIPs are bound. kube-proxy uses a dummy device (kube-ipvs0); the kernels we
@@ -58,7 +50,6 @@ export const IPVS_SYSCTLS: readonly [string, string][] = [
   ['net.ipv4.conf.all.arp_announce', '2'], // never announce a VIP as the ARP source
 ];
 
-const TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
 const DRAIN_CHECK_MS = 1000;
 
 /** Is a kernel module loaded, loadable, or missing? */
@@ -94,21 +85,12 @@ export interface IpvsSyncStats {
   applyMs: number;
 }
 
-export class IpvsProxier implements Component {
-  readonly name = 'proxy';
-  readonly section: ProxySection;
-  readonly health: ProxierHealth;
+export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
+  protected readonly mode = 'ipvs';
   readonly ipvs: IpvsKernel;
   readonly ipset: IpsetRunner;
   private readonly probe: ModuleProbe;
-  private readonly hcServers: ServiceHealthServers;
-  private readonly services = new ChangeTracker<ServiceObject>((a, b) => serviceProjection(a) === serviceProjection(b));
-  private readonly slices = new ChangeTracker<EndpointSliceObject>((a, b) => sliceProjection(a) === sliceProjection(b));
-  private readonly models = new Map<string, ServiceModel>();
   private readonly contributions = new Map<string, IpvsContribution>();
-  private readonly invalid = new Map<string, string>();
-  private readonly retry = new Set<string>();
-  private readonly hcDesired = new Map<string, { port: number; namespace: string; name: string; localEndpoints: number }>();
   /** Desired virtual servers by vsKey (from every contribution). */
   private readonly desiredVS = new Map<string, DesiredVS>();
   /** Desired set members and VIPs, reference-counted (two Services may share one). */
@@ -120,43 +102,24 @@ export class IpvsProxier implements Component {
   readonly appliedVips = new Set<string>();
   /** vsKey → destKeys at weight 0 waiting for their connections to end. */
   readonly draining = new Map<string, Set<string>>();
-  private readonly metrics: ProxyMetrics;
   private readonly vsGauge: Gauge;
   private readonly rsGauge: Gauge;
-  private readonly state: ClusterState;
-  private readonly kernel: Kernel;
-  private readonly logger: Logger;
-  private readonly clock: Clock;
-  private readonly config: DaemonConfig;
   private nodeAddresses: string[] = [];
-  private initialized = false;
   private setupDone = false;
   private lastFull = 0;
+  /** This sync's: start time, whether it diffs everything, and what its Services touched. */
+  private current = { started: 0, full: false, vs: new Set<string>(), sets: new Set<string>(), vips: new Set<string>() };
   private busy: Promise<unknown> = Promise.resolve();
   private drainTimer: NodeJS.Timeout | undefined;
-  private closed = false;
-  private serving = false;
-  private readonly control: ControlMount | undefined;
-  private unmountExpected: (() => void) | undefined;
-  lastSync: IpvsSyncStats | undefined;
 
   constructor(ctx: ComponentContext<ProxySection | undefined>, deps: IpvsDeps = {}) {
-    this.config = ctx.config;
-    this.control = ctx.control;
-    this.section = ctx.section ?? buildProxySection({}, ctx.config);
-    this.state = ctx.state;
-    this.kernel = ctx.kernel;
-    this.logger = ctx.logger;
-    this.clock = ctx.clock;
+    super(ctx);
     this.ipvs = deps.ipvs ?? new NetlinkIpvs(ctx.kernel.netns);
     this.ipset = deps.ipset ?? new NetnsIpset(ctx.kernel.netns);
     this.probe = deps.probe ?? probeModule;
-    this.metrics = createProxyMetrics(ctx.metrics);
     const registers = [ctx.metrics];
     this.vsGauge = new Gauge({ name: 'podwire_proxy_ipvs_virtual_servers', help: 'IPVS virtual servers Podwire has in the node namespace', registers });
     this.rsGauge = new Gauge({ name: 'podwire_proxy_ipvs_real_servers', help: 'IPVS real servers (destinations) of those virtual servers, draining ones included', registers });
-    this.health = new ProxierHealth(this.clock, 2 * this.section.syncPeriodMs);
-    this.hcServers = new ServiceHealthServers(this.section.healthCheckBindAddress, this.logger);
   }
 
   /** Runs `f` after every earlier sync / drain check (the drain timer runs beside the runner). */
@@ -164,33 +127,6 @@ export class IpvsProxier implements Component {
     const run = this.busy.then(f, f);
     this.busy = run.catch(() => undefined);
     return run;
-  }
-
-  handleEvent(event: ClusterEvent): boolean {
-    const now = this.clock.now();
-    const prev = event.type === 'add' ? undefined : event.previous;
-    const cur = event.type === 'delete' ? undefined : event.current;
-    let changed = false;
-    if (event.kind === 'Service') {
-      changed = this.services.record((cur ?? prev)!.meta.key, prev as ServiceObject | undefined, cur as ServiceObject | undefined, now);
-      if (changed) this.metrics.serviceChanges.inc();
-    } else if (event.kind === 'EndpointSlice') {
-      changed = this.slices.record((cur ?? prev)!.meta.key, prev as EndpointSliceObject | undefined, cur as EndpointSliceObject | undefined, now);
-      if (changed) this.metrics.endpointChanges.inc();
-    } else if (event.kind === 'Node' && (cur ?? prev)!.meta.name === this.config.nodeName) {
-      // Our podCIDRs (locality) and our zone label (topology hints): re-render everything.
-      if (ownNodeInputs(prev) !== ownNodeInputs(cur)) {
-        this.initialized = false;
-        changed = true;
-      }
-    }
-    if (changed) {
-      this.metrics.lastQueuedTimestamp.set(now / 1000);
-      this.health.oldestPending ??= now;
-      this.metrics.serviceChangesPending.set(this.services.size);
-      this.metrics.endpointChangesPending.set(this.slices.size);
-    }
-    return changed;
   }
 
   /** The start-up module check: ip_vs (its genetlink family), the scheduler, nf_conntrack. */
@@ -241,30 +177,22 @@ export class IpvsProxier implements Component {
     if (this.appliedVS.size > 0 || this.appliedVips.size > 0) this.logger.info({ virtualServers: this.appliedVS.size, realServers: rs, vips: this.appliedVips.size }, 'adopted the IPVS state in the kernel; the first sync is a diff');
   }
 
-  async start(_signal: AbortSignal): Promise<void> {
-    this.serving = true;
-    await this.health.listen(this.section.healthzBindAddress);
-    await this.hcServers.reconcile(this.hcPorts());
+  override async start(signal: AbortSignal): Promise<void> {
+    await super.start(signal);
     this.drainTimer = setInterval(() => {
       if (this.draining.size === 0 || this.closed) return;
       void this.serial(() => this.checkDraining()).catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'checking draining IPVS real servers failed'));
     }, DRAIN_CHECK_MS);
     this.drainTimer.unref();
-    // IPv4 only in this build (render.ts).
-    this.unmountExpected = mountExpectedRoute(this.control, this.state, this.config.nodeName, () => ({
-      mode: 'ipvs',
-      families: [4],
-      pending: this.services.size + this.slices.size + this.retry.size,
-    }));
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    this.unmountExpected?.();
+  protected override async quiesce(): Promise<void> {
     if (this.drainTimer) clearInterval(this.drainTimer);
     await this.busy;
-    await this.health.close();
-    await this.hcServers.close();
+  }
+
+  override async close(): Promise<void> {
+    await super.close();
     this.ipvs.close();
   }
 
@@ -362,66 +290,38 @@ export class IpvsProxier implements Component {
     return changed;
   }
 
-  private localMatchers(): ((ip: string) => boolean)[] {
-    const node = this.state.get('Node', this.config.nodeName);
-    const out: ((ip: string) => boolean)[] = [];
-    for (const c of node?.podCIDRs ?? []) {
-      try {
-        const cidr = Cidr.parse(c);
-        out.push((ip) => {
-          const a = IpAddress.tryParse(ip);
-          return a !== undefined && cidr.contains(a);
-        });
-      } catch {
-        // a bad podCIDR is ignored
-      }
-    }
-    return out;
+  /** Syncs run after the drain checks the timer started (and the other way round). */
+  override sync(signal: AbortSignal): Promise<SyncReport> {
+    return this.serial(() => super.sync(signal));
   }
 
-  async sync(signal: AbortSignal): Promise<SyncReport> {
-    return this.serial(() => this.syncOnce(signal));
-  }
-
-  private async syncOnce(_signal: AbortSignal): Promise<SyncReport> {
-    const started = this.clock.now();
-    const t0 = performance.now();
-    const svcChanges = this.services.drain();
-    const sliceChanges = this.slices.drain();
-    this.metrics.serviceChangesPending.set(0);
-    this.metrics.endpointChangesPending.set(0);
-    const dirty = new Set<string>(this.retry);
-    this.retry.clear();
-    for (const k of svcChanges.keys()) dirty.add(k);
-    const triggers: number[] = [];
-    for (const e of sliceChanges.values()) {
-      for (const s of [e.previous, e.current]) if (s?.serviceName) dirty.add(`${s.meta.namespace}/${s.serviceName}`);
-      const t = e.current?.meta.annotations[TRIGGER_TIME];
-      if (t && Number.isFinite(Date.parse(t))) triggers.push(Date.parse(t));
-    }
+  protected async prepare(s: SyncStart): Promise<boolean> {
     // Periodic full sync: read the kernel back (someone may have changed it) and diff everything.
-    let full = !this.initialized;
-    if (this.initialized && dirty.size === 0 && started - this.lastFull >= this.section.syncPeriodMs) {
+    let full = s.renderAll;
+    if (!s.renderAll && s.dirty.size === 0 && s.started - this.lastFull >= this.section.syncPeriodMs) {
       await this.adopt();
       full = true;
     }
     if (full || !this.setupDone) await this.setup();
-    if (full && (await this.refreshNodeAddresses())) full = true;
-    const touchedVS = new Set<string>();
-    const touchedSets = new Set<string>();
-    const touchedVips = new Set<string>();
+    if (full) await this.refreshNodeAddresses();
+    this.current = { started: s.started, full, vs: new Set(), sets: new Set(), vips: new Set() };
     if (full) {
-      for (const svc of this.state.values('Service')) dirty.add(svc.meta.key);
-      for (const k of this.contributions.keys()) dirty.add(k);
-      for (const k of this.appliedVS.keys()) touchedVS.add(k);
-      for (const [set, members] of this.appliedSets) for (const m of members) touchedSets.add(`${set} ${m}`);
-      for (const v of this.appliedVips) touchedVips.add(v);
+      for (const k of this.appliedVS.keys()) this.current.vs.add(k);
+      for (const [set, members] of this.appliedSets) for (const m of members) this.current.sets.add(`${set} ${m}`);
+      for (const v of this.appliedVips) this.current.vips.add(v);
     }
+    return full;
+  }
+
+  protected override ownedKeys(): Iterable<string> {
+    return this.contributions.keys();
+  }
+
+  protected async apply(keys: string[], render: (keys: readonly string[]) => void): Promise<ApplyResult<IpvsSyncStats>> {
     const r0 = performance.now();
-    const local = this.localMatchers();
-    const conntrack: ConntrackWork[] = [];
-    for (const key of dirty) this.update(key, local, conntrack, touchedVS, touchedSets, touchedVips);
+    render(keys);
     const renderMs = performance.now() - r0;
+    const { started, full, vs: touchedVS, sets: touchedSets, vips: touchedVips } = this.current;
 
     // ---- diff
     const changes: Change<IpvsEntry>[] = [];
@@ -458,7 +358,6 @@ export class IpvsProxier implements Component {
       } catch (err) {
         failed++;
         this.logger.error({ err: errorMessage(err), lines: setLines.length }, 'ipset restore failed; retrying at the next sync');
-        for (const k of dirty) this.retry.add(k);
       }
     }
     failed += await this.bindVips(vipAdd);
@@ -467,7 +366,6 @@ export class IpvsProxier implements Component {
       if (r.failed.length > 0) {
         failed += r.failed.length;
         this.logger.error({ failed: r.failed.slice(0, 5).map((f) => f.message), count: r.failed.length }, 'IPVS changes failed; re-reading the kernel');
-        for (const k of dirty) this.retry.add(k);
         await this.rereadVS(new Set(r.failed.map((f) => vsKey(f.change.entry.service as { protocol: string; address: string; port: number }))));
       }
     }
@@ -492,25 +390,13 @@ export class IpvsProxier implements Component {
     }
     if (this.draining.size > 0) await this.checkDraining();
     const applyMs = performance.now() - a0;
-    if (failed > 0) this.metrics.syncFailures.inc();
-    if (full && failed === 0) {
-      this.initialized = true;
-      this.lastFull = started;
-    }
-    const now = this.clock.now();
-    this.health.lastUpdated = now;
-    if (this.services.size === 0 && this.slices.size === 0) this.health.oldestPending = undefined;
-    else this.health.oldestPending = Math.min(this.services.oldest() ?? now, this.slices.oldest() ?? now);
-    this.metrics.syncDuration.observe((performance.now() - t0) / 1000);
-    this.metrics.lastTimestamp.set(Date.now() / 1000);
-    const wall = Date.now();
-    for (const t of triggers) this.metrics.networkProgramming.observe(Math.max(0, wall - t) / 1000);
-    this.metrics.invalidServices.set(this.invalid.size);
+    // Any failure (ipset, VIP, IPVS) retries every Service of this sync (the pipeline does).
+    if (full && failed === 0) this.lastFull = started;
+    return { stats: { services: keys.length, ipvsChanges: changes.length, ipsetChanges: setLines.length, vipChanges: vipAdd.length + vipDel.length, renderMs, applyMs }, failed };
+  }
+
+  protected recordMetrics(): void {
     this.updateGauges();
-    this.lastSync = { services: dirty.size, ipvsChanges: changes.length, ipsetChanges: setLines.length, vipChanges: vipAdd.length + vipDel.length, renderMs, applyMs };
-    if (conntrack.length > 0) await this.flushConntrack(conntrack);
-    if (this.serving && !this.closed) await this.hcServers.reconcile(this.hcPorts());
-    return { objects: this.models.size };
   }
 
   private updateGauges(): void {
@@ -520,19 +406,9 @@ export class IpvsProxier implements Component {
     this.rsGauge.set(rs);
   }
 
-  /** Recompute one Service; moves its refcounts and records what it touched. */
-  private update(key: string, local: ((ip: string) => boolean)[], conntrack: ConntrackWork[], touchedVS: Set<string>, touchedSets: Set<string>, touchedVips: Set<string>): void {
-    const svc = this.state.get('Service', key);
-    const m = svc ? buildServiceModel(svc, this.state.endpointSlicesByService(key), this.config.nodeName, local, { zone: this.state.get('Node', this.config.nodeName)?.meta.labels[ZONE_LABEL] }) : undefined;
-    if (m?.invalid) {
-      if (this.invalid.get(key) !== m.invalid) this.logger.warn({ service: key, reason: m.invalid }, 'invalid Service skipped');
-      this.invalid.set(key, m.invalid);
-    } else this.invalid.delete(key);
-    const ports = m && !m.invalid && !m.skipped ? m.ports : [];
-    const old = this.models.get(key);
-    staleUdp(old?.ports ?? [], ports, conntrack);
-    if (m && ports.length > 0) this.models.set(key, m);
-    else this.models.delete(key);
+  /** One Service's ports into its contribution; moves its refcounts and records what it touched. */
+  protected renderService(key: string, ports: ServicePortInfo[]): void {
+    const { vs: touchedVS, sets: touchedSets, vips: touchedVips } = this.current;
     const before = this.contributions.get(key);
     const after = ports.length > 0 ? renderIpvsService(ports, { scheduler: this.section.ipvsScheduler, nodeAddresses: this.nodeAddresses }) : undefined;
     const move = (c: IpvsContribution | undefined, d: 1 | -1): void => {
@@ -562,11 +438,6 @@ export class IpvsProxier implements Component {
     move(after, 1);
     if (after) this.contributions.set(key, after);
     else this.contributions.delete(key);
-    const hc = ports.find((p) => p.healthCheckNodePort !== undefined);
-    if (hc) {
-      const [namespace, name] = key.split('/') as [string, string];
-      this.hcDesired.set(key, { port: hc.healthCheckNodePort!, namespace, name, localEndpoints: new Set(hc.all.filter((e) => e.local && (e.ready || (e.serving && e.terminating))).map((e) => e.ip)).size });
-    } else this.hcDesired.delete(key);
   }
 
   /** The changes that bring one virtual server from what the kernel has to what is wanted. */
@@ -669,44 +540,22 @@ export class IpvsProxier implements Component {
     }
   }
 
-  private hcPorts(): Map<number, { namespace: string; name: string; localEndpoints: number }> {
-    const out = new Map<number, { namespace: string; name: string; localEndpoints: number }>();
-    for (const d of this.hcDesired.values()) out.set(d.port, d);
-    return out;
+  protected expectedInfo(): Omit<ExpectedInfo, 'pending'> {
+    return { mode: 'ipvs', families: [4] }; // IPv4 only in this build (render.ts)
   }
 
-  private async flushConntrack(work: ConntrackWork[]): Promise<void> {
-    for (const w of work) {
-      try {
-        const n = await this.kernel.conntrack.delete(w);
-        if (n > 0) this.metrics.conntrackDeletes.inc(n);
-      } catch (err) {
-        this.logger.warn({ err: errorMessage(err), filter: w }, 'deleting stale UDP conntrack entries failed');
-      }
-    }
-  }
-
-  status(): ComponentStatus {
-    let endpoints = 0;
-    for (const m of this.models.values()) for (const p of m.ports) endpoints += p.cluster.length;
+  protected modeStatus(): Record<string, unknown> {
     let realServers = 0;
     for (const v of this.appliedVS.values()) realServers += v.dests.size;
     let drainingServers = 0;
     for (const s of this.draining.values()) drainingServers += s.size;
     return {
-      mode: 'ipvs',
       scheduler: this.section.ipvsScheduler,
       vipDevice: VIP_DEVICE,
-      services: this.models.size,
-      endpoints,
       virtualServers: this.appliedVS.size,
       realServers,
       drainingRealServers: drainingServers,
       vips: this.appliedVips.size,
-      invalidServices: this.invalid.size,
-      healthy: this.health.healthy(),
-      lastSync: this.lastSync,
-      ...(this.health.lastUpdated !== undefined ? {} : { waitingFor: 'first proxy sync' }),
     };
   }
 }
