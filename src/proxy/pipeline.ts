@@ -186,6 +186,36 @@ export abstract class ProxyPipeline<S> implements Component {
 
   // ---- for the modes
 
+  /** Tables and chains of others that DROP forwarded traffic (Docker's FORWARD policy): our accept cannot override them. */
+  foreignForwardDrop: string[] = [];
+
+  /**
+   * At start-up, in every mode: another nftables table (not `ourNftTable`) or the iptables
+   * filter FORWARD chain with policy drop. Logged, counted in a metric and shown in the status.
+   */
+  protected async checkForeignForwardDrop(ourNftTable?: string): Promise<void> {
+    const found: string[] = [];
+    const chains = await this.kernel.nft.list('chains').catch(() => '');
+    let table = '';
+    let chain = '';
+    for (const line of chains.split('\n')) {
+      const t = /^table (\S+ \S+) \{/.exec(line);
+      if (t) table = t[1]!;
+      const c = /^\s*chain (\S+) \{/.exec(line);
+      if (c) chain = c[1]!;
+      if (/hook forward/.test(line) && /policy drop/.test(line) && table !== ourNftTable) found.push(`nft ${table} ${chain}`);
+    }
+    for (const f of [4, 6] as const) {
+      const saved = await this.kernel.iptables(f).save('filter').catch(() => '');
+      if (/^:FORWARD DROP/m.test(saved)) found.push(`ip${f === 6 ? '6' : ''}tables filter FORWARD`);
+    }
+    this.foreignForwardDrop = [...new Set(found)];
+    this.metrics.foreignForwardDrop.set(this.foreignForwardDrop.length > 0 ? 1 : 0);
+    if (this.foreignForwardDrop.length > 0) {
+      this.logger.warn({ chains: this.foreignForwardDrop }, 'another table drops forwarded traffic by policy (Docker does); Service traffic to other nodes may be dropped there, and our rules cannot override it');
+    }
+  }
+
   /** These Services are rendered again at the next sync. */
   protected retryLater(keys: Iterable<string>): void {
     for (const k of keys) this.retry.add(k);
@@ -312,6 +342,7 @@ export abstract class ProxyPipeline<S> implements Component {
       endpoints,
       invalidServices: this.invalid.size,
       ...this.modeStatus(),
+      ...(this.foreignForwardDrop.length > 0 ? { foreignForwardDrop: this.foreignForwardDrop } : {}),
       healthy: this.health.healthy(),
       lastSync: this.lastSync,
       ...(this.health.lastUpdated !== undefined ? {} : { waitingFor: 'first proxy sync' }),

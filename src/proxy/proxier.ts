@@ -55,33 +55,7 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
   async reconcileOnStart(_signal: AbortSignal): Promise<void> {
     await removeIptablesLeftovers(this.kernel, this.logger); // a switch from the iptables mode
     await this.adopt();
-    await this.checkForeignForwardDrop();
-  }
-
-  /** Tables and chains of others that DROP forwarded traffic (Docker's FORWARD policy): our accept cannot override them. */
-  foreignForwardDrop: string[] = [];
-
-  private async checkForeignForwardDrop(): Promise<void> {
-    const found: string[] = [];
-    const chains = await this.kernel.nft.list('chains').catch(() => '');
-    let table = '';
-    let chain = '';
-    for (const line of chains.split('\n')) {
-      const t = /^table (\S+ \S+) \{/.exec(line);
-      if (t) table = t[1]!;
-      const c = /^\s*chain (\S+) \{/.exec(line);
-      if (c) chain = c[1]!;
-      if (/hook forward/.test(line) && /policy drop/.test(line) && table !== `inet ${this.section.table}`) found.push(`nft ${table} ${chain}`);
-    }
-    for (const f of [4, 6] as const) {
-      const saved = await this.kernel.iptables(f).save('filter').catch(() => '');
-      if (/^:FORWARD DROP/m.test(saved)) found.push(`ip${f === 6 ? '6' : ''}tables filter FORWARD`);
-    }
-    this.foreignForwardDrop = [...new Set(found)];
-    this.metrics.foreignForwardDrop.set(this.foreignForwardDrop.length > 0 ? 1 : 0);
-    if (this.foreignForwardDrop.length > 0) {
-      this.logger.warn({ chains: this.foreignForwardDrop }, 'another table drops forwarded traffic by policy (Docker does); Service traffic to other nodes may be dropped there, and our rules cannot override it');
-    }
+    await this.checkForeignForwardDrop(`inet ${this.section.table}`);
   }
 
   private async adopt(): Promise<void> {
@@ -249,7 +223,6 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     return {
       table: `inet ${this.section.table}`,
       elements: this.ruleset.elementCount(),
-      ...(this.foreignForwardDrop.length > 0 ? { foreignForwardDrop: this.foreignForwardDrop } : {}),
     };
   }
 }

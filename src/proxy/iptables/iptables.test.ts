@@ -326,3 +326,14 @@ t.test('registration: each proxy.mode creates its proxier, an unknown mode is re
   t.throws(() => reg.create(ctx('userspace')), /proxy\.mode.*userspace/);
   t.throws(() => buildProxySection({ iptablesBackend: 'xtables' }, testConfig()), /proxy\.iptablesBackend.*xtables/);
 });
+
+t.test('start-up notices a foreign FORWARD drop policy (Docker) in iptables mode too', async (t) => {
+  const { k, p, registry } = setup();
+  const ipt = k.iptables(4);
+  const save = ipt.save.bind(ipt);
+  ipt.save = async (table: string) => (table === 'filter' ? `*filter\n:FORWARD DROP [0:0]\n${(await save(table)).replace(/^\*filter\n/, '')}` : save(table));
+  await p.reconcileOnStart(signal);
+  t.same(p.foreignForwardDrop, ['iptables filter FORWARD']);
+  t.match(await registry.getSingleMetricAsString('podwire_proxy_foreign_forward_drop'), /drop 1/);
+  t.same(p.status().foreignForwardDrop, ['iptables filter FORWARD'], 'podwire status shows it');
+});

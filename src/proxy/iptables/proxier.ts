@@ -82,6 +82,7 @@ export class IptablesProxier extends ProxyPipeline<IptSyncStats> {
   async reconcileOnStart(_signal: AbortSignal): Promise<void> {
     await removeNftLeftovers(this.kernel, this.section.table, this.logger);
     await this.adoptAll();
+    await this.checkForeignForwardDrop();
   }
 
   private async adoptAll(): Promise<void> {

@@ -262,3 +262,11 @@ t.test('fixed rules: jumps added once, cleanup removes them', async (t) => {
   t.notOk(await h.k.net.getLink(VIP_DEVICE));
   t.equal(h.ipset.sets.size, 0, 'ipsets destroyed');
 });
+
+t.test('start-up notices a foreign FORWARD drop policy (Docker) in ipvs mode too', async (t) => {
+  const w = await world();
+  w.k.nft.list = async () => 'table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n}\n';
+  const h = await harness(w);
+  t.same(h.p.foreignForwardDrop, ['nft ip filter FORWARD']);
+  t.same(h.p.status().foreignForwardDrop, ['nft ip filter FORWARD'], 'podwire status shows it');
+});

@@ -151,6 +151,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
   async reconcileOnStart(_signal: AbortSignal): Promise<void> {
     await this.checkModules();
     await this.adopt();
+    await this.checkForeignForwardDrop();
   }
 
   /** Reads the kernel: our virtual servers (on our VIPs or node addresses), ipset members, bound VIPs. */
