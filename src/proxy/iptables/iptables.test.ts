@@ -337,3 +337,27 @@ t.test('start-up notices a foreign FORWARD drop policy (Docker) in iptables mode
   t.match(await registry.getSingleMetricAsString('podwire_proxy_foreign_forward_drop'), /drop 1/);
   t.same(p.status().foreignForwardDrop, ['iptables filter FORWARD'], 'podwire status shows it');
 });
+
+t.test("kube-proxy's large-cluster mode: over 1,000 endpoints the endpoint rules lose their comments", async (t) => {
+  const { k, apply, state, p } = setup();
+  const svcs: ClusterObject[] = [];
+  for (let i = 0; i < 100; i++) {
+    svcs.push(svc(`ns/s${i}`, `10.96.1.${i + 1}`, { ports: [{ name: 'http', port: 80 }] }));
+    svcs.push(slice(`ns/s${i}`, Array.from({ length: 10 }, (_, j) => `10.244.${i}.${j + 1}`), [{ name: 'http', port: 8080 }]));
+  }
+  await apply(...svcs);
+  const sepRules = async (): Promise<string[]> => (await k.iptables(4).save('nat')).split('\n').filter((l) => /^-A PW-SEP-|^-A PW-SVC-.*-j PW-SEP-/.test(l));
+  let rules = await sepRules();
+  t.equal(rules.length, 100 * 10 * 3, '1,000 endpoints: 3 rules each');
+  t.ok(rules.every((l) => l.includes('-m comment')), 'at 1,000 endpoints (the threshold) every endpoint rule has its comment');
+  await apply(svc('ns/big', '10.96.2.1', { ports: [{ name: 'http', port: 80 }] }), slice('ns/big', ['10.244.200.1'], [{ name: 'http', port: 8080 }]));
+  rules = await sepRules();
+  t.equal(rules.length, 1001 * 3, 'one more endpoint');
+  t.same(rules.filter((l) => l.includes('-m comment')), [], 'over 1,000: no endpoint rule has a comment, old Services included');
+  t.match((await k.iptables(4).save('nat')), /-A PODWIRE-SERVICES -d 10\.96\.2\.1\/32 -p tcp -m comment --comment "ns\/big:http cluster IP"/, 'the Service rules keep theirs');
+  const ev = state.remove('EndpointSlice', 'ns/big-abc');
+  if (ev) p.handleEvent(ev);
+  await p.sync(signal);
+  rules = await sepRules();
+  t.ok(rules.length === 1000 * 3 && rules.every((l) => l.includes('-m comment')), 'back to 1,000: comments again');
+});

@@ -37,7 +37,16 @@ export interface IptRenderOptions {
   /** This family's CIDRs for NodePorts; empty = every local address but loopback. */
   nodePortAddresses: string[];
   masqMark: number;
+  /**
+   * kube-proxy's large-cluster mode (more than LARGE_CLUSTER_ENDPOINTS endpoints): no comments on
+   * the endpoint chains' rules and on the jumps to them. They are most of the rules, so the
+   * table is about 40% smaller, and with iptables-legacy every restore rewrites the whole table.
+   */
+  largeCluster?: boolean;
 }
+
+/** kube-proxy's largeClusterEndpointsThreshold. */
+export const LARGE_CLUSTER_ENDPOINTS = 1000;
 
 /** One table's worth of rules: chain → rule bodies (without `-A CHAIN`). */
 export type ChainRules = Map<string, string[]>;
@@ -105,21 +114,23 @@ function renderPort(p: ServicePortInfo, o: IptRenderOptions, out: ServiceRules):
   for (const [es, e] of eps) {
     const sep = endpointChain(p.id, es);
     const recent = p.affinityTimeout > 0 ? ` -m recent --set --name ${sep} --mask ${mask} --rsource` : '';
-    out.nat.set(sep, [`-s ${host(f, e.ip)} -m comment --comment ${q(name)} -j ${CH.markMasq}`, `-p ${proto} -m comment --comment ${q(name)}${recent} -m ${proto} -j DNAT --to-destination ${es}`]);
+    const c = o.largeCluster ? '' : ` -m comment --comment ${q(name)}`;
+    out.nat.set(sep, [`-s ${host(f, e.ip)}${c} -j ${CH.markMasq}`, `-p ${proto}${c}${recent} -m ${proto} -j DNAT --to-destination ${es}`]);
   }
+  const epComment = (es: string): string => (o.largeCluster ? '' : `-m comment --comment ${q(`${name} -> ${es}`)} `);
   const lbRules = (chain: string, list: EndpointInfo[], masq: string[]): void => {
     const rules = [...masq];
     if (p.affinityTimeout > 0) {
       for (const e of list) {
         const es = epString(f, e);
         const sep = endpointChain(p.id, es);
-        rules.push(`-m comment --comment ${q(`${name} -> ${es}`)} -m recent --rcheck --seconds ${p.affinityTimeout} --reap --name ${sep} --mask ${mask} --rsource -j ${sep}`);
+        rules.push(`${epComment(es)}-m recent --rcheck --seconds ${p.affinityTimeout} --reap --name ${sep} --mask ${mask} --rsource -j ${sep}`);
       }
     }
     list.forEach((e, i) => {
       const es = epString(f, e);
       const stat = i < list.length - 1 ? ` -m statistic --mode random --probability ${probability(list.length - i)}` : '';
-      rules.push(`-m comment --comment ${q(`${name} -> ${es}`)}${stat} -j ${endpointChain(p.id, es)}`);
+      rules.push(`${epComment(es)}${stat.trimStart()}${stat ? ' ' : ''}-j ${endpointChain(p.id, es)}`);
     });
     out.nat.set(chain, rules);
   };
