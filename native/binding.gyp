@@ -17,6 +17,7 @@
         "src/nstype.cc",
         "src/udp_batch.cc",
         "src/fd_pass.cc",
+        "src/bound_socket.cc",
         "src/ethtool.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bound_socket.h"
 #include "errors.h"
 #include "exports.h"
 
@@ -133,37 +134,11 @@ Napi::Value TcpListenOpen(const Napi::CallbackInfo& info) {
   int port = info[1].As<Napi::Number>().Int32Value();
   bool v6 = info[2].As<Napi::Boolean>().Value();
   int backlog = info[3].As<Napi::Number>().Int32Value();
-  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw MakeSysError(env, SysError::Of(errno, "socket"));
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-  sockaddr_storage ss;
-  std::memset(&ss, 0, sizeof(ss));
-  socklen_t sl;
-  bool ok;
-  if (v6) {
-    sockaddr_in6* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(static_cast<uint16_t>(port));
-    ok = inet_pton(AF_INET6, host.c_str(), &a->sin6_addr) == 1;
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    sl = sizeof(sockaddr_in6);
-  } else {
-    sockaddr_in* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(static_cast<uint16_t>(port));
-    ok = inet_pton(AF_INET, host.c_str(), &a->sin_addr) == 1;
-    sl = sizeof(sockaddr_in);
-  }
-  if (!ok) {
-    close(fd);
-    throw Napi::TypeError::New(env, "bad IP address " + host);
-  }
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) != 0 || listen(fd, backlog) != 0) {
+  int fd = OpenBoundSocket(env, host, port, v6, SOCK_STREAM, 0);
+  if (listen(fd, backlog) != 0) {
     int e = errno;
     close(fd);
-    throw MakeSysError(env, SysError::Of(e, "bind/listen", host + ":" + std::to_string(port)));
+    throw MakeSysError(env, SysError::Of(e, "listen", host + ":" + std::to_string(port)));
   }
   return Napi::Number::New(env, fd);
 }

@@ -36,6 +36,7 @@ import type { Component, ComponentContext, ComponentStatus, ControlMount, SyncRe
 import type { DaemonConfig } from '../daemon/config';
 import { buildProxySection, type ProxySection } from './config';
 import { mountExpectedRoute, type ExpectedInfo } from './expected';
+import { dropForwardChains } from '../kernel/forward-drop';
 import { ProxierHealth, ServiceHealthServers } from './health';
 import { createProxyMetrics, type ProxyMetrics } from './metrics';
 import { buildServiceModel, ChangeTracker, ownNodeInputs, ZONE_LABEL, serviceProjection, sliceProjection, type ServiceModel, type ServicePortInfo } from './model';
@@ -194,17 +195,8 @@ export abstract class ProxyPipeline<S> implements Component {
    * filter FORWARD chain with policy drop. Logged, counted in a metric and shown in the status.
    */
   protected async checkForeignForwardDrop(ourNftTable?: string): Promise<void> {
-    const found: string[] = [];
     const chains = await this.kernel.nft.list('chains').catch(() => '');
-    let table = '';
-    let chain = '';
-    for (const line of chains.split('\n')) {
-      const t = /^table (\S+ \S+) \{/.exec(line);
-      if (t) table = t[1]!;
-      const c = /^\s*chain (\S+) \{/.exec(line);
-      if (c) chain = c[1]!;
-      if (/hook forward/.test(line) && /policy drop/.test(line) && table !== ourNftTable) found.push(`nft ${table} ${chain}`);
-    }
+    const found = dropForwardChains(chains, new Set(ourNftTable ? [ourNftTable] : [])).map((c) => `nft ${c}`);
     for (const f of [4, 6] as const) {
       const saved = await this.kernel.iptables(f).save('filter').catch(() => '');
       if (/^:FORWARD DROP/m.test(saved)) found.push(`ip${f === 6 ? '6' : ''}tables filter FORWARD`);

@@ -9,49 +9,15 @@
  *   - with `--dns-keeper ''` the same crash leaves nothing bound: a query is refused at once
  *     (the behaviour the keeper removes).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Test as Tap } from 'tap';
 import { exec, labTest, type BackgroundProcess, type Lab } from '../harness';
-import { dig, dnsLab, m, ManifestDir, NODE_LOCAL, sleep } from './helpers';
+import { dig, m, NODE_LOCAL, realPodwired, realPodwiredLab, sleep } from './helpers';
 
-const REPO = path.resolve(__dirname, '../../..');
-const PODWIRED = path.join(REPO, 'bin/podwired');
 const CLIENT = path.join(__dirname, 'load-client.js');
 const NAME = 'web.prod.svc.cluster.local';
 
 function podwired(lab: Lab, ns: string, dir: string, manifests: string, extra: string[] = []): BackgroundProcess {
-  return lab.spawn(ns, [
-    process.execPath, PODWIRED,
-    '--config', path.join(dir, 'config.yaml'),
-    '--node-name', 'n1',
-    '--enable', 'dns',
-    '--manifests', manifests,
-    '--state-dir', path.join(dir, 'state'),
-    '--control-socket', path.join(dir, 'podwire.sock'),
-    '--health-listen', '127.0.0.1:10266',
-    '--metrics-listen', '127.0.0.1:10269',
-    '--dns-listen', `${NODE_LOCAL}:53`,
-    '--dns-resolv-conf', path.join(dir, 'resolv.conf'),
-    '--dns-drain-timeout', '0s',
-    '--log-level', 'info',
-    ...extra,
-  ]);
-}
-
-async function setup(t: Tap, lab: Lab, prefix: string): Promise<{ pod: string; nodeNs: string; dir: string; manifests: string; md: ManifestDir }> {
-  const md = new ManifestDir(prefix);
-  const dir = mkdtempSync(path.join(tmpdir(), `${prefix}-run-`));
-  t.teardown(() => {
-    md.remove();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  writeFileSync(path.join(dir, 'config.yaml'), '# everything on the command line\n');
-  writeFileSync(path.join(dir, 'resolv.conf'), '# no upstreams\n');
-  md.write('cluster.yaml', [m.namespace('prod'), m.service('prod', 'web', { clusterIP: '10.96.1.10', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] })]);
-  const { node, pod } = await dnsLab(lab);
-  return { pod, nodeNs: node.ns, dir, manifests: md.dir, md };
+  return realPodwired(lab, ns, dir, manifests, { drain: '0s', extra });
 }
 
 /** Wait (bounded) until `p` answers the cluster name: it has synced. */
@@ -83,7 +49,7 @@ async function procsIn(ns: string, needle: string): Promise<number[]> {
 }
 
 labTest('kill -9 of the only podwired: the kept DNS sockets queue queries for its successor', { prefix: 'pwdns-crash', timeout: 120_000 }, async (t, lab) => {
-  const { pod, nodeNs, dir, manifests, md } = await setup(t, lab, 'pwdns-crash');
+  const { pod, nodeNs, dir, manifests, md } = await realPodwiredLab(t, lab, 'pwdns-crash');
   const first = podwired(lab, nodeNs, dir, manifests);
   await first.waitForOutput(/"msg":"DNS serving"/, 30_000);
   t.same(await answering(pod), ['10.96.1.10'], 'the first podwired answers');
@@ -141,7 +107,7 @@ labTest('kill -9 of the only podwired: the kept DNS sockets queue queries for it
 });
 
 labTest('without the keeper (--dns-keeper ""), a kill -9 leaves the DNS address unbound', { prefix: 'pwdns-nokeep', timeout: 60_000 }, async (t, lab) => {
-  const { pod, nodeNs, dir, manifests } = await setup(t, lab, 'pwdns-nokeep');
+  const { pod, nodeNs, dir, manifests } = await realPodwiredLab(t, lab, 'pwdns-nokeep');
   const first = podwired(lab, nodeNs, dir, manifests, ['--dns-keeper', '']);
   await first.waitForOutput(/"msg":"DNS serving"/, 30_000);
   t.same(await answering(pod), ['10.96.1.10'], 'podwired answers');

@@ -138,3 +138,46 @@ export function writeResolvConf(dir: string, servers: string[]): string {
   writeFileSync(f, servers.map((s) => `nameserver ${s}`).join('\n') + '\n');
   return f;
 }
+
+const REPO = path.resolve(__dirname, '../../..');
+
+/**
+ * The real daemon (bin/podwired `--enable dns`) in `ns` on a manifest folder, everything on the
+ * command line; `dir` holds its config.yaml, resolv.conf, state and control socket.
+ */
+export function realPodwired(lab: Lab, ns: string, dir: string, manifests: string, opts: { drain: string; extra?: string[] }): BackgroundProcess {
+  return lab.spawn(ns, [
+    process.execPath, path.join(REPO, 'bin/podwired'),
+    '--config', path.join(dir, 'config.yaml'),
+    '--node-name', 'n1',
+    '--enable', 'dns',
+    '--manifests', manifests,
+    '--state-dir', path.join(dir, 'state'),
+    '--control-socket', path.join(dir, 'podwire.sock'),
+    '--health-listen', '127.0.0.1:10266',
+    '--metrics-listen', '127.0.0.1:10269',
+    '--dns-listen', `${NODE_LOCAL}:53`,
+    '--dns-resolv-conf', path.join(dir, 'resolv.conf'),
+    '--dns-drain-timeout', opts.drain,
+    '--log-level', 'info',
+    ...(opts.extra ?? []),
+  ]);
+}
+
+/**
+ * A node and a pod for the real daemon, a manifest folder with prod/web (10.96.1.10) and a run
+ * dir (config.yaml and resolv.conf without upstreams), both removed at teardown.
+ */
+export async function realPodwiredLab(t: { teardown(fn: () => void): void }, lab: Lab, prefix: string): Promise<{ pod: string; nodeNs: string; dir: string; manifests: string; md: ManifestDir }> {
+  const md = new ManifestDir(prefix);
+  const dir = mkdtempSync(path.join(tmpdir(), `${prefix}-run-`));
+  t.teardown(() => {
+    md.remove();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  writeFileSync(path.join(dir, 'config.yaml'), '# everything on the command line\n');
+  writeFileSync(path.join(dir, 'resolv.conf'), '# no upstreams\n');
+  md.write('cluster.yaml', [m.namespace('prod'), m.service('prod', 'web', { clusterIP: '10.96.1.10', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] })]);
+  const { node, pod } = await dnsLab(lab);
+  return { pod, nodeNs: node.ns, dir, manifests: md.dir, md };
+}

@@ -5,48 +5,24 @@
  * and health/metrics with SO_REUSEPORT, the control socket taken over); the first is
  * then stopped. 0 failed queries, and the successor keeps its control socket.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { exec, labTest, type Lab } from '../harness';
-import { dig, dnsLab, m, ManifestDir, NODE_LOCAL } from './helpers';
+import { dig, NODE_LOCAL, realPodwired, realPodwiredLab } from './helpers';
 
 const REPO = path.resolve(__dirname, '../../..');
-const PODWIRED = path.join(REPO, 'bin/podwired');
 const PODWIRE = path.join(REPO, 'bin/podwire');
 const CLIENT = path.join(__dirname, 'load-client.js');
 
 function podwired(lab: Lab, ns: string, dir: string, manifests: string) {
-  return lab.spawn(ns, [
-    process.execPath, PODWIRED,
-    '--config', path.join(dir, 'config.yaml'),
-    '--node-name', 'n1',
-    '--enable', 'dns',
-    '--manifests', manifests,
-    '--state-dir', path.join(dir, 'state'),
-    '--control-socket', path.join(dir, 'podwire.sock'),
-    '--health-listen', '127.0.0.1:10266',
-    '--metrics-listen', '127.0.0.1:10269',
-    '--dns-listen', `${NODE_LOCAL}:53`,
-    '--dns-resolv-conf', path.join(dir, 'resolv.conf'),
-    '--dns-drain-timeout', '5s',
-    '--log-level', 'info',
-  ]);
+  return realPodwired(lab, ns, dir, manifests, { drain: '5s' });
 }
 
 labTest('podwired upgraded in place (maxSurge 1) under a 200 QPS loop loses no queries', { prefix: 'pwdns-upg', timeout: 120_000 }, async (t, lab) => {
-  const md = new ManifestDir('pwdns-upg');
-  const dir = mkdtempSync(path.join(tmpdir(), 'pwdns-upg-run-'));
-  t.teardown(() => {
-    md.remove();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  writeFileSync(path.join(dir, 'config.yaml'), '# everything on the command line\n');
-  writeFileSync(path.join(dir, 'resolv.conf'), '# no upstreams\n');
-  md.write('cluster.yaml', [m.namespace('prod'), m.service('prod', 'web', { clusterIP: '10.96.1.10', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] })]);
-  const { node, pod } = await dnsLab(lab);
+  const { pod, nodeNs, dir, manifests } = await realPodwiredLab(t, lab, 'pwdns-upg');
+  const node = { ns: nodeNs };
 
-  const first = podwired(lab, node.ns, dir, md.dir);
+  const first = podwired(lab, node.ns, dir, manifests);
   await first.waitForOutput(/"msg":"DNS serving"/, 30_000);
   // With no other server on the address, "DNS serving" comes before the first sync, and until
   // then the answer is SERVFAIL by design (records.test checks that): wait for the zone, bounded.
@@ -59,7 +35,7 @@ labTest('podwired upgraded in place (maxSurge 1) under a 200 QPS loop loses no q
   const loop = lab.spawn(pod, [process.execPath, CLIENT, 'loop', JSON.stringify({ server: NODE_LOCAL, names: ['web.prod.svc.cluster.local'], qps: 200, durationMs: 10_000, tries: 3, timeoutMs: 1000 })]);
   await new Promise((r) => setTimeout(r, 2000));
 
-  const second = podwired(lab, node.ns, dir, md.dir);
+  const second = podwired(lab, node.ns, dir, manifests);
   t.teardown(() => second.stop());
   await second.waitForOutput(/"msg":"DNS serving"/, 30_000);
   t.equal(first.exit, null, 'both run at once (the surge)');

@@ -3,6 +3,7 @@
  * hook, so an accept in our table does not stop another table's drop: Docker's `ip filter
  * FORWARD` with policy drop (iptables-nft, or legacy iptables) drops forwarded pod traffic.
  */
+import { dropForwardChains } from '../../kernel/forward-drop';
 import { finder, type Check, type DoctorEnv } from '../types';
 
 const f = finder('foreign-drop');
@@ -14,20 +15,7 @@ function ourTables(env: DoctorEnv): Set<string> {
   return out;
 }
 
-/** Forward-hook base chains with policy drop in `nft list chains` text, as "family table chain". */
-export function dropForwardChains(text: string, ours: ReadonlySet<string>): string[] {
-  const found: string[] = [];
-  let table = '';
-  let chain = '';
-  for (const line of text.split('\n')) {
-    const t = /^table (\S+ \S+) \{/.exec(line);
-    if (t) table = t[1]!;
-    const c = /^\s*chain (\S+) \{/.exec(line);
-    if (c) chain = c[1]!;
-    if (/hook forward/.test(line) && /policy drop/.test(line) && !ours.has(table)) found.push(`${table} ${chain}`);
-  }
-  return found;
-}
+export { dropForwardChains };
 
 export const foreignDrop: Check = {
   id: 'foreign-drop',
