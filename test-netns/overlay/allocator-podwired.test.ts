@@ -170,16 +170,20 @@ labTest('3 podwired processes with --allocate-node-cidrs race over 20 Nodes; the
     // Until every Node has a CIDR (bounded: 160 polls, ~40 s at most); a CIDR once seen must never change.
     const seen = new Map<string, string>();
     const changed: string[] = [];
+    const observe = (list: KObject[]): void => {
+      for (const n of list) {
+        const c = podCIDRs(n).join(',');
+        const first = seen.get(n.metadata.name);
+        if (first === undefined) {
+          if (c) seen.set(n.metadata.name, c);
+        } else if (first !== c) changed.push(`${n.metadata.name}: ${first} -> ${c || '(none)'}`);
+      }
+    };
+    observe(half);
     let done = false;
     for (let i = 0; i < 160 && !done; i++) {
       const list = (await api.json<KObject[]>('list nodes')) ?? [];
-      for (const n of list) {
-        const c = podCIDRs(n).join(',');
-        if (!c) continue;
-        const before = seen.get(n.metadata.name);
-        if (before !== undefined && before !== c) changed.push(`${n.metadata.name}: ${before} -> ${c}`);
-        if (before === undefined) seen.set(n.metadata.name, c);
-      }
+      observe(list);
       done = list.length === NODES && list.every((n) => podCIDRs(n).length > 0);
       if (!done) await sleep(250);
     }
@@ -187,10 +191,7 @@ labTest('3 podwired processes with --allocate-node-cidrs race over 20 Nodes; the
     // Later passes of the new leader change nothing: a few more polls (2 s).
     for (let i = 0; i < 8; i++) {
       await sleep(250);
-      for (const n of (await api.json<KObject[]>('list nodes')) ?? []) {
-        const c = podCIDRs(n).join(',');
-        if (seen.get(n.metadata.name) !== c) changed.push(`${n.metadata.name}: ${seen.get(n.metadata.name) ?? '(none)'} -> ${c}`);
-      }
+      observe((await api.json<KObject[]>('list nodes')) ?? []);
     }
     t.same(changed, [], 'no pod CIDR changed once it was set');
 
