@@ -11,8 +11,9 @@
  * 11th write. The leader is read from the Lease's holderIdentity in the fixture. After the kill
  * the held write is released (its client is gone: the fixture drops it, status 499).
  * Checked: a survivor takes the Lease (leaseTransitions counts it), all 20 Nodes end with a pod
- * CIDR, no two share or overlap, each is a /26 of 10.244.0.0/16 and together they are the lowest
- * 20 (nothing skipped), no CIDR once seen ever changed (polled), no PATCH the fixture received
+ * CIDR of each family (dual-stack), no two share or overlap, each is a /26 of 10.244.0.0/16 and a
+ * /64 of fd00:10:244::/56, together the lowest 20 of each (nothing skipped), no CIDR once seen
+ * ever changed (polled), no PATCH the fixture received
  * tried to change a set spec.podCIDRs and none was refused (422), the killed leader and the new
  * one each logged 10 allocations, and nothing is left (processes, namespace, files).
  */
@@ -20,7 +21,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Cidr } from '../../src/common/ip';
+import { Cidr, IpAddress } from '../../src/common/ip';
 import { exec, labTest, type BackgroundProcess } from '../harness';
 import type { KObject } from '../fixtures/apiserver/server';
 import { PODWIRED_BIN } from '../lab/podwired';
@@ -29,13 +30,18 @@ const PREFIX = 'qalc';
 const CHILD = path.join(__dirname, '../e2e/apiserver-child.js');
 const NODES = 20;
 const HALF = 10;
+// Dual-stack: one pool per family, each Node gets one subnet of each.
 const CLUSTER = Cidr.parse('10.244.0.0/16');
 const MASK = 26;
+const CLUSTER6 = Cidr.parse('fd00:10:244::/56');
+const MASK6 = 64;
 const NAMES = [...Array(NODES).keys()].map((i) => `node-${String(i + 1).padStart(2, '0')}`);
 const IDS = NAMES.slice(0, 3);
 const LEASE = 'kube-system/podwire-node-cidr-allocator';
-// Short timings (the defaults are 15 s / 10 s / 2 s): a takeover within seconds.
-const TIMINGS = ['--leader-election-lease-duration', '3s', '--leader-election-renew-deadline', '2s', '--leader-election-retry-period', '500ms'];
+// Short timings (the defaults are 15 s / 10 s / 2 s): a takeover within seconds, yet a renew
+// may take up to 4 s on a loaded machine before a leader gives up.
+const LEASE_MS = 5_000;
+const TIMINGS = ['--leader-election-lease-duration', `${LEASE_MS}ms`, '--leader-election-renew-deadline', '4s', '--leader-election-retry-period', '1s'];
 
 interface PatchRecord {
   path: string;
@@ -50,6 +56,7 @@ interface WriteRecord {
   previous?: KObject;
 }
 
+const IpAddressOf = (c: Cidr, offset: bigint): IpAddress => IpAddress.fromBigInt(c.family, c.network.value + offset);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const podCIDRs = (n: KObject | undefined): string[] => {
   const spec = (n?.spec ?? {}) as { podCIDR?: string; podCIDRs?: string[] };
@@ -134,8 +141,9 @@ labTest('3 podwired processes with --allocate-node-cidrs race over 20 Nodes; the
         '--cni-conf-dir', path.join(d, 'net.d'),
         '--cni-bin-dir', path.join(d, 'cni-bin'),
         '--allocate-node-cidrs',
-        '--cluster-cidr', CLUSTER.toString(),
+        '--cluster-cidr', `${CLUSTER.toString()},${CLUSTER6.toString()}`,
         '--node-cidr-mask-size', String(MASK),
+        '--node-cidr-mask-size-ipv6', String(MASK6),
         ...TIMINGS,
         '--log-level', 'info',
       ]));
@@ -197,14 +205,17 @@ labTest('3 podwired processes with --allocate-node-cidrs race over 20 Nodes; the
 
     const final = (await api.json<KObject[]>('list nodes')) ?? [];
     const cidrs = final.map((n) => ({ node: n.metadata.name, cidrs: podCIDRs(n), podCIDR: (n.spec as { podCIDR?: string }).podCIDR }));
-    t.same(cidrs.filter((c) => c.cidrs.length !== 1 || c.podCIDR !== c.cidrs[0]), [], 'each Node has one pod CIDR, spec.podCIDR = spec.podCIDRs[0]');
-    const parsed = cidrs.map((c) => ({ node: c.node, cidr: Cidr.parse(c.cidrs[0] ?? '0.0.0.0/0') }));
-    t.same(parsed.filter((p) => p.cidr.prefixLength !== MASK || !CLUSTER.containsCidr(p.cidr) || !p.cidr.isNetwork()).map((p) => `${p.node}: ${p.cidr.toString()}`), [], `every pod CIDR is a /${MASK} inside ${CLUSTER.toString()}`);
-    const overlaps: string[] = [];
-    for (const [i, a] of parsed.entries()) for (const b of parsed.slice(i + 1)) if (a.cidr.overlaps(b.cidr)) overlaps.push(`${a.node} ${a.cidr.toString()} / ${b.node} ${b.cidr.toString()}`);
-    t.same(overlaps, [], 'no two Nodes share or overlap a pod CIDR');
-    const lowest = [...Array(NODES).keys()].map((i) => `10.244.${Math.floor(i / 4)}.${(i % 4) * 64}/${MASK}`);
-    t.same(cidrs.map((c) => c.cidrs[0]).sort(), [...lowest].sort(), `they are the lowest ${NODES} /${MASK}s: nothing lost, nothing skipped`);
+    t.same(cidrs.filter((c) => c.cidrs.length !== 2 || c.podCIDR !== c.cidrs[0]), [], 'each Node has an IPv4 and an IPv6 pod CIDR, spec.podCIDR = spec.podCIDRs[0]');
+    for (const [fam, cluster, mask] of [[0, CLUSTER, MASK], [1, CLUSTER6, MASK6]] as const) {
+      const parsed = cidrs.map((c) => ({ node: c.node, cidr: Cidr.parse(c.cidrs[fam] ?? '0.0.0.0/0') }));
+      t.same(parsed.filter((p) => p.cidr.prefixLength !== mask || !cluster.containsCidr(p.cidr) || !p.cidr.isNetwork()).map((p) => `${p.node}: ${p.cidr.toString()}`), [], `every ${fam ? 'IPv6' : 'IPv4'} pod CIDR is a /${mask} inside ${cluster.toString()}`);
+      const overlaps: string[] = [];
+      for (const [i, a] of parsed.entries()) for (const b of parsed.slice(i + 1)) if (a.cidr.overlaps(b.cidr)) overlaps.push(`${a.node} ${a.cidr.toString()} / ${b.node} ${b.cidr.toString()}`);
+      t.same(overlaps, [], `no two Nodes share or overlap an ${fam ? 'IPv6' : 'IPv4'} pod CIDR`);
+      // The lowest NODES subnets of the pool: what "lowest free" gives when nothing is lost or skipped.
+      const lowest = [...Array(NODES).keys()].map((i) => Cidr.of(IpAddressOf(cluster, BigInt(i) << BigInt(cluster.ip.bits - mask)), mask).toString());
+      t.same(parsed.map((p) => p.cidr.toString()).sort(), [...lowest].sort(), `the ${fam ? 'IPv6' : 'IPv4'} ones are the lowest ${NODES} /${mask}s: nothing lost, nothing skipped`);
+    }
 
     // Every PATCH the fixture received, and every stored change of a Node.
     const patches = (await api.json<PatchRecord[]>('patches')) ?? [];
@@ -229,6 +240,12 @@ labTest('3 podwired processes with --allocate-node-cidrs race over 20 Nodes; the
     const next = spec2.holderIdentity ?? '';
     t.ok(next !== leader && procs.has(next), `a new leader took over after the lease expired: ${next}`, { spec2 });
     t.ok((spec2.leaseTransitions ?? 0) > (spec1.leaseTransitions ?? 0), `leaseTransitions counts the change (${spec1.leaseTransitions ?? 0} -> ${spec2.leaseTransitions ?? 0})`);
+    // Not before the lease expired: the successor waits leaseDuration from when it last saw the
+    // record change, which is after the dead leader's last renew (one clock: the same machine).
+    const leaseWrites = ((await api.json<WriteRecord[]>('writes leases')) ?? []).map((w) => w.object.spec as { holderIdentity?: string; renewTime?: string; acquireTime?: string });
+    const lastRenew = Date.parse(leaseWrites.filter((w) => w.holderIdentity === leader).at(-1)?.renewTime ?? '');
+    const acquired = Date.parse(leaseWrites.find((w) => w.holderIdentity === next)?.acquireTime ?? '');
+    t.ok(acquired - lastRenew >= LEASE_MS - 2, `the new leader acquired the Lease no sooner than the lease duration (${LEASE_MS} ms) after the dead leader's last renew (${acquired - lastRenew} ms)`);
     if (procs.has(next)) t.equal(allocatedBy(procs.get(next)!), NODES - HALF, `the new leader (${next}) logged the other ${NODES - HALF} allocations`);
     const third = IDS.find((id) => id !== leader && id !== next);
     if (third) t.equal(allocatedBy(procs.get(third)!), 0, `the third podwired (${third}) allocated nothing`);
