@@ -7,7 +7,7 @@
  *   start              back on the same port
  *   put <resource> <json>   create or replace an object (works while stopped: it is seen on return)
  *   hold-patches <resource> <n>   after n more PATCHes of the resource, hold the next ones unanswered
- *   held-patches       `OK held-patches <n>`: how many wait now
+ *   held-patches       `OK held-patches {"held":n,"gone":m}`: how many wait now, how many of them lost their client
  *   release-patches    serve the held PATCHes (those whose client has gone: dropped, 499); `OK release-patches <n held>`
  *   list <resource>    `OK list <JSON array of the objects>` (one line)
  *   patches            `OK patches <JSON array>`: every PATCH so far, {path, status, held, body, before}
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
       else if (cmd === 'start') await api.start();
       else if (cmd === 'put') api.put(resource as ResourceName, JSON.parse(rest.join(' ')) as KObject);
       else if (cmd === 'hold-patches') api.holdPatches(resource as ResourceName, Number(rest[0]));
-      else if (cmd === 'held-patches') answer = String(api.heldPatches);
+      else if (cmd === 'held-patches') answer = JSON.stringify({ held: api.heldPatches, gone: api.heldPatchesGone });
       else if (cmd === 'release-patches') answer = String(api.releasePatches());
       else if (cmd === 'list') answer = JSON.stringify(api.list(resource as ResourceName));
       else if (cmd === 'patches') answer = JSON.stringify(patches.map(({ path, status, held, body, before }) => ({ path, status, held, body, before })));

@@ -152,7 +152,7 @@ labTest('3 podwired processes with --allocate-node-cidrs race over 20 Nodes; the
     // Halfway: the leader has written HALF CIDRs and its next PATCH waits in the fixture.
     let held = 0;
     for (let i = 0; i < 240 && held === 0 && [...procs.values()].every((p) => p.exit === null); i++) {
-      held = Number(await api.command('held-patches'));
+      held = (await api.json<{ held: number }>('held-patches'))?.held ?? 0;
       if (!held) await sleep(250);
     }
     const exits = [...procs.entries()].filter(([, p]) => p.exit !== null).map(([id, p]) => `${id}: ${JSON.stringify(p.exit)} ${p.stderr.slice(-500)}`);
@@ -173,6 +173,13 @@ labTest('3 podwired processes with --allocate-node-cidrs race over 20 Nodes; the
     process.kill(killedProc.pid!, 'SIGKILL');
     const exit = await Promise.race([killedProc.exited, sleep(10_000).then(() => null)]);
     t.same(exit, { exitCode: null, signal: 'SIGKILL' }, `the leader ${leader} died of SIGKILL`);
+    // Release only once the fixture has seen the dead leader's connection close (bounded: 80 polls).
+    let gone = 0;
+    for (let i = 0; i < 80 && gone < held; i++) {
+      gone = (await api.json<{ gone: number }>('held-patches'))?.gone ?? 0;
+      if (gone < held) await sleep(50);
+    }
+    t.equal(gone, held, 'the fixture saw the killed leader\'s connection close');
     t.equal(await api.command('release-patches'), String(held), 'the held PATCH is released (its client is gone)');
 
     // Until every Node has a CIDR (bounded: 160 polls, ~40 s at most); a CIDR once seen must never change.
