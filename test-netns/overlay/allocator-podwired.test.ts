@@ -58,6 +58,15 @@ interface WriteRecord {
 
 const IpAddressOf = (c: Cidr, offset: bigint): IpAddress => IpAddress.fromBigInt(c.family, c.network.value + offset);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** `p`, or undefined after `ms` (the timer is cleared either way: no stray timer keeps the run alive). */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 const podCIDRs = (n: KObject | undefined): string[] => {
   const spec = (n?.spec ?? {}) as { podCIDR?: string; podCIDRs?: string[] };
   return spec.podCIDRs?.length ? spec.podCIDRs : spec.podCIDR ? [spec.podCIDR] : [];
@@ -106,7 +115,7 @@ function startFixture(ns: string, objects: Record<string, KObject[]>, kubeconfig
     if (child.exitCode === null && child.signalCode === null) {
       child.stdin.end();
       child.kill('SIGTERM');
-      await Promise.race([exited, sleep(5_000)]);
+      await within(exited, 5_000);
     }
   };
   return { child, command, json, ready, stop, output: () => `stdout: ${out.slice(-800)}\nstderr: ${err.slice(-800)}` };
@@ -171,7 +180,7 @@ labTest('3 podwired processes with --allocate-node-cidrs race over 20 Nodes; the
 
     // kill -9: no lease release, no goodbye; its connections are closed by the kernel.
     process.kill(killedProc.pid!, 'SIGKILL');
-    const exit = await Promise.race([killedProc.exited, sleep(10_000).then(() => null)]);
+    const exit = await within(killedProc.exited, 10_000);
     t.same(exit, { exitCode: null, signal: 'SIGKILL' }, `the leader ${leader} died of SIGKILL`);
     // Release only once the fixture has seen the dead leader's connection close (bounded: 80 polls).
     let gone = 0;
