@@ -128,8 +128,18 @@ t.test('validation errors name the key and the bad value', async (t) => {
   expectInvalid(t, () => load(['--node-name', 'n', '--sync-interval', 'soon']), 'syncInterval', 'soon', /duration/);
   expectInvalid(t, () => load(['--node-name', 'n', '--sync-interval', '1s', '--min-sync-interval', '5s']), 'syncInterval', '1s', /minSyncInterval/);
   expectInvalid(t, () => load(['--node-name', 'n', '--kubeconfig', '/k', '--manifests', '/m']), 'manifests', '/m', /not both/);
+  expectInvalid(t, () => load(['--node-name', 'n', '--leader-election-lease-duration', '5s']), 'leaderElectionLeaseDuration', '5s', /> leaderElectionRenewDeadline \(10s\).*--leader-election-lease-duration/);
+  expectInvalid(t, () => load(['--node-name', 'n', '--leader-election-renew-deadline', '1s']), 'leaderElectionRenewDeadline', '1s', /> leaderElectionRetryPeriod \(2s\).*--leader-election-renew-deadline/);
+  expectInvalid(t, () => load(['--node-name', 'n', '--leader-election-retry-period', '0s']), 'leaderElectionRetryPeriod', '0ms', /positive/);
   expectInvalid(t, () => load(['--node-name', 'n', '--bogus', 'x']), 'flag', '--bogus', /Unknown option/);
   expectInvalid(t, () => load(['--node-name', 'n', 'extra']), 'argument', 'extra');
+});
+
+t.test('leader election timings: defaults like kube-controller-manager, shorter ones for tests', async (t) => {
+  const d = load(['--node-name', 'n']).config;
+  t.same([d.leaderElectionLeaseDuration, d.leaderElectionRenewDeadline, d.leaderElectionRetryPeriod], [15_000, 10_000, 2_000]);
+  const s = load(['--node-name', 'n', '--leader-election-lease-duration', '3s', '--leader-election-renew-deadline', '2s', '--leader-election-retry-period', '500ms']).config;
+  t.same([s.leaderElectionLeaseDuration, s.leaderElectionRenewDeadline, s.leaderElectionRetryPeriod], [3_000, 2_000, 500]);
 });
 
 t.test('config file errors name the key', async (t) => {

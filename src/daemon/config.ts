@@ -74,6 +74,12 @@ export interface DaemonConfig {
   nodeCidrReleaseGrace?: number;
   /** Namespace of the allocator's Lease. */
   leaderElectionNamespace?: string;
+  /** Milliseconds a Lease not renewed counts as held (client-go leaseDuration). */
+  leaderElectionLeaseDuration?: number;
+  /** Milliseconds a leader keeps trying to renew before it stops leading (renewDeadline). */
+  leaderElectionRenewDeadline?: number;
+  /** Milliseconds between two acquire/renew attempts (retryPeriod). */
+  leaderElectionRetryPeriod?: number;
 }
 
 export type ConfigKey = keyof DaemonConfig;
@@ -164,6 +170,13 @@ export const OPTIONS: readonly AnyOption[] = [
     doc: 'a deleted Node\'s pod CIDR is handed out again only after this long, so packets in flight and stale routes on other nodes for the old Node never reach a new one' }),
   opt({ key: 'leaderElectionNamespace', flag: 'leader-election-namespace', env: 'PODWIRE_LEADER_ELECTION_NAMESPACE', kind: 'string', default: 'kube-system', help: 'namespace of the node CIDR allocator\'s Lease', validate: (v) => { if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v ?? '')) throw new InvalidInputError('leaderElectionNamespace', v, 'must be a namespace name (RFC 1123 label)'); },
     doc: 'namespace of the Lease `podwire-node-cidr-allocator` (and where the optional ClusterRole\'s RoleBinding grants `leases`)' }),
+  // kube-controller-manager's flag names and defaults; tests shorten them to see a takeover in seconds.
+  opt({ key: 'leaderElectionLeaseDuration', flag: 'leader-election-lease-duration', env: 'PODWIRE_LEADER_ELECTION_LEASE_DURATION', kind: 'duration', default: 15_000, help: 'how long a candidate waits after the Lease\'s last renew before it takes over (e.g. 15s)', validate: (v) => positive('leaderElectionLeaseDuration', v ?? 15_000),
+    doc: 'the node CIDR allocator\'s lease duration: a candidate takes over a Lease whose record has not changed for this long (by its own clock), so a leader killed with `kill -9` is replaced about this long (plus up to one retry period) after its last renew; must be > `leaderElectionRenewDeadline`' }),
+  opt({ key: 'leaderElectionRenewDeadline', flag: 'leader-election-renew-deadline', env: 'PODWIRE_LEADER_ELECTION_RENEW_DEADLINE', kind: 'duration', default: 10_000, help: 'how long the leader tries to renew before it stops allocating (e.g. 10s)', validate: (v) => positive('leaderElectionRenewDeadline', v ?? 10_000),
+    doc: 'the leader stops allocating when no renew succeeded for this long, before the lease can expire for the others; must be > `leaderElectionRetryPeriod`' }),
+  opt({ key: 'leaderElectionRetryPeriod', flag: 'leader-election-retry-period', env: 'PODWIRE_LEADER_ELECTION_RETRY_PERIOD', kind: 'duration', default: 2_000, help: 'time between two acquire or renew attempts (e.g. 2s)', validate: (v) => positive('leaderElectionRetryPeriod', v ?? 2_000),
+    doc: 'time between two attempts to acquire or renew the Lease (candidates add up to 20 % jitter)' }),
 ];
 
 /**
@@ -178,6 +191,23 @@ const CROSS_CHECKS: readonly { key: ConfigKey; check: (c: DaemonConfig) => void 
     key: 'allocateNodeCidrs',
     check: (c) => {
       if (c.allocateNodeCidrs && c.manifests) throw new InvalidInputError('allocateNodeCidrs', true, 'needs the Kubernetes API (a manifest folder is read-only)');
+    },
+  },
+  // client-go's rule (and LeaderElector's): leaseDuration > renewDeadline > retryPeriod.
+  {
+    key: 'leaderElectionLeaseDuration',
+    check: (c) => {
+      const lease = c.leaderElectionLeaseDuration ?? 15_000;
+      const renew = c.leaderElectionRenewDeadline ?? 10_000;
+      if (!(lease > renew)) throw new InvalidInputError('leaderElectionLeaseDuration', formatDuration(lease), `must be > leaderElectionRenewDeadline (${formatDuration(renew)})`);
+    },
+  },
+  {
+    key: 'leaderElectionRenewDeadline',
+    check: (c) => {
+      const renew = c.leaderElectionRenewDeadline ?? 10_000;
+      const retry = c.leaderElectionRetryPeriod ?? 2_000;
+      if (!(renew > retry)) throw new InvalidInputError('leaderElectionRenewDeadline', formatDuration(renew), `must be > leaderElectionRetryPeriod (${formatDuration(retry)})`);
     },
   },
   {

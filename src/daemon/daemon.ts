@@ -329,6 +329,9 @@ export class Daemon {
         maskSizeV6: c.nodeCidrMaskSizeIpv6 ?? 64,
         releaseGraceMs: c.nodeCidrReleaseGrace ?? 300_000,
         leaseNamespace: c.leaderElectionNamespace ?? 'kube-system',
+        leaseDurationMs: c.leaderElectionLeaseDuration ?? 15_000,
+        renewDeadlineMs: c.leaderElectionRenewDeadline ?? 10_000,
+        retryPeriodMs: c.leaderElectionRetryPeriod ?? 2_000,
         logger: log,
         clock: this.clock,
       });
