@@ -8,7 +8,7 @@ import { openKernel, netnsRef, runInNetns, type ConntrackFilter, type ConntrackK
 import { CommandError } from '../../src/common/errors';
 import { silentLogger } from '../../src/common/log';
 import { systemClock } from '../../src/common/clock';
-import { IptablesProxier, NftProxier, buildProxySection } from '../../src/proxy';
+import { IptablesProxier, IpvsProxier, NftProxier, buildProxySection } from '../../src/proxy';
 import { MemoryState, testConfig } from '../../src/proxy/testing';
 import type { ClusterKind, ClusterObject } from '../../src/k8s/types';
 import { createProxier, type ProxySection } from '../../src/proxy';
@@ -59,7 +59,12 @@ export async function iptablesHost(node: Pick<LabNode, 'ns'>, section: Record<st
   return hostOf(node, section, nodeName, (ctx) => createProxier(ctx, 'iptables') as IptablesProxier);
 }
 
-async function hostOf<P extends NftProxier | IptablesProxier>(node: Pick<LabNode, 'ns'>, section: Record<string, unknown>, nodeName: string, make: (ctx: ComponentContext<ProxySection>) => P): Promise<ProxyHost<P>> {
+/** The same host in ipvs mode (a kernel with ip_vs: the kernel VM, test-netns/vm/). */
+export async function ipvsHost(node: Pick<LabNode, 'ns'>, section: Record<string, unknown> = {}, nodeName = 'node-a'): Promise<ProxyHost<IpvsProxier>> {
+  return hostOf(node, { mode: 'ipvs', ...section }, nodeName, (ctx) => new IpvsProxier(ctx));
+}
+
+async function hostOf<P extends NftProxier | IptablesProxier | IpvsProxier>(node: Pick<LabNode, 'ns'>, section: Record<string, unknown>, nodeName: string, make: (ctx: ComponentContext<ProxySection>) => P): Promise<ProxyHost<P>> {
   const kernel = await openKernel(netnsRef(netnsPath(node.ns)));
   kernel.conntrack = new CliConntrack(node.ns);
   const config = testConfig({ nodeName });

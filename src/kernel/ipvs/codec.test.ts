@@ -19,7 +19,7 @@ import {
   encodeSetService,
   type IpvsServiceKey,
 } from './codec';
-import { GETFAMILY_REPLY, GETFAMILY_SENT, GOLDEN_FAMILY_ID as ID, IPVSADM_SENT, KERNEL_DEST_DUMP, KERNEL_SERVICE_DUMP } from './fixtures';
+import { GETFAMILY_REPLY, GETFAMILY_SENT, GOLDEN_FAMILY_ID as ID, IPVSADM_SENT, KERNEL_DEST_DUMP, KERNEL_SCTP_DEST_DUMP, KERNEL_SCTP_SERVICE_DUMP, KERNEL_SERVICE_DUMP } from './fixtures';
 import { NetlinkIpvs, type IpvsEntry } from './ipvs';
 import type { Change } from '../types';
 
@@ -84,6 +84,14 @@ t.test('CTRL_CMD_GETFAMILY', async (t) => {
   t.equal(wire(c), golden(GETFAMILY_SENT));
   t.equal(decodeFamilyId(Buffer.from(GETFAMILY_REPLY, 'hex')), 0x20);
   t.equal(decodeFamilyId(Buffer.from(KERNEL_DEST_DUMP[1]!, 'hex')), undefined, 'NLMSG_DONE is no family');
+});
+
+t.test('golden bytes from ipvsadm under the Debian 6.1 kernel: SCTP (IPPROTO_SCTP = 132)', async (t) => {
+  const sctp: IpvsServiceKey = { family: 4, protocol: 'sctp', address: '10.96.0.40', port: 900 };
+  t.equal(wire(encodeNewService(ID, { ...sctp, scheduler: 'rr' })), golden(IPVSADM_SENT.newServiceSctp), 'ipvsadm -A --sctp-service 10.96.0.40:900 -s rr');
+  assertSubset(t, encodeNewDest(ID, sctp, { address: '10.244.1.2', port: 9000, weight: 1 }), IPVSADM_SENT.newDestSctp, 'ipvsadm -a --sctp-service ... -r 10.244.1.2:9000 -m -w 1');
+  t.same(decodeService(Buffer.from(KERNEL_SCTP_SERVICE_DUMP, 'hex'), ID), { ...sctp, scheduler: 'rr', persistent: false, flags: 0, timeout: 0, netmask: '255.255.255.255' }, 'the kernel dumps it back as sctp');
+  t.match(decodeDest(Buffer.from(KERNEL_SCTP_DEST_DUMP, 'hex'), ID, 4), { address: '10.244.1.2', port: 9000, forward: 'masq', weight: 1 });
 });
 
 t.test('dump parsers on the kernel\'s own answers', async (t) => {

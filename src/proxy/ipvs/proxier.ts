@@ -26,7 +26,7 @@ import { Gauge } from 'prom-client';
 import type { ProxySection } from '../config';
 import type { ServicePortInfo } from '../model';
 import { ProxyPipeline, type ApplyResult, type SyncStart } from '../pipeline';
-import { destKey, renderIpvsService, SET_TYPES, vsKey, type DesiredVS, type IpvsContribution } from './render';
+import { destKey, LEGACY_SETS, renderIpvsService, SET_TYPES, vsKey, type DesiredVS, type IpvsContribution } from './render';
 import { missingJumps, renderCleanup, renderRules } from './rules';
 import type { ExpectedInfo } from '../expected';
 
@@ -99,6 +99,8 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
   /** What the kernel has. */
   readonly appliedVS = new Map<string, AppliedVS>();
   readonly appliedSets = new Map<string, Set<string>>();
+  /** Sets of an earlier build found at start-up (render.ts LEGACY_SETS): destroyed by setup(). */
+  private legacySets: string[] = [];
   readonly appliedVips = new Set<string>();
   /** vsKey → destKeys at weight 0 waiting for their connections to end. */
   readonly draining = new Map<string, Set<string>>();
@@ -173,6 +175,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
       const s = saved.get(name);
       if (s) this.appliedSets.set(name, new Set(s.members));
     }
+    this.legacySets = LEGACY_SETS.filter((n) => saved.has(n));
     let rs = 0;
     for (const v of this.appliedVS.values()) rs += v.dests.size;
     if (this.appliedVS.size > 0 || this.appliedVips.size > 0) this.logger.info({ virtualServers: this.appliedVS.size, realServers: rs, vips: this.appliedVips.size }, 'adopted the IPVS state in the kernel; the first sync is a diff');
@@ -216,7 +219,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
       const text = renderCleanup(await ipt.save('nat'), await ipt.save('filter'));
       if (text) await ipt.restore(text, { noflush: true });
     });
-    await attempt('destroying ipsets', () => this.ipset.restore(Object.keys(SET_TYPES).filter((n) => this.appliedSets.has(n)).map((n) => `destroy ${n}`).join('\n')));
+    await attempt('destroying ipsets', () => this.ipset.restore([...Object.keys(SET_TYPES).filter((n) => this.appliedSets.has(n)), ...this.legacySets].map((n) => `destroy ${n}`).join('\n')));
   }
 
   /** Sysctls, the VIP device, the ipsets and the fixed iptables rules. Idempotent. */
@@ -233,6 +236,12 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     const ipt = this.kernel.iptables(4);
     const [nat, filter] = await Promise.all([ipt.save('nat').catch(() => ''), ipt.save('filter').catch(() => '')]);
     await ipt.restore(renderRules({ clusterCIDRs: this.section.clusterCIDRs, masqueradeAll: this.section.masqueradeAll, masqMark: 1 << this.section.masqueradeBit }, missingJumps(nat, filter)), { noflush: true });
+    // The rules just rewritten no longer match on an earlier build's sets: they can go now.
+    if (this.legacySets.length > 0) {
+      await this.ipset.restore(this.legacySets.map((n) => `destroy ${n}`).join('\n'));
+      this.logger.info({ sets: this.legacySets }, 'destroyed the ipsets of an earlier build');
+      this.legacySets = [];
+    }
     this.setupDone = true;
   }
 

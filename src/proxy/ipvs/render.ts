@@ -22,13 +22,25 @@ export const SETS = {
   loadBalancerLocal: 'PODWIRE-LOAD-BALANCER-LOCAL',
   nodePortTCP: 'PODWIRE-NODE-PORT-TCP',
   nodePortUDP: 'PODWIRE-NODE-PORT-UDP',
-  nodePortSCTP: 'PODWIRE-NODE-PORT-SCTP',
+  /**
+   * SCTP NodePorts are `hash:ip,port` (node address,sctp:port), as kube-proxy's
+   * KUBE-NODE-PORT-SCTP-HASH: the kernel's bitmap:port match only reads TCP and UDP ports
+   * (ip_set_get_ip_port), so a bitmap of SCTP ports never matches a packet.
+   */
+  nodePortSCTP: 'PODWIRE-NODE-PORT-SCTP-IP',
   nodePortLocalTCP: 'PODWIRE-NODE-PORT-LOCAL-TCP',
   nodePortLocalUDP: 'PODWIRE-NODE-PORT-LOCAL-UDP',
-  nodePortLocalSCTP: 'PODWIRE-NODE-PORT-LOCAL-SCTP',
+  nodePortLocalSCTP: 'PODWIRE-NODE-PORT-LOCAL-SCTP-IP',
   /** Ours (kube-proxy has none): VIP,proto:port with no endpoint, for the REJECT. */
   noEndpoint: 'PODWIRE-NO-ENDPOINT',
 } as const;
+
+/**
+ * Sets of earlier builds that no longer exist: destroyed once the rules no longer match on
+ * them (setup) and by `--cleanup`. The SCTP NodePort sets were bitmap:port, which never
+ * matches SCTP; their names are kept free so a type change cannot collide with them.
+ */
+export const LEGACY_SETS = ['PODWIRE-NODE-PORT-SCTP', 'PODWIRE-NODE-PORT-LOCAL-SCTP'] as const;
 
 /** `ipset create` type and options of each set (IPv4). */
 export const SET_TYPES: Record<string, string> = {
@@ -40,10 +52,10 @@ export const SET_TYPES: Record<string, string> = {
   [SETS.loadBalancerLocal]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
   [SETS.nodePortTCP]: 'bitmap:port range 0-65535',
   [SETS.nodePortUDP]: 'bitmap:port range 0-65535',
-  [SETS.nodePortSCTP]: 'bitmap:port range 0-65535',
+  [SETS.nodePortSCTP]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
   [SETS.nodePortLocalTCP]: 'bitmap:port range 0-65535',
   [SETS.nodePortLocalUDP]: 'bitmap:port range 0-65535',
-  [SETS.nodePortLocalSCTP]: 'bitmap:port range 0-65535',
+  [SETS.nodePortLocalSCTP]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
   [SETS.noEndpoint]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
 };
 
@@ -123,8 +135,12 @@ export function renderIpvsService(ports: readonly ServicePortInfo[], opts: IpvsR
     }
     if (p.nodePort !== undefined) {
       for (const a of opts.nodeAddresses) vs(a, p.nodePort, externalEps);
-      add(NODE_PORT_SET[proto], String(p.nodePort));
-      if (p.externalLocal) add(NODE_PORT_LOCAL_SET[proto], String(p.nodePort));
+      // TCP/UDP: a bitmap of ports; SCTP: one node address,sctp:port member per node address (SETS).
+      const members = proto === 'sctp' ? opts.nodeAddresses.map((a) => `${a},sctp:${p.nodePort}`) : [String(p.nodePort)];
+      for (const m of members) {
+        add(NODE_PORT_SET[proto], m);
+        if (p.externalLocal) add(NODE_PORT_LOCAL_SET[proto], m);
+      }
     }
     // Hairpin: a local endpoint reaching itself through the Service is masqueraded.
     for (const e of [...p.cluster, ...p.local]) if (e.local) add(SETS.loopBack, `${e.ip},${proto}:${e.port},${e.ip}`);

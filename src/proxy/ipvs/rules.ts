@@ -58,13 +58,14 @@ export function renderRules(o: RuleOptions, missingJumps: readonly { table: stri
     `-A ${CHAINS.services} -m set --match-set ${SETS.loadBalancer} dst,dst -m set ! --match-set ${SETS.loadBalancerLocal} dst,dst ${comment('LB ingress IP, externalTrafficPolicy Cluster')} -j ${CHAINS.markMasq}`,
     `-A ${CHAINS.services} -m addrtype --dst-type LOCAL -j ${CHAINS.nodePort}`,
   );
-  for (const [p, set, local] of [
-    ['tcp', SETS.nodePortTCP, SETS.nodePortLocalTCP],
-    ['udp', SETS.nodePortUDP, SETS.nodePortLocalUDP],
-    ['sctp', SETS.nodePortSCTP, SETS.nodePortLocalSCTP],
+  // The SCTP sets are hash:ip,port (render.ts SETS): matched on destination address and port.
+  for (const [p, set, local, dims] of [
+    ['tcp', SETS.nodePortTCP, SETS.nodePortLocalTCP, 'dst'],
+    ['udp', SETS.nodePortUDP, SETS.nodePortLocalUDP, 'dst'],
+    ['sctp', SETS.nodePortSCTP, SETS.nodePortLocalSCTP, 'dst,dst'],
   ] as const) {
-    nat.push(`-A ${CHAINS.nodePort} -p ${p} -m set --match-set ${local} dst ${comment('NodePort, externalTrafficPolicy Local: keep the client address')} -j RETURN`);
-    nat.push(`-A ${CHAINS.nodePort} -p ${p} -m set --match-set ${set} dst -j ${CHAINS.markMasq}`);
+    nat.push(`-A ${CHAINS.nodePort} -p ${p} -m set --match-set ${local} ${dims} ${comment('NodePort, externalTrafficPolicy Local: keep the client address')} -j RETURN`);
+    nat.push(`-A ${CHAINS.nodePort} -p ${p} -m set --match-set ${set} ${dims} -j ${CHAINS.markMasq}`);
   }
   const filter: string[] = [
     '*filter',
