@@ -24,7 +24,7 @@ import { ProxierHealth, ServiceHealthServers } from './health';
 import { createProxyMetrics, type ProxyMetrics } from './metrics';
 import { buildServiceModel, ChangeTracker, ownNodeInputs, ZONE_LABEL, serviceProjection, sliceProjection, type EndpointInfo, type ServiceModel, type ServicePortInfo } from './model';
 import { lbChainsOf, renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
-import { Ruleset, type ObjectDef, type Plan } from './ruleset';
+import { driftSize, Ruleset, type ObjectDef, type Plan } from './ruleset';
 import { mountExpectedRoute } from './expected';
 import type { ControlMount } from '../daemon/component';
 
@@ -38,7 +38,20 @@ export interface SyncStats {
   scriptBytes: number;
   renderMs: number;
   applyMs: number;
+  /** Set on a periodic sync: the read-back of our table and what it found changed. */
+  readBack?: ReadBackStats;
 }
+
+export interface ReadBackStats {
+  /** Listing + parse + diff, in ms. */
+  ms: number;
+  /** Objects, chains and elements found changed behind our back (repaired by this sync). */
+  drift: number;
+  /** The table itself was gone (rebuilt). */
+  tableGone?: boolean;
+}
+
+const isDynamicSet = (name: string): boolean => name.startsWith('affinity');
 
 export class NftProxier implements Component {
   readonly name = 'proxy';
@@ -166,13 +179,49 @@ export class NftProxier implements Component {
       this.tableExists = false;
       return; // no table yet: a cold start
     }
-    const adopted = parseTable(json, t, (name) => name.startsWith('affinity'));
+    const adopted = parseTable(json, t, isDynamicSet);
     if (adopted.objects.size === 0) return;
     this.ruleset.adopt(adopted.objects, adopted.elements, adopted.unknown);
     this.tableExists = true;
     let n = 0;
     for (const m of adopted.elements.values()) n += m.size;
     this.logger.info({ table: `inet ${t}`, objects: adopted.objects.size, elements: n, unreadable: adopted.unknown }, 'adopted the existing nftables table; the first sync is a diff');
+  }
+
+  /**
+   * One listing of our table (libnftables in-process, or `nft -j list`), parsed as at
+   * adoption, then Ruleset.reconcile: the kernel's content becomes the applied state and
+   * only the differences are touched for this sync's plan. A failed listing leaves the
+   * in-memory state as it is (tried again at the next periodic sync), unless the table
+   * is gone: then everything is planned again.
+   */
+  private async readBack(): Promise<ReadBackStats> {
+    const t = this.section.table;
+    const r0 = performance.now();
+    let json: unknown;
+    try {
+      json = await this.kernel.nft.listJson(`table inet ${t}`);
+    } catch (err) {
+      const tables = await this.kernel.nft.list('tables').catch(() => undefined);
+      if (tables !== undefined && !new RegExp(`^table inet ${t}$`, 'm').test(tables)) {
+        this.logger.warn({ table: t }, 'our nftables table is gone; rebuilding it');
+        this.tableExists = false;
+        this.ruleset.resetApplied();
+        return { ms: performance.now() - r0, drift: 0, tableGone: true };
+      }
+      this.logger.warn({ err: errorMessage(err), table: t }, 'reading our nftables table back failed; the next periodic sync tries again');
+      return { ms: performance.now() - r0, drift: 0 };
+    }
+    const drift = this.ruleset.reconcile(parseTable(json, t, isDynamicSet), isDynamicSet);
+    const n = driftSize(drift);
+    if (n > 0) {
+      this.logger.warn(
+        { table: `inet ${t}`, missingObjects: drift.missingObjects, foreignObjects: drift.foreignObjects, chains: drift.chains, elements: drift.elements },
+        'our nftables table was changed behind our back; this sync repairs the difference',
+      );
+    }
+    if (drift.unreadable.length > 0) this.logger.debug({ sets: drift.unreadable }, 'elements of these sets could not be read back; not diffed');
+    return { ms: performance.now() - r0, drift: n };
   }
 
   async start(_signal: AbortSignal): Promise<void> {
@@ -281,15 +330,14 @@ export class NftProxier implements Component {
         if (Number.isFinite(ms)) triggers.push(ms);
       }
     }
-    // Periodic check: is our table still there? (`nft list tables` is cheap; listing the table is not.)
-    if (this.initialized && dirty.size === 0 && this.tableExists && started - this.lastTableCheck >= this.section.syncPeriodMs) {
+    // The periodic reconcile (every syncPeriod, also while events keep coming): read our
+    // table back and diff the desired state against what the kernel really holds, so what
+    // was changed behind our back is repaired by this sync's one transaction. Event syncs
+    // in between diff against the applied state kept in memory (no listing: cheap).
+    let readBack: ReadBackStats | undefined;
+    if (this.initialized && this.tableExists && started - this.lastTableCheck >= this.section.syncPeriodMs) {
       this.lastTableCheck = started;
-      const tables = await this.kernel.nft.list('tables').catch(() => undefined);
-      if (tables !== undefined && !new RegExp(`^table inet ${this.section.table}$`, 'm').test(tables)) {
-        this.logger.warn({ table: this.section.table }, 'our nftables table is gone; rebuilding it');
-        this.tableExists = false;
-        this.ruleset.resetApplied();
-      }
+      readBack = await this.readBack();
     }
     const cold = !this.tableExists;
     const full = !this.initialized;
@@ -318,7 +366,7 @@ export class NftProxier implements Component {
       batches.push(first);
       for (let i = 0; i < rest.length; i += this.section.coldChunk) batches.push(rest.slice(i, i + this.section.coldChunk));
     } else batches.push(keys);
-    const stats: SyncStats = { transactions: 0, services: keys.length, elementChanges: 0, scriptBytes: 0, renderMs: 0, applyMs: 0 };
+    const stats: SyncStats = { transactions: 0, services: keys.length, elementChanges: 0, scriptBytes: 0, renderMs: 0, applyMs: 0, ...(readBack ? { readBack } : {}) };
     let createTable = cold;
     // Cold batches are pipelined: the next batch renders while nft applies this one (nft is
     // another process, so on two cores the two overlap). A transaction starts only after the
