@@ -400,8 +400,10 @@ export class IpvsProxier implements Component {
       if (t && Number.isFinite(Date.parse(t))) triggers.push(Date.parse(t));
     }
     // Periodic full sync: read the kernel back (someone may have changed it) and diff everything.
+    // Also while events keep coming (a sync with changes of its own): under steady endpoint
+    // churn every sync has some, and the repair must not wait for a quiet moment.
     let full = !this.initialized;
-    if (this.initialized && dirty.size === 0 && started - this.lastFull >= this.section.syncPeriodMs) {
+    if (this.initialized && started - this.lastFull >= this.section.syncPeriodMs) {
       await this.adopt();
       full = true;
     }
