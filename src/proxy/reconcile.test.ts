@@ -191,3 +191,23 @@ t.test('Ruleset.reconcile: a missing set comes back with its elements; dynamic a
   t.same(r.reconcile(kernel({ rules: new Map([['c', ['q1', 'q2']]]) }), dynamic).chains, [], 'first read-back after a rewrite: learnt');
   t.same(r.reconcile(kernel({ rules: new Map([['c', ['q1', 'q3']]]) }), dynamic).chains, ['c'], 'then a changed print is drift');
 });
+
+t.test('a cold start in batches adds each shared chain rule once (the read-back found them doubled)', async (t) => {
+  const k = fakeKernel();
+  k.nft.fromModel = true;
+  const clock = new FakeClock();
+  const h = proxierHarness(k, clock, { section: { syncPeriod: PERIOD, coldChunk: 1 } });
+  h.apply(svc('default/kubernetes', '10.96.0.1', { ports: [{ name: 'https', port: 443 }] }));
+  h.apply(slice('default/kubernetes', ['198.18.0.1'], [{ name: 'https', port: 6443 }]));
+  for (let i = 0; i < 4; i++) {
+    h.apply(svc(`ns/s${i}`, `10.96.0.${20 + i}`, { ports: [{ name: 'http', port: 80 }] }));
+    h.apply(slice(`ns/s${i}`, Array.from({ length: 1 + ((i + 1) % 2) }, (_, j) => `10.244.1.${10 * i + j + 2}`), [{ name: 'http', port: 8080 }]));
+  }
+  await h.proxier.sync(signal);
+  t.ok((h.proxier.lastSync?.transactions ?? 0) > 2, `batches (${h.proxier.lastSync?.transactions} transactions)`);
+  t.equal(k.nft.rules('inet', 'podwire', 'lb4c-tcp-1')?.length, 2, 'lb4c-tcp-1: its 2 rules, once');
+  t.equal(k.nft.rules('inet', 'podwire', 'lb4c-tcp-2')?.length, 2, 'lb4c-tcp-2 too');
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(h.proxier.lastSync?.readBack?.drift, 0, 'the first read-back finds the table as planned');
+});

@@ -128,7 +128,11 @@ export class Ruleset {
         if (e[i] !== lastMap) dm = this.desired.get((lastMap = e[i]!));
         if (dm) this.release(dm, lastMap, e[i + 1]!, owner);
       }
-      for (const [name] of old.objects) this.releaseObject(name, owner);
+      // An object the owner keeps is re-claimed below (touched only if its definition
+      // changed): releasing it first would touch it, and a cold start's next batch, planned
+      // while the previous one is still being applied, would add its chain's rules again.
+      const kept = new Set(c?.objects.map(([name]) => name) ?? []);
+      for (const [name] of old.objects) if (!kept.has(name)) this.releaseObject(name, owner);
     }
     if (c === undefined || (c.elements.length === 0 && c.objects.length === 0)) this.contributions.delete(owner);
     else {
