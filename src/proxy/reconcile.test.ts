@@ -211,3 +211,8 @@ t.test('a cold start in batches adds each shared chain rule once (the read-back 
   await h.proxier.sync(signal);
   t.equal(h.proxier.lastSync?.readBack?.drift, 0, 'the first read-back finds the table as planned');
 });
+
+t.test('source ranges are rendered as nft prints them back (else every read-back would find them changed)', async (t) => {
+  const { nftRange } = await import('./nft-render');
+  t.same(['198.18.9.9/32', '198.18.7.5/24', '10.0.0.1', 'FD00:0:0::1/128', 'fd00::5/64', 'junk'].map(nftRange), ['198.18.9.9', '198.18.7.0/24', '10.0.0.1', 'fd00::1', 'fd00::/64', 'junk']);
+});
