@@ -7,7 +7,10 @@
  * memory (ruleset.ts) and applies it as one transaction. A cold start programs the
  * table skeleton (masquerade included) and `default/kubernetes` in the first
  * transaction, then the other Services in chunks (kubernetes #133773). A restart
- * adopts the table that is there: one listing of our own table, then a diff.
+ * adopts the table that is there: one listing of our own table, then a diff. Every
+ * syncPeriod the same listing is the periodic reconcile (readBack): the kernel's content
+ * replaces the applied state in memory, so that sync's diff repairs whatever was changed
+ * behind our back, element by element.
  */
 import { Cidr, IpAddress } from '../common/ip';
 import { errorMessage } from '../common/errors';
