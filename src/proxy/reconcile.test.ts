@@ -216,3 +216,27 @@ t.test('source ranges are rendered as nft prints them back (else every read-back
   const { nftRange } = await import('./nft-render');
   t.same(['198.18.9.9/32', '198.18.7.5/24', '10.0.0.1', 'FD00:0:0::1/128', 'fd00::5/64', 'junk'].map(nftRange), ['198.18.9.9', '198.18.7.0/24', '10.0.0.1', 'fd00::1', 'fd00::/64', 'junk']);
 });
+
+t.test('a slow read-back spaces the next ones (at most 1/READBACK_SHARE of the time); a fast one keeps syncPeriod', async (t) => {
+  const { READBACK_SHARE } = await import('./proxier');
+  const { k, h, clock, listings } = await cluster();
+  const list = k.nft.listJson;
+  k.nft.listJson = async (what: string) => {
+    clock.advance(500); // a listing that takes 500 ms (a huge table)
+    return list(what);
+  };
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(h.proxier.lastSync?.readBack?.nextInMs, READBACK_SHARE * 500, 'next read-back in 20 × 500 ms');
+  const n = listings();
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(listings(), n, 'not after one syncPeriod');
+  clock.advance(READBACK_SHARE * 500);
+  await h.proxier.sync(signal);
+  t.equal(listings(), n + 1, 'but after 20 × its time');
+  k.nft.listJson = list;
+  clock.advance(READBACK_SHARE * 500);
+  await h.proxier.sync(signal);
+  t.equal(h.proxier.lastSync?.readBack?.nextInMs, PERIOD, 'a fast read-back: back to syncPeriod');
+});
