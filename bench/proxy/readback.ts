@@ -15,7 +15,7 @@ import { openKernel, netnsRef } from '../../src/kernel';
 import { FakeClock } from '../../src/daemon/testing/fake-clock';
 import { proxierHarness, slice, svc, MemoryState } from '../../src/proxy/testing';
 import type { ClusterObject } from '../../src/k8s/types';
-import type { ReadBackStats } from '../../src/proxy/proxier';
+import { READBACK_SHARE, type ReadBackStats } from '../../src/proxy/proxier';
 import { netnsPath, withLab } from '../../test-netns/harness';
 import { benchEndpoint, benchVip } from './kube-proxy-layout';
 
@@ -78,7 +78,7 @@ async function main(): Promise<void> {
         await kernel.nft.listJson('table inet podwire');
         const listing = ms(t0);
         console.log(`round ${r}: event sync (no read-back)          ${fmt(ev)} ms`);
-        console.log(`round ${r}: periodic sync, clean table          ${fmt(periodic)} ms (CPU ${fmt(periodicCpu)} ms); read-back + parse + diff ${fmt(rb.ms)} ms (the listing alone ${fmt(listing)} ms)`);
+        console.log(`round ${r}: periodic sync, clean table          ${fmt(periodic)} ms (CPU ${fmt(periodicCpu)} ms); read-back + parse + diff ${fmt(rb.ms)} ms (the listing alone ${fmt(listing)} ms); the daemon would space read-backs ${fmt(Math.max(period, READBACK_SHARE * rb.ms) / 1000)} s apart`);
       }
       await kernel.nft.apply(`delete element inet podwire services4 { ${benchVip(1 + 5)} . tcp . 80 }\n`);
       clock.advance(period);
