@@ -1,4 +1,8 @@
-/** Reading our own table back once at start-up (`nft -j list table inet <t>`), into Ruleset keys. */
+/**
+ * Reading our own table back (`nft -j list table inet <t>`) into Ruleset keys: once at
+ * start-up (adoption) and at every periodic sync (the reconcile that repairs what was
+ * changed behind our back, Ruleset.reconcile).
+ */
 
 function fmt(v: unknown): string | undefined {
   if (typeof v === 'number') return String(v);
@@ -28,20 +32,42 @@ export interface AdoptedTable {
   elements: Map<string, Map<string, string>>;
   /** Sets/maps whose elements we could not read back (flushed and re-added on the first sync). */
   unknown: string[];
+  /** Which of the `set` objects are maps (to delete a foreign one with the right keyword). */
+  maps: Set<string>;
+  /**
+   * Per chain, one print per rule in order (its JSON expression and comment, without the
+   * handle): compared between two read-backs to notice a rule changed behind our back.
+   * A chain without rules has no entry.
+   */
+  rules: Map<string, string[]>;
+  /** Per chain, the rule handles in order (tests: "nothing was rebuilt"). */
+  handles: Map<string, number[]>;
 }
 
 /** `skipElements(name)`: sets whose content is the kernel's own (dynamic affinity sets). */
 export function parseTable(json: unknown, table: string, skipElements: (name: string) => boolean): AdoptedTable {
-  const out: AdoptedTable = { objects: new Map(), elements: new Map(), unknown: [] };
+  const out: AdoptedTable = { objects: new Map(), elements: new Map(), unknown: [], maps: new Set(), rules: new Map(), handles: new Map() };
   const items = (json as { nftables?: unknown[] })?.nftables ?? [];
   for (const item of items) {
     if (!item || typeof item !== 'object') continue;
     const rec = item as Record<string, Record<string, unknown>>;
     if (rec.chain && rec.chain.table === table) out.objects.set(String(rec.chain.name), 'chain');
+    if (rec.rule && rec.rule.table === table) {
+      const chain = String(rec.rule.chain);
+      const print = JSON.stringify([rec.rule.expr ?? null, rec.rule.comment ?? null]);
+      let p = out.rules.get(chain);
+      if (!p) out.rules.set(chain, (p = []));
+      p.push(print);
+      let h = out.handles.get(chain);
+      if (!h) out.handles.set(chain, (h = []));
+      h.push(Number(rec.rule.handle));
+      continue;
+    }
     const s = rec.set ?? rec.map;
     if (!s || s.table !== table) continue;
     const name = String(s.name);
     out.objects.set(name, 'set');
+    if (rec.map) out.maps.add(name);
     if (skipElements(name)) continue;
     const els = new Map<string, string>();
     let ok = true;

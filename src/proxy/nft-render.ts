@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import type { Contribution, ObjectDef, Plan } from './ruleset';
 import type { EndpointInfo, Family, L4, ServicePortInfo } from './model';
 import { ipFamily } from './model';
+import { Cidr, IpAddress } from '../common/ip';
 
 export interface RenderOptions {
   table: string;
@@ -56,6 +57,21 @@ export function hash8(s: string): string {
     if (out.length >= 8) break;
   }
   return out;
+}
+
+/**
+ * A source range as nft prints it back (`198.18.9.9/32` → `198.18.9.9`, host bits cleared,
+ * IPv6 compressed), so the periodic read-back and the restart adoption compare it equal to
+ * what we render instead of "repairing" it every period. Unparseable text stays as it is
+ * (nft then refuses it, as before).
+ */
+export function nftRange(r: string): string {
+  try {
+    const c = r.includes('/') ? Cidr.parse(r) : Cidr.of(IpAddress.parse(r), IpAddress.parse(r).bits);
+    return c.prefixLength === c.ip.bits ? c.network.toString() : `${c.network.toString()}/${c.prefixLength}`;
+  } catch {
+    return r;
+  }
 }
 
 function epAddr(f: Family, ep: EndpointInfo): string {
@@ -228,7 +244,7 @@ export function renderService(ports: readonly ServicePortInfo[], o: RenderOption
     if (sp.loadBalancerSourceRanges.length > 0) {
       for (const ip of sp.loadBalancerIPs) {
         elements.push(`firewall${f}`, `${ip} . ${pr} . ${sp.port}`, '');
-        for (const r of new Set(sp.loadBalancerSourceRanges)) elements.push(`firewall-allow${f}`, `${ip} . ${pr} . ${sp.port} . ${r}`, '');
+        for (const r of new Set(sp.loadBalancerSourceRanges.map(nftRange))) elements.push(`firewall-allow${f}`, `${ip} . ${pr} . ${sp.port} . ${r}`, '');
       }
     }
     if (sp.nodePort !== undefined) {

@@ -51,6 +51,31 @@ export interface Plan {
   elementChanges: number;
 }
 
+/** What the kernel holds of our table, read back (adopt.ts's AdoptedTable). */
+export interface KernelTable {
+  objects: Map<string, 'set' | 'chain'>;
+  elements: Map<string, Map<string, string>>;
+  unknown: string[];
+  maps: Set<string>;
+  rules: Map<string, string[]>;
+}
+
+/** What a periodic read-back found changed behind our back (all planned for repair). */
+export interface Drift {
+  /** Objects we had applied that the kernel no longer has (re-added, with their elements). */
+  missingObjects: string[];
+  /** Objects in our table we did not put there and do not want (deleted). */
+  foreignObjects: string[];
+  /** Chains whose rules differ from what we applied (rewritten: flush chain + add rules). */
+  chains: string[];
+  /** Elements missing, foreign or with another value than the one we applied. */
+  elements: number;
+  /** Sets/maps whose elements could not be read back (left alone this time). */
+  unreadable: string[];
+}
+
+export const driftSize = (d: Drift): number => d.missingObjects.length + d.foreignObjects.length + d.chains.length + d.elements;
+
 const defString = (d: ObjectDef | undefined): string | undefined => (d === undefined ? undefined : `${d.kind}|${d.keyword ?? ''}|${d.spec}|${(d.rules ?? []).join('\n')}`);
 
 export class Ruleset {
@@ -71,6 +96,13 @@ export class Ruleset {
   private readonly sharedMaps = new Set<string>();
   /** Sets whose applied content is unknown (adopted): flushed and re-added on the next plan. */
   readonly unknownContent = new Set<string>();
+  /**
+   * Per chain, the kernel's prints of its rules at the last read-back that found it as we
+   * applied it (`def`: the definition then applied). nft prints rules in its own syntax, not
+   * ours, so a rule changed in place is noticed against this print; a rule added or
+   * deleted is noticed at once by the count.
+   */
+  private readonly chainPrints = new Map<string, { def: string; print: string }>();
 
   owners(): IterableIterator<string> {
     return this.contributions.keys();
@@ -96,7 +128,11 @@ export class Ruleset {
         if (e[i] !== lastMap) dm = this.desired.get((lastMap = e[i]!));
         if (dm) this.release(dm, lastMap, e[i + 1]!, owner);
       }
-      for (const [name] of old.objects) this.releaseObject(name, owner);
+      // An object the owner keeps is re-claimed below (touched only if its definition
+      // changed): releasing it first would touch it, and a cold start's next batch, planned
+      // while the previous one is still being applied, would add its chain's rules again.
+      const kept = new Set(c?.objects.map(([name]) => name) ?? []);
+      for (const [name] of old.objects) if (!kept.has(name)) this.releaseObject(name, owner);
     }
     if (c === undefined || (c.elements.length === 0 && c.objects.length === 0)) this.contributions.delete(owner);
     else {
@@ -130,6 +166,7 @@ export class Ruleset {
     this.applied.clear();
     this.appliedObjects.clear();
     this.unknownContent.clear();
+    this.chainPrints.clear();
     this.touchAll();
   }
 
@@ -252,7 +289,10 @@ export class Ruleset {
       this.appliedObjects.delete(name);
       this.applied.delete(name);
     }
-    for (const [name, d] of [...plan.addObjects, ...plan.rewriteChains]) this.appliedObjects.set(name, d);
+    for (const [name, d] of [...plan.addObjects, ...plan.rewriteChains]) {
+      this.appliedObjects.set(name, d);
+      this.chainPrints.delete(name); // new handles and rules: learnt again at the next read-back
+    }
     for (const name of plan.touchedObjects) {
       const d = this.desiredObjects.get(name)?.value;
       if (d && this.appliedObjects.has(name) && this.appliedObjects.get(name) === undefined && d.kind === 'set') this.appliedObjects.set(name, d);
@@ -273,6 +313,70 @@ export class Ruleset {
     for (const [m, keys] of plan.touchedElements) for (const k of keys) this.touch(m, k);
     for (const n of plan.touchedObjects) this.touchedObjects.add(n);
     for (const o of plan.touchedOwners) this.touchedOwners.add(o);
+  }
+
+  /**
+   * The periodic reconcile: take the kernel's actual content of our table as the applied
+   * state and touch only what differs from the desired state, so the next plan repairs
+   * exactly that (missing objects, elements and rules re-added, foreign ones removed, a
+   * changed chain rewritten) in one element-level transaction, and leaves every correct
+   * element, chain and rule alone (no flush, no new handles). Dynamic sets (affinity: the
+   * kernel's own content) and sets whose elements could not be read are not diffed.
+   */
+  reconcile(k: KernelTable, dynamic: (name: string) => boolean): Drift {
+    const drift: Drift = { missingObjects: [], foreignObjects: [], chains: [], elements: 0, unreadable: [...k.unknown] };
+    const unreadable = new Set(k.unknown);
+    for (const name of [...this.appliedObjects.keys()]) {
+      if (k.objects.has(name)) continue;
+      drift.missingObjects.push(name);
+      this.appliedObjects.delete(name);
+      this.applied.delete(name);
+      this.unknownContent.delete(name);
+      this.chainPrints.delete(name);
+      this.touchedObjects.add(name);
+      // Its desired elements go back with it.
+      for (const key of this.desired.get(name)?.keys() ?? []) this.touch(name, key);
+    }
+    for (const [name, kind] of k.objects) {
+      if (this.appliedObjects.has(name)) continue;
+      const wanted = this.desiredObjects.has(name);
+      // Unknown content; a foreign one needs its kind to be deleted.
+      this.appliedObjects.set(name, wanted ? undefined : { kind, spec: '', ...(kind === 'set' ? { keyword: k.maps.has(name) ? 'map' : 'set' } : {}) });
+      this.touchedObjects.add(name);
+      if (!wanted) drift.foreignObjects.push(name);
+    }
+    for (const [name, kind] of k.objects) {
+      const d = this.desiredObjects.get(name)?.value;
+      if (!d) continue; // deleted by the plan
+      if (kind === 'chain') {
+        const a = this.appliedObjects.get(name);
+        if (a === undefined || a.kind !== 'chain') continue; // rewritten by the plan anyway
+        const prints = k.rules.get(name) ?? [];
+        const print = prints.join('\n');
+        const was = defString(a)!;
+        const rec = this.chainPrints.get(name);
+        if (prints.length !== (a.rules ?? []).length || (rec !== undefined && rec.def === was && rec.print !== print)) {
+          drift.chains.push(name);
+          this.chainPrints.delete(name);
+          this.appliedObjects.set(name, undefined); // content unknown: the plan rewrites it
+          this.touchedObjects.add(name);
+        } else if (rec === undefined || rec.def !== was) this.chainPrints.set(name, { def: was, print });
+        continue;
+      }
+      if (dynamic(name) || this.unknownContent.has(name)) continue;
+      if (unreadable.has(name)) continue;
+      const kEls = k.elements.get(name) ?? new Map<string, string>();
+      const am = this.applied.get(name);
+      const dm = this.desired.get(name);
+      for (const [key, v] of kEls) {
+        if (am?.get(key) !== v) drift.elements++;
+        if (valueOf(dm?.get(key)) !== v) this.touch(name, key);
+      }
+      for (const key of am?.keys() ?? []) if (!kEls.has(key)) drift.elements++;
+      for (const key of dm?.keys() ?? []) if (!kEls.has(key)) this.touch(name, key);
+      this.applied.set(name, kEls);
+    }
+    return drift;
   }
 
   /** Record adopted kernel state (before any plan). */

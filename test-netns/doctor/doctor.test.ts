@@ -76,8 +76,9 @@ labTest('podwire doctor reports exactly the broken conditions of a node', { pref
     { name: 'n2', podCIDR: '10.244.2.0/24', internalIP: n2.ip },
   ]);
   writeFileSync(path.join(run.manifests, 'services.yaml'), SERVICES);
-  // No periodic resync while the test runs: the overlay would turn ip_forward back on.
-  const extraArgs = ['--backend', 'vxlan', '--enable', 'cni,overlay,proxy,dns', '--sync-interval', '10m', '--min-sync-interval', '100ms'];
+  // No periodic resync while the test runs: the overlay would turn ip_forward back on, and the
+  // proxy's periodic reconcile would re-add the element the test deletes behind its back.
+  const extraArgs = ['--backend', 'vxlan', '--enable', 'cni,overlay,proxy,dns', '--sync-interval', '10m', '--min-sync-interval', '100ms', '--proxy-sync-period', '10m'];
   const daemons = [n1, n2].map((n, i) => new Podwired(lab, n.ns, { nodeName: `n${i + 1}`, run, extraArgs, logLevel: 'info' }));
   for (const d of daemons) {
     const r = await d.waitReady();
@@ -134,7 +135,7 @@ labTest('podwire doctor reports exactly the broken conditions of a node', { pref
   t.same(notOk(gone.report), ['FAIL services: Services'], 'n1: exactly the missing Service', { findings: gone.report.findings });
   const svcFail = gone.report.findings.find((f) => f.check === 'services' && f.level === 'FAIL');
   t.match(svcFail?.detail, /^1 of 2 Services not programmed in table inet podwire \(1 of 2 addresses\): default\/web 10\.96\.0\.80:80\/tcp/, 'names default/web and its address');
-  t.match(svcFail?.fix, /restart podwired/);
+  t.match(svcFail?.fix, /reads its table back every proxy syncPeriod/);
   t.equal(gone.code, 1, 'exit 1');
 });
 

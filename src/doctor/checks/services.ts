@@ -36,9 +36,9 @@ export function elementCounts(json: unknown): Map<string, number> {
 
 const firstLine = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
 
-/** How each mode repairs a missing rule: nftables diffs against its memory (a restart reads the kernel back); iptables and ipvs re-read the kernel every proxy syncPeriod. */
+/** How each mode repairs a missing rule: every mode reads the kernel back every proxy syncPeriod and repairs the difference. */
 const REPAIR: Record<string, string> = {
-  nftables: 'restart podwired: at start it reads its table back and re-adds what is missing (its periodic sync only diffs against what it applied); podwire status and its log say why an apply failed',
+  nftables: 'podwired reads its table back every proxy syncPeriod (default 30 s; spaced further for a huge table, see lastSync.readBack.nextInMs in podwire status) and re-adds what is missing (it logs "changed behind our back"); restart podwired to repair now; if it comes back, look for another tool editing the table; podwire status and its log say why an apply failed',
   iptables: 'podwired re-reads its chains every proxy syncPeriod (default 30 s) and repairs them; restart podwired to repair now; if it comes back, look for another tool editing iptables',
   ipvs: 'podwired re-reads the IPVS table every proxy syncPeriod (default 30 s) and repairs it; restart podwired to repair now; if it comes back, look for another tool (ipvsadm) editing IPVS',
 };
@@ -63,7 +63,7 @@ async function nftables(env: DoctorEnv, px: Record<string, unknown>, exp: Expect
       out.push(f.ok(`table ${tableName}`, 'not created yet: there is no Service to program (podwired creates it with the first one)'));
       return;
     }
-    out.push(f.fail(`table ${tableName}`, `missing from the kernel (${firstLine(err)}) although podwired programs ${n} Services`, 'restart podwired (it rebuilds its table); look in its log for who deleted it'));
+    out.push(f.fail(`table ${tableName}`, `missing from the kernel (${firstLine(err)}) although podwired programs ${n} Services`, 'podwired rebuilds it at its next periodic sync (proxy syncPeriod, default 30 s), or restart it to rebuild now; look in its log for who deleted it'));
     return;
   }
   const counts = elementCounts(json);
@@ -71,7 +71,7 @@ async function nftables(env: DoctorEnv, px: Record<string, unknown>, exp: Expect
   const applied = typeof px.elements === 'number' ? px.elements : undefined;
   const vips = (counts.get('services4') ?? 0) + (counts.get('services6') ?? 0) + (counts.get('no-endpoints4') ?? 0) + (counts.get('no-endpoints6') ?? 0);
   if (n > 0 && vips === 0) {
-    out.push(f.fail(`table ${tableName}`, `podwired programs ${n} Services but the kernel's services maps are empty: no ClusterIP is forwarded`, 'restart podwired; its log says why the apply failed'));
+    out.push(f.fail(`table ${tableName}`, `podwired programs ${n} Services but the kernel's services maps are empty: no ClusterIP is forwarded`, 'podwired re-adds them at its next periodic sync (proxy syncPeriod, default 30 s); if they stay empty, its log says why the apply failed'));
     return;
   }
   let allThere = exp === undefined;

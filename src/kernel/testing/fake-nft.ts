@@ -152,12 +152,59 @@ export class FakeNft implements NftRunner {
     return this.scripts[this.scripts.length - 1];
   }
 
-  async listJson(_what: string): Promise<unknown> {
-    return this.listJsonValue;
+  /**
+   * When set, `listJson('table F T')` answers from the model (`json()`, an error like nft's
+   * when there is no such table) and `list('tables')` lists the modelled tables, as the real
+   * runners do; otherwise both return the fixed values above.
+   */
+  fromModel = false;
+
+  async listJson(what: string): Promise<unknown> {
+    if (!this.fromModel) return this.listJsonValue;
+    const m = /^table (\S+) (\S+)$/.exec(what);
+    if (!m) throw new Error(`fake nft lists only 'table F T' from its model, not: ${what}`);
+    const j = this.json(m[1]!, m[2]!);
+    if (j === undefined) throw new CommandError('libnftables -j list', 1, 'Error: No such file or directory');
+    return j;
   }
 
-  async list(_what: string): Promise<string> {
+  async list(what: string): Promise<string> {
+    if (this.fromModel && what === 'tables') return [...this.tables.values()].map((t) => `table ${t.family} ${t.name}\n`).join('');
     return this.listText;
+  }
+
+  /**
+   * A table as `nft -j list table F T` shows it, in the shape the proxy's reader takes:
+   * chains, rules (handle, and the rule's text standing for its expression), sets and
+   * maps with elements (concatenations as `concat`, numbers as numbers, goto/jump
+   * verdicts as objects). Undefined when there is no such table.
+   */
+  json(family: string, table: string): { nftables: unknown[] } | undefined {
+    const t = this.tables.get(`${family} ${table}`);
+    if (!t) return undefined;
+    const part = (words: string[]): unknown => {
+      const w = words.join(' ');
+      return /^\d+$/.test(w) ? Number(w) : w;
+    };
+    const value = (toks: string[]): unknown => {
+      if ((toks[0] === 'goto' || toks[0] === 'jump') && toks.length === 2) return { [toks[0]]: { target: toks[1] } };
+      if (toks.length === 1 && ['accept', 'drop', 'return'].includes(toks[0]!)) return { [toks[0]!]: null };
+      const parts = splitConcat(toks.map((v) => ({ v, line: 0 }))).map((p) => part(p.map((x) => x.v)));
+      return parts.length === 1 ? parts[0] : { concat: parts };
+    };
+    const out: unknown[] = [{ table: { family, name: table, handle: 1 } }];
+    for (const c of t.chains.values()) {
+      out.push({ chain: { family, table, name: c.name, ...(c.base ? { type: c.base.type, hook: c.base.hook, prio: c.base.priority, policy: c.base.policy } : {}) } });
+    }
+    for (const s of t.sets.values()) {
+      const elem = [...s.elements.values()].map((e) => {
+        const k = e.key.length === 1 ? part(e.key[0]!) : { concat: e.key.map(part) };
+        return s.map ? [k, value(e.value ?? [])] : k;
+      });
+      out.push({ [s.map ? 'map' : 'set']: { family, table, name: s.name, ...(s.flags.length > 0 ? { flags: s.flags } : {}), ...(elem.length > 0 ? { elem } : {}) } });
+    }
+    for (const c of t.chains.values()) for (const r of c.rules) out.push({ rule: { family, table, chain: c.name, handle: r.handle, expr: [{ text: r.text }] } });
+    return { nftables: out };
   }
 
   /** Rules of a chain as text, or undefined if there is no such chain. */

@@ -233,6 +233,22 @@ t.test('a VIP that failed to bind is retried at the next sync (as failed ipset a
   t.ok((await h.k.net.listAddresses(VIP_DEVICE, 4)).some((a) => a.cidr.ip.toString() === '10.96.0.6'), 'on the VIP device');
 });
 
+t.test('the periodic full sync repairs a virtual server and a real server deleted behind our back, also while events keep coming', async (t) => {
+  const h = await harness(await world(), { syncPeriod: 1000 });
+  await h.apply(svc('ns/a', '10.96.0.5'), slice('ns/a', eps(['10.244.1.2', '10.244.1.3'])), svc('ns/b', '10.96.0.6'), slice('ns/b', eps(['10.244.1.4'])));
+  const want = await table(h.ipvs);
+  const vs = (address: string) => ({ family: 4 as const, protocol: 'tcp' as const, address, port: 80, scheduler: 'rr' });
+  await h.ipvs.apply([{ op: 'delete', entry: { kind: 'service', service: vs('10.96.0.6') } }]);
+  await h.ipvs.apply([{ op: 'delete', entry: { kind: 'dest', service: vs('10.96.0.5'), dest: { address: '10.244.1.3', port: 8080, weight: 1 } } }]);
+  t.not((await table(h.ipvs)).join('|'), want.join('|'), 'broken behind our back');
+  // Events keep coming (an unrelated Service changes at every sync): the read-back still happens once syncPeriod has passed.
+  for (let i = 0; i < 3; i++) {
+    h.clock.advance(400);
+    await h.apply(svc('ns/c', '10.96.0.7', { ports: [{ port: 80 + i }] }));
+  }
+  t.same((await table(h.ipvs)).filter((l) => !l.includes('10.96.0.7')), want, 'both repaired');
+});
+
 t.test('start-up module check names the missing module and suggests nftables mode', async (t) => {
   const w = await world();
   w.ipvs.unavailable = true;

@@ -307,8 +307,10 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
 
   protected async prepare(s: SyncStart): Promise<boolean> {
     // Periodic full sync: read the kernel back (someone may have changed it) and diff everything.
+    // Also while events keep coming (a sync with changes of its own): under steady endpoint
+    // churn every sync has some, and the repair must not wait for a quiet moment.
     let full = s.renderAll;
-    if (!s.renderAll && s.dirty.size === 0 && s.started - this.lastFull >= this.section.syncPeriodMs) {
+    if (!s.renderAll && s.started - this.lastFull >= this.section.syncPeriodMs) {
       await this.adopt();
       full = true;
     }

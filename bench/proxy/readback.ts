@@ -1,0 +1,99 @@
+/**
+ * The cost of the nftables mode's periodic reconcile at N Services (default 10,000 × 10
+ * endpoints): one read-back of our table (`listJson` through the kernel's nft runner,
+ * libnftables in-process when it loads) + parse + diff against the desired state, measured
+ * once per round in a lab namespace (prefix qrec-bench, never the root namespace). Prints
+ * numbers; asserts only correctness (no drift found on a clean table, one element repaired).
+ *
+ *   node dist/bench/proxy/readback.js [--services 10000] [--rounds 3]
+ *
+ * Rows: the cold sync (for scale), an event sync (one endpoint change: no read-back), the
+ * periodic sync on a clean table (read-back; nothing applied), the listing alone, and the
+ * periodic sync after one element was deleted behind the proxier's back (the repair).
+ */
+import { openKernel, netnsRef } from '../../src/kernel';
+import { FakeClock } from '../../src/daemon/testing/fake-clock';
+import { proxierHarness, slice, svc, MemoryState } from '../../src/proxy/testing';
+import type { ClusterObject } from '../../src/k8s/types';
+import { READBACK_SHARE, type ReadBackStats } from '../../src/proxy/proxier';
+import { netnsPath, withLab } from '../../test-netns/harness';
+import { benchEndpoint, benchVip } from './kube-proxy-layout';
+
+const E = 10;
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
+}
+const N = Number(arg('services', '10000'));
+const ROUNDS = Number(arg('rounds', '3'));
+const ms = (t0: number): number => performance.now() - t0;
+/** CPU ms of this process (all its threads: libnftables runs on one of ours) since `c0`. */
+const cpuMs = (c0: NodeJS.CpuUsage): number => {
+  const d = process.cpuUsage(c0);
+  return (d.user + d.system) / 1000;
+};
+const fmt = (x: number): string => x.toFixed(1);
+
+function objects(n: number): ClusterObject[] {
+  const out: ClusterObject[] = [svc('default/kubernetes', '10.96.0.1', { ports: [{ name: 'https', port: 443 }] }), slice('default/kubernetes', ['198.18.0.1'], [{ name: 'https', port: 6443 }])];
+  for (let i = 0; i < n; i++) {
+    const key = `ns-${i % 50}/svc-${i}`;
+    out.push(svc(key, benchVip(i + 1), { ports: [{ name: 'http', port: 80 }] }));
+    out.push(slice(key, Array.from({ length: E }, (_, j) => benchEndpoint(i, j, E)), [{ name: 'http', port: 8080 }]));
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  await withLab('qrec-bench', async (lab) => {
+    const ns = await lab.addNetns('rb');
+    const kernel = await openKernel(netnsRef(netnsPath(ns)));
+    try {
+      const clock = new FakeClock();
+      const h = proxierHarness(kernel, clock, { state: new MemoryState() });
+      const signal = new AbortController().signal;
+      const period = h.proxier.section.syncPeriodMs;
+      const readBack = (): ReadBackStats | undefined => h.proxier.lastSync?.readBack;
+      let t0 = performance.now();
+      for (const o of objects(N)) h.apply(o);
+      await h.proxier.sync(signal);
+      console.log(`nft backend ${kernel.nft.backend}; ${N} Services x ${E} endpoints; ruleset elements ${h.proxier.ruleset.elementCount()}`);
+      console.log(`cold sync                                  ${fmt(ms(t0))} ms (${h.proxier.lastSync?.transactions} transactions)`);
+      for (let r = 1; r <= ROUNDS; r++) {
+        const i = r * 7;
+        h.apply(slice(`ns-${i % 50}/svc-${i}`, Array.from({ length: E }, (_, j) => benchEndpoint(i, j, E, r)), [{ name: 'http', port: 8080 }]));
+        t0 = performance.now();
+        await h.proxier.sync(signal);
+        const ev = ms(t0);
+        if (readBack() !== undefined) throw new Error('an event sync read the table back');
+        clock.advance(period);
+        t0 = performance.now();
+        const c0 = process.cpuUsage();
+        await h.proxier.sync(signal);
+        const periodic = ms(t0);
+        const periodicCpu = cpuMs(c0);
+        const rb = readBack();
+        if (!rb || rb.drift !== 0 || h.proxier.lastSync?.transactions !== 0) throw new Error(`clean table: expected no drift and no transaction, got ${JSON.stringify(h.proxier.lastSync)}`);
+        t0 = performance.now();
+        await kernel.nft.listJson('table inet podwire');
+        const listing = ms(t0);
+        console.log(`round ${r}: event sync (no read-back)          ${fmt(ev)} ms`);
+        console.log(`round ${r}: periodic sync, clean table          ${fmt(periodic)} ms (CPU ${fmt(periodicCpu)} ms); read-back + parse + diff ${fmt(rb.ms)} ms (the listing alone ${fmt(listing)} ms); the daemon would space read-backs ${fmt(Math.max(period, READBACK_SHARE * rb.ms) / 1000)} s apart`);
+      }
+      await kernel.nft.apply(`delete element inet podwire services4 { ${benchVip(1 + 5)} . tcp . 80 }\n`);
+      clock.advance(period);
+      t0 = performance.now();
+      await h.proxier.sync(signal);
+      const s = h.proxier.lastSync!;
+      if (s.readBack?.drift !== 1 || s.elementChanges !== 1) throw new Error(`one deleted element: expected drift 1 and one element change, got ${JSON.stringify(s)}`);
+      console.log(`periodic sync repairing 1 deleted element  ${fmt(ms(t0))} ms; read-back + parse + diff ${fmt(s.readBack.ms)} ms; ${s.transactions} transaction, ${s.elementChanges} element change, ${s.scriptBytes} script bytes`);
+    } finally {
+      kernel.close();
+    }
+  });
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

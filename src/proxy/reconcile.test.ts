@@ -1,0 +1,242 @@
+/**
+ * The nftables mode's periodic reconcile: every syncPeriod the proxier reads its table back
+ * (FakeNft answers `listJson` from its model, as libnftables does) and diffs the desired
+ * state against what the kernel really holds, so a change made behind podwired's back is
+ * repaired by one element-level transaction that leaves everything correct alone.
+ */
+import t from 'tap';
+import { fakeKernel, type FakeKernel, type NftTracePacket, type NftTraceResult } from '../kernel/testing';
+import { FakeClock } from '../daemon/testing/fake-clock';
+import { proxierHarness, slice, svc, type ProxierHarness } from './testing';
+import { Ruleset, driftSize, type KernelTable } from './ruleset';
+
+const signal = new AbortController().signal;
+const PERIOD = 1000;
+
+async function cluster(): Promise<{ k: FakeKernel; h: ProxierHarness; clock: FakeClock; listings: () => number }> {
+  const k = fakeKernel();
+  k.nft.fromModel = true;
+  let n = 0;
+  const list = k.nft.listJson.bind(k.nft);
+  k.nft.listJson = async (what: string) => {
+    n++;
+    return list(what);
+  };
+  const clock = new FakeClock();
+  const h = proxierHarness(k, clock, { section: { syncPeriod: PERIOD } });
+  h.apply(svc('ns/a', '10.96.0.10', { ports: [{ name: 'http', port: 80 }] }));
+  h.apply(slice('ns/a', ['10.244.1.2', '10.244.1.3'], [{ name: 'http', port: 8080 }]));
+  h.apply(svc('ns/b', '10.96.0.11', { ports: [{ name: 'http', port: 80 }] }));
+  h.apply(slice('ns/b', ['10.244.1.4'], [{ name: 'http', port: 8080 }]));
+  h.apply(svc('ns/c', '10.96.0.12', { ports: [{ name: 'http', port: 80 }] }));
+  h.apply(slice('ns/c', ['10.244.1.5', '10.244.1.6'], [{ name: 'http', port: 8080 }]));
+  await h.proxier.reconcileOnStart(signal);
+  await h.proxier.sync(signal);
+  return { k, h, clock, listings: () => n };
+}
+
+const tcp = (daddr: string, dport: number): NftTracePacket => ({ family: 4, saddr: '10.244.1.9', daddr, protocol: 'tcp', dport, hook: 'prerouting' });
+const dests = (r: NftTraceResult): string[] => (r.alternatives ?? [r]).map((a) => (a.dnat ? `${a.dnat.addr}:${a.dnat.port}` : a.verdict)).sort();
+const handles = (k: FakeKernel): string => [...k.nft.tables.get('inet podwire')!.chains.values()].map((c) => `${c.name}:${c.rules.map((r) => r.handle).join(',')}`).join(' ');
+const allElements = (k: FakeKernel): string => [...k.nft.tables.get('inet podwire')!.sets.keys()].map((s) => `${s}=${(k.nft.elements('inet', 'podwire', s) ?? []).sort().join(',')}`).join('\n');
+
+t.test('no drift: the periodic read-back applies nothing; event syncs do not list the table', async (t) => {
+  const { k, h, clock, listings } = await cluster();
+  const scripts = k.nft.scripts.length;
+  const before = listings();
+  h.apply(slice('ns/b', ['10.244.1.7'], [{ name: 'http', port: 8080 }]));
+  await h.proxier.sync(signal);
+  t.equal(listings(), before, 'an event sync before syncPeriod does not read the table back');
+  t.equal(h.proxier.lastSync?.readBack, undefined);
+  const after = k.nft.scripts.length;
+  t.equal(after, scripts + 1, 'the event sync applied its change');
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(listings(), before + 1, 'the periodic sync lists the table once');
+  t.equal(h.proxier.lastSync?.readBack?.drift, 0, 'nothing changed behind our back');
+  t.equal(k.nft.scripts.length, after, 'and nothing is applied');
+});
+
+t.test('an element deleted, a stray element, a flushed chain, a foreign chain and set: repaired in one transaction, the rest untouched', async (t) => {
+  const { k, h, clock } = await cluster();
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal); // learns the chains' prints
+  const good = allElements(k);
+  const lb2 = [...k.nft.tables.get('inet podwire')!.chains.keys()].find((c) => /^lb4c-tcp-2$/.test(c))!;
+  t.ok(lb2, 'the shared two-endpoint chain exists');
+  t.same(dests(k.nft.trace(tcp('10.96.0.10', 80))), ['10.244.1.2:8080', '10.244.1.3:8080']);
+  // Behind our back: ns/a's VIP element deleted, a stray VIP added, lb4c-tcp-2 flushed, a chain and a set added to our table.
+  await k.nft.apply(
+    [
+      'delete element inet podwire services4 { 10.96.0.10 . tcp . 80 }',
+      'add element inet podwire services4 { 10.96.0.99 . tcp . 80 : drop }',
+      `flush chain inet podwire ${lb2}`,
+      'add chain inet podwire stray',
+      'add set inet podwire strayset { type ipv4_addr ; }',
+    ].join('\n') + '\n',
+  );
+  t.equal(dests(k.nft.trace(tcp('10.96.0.10', 80)))[0], 'accept', 'ns/a is broken: no DNAT');
+  const untouched = handles(k).split(' ').filter((c) => !c.startsWith(`${lb2}:`) && !c.startsWith('stray:')).join(' ');
+  const n = k.nft.scripts.length;
+  h.apply(svc('ns/d', '10.96.0.13', { ports: [{ name: 'http', port: 80 }] })); // an event in the same sync
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(k.nft.scripts.length, n + 1, 'one transaction');
+  const script = k.nft.last!;
+  t.match(script, /add element inet podwire services4 \{ 10\.96\.0\.10 \. tcp \. 80 : goto lb4c-tcp-2 \}/, 'the deleted element is re-added');
+  t.match(script, /delete element inet podwire services4 \{ 10\.96\.0\.99 \. tcp \. 80 \}/, 'the stray element is removed');
+  t.match(script, new RegExp(`flush chain inet podwire ${lb2}\\nadd rule inet podwire ${lb2} `), 'the flushed chain gets its rule back');
+  t.match(script, /delete chain inet podwire stray/, 'the foreign chain is removed');
+  t.match(script, /delete set inet podwire strayset/, 'the foreign set is removed');
+  t.match(script, /10\.96\.0\.13/, 'the pending event is in the same transaction');
+  t.notMatch(script, /flush (map|set)|add table|delete table|add map|add set/, 'no map or set flushed or rebuilt');
+  t.equal((script.match(/^flush chain/gm) ?? []).length, 1, 'only the damaged chain is rewritten');
+  t.ok((h.proxier.lastSync?.readBack?.drift ?? 0) >= 5, `drift counted (${h.proxier.lastSync?.readBack?.drift})`);
+  t.same(dests(k.nft.trace(tcp('10.96.0.10', 80))), ['10.244.1.2:8080', '10.244.1.3:8080'], 'ns/a is served again');
+  t.same(dests(k.nft.trace(tcp('10.96.0.12', 80))), ['10.244.1.5:8080', '10.244.1.6:8080'], 'ns/c (same chain) too');
+  t.equal(handles(k).split(' ').filter((c) => !c.startsWith(`${lb2}:`)).join(' '), untouched, 'every other chain keeps its rules and handles');
+  const now = allElements(k);
+  t.equal(now.replace(/,?10\.96\.0\.13[^,\n]*/g, '').replace(/,?10\.96\.0\.13/g, ''), good.replace(/,?10\.96\.0\.13[^,\n]*/g, ''), 'every element is as before (besides the new Service)');
+  const m = k.nft.scripts.length;
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(k.nft.scripts.length, m, 'converged: the next periodic sync applies nothing');
+  t.equal(h.proxier.lastSync?.readBack?.drift, 0);
+});
+
+t.test('a rule changed in place (same count) is noticed against the learnt print', async (t) => {
+  const { k, h, clock } = await cluster();
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal); // learns
+  const c = k.nft.tables.get('inet podwire')!.chains.get('lb4c-tcp-1')!;
+  const handle = c.rules[c.rules.length - 1]!.handle; // the DNAT rule
+  await k.nft.apply(`delete rule inet podwire lb4c-tcp-1 handle ${handle}\nadd rule inet podwire lb4c-tcp-1 drop\n`);
+  t.same(dests(k.nft.trace(tcp('10.96.0.11', 80))), ['drop'], 'ns/b broken: its DNAT rule became a drop');
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.match(k.nft.last!, /flush chain inet podwire lb4c-tcp-1\n/);
+  t.same(dests(k.nft.trace(tcp('10.96.0.11', 80))), ['10.244.1.4:8080'], 'ns/b served again');
+});
+
+t.test('the read-back also runs while events keep coming, and a gone table is rebuilt', async (t) => {
+  const { k, h, clock, listings } = await cluster();
+  const before = listings();
+  for (let i = 0; i < 3; i++) {
+    h.apply(slice('ns/b', [`10.244.1.${20 + i}`], [{ name: 'http', port: 8080 }]));
+    clock.advance(PERIOD / 2);
+    await h.proxier.sync(signal);
+  }
+  t.equal(listings(), before + 1, 'one read-back in 1.5 syncPeriods of event syncs');
+  await k.nft.apply('delete table inet podwire\n');
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(h.proxier.lastSync?.readBack?.tableGone, true);
+  t.match(k.nft.last!, /^add table inet podwire/);
+  t.same(dests(k.nft.trace(tcp('10.96.0.10', 80))), ['10.244.1.2:8080', '10.244.1.3:8080'], 'served again');
+});
+
+t.test('a failed listing keeps the in-memory state; the next periodic sync tries again', async (t) => {
+  const { k, h, clock, listings } = await cluster();
+  const list = k.nft.listJson;
+  k.nft.listJson = async () => Promise.reject(new Error('EPERM'));
+  const n = k.nft.scripts.length;
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(k.nft.scripts.length, n, 'nothing applied');
+  t.equal(h.proxier.lastSync?.readBack?.drift, 0);
+  k.nft.listJson = list;
+  const before = listings();
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(listings(), before + 1);
+});
+
+t.test('Ruleset.reconcile: a missing set comes back with its elements; dynamic and unreadable sets are left alone', async (t) => {
+  const r = new Ruleset();
+  r.set('a', {
+    elements: ['m', 'k1', 'v1', 'm', 'k2', 'v2', 'aff', 'x', ''],
+    objects: [
+      ['m', { kind: 'set', keyword: 'map', spec: '{ type x : verdict ; }' }],
+      ['aff', { kind: 'set', keyword: 'set', spec: '{ type y ; }' }],
+      ['u', { kind: 'set', keyword: 'set', spec: '{ type z ; }' }],
+      ['c', { kind: 'chain', spec: '', rules: ['r1', 'r2'] }],
+    ],
+  });
+  r.commit(r.plan());
+  const kernel = (over: Partial<KernelTable>): KernelTable => ({
+    objects: new Map([['m', 'set'], ['aff', 'set'], ['u', 'set'], ['c', 'chain']]),
+    elements: new Map([['m', new Map([['k1', 'v1'], ['k2', 'v2']])], ['aff', new Map()], ['u', new Map()]]),
+    unknown: [],
+    maps: new Set(['m']),
+    rules: new Map([['c', ['p1', 'p2']]]),
+    ...over,
+  });
+  const dynamic = (n: string): boolean => n === 'aff';
+  t.equal(driftSize(r.reconcile(kernel({}), dynamic)), 0, 'in sync');
+  t.equal(r.plan().elementChanges, 0);
+  const d = r.reconcile(kernel({ objects: new Map([['aff', 'set'], ['u', 'set'], ['c', 'chain']]), elements: new Map([['u', new Map([['junk', '']])]]), unknown: ['u'] }), dynamic);
+  t.same(d.missingObjects, ['m']);
+  t.same(d.unreadable, ['u']);
+  const p = r.plan();
+  t.same(p.addObjects.map(([n]) => n), ['m'], 'the map is re-added');
+  t.same(p.addElements.get('m'), ['k1', 'v1', 'k2', 'v2'], 'with its elements');
+  t.equal(p.deleteElements.size, 0, 'the unreadable and the dynamic set are not touched');
+  t.equal(p.flush.length, 0);
+  r.commit(p);
+  // A chain with a rule deleted: the count tells; with a rule changed: the learnt print tells.
+  t.same(r.reconcile(kernel({ rules: new Map([['c', ['p1']]]) }), dynamic).chains, ['c']);
+  const p2 = r.plan();
+  t.same(p2.rewriteChains.map(([n]) => n), ['c']);
+  r.commit(p2);
+  t.same(r.reconcile(kernel({ rules: new Map([['c', ['q1', 'q2']]]) }), dynamic).chains, [], 'first read-back after a rewrite: learnt');
+  t.same(r.reconcile(kernel({ rules: new Map([['c', ['q1', 'q3']]]) }), dynamic).chains, ['c'], 'then a changed print is drift');
+});
+
+t.test('a cold start in batches adds each shared chain rule once (the read-back found them doubled)', async (t) => {
+  const k = fakeKernel();
+  k.nft.fromModel = true;
+  const clock = new FakeClock();
+  const h = proxierHarness(k, clock, { section: { syncPeriod: PERIOD, coldChunk: 1 } });
+  h.apply(svc('default/kubernetes', '10.96.0.1', { ports: [{ name: 'https', port: 443 }] }));
+  h.apply(slice('default/kubernetes', ['198.18.0.1'], [{ name: 'https', port: 6443 }]));
+  for (let i = 0; i < 4; i++) {
+    h.apply(svc(`ns/s${i}`, `10.96.0.${20 + i}`, { ports: [{ name: 'http', port: 80 }] }));
+    h.apply(slice(`ns/s${i}`, Array.from({ length: 1 + ((i + 1) % 2) }, (_, j) => `10.244.1.${10 * i + j + 2}`), [{ name: 'http', port: 8080 }]));
+  }
+  await h.proxier.sync(signal);
+  t.ok((h.proxier.lastSync?.transactions ?? 0) > 2, `batches (${h.proxier.lastSync?.transactions} transactions)`);
+  t.equal(k.nft.rules('inet', 'podwire', 'lb4c-tcp-1')?.length, 2, 'lb4c-tcp-1: its 2 rules, once');
+  t.equal(k.nft.rules('inet', 'podwire', 'lb4c-tcp-2')?.length, 2, 'lb4c-tcp-2 too');
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(h.proxier.lastSync?.readBack?.drift, 0, 'the first read-back finds the table as planned');
+});
+
+t.test('source ranges are rendered as nft prints them back (else every read-back would find them changed)', async (t) => {
+  const { nftRange } = await import('./nft-render');
+  t.same(['198.18.9.9/32', '198.18.7.5/24', '10.0.0.1', 'FD00:0:0::1/128', 'fd00::5/64', 'junk'].map(nftRange), ['198.18.9.9', '198.18.7.0/24', '10.0.0.1', 'fd00::1', 'fd00::/64', 'junk']);
+});
+
+t.test('a slow read-back spaces the next ones (at most 1/READBACK_SHARE of the time); a fast one keeps syncPeriod', async (t) => {
+  const { READBACK_SHARE } = await import('./proxier');
+  const { k, h, clock, listings } = await cluster();
+  const list = k.nft.listJson;
+  k.nft.listJson = async (what: string) => {
+    clock.advance(500); // a listing that takes 500 ms (a huge table)
+    return list(what);
+  };
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(h.proxier.lastSync?.readBack?.nextInMs, READBACK_SHARE * 500, 'next read-back in 20 × 500 ms');
+  const n = listings();
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(listings(), n, 'not after one syncPeriod');
+  clock.advance(READBACK_SHARE * 500);
+  await h.proxier.sync(signal);
+  t.equal(listings(), n + 1, 'but after 20 × its time');
+  k.nft.listJson = list;
+  clock.advance(READBACK_SHARE * 500);
+  await h.proxier.sync(signal);
+  t.equal(h.proxier.lastSync?.readBack?.nextInMs, PERIOD, 'a fast read-back: back to syncPeriod');
+});
