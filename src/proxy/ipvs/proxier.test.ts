@@ -162,6 +162,32 @@ t.test('graceful termination: weight 0 while connections last, deleted when the 
   t.same(h.p.status().drainingRealServers, 0);
 });
 
+t.test('the drain check of a sync that changed Services dumps only their virtual servers', async (t) => {
+  const h = await harness(await world());
+  await h.apply(svc('ns/a', '10.96.0.5'), slice('ns/a', eps(['10.244.1.2', '10.244.1.3'])), svc('ns/b', '10.96.0.6'), slice('ns/b', eps(['10.244.2.2', '10.244.2.3'])));
+  h.ipvs.setConns({ family: 4, protocol: 'tcp', address: '10.96.0.5', port: 80 }, '10.244.1.3', 8080, 1);
+  await h.apply(slice('ns/a', eps(['10.244.1.2'])));
+  t.same(h.p.status().drainingRealServers, 1, 'ns/a drains one real server');
+  const dumps: string[] = [];
+  const list = h.ipvs.listDests.bind(h.ipvs);
+  h.ipvs.listDests = async (s) => {
+    dumps.push(s.address ?? 'fwmark');
+    return list(s);
+  };
+  await h.apply(slice('ns/b', eps(['10.244.2.2'])));
+  t.same(dumps, ['10.96.0.6'], 'an endpoint change of ns/b dumps ns/b only, not the draining ns/a');
+  t.same(await table(h.ipvs), ['tcp 10.96.0.5:80 rr -> 10.244.1.2:8080w1 10.244.1.3:8080w0', 'tcp 10.96.0.6:80 rr -> 10.244.2.2:8080w1'], "ns/b's removed server had no connection: deleted in the same sync");
+  dumps.length = 0;
+  h.ipvs.setConns({ family: 4, protocol: 'tcp', address: '10.96.0.5', port: 80 }, '10.244.1.3', 8080, 0);
+  await h.p.sync(signal);
+  t.same(dumps, ['10.96.0.5'], 'a sync without changes checks every draining virtual server');
+  t.same(await table(h.ipvs), ['tcp 10.96.0.5:80 rr -> 10.244.1.2:8080w1', 'tcp 10.96.0.6:80 rr -> 10.244.2.2:8080w1']);
+  t.same(h.p.status().drainingRealServers, 0);
+  const metrics = await h.registry.metrics();
+  t.match(metrics, /podwire_proxy_ipvs_virtual_servers 2/, 'gauges counted at scrape time');
+  t.match(metrics, /podwire_proxy_ipvs_real_servers 2/);
+});
+
 t.test('UDP: a removed real server goes at once and its conntrack entries are flushed', async (t) => {
   const h = await harness(await world());
   await h.apply(svc('ns/dns', '10.96.0.53', { ports: [{ port: 53, protocol: 'UDP' }] }), slice('ns/dns', eps(['10.244.1.2', '10.244.1.3']), [{ port: 5353, protocol: 'UDP' }]));
