@@ -135,6 +135,7 @@ async function measure(lab: Lab, mode: Row['mode'], n: number): Promise<Row> {
   }
   try {
     await p.reconcileOnStart?.(signal);
+    await p.start?.(signal); // as the daemon does: in ipvs mode the 1 s drain timer runs beside the syncs
     const t0 = performance.now();
     for (const o of objects(n)) p.handleEvent(state.apply(o));
     await p.sync(signal);

@@ -390,10 +390,11 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
         this.logger.error({ err: errorMessage(err), vip: v }, 'unbinding a VIP failed');
       }
     }
-    // The drain check of a sync that changed Services covers only their virtual servers (the
-    // 1 s timer and the quiet or full syncs check every draining one): one endpoint change
-    // costs one dump, however many real servers drain elsewhere.
-    if (this.draining.size > 0) await this.checkDraining(full || keys.length === 0 ? undefined : touchedVS);
+    // The drain check (a dump per draining virtual server, then a delete batch) is not part of
+    // a sync that changed Services: one endpoint change stays one batch of genetlink messages
+    // (what is quiesced has weight 0, so no new connection reaches it meanwhile). The 1 s timer
+    // and the syncs without changes (quiet, full) check every draining real server.
+    if (this.draining.size > 0 && (full || keys.length === 0)) await this.checkDraining();
     const applyMs = performance.now() - a0;
     // Any failure (ipset, VIP, IPVS) retries every Service of this sync (the pipeline does).
     if (full && failed === 0) this.lastFull = started;
@@ -491,21 +492,11 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     }
   }
 
-  /**
-   * Deletes the weight-0 real servers whose connections have all ended (one dump per virtual
-   * server), of the virtual servers in `only` that drain, or of every draining one.
-   */
-  private async checkDraining(only?: ReadonlySet<string>): Promise<void> {
+  /** Deletes the weight-0 real servers whose connections have all ended (one dump per draining virtual server). */
+  private async checkDraining(): Promise<void> {
     const changes: Change<IpvsEntry>[] = [];
     const done: [string, string][] = [];
-    const scope: [string, Set<string>][] = [];
-    if (only) {
-      for (const k of only) {
-        const s = this.draining.get(k);
-        if (s) scope.push([k, s]);
-      }
-    } else scope.push(...this.draining);
-    for (const [k, keys] of scope) {
+    for (const [k, keys] of [...this.draining]) {
       const have = this.appliedVS.get(k);
       if (!have) {
         this.draining.delete(k);
