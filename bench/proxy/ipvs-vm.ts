@@ -12,9 +12,12 @@
  * - one endpoint change: an EndpointSlice update (one endpoint replaced) → sync resolved;
  *   median of --changes runs.
  * Target (issue #11): one endpoint change at 10,000 ≤ 2× nftables mode's time.
+ * --trace: also prints, per one endpoint change, where it spent its time (every call into the
+ * kernel handles, the proxier's hooks, GC), to find what grows with N.
  * Any failed call fails the bench (exit 1).
  */
 import { spawnSync } from 'node:child_process';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Registry } from 'prom-client';
@@ -39,6 +42,7 @@ function arg(name: string, fallback: string): string {
 const SIZES = arg('sizes', '1000,10000').split(',').map(Number);
 const CHANGES = Number(arg('changes', '5'));
 const E = Number(arg('endpoints', '2'));
+const TRACE = process.argv.includes('--trace');
 const OUT = arg('out', path.join(ROOT, 'bench/results/proxy-ipvs-vm.json'));
 const MODULES = ['ip_vs', 'ip_vs_rr', 'nf_conntrack', 'ip_set', 'ip_set_hash_ipport', 'ip_set_hash_ipportip', 'ip_set_bitmap_port', 'xt_set'];
 
@@ -62,6 +66,44 @@ interface Row {
   changes: number[];
 }
 
+/** Per-phase wall time (ms) and call counts of the traced methods, reset per change. */
+class Trace {
+  ms = new Map<string, number>();
+  calls = new Map<string, number>();
+  on = false;
+  add(name: string, ms: number): void {
+    if (!this.on) return;
+    this.ms.set(name, (this.ms.get(name) ?? 0) + ms);
+    this.calls.set(name, (this.calls.get(name) ?? 0) + 1);
+  }
+  reset(): void {
+    this.ms.clear();
+    this.calls.clear();
+  }
+  text(): string {
+    return [...this.ms].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(1)}ms×${this.calls.get(k)}`).join(', ');
+  }
+}
+
+/** Wraps every method of `obj` (own and inherited) with a timer named `label.method`. */
+function traceMethods(obj: object, label: string, t: Trace, only?: readonly string[]): void {
+  const names = new Set<string>();
+  for (let o: object | null = obj; o && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) for (const n of Object.getOwnPropertyNames(o)) names.add(n);
+  const rec = obj as Record<string, unknown>;
+  for (const n of names) {
+    if (n === 'constructor' || (only && !only.includes(n))) continue;
+    const f = rec[n];
+    if (typeof f !== 'function') continue;
+    rec[n] = function (this: unknown, ...a: unknown[]): unknown {
+      const t0 = performance.now();
+      const r: unknown = (f as (...x: unknown[]) => unknown).apply(this, a);
+      if (r instanceof Promise) return r.finally(() => t.add(`${label}.${n}`, performance.now() - t0));
+      t.add(`${label}.${n}`, performance.now() - t0);
+      return r;
+    };
+  }
+}
+
 async function measure(lab: Lab, mode: Row['mode'], n: number): Promise<Row> {
   const ns = await lab.addNetns(`${mode === 'ipvs' ? 'i' : 'n'}${n}`);
   const kernel: Kernel = await openKernel(netnsRef(netnsPath(ns)));
@@ -70,8 +112,30 @@ async function measure(lab: Lab, mode: Row['mode'], n: number): Promise<Row> {
   const ctx = { config, section: buildProxySection({ healthzBindAddress: '', mode }, config), state, node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false }, kernel, logger: silentLogger, clock: systemClock, metrics: new Registry() };
   const p: Component = mode === 'ipvs' ? new IpvsProxier(ctx) : new NftProxier(ctx);
   const signal = new AbortController().signal;
+  const trace = new Trace();
+  const gc = new PerformanceObserver((l) => {
+    for (const e of l.getEntries()) trace.add('gc', e.duration);
+  });
+  if (TRACE) {
+    gc.observe({ entryTypes: ['gc'] });
+    const k = kernel as unknown as Record<string, object>;
+    for (const n of ['net', 'sysctl', 'nft', 'conntrack']) traceMethods(k[n]!, `kernel.${n}`, trace);
+    const ipt = kernel.iptables.bind(kernel);
+    kernel.iptables = (f) => {
+      const r = ipt(f);
+      if (!(r as unknown as { traced?: boolean }).traced) traceMethods(r, `iptables${f}`, trace);
+      (r as unknown as { traced?: boolean }).traced = true;
+      return r;
+    };
+    if (p instanceof IpvsProxier) {
+      traceMethods(p.ipvs, 'ipvs', trace);
+      traceMethods(p.ipset, 'ipset', trace);
+    }
+    traceMethods(p, 'proxier', trace, ['sync', 'prepare', 'apply', 'renderService', 'recordMetrics', 'checkDraining', 'diffVS', 'flushConntrack', 'update', 'collect', 'hcPorts', 'setup', 'adopt', 'refreshNodeAddresses', 'bindVips', 'updateGauges']);
+  }
   try {
     await p.reconcileOnStart?.(signal);
+    await p.start?.(signal); // as the daemon does: in ipvs mode the 1 s drain timer runs beside the syncs
     const t0 = performance.now();
     for (const o of objects(n)) p.handleEvent(state.apply(o));
     await p.sync(signal);
@@ -92,13 +156,19 @@ async function measure(lab: Lab, mode: Row['mode'], n: number): Promise<Row> {
       const i = (c * 7919) % n;
       const key = `ns-${i % 50}/svc-${i}`;
       const eps = Array.from({ length: E }, (_, j) => benchEndpoint(i, j, E, c));
+      trace.reset();
+      trace.on = TRACE;
       const t1 = performance.now();
       if (!p.handleEvent(state.apply(slice(key, eps, [{ name: 'http', port: 8080 }])))) throw new Error('the change was not recorded');
       await p.sync(signal);
       changes.push(performance.now() - t1);
+      await new Promise((r) => setImmediate(r)); // the GC observer's entries
+      trace.on = false;
+      if (TRACE) process.stderr.write(`[ipvs-vm] trace ${mode} ${n} change ${c}: ${changes.at(-1)!.toFixed(1)} ms: ${trace.text()}\n`);
     }
     return { mode, services: n, coldS, changeMs: median(changes), changes };
   } finally {
+    gc.disconnect();
     await p.close?.();
     kernel.close();
   }

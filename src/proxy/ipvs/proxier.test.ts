@@ -162,6 +162,40 @@ t.test('graceful termination: weight 0 while connections last, deleted when the 
   t.same(h.p.status().drainingRealServers, 0);
 });
 
+t.test('a sync that changed Services sends one IPVS batch: the drain check is left to the timer and the syncs without changes', async (t) => {
+  const h = await harness(await world());
+  await h.apply(svc('ns/a', '10.96.0.5'), slice('ns/a', eps(['10.244.1.2', '10.244.1.3'])), svc('ns/b', '10.96.0.6'), slice('ns/b', eps(['10.244.2.2', '10.244.2.3'])));
+  h.ipvs.setConns({ family: 4, protocol: 'tcp', address: '10.96.0.5', port: 80 }, '10.244.1.3', 8080, 1);
+  await h.apply(slice('ns/a', eps(['10.244.1.2'])));
+  t.same(h.p.status().drainingRealServers, 1, 'ns/a drains one real server');
+  const dumps: string[] = [];
+  const list = h.ipvs.listDests.bind(h.ipvs);
+  h.ipvs.listDests = async (s) => {
+    dumps.push(s.address ?? 'fwmark');
+    return list(s);
+  };
+  const batches: string[][] = [];
+  const apply = h.ipvs.apply.bind(h.ipvs);
+  h.ipvs.apply = async (changes) => {
+    batches.push(changes.map((c) => `${c.op} ${c.entry.kind}${c.entry.kind === 'dest' ? ` ${c.entry.dest.address} w${c.entry.dest.weight}` : ''}`));
+    return apply(changes);
+  };
+  await h.apply(slice('ns/b', eps(['10.244.2.4', '10.244.2.2'])));
+  t.same(dumps, [], 'an endpoint change dumps nothing (not the draining ns/a either)');
+  t.same(batches, [['add dest 10.244.2.4 w1', 'replace dest 10.244.2.3 w0']], 'one batch: the new real server, the removed one quiesced');
+  t.same(h.p.status().drainingRealServers, 2);
+  h.ipvs.setConns({ family: 4, protocol: 'tcp', address: '10.96.0.5', port: 80 }, '10.244.1.3', 8080, 0);
+  batches.length = 0;
+  await h.p.sync(signal);
+  t.same(dumps.sort(), ['10.96.0.5', '10.96.0.6'], 'a sync without changes checks every draining virtual server');
+  t.same(batches, [['delete dest 10.244.1.3 w0', 'delete dest 10.244.2.3 w0']], 'and deletes the ones without connections in one batch');
+  t.same(await table(h.ipvs), ['tcp 10.96.0.5:80 rr -> 10.244.1.2:8080w1', 'tcp 10.96.0.6:80 rr -> 10.244.2.2:8080w1 10.244.2.4:8080w1']);
+  t.same(h.p.status().drainingRealServers, 0);
+  const metrics = await h.registry.metrics();
+  t.match(metrics, /podwire_proxy_ipvs_virtual_servers 2/, 'gauges counted at scrape time');
+  t.match(metrics, /podwire_proxy_ipvs_real_servers 3/);
+});
+
 t.test('UDP: a removed real server goes at once and its conntrack entries are flushed', async (t) => {
   const h = await harness(await world());
   await h.apply(svc('ns/dns', '10.96.0.53', { ports: [{ port: 53, protocol: 'UDP' }] }), slice('ns/dns', eps(['10.244.1.2', '10.244.1.3']), [{ port: 5353, protocol: 'UDP' }]));
