@@ -18,10 +18,10 @@ import { openKernel, netnsRef, runInNetns, NetnsIptables } from '../../src/kerne
 import { silentLogger } from '../../src/common/log';
 import { systemClock } from '../../src/common/clock';
 import { buildProxySection, IptablesProxier } from '../../src/proxy';
-import { MemoryState, slice, svc, testConfig } from '../../src/proxy/testing';
+import { MemoryState, slice, testConfig } from '../../src/proxy/testing';
 import type { ClusterObject } from '../../src/k8s/types';
 import { type Lab, netnsPath } from '../../test-netns/harness';
-import { benchEndpoint, benchVip } from './kube-proxy-layout';
+import { benchEndpoint, benchObjects } from './kube-proxy-layout';
 
 const E = 10;
 const GEN = '/work/shared/anchors/proxy/gen-rules.mjs';
@@ -45,15 +45,7 @@ export interface IptRow {
   ratioChange?: number;
 }
 
-function objects(n: number): ClusterObject[] {
-  const out: ClusterObject[] = [svc('default/kubernetes', '10.96.0.1', { ports: [{ name: 'https', port: 443 }] }), slice('default/kubernetes', ['198.18.0.1'], [{ name: 'https', port: 6443 }])];
-  for (let i = 0; i < n; i++) {
-    const key = `ns-${i % 50}/svc-${i}`;
-    out.push(svc(key, benchVip(i + 1), { ports: [{ name: 'http', port: 80 }] }));
-    out.push(slice(key, Array.from({ length: E }, (_, j) => benchEndpoint(i, j, E)), [{ name: 'http', port: 8080 }]));
-  }
-  return out;
-}
+const objects = (n: number): ClusterObject[] => benchObjects(n, E);
 
 const ms = (t0: number): number => performance.now() - t0;
 const pct = (a: number[], p: number): number => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor(p * a.length))]!;

@@ -8,6 +8,8 @@
  * endpoints from 10.244.0.0/14 port 8080).
  */
 import { createHash } from 'node:crypto';
+import type { ClusterObject } from '../../src/k8s/types';
+import { slice, svc } from '../../src/proxy/testing';
 
 const ip4 = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
@@ -102,4 +104,15 @@ export function kubeProxyFull(n: number, e: number): string {
     w.push(`add element ${T} cluster-ips { ${vip} }`, `add element ${T} service-ips { ${vip} . tcp . 80 : goto ${sc} }`);
   }
   return w.join('\n') + '\n';
+}
+
+/** The benches' cluster: default/kubernetes plus n Services × e endpoints (benchVip, benchEndpoint). */
+export function benchObjects(n: number, e: number): ClusterObject[] {
+  const out: ClusterObject[] = [svc('default/kubernetes', '10.96.0.1', { ports: [{ name: 'https', port: 443 }] }), slice('default/kubernetes', ['198.18.0.1'], [{ name: 'https', port: 6443 }])];
+  for (let i = 0; i < n; i++) {
+    const key = `ns-${i % 50}/svc-${i}`;
+    out.push(svc(key, benchVip(i + 1), { ports: [{ name: 'http', port: 80 }] }));
+    out.push(slice(key, Array.from({ length: e }, (_, j) => benchEndpoint(i, j, e)), [{ name: 'http', port: 8080 }]));
+  }
+  return out;
 }

@@ -13,11 +13,11 @@
  */
 import { openKernel, netnsRef } from '../../src/kernel';
 import { FakeClock } from '../../src/daemon/testing/fake-clock';
-import { proxierHarness, slice, svc, MemoryState } from '../../src/proxy/testing';
+import { proxierHarness, slice, MemoryState } from '../../src/proxy/testing';
 import type { ClusterObject } from '../../src/k8s/types';
 import { READBACK_SHARE, type ReadBackStats } from '../../src/proxy/proxier';
 import { netnsPath, withLab } from '../../test-netns/harness';
-import { benchEndpoint, benchVip } from './kube-proxy-layout';
+import { benchEndpoint, benchObjects, benchVip } from './kube-proxy-layout';
 
 const E = 10;
 function arg(name: string, fallback: string): string {
@@ -34,15 +34,7 @@ const cpuMs = (c0: NodeJS.CpuUsage): number => {
 };
 const fmt = (x: number): string => x.toFixed(1);
 
-function objects(n: number): ClusterObject[] {
-  const out: ClusterObject[] = [svc('default/kubernetes', '10.96.0.1', { ports: [{ name: 'https', port: 443 }] }), slice('default/kubernetes', ['198.18.0.1'], [{ name: 'https', port: 6443 }])];
-  for (let i = 0; i < n; i++) {
-    const key = `ns-${i % 50}/svc-${i}`;
-    out.push(svc(key, benchVip(i + 1), { ports: [{ name: 'http', port: 80 }] }));
-    out.push(slice(key, Array.from({ length: E }, (_, j) => benchEndpoint(i, j, E)), [{ name: 'http', port: 8080 }]));
-  }
-  return out;
-}
+const objects = (n: number): ClusterObject[] => benchObjects(n, E);
 
 async function main(): Promise<void> {
   await withLab('qrec-bench', async (lab) => {

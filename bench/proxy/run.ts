@@ -36,7 +36,7 @@ import { BoundedFrequencyRunner } from '../../src/daemon/runner';
 import { proxierHarness, slice, svc, MemoryState } from '../../src/proxy/testing';
 import type { ClusterObject } from '../../src/k8s/types';
 import { Lab, netnsPath, withLab } from '../../test-netns/harness';
-import { benchEndpoint, benchVip, kubeProxyFull } from './kube-proxy-layout';
+import { benchEndpoint, benchObjects, benchVip, kubeProxyFull } from './kube-proxy-layout';
 import { iptablesBench, iptablesTable } from './iptables';
 
 const E = 10;
@@ -53,15 +53,7 @@ const IPT_NFT_SIZES = arg('ipt-nft-sizes', '1000').split(',').filter((x) => x !=
 const IPT_BOUND_S = Number(arg('ipt-bound-s', '200'));
 const OUT = arg('out', path.resolve(__dirname, '../../../bench/results/proxy.json'));
 
-function objects(n: number): ClusterObject[] {
-  const out: ClusterObject[] = [svc('default/kubernetes', '10.96.0.1', { ports: [{ name: 'https', port: 443 }] }), slice('default/kubernetes', ['198.18.0.1'], [{ name: 'https', port: 6443 }])];
-  for (let i = 0; i < n; i++) {
-    const key = `ns-${i % 50}/svc-${i}`;
-    out.push(svc(key, benchVip(i + 1), { ports: [{ name: 'http', port: 80 }] }));
-    out.push(slice(key, Array.from({ length: E }, (_, j) => benchEndpoint(i, j, E)), [{ name: 'http', port: 8080 }]));
-  }
-  return out;
-}
+const objects = (n: number): ClusterObject[] => benchObjects(n, E);
 
 const ms = (t0: number): number => performance.now() - t0;
 /** CPU seconds used so far by this process plus its waited-for children (nft, nsenter): load-independent. */

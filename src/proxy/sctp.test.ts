@@ -13,17 +13,14 @@
  * drains (weight 0) like a TCP one (graceful_termination.go: every protocol but UDP).
  */
 import t from 'tap';
-import { Registry } from 'prom-client';
 import { Cidr } from '../common/ip';
-import { silentLogger } from '../common/log';
 import { fakeKernel, FakeIpset, FakeIpvs, type FakeKernel } from '../kernel/testing';
 import { encodeChange } from '../kernel/ipvs/ipvs';
 import { parseAttrs } from '../kernel/rtnetlink/nlmsg';
 import { GOLDEN_FAMILY_ID, IPVSADM_SENT } from '../kernel/ipvs/fixtures';
 import { FakeClock } from '../daemon/testing/fake-clock';
 import type { ClusterObject } from '../k8s/types';
-import { buildProxySection } from './config';
-import { MemoryState, proxierHarness, slice, svc, testConfig } from './testing';
+import { MemoryState, proxierHarness, proxyContext, slice, svc, testConfig } from './testing';
 import { IptablesProxier } from './iptables/proxier';
 import { endpointChain, serviceChain } from './iptables/names';
 import { IpvsProxier } from './ipvs/proxier';
@@ -43,19 +40,8 @@ const withEndpoints = (): ClusterObject[] => [
 ];
 const without = (): ClusterObject[] => [svc('ns/empty', '10.96.0.41', { type: 'NodePort', ports: [{ name: 'assoc', port: 900, protocol: 'SCTP', nodePort: 30901 }] })];
 
-const deps = (k: FakeKernel, state: MemoryState, section: Record<string, unknown> = {}, mode = 'nftables') => {
-  const config = testConfig({ proxyMode: mode as 'nftables' });
-  return {
-    config,
-    section: buildProxySection({ healthzBindAddress: '', ...(mode === 'ipvs' ? { mode } : {}), ...section }, config),
-    state,
-    node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false },
-    kernel: k,
-    logger: silentLogger,
-    clock: new FakeClock(),
-    metrics: new Registry(),
-  };
-};
+const deps = (k: FakeKernel, state: MemoryState, section: Record<string, unknown> = {}, mode = 'nftables') =>
+  proxyContext(k, state, testConfig({ proxyMode: mode as 'nftables' }), { ...(mode === 'ipvs' ? { mode } : {}), ...section });
 
 t.test('nftables: golden elements and chains of an SCTP ClusterIP + NodePort, with and without endpoints', async (t) => {
   const k = fakeKernel();

@@ -5,6 +5,8 @@ import type { Clock } from '../common/clock';
 import type { Kernel } from '../kernel';
 import type { ClusterEvent, ClusterKind, ClusterObject, ClusterState, EndpointSliceObject, ObjectOfKind, ServiceObject, ServicePort } from '../k8s/types';
 import type { DaemonConfig } from '../daemon/config';
+import type { ComponentContext } from '../daemon/component';
+import { FakeClock } from '../daemon/testing/fake-clock';
 import type { Logger } from '../common/log';
 import { buildProxySection, type ProxySection } from './config';
 import { NftProxier } from './proxier';
@@ -195,5 +197,19 @@ export function proxierHarness(kernel: Kernel, clock: Clock, opts: { section?: R
       const ev = state.remove(kind, key);
       return ev ? proxier.handleEvent(ev) : false;
     },
+  };
+}
+
+/** A proxier's ComponentContext over fakes (no control socket, no health ports, a fake clock unless given). */
+export function proxyContext(kernel: Kernel, state: ClusterState, config: DaemonConfig, section: Record<string, unknown> = {}, clock?: Clock): ComponentContext<ProxySection> {
+  return {
+    config,
+    section: buildProxySection({ healthzBindAddress: '', ...section }, config),
+    state,
+    node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false },
+    kernel,
+    logger: silentLogger,
+    clock: clock ?? new FakeClock(),
+    metrics: new Registry(),
   };
 }

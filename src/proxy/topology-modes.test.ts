@@ -2,15 +2,11 @@
 // that label re-renders every Service (as nftables mode does, in topology.test.ts). And, in every
 // mode (the shared pipeline), a label change that arrives while a sync is in flight is not lost.
 import t, { type Test } from 'tap';
-import { Registry } from 'prom-client';
 import { Cidr } from '../common/ip';
-import { silentLogger } from '../common/log';
 import { fakeKernel, FakeIpset, FakeIpvs } from '../kernel/testing';
-import { FakeClock } from '../daemon/testing/fake-clock';
 import type { ClusterObject, EndpointSliceObject } from '../k8s/types';
-import { buildProxySection } from './config';
 import { ZONE_LABEL } from './model';
-import { MemoryState, slice, svc, testConfig } from './testing';
+import { MemoryState, proxyContext, slice, svc, testConfig } from './testing';
 import { IptablesProxier } from './iptables/proxier';
 import { IpvsProxier } from './ipvs/proxier';
 import { NftProxier } from './proxier';
@@ -34,16 +30,7 @@ function hinted(): EndpointSliceObject {
   return s;
 }
 const service = svc('ns/a', '10.96.0.10', { ports: [{ name: 'http', port: 80 }] });
-const deps = (state: MemoryState, config: ReturnType<typeof testConfig>, section: Record<string, unknown>, k: ReturnType<typeof fakeKernel>) => ({
-  config,
-  section: buildProxySection({ healthzBindAddress: '', ...section }, config),
-  state,
-  node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false },
-  kernel: k,
-  logger: silentLogger,
-  clock: new FakeClock(),
-  metrics: new Registry(),
-});
+const deps = (state: MemoryState, config: ReturnType<typeof testConfig>, section: Record<string, unknown>, k: ReturnType<typeof fakeKernel>) => proxyContext(k, state, config, section);
 
 type ModeProxier = Pick<IptablesProxier, 'handleEvent' | 'sync' | 'reconcileOnStart'>;
 

@@ -3,13 +3,11 @@
  * handle of a lab node namespace (nft and conntrack run inside it), and pod servers that
  * answer with their own name (TCP: HTTP; UDP: one datagram per datagram).
  */
-import { Registry } from 'prom-client';
 import { openKernel, netnsRef, runInNetns, type ConntrackFilter, type ConntrackKernel, type Kernel } from '../../src/kernel';
 import { CommandError } from '../../src/common/errors';
-import { silentLogger } from '../../src/common/log';
 import { systemClock } from '../../src/common/clock';
-import { IptablesProxier, IpvsProxier, NftProxier, buildProxySection } from '../../src/proxy';
-import { MemoryState, testConfig } from '../../src/proxy/testing';
+import { IptablesProxier, IpvsProxier, NftProxier } from '../../src/proxy';
+import { MemoryState, proxyContext, testConfig } from '../../src/proxy/testing';
 import type { ClusterKind, ClusterObject } from '../../src/k8s/types';
 import { createProxier, type ProxySection } from '../../src/proxy';
 import type { ComponentContext } from '../../src/daemon/component';
@@ -69,16 +67,7 @@ async function hostOf<P extends NftProxier | IptablesProxier | IpvsProxier>(node
   kernel.conntrack = new CliConntrack(node.ns);
   const config = testConfig({ nodeName });
   const state = new MemoryState();
-  const proxier = make({
-    config,
-    section: buildProxySection({ healthzBindAddress: '', ...section }, config),
-    state,
-    node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false },
-    kernel,
-    logger: silentLogger,
-    clock: systemClock,
-    metrics: new Registry(),
-  });
+  const proxier = make(proxyContext(kernel, state, config, section, systemClock));
   await proxier.reconcileOnStart(new AbortController().signal);
   const signal = new AbortController().signal;
   return {
