@@ -5,12 +5,14 @@
  * once per round in a lab namespace (prefix qrec-bench, never the root namespace). Prints
  * numbers; asserts only correctness (no drift found on a clean table, one element repaired).
  *
- *   node dist/bench/proxy/readback.js [--services 10000] [--rounds 3]
+ *   node dist/bench/proxy/readback.js [--services 10000] [--rounds 3] [--out bench/results/proxy-readback.json]
  *
  * Rows: the cold sync (for scale), an event sync (one endpoint change: no read-back), the
  * periodic sync on a clean table (read-back; nothing applied), the listing alone, and the
  * periodic sync after one element was deleted behind the proxier's back (the repair).
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { openKernel, netnsRef } from '../../src/kernel';
 import { FakeClock } from '../../src/daemon/testing/fake-clock';
 import { proxierHarness, slice, MemoryState } from '../../src/proxy/testing';
@@ -26,6 +28,7 @@ function arg(name: string, fallback: string): string {
 }
 const N = Number(arg('services', '10000'));
 const ROUNDS = Number(arg('rounds', '3'));
+const OUT = arg('out', path.resolve(__dirname, '../../../bench/results/proxy-readback.json'));
 const ms = (t0: number): number => performance.now() - t0;
 /** CPU ms of this process (all its threads: libnftables runs on one of ours) since `c0`. */
 const cpuMs = (c0: NodeJS.CpuUsage): number => {
@@ -49,6 +52,7 @@ async function main(): Promise<void> {
       let t0 = performance.now();
       for (const o of objects(N)) h.apply(o);
       await h.proxier.sync(signal);
+      const result = { when: new Date().toISOString(), services: N, endpointsPerService: E, backend: kernel.nft.backend, coldMs: ms(t0), rounds: [] as Record<string, number>[], repair: {} as Record<string, number> };
       console.log(`nft backend ${kernel.nft.backend}; ${N} Services x ${E} endpoints; ruleset elements ${h.proxier.ruleset.elementCount()}`);
       console.log(`cold sync                                  ${fmt(ms(t0))} ms (${h.proxier.lastSync?.transactions} transactions)`);
       for (let r = 1; r <= ROUNDS; r++) {
@@ -69,6 +73,7 @@ async function main(): Promise<void> {
         t0 = performance.now();
         await kernel.nft.listJson('table inet podwire');
         const listing = ms(t0);
+        result.rounds.push({ eventSyncMs: ev, periodicSyncMs: periodic, periodicCpuMs: periodicCpu, readBackMs: rb.ms, listingMs: listing });
         console.log(`round ${r}: event sync (no read-back)          ${fmt(ev)} ms`);
         console.log(`round ${r}: periodic sync, clean table          ${fmt(periodic)} ms (CPU ${fmt(periodicCpu)} ms); read-back + parse + diff ${fmt(rb.ms)} ms (the listing alone ${fmt(listing)} ms); the daemon would space read-backs ${fmt(Math.max(period, READBACK_SHARE * rb.ms) / 1000)} s apart`);
       }
@@ -78,6 +83,10 @@ async function main(): Promise<void> {
       await h.proxier.sync(signal);
       const s = h.proxier.lastSync!;
       if (s.readBack?.drift !== 1 || s.elementChanges !== 1) throw new Error(`one deleted element: expected drift 1 and one element change, got ${JSON.stringify(s)}`);
+      result.repair = { syncMs: ms(t0), readBackMs: s.readBack.ms, transactions: s.transactions, elementChanges: s.elementChanges, scriptBytes: s.scriptBytes };
+      mkdirSync(path.dirname(OUT), { recursive: true });
+      writeFileSync(OUT, JSON.stringify(result, null, 2) + '\n');
+      console.log(`wrote ${OUT}`);
       console.log(`periodic sync repairing 1 deleted element  ${fmt(ms(t0))} ms; read-back + parse + diff ${fmt(s.readBack.ms)} ms; ${s.transactions} transaction, ${s.elementChanges} element change, ${s.scriptBytes} script bytes`);
     } finally {
       kernel.close();
