@@ -178,7 +178,6 @@ function slice(ns: string, service: string, name: string, eps: { ip: string; nod
       hostname: undefined,
       nodeName: e.node,
       zone: undefined,
-      targetRef: undefined,
     })),
     ports: [{ name: 'http', port: 80, protocol: 'TCP', appProtocol: undefined }],
   } as EndpointSliceObject;

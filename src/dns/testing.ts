@@ -54,7 +54,6 @@ export function slice(
       hostname: e.hostname,
       nodeName: undefined,
       zone: undefined,
-      targetRef: undefined,
     })),
     ports: ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol ?? 'TCP', appProtocol: undefined })),
   };

@@ -390,10 +390,8 @@ export function compactEndpointSlice(raw: Raw): EndpointSliceObject {
     const ready = r.bool(c.ready, `${f}.conditions.ready`) ?? true;
     const serving = r.bool(c.serving, `${f}.conditions.serving`) ?? ready;
     const terminating = r.bool(c.terminating, `${f}.conditions.terminating`) ?? false;
-    const tr = r.obj(eo.targetRef, `${f}.targetRef`);
     const nodeName = r.str(eo.nodeName, `${f}.nodeName`);
     const zone = r.str(eo.zone, `${f}.zone`);
-    const tns = tr ? r.str(tr.namespace, `${f}.targetRef.namespace`) : undefined;
     const ho = r.obj(eo.hints, `${f}.hints`);
     const hintNames = (list: unknown, hf: string): string[] =>
       r.arr(list, hf).map((h, j) => intern(r.str((r.obj(h, `${hf}[${j}]`) ?? {}).name, `${hf}[${j}].name`) ?? r.fail(`${hf}[${j}].name`, h, 'missing')));
@@ -405,13 +403,6 @@ export function compactEndpointSlice(raw: Raw): EndpointSliceObject {
       nodeName: nodeName === undefined ? undefined : intern(nodeName),
       zone: zone === undefined ? undefined : intern(zone),
       ...(hints && (hints.forZones.length > 0 || hints.forNodes.length > 0) ? { hints } : {}),
-      targetRef: tr
-        ? {
-            kind: intern(r.str(tr.kind, `${f}.targetRef.kind`) ?? ''),
-            namespace: tns === undefined ? undefined : intern(tns),
-            name: r.str(tr.name, `${f}.targetRef.name`) ?? '',
-          }
-        : undefined,
     };
   });
   const ports: EndpointSliceObject['ports'] = [];

@@ -240,3 +240,33 @@ t.test('a slow read-back spaces the next ones (at most 1/READBACK_SHARE of the t
   await h.proxier.sync(signal);
   t.equal(h.proxier.lastSync?.readBack?.nextInMs, PERIOD, 'a fast read-back: back to syncPeriod');
 });
+
+t.test('a re-render that gives an owner the same contribution plans nothing for it; a changed one is planned', async (t) => {
+  const r = new Ruleset();
+  const c = (ep: string): { elements: string[]; objects: [] } => ({ elements: ['endpoints4-tcp', '10.96.0.10 . tcp . 80 . 0', `${ep} . 8080`, 'cluster-ips4', '10.96.0.10', ''], objects: [] });
+  r.set('ns/a', c('10.244.1.2'));
+  const p1 = r.plan();
+  t.equal(p1.elementChanges, 2);
+  r.commit(p1);
+  r.set('ns/a', c('10.244.1.2'));
+  const p2 = r.plan();
+  t.equal(p2.touchedOwners.size, 0, 'the same contribution again touches nothing');
+  t.equal(p2.elementChanges, 0);
+  r.set('ns/a', c('10.244.1.3'));
+  const p3 = r.plan();
+  t.same([...p3.touchedOwners], ['ns/a']);
+  t.same(p3.addElements.get('endpoints4-tcp'), ['10.96.0.10 . tcp . 80 . 0', '10.244.1.3 . 8080']);
+  t.equal(p3.elementChanges, 1);
+});
+
+t.test('after adopting the kernel content the first full commit keeps the same applied elements', async (t) => {
+  const r = new Ruleset();
+  r.adopt(new Map([['endpoints4-tcp', 'set']]), new Map([['endpoints4-tcp', new Map([['10.96.0.10 . tcp . 80 . 0', '10.244.1.2 . 8080'], ['10.96.0.99 . tcp . 80 . 0', '10.244.9.9 . 8080']])]]), []);
+  r.set('#base', { elements: [], objects: [['endpoints4-tcp', { kind: 'set', keyword: 'map', spec: '{ type ipv4_addr . inet_proto . inet_service . integer : ipv4_addr . inet_service ; }' }]] });
+  r.set('ns/a', { elements: ['endpoints4-tcp', '10.96.0.10 . tcp . 80 . 0', '10.244.1.2 . 8080'], objects: [] });
+  const p = r.plan();
+  t.same(p.deleteElements.get('endpoints4-tcp'), ['10.96.0.99 . tcp . 80 . 0'], 'the foreign element goes');
+  t.equal(p.addElements.get('endpoints4-tcp'), undefined, 'the adopted equal element is not re-added');
+  r.commit(p);
+  t.same([...r.applied.get('endpoints4-tcp')!], [['10.96.0.10 . tcp . 80 . 0', '10.244.1.2 . 8080']]);
+});

@@ -103,6 +103,8 @@ export class Ruleset {
    * deleted is noticed at once by the count.
    */
   private readonly chainPrints = new Map<string, { def: string; print: string }>();
+  /** The applied elements are adopted kernel strings, not yet the desired state's own (commit). */
+  private adoptedStrings = false;
 
   owners(): IterableIterator<string> {
     return this.contributions.keys();
@@ -120,6 +122,11 @@ export class Ruleset {
 
   set(owner: string, c: Contribution | undefined): void {
     const old = this.contributions.get(owner);
+    // A periodic full re-render gives most owners the same contribution again: keeping the
+    // old one skips releasing and re-claiming its elements, and keeps the applied state and
+    // the desired state holding the same string objects (new equal copies would double them).
+    if (old && c && sameContribution(old, c)) return;
+    if (old && c) reuseStrings(old.elements, c.elements);
     if (old) {
       const e = old.elements;
       let lastMap = '';
@@ -306,6 +313,12 @@ export class Ruleset {
       if (!am) this.applied.set(m, (am = new Map()));
       for (let i = 0; i < adds.length; i += 2) am.set(adds[i]!, adds[i + 1]!);
     }
+    if (this.adoptedStrings && plan.touchedOwners.size > 0) {
+      // After a restart the applied state holds the parsed kernel strings, and the first full
+      // plan finds them equal to the desired ones: hold the desired copies instead.
+      this.adoptedStrings = false;
+      for (const [m, am] of this.applied) this.applied.set(m, sharingDesired(am, this.desired.get(m)));
+    }
   }
 
   /** The plan failed: keep its touches for the next attempt. */
@@ -374,13 +387,14 @@ export class Ruleset {
       }
       for (const key of am?.keys() ?? []) if (!kEls.has(key)) drift.elements++;
       for (const key of dm?.keys() ?? []) if (!kEls.has(key)) this.touch(name, key);
-      this.applied.set(name, kEls);
+      this.applied.set(name, sharingDesired(kEls, dm));
     }
     return drift;
   }
 
   /** Record adopted kernel state (before any plan). */
   adopt(objects: Map<string, 'set' | 'chain'>, elements: Map<string, Map<string, string>>, unknown: Iterable<string>): void {
+    this.adoptedStrings = elements.size > 0;
     for (const [name] of objects) {
       this.appliedObjects.set(name, undefined);
       this.touchedObjects.add(name);
@@ -461,6 +475,43 @@ export class Ruleset {
       this.touchedObjects.add(name);
     } else c.more?.delete(owner);
   }
+}
+
+/**
+ * The kernel's elements as the applied state, holding the desired state's own key and value
+ * strings wherever the kernel agrees with it: the read-back's freshly parsed copies would
+ * otherwise double the strings kept for every element (~9 MB at 100k endpoints).
+ */
+function sharingDesired(kEls: Map<string, string>, dm: Map<string, string | Shared> | undefined): Map<string, string> {
+  if (!dm || dm.size === 0) return kEls;
+  const out = new Map<string, string>();
+  for (const [key, c] of dm) {
+    const d = valueOf(c)!;
+    const v = kEls.get(key);
+    if (v === d) out.set(key, d);
+    else if (v !== undefined) out.set(key, v);
+  }
+  if (out.size < kEls.size) for (const [key, v] of kEls) if (!out.has(key)) out.set(key, v);
+  return out;
+}
+
+function sameContribution(a: Contribution, b: Contribution): boolean {
+  const x = a.elements;
+  const y = b.elements;
+  if (x.length !== y.length || a.objects.length !== b.objects.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  for (let i = 0; i < a.objects.length; i++) {
+    const [an, ad] = a.objects[i]!;
+    const [bn, bd] = b.objects[i]!;
+    if (an !== bn || defString(ad) !== defString(bd)) return false;
+  }
+  return true;
+}
+
+/** Where the new contribution repeats a string of the old one at the same place, hold the old object. */
+function reuseStrings(old: string[], next: string[]): void {
+  const n = Math.min(old.length, next.length);
+  for (let i = 0; i < n; i++) if (next[i] === old[i]) next[i] = old[i]!;
 }
 
 function valueOf(c: string | Shared | undefined): string | undefined {

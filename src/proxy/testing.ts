@@ -79,7 +79,6 @@ export function slice(
         hostname: undefined,
         nodeName: s.node,
         zone: undefined,
-        targetRef: undefined,
       };
     }),
     ports: ports.map((p) => ({ name: p.name ?? '', port: p.port, protocol: p.protocol ?? 'TCP', appProtocol: undefined })),
