@@ -8,8 +8,10 @@
  *   node dist/bench/proxy/readback.js [--services 10000] [--rounds 3] [--out bench/results/proxy-readback.json]
  *
  * Rows: the cold sync (for scale), an event sync (one endpoint change: no read-back), the
- * periodic sync on a clean table (read-back; nothing applied), the listing alone, and the
- * periodic sync after one element was deleted behind the proxier's back (the repair).
+ * periodic sync when nothing but the proxier committed (the generation check; the first one
+ * after the cold sync lists, to learn the chains' prints), the periodic sync after another
+ * program (nft(8)) committed (read-back; nothing applied), the listing alone, and the
+ * periodic sync after nft(8) deleted one element behind the proxier's back (the repair).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -55,6 +57,13 @@ async function main(): Promise<void> {
       const result = { when: new Date().toISOString(), services: N, endpointsPerService: E, backend: kernel.nft.backend, coldMs: ms(t0), rounds: [] as Record<string, number>[], repair: {} as Record<string, number> };
       console.log(`nft backend ${kernel.nft.backend}; ${N} Services x ${E} endpoints; ruleset elements ${h.proxier.ruleset.elementCount()}`);
       console.log(`cold sync                                  ${fmt(ms(t0))} ms (${h.proxier.lastSync?.transactions} transactions)`);
+      // Another program's transaction (the nft(8) binary, not our runner): it grows the
+      // generation beyond our own commits, so the next periodic sync must list.
+      // (A new table each time: adding one that exists commits nothing.)
+      const foreignCommit = async (r: number): Promise<void> => {
+        const x = await lab.exec(ns, ['nft', 'add', 'table', 'inet', `qrec-other-${r}`]);
+        if (x.exitCode !== 0) throw new Error(`nft add table: ${x.stderr}`);
+      };
       for (let r = 1; r <= ROUNDS; r++) {
         const i = r * 7;
         h.apply(slice(`ns-${i % 50}/svc-${i}`, Array.from({ length: E }, (_, j) => benchEndpoint(i, j, E, r)), [{ name: 'http', port: 8080 }]));
@@ -62,6 +71,15 @@ async function main(): Promise<void> {
         await h.proxier.sync(signal);
         const ev = ms(t0);
         if (readBack() !== undefined) throw new Error('an event sync read the table back');
+        // The periodic sync with only our own commits since the last listing: the generation check.
+        clock.advance(period);
+        t0 = performance.now();
+        await h.proxier.sync(signal);
+        const quiet = ms(t0);
+        const q = readBack();
+        if (!q || q.drift !== 0 || h.proxier.lastSync?.transactions !== 0) throw new Error(`clean table: expected no drift and no transaction, got ${JSON.stringify(h.proxier.lastSync)}`);
+        // The same after another program committed: the full read-back.
+        await foreignCommit(r);
         clock.advance(period);
         t0 = performance.now();
         const c0 = process.cpuUsage();
@@ -69,15 +87,17 @@ async function main(): Promise<void> {
         const periodic = ms(t0);
         const periodicCpu = cpuMs(c0);
         const rb = readBack();
-        if (!rb || rb.drift !== 0 || h.proxier.lastSync?.transactions !== 0) throw new Error(`clean table: expected no drift and no transaction, got ${JSON.stringify(h.proxier.lastSync)}`);
+        if (!rb || rb.unchanged || rb.drift !== 0 || h.proxier.lastSync?.transactions !== 0) throw new Error(`after a foreign commit: expected a listing, no drift and no transaction, got ${JSON.stringify(h.proxier.lastSync)}`);
         t0 = performance.now();
         await kernel.nft.listJson('table inet podwire');
         const listing = ms(t0);
-        result.rounds.push({ eventSyncMs: ev, periodicSyncMs: periodic, periodicCpuMs: periodicCpu, readBackMs: rb.ms, listingMs: listing });
+        result.rounds.push({ eventSyncMs: ev, quietPeriodicSyncMs: quiet, quietListed: q.unchanged ? 0 : 1, periodicSyncMs: periodic, periodicCpuMs: periodicCpu, readBackMs: rb.ms, listingMs: listing });
         console.log(`round ${r}: event sync (no read-back)          ${fmt(ev)} ms`);
-        console.log(`round ${r}: periodic sync, clean table          ${fmt(periodic)} ms (CPU ${fmt(periodicCpu)} ms); read-back + parse + diff ${fmt(rb.ms)} ms (the listing alone ${fmt(listing)} ms); the daemon would space read-backs ${fmt(Math.max(period, READBACK_SHARE * rb.ms) / 1000)} s apart`);
+        console.log(`round ${r}: periodic sync, nothing foreign      ${fmt(quiet)} ms (${q.unchanged ? `generation check only, ${fmt(q.ms)} ms` : 'listed: chains written since the last listing'})`);
+        console.log(`round ${r}: periodic sync after a foreign commit ${fmt(periodic)} ms (CPU ${fmt(periodicCpu)} ms); read-back + parse + diff ${fmt(rb.ms)} ms (the listing alone ${fmt(listing)} ms); listings at most every ${fmt(Math.max(period, READBACK_SHARE * rb.ms) / 1000)} s`);
       }
-      await kernel.nft.apply(`delete element inet podwire services4 { ${benchVip(1 + 5)} . tcp . 80 }\n`);
+      const del = await lab.exec(ns, ['nft', 'delete', 'element', 'inet', 'podwire', 'services4', `{ ${benchVip(1 + 5)} . tcp . 80 }`]);
+      if (del.exitCode !== 0) throw new Error(`nft delete element: ${del.stderr}`);
       clock.advance(period);
       t0 = performance.now();
       await h.proxier.sync(signal);

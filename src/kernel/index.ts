@@ -65,6 +65,7 @@ export async function openKernel(netns?: NetnsRef, options: OpenKernelOptions = 
   const runners = new Map<4 | 6, IptablesRunner>();
   // The NETLINK_NETFILTER socket is opened on first use (most callers never need it).
   const conntrack = new NetlinkConntrack(netns);
+  const nft = openNftRunner(netns, options.nftBackend);
   return {
     netns,
     net,
@@ -77,12 +78,13 @@ export async function openKernel(netns?: NetnsRef, options: OpenKernelOptions = 
       }
       return r;
     },
-    nft: openNftRunner(netns, options.nftBackend),
+    nft,
     conntrack,
     txChecksum: (ifname, on) => ethtoolTxChecksum(netns, ifname, on),
     close: () => {
       net.close();
       conntrack.close();
+      nft.close?.();
     },
   };
 }

@@ -19,7 +19,8 @@
 import { CommandError, InvalidInputError } from '../common/errors';
 import { NFT_AS_FILE, NFT_JSON, loadNftablesAddon, nftRun } from './native';
 import { runInNetns } from './netns';
-import type { NetnsRef, NftRunner } from './types';
+import { NftGenerationReader } from './nft-generation';
+import type { NetnsRef, NftGeneration, NftRunner } from './types';
 
 const WORD = /^[A-Za-z0-9_.\-]+$/;
 const FAMILIES = new Set(['ip', 'ip6', 'inet', 'arp', 'bridge', 'netdev']);
@@ -93,8 +94,12 @@ export function annotateNftError(err: CommandError, script: string): CommandErro
 /** The fallback: `nft -f -` / `nft list ...` processes in the netns. */
 export class NetnsNft implements NftRunner {
   readonly backend = 'nft' as const;
+  private commits = 0;
+  private readonly gen: NftGenerationReader;
 
-  constructor(readonly netns: NetnsRef | undefined) {}
+  constructor(readonly netns: NetnsRef | undefined) {
+    this.gen = new NftGenerationReader(netns);
+  }
 
   async apply(script: string): Promise<void> {
     checkNftScript(script);
@@ -103,6 +108,16 @@ export class NetnsNft implements NftRunner {
     } catch (err) {
       throw err instanceof CommandError ? annotateNftError(err, script) : err;
     }
+    this.commits++;
+  }
+
+  async generation(): Promise<NftGeneration> {
+    const ownCommits = this.commits;
+    return { generation: await this.gen.read(), ownCommits };
+  }
+
+  close(): void {
+    this.gen.close();
   }
 
   async listJson(what: string): Promise<unknown> {
@@ -119,9 +134,21 @@ export class NetnsNft implements NftRunner {
 /** In-process libnftables (native/nftables). Throws PW_NATIVE_MISSING if the addon cannot load. */
 export class LibNftables implements NftRunner {
   readonly backend = 'libnftables' as const;
+  private commits = 0;
+  private readonly gen: NftGenerationReader;
 
   constructor(readonly netns: NetnsRef | undefined) {
     loadNftablesAddon();
+    this.gen = new NftGenerationReader(netns);
+  }
+
+  async generation(): Promise<NftGeneration> {
+    const ownCommits = this.commits;
+    return { generation: await this.gen.read(), ownCommits };
+  }
+
+  close(): void {
+    this.gen.close();
   }
 
   private async run(script: string, flags: number, command: string): Promise<string> {
@@ -137,6 +164,7 @@ export class LibNftables implements NftRunner {
     } catch (err) {
       throw err instanceof CommandError ? annotateNftError(err, script) : err;
     }
+    this.commits++;
   }
 
   async listJson(what: string): Promise<unknown> {

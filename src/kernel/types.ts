@@ -221,6 +221,19 @@ export interface NftRunner {
   listJson(what: string): Promise<unknown>;
   /** `nft list ...` as text. */
   list(what: string): Promise<string>;
+  /**
+   * The netns's nftables generation (nft-generation.ts) with the number of transactions this
+   * runner has committed so far: when, between two readings, the generation grew by more than
+   * the runner's own commits, another program committed a change.
+   */
+  generation(): Promise<NftGeneration>;
+  /** Closes what the runner opened (its netlink socket). */
+  close?(): void;
+}
+
+export interface NftGeneration {
+  generation: number;
+  ownCommits: number;
 }
 
 /** One conntrack entry (its original direction), as ctnetlink reports it. */

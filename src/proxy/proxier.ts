@@ -13,6 +13,7 @@
  */
 import { errorMessage } from '../common/errors';
 import type { ComponentContext } from '../daemon/component';
+import type { NftGeneration } from '../kernel';
 import { parseTable } from './adopt';
 import { removeIptablesLeftovers } from './leftovers';
 import type { ProxySection } from './config';
@@ -42,6 +43,11 @@ export interface ReadBackStats {
   tableGone?: boolean;
   /** When the next read-back is due: syncPeriod, or READBACK_SHARE × this one's time if longer. */
   nextInMs?: number;
+  /**
+   * Not listed: the nftables generation shows no transaction but our own since the last
+   * read-back, so the kernel holds what we applied (`ms` is then the generation check's).
+   */
+  unchanged?: boolean;
 }
 
 /** A read-back waits at least this many times the last one's duration (it takes ≤ 1/20 of the time). */
@@ -64,6 +70,10 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
   private lastReadBackCost = 0;
   /** This sync's read-back (prepare → apply's stats). */
   private readBackStats: ReadBackStats | undefined;
+  /** When the last listing was taken (clock ms): listings keep READBACK_SHARE × their cost apart. */
+  private lastListing = 0;
+  /** The nftables generation and our runner's commit count when our table was last listed. */
+  private listedAt: NftGeneration | undefined;
 
   constructor(ctx: ComponentContext<ProxySection | undefined>) {
     super(ctx);
@@ -86,12 +96,15 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
   private async adopt(): Promise<void> {
     const t = this.section.table;
     let json: unknown;
+    const gen = await this.generation();
     try {
       json = await this.kernel.nft.listJson(`table inet ${t}`);
     } catch {
       this.tableExists = false;
+      this.listedAt = gen; // what the kernel holds of ours is known: nothing
       return; // no table yet: a cold start
     }
+    this.listedAt = gen;
     const adopted = parseTable(json, t, isDynamicSet);
     if (adopted.objects.size === 0) return;
     this.ruleset.adopt(adopted.objects, adopted.elements, adopted.unknown);
@@ -122,6 +135,8 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     const t = this.section.table;
     const r0 = performance.now();
     let json: unknown;
+    // Read before listing: a commit by anyone in between makes the next check list again.
+    const gen = await this.generation();
     try {
       json = await this.kernel.nft.listJson(`table inet ${t}`);
     } catch (err) {
@@ -142,6 +157,7 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     const kernelTable = parseTable(json, t, isDynamicSet);
     await yieldToLoop();
     const drift = this.ruleset.reconcile(kernelTable, isDynamicSet);
+    this.listedAt = gen;
     const n = driftSize(drift);
     if (n > 0) {
       this.logger.warn(
@@ -161,14 +177,25 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     // Its spacing: syncPeriod, or READBACK_SHARE times what the last read-back took if that is
     // longer, so listing a huge table (seconds of CPU at 10,000 Services) never takes more than
     // 1/READBACK_SHARE of the time.
+    // Every syncPeriod the nftables generation (one small netlink request) tells whether any
+    // program but us committed a transaction since our last listing; only then is the table
+    // listed. Listing at 10,000 Services costs seconds and holds the sync loop meanwhile.
     this.readBackStats = undefined;
-    const spacing = Math.max(this.section.syncPeriodMs, READBACK_SHARE * this.lastReadBackCost);
-    if (!s.renderAll && this.tableExists && s.started - this.lastTableCheck >= spacing) {
-      this.lastTableCheck = s.started;
-      const readBack = await this.readBack();
-      this.lastReadBackCost = this.clock.now() - s.started;
-      readBack.nextInMs = Math.max(this.section.syncPeriodMs, READBACK_SHARE * this.lastReadBackCost);
-      this.readBackStats = readBack;
+    if (!s.renderAll && this.tableExists && s.started - this.lastTableCheck >= this.section.syncPeriodMs) {
+      const g0 = performance.now();
+      const unchanged = !this.ruleset.needsPrints() && (await this.unchangedSinceListing());
+      const listingDue = s.started - this.lastListing >= READBACK_SHARE * this.lastReadBackCost;
+      if (unchanged) {
+        this.lastTableCheck = s.started;
+        this.readBackStats = { ms: performance.now() - g0, drift: 0, unchanged: true, nextInMs: this.section.syncPeriodMs };
+      } else if (listingDue) {
+        this.lastTableCheck = s.started;
+        this.lastListing = s.started;
+        const readBack = await this.readBack();
+        this.lastReadBackCost = this.clock.now() - s.started;
+        readBack.nextInMs = Math.max(this.section.syncPeriodMs, READBACK_SHARE * this.lastReadBackCost);
+        this.readBackStats = readBack;
+      }
     }
     this.cold = !this.tableExists;
     if (s.renderAll) this.ruleset.set('#base', renderSkeleton(this.renderOpts));
@@ -176,6 +203,26 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     // skeleton come with the first Service; a real cluster always has default/kubernetes).
     if (this.cold && this.state.size('Service') === 0 && this.models.size === 0) return 'skip';
     return s.renderAll;
+  }
+
+  /** The runner's generation reading, or undefined when it cannot be read (then every check lists). */
+  private async generation(): Promise<NftGeneration | undefined> {
+    try {
+      return await this.kernel.nft.generation();
+    } catch (err) {
+      this.logger.debug({ err: errorMessage(err) }, 'reading the nftables generation failed; the table is listed instead');
+      return undefined;
+    }
+  }
+
+  /** No transaction but ours was committed (by anyone, in any table) since our table was last listed. */
+  private async unchangedSinceListing(): Promise<boolean> {
+    const base = this.listedAt;
+    if (base === undefined) return false;
+    const now = await this.generation();
+    if (now === undefined) return false;
+    // The generation is a u32 that every committed transaction increments once.
+    return ((now.generation - base.generation) >>> 0) === now.ownCommits - base.ownCommits;
   }
 
   protected override ownedKeys(): Iterable<string> {

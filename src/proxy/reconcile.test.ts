@@ -52,9 +52,34 @@ t.test('no drift: the periodic read-back applies nothing; event syncs do not lis
   t.equal(after, scripts + 1, 'the event sync applied its change');
   clock.advance(PERIOD);
   await h.proxier.sync(signal);
-  t.equal(listings(), before + 1, 'the periodic sync lists the table once');
+  t.equal(listings(), before + 1, 'the first periodic sync lists the table once (it learns the prints of the chains we wrote)');
   t.equal(h.proxier.lastSync?.readBack?.drift, 0, 'nothing changed behind our back');
   t.equal(k.nft.scripts.length, after, 'and nothing is applied');
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(listings(), before + 1, 'only our own transactions since that listing: the next periodic sync checks the generation and lists nothing');
+  t.equal(h.proxier.lastSync?.readBack?.unchanged, true);
+  await k.nft.applyForeign('add table inet other\n');
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(listings(), before + 2, 'another program committed a transaction: the periodic sync lists the table once');
+  t.equal(h.proxier.lastSync?.readBack?.unchanged, undefined);
+  t.equal(h.proxier.lastSync?.readBack?.drift, 0, 'its transaction changed nothing of ours');
+  t.equal(k.nft.scripts.length, after + 1, 'and nothing is applied');
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(listings(), before + 2, 'listed once: the next period checks the generation only');
+});
+
+t.test('when the generation cannot be read, every periodic sync lists the table', async (t) => {
+  const { k, h, clock, listings } = await cluster();
+  k.nft.generation = async () => Promise.reject(new Error('EPERM'));
+  const before = listings();
+  for (let i = 1; i <= 2; i++) {
+    clock.advance(PERIOD);
+    await h.proxier.sync(signal);
+    t.equal(listings(), before + i);
+  }
 });
 
 t.test('an element deleted, a stray element, a flushed chain, a foreign chain and set: repaired in one transaction, the rest untouched', async (t) => {
@@ -66,7 +91,7 @@ t.test('an element deleted, a stray element, a flushed chain, a foreign chain an
   t.ok(lb2, 'the shared two-endpoint chain exists');
   t.same(dests(k.nft.trace(tcp('10.96.0.10', 80))), ['10.244.1.2:8080', '10.244.1.3:8080']);
   // Behind our back: ns/a's VIP element deleted, a stray VIP added, lb4c-tcp-2 flushed, a chain and a set added to our table.
-  await k.nft.apply(
+  await k.nft.applyForeign(
     [
       'delete element inet podwire services4 { 10.96.0.10 . tcp . 80 }',
       'add element inet podwire services4 { 10.96.0.99 . tcp . 80 : drop }',
@@ -110,7 +135,7 @@ t.test('a rule changed in place (same count) is noticed against the learnt print
   await h.proxier.sync(signal); // learns
   const c = k.nft.tables.get('inet podwire')!.chains.get('lb4c-tcp-1')!;
   const handle = c.rules[c.rules.length - 1]!.handle; // the DNAT rule
-  await k.nft.apply(`delete rule inet podwire lb4c-tcp-1 handle ${handle}\nadd rule inet podwire lb4c-tcp-1 drop\n`);
+  await k.nft.applyForeign(`delete rule inet podwire lb4c-tcp-1 handle ${handle}\nadd rule inet podwire lb4c-tcp-1 drop\n`);
   t.same(dests(k.nft.trace(tcp('10.96.0.11', 80))), ['drop'], 'ns/b broken: its DNAT rule became a drop');
   clock.advance(PERIOD);
   await h.proxier.sync(signal);
@@ -127,7 +152,7 @@ t.test('the read-back also runs while events keep coming, and a gone table is re
     await h.proxier.sync(signal);
   }
   t.equal(listings(), before + 1, 'one read-back in 1.5 syncPeriods of event syncs');
-  await k.nft.apply('delete table inet podwire\n');
+  await k.nft.applyForeign('delete table inet podwire\n');
   clock.advance(PERIOD);
   await h.proxier.sync(signal);
   t.equal(h.proxier.lastSync?.readBack?.tableGone, true);
@@ -139,6 +164,7 @@ t.test('a failed listing keeps the in-memory state; the next periodic sync tries
   const { k, h, clock, listings } = await cluster();
   const list = k.nft.listJson;
   k.nft.listJson = async () => Promise.reject(new Error('EPERM'));
+  await k.nft.applyForeign('add table inet other\n');
   const n = k.nft.scripts.length;
   clock.advance(PERIOD);
   await h.proxier.sync(signal);
@@ -217,7 +243,7 @@ t.test('source ranges are rendered as nft prints them back (else every read-back
   t.same(['198.18.9.9/32', '198.18.7.5/24', '10.0.0.1', 'FD00:0:0::1/128', 'fd00::5/64', 'junk'].map(nftRange), ['198.18.9.9', '198.18.7.0/24', '10.0.0.1', 'fd00::1', 'fd00::/64', 'junk']);
 });
 
-t.test('a slow read-back spaces the next ones (at most 1/READBACK_SHARE of the time); a fast one keeps syncPeriod', async (t) => {
+t.test('a slow read-back spaces the next ones (at most 1/READBACK_SHARE of the time); a fast one keeps syncPeriod (while another program keeps committing)', async (t) => {
   const { READBACK_SHARE } = await import('./proxier');
   const { k, h, clock, listings } = await cluster();
   const list = k.nft.listJson;
@@ -225,17 +251,21 @@ t.test('a slow read-back spaces the next ones (at most 1/READBACK_SHARE of the t
     clock.advance(500); // a listing that takes 500 ms (a huge table)
     return list(what);
   };
+  await k.nft.applyForeign('add table inet other\n');
   clock.advance(PERIOD);
   await h.proxier.sync(signal);
   t.equal(h.proxier.lastSync?.readBack?.nextInMs, READBACK_SHARE * 500, 'next read-back in 20 × 500 ms');
   const n = listings();
+  await k.nft.applyForeign('add table inet other\n');
   clock.advance(PERIOD);
   await h.proxier.sync(signal);
   t.equal(listings(), n, 'not after one syncPeriod');
+  await k.nft.applyForeign('add table inet other\n');
   clock.advance(READBACK_SHARE * 500);
   await h.proxier.sync(signal);
   t.equal(listings(), n + 1, 'but after 20 × its time');
   k.nft.listJson = list;
+  await k.nft.applyForeign('add table inet other\n');
   clock.advance(READBACK_SHARE * 500);
   await h.proxier.sync(signal);
   t.equal(h.proxier.lastSync?.readBack?.nextInMs, PERIOD, 'a fast read-back: back to syncPeriod');

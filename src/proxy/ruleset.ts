@@ -106,6 +106,16 @@ export class Ruleset {
   /** The applied elements are adopted kernel strings, not yet the desired state's own (commit). */
   private adoptedStrings = false;
 
+  /**
+   * A chain we wrote has not been seen in a listing since (its print is not learnt): only a
+   * listing can learn it, and without it a later in-place change of one of its rules by
+   * someone else would go unnoticed.
+   */
+  needsPrints(): boolean {
+    for (const [name, d] of this.appliedObjects) if (d?.kind === 'chain' && !this.chainPrints.has(name)) return true;
+    return false;
+  }
+
   owners(): IterableIterator<string> {
     return this.contributions.keys();
   }

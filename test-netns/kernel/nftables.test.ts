@@ -32,17 +32,30 @@ async function elements(r: NftRunner): Promise<string> {
 }
 
 async function exercise(t: Test, r: NftRunner, ns: string): Promise<void> {
+  const g0 = await r.generation();
   await r.apply(TABLE);
+  const g1 = await r.generation();
+  t.equal(g1.generation, (g0.generation + 1) >>> 0, 'one committed transaction: the generation grew by one');
+  t.equal(g1.ownCommits, g0.ownCommits + 1, 'and the runner counted it as its own');
+  await r.list('table ip pwkn');
+  t.same(await r.generation(), g1, 'a listing commits nothing');
+  await execOk(ns, ['nft', 'add', 'table', 'inet', 'pwkn-other']);
+  const g2 = await r.generation();
+  t.equal(g2.generation, (g1.generation + 1) >>> 0, "another program's transaction grows the generation");
+  t.equal(g2.ownCommits, g1.ownCommits, 'but not the own count');
+  await execOk(ns, ['nft', 'delete', 'table', 'inet', 'pwkn-other']);
   t.equal(await elements(r), '10.96.0.10 . udp . 53 : goto svc-a');
   await r.apply('add element ip pwkn svc { 10.96.0.11 . tcp . 80 : goto svc-b }\ndelete element ip pwkn svc { 10.96.0.10 . udp . 53 }\n');
   t.equal(await elements(r), '10.96.0.11 . tcp . 80 : goto svc-b', 'elements updated in one transaction');
   // A failing script leaves the previous state and names the line.
+  const gb = await r.generation();
   const bad = ['add element ip pwkn svc { 10.96.0.12 . tcp . 443 : goto svc-a }', 'add chain ip pwkn svc-c', 'add rule ip pwkn svc-c jump nosuchchain', ''].join('\n');
   const err = await r.apply(bad).catch((e: unknown) => e);
   t.type(err, CommandError);
   t.match((err as CommandError).stderr, /\/dev\/stdin:3:/, 'location in nft -f form');
   t.match((err as CommandError).stderr, /script line 3: add rule ip pwkn svc-c jump nosuchchain/, 'names the line');
   t.equal(await elements(r), '10.96.0.11 . tcp . 80 : goto svc-b', 'failed transaction changed nothing');
+  t.same(await r.generation(), gb, 'and committed nothing: neither counter moved');
   t.notMatch(await r.list('table ip pwkn'), /svc-c/);
   const syntax = await r.apply('add element ip pwkn svc { 10.96.0.13 . tcp . 1 : goto svc-a }\nadd rule ip pwkn out bogus words\n').catch((e: unknown) => e);
   t.match((syntax as CommandError).stderr, /script line 2: add rule ip pwkn out bogus words/);

@@ -38,7 +38,7 @@
  */
 import { CommandError } from '../../common/errors';
 import { Cidr, IpAddress } from '../../common/ip';
-import type { NftRunner } from '../types';
+import type { NftGeneration, NftRunner } from '../types';
 
 // ---------------------------------------------------------------- public API
 
@@ -146,6 +146,22 @@ export class FakeNft implements NftRunner {
     }
     this.tables = staged;
     this.scripts.push(script);
+    this.generationId++;
+    this.ownCommits++;
+  }
+
+  /** The kernel's generation: one per committed transaction, ours or another program's. */
+  generationId = 1;
+  private ownCommits = 0;
+
+  async generation(): Promise<NftGeneration> {
+    return { generation: this.generationId, ownCommits: this.ownCommits };
+  }
+
+  /** A transaction by another program (`nft` run by an admin): it counts in the generation only. */
+  async applyForeign(script: string): Promise<void> {
+    await this.apply(script);
+    this.ownCommits--;
   }
 
   get last(): string | undefined {
