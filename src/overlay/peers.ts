@@ -91,20 +91,32 @@ export function vtepMacFor(ip: IpAddress): string {
   return formatMac(Buffer.from([0x0a, 0x58, ...tail]));
 }
 
-/** The node's underlay address: public-ip-overwrite, public-ip, InternalIP, ExternalIP, first. */
+/**
+ * The node's underlay address: public-ip-overwrite, public-ip, else InternalIP, ExternalIP, the
+ * first address. When that address is IPv6 (or there is none), flannel's public-ipv6(-overwrite)
+ * stands in for it: that is how an IPv6-only flannel node names its node IP.
+ */
 export function nodePublicIp(node: NodeObject): { ip?: IpAddress; field: string; value: unknown; reason?: string } {
   const a = node.meta.annotations;
-  // flannel's IPv6-only nodes publish public-ipv6 and no public-ip: that is their node IP.
-  for (const key of [ANNOTATIONS.publicIpOverwrite, ANNOTATIONS.publicIp, ANNOTATIONS.publicIpv6Overwrite, ANNOTATIONS.publicIpv6]) {
-    const v = a[key];
-    if (v === undefined || v === '') continue;
-    const ip = IpAddress.tryParse(v.trim());
-    if (!ip) return { field: annField(key), value: v, reason: 'not an IP address' };
-    return { ip, field: annField(key), value: v };
-  }
+  const fromAnnotations = (keys: string[]): { ip?: IpAddress; field: string; value: unknown; reason?: string } | undefined => {
+    for (const key of keys) {
+      const v = a[key];
+      if (v === undefined || v === '') continue;
+      const ip = IpAddress.tryParse(v.trim());
+      if (!ip) return { field: annField(key), value: v, reason: 'not an IP address' };
+      return { ip, field: annField(key), value: v };
+    }
+    return undefined;
+  };
+  const v4ann = fromAnnotations([ANNOTATIONS.publicIpOverwrite, ANNOTATIONS.publicIp]);
+  if (v4ann) return v4ann;
   const addr = node.addresses.find((x) => x.type === 'InternalIP') ?? node.addresses.find((x) => x.type === 'ExternalIP') ?? node.addresses.find((x) => x.type !== 'Hostname');
+  const ip = addr ? IpAddress.tryParse(addr.address) : undefined;
+  if (!ip || ip.family === 6) {
+    const v6ann = fromAnnotations([ANNOTATIONS.publicIpv6Overwrite, ANNOTATIONS.publicIpv6]);
+    if (v6ann) return v6ann;
+  }
   if (!addr) return { field: 'status.addresses', value: [], reason: `no public-ip annotation and no InternalIP address` };
-  const ip = IpAddress.tryParse(addr.address);
   if (!ip) return { field: 'status.addresses', value: addr.address, reason: 'not an IP address' };
   return { ip, field: 'status.addresses', value: addr.address };
 }
