@@ -530,3 +530,19 @@ t.test('overlapping IPv6 pod CIDRs: both peers skipped, named with the field, co
   t.same((e6.comp.status().invalidPeers as { node: string }[]).map((p) => p.node), ['a', 'b']);
   t.same((await entries(e6.kernel)).routes, []);
 });
+
+t.test('IPv6-only vxlan + DirectRouting: over an IPv6 underlay the v6 pod CIDR goes direct on a shared subnet', async (t) => {
+  const e = await setup(t, { clusterCIDR: 'fd00:10:244::/56', ownCidr: ['fd00:10:244:1::/64'], underlay: 'fd00:198:18::1/64', section: { directRouting: true } });
+  e.source.apply(node('n2', ['fd00:10:244:2::/64'], 'fd00:198:18::2'));
+  e.source.apply(node('far', ['fd00:10:244:3::/64'], 'fd00:198:19::3'));
+  await sync(e);
+  t.same(await entries(e.kernel), {
+    routes: ['fd00:10:244:2::/64 via fd00:198:18::2 dev eth0', 'fd00:10:244:3::/64 via fd00:10:244:3:: dev pw.1 onlink'],
+    neigh: ['fd00:10:244:3:: 0a:58:00:00:00:03 permanent'],
+    fdb: ['0a:58:00:00:00:03 dst fd00:198:19::3'],
+  });
+  t.same((e.comp.status().peers as PeerSt[]).map((p) => [p.node, p.mode, p.via]), [
+    ['far', 'vxlan', 'fd00:198:19::3 (vxlan pw.1, VTEP fd00:10:244:3:: 0a:58:00:00:00:03)'],
+    ['n2', 'direct', 'fd00:198:18::2 (direct eth0)'],
+  ]);
+});
