@@ -546,3 +546,12 @@ t.test('IPv6-only vxlan + DirectRouting: over an IPv6 underlay the v6 pod CIDR g
     ['n2', 'direct', 'fd00:198:18::2 (direct eth0)'],
   ]);
 });
+
+t.test('a public-ipv6 that is not an IPv6 address: that peer is skipped, named with the annotation', async (t) => {
+  const e = await setup(t, { backend: 'host-gw', clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'], underlay6: 'fd00:198:18::1/64' });
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
+  e.source.apply(node('bad', ['10.244.3.0/24', 'fd00:10:244:3::/64'], ['198.18.0.3', 'fd00:198:18::3'], { [ANNOTATIONS.publicIpv6]: '198.18.0.3' }));
+  await sync(e);
+  t.match(e.comp.status().invalidPeers, [{ node: 'bad', field: `metadata.annotations[${ANNOTATIONS.publicIpv6}]`, value: '198.18.0.3', reason: 'not an IPv6 address' }]);
+  t.equal((e.comp.status().peers as PeerSt[]).length, 1, 'n2 still programmed');
+});
