@@ -81,3 +81,21 @@ t.test('the proxy in ipvs mode shows virtual and real server counts', async (t) 
   t.match(out, /2 programmed, 3 endpoints \(ipvs\)/);
   t.match(out, /IPVS: 3 virtual servers, 4 real servers \(1 draining\), scheduler rr, 2 VIPs on podwire-ipvs0/);
 });
+
+t.test('overlay peers: a dual-stack peer\'s IPv6 path on its own line', async (t) => {
+  const overlay = {
+    name: 'overlay',
+    feature: 'overlay' as const,
+    ready: true,
+    syncs: 1,
+    errors: 0,
+    consecutiveFailures: 0,
+    lastSuccessfulSync: undefined,
+    lastSyncDurationMs: undefined,
+    lastError: undefined,
+    status: { peers: [{ node: 'n2', podCIDRs: ['10.244.2.0/24', 'fd00:10:244:2::/64'], via: '198.18.0.2 (direct eth0)', via6: 'fd00:198:18::2 (direct eth0)', encapsulated: false, mode: 'direct' }] },
+  };
+  const out = formatStatus({ ...base, components: [overlay] } as DaemonStatus);
+  t.match(out, /n2\s+10\.244\.2\.0\/24, fd00:10:244:2::\/64 via 198\.18\.0\.2 \(direct eth0\)/);
+  t.match(out, /\n\s+IPv6\s+via fd00:198:18::2 \(direct eth0\)/);
+});

@@ -60,7 +60,11 @@ export function formatStatus(s: DaemonStatus): string {
     const peers = Array.isArray(overlay.status.peers) ? (overlay.status.peers as Record<string, unknown>[]) : [];
     if (typeof overlay.status.waitingFor === 'string') out.push(`  waiting: ${overlay.status.waitingFor}`);
     if (peers.length === 0) out.push('  (none)');
-    for (const p of peers) out.push(`  ${String(p.node ?? '?').padEnd(24)} ${list(p.podCIDRs).join(', ').padEnd(20)} via ${String(p.via ?? '?')}`);
+    for (const p of peers) {
+      out.push(`  ${String(p.node ?? '?').padEnd(24)} ${list(p.podCIDRs).join(', ').padEnd(20)} via ${String(p.via ?? '?')}`);
+      // Dual-stack: the IPv6 pod CIDR's own path (host-gw or DirectRouting route it via the v6 node IP).
+      if (typeof p.via6 === 'string') out.push(`  ${''.padEnd(24)} ${'IPv6'.padEnd(20)} via ${p.via6}`);
+    }
   }
 
   const proxy = find(s, ['proxy']);

@@ -35,7 +35,7 @@ export interface SyncReport {
 /**
  * JSON-safe status for `GET /v1/status` and `podwire status`. Free-form, but the CLI
  * knows these keys:
- * - overlay: `subnet` (string[]), `peers` ({ node, podCIDRs, via, encapsulated }[]), `backend`
+ * - overlay: `subnet` (string[]), `peers` ({ node, podCIDRs, via, via6?, encapsulated }[]), `backend`
  * - proxy: `services` (number programmed), `endpoints` (number), `mode`
  * - dns: `queries`, `cacheHits`, `cacheMisses`, `errors`, `listen` (string[])
  * - cni: `fastPath`, `fallbacks`, `pods`

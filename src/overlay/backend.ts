@@ -17,17 +17,29 @@ export const VXLAN_OVERHEAD_V4 = 50;
 /** Outer IPv6 (40) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
 export const VXLAN_OVERHEAD_V6 = 70;
 
+/** An interface holding a node IP, with that address's prefix. */
+export interface Underlay {
+  name: string;
+  index: number;
+  mtu: number;
+  cidr: Cidr;
+}
+
 /** What this node holds: its pod CIDRs and where it sits on the underlay. */
 export interface Lease {
   node: string;
   podCIDRs: Cidr[];
-  /** The IPv4 pod CIDR the overlay routes. */
-  v4: Cidr;
-  /** Dual-stack: the IPv6 pod CIDR (vxlan carries it over the IPv4 underlay). */
+  /** The IPv4 pod CIDR the overlay routes (absent in an IPv6-only cluster). */
+  v4?: Cidr;
+  /** The IPv6 pod CIDR, when the cluster CIDR has an IPv6 range. */
   v6?: Cidr;
+  /** The node IP: vxlan's outer address family, and the IPv4 host-gw next hop. */
   publicIp: IpAddress;
   /** The interface holding publicIp, with that address's prefix. */
-  underlay: { name: string; index: number; mtu: number; cidr: Cidr };
+  underlay: Underlay;
+  /** The IPv6 node IP (publicIp when that is IPv6), for v6 host-gw and v6 DirectRouting. */
+  publicIp6?: IpAddress;
+  underlay6?: Underlay;
 }
 
 export type PeerMode = 'host-gw' | 'vxlan' | 'direct';
@@ -35,12 +47,16 @@ export type PeerMode = 'host-gw' | 'vxlan' | 'direct';
 /** The entries for one peer, in the order they are programmed. */
 export interface PeerPlan {
   node: string;
+  /** vxlan when any family is encapsulated; direct or host-gw otherwise. */
   mode: PeerMode;
+  /** Per family, for the status (a DirectRouting peer may be direct over one family only). */
+  modes: { ipv4?: PeerMode; ipv6?: PeerMode };
   peer: PeerInfo;
   neigh?: NeighborEntry;
   fdb?: FdbEntry;
-  route: Route;
-  /** Dual-stack (vxlan): the IPv6 pod CIDR through the same device and FDB entry. */
+  /** The IPv4 pod CIDR's route (absent when this node routes no IPv4, or the peer has none). */
+  route?: Route;
+  /** The IPv6 pod CIDR: through the same device and FDB entry (vxlan), or via the v6 node IP (host-gw, direct). */
   neigh6?: NeighborEntry;
   route6?: Route;
 }
@@ -96,13 +112,17 @@ export function podMtu(backend: string, underlayMtu: number, underlayFamily: 4 |
   return underlayMtu - (b ? b.overhead(underlayFamily) : 0);
 }
 
-function notOnLink(lease: Lease, peer: PeerInfo, what: string): PeerProblem {
+function notOnLink(cidr: Cidr, peer: PeerInfo, peerIp: IpAddress, what: string): PeerProblem {
   return {
     node: peer.node,
     field: 'status.addresses',
-    value: peer.publicIp.toString(),
-    reason: `not on-link: ${peer.publicIp.toString()} is outside this node's underlay subnet ${lease.underlay.cidr.masked.toString()} (${what} does not route through a gateway)`,
+    value: peerIp.toString(),
+    reason: `not on-link: ${peerIp.toString()} is outside this node's underlay subnet ${cidr.masked.toString()} (${what} does not route through a gateway)`,
   };
+}
+
+function noV6NodeIp(peer: PeerInfo, what: string): PeerProblem {
+  return { node: peer.node, field: 'status.addresses', value: peer.publicIpText, reason: `no IPv6 node IP (public-ipv6 annotation or an IPv6 InternalIP): ${what} routes the IPv6 pod CIDR ${peer.podCIDR6?.toString() ?? ''} via it` };
 }
 
 /**
@@ -119,8 +139,24 @@ export function routeMetric(dst: Cidr | string): number {
   return 100 + ((h >>> 0) & 1023);
 }
 
-function directRoute(lease: Lease, peer: PeerInfo, protocol: number): Route {
-  return { dst: peer.podCIDR, gateway: peer.publicIp, dev: lease.underlay.name, protocol, metric: routeMetric(peer.podCIDRText) };
+function directRoute(dst: Cidr, gateway: IpAddress, underlay: Underlay, protocol: number): Route {
+  return { dst, gateway, dev: underlay.name, protocol, metric: routeMetric(dst) };
+}
+
+/** Our annotations in flannel's format: the v4 keys for an IPv4 node IP, the v6 keys for an IPv6 one. */
+function baseAnnotations(lease: Lease, type: string, data: string, data6: string | undefined): Record<string, string> {
+  const out: Record<string, string> = { [ANNOTATIONS.backendType]: type, [ANNOTATIONS.kubeSubnetManager]: 'true' };
+  if (lease.publicIp.family === 4) {
+    out[ANNOTATIONS.backendData] = data;
+    out[ANNOTATIONS.publicIp] = lease.publicIp.toString();
+    out[ANNOTATIONS.underlayCidr] = lease.underlay.cidr.toString();
+  }
+  if (lease.publicIp6 && lease.underlay6) {
+    if (data6 !== undefined) out[ANNOTATIONS.backendV6Data] = data6;
+    out[ANNOTATIONS.publicIpv6] = lease.publicIp6.toString();
+    out[ANNOTATIONS.underlayCidr6] = lease.underlay6.cidr.toString();
+  }
+  return out;
 }
 
 export const hostGwBackend: Backend = {
@@ -136,16 +172,26 @@ export const hostGwBackend: Backend = {
       device: undefined,
       deviceIndex: undefined,
       ownMac: undefined,
-      annotations: () => ({
-        [ANNOTATIONS.backendType]: 'host-gw',
-        [ANNOTATIONS.backendData]: 'null',
-        [ANNOTATIONS.publicIp]: lease.publicIp.toString(),
-        [ANNOTATIONS.kubeSubnetManager]: 'true',
-        [ANNOTATIONS.underlayCidr]: lease.underlay.cidr.toString(),
-      }),
+      // flannel writes backend-v6-data "null" for host-gw when it has an IPv6 node IP.
+      annotations: () => baseAnnotations(lease, 'host-gw', 'null', 'null'),
       plan(peer) {
-        if (!lease.underlay.cidr.masked.contains(peer.publicIp)) return notOnLink(lease, peer, 'host-gw');
-        return { node: peer.node, mode: 'host-gw', peer, route: directRoute(lease, peer, protocol) };
+        const plan: PeerPlan = { node: peer.node, mode: 'host-gw', modes: {}, peer };
+        if (lease.v4 && peer.podCIDR) {
+          // An IPv4 pod route needs an IPv4 next hop on our IPv4 underlay subnet.
+          if (lease.underlay.cidr.family !== 4) {
+            return { node: peer.node, field: 'status.addresses', value: peer.publicIpText, reason: `host-gw routes the IPv4 pod CIDR ${peer.podCIDRText} via an IPv4 node IP, and the node IPs are IPv6 (list the IPv4 InternalIP first)` };
+          }
+          if (!lease.underlay.cidr.masked.contains(peer.publicIp)) return notOnLink(lease.underlay.cidr, peer, peer.publicIp, 'host-gw');
+          plan.route = directRoute(peer.podCIDR, peer.publicIp, lease.underlay, protocol);
+          plan.modes.ipv4 = 'host-gw';
+        }
+        if (lease.v6 && peer.podCIDR6 && lease.underlay6) {
+          if (!peer.publicIp6) return noV6NodeIp(peer, 'host-gw');
+          if (!lease.underlay6.cidr.masked.contains(peer.publicIp6)) return notOnLink(lease.underlay6.cidr, peer, peer.publicIp6, 'host-gw');
+          plan.route6 = directRoute(peer.podCIDR6, peer.publicIp6, lease.underlay6, protocol);
+          plan.modes.ipv6 = 'host-gw';
+        }
+        return plan;
       },
     };
   },
@@ -168,34 +214,42 @@ export const vxlanBackend: Backend = {
       device,
       deviceIndex,
       ownMac: mac,
-      annotations: () => ({
-        [ANNOTATIONS.backendType]: 'vxlan',
-        [ANNOTATIONS.backendData]: JSON.stringify({ VNI: vni, VtepMAC: mac }),
-        [ANNOTATIONS.publicIp]: lease.publicIp.toString(),
-        [ANNOTATIONS.kubeSubnetManager]: 'true',
-        [ANNOTATIONS.underlayCidr]: lease.underlay.cidr.toString(),
-      }),
+      // Over an IPv6 underlay our VTEP is flannel's v6 one (backend-v6-data). Over IPv4 the v6
+      // pod CIDR rides in pw.1 too, and there is no v6 VTEP to announce.
+      annotations: () => baseAnnotations(lease, 'vxlan', JSON.stringify({ VNI: vni, VtepMAC: mac }), lease.publicIp.family === 6 ? JSON.stringify({ VNI: vni, VtepMAC: mac }) : undefined),
       plan(peer) {
-        // DirectRouting needs an IPv4 next hop for the IPv4 pod route: never over an IPv6 underlay.
-        if (directRouting && peer.publicIp.family === 4 && isDirect(lease.underlay.cidr, peer.publicIp, peer.underlayCidr)) {
-          return { node: peer.node, mode: 'direct', peer, route: directRoute(lease, peer, protocol) };
+        const plan: PeerPlan = { node: peer.node, mode: 'vxlan', modes: {}, peer };
+        let encapsulated = false;
+        if (lease.v4 && peer.podCIDR) {
+          // DirectRouting needs an IPv4 next hop for the IPv4 pod route: never over an IPv6 underlay.
+          if (directRouting && peer.publicIp.family === 4 && isDirect(lease.underlay.cidr, peer.publicIp, peer.underlayCidr)) {
+            plan.route = directRoute(peer.podCIDR, peer.publicIp, lease.underlay, protocol);
+            plan.modes.ipv4 = 'direct';
+          } else {
+            // flannel's VTEP address: the network address of the peer's pod CIDR (10.244.2.0).
+            const vtep = IpAddress.fromBigInt(4, BigInt(peer.net4));
+            plan.neigh = { dev: device, ip: vtep, mac: peer.vtepMac, permanent: true };
+            plan.route = { dst: peer.podCIDR, gateway: vtep, dev: device, onlink: true, protocol, metric: routeMetric(peer.podCIDRText) };
+            plan.modes.ipv4 = 'vxlan';
+            encapsulated = true;
+          }
         }
-        // flannel's VTEP address: the network address of the peer's pod CIDR (10.244.2.0).
-        const vtep = IpAddress.fromBigInt(4, BigInt(peer.net4));
-        const plan: PeerPlan = {
-          node: peer.node,
-          mode: 'vxlan',
-          peer,
-          neigh: { dev: device, ip: vtep, mac: peer.vtepMac, permanent: true },
-          fdb: { dev: device, mac: peer.vtepMac, dst: peer.publicIp, permanent: true },
-          route: { dst: peer.podCIDR, gateway: vtep, dev: device, onlink: true, protocol, metric: routeMetric(peer.podCIDRText) },
-        };
         if (lease.v6 && peer.podCIDR6) {
-          // flannel's IPv6 VTEP address: the network address of the v6 pod CIDR; same MAC, same FDB entry.
-          const vtep6 = peer.podCIDR6.network;
-          plan.neigh6 = { dev: device, ip: vtep6, mac: peer.vtepMac, permanent: true };
-          plan.route6 = { dst: peer.podCIDR6, gateway: vtep6, dev: device, onlink: true, protocol, metric: routeMetric(peer.podCIDR6) };
+          // v6 DirectRouting: the same symmetric rule on the v6 node IPs and v6 underlay subnets.
+          if (directRouting && lease.underlay6 && peer.publicIp6 && isDirect(lease.underlay6.cidr, peer.publicIp6, peer.underlayCidr6)) {
+            plan.route6 = directRoute(peer.podCIDR6, peer.publicIp6, lease.underlay6, protocol);
+            plan.modes.ipv6 = 'direct';
+          } else {
+            // flannel's IPv6 VTEP address: the network address of the v6 pod CIDR; same MAC, same FDB entry.
+            const vtep6 = peer.podCIDR6.network;
+            plan.neigh6 = { dev: device, ip: vtep6, mac: peer.vtepMac, permanent: true };
+            plan.route6 = { dst: peer.podCIDR6, gateway: vtep6, dev: device, onlink: true, protocol, metric: routeMetric(peer.podCIDR6) };
+            plan.modes.ipv6 = 'vxlan';
+            encapsulated = true;
+          }
         }
+        if (encapsulated) plan.fdb = { dev: device, mac: peer.vtepMac, dst: peer.publicIp, permanent: true };
+        else plan.mode = 'direct';
         return plan;
       },
     };
@@ -234,7 +288,7 @@ async function ensureVxlanDevice(
   }
   if (link.mtu !== want.mtu) await net.setMtu(want.name, want.mtu);
   if ((link.mac ?? '').toLowerCase() !== want.mac) await net.setMac(want.name, want.mac);
-  const vteps = [Cidr.of(lease.v4.network, 32), ...(lease.v6 ? [Cidr.of(lease.v6.network, 128)] : [])];
+  const vteps = [...(lease.v4 ? [Cidr.of(lease.v4.network, 32)] : []), ...(lease.v6 ? [Cidr.of(lease.v6.network, 128)] : [])];
   const addrs = await net.listAddresses(want.name);
   const linkLocal = Cidr.parse('fe80::/10');
   for (const a of addrs) {

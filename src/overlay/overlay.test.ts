@@ -36,12 +36,14 @@ interface Env {
   clock: FakeClock;
 }
 
-function node(name: string, podCIDR: string | string[], ip: string, annotations: Record<string, string> = {}): NodeObject {
-  const n = nodeObject(name, Array.isArray(podCIDR) ? podCIDR : [podCIDR], ip);
-  return { ...n, meta: { ...n.meta, annotations } };
+function node(name: string, podCIDR: string | string[], ip: string | string[], annotations: Record<string, string> = {}): NodeObject {
+  const ips = Array.isArray(ip) ? ip : [ip];
+  const n = nodeObject(name, Array.isArray(podCIDR) ? podCIDR : [podCIDR], ips[0]);
+  // Dual-stack nodes: one InternalIP per family, as the kubelet reports them.
+  return { ...n, meta: { ...n.meta, annotations }, addresses: ips.map((address) => ({ type: 'InternalIP', address })) };
 }
 
-async function setup(t: Test, opts: { backend?: string; section?: Partial<OverlaySection>; ownCidr?: string[]; underlay?: string; clusterCIDR?: string } = {}): Promise<Env> {
+async function setup(t: Test, opts: { backend?: string; section?: Partial<OverlaySection>; ownCidr?: string[]; underlay?: string; underlay6?: string; clusterCIDR?: string } = {}): Promise<Env> {
   const dir = mkdtempSync(path.join(tmpdir(), 'pwo-unit-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const config = loadConfig({
@@ -54,9 +56,11 @@ async function setup(t: Test, opts: { backend?: string; section?: Partial<Overla
   const kernel = fakeKernel();
   await kernel.net.createLink({ kind: 'bridge', name: 'eth0', mtu: 1500 });
   await kernel.net.addAddress('eth0', Cidr.parse(opts.underlay ?? '198.18.0.1/24'));
+  if (opts.underlay6) await kernel.net.addAddress('eth0', Cidr.parse(opts.underlay6));
   await kernel.net.setLinkUp('eth0', true);
   const source = new FakeSource();
-  source.apply(node('n1', opts.ownCidr ?? ['10.244.1.0/24'], (opts.underlay ?? '198.18.0.1/24').split('/')[0]!));
+  const ownIps = [(opts.underlay ?? '198.18.0.1/24').split('/')[0]!, ...(opts.underlay6 ? [opts.underlay6.split('/')[0]!] : [])];
+  source.apply(node('n1', opts.ownCidr ?? ['10.244.1.0/24'], ownIps));
   source.markSynced();
   const writer = new RecordingNodeWriter();
   const registry = new Registry();
@@ -359,4 +363,195 @@ t.test('dual-stack over an IPv4 underlay (vxlan): the v6 pod CIDR through the sa
   await sync(e);
   t.same(await e.kernel.net.listRoutes({ protocol: 77, family: 6 }), [], 'v6 route removed with the node');
   t.same(await e.kernel.net.listNeighbors('pw.1'), []);
+});
+
+// IPv6 (issue #8): v6 host-gw, v6 DirectRouting, IPv6-only clusters, v6 pod CIDR overlaps.
+const DS = '10.244.0.0/16,fd00:10:244::/56';
+type PeerSt = { node: string; mode: string; modes: { ipv4?: string; ipv6?: string }; via: string; via6?: string };
+
+t.test('host-gw dual-stack: a v4 and a v6 route per peer, the v6 on-link check uses the v6 underlay subnet', async (t) => {
+  const e = await setup(t, { backend: 'host-gw', clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'], underlay6: 'fd00:198:18::1/64' });
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
+  // On the v4 subnet, but its v6 node IP is behind a router: host-gw cannot route its v6 pods.
+  e.source.apply(node('far6', ['10.244.3.0/24', 'fd00:10:244:3::/64'], ['198.18.0.3', 'fd00:198:19::3']));
+  e.source.apply(node('no-ip6', ['10.244.4.0/24', 'fd00:10:244:4::/64'], '198.18.0.4'));
+  // flannel's annotation wins over the InternalIP.
+  e.source.apply(node('ann6', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.18.0.5', 'fd00:198:19::5'], { [ANNOTATIONS.publicIpv6]: 'fd00:198:18::5' }));
+  await sync(e);
+  t.same((await entries(e.kernel)).routes, [
+    '10.244.2.0/24 via 198.18.0.2 dev eth0',
+    '10.244.5.0/24 via 198.18.0.5 dev eth0',
+    'fd00:10:244:2::/64 via fd00:198:18::2 dev eth0',
+    'fd00:10:244:5::/64 via fd00:198:18::5 dev eth0',
+  ]);
+  const bad = e.comp.status().invalidPeers as { node: string; field: string; value: string; reason: string }[];
+  t.match(bad, [
+    { node: 'far6', field: 'status.addresses', value: 'fd00:198:19::3', reason: /not on-link: .*outside this node's underlay subnet fd00:198:18::\/64/ },
+    { node: 'no-ip6', field: 'status.addresses', reason: /no IPv6 node IP/ },
+  ]);
+  t.same(bad.map((b) => b.node), ['far6', 'no-ip6']);
+  const routes = await e.kernel.net.listRoutes({ protocol: 77, family: 6 });
+  t.ok(routes.every((r) => r.protocol === 77), 'our route protocol on the v6 routes');
+  t.equal(e.kernel.sysctl.get('net.ipv6.conf.all.forwarding'), '1');
+  t.same(Object.fromEntries(e.writer.annotations), {
+    [ANNOTATIONS.backendType]: 'host-gw',
+    [ANNOTATIONS.backendData]: 'null',
+    [ANNOTATIONS.publicIp]: '198.18.0.1',
+    [ANNOTATIONS.kubeSubnetManager]: 'true',
+    [ANNOTATIONS.underlayCidr]: '198.18.0.1/24',
+    [ANNOTATIONS.backendV6Data]: 'null',
+    [ANNOTATIONS.publicIpv6]: 'fd00:198:18::1',
+    [ANNOTATIONS.underlayCidr6]: 'fd00:198:18::1/64',
+  }, "flannel's v6 keys for host-gw");
+  const st = e.comp.status().peers as PeerSt[];
+  t.match(st.find((p) => p.node === 'n2'), { mode: 'host-gw', modes: { ipv4: 'host-gw', ipv6: 'host-gw' }, via: '198.18.0.2 (host-gw eth0)', via6: 'fd00:198:18::2 (host-gw eth0)' });
+});
+
+t.test('host-gw dual-stack pods without an own IPv6 node IP: v4 routed, v6 not, and the status says why', async (t) => {
+  const e = await setup(t, { backend: 'host-gw', clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'] });
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
+  await sync(e);
+  t.same((await entries(e.kernel)).routes, ['10.244.2.0/24 via 198.18.0.2 dev eth0']);
+  t.match(e.comp.status().ipv6, /not routed: host-gw needs an IPv6 node IP/);
+});
+
+t.test('IPv6-only host-gw: no IPv4 pod CIDR needed, v6 routes, ip6 masquerade only, flannel v6 subnet.env and annotations', async (t) => {
+  const e = await setup(t, { backend: 'host-gw', clusterCIDR: 'fd00:10:244::/56', ownCidr: ['fd00:10:244:1::/64'], underlay: 'fd00:198:18::1/64' });
+  e.source.apply(node('n2', ['fd00:10:244:2::/64'], 'fd00:198:18::2'));
+  e.source.apply(node('far', ['fd00:10:244:3::/64'], 'fd00:198:19::3'));
+  await sync(e);
+  t.equal(e.comp.status().waitingFor, undefined, 'not waiting for an IPv4 pod CIDR');
+  t.same((await entries(e.kernel)).routes, ['fd00:10:244:2::/64 via fd00:198:18::2 dev eth0']);
+  t.match(e.comp.status().invalidPeers, [{ node: 'far', reason: /not on-link/ }]);
+  t.equal(readFileSync(e.comp.section.subnetFile, 'utf8'), 'FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:1::1/64\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=true\n');
+  t.match(e.kernel.nft.last, /ip6 saddr fd00:10:244::\/56 masquerade fully-random/);
+  t.notMatch(e.kernel.nft.last, /\bip saddr/, 'no IPv4 rules');
+  t.equal(e.kernel.sysctl.get('net.ipv6.conf.all.forwarding'), '1');
+  t.notOk(e.writer.annotations.has(ANNOTATIONS.publicIp), 'no public-ip: the node has no IPv4 node IP');
+  t.equal(e.writer.annotations.get(ANNOTATIONS.publicIpv6), 'fd00:198:18::1');
+  t.equal(e.writer.annotations.get(ANNOTATIONS.backendV6Data), 'null');
+});
+
+t.test('IPv6-only vxlan: v6 VTEP only, neighbour + FDB + onlink route for the v6 pod CIDR, backend-v6-data', async (t) => {
+  const e = await setup(t, { clusterCIDR: 'fd00:10:244::/56', ownCidr: ['fd00:10:244:1::/64'], underlay: 'fd00:198:18::1/64' });
+  e.source.apply(node('n2', ['fd00:10:244:2::/64'], 'fd00:198:18::2'));
+  // A flannel IPv6-only node: public-ipv6 and backend-v6-data, no public-ip, no backend-data.
+  e.source.apply(node('fl', ['fd00:10:244:3::/64'], 'fd00:198:18::30', { [ANNOTATIONS.backendType]: 'vxlan', [ANNOTATIONS.publicIpv6]: 'fd00:198:18::3', [ANNOTATIONS.backendV6Data]: '{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:03"}' }));
+  await sync(e);
+  const dev = await e.kernel.net.getLink('pw.1');
+  t.equal(dev?.vxlan?.local, 'fd00:198:18::1');
+  t.equal(dev?.mtu, 1430);
+  t.same((await e.kernel.net.listAddresses('pw.1')).map((a) => a.cidr.toString()), ['fd00:10:244:1::/128'], 'no IPv4 VTEP address');
+  t.same(await entries(e.kernel), {
+    routes: ['fd00:10:244:2::/64 via fd00:10:244:2:: dev pw.1 onlink', 'fd00:10:244:3::/64 via fd00:10:244:3:: dev pw.1 onlink'],
+    neigh: ['fd00:10:244:2:: 0a:58:00:00:00:02 permanent', 'fd00:10:244:3:: aa:bb:cc:00:00:03 permanent'],
+    fdb: ['0a:58:00:00:00:02 dst fd00:198:18::2', 'aa:bb:cc:00:00:03 dst fd00:198:18::3'],
+  });
+  t.equal(e.kernel.sysctl.get('net.ipv4.ip_forward'), '0', 'IPv4 forwarding left alone: nothing IPv4 is routed');
+  t.same(Object.fromEntries(e.writer.annotations), {
+    [ANNOTATIONS.backendType]: 'vxlan',
+    [ANNOTATIONS.kubeSubnetManager]: 'true',
+    [ANNOTATIONS.backendV6Data]: '{"VNI":1,"VtepMAC":"0a:58:00:00:00:01"}',
+    [ANNOTATIONS.publicIpv6]: 'fd00:198:18::1',
+    [ANNOTATIONS.underlayCidr6]: 'fd00:198:18::1/64',
+  });
+  t.match(e.comp.status().peers, [{ node: 'fl', via: /fd00:198:18::3 \(vxlan pw\.1, VTEP fd00:10:244:3:: aa:bb:cc:00:00:03\)/ }, { node: 'n2' }].sort((a, b) => (a.node < b.node ? -1 : 1)));
+  // Our own annotations read back (a second podwire node sees the same node IP and MAC).
+  const self = node('self', ['fd00:10:244:9::/64'], 'fd00:198:18::99', Object.fromEntries(e.writer.annotations));
+  e.source.apply(self);
+  await sync(e);
+  t.ok((await entries(e.kernel)).fdb.includes('0a:58:00:00:00:01 dst fd00:198:18::1') === false, 'MAC clash with our own VTEP MAC is refused');
+  t.match(e.comp.status().invalidPeers, [{ node: 'self', field: `metadata.annotations[${ANNOTATIONS.backendV6Data}].VtepMAC`, reason: /MAC clash/ }]);
+});
+
+t.test('IPv6 DirectRouting: per peer from both ends\' v6 subnets, independent of the v4 decision', async (t) => {
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'], underlay6: 'fd00:198:18::1/64', section: { directRouting: true } });
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
+  e.source.apply(node('far', ['10.244.3.0/24', 'fd00:10:244:3::/64'], ['198.19.0.3', 'fd00:198:19::3']));
+  // v4 on-link, v6 not: v4 direct, v6 through pw.1 (with the FDB entry it needs).
+  e.source.apply(node('half', ['10.244.4.0/24', 'fd00:10:244:4::/64'], ['198.18.0.4', 'fd00:198:19::4']));
+  // Its v6 underlay subnet (/56) contains ours but ours does not contain its IP: symmetric rule says encapsulate.
+  e.source.apply(node('wide', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.19.0.5', 'fd00:198:18:100::5'], { [ANNOTATIONS.underlayCidr6]: 'fd00:198:18:100::5/56' }));
+  await sync(e);
+  t.same(await entries(e.kernel), {
+    routes: [
+      '10.244.2.0/24 via 198.18.0.2 dev eth0',
+      '10.244.3.0/24 via 10.244.3.0 dev pw.1 onlink',
+      '10.244.4.0/24 via 198.18.0.4 dev eth0',
+      '10.244.5.0/24 via 10.244.5.0 dev pw.1 onlink',
+      'fd00:10:244:2::/64 via fd00:198:18::2 dev eth0',
+      'fd00:10:244:3::/64 via fd00:10:244:3:: dev pw.1 onlink',
+      'fd00:10:244:4::/64 via fd00:10:244:4:: dev pw.1 onlink',
+      'fd00:10:244:5::/64 via fd00:10:244:5:: dev pw.1 onlink',
+    ],
+    neigh: [
+      '10.244.3.0 0a:58:c6:13:00:03 permanent',
+      '10.244.5.0 0a:58:c6:13:00:05 permanent',
+      'fd00:10:244:3:: 0a:58:c6:13:00:03 permanent',
+      'fd00:10:244:4:: 0a:58:c6:12:00:04 permanent',
+      'fd00:10:244:5:: 0a:58:c6:13:00:05 permanent',
+    ],
+    fdb: ['0a:58:c6:12:00:04 dst 198.18.0.4', '0a:58:c6:13:00:03 dst 198.19.0.3', '0a:58:c6:13:00:05 dst 198.19.0.5'],
+  });
+  const st = Object.fromEntries((e.comp.status().peers as PeerSt[]).map((p) => [p.node, [p.mode, p.modes]]));
+  t.same(st, { far: ['vxlan', { ipv4: 'vxlan', ipv6: 'vxlan' }], half: ['vxlan', { ipv4: 'direct', ipv6: 'vxlan' }], n2: ['direct', { ipv4: 'direct', ipv6: 'direct' }], wide: ['vxlan', { ipv4: 'vxlan', ipv6: 'vxlan' }] });
+  const a = Cidr.parse('fd00:198:18::1/64');
+  const b = Cidr.parse('fd00:198:18:100::5/56');
+  t.equal(isDirect(a, b.ip, b), isDirect(b, a.ip, a), 'v6: both ends decide the same');
+  t.equal(e.writer.annotations.get(ANNOTATIONS.underlayCidr6), 'fd00:198:18::1/64', 'our v6 subnet is published for the peers\' decision');
+  t.notOk(e.writer.annotations.has(ANNOTATIONS.backendV6Data), 'no backend-v6-data: over an IPv4 underlay there is no v6 VTEP');
+  // n2 moves off our v6 subnet: its v6 route switches to pw.1 and gets an FDB entry.
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:19::2']));
+  await sync(e);
+  const r = (await entries(e.kernel)).routes;
+  t.ok(r.includes('fd00:10:244:2::/64 via fd00:10:244:2:: dev pw.1 onlink') && r.includes('10.244.2.0/24 via 198.18.0.2 dev eth0'), 'v6 encapsulated, v4 still direct', { r });
+  t.ok((await entries(e.kernel)).fdb.includes('0a:58:c6:12:00:02 dst 198.18.0.2'));
+});
+
+t.test('overlapping IPv6 pod CIDRs: both peers skipped, named with the field, counted', async (t) => {
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'] });
+  e.source.apply(node('good', ['10.244.2.0/24', 'fd00:10:244:2::/64'], '198.18.0.2'));
+  e.source.apply(node('dup6-a', ['10.244.3.0/24', 'fd00:10:244:4::/64'], '198.18.0.3'));
+  e.source.apply(node('dup6-b', ['10.244.4.0/24', 'fd00:10:244:4::/63'], '198.18.0.4'));
+  await sync(e);
+  const bad = e.comp.status().invalidPeers as { node: string; field: string; value: string; reason: string }[];
+  t.same(bad, [
+    { node: 'dup6-a', field: 'spec.podCIDRs', value: 'fd00:10:244:4::/64', reason: "overlaps node dup6-b's pod CIDR fd00:10:244:4::/63" },
+    { node: 'dup6-b', field: 'spec.podCIDRs', value: 'fd00:10:244:4::/63', reason: "overlaps node dup6-a's pod CIDR fd00:10:244:4::/64" },
+  ]);
+  t.match(await e.registry.getSingleMetricAsString('podwire_overlay_invalid_peers'), / 2/);
+  t.match(await e.registry.getSingleMetricAsString('podwire_overlay_errors_total'), /reason="invalid_peer"} 2/);
+  t.same((await entries(e.kernel)).routes, ['10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink', 'fd00:10:244:2::/64 via fd00:10:244:2:: dev pw.1 onlink'], 'the good node is programmed, neither overlapping one');
+  // IPv6-only too (no v4 sweep to catch it).
+  const e6 = await setup(t, { backend: 'host-gw', clusterCIDR: 'fd00:10:244::/56', ownCidr: ['fd00:10:244:1::/64'], underlay: 'fd00:198:18::1/64' });
+  e6.source.apply(node('a', ['fd00:10:244:8::/64'], 'fd00:198:18::8'));
+  e6.source.apply(node('b', ['fd00:10:244:8::/64'], 'fd00:198:18::9'));
+  await sync(e6);
+  t.same((e6.comp.status().invalidPeers as { node: string }[]).map((p) => p.node), ['a', 'b']);
+  t.same((await entries(e6.kernel)).routes, []);
+});
+
+t.test('IPv6-only vxlan + DirectRouting: over an IPv6 underlay the v6 pod CIDR goes direct on a shared subnet', async (t) => {
+  const e = await setup(t, { clusterCIDR: 'fd00:10:244::/56', ownCidr: ['fd00:10:244:1::/64'], underlay: 'fd00:198:18::1/64', section: { directRouting: true } });
+  e.source.apply(node('n2', ['fd00:10:244:2::/64'], 'fd00:198:18::2'));
+  e.source.apply(node('far', ['fd00:10:244:3::/64'], 'fd00:198:19::3'));
+  await sync(e);
+  t.same(await entries(e.kernel), {
+    routes: ['fd00:10:244:2::/64 via fd00:198:18::2 dev eth0', 'fd00:10:244:3::/64 via fd00:10:244:3:: dev pw.1 onlink'],
+    neigh: ['fd00:10:244:3:: 0a:58:00:00:00:03 permanent'],
+    fdb: ['0a:58:00:00:00:03 dst fd00:198:19::3'],
+  });
+  t.same((e.comp.status().peers as PeerSt[]).map((p) => [p.node, p.mode, p.via]), [
+    ['far', 'vxlan', 'fd00:198:19::3 (vxlan pw.1, VTEP fd00:10:244:3:: 0a:58:00:00:00:03)'],
+    ['n2', 'direct', 'fd00:198:18::2 (direct eth0)'],
+  ]);
+});
+
+t.test('a public-ipv6 that is not an IPv6 address: that peer is skipped, named with the annotation', async (t) => {
+  const e = await setup(t, { backend: 'host-gw', clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'], underlay6: 'fd00:198:18::1/64' });
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
+  e.source.apply(node('bad', ['10.244.3.0/24', 'fd00:10:244:3::/64'], ['198.18.0.3', 'fd00:198:18::3'], { [ANNOTATIONS.publicIpv6]: '198.18.0.3' }));
+  await sync(e);
+  t.match(e.comp.status().invalidPeers, [{ node: 'bad', field: `metadata.annotations[${ANNOTATIONS.publicIpv6}]`, value: '198.18.0.3', reason: 'not an IPv6 address' }]);
+  t.equal((e.comp.status().peers as PeerSt[]).length, 1, 'n2 still programmed');
 });

@@ -10,14 +10,14 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { KernelError, TryAgainError, errorMessage } from '../common/errors';
-import { Cidr } from '../common/ip';
+import { Cidr, type IpAddress } from '../common/ip';
 import type { Component, ComponentContext, ComponentRegistration, ComponentStatus, SyncReport } from '../daemon/component';
 import type { ClusterEvent } from '../k8s/types';
-import { getBackend, type Lease, type Network } from './backend';
+import { getBackend, type Lease, type Network, type Underlay } from './backend';
 import { defaultOverlaySection, overlaySection, type OverlaySection } from './config';
 import { renderCleanup, renderEgress, renderIptablesCleanup, renderIptablesEgress, renderSubnetEnv, writeAtomic } from './egress';
 import { applyTxChecksum, type TxChecksumState } from './offload';
-import { collectPeers, createPeerCache, nodePodCidrs, nodePublicIp, type PeerCache, type PeerInfo, type PeerProblem } from './peers';
+import { collectPeers, createPeerCache, nodePodCidrs, nodePublicIp, nodePublicIp6, type PeerCache, type PeerInfo, type PeerProblem } from './peers';
 import { applyChangeSet, diff, indexState, keyPlan, stateOfPlans, type IndexedState, type KeyedPlan } from './reconcile';
 import { readFile, rm } from 'node:fs/promises';
 
@@ -52,8 +52,11 @@ export interface PeerStatus {
   node: string;
   podCIDRs: string[];
   via: string;
+  /** Dual-stack: the IPv6 pod CIDR's path. */
+  via6?: string;
   encapsulated: boolean;
   mode: string;
+  modes: { ipv4?: string; ipv6?: string };
 }
 
 export class OverlayComponent implements Component {
@@ -75,10 +78,13 @@ export class OverlayComponent implements Component {
   private lastSync: { durationMs: number; added: number; removed: number; phasesMs: Record<string, number> } | undefined;
   private syncs = 0;
   /** What we programmed, as last dumped and then applied (undefined: dump at the next sync). */
-  private applied: { state: IndexedState; deviceIndex: number | undefined; underlayIndex: number } | undefined;
+  private applied: { state: IndexedState; deviceIndex: number | undefined; underlayIndex: number; underlay6Index: number | undefined } | undefined;
   private readonly peerCache: PeerCache = createPeerCache();
   private readonly planCache = new Map<string, { info: PeerInfo; netKey: string; plan: KeyedPlan | PeerProblem }>();
   private lastDumpAt: number | undefined;
+  /** Why this node's IPv6 pod CIDR is not routed (host-gw without an IPv6 node IP), for the status. */
+  private ipv6Note: string | undefined;
+  private loggedIpv6Note: string | undefined;
   /** TX checksum offload of our VXLAN device, decided once per device (ifindex). */
   private txChecksum: (TxChecksumState & { deviceIndex: number | undefined }) | undefined;
 
@@ -121,18 +127,50 @@ export class OverlayComponent implements Component {
     const { cidrs, problem } = nodePodCidrs(node);
     if (problem) this.wait(`own Node ${node.meta.name}: ${problem.field} ${JSON.stringify(problem.value)}: ${problem.reason}`, problem.field, problem.value);
     if (cidrs.length === 0) this.wait(`Node ${JSON.stringify(node.meta.name)} has no spec.podCIDRs yet (kube-controller-manager --allocate-node-cidrs assigns them)`, 'spec.podCIDRs', []);
-    const v4 = cidrs.find((c) => c.family === 4);
-    if (!v4) this.wait(`Node ${JSON.stringify(node.meta.name)} has no IPv4 pod CIDR; the IPv6-only overlay is not built yet`, 'spec.podCIDRs', node.podCIDRs);
+    // The families routed: the cluster CIDR's (an IPv6-only cluster has no IPv4 range, and needs no IPv4 pod CIDR).
+    const clusterFamilies = new Set(config.clusterCIDR.split(',').map((c) => (c.includes(':') ? 6 : 4)));
+    const v4 = clusterFamilies.has(4) ? cidrs.find((c) => c.family === 4) : undefined;
+    let v6 = clusterFamilies.has(6) ? cidrs.find((c) => c.family === 6) : undefined;
+    if (!v4 && !v6) this.wait(`Node ${JSON.stringify(node.meta.name)} has no pod CIDR of the cluster CIDR ${config.clusterCIDR}`, 'spec.podCIDRs', node.podCIDRs);
     const pub = nodePublicIp(node);
     if (!pub.ip) this.wait(`own Node ${node.meta.name}: ${pub.field}: ${pub.reason ?? 'missing'}`, pub.field, pub.value);
     const net = this.ctx.kernel.net;
-    const addr = (await net.listAddresses()).find((a) => a.cidr.ip.equals(pub.ip!));
-    if (!addr) this.wait(`node IP ${pub.ip.toString()} (${pub.field}) is on no interface of this node`, pub.field, pub.value);
-    const link = (await net.listLinks()).find((l) => l.index === addr.linkIndex);
-    if (!link) this.wait(`the interface holding ${pub.ip.toString()} vanished`, pub.field, pub.value);
-    // Dual-stack: the v6 pod CIDR is routed when the cluster CIDR has a v6 range (vxlan only).
-    const v6 = config.clusterCIDR.includes(':') && config.backend === 'vxlan' ? cidrs.find((c) => c.family === 6) : undefined;
-    return { node: node.meta.name, podCIDRs: cidrs, v4, v6, publicIp: pub.ip, underlay: { name: link.name, index: link.index, mtu: link.mtu, cidr: addr.cidr } };
+    const addrs = await net.listAddresses();
+    const links = await net.listLinks();
+    const underlayOf = (ip: IpAddress, field: string, value: unknown): Underlay => {
+      const addr = addrs.find((a) => a.cidr.ip.equals(ip));
+      if (!addr) this.wait(`node IP ${ip.toString()} (${field}) is on no interface of this node`, field, value);
+      const link = links.find((l) => l.index === addr.linkIndex);
+      if (!link) this.wait(`the interface holding ${ip.toString()} vanished`, field, value);
+      return { name: link.name, index: link.index, mtu: link.mtu, cidr: addr.cidr };
+    };
+    const underlay = underlayOf(pub.ip, pub.field, pub.value);
+    // The IPv6 node IP: the node IP itself over an IPv6 underlay, else public-ipv6 / an IPv6 InternalIP.
+    let publicIp6: IpAddress | undefined;
+    let underlay6: Underlay | undefined;
+    this.ipv6Note = undefined;
+    if (pub.ip.family === 6) {
+      publicIp6 = pub.ip;
+      underlay6 = underlay;
+    } else if (v6) {
+      const p6 = nodePublicIp6(node);
+      if (p6.reason) this.wait(`own Node ${node.meta.name}: ${p6.field}: ${p6.reason}`, p6.field, p6.value);
+      const held = p6.ip && addrs.some((a) => a.cidr.ip.equals(p6.ip!));
+      if (p6.ip && (held || config.backend === 'host-gw')) {
+        publicIp6 = p6.ip;
+        underlay6 = underlayOf(p6.ip, p6.field, p6.value);
+      } else if (p6.ip) {
+        // vxlan carries the v6 pods through pw.1 without it; only v6 DirectRouting needs it.
+        this.ipv6Note = `IPv6 node IP ${p6.ip.toString()} (${p6.field}) is on no interface of this node: no IPv6 DirectRouting`;
+      } else if (config.backend === 'host-gw') {
+        // host-gw routes a v6 pod CIDR via a v6 node IP; without one the v6 pods are not routed (v4 keeps working).
+        this.ipv6Note = `the IPv6 pod CIDR ${v6.toString()} is not routed: host-gw needs an IPv6 node IP (public-ipv6 annotation or an IPv6 InternalIP) and Node ${node.meta.name} has none`;
+        v6 = undefined;
+      }
+    }
+    if (this.ipv6Note && this.ipv6Note !== this.loggedIpv6Note) this.ctx.logger.warn({ node: node.meta.name }, this.ipv6Note);
+    this.loggedIpv6Note = this.ipv6Note;
+    return { node: node.meta.name, podCIDRs: cidrs, v4, v6, publicIp: pub.ip, underlay, publicIp6, underlay6 };
   }
 
   async sync(signal: AbortSignal): Promise<SyncReport> {
@@ -163,11 +201,11 @@ export class OverlayComponent implements Component {
     const { peers, problems } = collectPeers(
       this.ctx.state.values('Node'),
       lease.node,
-      { backend: config.backend, vni: this.section.vxlan.vni, clusterCIDRs, serviceCIDRs, ownPodCIDRs: lease.podCIDRs, ownMac: network.ownMac, underlayFamily: lease.publicIp.family },
+      { backend: config.backend, vni: this.section.vxlan.vni, clusterCIDRs, serviceCIDRs, ownPodCIDRs: lease.podCIDRs, ownMac: network.ownMac, underlayFamily: lease.publicIp.family, families: { v4: lease.v4 !== undefined, v6: lease.v6 !== undefined } },
       this.peerCache,
     );
     // Plans are cached per peer (same PeerInfo object and same network = same plan, keys computed once).
-    const netKey = `${network.backend}|${network.device ?? ''}|${lease.underlay.name}|${lease.underlay.cidr.toString()}|${lease.v4.toString()}|${lease.v6?.toString() ?? ''}|${this.section.routeProtocol}|${this.section.directRouting}`;
+    const netKey = `${network.backend}|${network.device ?? ''}|${lease.underlay.name}|${lease.underlay.cidr.toString()}|${lease.v4?.toString() ?? ''}|${lease.v6?.toString() ?? ''}|${lease.underlay6?.name ?? ''}|${lease.underlay6?.cidr.toString() ?? ''}|${this.section.routeProtocol}|${this.section.directRouting}`;
     const plans = new Map<string, KeyedPlan>();
     for (const p of peers) {
       const c = this.planCache.get(p.node);
@@ -189,7 +227,7 @@ export class OverlayComponent implements Component {
     phase('peers');
 
     // Forwarding and egress before routes: a pod's first packet already leaves correctly.
-    for (const key of ['net.ipv4.ip_forward', ...(lease.v6 ? ['net.ipv6.conf.all.forwarding'] : [])]) {
+    for (const key of [...(lease.v4 ? ['net.ipv4.ip_forward'] : []), ...(lease.v6 ? ['net.ipv6.conf.all.forwarding'] : [])]) {
       if ((await kernel.sysctl.read(key)).trim() !== '1') {
         await kernel.sysctl.write(key, '1');
         logger.info({ sysctl: key }, 'set forwarding in this node\'s namespace');
@@ -206,7 +244,7 @@ export class OverlayComponent implements Component {
     phase('apply');
     this.applied =
       outcome.failedNodes.size === 0 && outcome.failedDeletes.length === 0
-        ? { state: stateOfPlans(plans.values()), deviceIndex: network.deviceIndex, underlayIndex: lease.underlay.index }
+        ? { state: stateOfPlans(plans.values()), deviceIndex: network.deviceIndex, underlayIndex: lease.underlay.index, underlay6Index: lease.underlay6?.index }
         : undefined;
     for (const k of ['route', 'neigh', 'fdb'] as const) {
       if (outcome.added[k]) this.metrics.added.inc({ kind: k }, outcome.added[k]);
@@ -249,12 +287,12 @@ export class OverlayComponent implements Component {
   private async readKernel(network: Network): Promise<IndexedState> {
     const now = this.ctx.clock.now();
     const a = this.applied;
-    if (a && this.lastDumpAt !== undefined && now - this.lastDumpAt < this.ctx.config.syncInterval * 0.9 && a.deviceIndex === network.deviceIndex && a.underlayIndex === network.lease.underlay.index) {
+    if (a && this.lastDumpAt !== undefined && now - this.lastDumpAt < this.ctx.config.syncInterval * 0.9 && a.deviceIndex === network.deviceIndex && a.underlayIndex === network.lease.underlay.index && a.underlay6Index === network.lease.underlay6?.index) {
       return a.state;
     }
     this.lastDumpAt = now;
     const net = this.ctx.kernel.net;
-    const routes = await net.listRoutes({ family: network.lease.v6 ? undefined : 4, protocol: this.section.routeProtocol });
+    const routes = await net.listRoutes({ family: network.lease.v6 ? (network.lease.v4 ? undefined : 6) : 4, protocol: this.section.routeProtocol });
     if (!network.device) return indexState({ routes, neigh: [], fdb: [] });
     const [neigh, fdb] = [await net.listNeighbors(network.device), await net.listFdb(network.device)];
     // Ours: our VTEP entries. Link-local v6 neighbours the kernel learns on pw.1 are not.
@@ -333,16 +371,23 @@ export class OverlayComponent implements Component {
 
   private peerStatus(): PeerStatus[] {
     const n = this.network;
-    return this.okPlans.map((p) => ({
-      node: p.node,
-      podCIDRs: [...p.peer.podCIDRs],
-      via:
-        p.mode === 'vxlan'
-          ? `${p.peer.publicIpText} (vxlan ${n?.device ?? ''}, VTEP ${p.peer.vtepText} ${p.peer.vtepMac})`
-          : `${p.peer.publicIpText} (${p.mode === 'direct' ? 'direct' : 'host-gw'} ${n?.lease.underlay.name ?? ''})`,
-      encapsulated: p.mode === 'vxlan',
-      mode: p.mode,
-    }));
+    const via = (p: KeyedPlan, mode: string | undefined, ip: string, underlay: string | undefined): string =>
+      mode === 'vxlan' ? `${p.peer.publicIpText} (vxlan ${n?.device ?? ''}, VTEP ${p.peer.vtepText} ${p.peer.vtepMac})` : `${ip} (${mode === 'direct' ? 'direct' : 'host-gw'} ${underlay ?? ''})`;
+    return this.okPlans.map((p) => {
+      const m4 = p.modes.ipv4;
+      const m6 = p.modes.ipv6;
+      const v6 = m6 ? via(p, m6, p.peer.publicIp6?.toString() ?? '', n?.lease.underlay6?.name) : undefined;
+      return {
+        node: p.node,
+        podCIDRs: [...p.peer.podCIDRs],
+        // The IPv4 path, else (IPv6-only) the IPv6 one.
+        via: m4 ? via(p, m4, p.peer.publicIpText, n?.lease.underlay.name) : (v6 ?? ''),
+        ...(m4 && v6 ? { via6: v6 } : {}),
+        encapsulated: p.mode === 'vxlan',
+        mode: p.mode,
+        modes: p.modes,
+      };
+    });
   }
 
   status(): ComponentStatus {
@@ -354,6 +399,8 @@ export class OverlayComponent implements Component {
       device: n?.device,
       vtepMac: n?.ownMac,
       underlay: n ? `${n.lease.underlay.name} ${n.lease.underlay.cidr.toString()} mtu ${n.lease.underlay.mtu}` : undefined,
+      underlay6: n?.lease.underlay6 && n.lease.underlay6 !== n.lease.underlay ? `${n.lease.underlay6.name} ${n.lease.underlay6.cidr.toString()}` : undefined,
+      ipv6: this.ipv6Note,
       directRouting: this.ctx.config.backend === 'vxlan' ? this.section.directRouting : undefined,
       txChecksumOffload: this.txChecksum && n?.device
         ? { enabled: this.txChecksum.enabled, mode: this.txChecksum.mode, action: this.txChecksum.action, kernel: this.txChecksum.kernel, reason: this.txChecksum.reason, ...(this.txChecksum.error ? { error: this.txChecksum.error } : {}) }

@@ -13,35 +13,45 @@ export const ANNOTATIONS = {
   publicIp: 'flannel.alpha.coreos.com/public-ip',
   publicIpOverwrite: 'flannel.alpha.coreos.com/public-ip-overwrite',
   kubeSubnetManager: 'flannel.alpha.coreos.com/kube-subnet-manager',
+  /** flannel's IPv6 keys: the v6 node IP, and the backend data of the v6 VTEP (a v6 underlay). */
+  publicIpv6: 'flannel.alpha.coreos.com/public-ipv6',
+  publicIpv6Overwrite: 'flannel.alpha.coreos.com/public-ipv6-overwrite',
+  backendV6Data: 'flannel.alpha.coreos.com/backend-v6-data',
   /** Podwire's own: the underlay address with its prefix, so DirectRouting is decided from both ends' subnets. */
   underlayCidr: 'podwire.io/underlay-cidr',
+  /** The same for the IPv6 node IP (v6 host-gw, v6 DirectRouting). */
+  underlayCidr6: 'podwire.io/underlay-ipv6-cidr',
 } as const;
 
 /** A node we can program entries for. */
 export interface PeerInfo {
   node: string;
-  /** The node's IPv4 pod CIDR (the one the v4 overlay routes). */
-  podCIDR: Cidr;
-  /** Dual-stack: the node's IPv6 pod CIDR, when this cluster has an IPv6 cluster CIDR. */
+  /** The node's IPv4 pod CIDR, when this node routes IPv4 (absent in an IPv6-only cluster). */
+  podCIDR?: Cidr;
+  /** The node's IPv6 pod CIDR, when this node routes IPv6 (an IPv6 cluster CIDR). */
   podCIDR6?: Cidr;
   /** Every pod CIDR as listed (for status). */
   podCIDRs: readonly string[];
-  /** podCIDR's first and last address as numbers (overlap checks without BigInt). */
+  /** podCIDR's first and last address as numbers (overlap checks without BigInt); -1 without podCIDR. */
   net4: number;
   last4: number;
-  /** Canonical text forms, computed once (keys, status). */
+  /** Canonical text forms, computed once (keys, status): the IPv4 pod CIDR's, else the IPv6 one's. */
   podCIDRText: string;
   publicIpText: string;
-  /** flannel's VTEP address of the peer: its pod CIDR's network address. */
+  /** flannel's VTEP address of the peer: its pod CIDR's network address (IPv4, else IPv6). */
   vtepText: string;
-  /** Underlay address: flannel's public-ip, else InternalIP, else the first address. */
+  /** Underlay address: flannel's public-ip, else InternalIP, else the first address. Same family as ours. */
   publicIp: IpAddress;
+  /** The IPv6 node IP (public-ipv6, else an IPv6 InternalIP; publicIp when that is IPv6), for v6 host-gw and DirectRouting. */
+  publicIp6?: IpAddress;
   /** VTEP MAC: the annotation's VtepMAC when given, else derived from publicIp. */
   vtepMac: string;
   macFromAnnotation: boolean;
   /** From the annotation, when the peer published it. */
   backendType: string | undefined;
   underlayCidr: Cidr | undefined;
+  /** The peer's IPv6 underlay subnet (podwire.io/underlay-ipv6-cidr, or underlay-cidr when that is IPv6). */
+  underlayCidr6?: Cidr;
 }
 
 export interface PeerProblem {
@@ -62,6 +72,11 @@ export interface PeerRules {
   ownMac: string | undefined;
   /** This node's underlay family (default 4): a peer must be on the same one. */
   underlayFamily?: 4 | 6;
+  /**
+   * The pod CIDR families this node routes (its own lease's). Default: IPv4, and IPv6 when a
+   * cluster CIDR is IPv6. An IPv6-only cluster routes no IPv4.
+   */
+  families?: { v4: boolean; v6: boolean };
 }
 
 const annField = (key: string): string => `metadata.annotations[${key}]`;
@@ -76,21 +91,58 @@ export function vtepMacFor(ip: IpAddress): string {
   return formatMac(Buffer.from([0x0a, 0x58, ...tail]));
 }
 
-/** The node's underlay address: public-ip-overwrite, public-ip, InternalIP, ExternalIP, first. */
+/**
+ * The node's underlay address: public-ip-overwrite, public-ip, else InternalIP, ExternalIP, the
+ * first address. When that address is IPv6 (or there is none), flannel's public-ipv6(-overwrite)
+ * stands in for it: that is how an IPv6-only flannel node names its node IP.
+ */
 export function nodePublicIp(node: NodeObject): { ip?: IpAddress; field: string; value: unknown; reason?: string } {
   const a = node.meta.annotations;
-  for (const key of [ANNOTATIONS.publicIpOverwrite, ANNOTATIONS.publicIp]) {
+  const fromAnnotations = (keys: string[]): { ip?: IpAddress; field: string; value: unknown; reason?: string } | undefined => {
+    for (const key of keys) {
+      const v = a[key];
+      if (v === undefined || v === '') continue;
+      const ip = IpAddress.tryParse(v.trim());
+      if (!ip) return { field: annField(key), value: v, reason: 'not an IP address' };
+      return { ip, field: annField(key), value: v };
+    }
+    return undefined;
+  };
+  const v4ann = fromAnnotations([ANNOTATIONS.publicIpOverwrite, ANNOTATIONS.publicIp]);
+  if (v4ann) return v4ann;
+  const addr = node.addresses.find((x) => x.type === 'InternalIP') ?? node.addresses.find((x) => x.type === 'ExternalIP') ?? node.addresses.find((x) => x.type !== 'Hostname');
+  const ip = addr ? IpAddress.tryParse(addr.address) : undefined;
+  if (!ip || ip.family === 6) {
+    const v6ann = fromAnnotations([ANNOTATIONS.publicIpv6Overwrite, ANNOTATIONS.publicIpv6]);
+    if (v6ann) return v6ann;
+  }
+  if (!addr) return { field: 'status.addresses', value: [], reason: `no public-ip annotation and no InternalIP address` };
+  if (!ip) return { field: 'status.addresses', value: addr.address, reason: 'not an IP address' };
+  return { ip, field: 'status.addresses', value: addr.address };
+}
+
+/**
+ * The node's IPv6 address (flannel's order): public-ipv6-overwrite, public-ipv6, the first IPv6
+ * InternalIP, the first IPv6 ExternalIP. No IP at all is not a problem (`ip` undefined); an
+ * annotation that is not an IPv6 address is.
+ */
+export function nodePublicIp6(node: NodeObject): { ip?: IpAddress; field: string; value: unknown; reason?: string } {
+  const a = node.meta.annotations;
+  for (const key of [ANNOTATIONS.publicIpv6Overwrite, ANNOTATIONS.publicIpv6]) {
     const v = a[key];
     if (v === undefined || v === '') continue;
     const ip = IpAddress.tryParse(v.trim());
-    if (!ip) return { field: annField(key), value: v, reason: 'not an IP address' };
+    if (!ip || ip.family !== 6) return { field: annField(key), value: v, reason: 'not an IPv6 address' };
     return { ip, field: annField(key), value: v };
   }
-  const addr = node.addresses.find((x) => x.type === 'InternalIP') ?? node.addresses.find((x) => x.type === 'ExternalIP') ?? node.addresses.find((x) => x.type !== 'Hostname');
-  if (!addr) return { field: 'status.addresses', value: [], reason: `no public-ip annotation and no InternalIP address` };
-  const ip = IpAddress.tryParse(addr.address);
-  if (!ip) return { field: 'status.addresses', value: addr.address, reason: 'not an IP address' };
-  return { ip, field: 'status.addresses', value: addr.address };
+  for (const type of ['InternalIP', 'ExternalIP']) {
+    for (const x of node.addresses) {
+      if (x.type !== type) continue;
+      const ip = IpAddress.tryParse(x.address);
+      if (ip && ip.family === 6) return { ip, field: 'status.addresses', value: x.address };
+    }
+  }
+  return { field: 'status.addresses', value: node.addresses.map((x) => x.address) };
 }
 
 /** The node's pod CIDRs, parsed; a malformed one is a problem. */
@@ -190,7 +242,7 @@ function compile(rules: PeerRules): CompiledRules {
  * anything is unusual or wrong; the general path below then decides and names the problem.
  */
 function parsePeerFast(node: NodeObject, rules: PeerRules): PeerInfo | undefined {
-  if (node.podCIDRs.length !== 1 || rules.underlayFamily === 6) return undefined;
+  if (node.podCIDRs.length !== 1 || rules.underlayFamily === 6 || (rules.families && !rules.families.v4)) return undefined;
   const text = node.podCIDRs[0]!;
   const slash = text.indexOf('/');
   if (slash < 0) return undefined;
@@ -206,6 +258,8 @@ function parsePeerFast(node: NodeObject, rules: PeerRules): PeerInfo | undefined
   if (r.own.some(([a, b]) => net <= b && a <= last) || r.service.some(([a, b]) => net <= b && a <= last)) return undefined;
   const a = node.meta.annotations;
   if (a[ANNOTATIONS.publicIpOverwrite]) return undefined;
+  // A v6 node IP annotation without a v4 one makes the v6 address the node IP: the general path.
+  if (!a[ANNOTATIONS.publicIp] && (a[ANNOTATIONS.publicIpv6] || a[ANNOTATIONS.publicIpv6Overwrite])) return undefined;
   let underlayCidr: Cidr | undefined;
   const uc = a[ANNOTATIONS.underlayCidr];
   if (uc) {
@@ -214,6 +268,7 @@ function parsePeerFast(node: NodeObject, rules: PeerRules): PeerInfo | undefined
     } catch {
       return undefined;
     }
+    if (underlayCidr.family !== 4) return undefined;
   }
   let ipText: string | undefined = a[ANNOTATIONS.publicIp];
   if (!ipText) {
@@ -263,31 +318,25 @@ function parsePeerSlow(node: NodeObject, rules: PeerRules): PeerInfo | PeerProbl
   const name = node.meta.name;
   const { cidrs, problem } = nodePodCidrs(node);
   if (problem) return problem;
-  const v4 = cidrs.find((c) => c.family === 4);
-  if (!v4) {
-    return { node: name, field: 'spec.podCIDRs', value: node.podCIDRs, reason: node.podCIDRs.length === 0 ? 'no podCIDR assigned yet' : 'no IPv4 pod CIDR (the IPv6 overlay is not built)' };
+  const fam = rules.families ?? { v4: true, v6: rules.clusterCIDRs.some((c) => c.family === 6) };
+  const v4 = fam.v4 ? cidrs.find((c) => c.family === 4) : undefined;
+  const v6 = fam.v6 ? cidrs.find((c) => c.family === 6) : undefined;
+  if (!v4 && !v6) {
+    const routed = [fam.v4 ? 'IPv4' : '', fam.v6 ? 'IPv6' : ''].filter(Boolean).join(' or ');
+    return { node: name, field: 'spec.podCIDRs', value: node.podCIDRs, reason: node.podCIDRs.length === 0 ? 'no podCIDR assigned yet' : `no ${routed} pod CIDR (the families this node routes)` };
   }
-  const field = node.podCIDRs[0] === v4.toString() ? 'spec.podCIDRs[0]' : `spec.podCIDRs[${node.podCIDRs.indexOf(v4.toString())}]`;
-  const cluster = rules.clusterCIDRs.filter((c) => c.family === 4);
-  if (cluster.length > 0 && !cluster.some((c) => c.containsCidr(v4))) {
-    return { node: name, field, value: v4.toString(), reason: `outside the cluster CIDR ${cluster.map(String).join(',')}` };
-  }
-  const own = rules.ownPodCIDRs.find((c) => c.overlaps(v4));
-  if (own) return { node: name, field, value: v4.toString(), reason: `overlaps this node's own pod CIDR ${own.toString()}` };
-  const svc = rules.serviceCIDRs.find((c) => c.overlaps(v4));
-  if (svc) return { node: name, field, value: v4.toString(), reason: `overlaps the Service CIDR ${svc.toString()}` };
-
-  let podCIDR6: Cidr | undefined;
-  const v6 = cidrs.find((c) => c.family === 6);
-  const cluster6 = rules.clusterCIDRs.filter((c) => c.family === 6);
-  if (v6 && cluster6.length > 0) {
-    const f6 = `spec.podCIDRs[${node.podCIDRs.indexOf(node.podCIDRs.find((x) => x.includes(':')) ?? '')}]`;
-    if (!cluster6.some((c) => c.containsCidr(v6))) return { node: name, field: f6, value: v6.toString(), reason: `outside the cluster CIDR ${cluster6.map(String).join(',')}` };
-    const own6 = rules.ownPodCIDRs.find((c) => c.overlaps(v6));
-    if (own6) return { node: name, field: f6, value: v6.toString(), reason: `overlaps this node's own pod CIDR ${own6.toString()}` };
-    const svc6 = rules.serviceCIDRs.find((c) => c.overlaps(v6));
-    if (svc6) return { node: name, field: f6, value: v6.toString(), reason: `overlaps the Service CIDR ${svc6.toString()}` };
-    podCIDR6 = v6;
+  // Each routed pod CIDR: inside the cluster CIDR of its family, clear of ours and of the Services.
+  for (const c of [v4, v6]) {
+    if (!c) continue;
+    const field = `spec.podCIDRs[${cidrs.indexOf(c)}]`;
+    const cluster = rules.clusterCIDRs.filter((x) => x.family === c.family);
+    if (cluster.length > 0 && !cluster.some((x) => x.containsCidr(c))) {
+      return { node: name, field, value: c.toString(), reason: `outside the cluster CIDR ${cluster.map(String).join(',')}` };
+    }
+    const own = rules.ownPodCIDRs.find((x) => x.overlaps(c));
+    if (own) return { node: name, field, value: c.toString(), reason: `overlaps this node's own pod CIDR ${own.toString()}` };
+    const svc = rules.serviceCIDRs.find((x) => x.overlaps(c));
+    if (svc) return { node: name, field, value: c.toString(), reason: `overlaps the Service CIDR ${svc.toString()}` };
   }
   const pub = nodePublicIp(node);
   if (!pub.ip) return { node: name, field: pub.field, value: pub.value, reason: pub.reason ?? 'missing' };
@@ -295,8 +344,12 @@ function parsePeerSlow(node: NodeObject, rules: PeerRules): PeerInfo | PeerProbl
   if (pub.ip.family !== ownFamily) {
     return { node: name, field: pub.field, value: pub.value, reason: `an IPv${pub.ip.family} node IP, but this node's underlay is IPv${ownFamily} (one VXLAN device carries one outer address family)` };
   }
-  if (pub.ip.family === 6 && rules.backend === 'host-gw') {
-    return { node: name, field: pub.field, value: pub.value, reason: 'host-gw over an IPv6 underlay is not supported (an IPv4 pod route cannot have an IPv6 gateway); use vxlan' };
+  // The v6 node IP: only needed (and only checked) when the peer's v6 pod CIDR is routed.
+  let publicIp6: IpAddress | undefined = pub.ip.family === 6 ? pub.ip : undefined;
+  if (!publicIp6 && v6) {
+    const p6 = nodePublicIp6(node);
+    if (p6.reason) return { node: name, field: p6.field, value: p6.value, reason: p6.reason };
+    publicIp6 = p6.ip;
   }
 
   const a = node.meta.annotations;
@@ -304,26 +357,51 @@ function parsePeerSlow(node: NodeObject, rules: PeerRules): PeerInfo | PeerProbl
   if (backendType !== undefined && backendType !== rules.backend) {
     return { node: name, field: annField(ANNOTATIONS.backendType), value: backendType, reason: `this node runs the ${rules.backend} backend` };
   }
-  const data = parseBackendData(a[ANNOTATIONS.backendData]);
-  if (typeof data === 'string') return { node: name, field: annField(ANNOTATIONS.backendData), value: a[ANNOTATIONS.backendData], reason: data };
+  // flannel keeps the VTEP of an IPv6 underlay in backend-v6-data (an IPv6-only node has only that one).
+  const dataKey = pub.ip.family === 6 && a[ANNOTATIONS.backendV6Data] !== undefined && a[ANNOTATIONS.backendV6Data] !== 'null' ? ANNOTATIONS.backendV6Data : ANNOTATIONS.backendData;
+  const data = parseBackendData(a[dataKey]);
+  if (typeof data === 'string') return { node: name, field: annField(dataKey), value: a[dataKey], reason: data };
   if (rules.backend === 'vxlan' && data.vni !== undefined && data.vni !== rules.vni) {
-    return { node: name, field: `${annField(ANNOTATIONS.backendData)}.VNI`, value: data.vni, reason: `VNI clash: this node uses VNI ${rules.vni}` };
+    return { node: name, field: `${annField(dataKey)}.VNI`, value: data.vni, reason: `VNI clash: this node uses VNI ${rules.vni}` };
   }
   const vtepMac = data.mac ?? vtepMacFor(pub.ip);
   if (rules.backend === 'vxlan' && rules.ownMac !== undefined && vtepMac === rules.ownMac) {
-    return { node: name, field: data.mac ? `${annField(ANNOTATIONS.backendData)}.VtepMAC` : 'status.addresses', value: vtepMac, reason: `MAC clash with this node's own VTEP MAC` };
+    return { node: name, field: data.mac ? `${annField(dataKey)}.VtepMAC` : 'status.addresses', value: vtepMac, reason: `MAC clash with this node's own VTEP MAC` };
   }
-  let underlayCidr: Cidr | undefined;
-  const uc = a[ANNOTATIONS.underlayCidr];
-  if (uc) {
+  const cidrAnn = (key: string): Cidr | PeerProblem | undefined => {
+    const v = a[key];
+    if (!v) return undefined;
     try {
-      underlayCidr = Cidr.parse(uc);
+      return Cidr.parse(v);
     } catch {
-      return { node: name, field: annField(ANNOTATIONS.underlayCidr), value: uc, reason: 'not a CIDR' };
+      return { node: name, field: annField(key), value: v, reason: 'not a CIDR' };
     }
-  }
-  const [net4, last4] = v4range(v4);
-  return { node: name, podCIDR: v4.masked, podCIDR6, podCIDRs: [...node.podCIDRs], net4, last4, podCIDRText: v4.masked.toString(), publicIpText: pub.ip.toString(), vtepText: v4.network.toString(), publicIp: pub.ip, vtepMac, macFromAnnotation: data.mac !== undefined, backendType, underlayCidr };
+  };
+  const underlayCidr = cidrAnn(ANNOTATIONS.underlayCidr);
+  if (underlayCidr && 'reason' in underlayCidr) return underlayCidr;
+  const uc6 = cidrAnn(ANNOTATIONS.underlayCidr6);
+  if (uc6 && 'reason' in uc6) return uc6;
+  const underlayCidr6 = uc6 ?? (underlayCidr?.family === 6 ? underlayCidr : undefined);
+  const [net4, last4] = v4 ? v4range(v4) : [-1, -1];
+  const first = (v4 ?? v6)!;
+  return {
+    node: name,
+    podCIDR: v4?.masked,
+    podCIDR6: v6?.masked,
+    podCIDRs: [...node.podCIDRs],
+    net4,
+    last4,
+    podCIDRText: first.masked.toString(),
+    publicIpText: pub.ip.toString(),
+    vtepText: first.network.toString(),
+    publicIp: pub.ip,
+    publicIp6,
+    vtepMac,
+    macFromAnnotation: data.mac !== undefined,
+    backendType,
+    underlayCidr,
+    underlayCidr6,
+  };
 }
 
 /**
@@ -344,7 +422,7 @@ export function createPeerCache(): PeerCache {
 export function collectPeers(nodes: Iterable<NodeObject>, self: string, rules: PeerRules, cache?: PeerCache): { peers: PeerInfo[]; problems: PeerProblem[] } {
   const ok: PeerInfo[] = [];
   const problems: PeerProblem[] = [];
-  const rulesKey = cache ? `${rules.backend}|${rules.underlayFamily ?? 4}|${rules.vni}|${rules.clusterCIDRs.join(',')}|${rules.serviceCIDRs.join(',')}|${rules.ownPodCIDRs.join(',')}|${rules.ownMac ?? ''}` : '';
+  const rulesKey = cache ? `${rules.backend}|${rules.underlayFamily ?? 4}|${rules.families ? `${rules.families.v4}${rules.families.v6}` : ''}|${rules.vni}|${rules.clusterCIDRs.join(',')}|${rules.serviceCIDRs.join(',')}|${rules.ownPodCIDRs.join(',')}|${rules.ownMac ?? ''}` : '';
   const seen = cache ? new Set<string>() : undefined;
   let changed = false;
   for (const n of nodes) {
@@ -373,15 +451,28 @@ export function collectPeers(nodes: Iterable<NodeObject>, self: string, rules: P
   ok.sort((x, y) => (x.node < y.node ? -1 : x.node > y.node ? 1 : 0));
   const bad = new Map<string, PeerProblem>();
   // Overlapping pod CIDRs: by network address, each against the one reaching furthest so far.
-  const byNet = [...ok].sort((x, y) => x.net4 - y.net4 || x.podCIDR.prefixLength - y.podCIDR.prefixLength);
+  const clash = (p: PeerInfo, pc: Cidr, other: PeerInfo, oc: Cidr): void => {
+    bad.set(p.node, { node: p.node, field: 'spec.podCIDRs', value: pc.toString(), reason: `overlaps node ${other.node}'s pod CIDR ${oc.toString()}` });
+    if (!bad.has(other.node)) bad.set(other.node, { node: other.node, field: 'spec.podCIDRs', value: oc.toString(), reason: `overlaps node ${p.node}'s pod CIDR ${pc.toString()}` });
+  };
+  const with4 = ok.filter((p) => p.podCIDR !== undefined);
+  const byNet = with4.sort((x, y) => x.net4 - y.net4 || x.podCIDR!.prefixLength - y.podCIDR!.prefixLength);
   let widest: PeerInfo | undefined;
   for (const p of byNet) {
-    if (widest && p.net4 <= widest.last4) {
-      const other = widest;
-      bad.set(p.node, { node: p.node, field: 'spec.podCIDRs', value: p.podCIDR.toString(), reason: `overlaps node ${other.node}'s pod CIDR ${other.podCIDR.toString()}` });
-      if (!bad.has(other.node)) bad.set(other.node, { node: other.node, field: 'spec.podCIDRs', value: other.podCIDR.toString(), reason: `overlaps node ${p.node}'s pod CIDR ${p.podCIDR.toString()}` });
-    }
+    if (widest && p.net4 <= widest.last4) clash(p, p.podCIDR!, widest, widest.podCIDR!);
     if (!widest || p.last4 > widest.last4) widest = p;
+  }
+  // The same sweep for IPv6 pod CIDRs, on BigInts (only peers that have one: dual-stack or IPv6-only).
+  const with6 = ok.filter((p) => p.podCIDR6 !== undefined).map((p) => {
+    const c = p.podCIDR6!;
+    const net = c.network.value;
+    return { p, c, net, last: net + (1n << BigInt(128 - c.prefixLength)) - 1n };
+  });
+  with6.sort((x, y) => (x.net < y.net ? -1 : x.net > y.net ? 1 : x.c.prefixLength - y.c.prefixLength));
+  let widest6: (typeof with6)[number] | undefined;
+  for (const e of with6) {
+    if (widest6 && e.net <= widest6.last) clash(e.p, e.c, widest6.p, widest6.c);
+    if (!widest6 || e.last > widest6.last) widest6 = e;
   }
   if (rules.backend === 'vxlan') {
     const byMac = new Map<string, PeerInfo>();

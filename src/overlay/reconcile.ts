@@ -105,11 +105,13 @@ export interface KeyedPlan extends PeerPlan {
 /** Keys from the peer's precomputed texts, in exactly keyRoute/keyNeigh/keyFdb's format. */
 export function keyPlan(p: PeerPlan): KeyedPlan {
   const r = p.route;
-  const gw = p.mode === 'vxlan' ? p.peer.vtepText : p.peer.publicIpText;
-  const route: Keyed<Route> = { key: `${r.table ?? 254}|${p.peer.podCIDRText}|${r.metric ?? 0}`, sig: `${gw}|${r.dev ?? ''}|${r.onlink ? 1 : 0}|${r.protocol ?? ''}|${r.type ?? 'unicast'}`, entry: r };
+  const routes: Keyed<Route>[] = [];
+  if (r) {
+    const gw = p.modes.ipv4 === 'vxlan' ? p.peer.vtepText : p.peer.publicIpText;
+    routes.push({ key: `${r.table ?? 254}|${p.peer.podCIDRText}|${r.metric ?? 0}`, sig: `${gw}|${r.dev ?? ''}|${r.onlink ? 1 : 0}|${r.protocol ?? ''}|${r.type ?? 'unicast'}`, entry: r });
+  }
   const neigh: Keyed<NeighborEntry> | undefined = p.neigh && { key: `${p.neigh.dev}|${p.peer.vtepText}`, sig: `${p.neigh.mac}|${p.neigh.permanent ? 1 : 0}`, entry: p.neigh };
   const fdb: Keyed<FdbEntry> | undefined = p.fdb && { key: `${p.fdb.dev}|${p.fdb.mac}|${p.peer.publicIpText}`, sig: p.fdb.permanent ? 'p' : '', entry: p.fdb };
-  const routes = [route];
   const neighs = neigh ? [neigh] : [];
   if (p.route6) routes.push(keyRoute(p.route6));
   if (p.neigh6) neighs.push(keyNeigh(p.neigh6));
@@ -204,7 +206,7 @@ export async function applyChangeSet(net: NetworkKernel, set: ChangeSet, plans: 
     for (const node of outcome.failedNodes.keys()) {
       const p = plans.get(node);
       if (!p) continue;
-      routes.push({ op: 'delete', entry: p.route });
+      if (p.route) routes.push({ op: 'delete', entry: p.route });
       if (p.route6) routes.push({ op: 'delete', entry: p.route6 });
       if (p.fdb) fdb.push({ op: 'delete', entry: p.fdb });
       if (p.neigh) neigh.push({ op: 'delete', entry: p.neigh });

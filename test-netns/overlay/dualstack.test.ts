@@ -2,7 +2,7 @@
  * Dual-stack over an IPv4 underlay with vxlan: every node has a v4 and a v6 pod CIDR; the v6
  * pod network goes through the same pw.1 (v6 VTEP address, neighbour, onlink route) and the
  * same FDB entry. Pods ping each other over IPv6 across nodes, n3 one routed hop away.
- * Not covered (not built): an IPv6 underlay, IPv6 host-gw and DirectRouting.
+ * An IPv6 underlay: v6-underlay.test.ts; IPv6 host-gw, IPv6 DirectRouting, IPv6-only: ipv6.test.ts.
  */
 import { execOk, labTest } from '../harness';
 import { buildCluster, entries, ping, until, type OCluster } from './helpers';

@@ -6,6 +6,10 @@
  *                 route to the pod network), rt 198.18.0.254/24
  *   ul2 (bridge): n3 198.19.0.3/24, rt 198.19.0.254/24   (n3 is one routed hop away)
  *
+ * With `ipv6Underlay` (or `ipv6Only`) every node also gets an IPv6 node IP, added `nodad`:
+ *   ul1: n1 fd00:198:18::1/64, n2 fd00:198:18::2/64, out fd00:198:18::200/64, rt fd00:198:18::fe/64
+ *   ul2: n3 fd00:198:19::3/64, rt fd00:198:19::fe/64, routed like the IPv4 subnets
+ *
  * Every path podwired writes is in a per-run temp dir; every namespace comes from the Lab.
  */
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +21,9 @@ import { createRunDir, PODWIRE_CLI, Podwired, type RunDir } from '../lab/podwire
 
 export const PROTO = 77;
 export const OUTSIDE_IP = '198.18.0.200';
+export const OUTSIDE_IP6 = 'fd00:198:18::200';
+/** The nodes' IPv6 node IPs (ipv6Underlay / ipv6Only), by node index. */
+export const NODE_IP6 = ['fd00:198:18::1', 'fd00:198:18::2', 'fd00:198:19::3'];
 
 export interface ONode {
   name: string;
@@ -53,13 +60,22 @@ export interface ClusterOptions {
   podsPerNode?: number[];
   /** Dual-stack: every node also gets fd00:10:244:<i>::/64 (cluster CIDR fd00:10:244::/56). */
   dualStack?: boolean;
+  /** Every node also gets an IPv6 node IP (a second InternalIP), on an IPv6 underlay beside the IPv4 one. */
+  ipv6Underlay?: boolean;
+  /**
+   * IPv6-only: each node's only pod CIDR is fd00:10:244:<i>::/64, its only InternalIP the IPv6
+   * one, the cluster CIDR fd00:10:244::/56; the nodes' IPv4 addresses are removed.
+   */
+  ipv6Only?: boolean;
+  /** How many of n1, n2, n3 run podwired (default 3). */
+  nodeCount?: number;
 }
 
 export function manifestPath(run: RunDir, name: string): string {
   return path.join(run.manifests, `node-${name}.yaml`);
 }
 
-export function writeNode(run: RunDir, name: string, podCIDR: string | string[], internalIP: string, annotations: Record<string, string> = {}, uid = `pwo-uid-${name}`): void {
+export function writeNode(run: RunDir, name: string, podCIDR: string | string[], internalIP: string | string[], annotations: Record<string, string> = {}, uid = `pwo-uid-${name}`): void {
   const cidrs = Array.isArray(podCIDR) ? podCIDR : [podCIDR];
   writeFileSync(
     manifestPath(run, name),
@@ -68,7 +84,8 @@ export function writeNode(run: RunDir, name: string, podCIDR: string | string[],
       kind: 'Node',
       metadata: { name, uid, resourceVersion: '1', annotations },
       spec: { podCIDR: cidrs[0], podCIDRs: cidrs },
-      status: { addresses: [{ type: 'InternalIP', address: internalIP }, { type: 'Hostname', address: name }] },
+      // Dual-stack nodes list one InternalIP per family, as the kubelet does.
+      status: { addresses: [...(Array.isArray(internalIP) ? internalIP : [internalIP]).map((address) => ({ type: 'InternalIP', address })), { type: 'Hostname', address: name }] },
     }),
   );
 }
@@ -94,15 +111,30 @@ export async function buildCluster(lab: Lab, opts: ClusterOptions): Promise<OClu
   for (const n of [n1, n2, out]) await ip(n.ns, ['route', 'add', '198.19.0.0/24', 'via', '198.18.0.254']);
   await ip(n3.ns, ['route', 'add', '198.18.0.0/24', 'via', '198.19.0.254']);
 
-  const labNodes = [n1, n2, n3];
+  const v6 = opts.ipv6Underlay || opts.ipv6Only;
+  if (v6) {
+    // nodad: the addresses are usable at once (DAD would hold them tentative for a second or more).
+    for (const [n, a] of [[n1, NODE_IP6[0]], [n2, NODE_IP6[1]], [out, OUTSIDE_IP6], [rt, 'fd00:198:18::fe'], [n3, NODE_IP6[2]]] as const) await ip(n.ns, ['addr', 'add', `${a}/64`, 'dev', 'eth0', 'nodad']);
+    await ip(rt.ns, ['addr', 'add', 'fd00:198:19::fe/64', 'dev', 'eth1', 'nodad']);
+    for (const n of [n1, n2, out]) await ip(n.ns, ['-6', 'route', 'add', 'fd00:198:19::/64', 'via', 'fd00:198:18::fe']);
+    await ip(n3.ns, ['-6', 'route', 'add', 'fd00:198:18::/64', 'via', 'fd00:198:19::fe']);
+  }
+  const labNodes = [n1, n2, n3].slice(0, opts.nodeCount ?? 3);
   const names = ['n1', 'n2', 'n3'];
-  labNodes.forEach((ln, i) => writeNode(run, names[i]!, [`10.244.${i + 1}.0/24`, ...(opts.dualStack ? [`fd00:10:244:${i + 1}::/64`] : [])], ln.ip));
-  const extraArgs = ['--backend', opts.backend, '--sync-interval', '2s', '--min-sync-interval', '100ms', '--enable', 'cni,overlay', ...(opts.dualStack ? ['--cluster-cidr', '10.244.0.0/16,fd00:10:244::/56'] : [])];
+  const cidrsOf = (i: number): string[] => (opts.ipv6Only ? [`fd00:10:244:${i + 1}::/64`] : [`10.244.${i + 1}.0/24`, ...(opts.dualStack ? [`fd00:10:244:${i + 1}::/64`] : [])]);
+  const ipsOf = (i: number, ln: LabNode): string[] => (opts.ipv6Only ? [NODE_IP6[i]!] : [ln.ip, ...(opts.ipv6Underlay ? [NODE_IP6[i]!] : [])]);
+  labNodes.forEach((ln, i) => writeNode(run, names[i]!, cidrsOf(i), ipsOf(i, ln)));
+  if (opts.ipv6Only) {
+    // Nothing IPv4 between the nodes: the overlay must not need it.
+    for (const ln of labNodes) await ip(ln.ns, ['addr', 'del', ln.cidr, 'dev', 'eth0']);
+  }
+  const clusterCidr = opts.ipv6Only ? ['--cluster-cidr', 'fd00:10:244::/56'] : opts.dualStack ? ['--cluster-cidr', '10.244.0.0/16,fd00:10:244::/56'] : [];
+  const extraArgs = ['--backend', opts.backend, '--sync-interval', '2s', '--min-sync-interval', '100ms', '--enable', 'cni,overlay', ...clusterCidr];
   const nodes: ONode[] = labNodes.map((ln, i) => ({
     name: names[i]!,
     lab: ln,
-    ip: ln.ip,
-    podCidr: `10.244.${i + 1}.0/24`,
+    ip: opts.ipv6Only ? NODE_IP6[i]! : ln.ip,
+    podCidr: cidrsOf(i)[0]!,
     extraArgs,
     env: opts.env,
     daemon: new Podwired(lab, ln.ns, { nodeName: names[i]!, run, extraArgs, env: opts.env, logLevel: 'info' }),
@@ -124,9 +156,10 @@ export async function addPod(c: OCluster, n: ONode, name: string): Promise<OPod>
   const conf = readConflist(n.daemon.conflistPath);
   const r = await runInstalledCni(n.daemon, pluginConfig(conf, 0), { command: 'ADD', containerId: ns, podNs: ns });
   const addr = resultIpv4(r.json);
-  if (!r.ok || !addr) throw new Error(`CNI ADD ${name} on ${n.name}: ${r.summary}\n${r.stderr}`);
   const ip6 = (r.json?.ips as { address?: string }[] | undefined)?.find((x) => x.address?.includes(':'))?.address?.split('/')[0];
-  return { name, node: n, ns, ip: addr.ip, ip6 };
+  // IPv6-only pods have no IPv4 address: `ip` is then the IPv6 one.
+  if (!r.ok || !(addr ?? ip6)) throw new Error(`CNI ADD ${name} on ${n.name}: ${r.summary}\n${r.stderr}`);
+  return { name, node: n, ns, ip: addr?.ip ?? ip6!, ip6 };
 }
 
 /** Restart a node's podwired (same run dir, same flags). */
@@ -142,11 +175,11 @@ export interface NodeEntries {
 }
 
 /** Our routes (proto 77) and the neighbour/FDB entries on pw.1, as `ip` prints them. */
-export async function entries(ns: string): Promise<NodeEntries> {
+export async function entries(ns: string, family: 4 | 6 = 4): Promise<NodeEntries> {
   // Our routes carry a per-prefix metric (see routeMetric); left out here so tests compare paths.
-  const routes = (await execOk(ns, ['ip', '-4', 'route', 'show', 'proto', String(PROTO)])).trim().split('\n').filter(Boolean).map((l) => l.trim().replace(/ metric \d+/, ''));
+  const routes = (await execOk(ns, ['ip', `-${family}`, 'route', 'show', 'proto', String(PROTO)])).trim().split('\n').filter(Boolean).map((l) => l.trim().replace(/ metric \d+/, ''));
   const hasDev = (await exec(ns, ['ip', 'link', 'show', 'pw.1'])).exitCode === 0;
-  const neigh = hasDev ? (await execOk(ns, ['ip', '-4', 'neigh', 'show', 'dev', 'pw.1'])).trim().split('\n').filter(Boolean).map((l) => l.trim()) : [];
+  const neigh = hasDev ? (await execOk(ns, ['ip', `-${family}`, 'neigh', 'show', 'dev', 'pw.1'])).trim().split('\n').filter(Boolean).map((l) => l.trim()) : [];
   const fdb = hasDev ? (await execOk(ns, ['bridge', 'fdb', 'show', 'dev', 'pw.1'])).trim().split('\n').filter(Boolean).map((l) => l.trim()) : [];
   return { routes, neigh, fdb };
 }
@@ -183,7 +216,8 @@ export async function podwireStatusText(n: ONode): Promise<string> {
  */
 export async function tcpSource(lab: Lab, serverNs: string, serverIp: string, clientNs: string, port: number): Promise<{ ok: boolean; source: string | undefined; output: string }> {
   const token = `pwo-${process.pid}-${port}-${Math.random().toString(36).slice(2, 8)}`;
-  const srv = lab.spawn(serverNs, ['nc', '-lvn', '-p', String(port)]);
+  // OpenBSD nc listens on one family only (IPv4 unless told): -6 for an IPv6 server address.
+  const srv = lab.spawn(serverNs, ['nc', ...(serverIp.includes(':') ? ['-6'] : []), '-lvn', '-p', String(port)]);
   try {
     for (let i = 0; i < 100; i++) {
       const r = await exec(serverNs, ['ss', '-Hltn', `sport = :${port}`]);
