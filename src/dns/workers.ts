@@ -4,8 +4,8 @@
  * connections over the listeners the same way).
  *
  * Each worker is a worker_thread with its own batched native UDP socket and its own TCP
- * listener (Node's net, `reusePort`) per listen address. It
- * answers from the main thread's precomputed zone, shared, not copied: the slab and a hash
+ * listener (Node's net, `reusePort`) per listen address. It answers from the main thread's
+ * precomputed zone, shared, not copied: the slab and a hash
  * index in SharedArrayBuffers (zone-index.ts), replaced by a message after every change.
  * What it cannot answer from there (forwarded names, ExternalName, pod records, the
  * before-sync SERVFAIL, malformed packets, AXFR…) it hands to the main thread, which runs the
@@ -20,14 +20,14 @@
  * Workers count their queries and send the counts to the main thread every second, so the
  * CoreDNS metrics include them.
  */
+import type net from 'node:net';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { Logger } from '../common/log';
+import { DnsStats, type StatsCounts } from './metrics';
 import type { ListenAddr } from './server';
+import { DnsTcpConnections, listenTcp } from './tcp';
 import { NativeUdpSocket } from './udp-native';
 import { ZoneIndex, type ZoneSnapshot } from './zone-index';
-import type net from 'node:net';
-import { DnsStats, type StatsCounts } from './metrics';
-import { DnsTcpConnections, listenTcp } from './tcp';
 import { encodeName, encodeResponse, isQuery, nameKey, parseQuery, type Query, RCODE, rdata, TYPE } from './wire';
 
 /** `worker.podwire.invalid TXT`: which thread answered ("main" or "worker-N"); for tests and operators. */
@@ -155,6 +155,8 @@ export class DnsWorkers {
             this.o.logger.error({ err, worker: id }, 'DNS worker failed');
             resolve();
           });
+          // A thread that died has nothing left to finish: stop() does not wait for it.
+          w.on('exit', () => this.stopped.add(w));
         }),
       );
       if (this.snapshot) w.postMessage({ kind: 'zone', snapshot: this.snapshot } satisfies MainMessage);
