@@ -1,7 +1,7 @@
 /**
  * DNS bench (root): Podwire's DNS server against Knot and NSD serving the same
  * 5,000-Service cluster.local zone, inside a lab namespace, servers pinned to one core
- * and dnsperf to another, alternating in the same run.
+ * (all but podwired-w2-unpinned) and dnsperf to another, alternating in the same run.
  *
  *   node dist/bench/dns/run.js [--duration 10] [--rounds 2] [--servers podwire,knot,nsd] [--services 5000]
  *                              [--server-cpu 1] [--client-cpu 0] [--fixed-qps 5000] [--out bench/results]
@@ -9,7 +9,10 @@
  *
  * Servers: `podwire` is the dns component alone on the in-memory cluster state (bench/dns/server.ts,
  * which also reports the DNS part of the RSS), `podwire-dgram` the same on Node's dgram,
- * `podwired` the real daemon with `--enable dns` on the manifests (the whole process's RSS).
+ * `podwired` the real daemon with `--enable dns` on the manifests (the whole process's RSS),
+ * `podwired-w2-unpinned` the same with `--dns-workers 2` (the main thread and one worker
+ * thread), NOT pinned: its threads may use both cores, the client's too, so its raw QPS is
+ * what two threads reach on this machine and its QPS per CPU-second counts both threads.
  * Mixes: `cluster` (the 5,000-Service zone: 70% A, 10% SRV, 20% NXDOMAIN) against Knot and
  * NSD; `forward` (forwarded and cached: 2,000 names of an external zone behind an upstream
  * Knot pinned to the client core; 80% A, 10% AAAA NODATA, 10% NXDOMAIN; the cache warmed
@@ -36,6 +39,8 @@ const REPO = path.resolve(__dirname, '../../..');
 const HOST_JS = path.join(REPO, 'dist/test-netns/dns/host.js');
 const SERVER_JS = path.join(REPO, 'dist/bench/dns/server.js');
 const CLIENT_JS = path.join(REPO, 'dist/test-netns/dns/load-client.js');
+/** podwired with `dns.workers: 2`, not pinned to one core (see the module doc). */
+const PODWIRED_W2 = 'podwired-w2-unpinned';
 
 interface Opts {
   duration: number;
@@ -51,7 +56,7 @@ interface Opts {
 }
 
 function parseArgs(argv: string[]): Opts {
-  const o: Opts = { duration: 10, rounds: 2, servers: ['podwire', 'knot', 'nsd', 'podwired'], services: 5000, serverCpu: 1, clientCpu: 0, fixedQps: 5000, out: path.join(REPO, 'bench/results'), fwdServers: ['podwire', 'dnsmasq'], fuzz: 1_000_000 };
+  const o: Opts = { duration: 10, rounds: 2, servers: ['podwire', 'knot', 'nsd', 'podwired', PODWIRED_W2], services: 5000, serverCpu: 1, clientCpu: 0, fixedQps: 5000, out: path.join(REPO, 'bench/results'), fwdServers: ['podwire', 'dnsmasq'], fuzz: 1_000_000 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[++i] ?? '';
@@ -142,18 +147,21 @@ async function startServer(lab: Lab, ns: string, name: string, data: BenchData, 
     const args = { services: data.services, namespaces: 50, listen: `127.0.0.1:${PORT}`, nativeUdp: name === 'podwire' };
     return lab.spawn(ns, [...pin, process.execPath, '--max-semi-space-size=4', '--expose-gc', SERVER_JS, JSON.stringify(args)]);
   }
-  if (name === 'podwired') {
+  if (name === 'podwired' || name === PODWIRED_W2) {
     // The real daemon with only the dns component, on the bench's manifests: the whole process's RSS.
-    const d = path.join(work, 'podwired');
+    // With two serving threads it is not pinned: one core cannot show what a second thread adds.
+    const workers = name === PODWIRED_W2;
+    const d = path.join(work, name);
     mkdirSync(d, { recursive: true });
     writeFileSync(path.join(d, 'config.yaml'), '# everything on the command line\n');
     writeFileSync(path.join(d, 'resolv.conf'), '# no upstreams\n');
     return lab.spawn(ns, [
-      ...pin, process.execPath, '--max-semi-space-size=4', path.join(REPO, 'bin/podwired'),
+      ...(workers ? [] : pin), process.execPath, '--max-semi-space-size=4', path.join(REPO, 'bin/podwired'),
       '--config', path.join(d, 'config.yaml'), '--node-name', 'bench', '--enable', 'dns', '--manifests', data.manifests,
       '--state-dir', path.join(d, 'state'), '--control-socket', path.join(d, 'podwire.sock'),
       '--health-listen', '127.0.0.1:10366', '--metrics-listen', '127.0.0.1:10369',
       '--dns-listen', `127.0.0.1:${PORT}`, '--dns-resolv-conf', path.join(d, 'resolv.conf'), '--dns-bind-interface', '', '--dns-drain-timeout', '0s', '--log-level', 'warn',
+      ...(workers ? ['--dns-workers', '2'] : []),
     ]);
   }
   if (name === 'podwire-manifests') {

@@ -377,7 +377,16 @@ export class DnsComponent implements Component {
     if (this.steered?.length) await this.server.setExtra(this.steered.map((host) => ({ host, port: 53 })));
     if (this.section.workers > 1 && this.section.nativeUdp) {
       const server = this.server;
-      this.workers = new DnsWorkers(this.section.workers - 1, this.listen, this.section.udpSize, (to, msg, client, addr) => server.handOff(to, msg, client, addr), (c) => this.stats.merge(c), this.ctx.logger);
+      this.workers = new DnsWorkers({
+        count: this.section.workers - 1,
+        listen: this.listen,
+        udpSize: this.section.udpSize,
+        tcpIdleMs: this.section.tcpIdleMs,
+        handOff: (to, msg, client, addr) => server.handOff(to, msg, client, addr),
+        answerTcp: (msg, client) => server.answerTcp(msg, client),
+        onCounts: (c) => this.stats.merge(c),
+        logger: this.ctx.logger,
+      });
       if (this.steered?.length) this.workers.setExtra(this.steered.map((host) => ({ host, port: 53 })));
       if (this.zone.ready) this.workers.publish(this.zone.snapshot(++this.zoneGeneration));
       await this.workers.start();

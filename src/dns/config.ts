@@ -45,7 +45,7 @@ export interface DnsSection {
   kubeDnsService: string;
   /** The search-path shortcut (autopath.ts). */
   autopath: boolean;
-  /** UDP serving threads per listen address (1: the main thread only); workers.ts. */
+  /** Serving threads (UDP and TCP) per listen address (1: the main thread only); workers.ts. */
   workers: number;
   /** UDP through the native recvmmsg/sendmmsg socket (udp-native.ts) instead of dgram. */
   nativeUdp: boolean;
@@ -87,7 +87,7 @@ export const DNS_OPTIONS: readonly SectionOption[] = [
   opt('configMap', 'string', 'kube-system/kube-dns', 'ConfigMap with stubDomains and upstreamNameservers'),
   opt('kubeDnsService', 'string', 'kube-system/kube-dns', 'Service whose ClusterIPs this server also binds, with NOTRACK for port 53 ("" = none)'),
   opt('autopath', 'bool', false, "answer a pod's first search-path query with the final answer (CoreDNS autopath; this node's pods only)"),
-  opt('workers', 'int', 1, 'UDP serving threads sharing each listen address with SO_REUSEPORT (1: the main thread only; needs dns.nativeUdp)'),
+  opt('workers', 'int', 1, 'UDP and TCP serving threads sharing each listen address with SO_REUSEPORT (1: the main thread only; needs dns.nativeUdp)'),
   opt('nativeUdp', 'bool', true, 'serve UDP through the native batched socket (recvmmsg/sendmmsg); false: Node dgram'),
   opt('keeper', 'string', 'podwire-dns-keeper', 'socket keeper (abstract unix name) that holds the DNS sockets across a podwired crash, started if absent ("" = none; needs dns.nativeUdp)'),
 ];

@@ -5,7 +5,7 @@
  * - UDP: the client's EDNS0 size is honoured up to our own (default 1232); larger
  *   answers go out with TC set and only the question, and the client retries over TCP.
  * - TCP: length-prefixed messages, pipelined (answers are written as they complete,
- *   RFC 7766), an idle timeout.
+ *   RFC 7766), an idle timeout (tcp.ts, shared with the worker threads).
  * - Malformed packets get FORMERR (or are dropped when not even a header); AXFR/IXFR
  *   get REFUSED; an EDNS version above 0 gets BADVERS. Nothing a client sends can throw
  *   out of the packet handler.
@@ -19,9 +19,10 @@ import type { Next, Reply } from './handler';
 import type { DnsStats } from './metrics';
 import { loadAddon } from '../kernel/native';
 import { type SocketKeeper, socketKey } from './keeper';
+import { DnsTcpConnections, listenTcp, TCP_BACKLOG } from './tcp';
 import { NativeUdpSocket } from './udp-native';
 import { WORKER_KEY, whoAnswer } from './workers';
-import { bareResponse, buildQuery, encodeName, encodeResponse, errorResponse, fitUdp, HEADER_LEN, isQuery, nameKey, parseQuery, type Query, RCODE, rdata, TYPE } from './wire';
+import { bareResponse, buildQuery, encodeName, encodeResponse, errorResponse, fitUdp, isQuery, nameKey, parseQuery, type Query, RCODE, rdata, TYPE } from './wire';
 
 export interface ListenAddr {
   host: string;
@@ -62,12 +63,14 @@ export class DnsServer {
   private tcp: net.Server[] = [];
   /** The fd of each TCP listener we opened natively (for the keeper). */
   private readonly tcpFds = new Map<net.Server, number>();
-  private readonly conns = new Set<net.Socket>();
+  /** Our TCP connections (tcp.ts: framing, pipelining, the idle timeout and limits the workers share). */
+  private readonly tcpConns: DnsTcpConnections;
   private pending = 0;
   private closing = false;
   private readonly pidTpl: Buffer;
 
   constructor(private readonly opts: DnsServerOptions) {
+    this.tcpConns = new DnsTcpConnections(opts.tcpIdleMs, (msg, client) => this.dispatch(msg, 'tcp', client), (err) => this.opts.logger.error({ err }, 'DNS handler failed'));
     this.pidTpl = encodeResponse(encodeName(PID_NAME), TYPE.TXT, RCODE.NOERROR, [{ name: null, type: TYPE.TXT, ttl: 0, data: rdata.txt(String(process.pid)) }], [], [], false);
   }
 
@@ -118,20 +121,14 @@ export class DnsServer {
     const keptUdp = this.adopt(socketKey('udp', a.host, a.port));
     if (keptUdp !== undefined && !this.opts.nativeUdp) loadAddon().closeFd(keptUdp); // dgram cannot adopt an fd
     const udp = (this.opts.nativeUdp ? this.openNative(a, keptUdp) : undefined) ?? (await this.openDgram(a));
-    const tcp = net.createServer({ noDelay: true }, (c) => this.onTcp(c));
+    const tcp = this.tcpConns.createServer();
     tcp.on('error', (err) => this.opts.logger.warn({ err }, 'DNS TCP server error'));
     try {
       // With a keeper the listener is opened natively, so its fd is ours to hand over.
       let tcpFd = this.adopt(socketKey('tcp', a.host, a.port));
-      if (tcpFd === undefined && this.opts.keeper) tcpFd = loadAddon().tcpListenOpen(a.host, a.port, isIPv6(a.host), 511);
+      if (tcpFd === undefined && this.opts.keeper) tcpFd = loadAddon().tcpListenOpen(a.host, a.port, isIPv6(a.host), TCP_BACKLOG);
       if (tcpFd !== undefined) this.tcpFds.set(tcp, tcpFd);
-      await new Promise<void>((resolve, reject) => {
-        tcp.once('error', reject);
-        tcp.listen(tcpFd !== undefined ? { fd: tcpFd, backlog: 511 } : { host: a.host, port: a.port, reusePort: true, backlog: 511 }, () => {
-          tcp.off('error', reject);
-          resolve();
-        });
-      });
+      await listenTcp(tcp, tcpFd !== undefined ? { fd: tcpFd } : a);
     } catch (err) {
       udp.close();
       throw err;
@@ -267,39 +264,9 @@ export class DnsServer {
     return reply.length <= limit || !q ? reply : fitUdp(q, reply, limit, this.opts.udpSize);
   }
 
-  private onTcp(c: net.Socket): void {
-    this.conns.add(c);
-    let buf: Buffer = Buffer.alloc(0);
-    c.setTimeout(this.opts.tcpIdleMs, () => c.destroy());
-    c.on('error', () => undefined);
-    c.on('close', () => this.conns.delete(c));
-    const write = (reply: Buffer | null): void => {
-      if (!reply || c.destroyed || reply.length > 0xffff) return;
-      const frame = Buffer.allocUnsafe(2 + reply.length);
-      frame.writeUInt16BE(reply.length, 0);
-      reply.copy(frame, 2);
-      c.write(frame);
-    };
-    c.on('data', (d: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, d]) : d;
-      while (buf.length >= 2) {
-        const len = buf.readUInt16BE(0);
-        if (len < HEADER_LEN) {
-          c.destroy();
-          return;
-        }
-        if (buf.length < 2 + len) break;
-        const msg = buf.subarray(2, 2 + len);
-        buf = buf.subarray(2 + len);
-        const r = this.dispatch(msg, 'tcp', c.remoteAddress ?? '');
-        if (r === null || Buffer.isBuffer(r)) write(r);
-        else {
-          // Pipelining: answers are written as they complete (RFC 7766).
-          this.pending++;
-          r.then(write, (err: unknown) => this.opts.logger.error({ err }, 'DNS handler failed')).finally(() => this.pending--);
-        }
-      }
-    });
+  /** An answer for a TCP message a worker thread received and could not answer itself (workers.ts). */
+  answerTcp(msg: Buffer, client: string): Reply | Promise<Reply> {
+    return this.dispatch(msg, 'tcp', client);
   }
 
   /** Parse and answer one message: the reply, null (drop), or a Promise of either. Never throws. */
@@ -406,7 +373,7 @@ export class DnsServer {
     for (const t of this.tcp) t.close();
     // Forwarded queries still waiting for an upstream: answer them before the UDP socket goes.
     const settle = Date.now() + 1000;
-    while (this.pending > 0 && Date.now() < settle) await new Promise((r) => setTimeout(r, 10));
+    while (this.pending + this.tcpConns.pending > 0 && Date.now() < settle) await new Promise((r) => setTimeout(r, 10));
     this.closedUdp = true;
     for (const s of this.udp) {
       try {
@@ -416,8 +383,8 @@ export class DnsServer {
       }
     }
     const end = Date.now() + Math.max(1000, drainMs);
-    while (this.pending > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-    for (const c of this.conns) c.destroy();
+    while (this.pending + this.tcpConns.pending > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    this.tcpConns.destroyAll();
     this.udp = [];
     this.tcp = [];
     this.tcpFds.clear();

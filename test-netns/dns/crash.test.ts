@@ -7,7 +7,11 @@
  *   - under a dig loop and a 200 QPS loop, a kill -9 and a restart lose no query;
  *   - a graceful stop releases the sockets and the keeper exits (nothing left, queries refused);
  *   - with `--dns-keeper ''` the same crash leaves nothing bound: a query is refused at once
- *     (the behaviour the keeper removes).
+ *     (the behaviour the keeper removes);
+ *   - with `--dns-workers 2` the keeper holds the main thread's sockets; the worker's UDP socket
+ *     and TCP listener die with the process, and the kernel sends their share to the kept ones:
+ *     UDP and TCP queries sent during the crash are answered by the restarted podwired, whose
+ *     worker serves UDP and TCP again.
  */
 import path from 'node:path';
 import { exec, labTest, type BackgroundProcess, type Lab } from '../harness';
@@ -18,6 +22,18 @@ const NAME = 'web.prod.svc.cluster.local';
 
 function podwired(lab: Lab, ns: string, dir: string, manifests: string, extra: string[] = []): BackgroundProcess {
   return realPodwired(lab, ns, dir, manifests, { drain: '0s', extra });
+}
+
+/** Which threads answered `worker.podwire.invalid TXT` over TCP, from `n` connections. */
+async function tcpThreads(pod: string, n: number): Promise<string[]> {
+  const seen = new Set<string>();
+  for (let i = 0; i < n; i++) seen.add((await dig(pod, 'worker.podwire.invalid', 'TXT', { args: ['+tcp'] })).answers[0]?.[3] ?? 'none');
+  return [...seen].sort();
+}
+
+/** Listening TCP sockets on the node-local address (one line each, with the owning process). */
+async function tcpListeners(ns: string): Promise<string[]> {
+  return (await exec(ns, ['ss', '-Hlntp', 'src', `${NODE_LOCAL}:53`])).stdout.trim().split('\n').filter((l) => l);
 }
 
 /** Wait (bounded) until `p` answers the cluster name: it has synced. */
@@ -115,4 +131,37 @@ labTest('without the keeper (--dns-keeper ""), a kill -9 leaves the DNS address 
   await crash(first);
   const r = await exec(pod, ['dig', `@${NODE_LOCAL}`, '+tries=1', '+timeout=3', NAME, 'A'], { timeoutMs: 10_000 });
   t.match(r.stdout + r.stderr, /refused/i, 'a query during the crash is refused at once (port unreachable)', { out: r.stdout + r.stderr });
+});
+
+labTest('kill -9 with dns.workers: 2: the kept sockets take the workers\' share too', { prefix: 'hdt-crashwrk', timeout: 120_000 }, async (t, lab) => {
+  const { pod, nodeNs, dir, manifests } = await realPodwiredLab(t, lab, 'hdt-crashwrk');
+  const workers = ['--dns-workers', '2'];
+  const first = podwired(lab, nodeNs, dir, manifests, workers);
+  await first.waitForOutput(/"msg":"DNS serving"/, 30_000);
+  t.same(await answering(pod), ['10.96.1.10'], 'the first podwired answers');
+  t.equal((await tcpListeners(nodeNs)).length, 2, 'two TCP listeners: the main thread and the worker');
+  t.same(await tcpThreads(pod, 16), ['"main"', '"worker-1"'], 'both threads answer over TCP');
+
+  await crash(first);
+  const down = await tcpListeners(nodeNs);
+  t.ok(down.length === 1 && /podwire-dns-kee/.test(down[0]!), 'with podwired dead, only the kept TCP listener is left (the keeper\'s)', { down });
+  // Sent while nothing serves, from several source ports: they all wait in the kept sockets.
+  const sent = [...Array(4).keys()].flatMap(() => [
+    exec(pod, ['dig', `@${NODE_LOCAL}`, '+tries=1', '+timeout=10', '+nocookie', NAME, 'A'], { timeoutMs: 20_000 }),
+    exec(pod, ['dig', `@${NODE_LOCAL}`, '+tcp', '+tries=1', '+timeout=10', '+nocookie', NAME, 'A'], { timeoutMs: 20_000 }),
+  ]);
+  await sleep(1000);
+  const second = podwired(lab, nodeNs, dir, manifests, workers);
+  const answers = await Promise.all(sent);
+  t.same(
+    answers.filter((r) => !/status: NOERROR[\s\S]*10\.96\.1\.10/.test(r.stdout)).map((r) => r.stdout + r.stderr),
+    [],
+    'the 4 UDP and 4 TCP queries sent during the crash are answered by the restarted podwired',
+  );
+  t.match(second.stdout + second.stderr, /DNS sockets kept across a crash/, 'the restarted podwired took the kept sockets');
+  await second.waitForOutput(/"msg":"DNS serving"/, 30_000);
+  t.equal((await tcpListeners(nodeNs)).length, 2, 'two TCP listeners again');
+  t.same(await tcpThreads(pod, 16), ['"main"', '"worker-1"'], 'and both threads answer over TCP again');
+  const exit = await second.stop(15_000);
+  t.equal(exit.exitCode, 0, 'a graceful stop');
 });

@@ -9,10 +9,18 @@
  *   node load-client.js fuzz '{"server":"169.254.20.10","count":100000,"seed":7,"valid":"web.prod.svc.cluster.local"}'
  *     random and mutated packets over UDP (plus garbage TCP streams), paced; prints
  *     {sent, responses, tcpConnections}.
+ *
+ *   node load-client.js tcp '{"server":"169.254.20.10","connections":16,"queries":[["web.prod.svc.cluster.local","A"]],"timeoutMs":5000,"waitClose":true}'
+ *     pipelined DNS over TCP: `connections` connections at once, on each all the queries in
+ *     one write, the answers collected by ID (in whatever order they come); with `waitClose`
+ *     the connection is then left idle until the server closes it (or `timeoutMs`). Prints one
+ *     JSON line {connections: [{answers: {"<name> <type>": {rcode, data: [...]}} | null,
+ *     order: [keys], closedByServer}]} (`answers` null when the connection closed or timed
+ *     out before every answer came).
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { buildQuery, TYPE } from '../../src/dns/wire';
+import { buildQuery, HEADER_LEN, RCODE_NAMES, readName, skipName, TYPE } from '../../src/dns/wire';
 
 interface LoopArgs {
   server: string;
@@ -143,9 +151,98 @@ async function fuzz(a: FuzzArgs): Promise<void> {
   process.stdout.write(`${JSON.stringify({ sent, responses, tcpConnections })}\n`);
 }
 
+interface TcpArgs {
+  server: string;
+  port?: number;
+  connections: number;
+  /** [name, type] pairs, type a TYPE key (A, TXT, AXFR, ...). */
+  queries: [string, keyof typeof TYPE][];
+  timeoutMs: number;
+  waitClose?: boolean;
+}
+
+interface TcpAnswer {
+  rcode: string;
+  /** Answer rdata: A as dotted quad, CNAME as a name, TXT as its text; other types as `type<N>`. */
+  data: string[];
+}
+
+/** The rcode and answer data of a response (enough for the tests' checks). */
+function summarize(m: Buffer): TcpAnswer {
+  const data: string[] = [];
+  let p = skipName(m, HEADER_LEN) + 4;
+  for (let i = 0; i < m.readUInt16BE(6) && p > 4; i++) {
+    const ne = skipName(m, p);
+    const type = m.readUInt16BE(ne);
+    const rdlen = m.readUInt16BE(ne + 8);
+    const r = ne + 10;
+    if (type === TYPE.A) data.push(`${m[r]}.${m[r + 1]}.${m[r + 2]}.${m[r + 3]}`);
+    else if (type === TYPE.CNAME) data.push(`${readName(m, r) ?? '?'}.`);
+    else if (type === TYPE.TXT) data.push(m.toString('latin1', r + 1, r + 1 + m[r]!));
+    else data.push(`type${type}`);
+    p = r + rdlen;
+  }
+  return { rcode: RCODE_NAMES[m[3]! & 0x0f] ?? String(m[3]! & 0x0f), data };
+}
+
+interface TcpResult {
+  answers: Record<string, TcpAnswer> | null;
+  order: string[];
+  closedByServer: boolean;
+}
+
+function tcpConnection(a: TcpArgs, first: number): Promise<TcpResult> {
+  return new Promise((resolve) => {
+    const want = new Map(a.queries.map(([name, type], i) => [(first + i) & 0xffff, `${name} ${type}`]));
+    const answers: Record<string, TcpAnswer> = {};
+    const order: string[] = [];
+    let buf = Buffer.alloc(0);
+    let done = false;
+    const finish = (closedByServer: boolean): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      c.destroy();
+      resolve({ answers: order.length === want.size ? answers : null, order, closedByServer });
+    };
+    const timer = setTimeout(() => finish(false), a.timeoutMs);
+    const c = net.connect({ host: a.server, port: a.port ?? 53 }, () => {
+      const frames = a.queries.map(([name, type], i) => {
+        const q = buildQuery(name, TYPE[type], (first + i) & 0xffff);
+        const f = Buffer.alloc(2 + q.length);
+        f.writeUInt16BE(q.length);
+        q.copy(f, 2);
+        return f;
+      });
+      c.write(Buffer.concat(frames)); // pipelined: all of them before any answer
+    });
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const m = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        buf = buf.subarray(2 + m.length);
+        const key = want.get(m.readUInt16BE(0));
+        if (key === undefined || answers[key]) continue;
+        answers[key] = summarize(m);
+        order.push(key);
+      }
+      if (order.length === want.size && !a.waitClose) finish(false);
+    });
+    c.on('error', () => finish(false));
+    c.on('end', () => finish(true));
+    c.on('close', () => finish(true));
+  });
+}
+
+async function tcp(a: TcpArgs): Promise<void> {
+  // At once: each connection has its own source port, so the kernel spreads them over the listeners.
+  const connections = await Promise.all(Array.from({ length: a.connections }, (_, i) => tcpConnection(a, 1 + i * a.queries.length)));
+  process.stdout.write(`${JSON.stringify({ connections })}\n`);
+}
+
 const [mode, json] = process.argv.slice(2);
 const args = JSON.parse(json ?? '{}') as unknown;
-(mode === 'fuzz' ? fuzz(args as FuzzArgs) : loop(args as LoopArgs)).catch((err: unknown) => {
+(mode === 'fuzz' ? fuzz(args as FuzzArgs) : mode === 'tcp' ? tcp(args as TcpArgs) : loop(args as LoopArgs)).catch((err: unknown) => {
   process.stderr.write(`${(err as Error).stack}\n`);
   process.exit(1);
 });
