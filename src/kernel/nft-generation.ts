@@ -8,14 +8,10 @@
  * the proxy's periodic reconcile lists its table (seconds at 10,000 Services) only then.
  *
  * Why netlink and not libnftables: libnftables has no command that prints the generation.
+ * Read through NftNetlink (nft-netlink.ts).
  */
-import { KernelError } from '../common/errors';
 import { NLM_F_REQUEST } from './rtnetlink/constants';
 import { attrMap, frame, parseHeader, payloadOf } from './rtnetlink/nlmsg';
-import { NETLINK_NETFILTER } from './native';
-import { LazyNetlinkSocket } from './netlink/lazy-socket';
-import type { NetlinkTransport } from './netlink/transport';
-import type { NetnsRef } from './types';
 
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFT_MSG_NEWGEN = 15;
@@ -36,25 +32,4 @@ export function decodeNewGen(replies: readonly Buffer[]): number | undefined {
     if (id && id.length >= 4) return id.readUInt32BE(0);
   }
   return undefined;
-}
-
-/** Reads the generation of one netns, on a NETLINK_NETFILTER socket opened on first use. */
-export class NftGenerationReader {
-  private readonly sock: LazyNetlinkSocket;
-
-  /** `transport` is for tests (a fake or an already open socket). */
-  constructor(netns: NetnsRef | undefined, transport?: NetlinkTransport) {
-    this.sock = new LazyNetlinkSocket('nftables generation', netns, NETLINK_NETFILTER, transport);
-  }
-
-  async read(): Promise<number> {
-    const t = await this.sock.get();
-    const id = decodeNewGen(await t.request(encodeGetGen()));
-    if (id === undefined) throw new KernelError(`nftables generation${this.sock.where()}`, 'the kernel answered GETGEN without a generation id');
-    return id;
-  }
-
-  close(): void {
-    this.sock.close();
-  }
 }

@@ -19,7 +19,7 @@
 import { CommandError, InvalidInputError } from '../common/errors';
 import { NFT_AS_FILE, NFT_JSON, loadNftablesAddon, nftRun } from './native';
 import { runInNetns } from './netns';
-import { NftGenerationReader } from './nft-generation';
+import { NftNetlink } from './nft-netlink';
 import type { NetnsRef, NftGeneration, NftRunner } from './types';
 
 const WORD = /^[A-Za-z0-9_.\-]+$/;
@@ -95,10 +95,10 @@ export function annotateNftError(err: CommandError, script: string): CommandErro
 export class NetnsNft implements NftRunner {
   readonly backend = 'nft' as const;
   private commits = 0;
-  private readonly gen: NftGenerationReader;
+  private readonly nl: NftNetlink;
 
   constructor(readonly netns: NetnsRef | undefined) {
-    this.gen = new NftGenerationReader(netns);
+    this.nl = new NftNetlink(netns);
   }
 
   async apply(script: string): Promise<void> {
@@ -113,11 +113,15 @@ export class NetnsNft implements NftRunner {
 
   async generation(): Promise<NftGeneration> {
     const ownCommits = this.commits;
-    return { generation: await this.gen.read(), ownCommits };
+    return { generation: await this.nl.generation(), ownCommits };
+  }
+
+  rulePrints(family: string, table: string): Promise<Map<string, string[]>> {
+    return this.nl.rulePrints(family, table);
   }
 
   close(): void {
-    this.gen.close();
+    this.nl.close();
   }
 
   async listJson(what: string): Promise<unknown> {
@@ -135,20 +139,24 @@ export class NetnsNft implements NftRunner {
 export class LibNftables implements NftRunner {
   readonly backend = 'libnftables' as const;
   private commits = 0;
-  private readonly gen: NftGenerationReader;
+  private readonly nl: NftNetlink;
 
   constructor(readonly netns: NetnsRef | undefined) {
     loadNftablesAddon();
-    this.gen = new NftGenerationReader(netns);
+    this.nl = new NftNetlink(netns);
   }
 
   async generation(): Promise<NftGeneration> {
     const ownCommits = this.commits;
-    return { generation: await this.gen.read(), ownCommits };
+    return { generation: await this.nl.generation(), ownCommits };
+  }
+
+  rulePrints(family: string, table: string): Promise<Map<string, string[]>> {
+    return this.nl.rulePrints(family, table);
   }
 
   close(): void {
-    this.gen.close();
+    this.nl.close();
   }
 
   private async run(script: string, flags: number, command: string): Promise<string> {

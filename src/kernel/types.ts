@@ -227,6 +227,11 @@ export interface NftRunner {
    * the runner's own commits, another program committed a change.
    */
   generation(): Promise<NftGeneration>;
+  /**
+   * Per chain of `family table`, one print per rule in the kernel's order (nft-rules.ts): equal
+   * prints mean equal rules. Milliseconds, where any libnftables listing costs seconds at scale.
+   */
+  rulePrints(family: string, table: string): Promise<Map<string, string[]>>;
   /** Closes what the runner opened (its netlink socket). */
   close?(): void;
 }

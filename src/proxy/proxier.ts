@@ -155,6 +155,12 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     // Safe: handleEvent only records, and syncs never overlap.
     await yieldToLoop();
     const kernelTable = parseTable(json, t, isDynamicSet);
+    // Rule prints from the kernel's bytes (as learnPrints takes them), not from the listing.
+    try {
+      kernelTable.rules = await this.kernel.nft.rulePrints('inet', t);
+    } catch (err) {
+      this.logger.debug({ err: errorMessage(err) }, "dumping our nftables rules failed; the listing's prints are compared");
+    }
     await yieldToLoop();
     const drift = this.ruleset.reconcile(kernelTable, isDynamicSet);
     this.listedAt = gen;
@@ -183,7 +189,8 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     this.readBackStats = undefined;
     if (!s.renderAll && this.tableExists && s.started - this.lastTableCheck >= this.section.syncPeriodMs) {
       const g0 = performance.now();
-      const unchanged = !this.ruleset.needsPrints() && (await this.unchangedSinceListing());
+      let unchanged = await this.unchangedSinceListing();
+      if (unchanged && this.ruleset.needsPrints()) unchanged = await this.learnPrints();
       const listingDue = s.started - this.lastListing >= READBACK_SHARE * this.lastReadBackCost;
       if (unchanged) {
         this.lastTableCheck = s.started;
@@ -212,6 +219,16 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     } catch (err) {
       this.logger.debug({ err: errorMessage(err) }, 'reading the nftables generation failed; the table is listed instead');
       return undefined;
+    }
+  }
+
+  /** The rules of the chains we wrote since, as the kernel prints them (one rule dump, no listing). */
+  private async learnPrints(): Promise<boolean> {
+    try {
+      return this.ruleset.learnPrints(await this.kernel.nft.rulePrints('inet', this.section.table));
+    } catch (err) {
+      this.logger.debug({ err: errorMessage(err) }, 'dumping our nftables rules failed; the table is listed instead');
+      return false;
     }
   }
 

@@ -116,6 +116,23 @@ export class Ruleset {
     return false;
   }
 
+  /**
+   * Learn the prints of the chains in needsPrints from the kernel's rules (`rules`: per chain,
+   * one print per rule, as KernelTable.rules), when no other program committed since we wrote
+   * them: their rules are then ours. False when a chain's rule count is not the one we applied
+   * (only a full read-back can tell what happened).
+   */
+  learnPrints(rules: Map<string, string[]>): boolean {
+    let ok = true;
+    for (const [name, d] of this.appliedObjects) {
+      if (d?.kind !== 'chain' || this.chainPrints.has(name)) continue;
+      const prints = rules.get(name) ?? [];
+      if (prints.length !== (d.rules ?? []).length) ok = false;
+      else this.chainPrints.set(name, { def: defString(d)!, print: prints.join('\n') });
+    }
+    return ok;
+  }
+
   owners(): IterableIterator<string> {
     return this.contributions.keys();
   }

@@ -44,6 +44,23 @@ async function exercise(t: Test, r: NftRunner, ns: string): Promise<void> {
   t.equal(g2.generation, (g1.generation + 1) >>> 0, "another program's transaction grows the generation");
   t.equal(g2.ownCommits, g1.ownCommits, 'but not the own count');
   await execOk(ns, ['nft', 'delete', 'table', 'inet', 'pwkn-other']);
+  // Rule prints from the kernel's own bytes: the content counts, the handle does not.
+  const p0 = await r.rulePrints('ip', 'pwkn');
+  t.same([...p0.keys()].sort(), ['out', 'svc-a', 'svc-b'], 'one entry per chain with rules');
+  t.equal(p0.get('svc-a')!.length, 1);
+  const redo = async (dnat: string): Promise<void> => {
+    await execOk(ns, ['nft', 'flush', 'chain', 'ip', 'pwkn', 'svc-a']);
+    await execOk(ns, ['nft', 'add', 'rule', 'ip', 'pwkn', 'svc-a', 'meta', 'l4proto', 'udp', 'dnat', 'to', dnat]);
+  };
+  await redo('10.244.1.7:5353');
+  t.not((await r.rulePrints('ip', 'pwkn')).get('svc-a')![0], p0.get('svc-a')![0], 'a rule changed in place prints differently');
+  await redo('10.244.1.5:5353');
+  t.same(await r.rulePrints('ip', 'pwkn'), p0, 'the same rule again (a new handle) prints the same');
+  await execOk(ns, ['nft', 'add', 'rule', 'ip', 'pwkn', 'svc-b', 'counter', 'packets', '7', 'bytes', '700']);
+  t.match((await r.rulePrints('ip', 'pwkn')).get('svc-b')![1]!, /^counter\|/, "a counter's packet and byte counts are not part of its print");
+  await execOk(ns, ['nft', 'delete', 'table', 'ip', 'pwkn']);
+  t.same(await r.rulePrints('ip', 'pwkn'), new Map(), 'no table: no rules');
+  await r.apply(TABLE);
   t.equal(await elements(r), '10.96.0.10 . udp . 53 : goto svc-a');
   await r.apply('add element ip pwkn svc { 10.96.0.11 . tcp . 80 : goto svc-b }\ndelete element ip pwkn svc { 10.96.0.10 . udp . 53 }\n');
   t.equal(await elements(r), '10.96.0.11 . tcp . 80 : goto svc-b', 'elements updated in one transaction');

@@ -158,6 +158,13 @@ export class FakeNft implements NftRunner {
     return { generation: this.generationId, ownCommits: this.ownCommits };
   }
 
+  /** Per chain, its rules' text (the model's prints). */
+  async rulePrints(family: string, table: string): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    for (const c of this.tables.get(`${family} ${table}`)?.chains.values() ?? []) if (c.rules.length > 0) out.set(c.name, c.rules.map((r) => r.text));
+    return out;
+  }
+
   /** A transaction by another program (`nft` run by an admin): it counts in the generation only. */
   async applyForeign(script: string): Promise<void> {
     await this.apply(script);

@@ -1,0 +1,42 @@
+/**
+ * What the nft runners read from nf_tables over netlink rather than through libnftables:
+ * the ruleset generation (nft-generation.ts) and one table's rule prints (nft-rules.ts), on
+ * one NETLINK_NETFILTER socket opened inside the netns on first use.
+ */
+import { KernelError } from '../common/errors';
+import { NETLINK_NETFILTER } from './native';
+import { LazyNetlinkSocket } from './netlink/lazy-socket';
+import type { NetlinkTransport } from './netlink/transport';
+import { decodeNewGen, encodeGetGen } from './nft-generation';
+import { decodeRules, encodeGetRules } from './nft-rules';
+import type { NetnsRef } from './types';
+
+export class NftNetlink {
+  private readonly sock: LazyNetlinkSocket;
+
+  /** `transport` is for tests (a fake or an already open socket). */
+  constructor(netns: NetnsRef | undefined, transport?: NetlinkTransport) {
+    this.sock = new LazyNetlinkSocket('nftables', netns, NETLINK_NETFILTER, transport);
+  }
+
+  async generation(): Promise<number> {
+    const t = await this.sock.get();
+    const id = decodeNewGen(await t.request(encodeGetGen()));
+    if (id === undefined) throw new KernelError(`nftables generation${this.sock.where()}`, 'the kernel answered GETGEN without a generation id');
+    return id;
+  }
+
+  async rulePrints(family: string, table: string): Promise<Map<string, string[]>> {
+    const t = await this.sock.get();
+    try {
+      return decodeRules(await t.request(encodeGetRules(family, table)));
+    } catch (err) {
+      if (err instanceof KernelError) throw new KernelError(`dump the rules of table ${family} ${table}${this.sock.where()}`, err.message, { errno: err.errno, cause: err });
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.sock.close();
+  }
+}
