@@ -9,7 +9,8 @@ import { MemoryState, slice, svc, testConfig } from '../testing';
 import type { ClusterKind, ClusterObject } from '../../k8s/types';
 import { IpvsProxier, VIP_DEVICE, type ModuleProbe } from './proxier';
 import { renderRules, missingJumps, renderCleanup, CHAINS } from './rules';
-import { SETS } from './render';
+import { SETS, sourceRangeMembers } from './render';
+import type { TracePacket } from '../../kernel/testing/fake-iptables';
 
 const signal = new AbortController().signal;
 const NODE_IP = '198.18.0.2';
@@ -299,7 +300,7 @@ t.test('fixed rules: jumps added once, cleanup removes them', async (t) => {
   const h = await harness(await world());
   await h.apply(svc('ns/a', '10.96.0.5'));
   const ipt = h.k.iptables(4);
-  t.same(missingJumps(await ipt.save('nat'), await ipt.save('filter')), [], 'all jumps present');
+  t.same(missingJumps(await ipt.save('nat'), await ipt.save('filter'), await ipt.save('mangle')), [], 'all jumps present');
   await h.p.sync(signal); // a second full setup (after syncPeriod) must not duplicate them
   h.clock.advance(60_000);
   await h.p.sync(signal);
@@ -307,7 +308,9 @@ t.test('fixed rules: jumps added once, cleanup removes them', async (t) => {
   await h.p.cleanup(signal);
   const nat = await ipt.save('nat');
   t.notMatch(nat, /PODWIRE-IPVS/, 'chains and jumps gone');
-  t.equal(renderCleanup(nat, await ipt.save('filter')), '', 'nothing left to remove');
+  t.notMatch(await ipt.save('filter'), /PODWIRE-IPVS/, 'filter chains and jumps gone');
+  t.notMatch(await ipt.save('mangle'), /PODWIRE-IPVS/, 'mangle chain and jump gone');
+  t.equal(renderCleanup(nat, await ipt.save('filter'), await ipt.save('mangle')), '', 'nothing left to remove');
   t.same(await h.ipvs.listServices(), []);
   t.notOk(await h.k.net.getLink(VIP_DEVICE));
   t.equal(h.ipset.sets.size, 0, 'ipsets destroyed');
@@ -319,4 +322,77 @@ t.test('start-up notices a foreign FORWARD drop policy (Docker) in ipvs mode too
   const h = await harness(w);
   t.same(h.p.foreignForwardDrop, ['nft ip filter FORWARD']);
   t.same(h.p.status().foreignForwardDrop, ['nft ip filter FORWARD'], 'podwire status shows it');
+});
+
+/** One packet through our rules as the kernel walks them: filter INPUT (arriving) or mangle OUTPUT (from the node). */
+function walk(h: H, hook: 'input' | 'output', p: TracePacket & { src: string; dst: string; protocol: 'tcp' | 'udp'; dport: number }): string {
+  const ipset = (name: string, dims: string): boolean => h.ipset.test(name, dims, p);
+  const [table, chain] = hook === 'input' ? ['filter', 'INPUT'] : ['mangle', 'OUTPUT'];
+  return h.k.iptables(4).trace(table, chain, { ...p, ipset }).verdict;
+}
+
+t.test('loadBalancerSourceRanges: sets as kube-proxy fills them, traffic from outside the ranges dropped before IPVS', async (t) => {
+  const h = await harness(await world());
+  await h.apply(
+    svc('ns/fw', '10.96.0.30', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.1'], loadBalancerSourceRanges: ['203.0.113.0/24', '192.0.2.77/32'], ports: [{ port: 443, nodePort: 30443 }] }),
+    slice('ns/fw', eps(['10.244.1.2'])),
+    svc('ns/fwnode', '10.96.0.31', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.2'], loadBalancerSourceRanges: ['198.18.0.0/24'], ports: [{ port: 80, nodePort: 30081 }] }),
+    slice('ns/fwnode', eps(['10.244.1.3'])),
+    svc('ns/any', '10.96.0.32', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.3'], loadBalancerSourceRanges: ['0.0.0.0/0'], ports: [{ port: 80, nodePort: 30082 }] }),
+    slice('ns/any', eps(['10.244.1.4'])),
+    svc('ns/open', '10.96.0.33', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.4'], ports: [{ port: 80, nodePort: 30083 }] }),
+    slice('ns/open', eps(['10.244.1.5'])),
+  );
+  t.same(members(h.ipset, SETS.loadBalancerFW), ['198.18.9.1,tcp:443', '198.18.9.2,tcp:80', '198.18.9.3,tcp:80'], 'LB IP:port of each Service with source ranges, not the open one');
+  t.same(members(h.ipset, SETS.loadBalancerSourceCIDR), ['198.18.9.1,tcp:443,192.0.2.77', '198.18.9.1,tcp:443,203.0.113.0/24', '198.18.9.2,tcp:80,198.18.0.0/24', '198.18.9.3,tcp:80,0.0.0.0/1', '198.18.9.3,tcp:80,128.0.0.0/1'], 'as ipset save prints them: /32 without suffix, 0.0.0.0/0 as two /1s');
+  t.same(members(h.ipset, SETS.loadBalancerSourceIP), ['198.18.9.2,tcp:80,198.18.9.2', '198.18.9.3,tcp:80,198.18.9.3'], 'the node itself is let in where a range holds a node address (0.0.0.0/0 holds every one)');
+  t.equal(h.ipset.sets.get(SETS.loadBalancerSourceCIDR)?.create.split(' ')[2], 'hash:ip,port,net');
+  const tcp = (src: string, dst: string, dport: number) => ({ src, dst, protocol: 'tcp' as const, dport });
+  t.equal(walk(h, 'input', tcp('203.0.113.9', '198.18.9.1', 443)), 'ACCEPT', 'a client inside a range passes (on to IPVS)');
+  t.equal(walk(h, 'input', tcp('192.0.2.77', '198.18.9.1', 443)), 'ACCEPT', 'a /32 range');
+  t.equal(walk(h, 'input', tcp('192.0.2.78', '198.18.9.1', 443)), 'DROP', 'a client outside every range is dropped');
+  t.equal(walk(h, 'input', tcp('198.18.0.9', '198.18.9.2', 80)), 'ACCEPT', 'an underlay client inside 198.18.0.0/24');
+  t.equal(walk(h, 'input', tcp('203.0.113.9', '198.18.9.2', 80)), 'DROP', "another Service's range does not count");
+  t.equal(walk(h, 'input', tcp('8.8.8.8', '198.18.9.3', 80)), 'ACCEPT', '0.0.0.0/0 lets everyone in');
+  t.equal(walk(h, 'input', tcp('8.8.8.8', '198.18.9.4', 80)), 'ACCEPT', 'an LB without source ranges is open');
+  t.equal(walk(h, 'input', tcp('192.0.2.78', '10.96.0.30', 443)), 'ACCEPT', 'the ClusterIP of a firewalled Service is not firewalled');
+  // From the node: the connection's source is the locally bound LB IP; IPVS rewrites it in LOCAL_OUT, so mangle OUTPUT decides.
+  t.equal(walk(h, 'output', tcp('198.18.9.2', '198.18.9.2', 80)), 'ACCEPT', 'the node reaches an LB whose ranges hold its address');
+  t.equal(walk(h, 'output', tcp('198.18.9.1', '198.18.9.1', 443)), 'DROP', 'and not one whose ranges do not');
+  t.equal(walk(h, 'output', tcp('198.18.9.4', '198.18.9.4', 80)), 'ACCEPT', 'an open LB from the node');
+  // The ranges change: the members follow, one ipset restore.
+  await h.apply(svc('ns/fw', '10.96.0.30', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.1'], loadBalancerSourceRanges: ['192.0.2.0/24'], ports: [{ port: 443, nodePort: 30443 }], rv: '2' }));
+  t.equal(walk(h, 'input', tcp('192.0.2.78', '198.18.9.1', 443)), 'ACCEPT', 'the new range lets the client in');
+  t.equal(walk(h, 'input', tcp('203.0.113.9', '198.18.9.1', 443)), 'DROP', 'the old one no longer does');
+  await h.apply(svc('ns/fw', '10.96.0.30', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.1'], ports: [{ port: 443, nodePort: 30443 }], rv: '3' }));
+  t.notOk(members(h.ipset, SETS.loadBalancerFW).includes('198.18.9.1,tcp:443'), 'ranges removed: the LB is no longer firewalled');
+  t.equal(walk(h, 'input', tcp('203.0.113.9', '198.18.9.1', 443)), 'ACCEPT');
+  t.same(sourceRangeMembers('10.1.2.3/8'), ['10.0.0.0/8'], 'host bits cleared');
+  t.same(sourceRangeMembers('2001:db8::/32'), [], 'IPv6 ranges are not for the IPv4 sets');
+});
+
+t.test('VIP filter: a VIP answers only on its Services ports (kube-proxy KUBE-IPVS-FILTER)', async (t) => {
+  const h = await harness(await world());
+  await h.apply(
+    svc('ns/web', '10.96.0.10', { externalIPs: ['198.18.5.5'] }),
+    slice('ns/web', eps(['10.244.1.2'])),
+    svc('ns/lb', '10.96.0.12', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.9'], externalTrafficPolicy: 'Local', healthCheckNodePort: 32000, ports: [{ port: 443, nodePort: 30443 }] }),
+    slice('ns/lb', eps(['10.244.1.5'])),
+  );
+  t.same(members(h.ipset, SETS.ipvsIPs), ['10.96.0.10', '10.96.0.12', '198.18.5.5', '198.18.9.9'], 'every bound VIP');
+  t.same(members(h.ipset, SETS.healthCheckNodePort), ['32000']);
+  const pkt = (dst: string, dport: number, ctstate = 'NEW', protocol: 'tcp' | 'udp' = 'tcp') => ({ src: '198.18.0.50', dst, protocol, dport, ctstate });
+  t.equal(walk(h, 'input', pkt('10.96.0.10', 22)), 'REJECT', 'sshd is not reachable through a ClusterIP');
+  t.equal(walk(h, 'input', pkt('10.96.0.10', 80, 'NEW', 'udp')), 'REJECT', 'nor the Service port with another protocol');
+  t.equal(walk(h, 'input', pkt('198.18.5.5', 10250)), 'REJECT', 'nor the kubelet through an external IP');
+  t.equal(walk(h, 'input', pkt('198.18.9.9', 22)), 'REJECT', 'nor through an LB IP');
+  t.equal(walk(h, 'input', pkt('10.96.0.10', 80)), 'ACCEPT', 'the Service port passes (to IPVS)');
+  t.equal(walk(h, 'input', pkt('198.18.5.5', 80)), 'ACCEPT', 'the external IP Service port');
+  t.equal(walk(h, 'input', pkt('198.18.9.9', 443)), 'ACCEPT', 'the LB Service port');
+  t.equal(walk(h, 'input', pkt('198.18.9.9', 32000)), 'ACCEPT', 'the healthCheckNodePort on the LB IP (cloud LBs probe it there)');
+  t.equal(walk(h, 'input', pkt('10.96.0.10', 22, 'ESTABLISHED')), 'ACCEPT', 'only new connections are refused');
+  t.equal(walk(h, 'input', pkt(NODE_IP, 22)), 'ACCEPT', 'the node address itself is not filtered');
+  await h.remove('Service', 'ns/web');
+  t.same(members(h.ipset, SETS.ipvsIPs), ['10.96.0.12', '198.18.9.9'], 'an unbound VIP leaves the set');
+  t.equal(walk(h, 'input', pkt('10.96.0.10', 22)), 'ACCEPT', 'an address that is no VIP any more is not filtered');
 });

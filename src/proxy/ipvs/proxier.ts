@@ -107,6 +107,8 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
   private readonly vsGauge: Gauge;
   private readonly rsGauge: Gauge;
   private nodeAddresses: string[] = [];
+  /** Every IPv4 address of the node but loopback and the VIP device (render.ts IpvsRenderOptions). */
+  private hostAddresses: string[] = [];
   private setupDone = false;
   private lastFull = 0;
   /** This sync's: start time, whether it diffs everything, and what its Services touched. */
@@ -218,7 +220,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     });
     await attempt('removing iptables rules', async () => {
       const ipt = this.kernel.iptables(4);
-      const text = renderCleanup(await ipt.save('nat'), await ipt.save('filter'));
+      const text = renderCleanup(await ipt.save('nat'), await ipt.save('filter'), await ipt.save('mangle'));
       if (text) await ipt.restore(text, { noflush: true });
     });
     await attempt('destroying ipsets', () => this.ipset.restore([...Object.keys(SET_TYPES).filter((n) => this.appliedSets.has(n)), ...this.legacySets].map((n) => `destroy ${n}`).join('\n')));
@@ -236,8 +238,8 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     await this.ipset.restore(creates.join('\n'));
     for (const n of Object.keys(SET_TYPES)) if (!this.appliedSets.has(n)) this.appliedSets.set(n, new Set());
     const ipt = this.kernel.iptables(4);
-    const [nat, filter] = await Promise.all([ipt.save('nat').catch(() => ''), ipt.save('filter').catch(() => '')]);
-    await ipt.restore(renderRules({ clusterCIDRs: this.section.clusterCIDRs, masqueradeAll: this.section.masqueradeAll, masqMark: 1 << this.section.masqueradeBit }, missingJumps(nat, filter)), { noflush: true });
+    const [nat, filter, mangle] = await Promise.all([ipt.save('nat').catch(() => ''), ipt.save('filter').catch(() => ''), ipt.save('mangle').catch(() => '')]);
+    await ipt.restore(renderRules({ clusterCIDRs: this.section.clusterCIDRs, masqueradeAll: this.section.masqueradeAll, masqMark: 1 << this.section.masqueradeBit }, missingJumps(nat, filter, mangle)), { noflush: true });
     // The rules just rewritten no longer match on an earlier build's sets: they can go now.
     if (this.legacySets.length > 0) {
       await this.ipset.restore(this.legacySets.map((n) => `destroy ${n}`).join('\n'));
@@ -288,17 +290,21 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     const links = new Map((await this.kernel.net.listLinks()).map((l) => [l.index, l.name]));
     const allowed = this.section.nodePortAddresses.map((c) => Cidr.parse(c)).filter((c) => c.family === 4);
     const out = new Set<string>();
+    const host = new Set<string>();
     for (const a of await this.kernel.net.listAddresses(undefined, 4)) {
       const name = links.get(a.linkIndex);
       if (name === undefined || name === 'lo' || name === VIP_DEVICE) continue;
       const ip = a.cidr.ip;
       if (IpAddress.parse('127.0.0.0').family === ip.family && ip.toString().startsWith('127.')) continue;
+      host.add(ip.toString());
       if (allowed.length > 0 && !allowed.some((c) => c.contains(ip))) continue;
       out.add(ip.toString());
     }
     const list = [...out].sort();
-    const changed = list.join(',') !== this.nodeAddresses.join(',');
+    const hostList = [...host].sort();
+    const changed = list.join(',') !== this.nodeAddresses.join(',') || hostList.join(',') !== this.hostAddresses.join(',');
     this.nodeAddresses = list;
+    this.hostAddresses = hostList;
     return changed;
   }
 
@@ -426,7 +432,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
   protected renderService(key: string, ports: ServicePortInfo[]): void {
     const { vs: touchedVS, sets: touchedSets, vips: touchedVips } = this.current;
     const before = this.contributions.get(key);
-    const after = ports.length > 0 ? renderIpvsService(ports, { scheduler: this.section.ipvsScheduler, nodeAddresses: this.nodeAddresses }) : undefined;
+    const after = ports.length > 0 ? renderIpvsService(ports, { scheduler: this.section.ipvsScheduler, nodeAddresses: this.nodeAddresses, hostAddresses: this.hostAddresses }) : undefined;
     const move = (c: IpvsContribution | undefined, d: 1 | -1): void => {
       if (!c) return;
       for (const [set, members] of c.sets) {
