@@ -396,3 +396,22 @@ t.test('VIP filter: a VIP answers only on its Services ports (kube-proxy KUBE-IP
   t.same(members(h.ipset, SETS.ipvsIPs), ['10.96.0.12', '198.18.9.9'], 'an unbound VIP leaves the set');
   t.equal(walk(h, 'input', pkt('10.96.0.10', 22)), 'ACCEPT', 'an address that is no VIP any more is not filtered');
 });
+
+t.test('strict ARP (proxy.ipvsStrictARP, kube-proxy --ipvs-strict-arp): on by default; off leaves the ARP sysctls alone', async (t) => {
+  const on = await harness(await world());
+  await on.apply(svc('ns/a', '10.96.0.5'));
+  t.equal(await on.k.sysctl.read('net.ipv4.conf.all.arp_ignore'), '1');
+  t.equal(await on.k.sysctl.read('net.ipv4.conf.all.arp_announce'), '2');
+  t.match(on.p.status(), { strictARP: true });
+  const w = await world();
+  await w.k.sysctl.write('net.ipv4.conf.all.arp_ignore', '0');
+  await w.k.sysctl.write('net.ipv4.conf.all.arp_announce', '0');
+  const off = await harness(w, { ipvsStrictARP: false });
+  await off.apply(svc('ns/a', '10.96.0.5'));
+  t.equal(await w.k.sysctl.read('net.ipv4.conf.all.arp_ignore'), '0', 'arp_ignore untouched');
+  t.equal(await w.k.sysctl.read('net.ipv4.conf.all.arp_announce'), '0', 'arp_announce untouched');
+  t.equal(await w.k.sysctl.read('net.ipv4.vs.conntrack'), '1', 'the IPVS sysctls are still set');
+  t.match(off.p.status(), { strictARP: false });
+  t.equal(buildProxySection({ ipvsStrictARP: false }, testConfig()).ipvsStrictARP, false);
+  t.equal(buildProxySection({}, testConfig()).ipvsStrictARP, true, 'default on');
+});

@@ -36,7 +36,8 @@ import type { ExpectedInfo } from '../expected';
  * kernel that runs the CNI bridge, never carries a packet (no ports, so no carrier), and
  * an IPv4 address on it still installs the `local` route that makes the node accept the
  * VIP and IPVS see it in LOCAL_IN. ARP for the VIPs on the underlay is suppressed by
- * arp_ignore=1 / arp_announce=2 (below), as kube-proxy does.
+ * arp_ignore=1 / arp_announce=2 (STRICT_ARP_SYSCTLS, proxy.ipvsStrictARP: kube-proxy's
+ * --ipvs-strict-arp, on by default here).
  */
 export const VIP_DEVICE = 'podwire-ipvs0';
 
@@ -46,6 +47,10 @@ export const IPVS_SYSCTLS: readonly [string, string][] = [
   ['net.ipv4.vs.conn_reuse_mode', '0'],
   ['net.ipv4.vs.expire_nodest_conn', '1'], // a deleted real server's connections die at their next packet
   ['net.ipv4.vs.expire_quiescent_template', '1'], // persistence templates of a weight-0 server expire
+];
+
+/** Strict ARP (proxy.ipvsStrictARP, kube-proxy's --ipvs-strict-arp), also node namespace only. */
+export const STRICT_ARP_SYSCTLS: readonly [string, string][] = [
   ['net.ipv4.conf.all.arp_ignore', '1'], // answer ARP only for addresses of the asking interface
   ['net.ipv4.conf.all.arp_announce', '2'], // never announce a VIP as the ARP source
 ];
@@ -228,7 +233,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
 
   /** Sysctls, the VIP device, the ipsets and the fixed iptables rules. Idempotent. */
   private async setup(): Promise<void> {
-    for (const [k, v] of IPVS_SYSCTLS) {
+    for (const [k, v] of [...IPVS_SYSCTLS, ...(this.section.ipvsStrictARP ? STRICT_ARP_SYSCTLS : [])]) {
       const cur = await this.kernel.sysctl.read(k).catch(() => undefined);
       if (cur?.trim() !== v) await this.kernel.sysctl.write(k, v);
     }
@@ -571,6 +576,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     for (const s of this.draining.values()) drainingServers += s.size;
     return {
       scheduler: this.section.ipvsScheduler,
+      strictARP: this.section.ipvsStrictARP,
       vipDevice: VIP_DEVICE,
       virtualServers: this.appliedVS.size,
       realServers,
