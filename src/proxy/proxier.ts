@@ -15,6 +15,7 @@ import { errorMessage } from '../common/errors';
 import type { ComponentContext } from '../daemon/component';
 import { parseTable } from './adopt';
 import { removeIptablesLeftovers } from './leftovers';
+import { removeIpvsLeftovers } from './ipvs/leftovers';
 import type { ProxySection } from './config';
 import type { EndpointInfo, ServicePortInfo } from './model';
 import { lbChainsOf, renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
@@ -79,6 +80,7 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
 
   async reconcileOnStart(_signal: AbortSignal): Promise<void> {
     await removeIptablesLeftovers(this.kernel, this.logger); // a switch from the iptables mode
+    await removeIpvsLeftovers(this.kernel, this.logger); // or from the ipvs mode
     await this.adopt();
     await this.checkForeignForwardDrop(`inet ${this.section.table}`);
   }
@@ -109,6 +111,7 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
       this.logger.warn({ err }, 'removing the proxy table failed');
     }
     await removeIptablesLeftovers(this.kernel, this.logger);
+    await removeIpvsLeftovers(this.kernel, this.logger);
   }
 
   /**

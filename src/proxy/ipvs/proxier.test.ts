@@ -10,6 +10,7 @@ import type { ClusterKind, ClusterObject } from '../../k8s/types';
 import { IpvsProxier, VIP_DEVICE, type ModuleProbe } from './proxier';
 import { renderRules, missingJumps, renderCleanup, CHAINS } from './rules';
 import { SETS, sourceRangeMembers } from './render';
+import { removeIpvsLeftovers } from './leftovers';
 import type { TracePacket } from '../../kernel/testing/fake-iptables';
 
 const signal = new AbortController().signal;
@@ -414,4 +415,64 @@ t.test('strict ARP (proxy.ipvsStrictARP, kube-proxy --ipvs-strict-arp): on by de
   t.match(off.p.status(), { strictARP: false });
   t.equal(buildProxySection({ ipvsStrictARP: false }, testConfig()).ipvsStrictARP, false);
   t.equal(buildProxySection({}, testConfig()).ipvsStrictARP, true, 'default on');
+});
+
+/** What is left of the ipvs mode in a fake world: virtual servers, our chains (all tables), the VIP device, our sets. */
+async function ipvsState(w: Awaited<ReturnType<typeof world>>): Promise<{ vs: string[]; chains: string[]; device: boolean; sets: string[] }> {
+  const ipt = w.k.iptables(4);
+  const chains = ['nat', 'filter', 'mangle'].flatMap((tb) => ipt.chains(tb).filter((c) => c.startsWith('PODWIRE-IPVS')).map((c) => `${tb}:${c}`));
+  const jumps = ['nat', 'filter', 'mangle'].flatMap((tb) => ipt.chains(tb).flatMap((c) => ipt.rules(tb, c).filter((r) => /-j PODWIRE-IPVS/.test(r) && !c.startsWith('PODWIRE-IPVS')).map((r) => `${tb}:${c} ${r}`)));
+  return { vs: await table(w.ipvs), chains: [...chains, ...jumps].sort(), device: (await w.k.net.getLink(VIP_DEVICE)) !== undefined, sets: [...w.ipset.sets.keys()].sort() };
+}
+
+t.test('mode switch: the ipvs mode state is removed (ours only), also on a kernel without IPVS', async (t) => {
+  for (const noIpvs of [false, true]) {
+    const w = await world();
+    const h = await harness(w);
+    await h.apply(
+      svc('ns/a', '10.96.0.5', { type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] }),
+      slice('ns/a', eps(['10.244.1.2'])),
+      svc('ns/s', '10.96.0.6', { type: 'NodePort', ports: [{ port: 90, protocol: 'SCTP', nodePort: 30090 }] }),
+    );
+    await h.p.close();
+    // Not ours: a virtual server on the node address on a port that is no NodePort of ours, one elsewhere, and a foreign ipset.
+    const foreign = [
+      { family: 4 as const, protocol: 'tcp' as const, address: NODE_IP, port: 8443, scheduler: 'rr' },
+      { family: 4 as const, protocol: 'tcp' as const, address: '192.0.2.1', port: 80, scheduler: 'rr' },
+    ];
+    await w.ipvs.apply(foreign.map((service) => ({ op: 'add' as const, entry: { kind: 'service' as const, service } })));
+    await w.ipset.restore('create KUBE-CLUSTER-IP hash:ip,port family inet');
+    const before = await ipvsState(w);
+    t.ok(before.vs.length === 6 && before.chains.length > 0 && before.device, `ipvs mode state there (${before.vs.length} virtual servers, ${before.chains.length} chains and jumps)`);
+    t.ok(before.chains.includes('mangle:OUTPUT -j PODWIRE-IPVS-OUTPUT'), 'the mangle jump too');
+    w.ipvs.unavailable = noIpvs;
+    const r = await removeIpvsLeftovers(w.k, silentLogger, { ipvs: w.ipvs, ipset: w.ipset });
+    w.ipvs.unavailable = false;
+    const after = await ipvsState(w);
+    const what = noIpvs ? 'kernel without IPVS' : 'kernel with IPVS';
+    t.same(after.chains, [], `${what}: chains and jumps gone in nat, filter and mangle`);
+    t.equal(after.device, false, `${what}: VIP device (and its addresses) gone`);
+    t.same(after.sets, ['KUBE-CLUSTER-IP'], `${what}: our sets destroyed, the foreign one kept`);
+    t.match(r, { chains: 9, vipDevice: true, ipvs: !noIpvs, sets: 18 });
+    if (noIpvs) t.equal(r.virtualServers, 0, 'no IPVS family: no virtual server was looked for');
+    else t.same(after.vs, ['tcp 192.0.2.1:80 rr -> ', `tcp ${NODE_IP}:8443 rr -> `], 'ClusterIP, NodePort (TCP bitmap, SCTP hash) virtual servers gone; the foreign ones stay');
+    const again = await removeIpvsLeftovers(w.k, silentLogger, { ipvs: w.ipvs, ipset: w.ipset });
+    t.same(again, { virtualServers: 0, chains: 0, sets: 0, vipDevice: false, ipvs: true }, `${what}: a second run finds nothing (and makes no ipset or IPVS call)`);
+  }
+});
+
+t.test('ipvs mode start removes the nftables and iptables modes\' leftovers', async (t) => {
+  const w = await world();
+  const applied: string[] = [];
+  w.k.nft.list = async (what) => (what === 'table inet podwire' && applied.length === 0 ? 'table inet podwire {\n}\n' : '');
+  w.k.nft.apply = async (script) => {
+    applied.push(script);
+  };
+  await w.k.iptables(4).restore('*nat\n:PODWIRE-SERVICES - [0:0]\n-A PREROUTING -m comment --comment "podwire service portals" -j PODWIRE-SERVICES\nCOMMIT\n', { noflush: true });
+  const h = await harness(w);
+  t.same(applied, ['add table inet podwire\ndelete table inet podwire\n'], 'the nftables mode table deleted');
+  t.notOk(w.k.iptables(4).chains('nat').includes('PODWIRE-SERVICES'), 'the iptables mode chain deleted');
+  t.notMatch(await w.k.iptables(4).save('nat'), /-j PODWIRE-SERVICES/, 'with its jump');
+  await h.apply(svc('ns/a', '10.96.0.5'));
+  t.match(await w.k.iptables(4).save('nat'), /-A PREROUTING -j PODWIRE-IPVS-SERVICES/, 'the ipvs mode rules are in place');
 });

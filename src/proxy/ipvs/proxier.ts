@@ -26,20 +26,14 @@ import { Gauge } from 'prom-client';
 import type { ProxySection } from '../config';
 import type { ServicePortInfo } from '../model';
 import { ProxyPipeline, type ApplyResult, type SyncStart } from '../pipeline';
-import { destKey, LEGACY_SETS, renderIpvsService, SET_TYPES, vsKey, type DesiredVS, type IpvsContribution } from './render';
-import { missingJumps, renderCleanup, renderRules } from './rules';
+import { destKey, LEGACY_SETS, renderIpvsService, SET_TYPES, VIP_DEVICE, vsKey, type DesiredVS, type IpvsContribution } from './render';
+import { missingJumps, renderRules } from './rules';
+import { removeIpvsLeftovers } from './leftovers';
+import { removeIptablesLeftovers, removeNftLeftovers } from '../leftovers';
 import type { ExpectedInfo } from '../expected';
 
-/**
- * Where the VIPs are bound. kube-proxy uses a dummy device (kube-ipvs0); the kernels we
- * run on may lack the dummy driver, so this is a bridge without ports: it exists on every
- * kernel that runs the CNI bridge, never carries a packet (no ports, so no carrier), and
- * an IPv4 address on it still installs the `local` route that makes the node accept the
- * VIP and IPVS see it in LOCAL_IN. ARP for the VIPs on the underlay is suppressed by
- * arp_ignore=1 / arp_announce=2 (STRICT_ARP_SYSCTLS, proxy.ipvsStrictARP: kube-proxy's
- * --ipvs-strict-arp, on by default here).
- */
-export const VIP_DEVICE = 'podwire-ipvs0';
+/** Where the VIPs are bound (render.ts says why a port-less bridge). */
+export { VIP_DEVICE } from './render';
 
 /** The sysctls kube-proxy's ipvs mode sets, written inside the node's namespace only. */
 export const IPVS_SYSCTLS: readonly [string, string][] = [
@@ -161,6 +155,9 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
 
   async reconcileOnStart(_signal: AbortSignal): Promise<void> {
     await this.checkModules();
+    // A switch from the nftables or iptables mode: their Service rules would answer first.
+    await removeNftLeftovers(this.kernel, this.section.table, this.logger);
+    await removeIptablesLeftovers(this.kernel, this.logger);
     await this.adopt();
     await this.checkForeignForwardDrop();
   }
@@ -209,26 +206,14 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     this.ipvs.close();
   }
 
-  /** `podwired --cleanup`: our virtual servers, VIP device, iptables chains and ipsets. */
+  /**
+   * `podwired --cleanup`: our virtual servers, VIP device, iptables chains and ipsets
+   * (ipvs/leftovers.ts), and the other modes' leftovers as their own cleanup removes ours.
+   */
   async cleanup(_signal: AbortSignal): Promise<void> {
-    const attempt = async (what: string, f: () => Promise<unknown>): Promise<void> => {
-      try {
-        await f();
-      } catch (err) {
-        this.logger.warn({ err: errorMessage(err) }, `cleanup: ${what} failed`);
-      }
-    };
-    await attempt('reading IPVS', () => this.adopt());
-    await attempt('deleting IPVS virtual servers', () => this.ipvs.apply([...this.appliedVS.values()].map((v) => ({ op: 'delete', entry: { kind: 'service', service: v.service } }))));
-    await attempt('deleting the VIP device', async () => {
-      if (await this.kernel.net.getLink(VIP_DEVICE)) await this.kernel.net.deleteLink(VIP_DEVICE);
-    });
-    await attempt('removing iptables rules', async () => {
-      const ipt = this.kernel.iptables(4);
-      const text = renderCleanup(await ipt.save('nat'), await ipt.save('filter'), await ipt.save('mangle'));
-      if (text) await ipt.restore(text, { noflush: true });
-    });
-    await attempt('destroying ipsets', () => this.ipset.restore([...Object.keys(SET_TYPES).filter((n) => this.appliedSets.has(n)), ...this.legacySets].map((n) => `destroy ${n}`).join('\n')));
+    await removeIpvsLeftovers(this.kernel, this.logger, { ipvs: this.ipvs, ipset: this.ipset, always: true });
+    await removeIptablesLeftovers(this.kernel, this.logger);
+    await removeNftLeftovers(this.kernel, this.section.table, this.logger);
   }
 
   /** Sysctls, the VIP device, the ipsets and the fixed iptables rules. Idempotent. */

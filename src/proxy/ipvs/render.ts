@@ -13,6 +13,17 @@ import { Cidr, IpAddress } from '../../common/ip';
 import type { IpvsDest, IpvsService } from '../../kernel/ipvs';
 import type { EndpointInfo, ServicePortInfo } from '../model';
 
+/**
+ * Where the VIPs are bound. kube-proxy uses a dummy device (kube-ipvs0); the kernels we
+ * run on may lack the dummy driver, so this is a bridge without ports: it exists on every
+ * kernel that runs the CNI bridge, never carries a packet (no ports, so no carrier), and
+ * an IPv4 address on it still installs the `local` route that makes the node accept the
+ * VIP and IPVS see it in LOCAL_IN. ARP for the VIPs on the underlay is suppressed by
+ * arp_ignore=1 / arp_announce=2 (STRICT_ARP_SYSCTLS, proxy.ipvsStrictARP: kube-proxy's
+ * --ipvs-strict-arp, on by default here).
+ */
+export const VIP_DEVICE = 'podwire-ipvs0';
+
 /** ipset names: kube-proxy's, with our prefix (≤ 31 characters). */
 export const SETS = {
   clusterIP: 'PODWIRE-CLUSTER-IP',
