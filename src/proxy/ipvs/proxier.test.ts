@@ -476,3 +476,14 @@ t.test('ipvs mode start removes the nftables and iptables modes\' leftovers', as
   await h.apply(svc('ns/a', '10.96.0.5'));
   t.match(await w.k.iptables(4).save('nat'), /-A PREROUTING -j PODWIRE-IPVS-SERVICES/, 'the ipvs mode rules are in place');
 });
+
+t.test('an external IP that is a node address is not bound on the VIP device and not VIP-filtered (kube-proxy)', async (t) => {
+  const h = await harness(await world());
+  await h.apply(svc('ns/ext', '10.96.0.40', { externalIPs: [NODE_IP, '198.18.5.6'] }), slice('ns/ext', eps(['10.244.1.2'])));
+  t.ok((await table(h.ipvs)).includes(`tcp ${NODE_IP}:80 rr -> 10.244.1.2:8080w1`), 'the virtual server on the node address exists');
+  const bound = (await h.k.net.listAddresses(VIP_DEVICE)).map((a) => a.cidr.ip.toString()).sort();
+  t.same(bound, ['10.96.0.40', '198.18.5.6'], 'the node address is not bound again');
+  t.same(members(h.ipset, SETS.ipvsIPs), ['10.96.0.40', '198.18.5.6']);
+  t.equal(walk(h, 'input', { src: '198.18.0.50', dst: NODE_IP, protocol: 'tcp', dport: 22 }), 'ACCEPT', 'sshd on the node address stays reachable');
+  t.equal(walk(h, 'input', { src: '198.18.0.50', dst: '198.18.5.6', protocol: 'tcp', dport: 22 }), 'REJECT', 'the other external IP is a VIP');
+});

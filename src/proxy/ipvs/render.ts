@@ -152,6 +152,10 @@ export function renderIpvsService(ports: readonly ServicePortInfo[], opts: IpvsR
     if (!l) sets.set(set, (l = []));
     if (!l.includes(member)) l.push(member);
   };
+  // An external or LB IP that is already an address of the node is not bound again and is no
+  // VIP for the VIP filter (kube-proxy: "must not add the address to the dummy device if it
+  // exists on another interface"): its other listeners stay reachable, as without a Service.
+  const host = new Set(opts.hostAddresses ?? opts.nodeAddresses);
   for (const p of ports) {
     if (p.family !== 4) continue; // IPv4 only in this build (docs/proxy.md)
     const proto = p.protocol;
@@ -175,7 +179,7 @@ export function renderIpvsService(ports: readonly ServicePortInfo[], opts: IpvsR
     add(SETS.clusterIP, `${p.clusterIP},${proto}:${p.port}`);
     for (const ip of p.externalIPs) {
       vs(ip, p.port, externalEps);
-      vips.add(ip);
+      if (!host.has(ip)) vips.add(ip);
       add(SETS.externalIP, `${ip},${proto}:${p.port}`);
       if (p.externalLocal) add(SETS.externalIPLocal, `${ip},${proto}:${p.port}`);
     }
@@ -186,7 +190,7 @@ export function renderIpvsService(ports: readonly ServicePortInfo[], opts: IpvsR
     });
     for (const ip of p.loadBalancerIPs) {
       vs(ip, p.port, externalEps);
-      vips.add(ip);
+      if (!host.has(ip)) vips.add(ip);
       const m = `${ip},${proto}:${p.port}`;
       add(SETS.loadBalancer, m);
       if (p.externalLocal) add(SETS.loadBalancerLocal, m);
