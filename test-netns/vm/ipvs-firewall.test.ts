@@ -6,7 +6,8 @@
  * Covers: loadBalancerSourceRanges (a client inside the ranges reaches the LB IP, one outside
  * is dropped, a pod outside too; the node itself only where a range holds its address; the
  * NodePort of the same Service is not filtered, as in kube-proxy); the VIP filter (a node-local
- * listener is refused through a ClusterIP or LB IP, answers on the node address); a restart
+ * listener is refused through a ClusterIP or LB IP, answers on the node address, also when that
+ * address is a Service's external IP); a restart
  * that rewrites nothing (the new ipset members read back as rendered); the switch ipvs →
  * nftables → ipvs removing the other mode's state, virtual servers included.
  */
@@ -60,6 +61,9 @@ labTest('ipvs mode: loadBalancerSourceRanges, the VIP filter, restart, mode swit
     slice('ns/fwn', eps, [{ name: 'http', port: 8080 }]),
     svc('ns/web', WEB, { ports: [{ name: 'http', port: 80 }] }),
     slice('ns/web', eps, [{ name: 'http', port: 8080 }]),
+    // An external IP that is the node's own address: not bound again, not VIP-filtered.
+    svc('ns/ext', '10.96.0.53', { externalIPs: [node.ip], ports: [{ name: 'http', port: 8088 }] }),
+    slice('ns/ext', eps, [{ name: 'http', port: 8080 }]),
   ];
   step('ipvs proxier');
   let h = await ipvsHost(node);
@@ -90,6 +94,10 @@ labTest('ipvs mode: loadBalancerSourceRanges, the VIP filter, restart, mode swit
   t.equal((await connectOutcome(inside.ns, LB_FW, 2222)).outcome, 'ConnectionRefusedError', 'nor through an LB IP');
   const web = await get(client, `http://${WEB}/`);
   t.ok(web.ok && web.body.startsWith('p1'), `the Service port of that ClusterIP still answers (${web.body || web.err})`);
+  const ext = await get(outside.ns, `http://${node.ip}:8088/`);
+  t.ok(ext.ok && ext.body.startsWith('p1'), `an external IP that is the node address answers its Service port (${ext.body || ext.err})`);
+  t.equal((await connectOutcome(outside.ns, node.ip, 2222)).outcome, 'connected', 'and is no VIP: the node-local listener stays reachable on it');
+  t.notMatch((await exec(node.ns, ['ip', '-4', 'addr', 'show', 'podwire-ipvs0'])).stdout, new RegExp(`inet ${node.ip.replace(/\./g, '\\.')}/`), 'the node address is not bound on the VIP device');
 
   // ---- restart: adopted, nothing rewritten (the new sets' members read back as rendered)
   step('restart');
