@@ -5,7 +5,7 @@
  * iptables rule references cannot be destroyed). Sysctls are left as they are.
  *
  * Ours, and nothing else: a virtual server on an address of the VIP device, or on a node
- * address with a port of our NodePort sets; chains and sets by their PODWIRE-IPVS-* /
+ * address with a port of our NodePort sets or as a member of our external / LB IP sets; chains and sets by their PODWIRE-IPVS-* /
  * render.ts names. kube-proxy's (KUBE-*, kube-ipvs0) and anybody else's stay.
  *
  * A kernel without IPVS (no "IPVS" genetlink family, like this project's CI host) has no
@@ -84,12 +84,14 @@ export async function removeIpvsLeftovers(kernel: Kernel, logger: Logger, deps: 
     }
     if (services && services.length > 0) {
       const nodeAddrs = new Set(((await attempt('listing the node addresses', () => kernel.net.listAddresses(undefined, 4))) ?? []).map((a) => a.cidr.ip.toString()));
-      const nodePort = (s: IpvsService): boolean =>
-        (NODE_PORT_SETS[s.protocol ?? ''] ?? []).some((n) => {
+      // On a node address: a NodePort of ours, or an external / LB IP that is the node's own
+      // address (not bound on the VIP device, render.ts), found in our sets.
+      const inOurSets = (s: IpvsService): boolean =>
+        [...(NODE_PORT_SETS[s.protocol ?? ''] ?? []), SETS.externalIP, SETS.loadBalancer].some((n) => {
           const m = saved.get(n)?.members;
           return m !== undefined && (m.has(String(s.port)) || m.has(`${s.address},${s.protocol}:${s.port}`));
         });
-      const ours = services.filter((s) => s.fwmark === undefined && s.address !== undefined && (vips.has(s.address) || (nodeAddrs.has(s.address) && !vips.has(s.address) && nodePort(s))));
+      const ours = services.filter((s) => s.fwmark === undefined && s.address !== undefined && (vips.has(s.address) || (nodeAddrs.has(s.address) && inOurSets(s))));
       if (ours.length > 0) {
         const r = await attempt('deleting the IPVS virtual servers', () => ipvs.apply(ours.map((service) => ({ op: 'delete' as const, entry: { kind: 'service' as const, service } }))));
         if (r) {

@@ -433,6 +433,7 @@ t.test('mode switch: the ipvs mode state is removed (ours only), also on a kerne
       svc('ns/a', '10.96.0.5', { type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] }),
       slice('ns/a', eps(['10.244.1.2'])),
       svc('ns/s', '10.96.0.6', { type: 'NodePort', ports: [{ port: 90, protocol: 'SCTP', nodePort: 30090 }] }),
+      svc('ns/ext', '10.96.0.7', { externalIPs: [NODE_IP], ports: [{ port: 8081 }] }),
     );
     await h.p.close();
     // Not ours: a virtual server on the node address on a port that is no NodePort of ours, one elsewhere, and a foreign ipset.
@@ -443,7 +444,7 @@ t.test('mode switch: the ipvs mode state is removed (ours only), also on a kerne
     await w.ipvs.apply(foreign.map((service) => ({ op: 'add' as const, entry: { kind: 'service' as const, service } })));
     await w.ipset.restore('create KUBE-CLUSTER-IP hash:ip,port family inet');
     const before = await ipvsState(w);
-    t.ok(before.vs.length === 6 && before.chains.length > 0 && before.device, `ipvs mode state there (${before.vs.length} virtual servers, ${before.chains.length} chains and jumps)`);
+    t.ok(before.vs.length === 8 && before.chains.length > 0 && before.device, `ipvs mode state there (${before.vs.length} virtual servers, ${before.chains.length} chains and jumps)`);
     t.ok(before.chains.includes('mangle:OUTPUT -j PODWIRE-IPVS-OUTPUT'), 'the mangle jump too');
     w.ipvs.unavailable = noIpvs;
     const r = await removeIpvsLeftovers(w.k, silentLogger, { ipvs: w.ipvs, ipset: w.ipset });
@@ -455,7 +456,7 @@ t.test('mode switch: the ipvs mode state is removed (ours only), also on a kerne
     t.same(after.sets, ['KUBE-CLUSTER-IP'], `${what}: our sets destroyed, the foreign one kept`);
     t.match(r, { chains: 9, vipDevice: true, ipvs: !noIpvs, sets: 18 });
     if (noIpvs) t.equal(r.virtualServers, 0, 'no IPVS family: no virtual server was looked for');
-    else t.same(after.vs, ['tcp 192.0.2.1:80 rr -> ', `tcp ${NODE_IP}:8443 rr -> `], 'ClusterIP, NodePort (TCP bitmap, SCTP hash) virtual servers gone; the foreign ones stay');
+    else t.same(after.vs, ['tcp 192.0.2.1:80 rr -> ', `tcp ${NODE_IP}:8443 rr -> `], 'ClusterIP, NodePort (TCP bitmap, SCTP hash), node-address external IP virtual servers gone; the foreign ones stay');
     const again = await removeIpvsLeftovers(w.k, silentLogger, { ipvs: w.ipvs, ipset: w.ipset });
     t.same(again, { virtualServers: 0, chains: 0, sets: 0, vipDevice: false, ipvs: true }, `${what}: a second run finds nothing (and makes no ipset or IPVS call)`);
   }
