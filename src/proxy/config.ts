@@ -40,6 +40,13 @@ export interface ProxySection {
   iptablesBackend: 'auto' | 'legacy' | 'nft';
   /** ipvs mode: the IPVS scheduler of every virtual server (kube-proxy's --ipvs-scheduler). */
   ipvsScheduler: string;
+  /**
+   * ipvs mode: net.ipv4.conf.all.arp_ignore=1 / arp_announce=2 in the node namespace, so the
+   * VIPs bound on the VIP device are not answered for (nor announced) on the underlay
+   * (kube-proxy's --ipvs-strict-arp). On by default, unlike kube-proxy: off, the sysctls are
+   * left as they are (the kernel's default answers ARP for every local address on every link).
+   */
+  ipvsStrictARP: boolean;
 }
 
 export const PROXY_DEFAULTS = {
@@ -117,6 +124,7 @@ export function buildProxySection(values: Readonly<Record<string, unknown>>, con
     coldChunk: Math.max(1, num('coldChunk', PROXY_DEFAULTS.coldChunk)),
     iptablesBackend: iptablesBackend(str('iptablesBackend') ?? 'auto'),
     ipvsScheduler: ipvsScheduler(str('ipvsScheduler') ?? PROXY_DEFAULTS.ipvsScheduler),
+    ipvsStrictARP: values.ipvsStrictARP !== false,
   };
 }
 
@@ -131,6 +139,7 @@ export const proxySection: ConfigSection<ProxySection> = defineSection<ProxySect
     { key: 'healthzBindAddress', flag: 'proxy-healthz-bind-address', env: 'PODWIRE_PROXY_HEALTHZ_BIND_ADDRESS', kind: 'string', default: PROXY_DEFAULTS.healthzBindAddress, help: 'kube-proxy style /healthz and /livez ADDR:PORT (empty: off)' },
     { key: 'iptablesBackend', flag: 'proxy-iptables-backend', env: 'PODWIRE_PROXY_IPTABLES_BACKEND', kind: 'string', default: 'auto', help: 'iptables mode: auto (iptables-legacy when installed, else iptables-nft) | legacy | nft' },
     { key: 'ipvsScheduler', flag: 'proxy-ipvs-scheduler', env: 'PODWIRE_PROXY_IPVS_SCHEDULER', kind: 'string', default: PROXY_DEFAULTS.ipvsScheduler, help: 'ipvs mode: IPVS scheduler (rr, wrr, lc, wlc, sh, mh, ...)' },
+    { key: 'ipvsStrictARP', flag: 'proxy-ipvs-strict-arp', env: 'PODWIRE_PROXY_IPVS_STRICT_ARP', kind: 'bool', default: true, help: 'ipvs mode: arp_ignore=1, arp_announce=2 in the node namespace, so the VIPs are not answered for by ARP on the underlay (kube-proxy --ipvs-strict-arp; off: the sysctls are left as they are)' },
     { key: 'masqueradeBit', flag: 'proxy-masquerade-bit', env: 'PODWIRE_PROXY_MASQUERADE_BIT', kind: 'int', default: PROXY_DEFAULTS.masqueradeBit, help: 'fwmark bit for SNAT (kube-proxy: 14 = 0x4000)' },
   ],
   build: (values, config) => buildProxySection(values, config),

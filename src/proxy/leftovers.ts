@@ -11,7 +11,7 @@ import type { IptablesRunner } from '../kernel/types';
 import { removeOwnChains } from './iptables/applier';
 
 /** The kernel's runner per family, plus the other backend's when the runner is a real one. */
-function runners(kernel: Kernel): IptablesRunner[] {
+export function runners(kernel: Kernel): IptablesRunner[] {
   const out: IptablesRunner[] = [];
   for (const f of [4, 6] as const) {
     const r = kernel.iptables(f);

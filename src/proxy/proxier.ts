@@ -16,6 +16,7 @@ import type { ComponentContext } from '../daemon/component';
 import type { NftGeneration } from '../kernel';
 import { parseTable } from './adopt';
 import { removeIptablesLeftovers } from './leftovers';
+import { removeIpvsLeftovers } from './ipvs/leftovers';
 import type { ProxySection } from './config';
 import type { EndpointInfo, ServicePortInfo } from './model';
 import { lbChainsOf, renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
@@ -89,6 +90,7 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
 
   async reconcileOnStart(_signal: AbortSignal): Promise<void> {
     await removeIptablesLeftovers(this.kernel, this.logger); // a switch from the iptables mode
+    await removeIpvsLeftovers(this.kernel, this.logger); // or from the ipvs mode
     await this.adopt();
     await this.checkForeignForwardDrop(`inet ${this.section.table}`);
   }
@@ -122,6 +124,7 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
       this.logger.warn({ err }, 'removing the proxy table failed');
     }
     await removeIptablesLeftovers(this.kernel, this.logger);
+    await removeIpvsLeftovers(this.kernel, this.logger);
   }
 
   /**

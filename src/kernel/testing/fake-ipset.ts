@@ -4,7 +4,16 @@
  * `flush NAME`, `destroy NAME`. Without `-exist`, adding what is there or deleting what is
  * not fails the whole restore (as ipset does: it stops at the first error).
  */
+import { Cidr, IpAddress } from '../../common/ip';
 import type { IpsetRunner } from '../ipset';
+
+/** The fields of a packet `-m set --match-set NAME DIMS` looks at. */
+export interface SetPacket {
+  src?: string;
+  dst?: string;
+  protocol?: string;
+  dport?: number;
+}
 
 export class FakeIpset implements IpsetRunner {
   readonly sets = new Map<string, { create: string; members: Set<string> }>();
@@ -20,6 +29,37 @@ export class FakeIpset implements IpsetRunner {
       for (const m of s.members) lines.push(`add ${n} ${m}`);
     }
     return lines.length ? `${lines.join('\n')}\n` : '';
+  }
+
+  /**
+   * Would `-m set --match-set name dims` match this packet? For the types the proxy creates:
+   * bitmap:port, hash:ip, hash:ip,port, hash:ip,port,ip and hash:ip,port,net (only the
+   * destination port is known: a `src` port dimension never matches).
+   */
+  test(name: string, dims: string, p: SetPacket): boolean {
+    const s = this.sets.get(name);
+    if (!s) return false;
+    const type = s.create.split(/\s+/)[2] ?? '';
+    const d = dims.split(',');
+    const addr = (dim: string | undefined): string | undefined => (dim === 'src' ? p.src : dim === 'dst' ? p.dst : undefined);
+    if (type === 'bitmap:port') return d[0] === 'dst' && p.dport !== undefined && s.members.has(String(p.dport));
+    const ip = addr(d[0]);
+    if (ip === undefined) return false;
+    if (type === 'hash:ip') return s.members.has(ip);
+    if (d[1] !== 'dst' || p.dport === undefined || p.protocol === undefined) return false;
+    const ipPort = `${ip},${p.protocol}:${p.dport}`;
+    if (type === 'hash:ip,port') return s.members.has(ipPort);
+    const third = addr(d[2]);
+    if (third === undefined) return false;
+    if (type === 'hash:ip,port,ip') return s.members.has(`${ipPort},${third}`);
+    if (type === 'hash:ip,port,net') {
+      for (const m of s.members) {
+        if (!m.startsWith(`${ipPort},`)) continue;
+        const net = m.slice(ipPort.length + 1);
+        if (Cidr.parse(net.includes('/') ? net : `${net}/32`).contains(IpAddress.parse(third))) return true;
+      }
+    }
+    return false;
   }
 
   async restore(text: string): Promise<void> {

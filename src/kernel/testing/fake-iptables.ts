@@ -9,7 +9,7 @@
  *
  * The packet tracer is deliberately small: `trace(table, chain, packet)` walks -A rules
  * whose matches it understands (-s, -d, -p, --dport, -i, -o, -m comment, and the proxy's
- * -m statistic / recent / addrtype / conntrack / mark, answered from the packet's fields)
+ * -m statistic / recent / addrtype / conntrack / mark / set, answered from the packet's fields)
  * and follows -j to user chains and RETURN, applying MARK --set-xmark; other matches are
  * treated as "does not match".
  */
@@ -68,6 +68,8 @@ export interface TracePacket {
   ctstate?: string;
   /** fwmark; MARK targets update it during the walk (read it back from TraceResult.mark). */
   mark?: number;
+  /** `-m set --match-set NAME DIMS`: membership (FakeIpset.test answers it); default: in no set. */
+  ipset?: (name: string, dims: string) => boolean;
 }
 
 export interface TraceResult {
@@ -310,7 +312,7 @@ function ruleMatches(words: string[], p: TracePacket): boolean {
         i++;
         break;
       case '-m':
-        if (!['comment', 'tcp', 'udp', 'sctp', 'statistic', 'recent', 'addrtype', 'conntrack', 'mark'].includes(val!)) return false;
+        if (!['comment', 'tcp', 'udp', 'sctp', 'statistic', 'recent', 'addrtype', 'conntrack', 'mark', 'set'].includes(val!)) return false;
         i++;
         break;
       case '--mode':
@@ -354,6 +356,10 @@ function ruleMatches(words: string[], p: TracePacket): boolean {
       }
       case '--comment':
         i++;
+        break;
+      case '--match-set':
+        if (!check((p.ipset ?? (() => false))(val!, words[i + 2] ?? ''))) return false;
+        i += 2;
         break;
       case '-j':
       case '--jump':

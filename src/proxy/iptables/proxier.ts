@@ -17,6 +17,7 @@ import type { ProxySection } from '../config';
 import { ipFamily, type Family, type ServicePortInfo } from '../model';
 import { KUBERNETES_SERVICE, ProxyPipeline, type ApplyResult, type SyncStart } from '../pipeline';
 import { removeIptablesLeftovers, removeNftLeftovers } from '../leftovers';
+import { removeIpvsLeftovers } from '../ipvs/leftovers';
 import { IptablesApplier, Layers, TABLES, type Desired, type IptPlan, type TableName } from './applier';
 import { createIptablesMetrics, type IptablesMetrics } from './metrics';
 import type { ExpectedInfo } from '../expected';
@@ -81,6 +82,7 @@ export class IptablesProxier extends ProxyPipeline<IptSyncStats> {
   /** Adopt our chains from iptables-save; remove the nftables mode's table if one is left. */
   async reconcileOnStart(_signal: AbortSignal): Promise<void> {
     await removeNftLeftovers(this.kernel, this.section.table, this.logger);
+    await removeIpvsLeftovers(this.kernel, this.logger); // IPVS would take Service traffic first (LOCAL_IN)
     await this.adoptAll();
     await this.checkForeignForwardDrop();
   }
@@ -100,6 +102,7 @@ export class IptablesProxier extends ProxyPipeline<IptSyncStats> {
   async cleanup(_signal: AbortSignal): Promise<void> {
     await removeIptablesLeftovers(this.kernel, this.logger);
     await removeNftLeftovers(this.kernel, this.section.table, this.logger);
+    await removeIpvsLeftovers(this.kernel, this.logger);
   }
 
   protected async prepare(s: SyncStart): Promise<boolean> {

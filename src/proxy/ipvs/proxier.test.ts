@@ -9,7 +9,9 @@ import { MemoryState, slice, svc, testConfig } from '../testing';
 import type { ClusterKind, ClusterObject } from '../../k8s/types';
 import { IpvsProxier, VIP_DEVICE, type ModuleProbe } from './proxier';
 import { renderRules, missingJumps, renderCleanup, CHAINS } from './rules';
-import { SETS } from './render';
+import { SETS, sourceRangeMembers } from './render';
+import { removeIpvsLeftovers } from './leftovers';
+import type { TracePacket } from '../../kernel/testing/fake-iptables';
 
 const signal = new AbortController().signal;
 const NODE_IP = '198.18.0.2';
@@ -299,7 +301,7 @@ t.test('fixed rules: jumps added once, cleanup removes them', async (t) => {
   const h = await harness(await world());
   await h.apply(svc('ns/a', '10.96.0.5'));
   const ipt = h.k.iptables(4);
-  t.same(missingJumps(await ipt.save('nat'), await ipt.save('filter')), [], 'all jumps present');
+  t.same(missingJumps(await ipt.save('nat'), await ipt.save('filter'), await ipt.save('mangle')), [], 'all jumps present');
   await h.p.sync(signal); // a second full setup (after syncPeriod) must not duplicate them
   h.clock.advance(60_000);
   await h.p.sync(signal);
@@ -307,7 +309,9 @@ t.test('fixed rules: jumps added once, cleanup removes them', async (t) => {
   await h.p.cleanup(signal);
   const nat = await ipt.save('nat');
   t.notMatch(nat, /PODWIRE-IPVS/, 'chains and jumps gone');
-  t.equal(renderCleanup(nat, await ipt.save('filter')), '', 'nothing left to remove');
+  t.notMatch(await ipt.save('filter'), /PODWIRE-IPVS/, 'filter chains and jumps gone');
+  t.notMatch(await ipt.save('mangle'), /PODWIRE-IPVS/, 'mangle chain and jump gone');
+  t.equal(renderCleanup(nat, await ipt.save('filter'), await ipt.save('mangle')), '', 'nothing left to remove');
   t.same(await h.ipvs.listServices(), []);
   t.notOk(await h.k.net.getLink(VIP_DEVICE));
   t.equal(h.ipset.sets.size, 0, 'ipsets destroyed');
@@ -319,4 +323,168 @@ t.test('start-up notices a foreign FORWARD drop policy (Docker) in ipvs mode too
   const h = await harness(w);
   t.same(h.p.foreignForwardDrop, ['nft ip filter FORWARD']);
   t.same(h.p.status().foreignForwardDrop, ['nft ip filter FORWARD'], 'podwire status shows it');
+});
+
+/** One packet through our rules as the kernel walks them: filter INPUT (arriving) or mangle OUTPUT (from the node). */
+function walk(h: H, hook: 'input' | 'output', p: TracePacket & { src: string; dst: string; protocol: 'tcp' | 'udp'; dport: number }): string {
+  const ipset = (name: string, dims: string): boolean => h.ipset.test(name, dims, p);
+  const [table, chain] = hook === 'input' ? ['filter', 'INPUT'] : ['mangle', 'OUTPUT'];
+  return h.k.iptables(4).trace(table, chain, { ...p, ipset }).verdict;
+}
+
+t.test('loadBalancerSourceRanges: sets as kube-proxy fills them, traffic from outside the ranges dropped before IPVS', async (t) => {
+  const h = await harness(await world());
+  await h.apply(
+    svc('ns/fw', '10.96.0.30', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.1'], loadBalancerSourceRanges: ['203.0.113.0/24', '192.0.2.77/32'], ports: [{ port: 443, nodePort: 30443 }] }),
+    slice('ns/fw', eps(['10.244.1.2'])),
+    svc('ns/fwnode', '10.96.0.31', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.2'], loadBalancerSourceRanges: ['198.18.0.0/24'], ports: [{ port: 80, nodePort: 30081 }] }),
+    slice('ns/fwnode', eps(['10.244.1.3'])),
+    svc('ns/any', '10.96.0.32', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.3'], loadBalancerSourceRanges: ['0.0.0.0/0'], ports: [{ port: 80, nodePort: 30082 }] }),
+    slice('ns/any', eps(['10.244.1.4'])),
+    svc('ns/open', '10.96.0.33', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.4'], ports: [{ port: 80, nodePort: 30083 }] }),
+    slice('ns/open', eps(['10.244.1.5'])),
+  );
+  t.same(members(h.ipset, SETS.loadBalancerFW), ['198.18.9.1,tcp:443', '198.18.9.2,tcp:80', '198.18.9.3,tcp:80'], 'LB IP:port of each Service with source ranges, not the open one');
+  t.same(members(h.ipset, SETS.loadBalancerSourceCIDR), ['198.18.9.1,tcp:443,192.0.2.77', '198.18.9.1,tcp:443,203.0.113.0/24', '198.18.9.2,tcp:80,198.18.0.0/24', '198.18.9.3,tcp:80,0.0.0.0/1', '198.18.9.3,tcp:80,128.0.0.0/1'], 'as ipset save prints them: /32 without suffix, 0.0.0.0/0 as two /1s');
+  t.same(members(h.ipset, SETS.loadBalancerSourceIP), ['198.18.9.2,tcp:80,198.18.9.2', '198.18.9.3,tcp:80,198.18.9.3'], 'the node itself is let in where a range holds a node address (0.0.0.0/0 holds every one)');
+  t.equal(h.ipset.sets.get(SETS.loadBalancerSourceCIDR)?.create.split(' ')[2], 'hash:ip,port,net');
+  const tcp = (src: string, dst: string, dport: number) => ({ src, dst, protocol: 'tcp' as const, dport });
+  t.equal(walk(h, 'input', tcp('203.0.113.9', '198.18.9.1', 443)), 'ACCEPT', 'a client inside a range passes (on to IPVS)');
+  t.equal(walk(h, 'input', tcp('192.0.2.77', '198.18.9.1', 443)), 'ACCEPT', 'a /32 range');
+  t.equal(walk(h, 'input', tcp('192.0.2.78', '198.18.9.1', 443)), 'DROP', 'a client outside every range is dropped');
+  t.equal(walk(h, 'input', tcp('198.18.0.9', '198.18.9.2', 80)), 'ACCEPT', 'an underlay client inside 198.18.0.0/24');
+  t.equal(walk(h, 'input', tcp('203.0.113.9', '198.18.9.2', 80)), 'DROP', "another Service's range does not count");
+  t.equal(walk(h, 'input', tcp('8.8.8.8', '198.18.9.3', 80)), 'ACCEPT', '0.0.0.0/0 lets everyone in');
+  t.equal(walk(h, 'input', tcp('8.8.8.8', '198.18.9.4', 80)), 'ACCEPT', 'an LB without source ranges is open');
+  t.equal(walk(h, 'input', tcp('192.0.2.78', '10.96.0.30', 443)), 'ACCEPT', 'the ClusterIP of a firewalled Service is not firewalled');
+  // From the node: the connection's source is the locally bound LB IP; IPVS rewrites it in LOCAL_OUT, so mangle OUTPUT decides.
+  t.equal(walk(h, 'output', tcp('198.18.9.2', '198.18.9.2', 80)), 'ACCEPT', 'the node reaches an LB whose ranges hold its address');
+  t.equal(walk(h, 'output', tcp('198.18.9.1', '198.18.9.1', 443)), 'DROP', 'and not one whose ranges do not');
+  t.equal(walk(h, 'output', tcp('198.18.9.4', '198.18.9.4', 80)), 'ACCEPT', 'an open LB from the node');
+  // The ranges change: the members follow, one ipset restore.
+  await h.apply(svc('ns/fw', '10.96.0.30', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.1'], loadBalancerSourceRanges: ['192.0.2.0/24'], ports: [{ port: 443, nodePort: 30443 }], rv: '2' }));
+  t.equal(walk(h, 'input', tcp('192.0.2.78', '198.18.9.1', 443)), 'ACCEPT', 'the new range lets the client in');
+  t.equal(walk(h, 'input', tcp('203.0.113.9', '198.18.9.1', 443)), 'DROP', 'the old one no longer does');
+  await h.apply(svc('ns/fw', '10.96.0.30', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.1'], ports: [{ port: 443, nodePort: 30443 }], rv: '3' }));
+  t.notOk(members(h.ipset, SETS.loadBalancerFW).includes('198.18.9.1,tcp:443'), 'ranges removed: the LB is no longer firewalled');
+  t.equal(walk(h, 'input', tcp('203.0.113.9', '198.18.9.1', 443)), 'ACCEPT');
+  t.same(sourceRangeMembers('10.1.2.3/8'), ['10.0.0.0/8'], 'host bits cleared');
+  t.same(sourceRangeMembers('2001:db8::/32'), [], 'IPv6 ranges are not for the IPv4 sets');
+});
+
+t.test('VIP filter: a VIP answers only on its Services ports (kube-proxy KUBE-IPVS-FILTER)', async (t) => {
+  const h = await harness(await world());
+  await h.apply(
+    svc('ns/web', '10.96.0.10', { externalIPs: ['198.18.5.5'] }),
+    slice('ns/web', eps(['10.244.1.2'])),
+    svc('ns/lb', '10.96.0.12', { type: 'LoadBalancer', loadBalancerIPs: ['198.18.9.9'], externalTrafficPolicy: 'Local', healthCheckNodePort: 32000, ports: [{ port: 443, nodePort: 30443 }] }),
+    slice('ns/lb', eps(['10.244.1.5'])),
+  );
+  t.same(members(h.ipset, SETS.ipvsIPs), ['10.96.0.10', '10.96.0.12', '198.18.5.5', '198.18.9.9'], 'every bound VIP');
+  t.same(members(h.ipset, SETS.healthCheckNodePort), ['32000']);
+  const pkt = (dst: string, dport: number, ctstate = 'NEW', protocol: 'tcp' | 'udp' = 'tcp') => ({ src: '198.18.0.50', dst, protocol, dport, ctstate });
+  t.equal(walk(h, 'input', pkt('10.96.0.10', 22)), 'REJECT', 'sshd is not reachable through a ClusterIP');
+  t.equal(walk(h, 'input', pkt('10.96.0.10', 80, 'NEW', 'udp')), 'REJECT', 'nor the Service port with another protocol');
+  t.equal(walk(h, 'input', pkt('198.18.5.5', 10250)), 'REJECT', 'nor the kubelet through an external IP');
+  t.equal(walk(h, 'input', pkt('198.18.9.9', 22)), 'REJECT', 'nor through an LB IP');
+  t.equal(walk(h, 'input', pkt('10.96.0.10', 80)), 'ACCEPT', 'the Service port passes (to IPVS)');
+  t.equal(walk(h, 'input', pkt('198.18.5.5', 80)), 'ACCEPT', 'the external IP Service port');
+  t.equal(walk(h, 'input', pkt('198.18.9.9', 443)), 'ACCEPT', 'the LB Service port');
+  t.equal(walk(h, 'input', pkt('198.18.9.9', 32000)), 'ACCEPT', 'the healthCheckNodePort on the LB IP (cloud LBs probe it there)');
+  t.equal(walk(h, 'input', pkt('10.96.0.10', 22, 'ESTABLISHED')), 'ACCEPT', 'only new connections are refused');
+  t.equal(walk(h, 'input', pkt(NODE_IP, 22)), 'ACCEPT', 'the node address itself is not filtered');
+  await h.remove('Service', 'ns/web');
+  t.same(members(h.ipset, SETS.ipvsIPs), ['10.96.0.12', '198.18.9.9'], 'an unbound VIP leaves the set');
+  t.equal(walk(h, 'input', pkt('10.96.0.10', 22)), 'ACCEPT', 'an address that is no VIP any more is not filtered');
+});
+
+t.test('strict ARP (proxy.ipvsStrictARP, kube-proxy --ipvs-strict-arp): on by default; off leaves the ARP sysctls alone', async (t) => {
+  const on = await harness(await world());
+  await on.apply(svc('ns/a', '10.96.0.5'));
+  t.equal(await on.k.sysctl.read('net.ipv4.conf.all.arp_ignore'), '1');
+  t.equal(await on.k.sysctl.read('net.ipv4.conf.all.arp_announce'), '2');
+  t.match(on.p.status(), { strictARP: true });
+  const w = await world();
+  await w.k.sysctl.write('net.ipv4.conf.all.arp_ignore', '0');
+  await w.k.sysctl.write('net.ipv4.conf.all.arp_announce', '0');
+  const off = await harness(w, { ipvsStrictARP: false });
+  await off.apply(svc('ns/a', '10.96.0.5'));
+  t.equal(await w.k.sysctl.read('net.ipv4.conf.all.arp_ignore'), '0', 'arp_ignore untouched');
+  t.equal(await w.k.sysctl.read('net.ipv4.conf.all.arp_announce'), '0', 'arp_announce untouched');
+  t.equal(await w.k.sysctl.read('net.ipv4.vs.conntrack'), '1', 'the IPVS sysctls are still set');
+  t.match(off.p.status(), { strictARP: false });
+  t.equal(buildProxySection({ ipvsStrictARP: false }, testConfig()).ipvsStrictARP, false);
+  t.equal(buildProxySection({}, testConfig()).ipvsStrictARP, true, 'default on');
+});
+
+/** What is left of the ipvs mode in a fake world: virtual servers, our chains (all tables), the VIP device, our sets. */
+async function ipvsState(w: Awaited<ReturnType<typeof world>>): Promise<{ vs: string[]; chains: string[]; device: boolean; sets: string[] }> {
+  const ipt = w.k.iptables(4);
+  const chains = ['nat', 'filter', 'mangle'].flatMap((tb) => ipt.chains(tb).filter((c) => c.startsWith('PODWIRE-IPVS')).map((c) => `${tb}:${c}`));
+  const jumps = ['nat', 'filter', 'mangle'].flatMap((tb) => ipt.chains(tb).flatMap((c) => ipt.rules(tb, c).filter((r) => /-j PODWIRE-IPVS/.test(r) && !c.startsWith('PODWIRE-IPVS')).map((r) => `${tb}:${c} ${r}`)));
+  return { vs: await table(w.ipvs), chains: [...chains, ...jumps].sort(), device: (await w.k.net.getLink(VIP_DEVICE)) !== undefined, sets: [...w.ipset.sets.keys()].sort() };
+}
+
+t.test('mode switch: the ipvs mode state is removed (ours only), also on a kernel without IPVS', async (t) => {
+  for (const noIpvs of [false, true]) {
+    const w = await world();
+    const h = await harness(w);
+    await h.apply(
+      svc('ns/a', '10.96.0.5', { type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] }),
+      slice('ns/a', eps(['10.244.1.2'])),
+      svc('ns/s', '10.96.0.6', { type: 'NodePort', ports: [{ port: 90, protocol: 'SCTP', nodePort: 30090 }] }),
+      svc('ns/ext', '10.96.0.7', { externalIPs: [NODE_IP], ports: [{ port: 8081 }] }),
+    );
+    await h.p.close();
+    // Not ours: a virtual server on the node address on a port that is no NodePort of ours, one elsewhere, and a foreign ipset.
+    const foreign = [
+      { family: 4 as const, protocol: 'tcp' as const, address: NODE_IP, port: 8443, scheduler: 'rr' },
+      { family: 4 as const, protocol: 'tcp' as const, address: '192.0.2.1', port: 80, scheduler: 'rr' },
+    ];
+    await w.ipvs.apply(foreign.map((service) => ({ op: 'add' as const, entry: { kind: 'service' as const, service } })));
+    await w.ipset.restore('create KUBE-CLUSTER-IP hash:ip,port family inet');
+    const before = await ipvsState(w);
+    t.ok(before.vs.length === 8 && before.chains.length > 0 && before.device, `ipvs mode state there (${before.vs.length} virtual servers, ${before.chains.length} chains and jumps)`);
+    t.ok(before.chains.includes('mangle:OUTPUT -j PODWIRE-IPVS-OUTPUT'), 'the mangle jump too');
+    w.ipvs.unavailable = noIpvs;
+    const r = await removeIpvsLeftovers(w.k, silentLogger, { ipvs: w.ipvs, ipset: w.ipset });
+    w.ipvs.unavailable = false;
+    const after = await ipvsState(w);
+    const what = noIpvs ? 'kernel without IPVS' : 'kernel with IPVS';
+    t.same(after.chains, [], `${what}: chains and jumps gone in nat, filter and mangle`);
+    t.equal(after.device, false, `${what}: VIP device (and its addresses) gone`);
+    t.same(after.sets, ['KUBE-CLUSTER-IP'], `${what}: our sets destroyed, the foreign one kept`);
+    t.match(r, { chains: 9, vipDevice: true, ipvs: !noIpvs, sets: 18 });
+    if (noIpvs) t.equal(r.virtualServers, 0, 'no IPVS family: no virtual server was looked for');
+    else t.same(after.vs, ['tcp 192.0.2.1:80 rr -> ', `tcp ${NODE_IP}:8443 rr -> `], 'ClusterIP, NodePort (TCP bitmap, SCTP hash), node-address external IP virtual servers gone; the foreign ones stay');
+    const again = await removeIpvsLeftovers(w.k, silentLogger, { ipvs: w.ipvs, ipset: w.ipset });
+    t.same(again, { virtualServers: 0, chains: 0, sets: 0, vipDevice: false, ipvs: true }, `${what}: a second run finds nothing (and makes no ipset or IPVS call)`);
+  }
+});
+
+t.test('ipvs mode start removes the nftables and iptables modes\' leftovers', async (t) => {
+  const w = await world();
+  const applied: string[] = [];
+  w.k.nft.list = async (what) => (what === 'table inet podwire' && applied.length === 0 ? 'table inet podwire {\n}\n' : '');
+  w.k.nft.apply = async (script) => {
+    applied.push(script);
+  };
+  await w.k.iptables(4).restore('*nat\n:PODWIRE-SERVICES - [0:0]\n-A PREROUTING -m comment --comment "podwire service portals" -j PODWIRE-SERVICES\nCOMMIT\n', { noflush: true });
+  const h = await harness(w);
+  t.same(applied, ['add table inet podwire\ndelete table inet podwire\n'], 'the nftables mode table deleted');
+  t.notOk(w.k.iptables(4).chains('nat').includes('PODWIRE-SERVICES'), 'the iptables mode chain deleted');
+  t.notMatch(await w.k.iptables(4).save('nat'), /-j PODWIRE-SERVICES/, 'with its jump');
+  await h.apply(svc('ns/a', '10.96.0.5'));
+  t.match(await w.k.iptables(4).save('nat'), /-A PREROUTING -j PODWIRE-IPVS-SERVICES/, 'the ipvs mode rules are in place');
+});
+
+t.test('an external IP that is a node address is not bound on the VIP device and not VIP-filtered (kube-proxy)', async (t) => {
+  const h = await harness(await world());
+  await h.apply(svc('ns/ext', '10.96.0.40', { externalIPs: [NODE_IP, '198.18.5.6'] }), slice('ns/ext', eps(['10.244.1.2'])));
+  t.ok((await table(h.ipvs)).includes(`tcp ${NODE_IP}:80 rr -> 10.244.1.2:8080w1`), 'the virtual server on the node address exists');
+  const bound = (await h.k.net.listAddresses(VIP_DEVICE)).map((a) => a.cidr.ip.toString()).sort();
+  t.same(bound, ['10.96.0.40', '198.18.5.6'], 'the node address is not bound again');
+  t.same(members(h.ipset, SETS.ipvsIPs), ['10.96.0.40', '198.18.5.6']);
+  t.equal(walk(h, 'input', { src: '198.18.0.50', dst: NODE_IP, protocol: 'tcp', dport: 22 }), 'ACCEPT', 'sshd on the node address stays reachable');
+  t.equal(walk(h, 'input', { src: '198.18.0.50', dst: '198.18.5.6', protocol: 'tcp', dport: 22 }), 'REJECT', 'the other external IP is a VIP');
 });

@@ -26,19 +26,14 @@ import { Gauge } from 'prom-client';
 import type { ProxySection } from '../config';
 import type { ServicePortInfo } from '../model';
 import { ProxyPipeline, type ApplyResult, type SyncStart } from '../pipeline';
-import { destKey, LEGACY_SETS, renderIpvsService, SET_TYPES, vsKey, type DesiredVS, type IpvsContribution } from './render';
-import { missingJumps, renderCleanup, renderRules } from './rules';
+import { destKey, LEGACY_SETS, renderIpvsService, SET_TYPES, VIP_DEVICE, vsKey, type DesiredVS, type IpvsContribution } from './render';
+import { missingJumps, renderRules } from './rules';
+import { removeIpvsLeftovers } from './leftovers';
+import { removeIptablesLeftovers, removeNftLeftovers } from '../leftovers';
 import type { ExpectedInfo } from '../expected';
 
-/**
- * Where the VIPs are bound. kube-proxy uses a dummy device (kube-ipvs0); the kernels we
- * run on may lack the dummy driver, so this is a bridge without ports: it exists on every
- * kernel that runs the CNI bridge, never carries a packet (no ports, so no carrier), and
- * an IPv4 address on it still installs the `local` route that makes the node accept the
- * VIP and IPVS see it in LOCAL_IN. ARP for the VIPs on the underlay is suppressed by
- * arp_ignore=1 / arp_announce=2 (below), as kube-proxy does.
- */
-export const VIP_DEVICE = 'podwire-ipvs0';
+/** Where the VIPs are bound (render.ts says why a port-less bridge). */
+export { VIP_DEVICE } from './render';
 
 /** The sysctls kube-proxy's ipvs mode sets, written inside the node's namespace only. */
 export const IPVS_SYSCTLS: readonly [string, string][] = [
@@ -46,6 +41,10 @@ export const IPVS_SYSCTLS: readonly [string, string][] = [
   ['net.ipv4.vs.conn_reuse_mode', '0'],
   ['net.ipv4.vs.expire_nodest_conn', '1'], // a deleted real server's connections die at their next packet
   ['net.ipv4.vs.expire_quiescent_template', '1'], // persistence templates of a weight-0 server expire
+];
+
+/** Strict ARP (proxy.ipvsStrictARP, kube-proxy's --ipvs-strict-arp), also node namespace only. */
+export const STRICT_ARP_SYSCTLS: readonly [string, string][] = [
   ['net.ipv4.conf.all.arp_ignore', '1'], // answer ARP only for addresses of the asking interface
   ['net.ipv4.conf.all.arp_announce', '2'], // never announce a VIP as the ARP source
 ];
@@ -107,6 +106,8 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
   private readonly vsGauge: Gauge;
   private readonly rsGauge: Gauge;
   private nodeAddresses: string[] = [];
+  /** Every IPv4 address of the node but loopback and the VIP device (render.ts IpvsRenderOptions). */
+  private hostAddresses: string[] = [];
   private setupDone = false;
   private lastFull = 0;
   /** This sync's: start time, whether it diffs everything, and what its Services touched. */
@@ -154,6 +155,9 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
 
   async reconcileOnStart(_signal: AbortSignal): Promise<void> {
     await this.checkModules();
+    // A switch from the nftables or iptables mode: their Service rules would answer first.
+    await removeNftLeftovers(this.kernel, this.section.table, this.logger);
+    await removeIptablesLeftovers(this.kernel, this.logger);
     await this.adopt();
     await this.checkForeignForwardDrop();
   }
@@ -202,31 +206,19 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     this.ipvs.close();
   }
 
-  /** `podwired --cleanup`: our virtual servers, VIP device, iptables chains and ipsets. */
+  /**
+   * `podwired --cleanup`: our virtual servers, VIP device, iptables chains and ipsets
+   * (ipvs/leftovers.ts), and the other modes' leftovers as their own cleanup removes ours.
+   */
   async cleanup(_signal: AbortSignal): Promise<void> {
-    const attempt = async (what: string, f: () => Promise<unknown>): Promise<void> => {
-      try {
-        await f();
-      } catch (err) {
-        this.logger.warn({ err: errorMessage(err) }, `cleanup: ${what} failed`);
-      }
-    };
-    await attempt('reading IPVS', () => this.adopt());
-    await attempt('deleting IPVS virtual servers', () => this.ipvs.apply([...this.appliedVS.values()].map((v) => ({ op: 'delete', entry: { kind: 'service', service: v.service } }))));
-    await attempt('deleting the VIP device', async () => {
-      if (await this.kernel.net.getLink(VIP_DEVICE)) await this.kernel.net.deleteLink(VIP_DEVICE);
-    });
-    await attempt('removing iptables rules', async () => {
-      const ipt = this.kernel.iptables(4);
-      const text = renderCleanup(await ipt.save('nat'), await ipt.save('filter'));
-      if (text) await ipt.restore(text, { noflush: true });
-    });
-    await attempt('destroying ipsets', () => this.ipset.restore([...Object.keys(SET_TYPES).filter((n) => this.appliedSets.has(n)), ...this.legacySets].map((n) => `destroy ${n}`).join('\n')));
+    await removeIpvsLeftovers(this.kernel, this.logger, { ipvs: this.ipvs, ipset: this.ipset, always: true });
+    await removeIptablesLeftovers(this.kernel, this.logger);
+    await removeNftLeftovers(this.kernel, this.section.table, this.logger);
   }
 
   /** Sysctls, the VIP device, the ipsets and the fixed iptables rules. Idempotent. */
   private async setup(): Promise<void> {
-    for (const [k, v] of IPVS_SYSCTLS) {
+    for (const [k, v] of [...IPVS_SYSCTLS, ...(this.section.ipvsStrictARP ? STRICT_ARP_SYSCTLS : [])]) {
       const cur = await this.kernel.sysctl.read(k).catch(() => undefined);
       if (cur?.trim() !== v) await this.kernel.sysctl.write(k, v);
     }
@@ -236,8 +228,8 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     await this.ipset.restore(creates.join('\n'));
     for (const n of Object.keys(SET_TYPES)) if (!this.appliedSets.has(n)) this.appliedSets.set(n, new Set());
     const ipt = this.kernel.iptables(4);
-    const [nat, filter] = await Promise.all([ipt.save('nat').catch(() => ''), ipt.save('filter').catch(() => '')]);
-    await ipt.restore(renderRules({ clusterCIDRs: this.section.clusterCIDRs, masqueradeAll: this.section.masqueradeAll, masqMark: 1 << this.section.masqueradeBit }, missingJumps(nat, filter)), { noflush: true });
+    const [nat, filter, mangle] = await Promise.all([ipt.save('nat').catch(() => ''), ipt.save('filter').catch(() => ''), ipt.save('mangle').catch(() => '')]);
+    await ipt.restore(renderRules({ clusterCIDRs: this.section.clusterCIDRs, masqueradeAll: this.section.masqueradeAll, masqMark: 1 << this.section.masqueradeBit }, missingJumps(nat, filter, mangle)), { noflush: true });
     // The rules just rewritten no longer match on an earlier build's sets: they can go now.
     if (this.legacySets.length > 0) {
       await this.ipset.restore(this.legacySets.map((n) => `destroy ${n}`).join('\n'));
@@ -288,17 +280,21 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     const links = new Map((await this.kernel.net.listLinks()).map((l) => [l.index, l.name]));
     const allowed = this.section.nodePortAddresses.map((c) => Cidr.parse(c)).filter((c) => c.family === 4);
     const out = new Set<string>();
+    const host = new Set<string>();
     for (const a of await this.kernel.net.listAddresses(undefined, 4)) {
       const name = links.get(a.linkIndex);
       if (name === undefined || name === 'lo' || name === VIP_DEVICE) continue;
       const ip = a.cidr.ip;
       if (IpAddress.parse('127.0.0.0').family === ip.family && ip.toString().startsWith('127.')) continue;
+      host.add(ip.toString());
       if (allowed.length > 0 && !allowed.some((c) => c.contains(ip))) continue;
       out.add(ip.toString());
     }
     const list = [...out].sort();
-    const changed = list.join(',') !== this.nodeAddresses.join(',');
+    const hostList = [...host].sort();
+    const changed = list.join(',') !== this.nodeAddresses.join(',') || hostList.join(',') !== this.hostAddresses.join(',');
     this.nodeAddresses = list;
+    this.hostAddresses = hostList;
     return changed;
   }
 
@@ -426,7 +422,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
   protected renderService(key: string, ports: ServicePortInfo[]): void {
     const { vs: touchedVS, sets: touchedSets, vips: touchedVips } = this.current;
     const before = this.contributions.get(key);
-    const after = ports.length > 0 ? renderIpvsService(ports, { scheduler: this.section.ipvsScheduler, nodeAddresses: this.nodeAddresses }) : undefined;
+    const after = ports.length > 0 ? renderIpvsService(ports, { scheduler: this.section.ipvsScheduler, nodeAddresses: this.nodeAddresses, hostAddresses: this.hostAddresses }) : undefined;
     const move = (c: IpvsContribution | undefined, d: 1 | -1): void => {
       if (!c) return;
       for (const [set, members] of c.sets) {
@@ -565,6 +561,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     for (const s of this.draining.values()) drainingServers += s.size;
     return {
       scheduler: this.section.ipvsScheduler,
+      strictARP: this.section.ipvsStrictARP,
       vipDevice: VIP_DEVICE,
       virtualServers: this.appliedVS.size,
       realServers,

@@ -9,8 +9,20 @@
  * externalTrafficPolicy Local. ClientIP affinity is IPVS persistence (/32) with the
  * Service's timeout.
  */
+import { Cidr, IpAddress } from '../../common/ip';
 import type { IpvsDest, IpvsService } from '../../kernel/ipvs';
 import type { EndpointInfo, ServicePortInfo } from '../model';
+
+/**
+ * Where the VIPs are bound. kube-proxy uses a dummy device (kube-ipvs0); the kernels we
+ * run on may lack the dummy driver, so this is a bridge without ports: it exists on every
+ * kernel that runs the CNI bridge, never carries a packet (no ports, so no carrier), and
+ * an IPv4 address on it still installs the `local` route that makes the node accept the
+ * VIP and IPVS see it in LOCAL_IN. ARP for the VIPs on the underlay is suppressed by
+ * arp_ignore=1 / arp_announce=2 (STRICT_ARP_SYSCTLS, proxy.ipvsStrictARP: kube-proxy's
+ * --ipvs-strict-arp, on by default here).
+ */
+export const VIP_DEVICE = 'podwire-ipvs0';
 
 /** ipset names: kube-proxy's, with our prefix (≤ 31 characters). */
 export const SETS = {
@@ -33,6 +45,20 @@ export const SETS = {
   nodePortLocalSCTP: 'PODWIRE-NODE-PORT-LOCAL-SCTP-IP',
   /** Ours (kube-proxy has none): VIP,proto:port with no endpoint, for the REJECT. */
   noEndpoint: 'PODWIRE-NO-ENDPOINT',
+  /**
+   * loadBalancerSourceRanges (kube-proxy's KUBE-LOAD-BALANCER-FW / -SOURCE-CIDR / -SOURCE-IP;
+   * "SOURCE" shortened to "SRC": ipset names have at most 31 characters). FW: LB IP,proto:port
+   * of a Service with source ranges; SRC-CIDR: LB IP,proto:port,range allowed; SRC-IP: LB
+   * IP,proto:port,LB IP when a range holds a node address (a connection from the node itself
+   * has the locally bound LB IP as its source).
+   */
+  loadBalancerFW: 'PODWIRE-LOAD-BALANCER-FW',
+  loadBalancerSourceCIDR: 'PODWIRE-LOAD-BALANCER-SRC-CIDR',
+  loadBalancerSourceIP: 'PODWIRE-LOAD-BALANCER-SRC-IP',
+  /** healthCheckNodePorts (kube-proxy's KUBE-HEALTH-CHECK-NODE-PORT): the VIP filter lets them through. */
+  healthCheckNodePort: 'PODWIRE-HEALTH-CHECK-NODE-PORT',
+  /** Every VIP bound on the VIP device (kube-proxy's KUBE-IPVS-IPS), for the VIP filter (rules.ts). */
+  ipvsIPs: 'PODWIRE-IPVS-IPS',
 } as const;
 
 /**
@@ -57,7 +83,28 @@ export const SET_TYPES: Record<string, string> = {
   [SETS.nodePortLocalUDP]: 'bitmap:port range 0-65535',
   [SETS.nodePortLocalSCTP]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
   [SETS.noEndpoint]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
+  [SETS.loadBalancerFW]: 'hash:ip,port family inet hashsize 1024 maxelem 262144',
+  [SETS.loadBalancerSourceCIDR]: 'hash:ip,port,net family inet hashsize 1024 maxelem 262144',
+  [SETS.loadBalancerSourceIP]: 'hash:ip,port,ip family inet hashsize 1024 maxelem 262144',
+  [SETS.healthCheckNodePort]: 'bitmap:port range 0-65535',
+  [SETS.ipvsIPs]: 'hash:ip family inet hashsize 1024 maxelem 262144',
 };
+
+/**
+ * A source range as `ipset save` prints a hash:ip,port,net member's net: host bits cleared,
+ * no suffix for a /32. A /0 becomes two /1s: hash:*,net types refuse a zero prefix length.
+ */
+export function sourceRangeMembers(range: string): string[] {
+  let c: Cidr;
+  try {
+    c = (range.includes('/') ? Cidr.parse(range) : Cidr.of(IpAddress.parse(range), 32)).masked;
+  } catch {
+    return [];
+  }
+  if (c.family !== 4) return [];
+  if (c.prefixLength === 0) return ['0.0.0.0/1', '128.0.0.0/1'];
+  return [c.prefixLength === 32 ? c.network.toString() : `${c.network.toString()}/${c.prefixLength}`];
+}
 
 export interface DesiredVS {
   service: IpvsService & { protocol: 'tcp' | 'udp' | 'sctp'; address: string; port: number };
@@ -77,6 +124,11 @@ export interface IpvsRenderOptions {
   scheduler: string;
   /** IPv4 addresses NodePorts answer on. */
   nodeAddresses: readonly string[];
+  /**
+   * Every IPv4 address of the node (but loopback and the VIP device), whatever
+   * nodePortAddresses says: a source range holding one of them lets the node itself in.
+   */
+  hostAddresses?: readonly string[];
 }
 
 /** `tcp 10.96.0.10:80`: the key the applier diffs by. */
@@ -100,6 +152,10 @@ export function renderIpvsService(ports: readonly ServicePortInfo[], opts: IpvsR
     if (!l) sets.set(set, (l = []));
     if (!l.includes(member)) l.push(member);
   };
+  // An external or LB IP that is already an address of the node is not bound again and is no
+  // VIP for the VIP filter (kube-proxy: "must not add the address to the dummy device if it
+  // exists on another interface"): its other listeners stay reachable, as without a Service.
+  const host = new Set(opts.hostAddresses ?? opts.nodeAddresses);
   for (const p of ports) {
     if (p.family !== 4) continue; // IPv4 only in this build (docs/proxy.md)
     const proto = p.protocol;
@@ -123,15 +179,26 @@ export function renderIpvsService(ports: readonly ServicePortInfo[], opts: IpvsR
     add(SETS.clusterIP, `${p.clusterIP},${proto}:${p.port}`);
     for (const ip of p.externalIPs) {
       vs(ip, p.port, externalEps);
-      vips.add(ip);
+      if (!host.has(ip)) vips.add(ip);
       add(SETS.externalIP, `${ip},${proto}:${p.port}`);
       if (p.externalLocal) add(SETS.externalIPLocal, `${ip},${proto}:${p.port}`);
     }
+    const ranges = p.loadBalancerSourceRanges.flatMap(sourceRangeMembers);
+    const fromNode = ranges.some((r) => {
+      const c = Cidr.parse(r.includes('/') ? r : `${r}/32`);
+      return (opts.hostAddresses ?? opts.nodeAddresses).some((a) => c.contains(IpAddress.parse(a)));
+    });
     for (const ip of p.loadBalancerIPs) {
       vs(ip, p.port, externalEps);
-      vips.add(ip);
-      add(SETS.loadBalancer, `${ip},${proto}:${p.port}`);
-      if (p.externalLocal) add(SETS.loadBalancerLocal, `${ip},${proto}:${p.port}`);
+      if (!host.has(ip)) vips.add(ip);
+      const m = `${ip},${proto}:${p.port}`;
+      add(SETS.loadBalancer, m);
+      if (p.externalLocal) add(SETS.loadBalancerLocal, m);
+      if (ranges.length > 0) {
+        add(SETS.loadBalancerFW, m);
+        for (const r of ranges) add(SETS.loadBalancerSourceCIDR, `${m},${r}`);
+        if (fromNode) add(SETS.loadBalancerSourceIP, `${m},${ip}`);
+      }
     }
     if (p.nodePort !== undefined) {
       for (const a of opts.nodeAddresses) vs(a, p.nodePort, externalEps);
@@ -142,8 +209,10 @@ export function renderIpvsService(ports: readonly ServicePortInfo[], opts: IpvsR
         if (p.externalLocal) add(NODE_PORT_LOCAL_SET[proto], m);
       }
     }
+    if (p.healthCheckNodePort !== undefined) add(SETS.healthCheckNodePort, String(p.healthCheckNodePort));
     // Hairpin: a local endpoint reaching itself through the Service is masqueraded.
     for (const e of [...p.cluster, ...p.local]) if (e.local) add(SETS.loopBack, `${e.ip},${proto}:${e.port},${e.ip}`);
   }
+  for (const v of vips) add(SETS.ipvsIPs, v);
   return { vss, sets, vips: [...vips] };
 }

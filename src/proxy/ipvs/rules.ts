@@ -16,16 +16,36 @@ export const CHAINS = {
   postrouting: 'PODWIRE-IPVS-POSTROUTING',
   input: 'PODWIRE-IPVS-INPUT',
   forward: 'PODWIRE-IPVS-FORWARD',
+  /** filter: loadBalancerSourceRanges for traffic arriving at an LB IP (kube-proxy's KUBE-SOURCE-RANGES-FIREWALL). */
+  sourceRanges: 'PODWIRE-IPVS-SOURCE-RANGES',
+  /** filter: new connections to a VIP on a port that is no Service are rejected (kube-proxy's KUBE-IPVS-FILTER). */
+  vipFilter: 'PODWIRE-IPVS-FILTER',
+  /** mangle: loadBalancerSourceRanges for connections from the node itself (kube-proxy's KUBE-IPVS-OUT-FILTER). */
+  output: 'PODWIRE-IPVS-OUTPUT',
 } as const;
 
 /** Built-in chain → our chain, per table. */
-export const JUMPS: { table: 'nat' | 'filter'; from: string; to: string }[] = [
+export const JUMPS: { table: 'nat' | 'filter' | 'mangle'; from: string; to: string }[] = [
   { table: 'nat', from: 'PREROUTING', to: CHAINS.services },
   { table: 'nat', from: 'OUTPUT', to: CHAINS.services },
   { table: 'nat', from: 'POSTROUTING', to: CHAINS.postrouting },
   { table: 'filter', from: 'INPUT', to: CHAINS.input },
   { table: 'filter', from: 'FORWARD', to: CHAINS.forward },
+  { table: 'mangle', from: 'OUTPUT', to: CHAINS.output },
 ];
+
+/** Which table each chain of ours is in. */
+const TABLE_OF: Record<string, 'nat' | 'filter' | 'mangle'> = {
+  [CHAINS.services]: 'nat',
+  [CHAINS.nodePort]: 'nat',
+  [CHAINS.markMasq]: 'nat',
+  [CHAINS.postrouting]: 'nat',
+  [CHAINS.input]: 'filter',
+  [CHAINS.forward]: 'filter',
+  [CHAINS.sourceRanges]: 'filter',
+  [CHAINS.vipFilter]: 'filter',
+  [CHAINS.output]: 'mangle',
+};
 
 export interface RuleOptions {
   clusterCIDRs: readonly string[];
@@ -67,32 +87,55 @@ export function renderRules(o: RuleOptions, missingJumps: readonly { table: stri
     nat.push(`-A ${CHAINS.nodePort} -p ${p} -m set --match-set ${local} ${dims} ${comment('NodePort, externalTrafficPolicy Local: keep the client address')} -j RETURN`);
     nat.push(`-A ${CHAINS.nodePort} -p ${p} -m set --match-set ${set} ${dims} -j ${CHAINS.markMasq}`);
   }
+  // filter INPUT runs before IPVS's LOCAL_IN hook: what it drops or rejects never reaches IPVS.
+  // Order: the source ranges first (a refused client learns nothing, not even "no endpoints"),
+  // then the no-endpoint REJECT, then the VIP filter.
   const filter: string[] = [
     '*filter',
-    ...[CHAINS.input, CHAINS.forward].map((c) => `:${c} - [0:0]`),
+    ...[CHAINS.input, CHAINS.forward, CHAINS.sourceRanges, CHAINS.vipFilter].map((c) => `:${c} - [0:0]`),
+    `-A ${CHAINS.input} -m set --match-set ${SETS.loadBalancerFW} dst,dst ${comment('LB IP with loadBalancerSourceRanges')} -j ${CHAINS.sourceRanges}`,
     `-A ${CHAINS.input} -p tcp -m set --match-set ${SETS.noEndpoint} dst,dst ${comment('Service has no endpoints')} -j REJECT --reject-with tcp-reset`,
     `-A ${CHAINS.input} -m set --match-set ${SETS.noEndpoint} dst,dst ${comment('Service has no endpoints')} -j REJECT --reject-with icmp-port-unreachable`,
+    `-A ${CHAINS.input} -m set --match-set ${SETS.ipvsIPs} dst -j ${CHAINS.vipFilter}`,
+    `-A ${CHAINS.sourceRanges} -m set --match-set ${SETS.loadBalancerSourceCIDR} dst,dst,src -j RETURN`,
+    `-A ${CHAINS.sourceRanges} -m set --match-set ${SETS.loadBalancerSourceIP} dst,dst,src -j RETURN`,
+    `-A ${CHAINS.sourceRanges} ${comment('source not in loadBalancerSourceRanges')} -j DROP`,
+    // A VIP answers only on its Services' ports: node-local listeners (sshd, the kubelet, ...)
+    // must not be reachable through a ClusterIP, external or LB IP.
+    ...[SETS.loadBalancer, SETS.clusterIP, SETS.externalIP].map((set) => `-A ${CHAINS.vipFilter} -m set --match-set ${set} dst,dst -j RETURN`),
+    `-A ${CHAINS.vipFilter} -m set --match-set ${SETS.healthCheckNodePort} dst -j RETURN`,
+    `-A ${CHAINS.vipFilter} -m conntrack --ctstate NEW ${comment('a VIP on a port that is no Service')} -j REJECT --reject-with icmp-port-unreachable`,
     `-A ${CHAINS.forward} -m mark --mark ${m}/${m} ${comment('NodePort / masqueraded Service traffic')} -j ACCEPT`,
     `-A ${CHAINS.forward} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
   ];
-  for (const j of missingJumps) (j.table === 'nat' ? nat : filter).push(`-I ${j.from} 1 -j ${j.to}`);
-  return [...nat, 'COMMIT', ...filter, 'COMMIT', ''].join('\n');
+  // From the node itself, IPVS's LOCAL_OUT hook (priority NAT_DST+2) rewrites the destination to
+  // an endpoint before filter OUTPUT or INPUT see it; mangle OUTPUT (-150) still sees the LB IP.
+  // (kube-proxy matches the rewritten packet with xt_ipvs in filter OUTPUT instead.)
+  const mangle: string[] = [
+    '*mangle',
+    `:${CHAINS.output} - [0:0]`,
+    `-A ${CHAINS.output} -m set --match-set ${SETS.loadBalancerFW} dst,dst -m set ! --match-set ${SETS.loadBalancerSourceCIDR} dst,dst,src -m set ! --match-set ${SETS.loadBalancerSourceIP} dst,dst,src ${comment('the node is not in loadBalancerSourceRanges')} -j DROP`,
+  ];
+  for (const j of missingJumps) (j.table === 'nat' ? nat : j.table === 'filter' ? filter : mangle).push(`-I ${j.from} 1 -j ${j.to}`);
+  return [...nat, 'COMMIT', ...filter, 'COMMIT', ...mangle, 'COMMIT', ''].join('\n');
 }
 
-/** The jumps an `iptables-save` of nat + filter does not show yet. */
-export function missingJumps(savedNat: string, savedFilter: string): typeof JUMPS {
-  return JUMPS.filter((j) => !new RegExp(`^-A ${j.from} (.* )?-j ${j.to}\\b`, 'm').test(j.table === 'nat' ? savedNat : savedFilter));
+/** The jumps an `iptables-save` of nat + filter (+ mangle) does not show yet. */
+export function missingJumps(savedNat: string, savedFilter: string, savedMangle = ''): typeof JUMPS {
+  const saved = { nat: savedNat, filter: savedFilter, mangle: savedMangle };
+  return JUMPS.filter((j) => !new RegExp(`^-A ${j.from} (.* )?-j ${j.to}\\b`, 'm').test(saved[j.table]));
 }
 
-/** Removal (cleanup): the jumps and our chains. Built per what `iptables-save` shows. */
-export function renderCleanup(savedNat: string, savedFilter: string): string {
+/** Removal (cleanup, a switch to another mode): the jumps and our chains. Built per what `iptables-save` shows. */
+export function renderCleanup(savedNat: string, savedFilter: string, savedMangle = ''): string {
   const out: string[] = [];
   for (const [table, saved] of [
     ['nat', savedNat],
     ['filter', savedFilter],
+    ['mangle', savedMangle],
   ] as const) {
-    const ours = Object.values(CHAINS).filter((c) => new RegExp(`^:${c} `, 'm').test(saved));
-    const jumps = saved.split('\n').filter((l) => /^-A (PREROUTING|OUTPUT|POSTROUTING|INPUT|FORWARD) /.test(l) && ours.some((c) => l.includes(`-j ${c}`)));
+    const ours = Object.values(CHAINS).filter((c) => TABLE_OF[c] === table && new RegExp(`^:${c} `, 'm').test(saved));
+    const jumps = saved.split('\n').filter((l) => /^-A (PREROUTING|OUTPUT|POSTROUTING|INPUT|FORWARD) /.test(l) && ours.some((c) => new RegExp(`-j ${c}(\\s|$)`).test(l)));
     if (ours.length === 0 && jumps.length === 0) continue;
     out.push(`*${table}`, ...ours.map((c) => `:${c} - [0:0]`), ...jumps.map((l) => l.replace(/^-A /, '-D ')), ...ours.map((c) => `-X ${c}`), 'COMMIT');
   }
