@@ -21,7 +21,8 @@
  *   same one-element delta;
  * - daemon RSS: the real podwired (`--enable proxy`) against the fixture API server with
  *   the largest N Services × 10 endpoints (bench/sources' runner, in a lab namespace);
- *   VmRSS after /readyz (the proxy's first sync done) and after idling; the bench then
+ *   VmRSS after /readyz (the proxy's first sync done) and after idling through three
+ *   periodic reconciles (--proxy-sync-period 5s, 15 s); the bench then
  *   checks the daemon's table in that namespace holds every Service;
  * - connect rate: the 100- and N-Service namespaces are measured alternately, 3 rounds,
  *   medians (one 3 s round each is too noisy on a shared machine).
@@ -250,12 +251,19 @@ const median = (a: number[]): number => {
   return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
+/**
+ * The daemon's periodic reconcile runs during the idle time (three syncPeriods), so the RSS
+ * after idling includes what the proxy costs while it runs, not only after its first sync.
+ */
+const DAEMON_SYNC_PERIOD_S = 5;
+const DAEMON_IDLE_S = 15;
+
 /** The real daemon (`--enable proxy`) with n Services × E endpoints from the fixture API server, in a lab namespace. */
 async function daemonRss(lab: Lab, n: number): Promise<Record<string, unknown>> {
   const ns = await lab.addNetns('rss');
   await lab.ip(ns, ['link', 'set', 'lo', 'up']);
   const runner = path.resolve(__dirname, '../sources/run.js');
-  const r = await lab.exec(ns, [process.execPath, runner, '--single-daemon', '--services', String(n), '--endpoints-per-service', String(E), '--changes', '5', '--idle-seconds', '5', '--own-node-only', '--extra-args', '--enable proxy'], { timeoutMs: 420_000 });
+  const r = await lab.exec(ns, [process.execPath, runner, '--single-daemon', '--services', String(n), '--endpoints-per-service', String(E), '--changes', '5', '--idle-seconds', String(DAEMON_IDLE_S), '--own-node-only', '--extra-args', `--enable proxy --proxy-sync-period ${DAEMON_SYNC_PERIOD_S}s`], { timeoutMs: 420_000 });
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
   if (r.exitCode !== 0 || !line) throw new Error(`daemon RSS run failed (exit ${r.exitCode}): ${(r.stdout + r.stderr).slice(-1500)}`);
   const res = JSON.parse(line.slice(7)) as { rss: { afterReadyMb: number; afterIdleMb: number; peakMb: number }; heap: { usedMb: number } | null; spawnToReadyMs: number; nodeFlags: string };
@@ -268,7 +276,7 @@ async function daemonRss(lab: Lab, n: number): Promise<Record<string, unknown>> 
 
 function daemonLine(d: Record<string, unknown> | undefined): string {
   if (!d) return 'not measured (--no-daemon)';
-  return `VmRSS ${String(d.afterReadyMb)} MB after ready, ${String(d.afterIdleMb)} MB after 5 s idle, peak ${String(d.peakMb)} MB (heap ${String(d.heapUsedMb)} MB; node flags ${String(d.nodeFlags) || 'none'}; spawn → ready ${String(d.spawnToReadyMs)} ms; ${String(d.servicesLive)} Services in its table)`;
+  return `VmRSS ${String(d.afterReadyMb)} MB after ready, ${String(d.afterIdleMb)} MB after ${DAEMON_IDLE_S} s idle (syncPeriod ${DAEMON_SYNC_PERIOD_S} s), peak ${String(d.peakMb)} MB (heap ${String(d.heapUsedMb)} MB; node flags ${String(d.nodeFlags) || 'none'}; spawn → ready ${String(d.spawnToReadyMs)} ms; ${String(d.servicesLive)} Services in its table)`;
 }
 
 async function main(): Promise<void> {
