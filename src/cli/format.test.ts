@@ -2,6 +2,20 @@ import t from 'tap';
 import type { DaemonStatus } from '../daemon/daemon';
 import { formatStatus } from './format';
 
+/** One component's entry in the daemon's status, ready and synced once. */
+const component = <F extends string>(feature: F, status: Record<string, unknown>) => ({
+  name: feature,
+  feature,
+  ready: true,
+  syncs: 1,
+  errors: 0,
+  consecutiveFailures: 0,
+  lastSuccessfulSync: undefined,
+  lastSyncDurationMs: undefined,
+  lastError: undefined,
+  status,
+});
+
 const base: DaemonStatus = {
   version: '0.1.0',
   nodeName: 'n1',
@@ -25,18 +39,7 @@ t.test('summary with only the CNI installer', async (t) => {
 });
 
 t.test('the cni component: fast path, pods, fallbacks never silent', async (t) => {
-  const cni = (status: Record<string, unknown>) => ({
-    name: 'cni',
-    feature: 'cni' as const,
-    ready: true,
-    syncs: 1,
-    errors: 0,
-    consecutiveFailures: 0,
-    lastSuccessfulSync: undefined,
-    lastSyncDurationMs: undefined,
-    lastError: undefined,
-    status,
-  });
+  const cni = (status: Record<string, unknown>) => component('cni', status);
   const ok = formatStatus({ ...base, components: [cni({ fastPath: true, controlSocket: '/run/x.sock', pods: 2, fallbacks: 0 })] });
   t.match(ok, /fast path on \/run\/x\.sock, 2 pods/);
   t.match(ok, /0 fallbacks/);
@@ -83,18 +86,7 @@ t.test('the proxy in ipvs mode shows virtual and real server counts', async (t) 
 });
 
 t.test('overlay peers: a dual-stack peer\'s IPv6 path on its own line', async (t) => {
-  const overlay = {
-    name: 'overlay',
-    feature: 'overlay' as const,
-    ready: true,
-    syncs: 1,
-    errors: 0,
-    consecutiveFailures: 0,
-    lastSuccessfulSync: undefined,
-    lastSyncDurationMs: undefined,
-    lastError: undefined,
-    status: { peers: [{ node: 'n2', podCIDRs: ['10.244.2.0/24', 'fd00:10:244:2::/64'], via: '198.18.0.2 (direct eth0)', via6: 'fd00:198:18::2 (direct eth0)', encapsulated: false, mode: 'direct' }] },
-  };
+  const overlay = component('overlay', { peers: [{ node: 'n2', podCIDRs: ['10.244.2.0/24', 'fd00:10:244:2::/64'], via: '198.18.0.2 (direct eth0)', via6: 'fd00:198:18::2 (direct eth0)', encapsulated: false, mode: 'direct' }] });
   const out = formatStatus({ ...base, components: [overlay] } as DaemonStatus);
   t.match(out, /n2\s+10\.244\.2\.0\/24, fd00:10:244:2::\/64 via 198\.18\.0\.2 \(direct eth0\)/);
   t.match(out, /\n\s+IPv6\s+via fd00:198:18::2 \(direct eth0\)/);

@@ -16,16 +16,8 @@ import { Daemon } from '../daemon/daemon';
 import { FakeSource, nodeObject } from '../daemon/testing/fake-source';
 import { fakeKernel } from '../kernel/testing';
 import { DnsComponent, dnsRegistration } from './component';
-import { service } from './testing';
+import { freePort, service } from './testing';
 import { buildQuery, RCODE, TYPE } from './wire';
-
-async function freePort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 interface Parsed {
   header: { rcode: number };

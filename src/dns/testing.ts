@@ -1,4 +1,5 @@
 /** Builders of compact cluster objects for DNS tests, and a way to ask the handler chain. */
+import { createSocket } from 'node:dgram';
 import type { ConfigMapObject, EndpointSliceObject, PodObject, ServiceObject, ServicePort } from '../k8s/types';
 import type { Next } from './handler';
 import { buildQuery, isQuery, parseQuery } from './wire';
@@ -73,4 +74,13 @@ export async function ask(handler: Next, name: string, type: number, o: { edns?:
   const q = parseQuery(msg, o.transport ?? 'udp', o.client ?? '10.244.1.2');
   if (!isQuery(q)) throw new Error('test query did not parse');
   return await handler(q);
+}
+
+/** A UDP port on 127.0.0.1 that was free a moment ago (for a test server to bind). */
+export async function freePort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
 }

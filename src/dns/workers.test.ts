@@ -6,13 +6,12 @@
  * on the connection, applies the main thread's limits (idle timeout, a length below a header
  * closes the connection), and a stopping worker still delivers the answers it waits for.
  */
-import { createSocket } from 'node:dgram';
 import net from 'node:net';
 import t from 'tap';
 import { silentLogger } from '../common/log';
 import { loadAddon } from '../kernel/native';
 import { FakeController } from './controller';
-import { service } from './testing';
+import { freePort, service } from './testing';
 import { DnsWorkers, workerAnswer } from './workers';
 import { bareResponse, buildQuery, isQuery, parseQuery, type Query, RCODE, rcodeOf, TYPE } from './wire';
 import { ClusterZone } from './zone';
@@ -23,14 +22,6 @@ try {
   loadAddon();
 } catch {
   addon = false;
-}
-
-async function freePort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 function zone(): ClusterZone {

@@ -92,8 +92,11 @@ export function annotateNftError(err: CommandError, script: string): CommandErro
 }
 
 /** The fallback: `nft -f -` / `nft list ...` processes in the netns. */
-export class NetnsNft implements NftRunner {
-  readonly backend = 'nft' as const;
+/**
+ * What both runners read from nf_tables over netlink (nft-netlink.ts) rather than through
+ * their listing, and the count of the transactions they committed (`committed()` after each).
+ */
+abstract class NftRunnerBase {
   private commits = 0;
   private readonly nl: NftNetlink;
 
@@ -101,13 +104,7 @@ export class NetnsNft implements NftRunner {
     this.nl = new NftNetlink(netns);
   }
 
-  async apply(script: string): Promise<void> {
-    checkNftScript(script);
-    try {
-      await runInNetns(this.netns, ['nft', '-f', '-'], { input: script });
-    } catch (err) {
-      throw err instanceof CommandError ? annotateNftError(err, script) : err;
-    }
+  protected committed(): void {
     this.commits++;
   }
 
@@ -123,6 +120,20 @@ export class NetnsNft implements NftRunner {
   close(): void {
     this.nl.close();
   }
+}
+
+export class NetnsNft extends NftRunnerBase implements NftRunner {
+  readonly backend = 'nft' as const;
+
+  async apply(script: string): Promise<void> {
+    checkNftScript(script);
+    try {
+      await runInNetns(this.netns, ['nft', '-f', '-'], { input: script });
+    } catch (err) {
+      throw err instanceof CommandError ? annotateNftError(err, script) : err;
+    }
+    this.committed();
+  }
 
   async listJson(what: string): Promise<unknown> {
     const { stdout } = await runInNetns(this.netns, ['nft', '-j', 'list', ...listArgs(what)]);
@@ -136,27 +147,12 @@ export class NetnsNft implements NftRunner {
 }
 
 /** In-process libnftables (native/nftables). Throws PW_NATIVE_MISSING if the addon cannot load. */
-export class LibNftables implements NftRunner {
+export class LibNftables extends NftRunnerBase implements NftRunner {
   readonly backend = 'libnftables' as const;
-  private commits = 0;
-  private readonly nl: NftNetlink;
 
-  constructor(readonly netns: NetnsRef | undefined) {
+  constructor(netns: NetnsRef | undefined) {
+    super(netns);
     loadNftablesAddon();
-    this.nl = new NftNetlink(netns);
-  }
-
-  async generation(): Promise<NftGeneration> {
-    const ownCommits = this.commits;
-    return { generation: await this.nl.generation(), ownCommits };
-  }
-
-  rulePrints(family: string, table: string): Promise<Map<string, string[]>> {
-    return this.nl.rulePrints(family, table);
-  }
-
-  close(): void {
-    this.nl.close();
   }
 
   private async run(script: string, flags: number, command: string): Promise<string> {
@@ -172,7 +168,7 @@ export class LibNftables implements NftRunner {
     } catch (err) {
       throw err instanceof CommandError ? annotateNftError(err, script) : err;
     }
-    this.commits++;
+    this.committed();
   }
 
   async listJson(what: string): Promise<unknown> {
