@@ -2,7 +2,8 @@
  * Desired state → diff against the kernel → batched apply, with per-node rollback.
  *
  * What is ours: routes with our rtm_protocol (main table), and every neighbour and FDB entry
- * on our own VXLAN device. Everything else is never listed as stale, so never touched.
+ * on our own VXLAN devices (`pw.1`, and `pw-v6.1` on a dual-stack node with an IPv6 node
+ * IP). Everything else is never listed as stale, so never touched.
  * A batch attempts every change (the kernel reports each failure); the three kinds go in
  * flannel's order (neighbour, FDB, route), a node whose entry failed is left out of the later
  * batches and then has what it got rolled back, so no node is left half-programmed.
@@ -115,7 +116,9 @@ export function keyPlan(p: PeerPlan): KeyedPlan {
   const neighs = neigh ? [neigh] : [];
   if (p.route6) routes.push(keyRoute(p.route6));
   if (p.neigh6) neighs.push(keyNeigh(p.neigh6));
-  return { ...p, keys: { routes, neigh: neighs, fdb: fdb ? [fdb] : [] } };
+  const fdbs = fdb ? [fdb] : [];
+  if (p.fdb6) fdbs.push(keyFdb(p.fdb6));
+  return { ...p, keys: { routes, neigh: neighs, fdb: fdbs } };
 }
 
 function diffKind<T>(
@@ -209,6 +212,7 @@ export async function applyChangeSet(net: NetworkKernel, set: ChangeSet, plans: 
       if (p.route) routes.push({ op: 'delete', entry: p.route });
       if (p.route6) routes.push({ op: 'delete', entry: p.route6 });
       if (p.fdb) fdb.push({ op: 'delete', entry: p.fdb });
+      if (p.fdb6) fdb.push({ op: 'delete', entry: p.fdb6 });
       if (p.neigh) neigh.push({ op: 'delete', entry: p.neigh });
       if (p.neigh6) neigh.push({ op: 'delete', entry: p.neigh6 });
       for (const k of ['neigh', 'fdb', 'route'] as const) if (done[k].delete(node)) outcome.added[k]--;
