@@ -678,3 +678,23 @@ t.test('the IPv6 device goes when the node loses its IPv6 node IP; peers fall ba
   await sync(e);
   t.notOk(e.writer.annotations.has(ANNOTATIONS.backendV6Data), 'backend-v6-data removed from our Node: no v6 VTEP any more');
 });
+
+t.test('dual-stack with pw-v6.1: a restart changes nothing; v6 VTEP MAC clashes skip the peers by name', async (t) => {
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'], underlay6: 'fd00:198:18::1/64' });
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
+  // Two peers claiming one v6 VTEP MAC, and one claiming ours.
+  const v6data = (mac: string) => ({ [ANNOTATIONS.backendType]: 'vxlan', [ANNOTATIONS.backendData]: `{"VNI":1,"VtepMAC":"02:00:00:00:00:${mac.slice(-2)}"}`, [ANNOTATIONS.backendV6Data]: `{"VNI":1,"VtepMAC":"${mac}"}` });
+  e.source.apply(node('c1', ['10.244.3.0/24', 'fd00:10:244:3::/64'], ['198.18.0.3', 'fd00:198:18::3'], v6data('02:00:00:00:66:03')));
+  e.source.apply(node('c2', ['10.244.4.0/24', 'fd00:10:244:4::/64'], ['198.18.0.4', 'fd00:198:18::4'], { ...v6data('02:00:00:00:66:03'), [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"02:00:00:00:00:04"}' }));
+  e.source.apply(node('mine', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.18.0.5', 'fd00:198:18::5'], v6data('0a:58:00:00:00:01')));
+  await sync(e);
+  const bad = Object.fromEntries((e.comp.status().invalidPeers as { node: string; field: string; reason: string }[]).map((p) => [p.node, [p.field, p.reason]]));
+  const f6 = `metadata.annotations[${ANNOTATIONS.backendV6Data}].VtepMAC`;
+  t.same(bad, { c1: [f6, 'IPv6 VTEP MAC clash with node c2'], c2: [f6, 'IPv6 VTEP MAC clash with node c1'], mine: [f6, "MAC clash with this node's own IPv6 VTEP MAC"] });
+  t.same((e.comp.status().peers as PeerSt[]).map((p) => p.node), ['n2']);
+  const again = new OverlayComponent({ config: e.config, section: e.comp.section, state: clusterStateOf(e.source), node: e.writer, kernel: e.kernel, logger: silentLogger, clock: e.clock, metrics: e.registry });
+  await again.reconcileOnStart();
+  const before = e.kernel.net.calls.length;
+  await again.sync(ac.signal);
+  t.same(e.kernel.net.calls.slice(before).map((c) => c.method), [], 'no link, address, route, neighbour or FDB write: both devices kept');
+});
