@@ -89,6 +89,34 @@ async function entries(k: FakeKernel) {
   return { routes, neigh, fdb };
 }
 
+/**
+ * The kernel's check the fake does not make: an IPv6 onlink route is refused (EINVAL, "Nexthop
+ * has invalid gateway or device mismatch") while the route its gateway resolves through, here the
+ * route being replaced, is on another device. Seeded from the kernel's routes, kept up to date
+ * from the batches; returns the refusals seen.
+ */
+async function emulateV6OnlinkCheck(k: FakeKernel): Promise<string[]> {
+  const devOf = new Map<string, string | undefined>();
+  for (const r of await k.net.listRoutes({ family: 6 })) devOf.set(r.dst.toString(), r.dev);
+  const refused: string[] = [];
+  k.net.batchFailure = (kind, change) => {
+    if (kind !== 'route') return 0;
+    const r = change.entry as { dst: Cidr; dev?: string; onlink?: boolean };
+    const dst = r.dst.toString();
+    if (change.op === 'delete') {
+      devOf.delete(dst);
+      return 0;
+    }
+    if (r.dst.family === 6 && r.onlink && devOf.has(dst) && devOf.get(dst) !== r.dev) {
+      refused.push(`${dst} dev ${r.dev ?? ''}`);
+      return E.EINVAL;
+    }
+    devOf.set(dst, r.dev);
+    return 0;
+  };
+  return refused;
+}
+
 /** The neighbour and FDB entries on the IPv6 VXLAN device (`pw-v6.1`), as `entries` prints pw.1's. */
 async function entries6(k: FakeKernel, dev = 'pw-v6.1') {
   if (!(await k.net.getLink(dev))) return { neigh: [], fdb: [] };
@@ -511,7 +539,10 @@ t.test('IPv6 DirectRouting: per peer from both ends\' v6 subnets, independent of
   t.equal(e.writer.annotations.get(ANNOTATIONS.backendV6Data), '{"VNI":1,"VtepMAC":"0a:58:00:00:00:01"}', 'backend-v6-data: our IPv6 VTEP');
   // n2 moves off our v6 subnet: its v6 route switches to pw-v6.1 and gets a v6 FDB entry.
   e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:19::2']));
+  const refused = await emulateV6OnlinkCheck(e.kernel);
   await sync(e);
+  t.same(refused, [], 'direct -> onlink over pw-v6.1: the direct route goes first, so the kernel takes the onlink one');
+  e.kernel.net.batchFailure = undefined;
   const r = (await entries(e.kernel)).routes;
   t.ok(r.includes('fd00:10:244:2::/64 via fd00:10:244:2:: dev pw-v6.1 onlink') && r.includes('10.244.2.0/24 via 198.18.0.2 dev eth0'), 'v6 encapsulated, v4 still direct', { r });
   t.ok((await entries6(e.kernel)).fdb.includes('0a:58:00:00:00:02 dst fd00:198:19::2'));
@@ -677,6 +708,13 @@ t.test('the IPv6 device goes when the node loses its IPv6 node IP; peers fall ba
   e.source.apply(node('n1', ['10.244.1.0/24', 'fd00:10:244:1::/64'], ['198.18.0.1'], { [ANNOTATIONS.backendV6Data]: '{"VNI":1,"VtepMAC":"0a:58:00:00:00:01"}' }));
   await sync(e);
   t.notOk(e.writer.annotations.has(ANNOTATIONS.backendV6Data), 'backend-v6-data removed from our Node: no v6 VTEP any more');
+  // The IPv6 node IP comes back: the v6 route moves from pw.1 to the new pw-v6.1 (the old one goes first).
+  e.source.apply(node('n1', ['10.244.1.0/24', 'fd00:10:244:1::/64'], ['198.18.0.1', 'fd00:198:18::1']));
+  const refused = await emulateV6OnlinkCheck(e.kernel);
+  await sync(e);
+  e.kernel.net.batchFailure = undefined;
+  t.same(refused, [], 'the kernel takes the moved onlink route');
+  t.same((await entries(e.kernel)).routes, ['10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink', 'fd00:10:244:2::/64 via fd00:10:244:2:: dev pw-v6.1 onlink']);
 });
 
 t.test('dual-stack with pw-v6.1: a restart changes nothing; v6 VTEP MAC clashes skip the peers by name', async (t) => {

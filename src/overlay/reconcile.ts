@@ -126,6 +126,7 @@ function diffKind<T>(
   pick: (p: KeyedPlan) => readonly Keyed<T>[],
   have: Map<string, Keyed<T>>,
   staleFirst: boolean,
+  deleteFirst?: (have: T, want: T) => boolean,
 ): OwnedChange<T>[] {
   const adds: OwnedChange<T>[] = [];
   let found = 0;
@@ -133,6 +134,7 @@ function diffKind<T>(
     for (const k of pick(p)) {
       const h = have.get(k.key);
       if (h) found++;
+      if (h && h.sig !== k.sig && deleteFirst?.(h.entry, k.entry)) adds.push({ node: p.node, change: { op: 'delete', entry: h.entry } });
       if (!h || h.sig !== k.sig) adds.push({ node: p.node, change: { op: 'replace', entry: k.entry } });
     }
   }
@@ -149,14 +151,24 @@ function diffKind<T>(
 /**
  * Diff the plans against what the kernel holds of ours. Neighbour and FDB deletes come first
  * (a VTEP MAC that moves to another remote: the old FDB entry goes, then the new one comes);
- * routes are make-before-break (adds first).
+ * routes are make-before-break (adds first), except an IPv6 onlink route that changes device.
  */
 export function diff(plans: readonly KeyedPlan[], actual: IndexedState): ChangeSet {
   return {
     neigh: diffKind(plans, (p) => p.keys.neigh, actual.neigh, true),
     fdb: diffKind(plans, (p) => p.keys.fdb, actual.fdb, true),
-    routes: diffKind(plans, (p) => p.keys.routes, actual.routes, false),
+    routes: diffKind(plans, (p) => p.keys.routes, actual.routes, false, ipv6OnlinkMoves),
   };
+}
+
+/**
+ * An IPv6 onlink route that changes device cannot be replaced in place: the kernel checks an
+ * onlink gateway against the route it resolves through, which is the old route itself (its
+ * prefix holds the VTEP address), and answers "Nexthop has invalid gateway or device mismatch".
+ * So the old route goes first (pw.1 <-> pw-v6.1, or direct -> vxlan). IPv4 has no such check.
+ */
+function ipv6OnlinkMoves(have: Route, want: Route): boolean {
+  return want.dst.family === 6 && want.onlink === true && have.dev !== want.dev;
 }
 
 function describe<T>(r: BatchResult<T>['failed'][number]): string {

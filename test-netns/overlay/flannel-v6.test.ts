@@ -7,7 +7,8 @@
  *   and two Podwire nodes exchange v4 and v6 pod traffic; the v6 traffic is seen on the v6
  *   devices' counters and the FDB remotes are the IPv6 node IPs;
  * - Podwire only: three dual-stack nodes (n3 one routed hop away) use pw-v6.1 between each
- *   other; a deleted peer's entries go from both devices; `podwired --cleanup` removes both.
+ *   other; when n3 loses its IPv6 node IP it drops pw-v6.1 and both ends carry its v6 pods in
+ *   pw.1; a deleted peer's entries go from both devices; `podwired --cleanup` removes both.
  */
 import path from 'node:path';
 import { exec, ip, labTest } from '../harness';
@@ -140,7 +141,7 @@ labTest('flannel interop, dual-stack vxlan: flannel.1 + flannel-v6.1 built by ha
   }
 });
 
-labTest('Podwire dual-stack vxlan with IPv6 node IPs: pw-v6.1 between Podwire nodes, a deleted peer\'s entries removed, --cleanup removes both devices', { prefix: 'hfv-pp', requires: ['veth', 'bridge', 'vxlan', 'nftables'], timeout: 150_000 }, async (t, lab) => {
+labTest('Podwire dual-stack vxlan with IPv6 node IPs: pw-v6.1 between Podwire nodes, a peer without an IPv6 node IP inside pw.1, a deleted peer\'s entries removed, --cleanup removes both devices', { prefix: 'hfv-pp', requires: ['veth', 'bridge', 'vxlan', 'nftables'], timeout: 150_000 }, async (t, lab) => {
   let c: OCluster | undefined;
   try {
     c = await buildCluster(lab, { backend: 'vxlan', dualStack: true, ipv6Underlay: true, podsPerNode: [1, 1, 1] });
@@ -171,12 +172,31 @@ labTest('Podwire dual-stack vxlan with IPv6 node IPs: pw-v6.1 between Podwire no
     const v4 = await pingUntil(a.ns, d.ip);
     t.ok(v4.ok, 'IPv4 n1 -> n3 alongside, over pw.1', { output: v4.output });
 
+    // n3 loses its IPv6 node IP (its Node lists only the IPv4 InternalIP): n3 drops pw-v6.1, and
+    // both ends carry n3's v6 pods inside pw.1 again, while n1 <-> n2 stay on pw-v6.1.
+    writeNode(c.run, 'n3', ['10.244.3.0/24', 'fd00:10:244:3::/64'], '198.19.0.3');
+    const moved = await until(async () => ({ r: (await entries(n1.lab.ns, 6)).routes, n3dev: (await exec(d.node.lab.ns, ['ip', 'link', 'show', 'pw-v6.1'])).exitCode }), (x) => x.r.some((l) => l.startsWith('fd00:10:244:3::/64 via fd00:10:244:3:: dev pw.1 onlink')) && x.n3dev !== 0);
+    t.ok(moved.ok, 'n1 routes n3\'s v6 pods through pw.1, n3 has no pw-v6.1 any more', { got: moved.value, n1log: moved.ok ? '' : n1.daemon.tail() });
+    t.ok(moved.value.r.some((l) => l.startsWith('fd00:10:244:2::/64 via fd00:10:244:2:: dev pw-v6.1 onlink')), 'n2 stays on pw-v6.1', { routes: moved.value.r });
+    const m6 = await entries(n1.lab.ns, 6, 'pw-v6.1');
+    t.notOk(m6.neigh.some((l) => l.startsWith('fd00:10:244:3::')) || m6.fdb.some((l) => l.includes(NODE_IP6[2]!)), 'n3\'s v6 neighbour and FDB entry left pw-v6.1', { m6 });
+    t.ok((await entries(n1.lab.ns, 6, 'pw.1')).neigh.some((l) => l.startsWith('fd00:10:244:3:: lladdr 0a:58:c6:13:00:03 PERMANENT')), 'its v6 neighbour is on pw.1 with its v4 VTEP MAC');
+    for (const [what, from, to] of [
+      ['n1 -> n3 (inside pw.1)', a, d.ip6!],
+      ['n3 -> n2 (inside pw.1)', d, b.ip6!],
+      ['n1 -> n2 (pw-v6.1)', a, b.ip6!],
+    ] as const) {
+      const r = await pingUntil(from.ns, to);
+      t.ok(r.ok, `ping -6 ${what}`, { output: r.output });
+    }
+
     // n3 leaves the cluster: its entries go from both of n1's devices.
     removeNode(c.run, 'n3');
-    const gone = await until(async () => ({ e6: await entries(n1.lab.ns, 6, 'pw-v6.1'), e4: await entries(n1.lab.ns, 4) }), (x) => x.e6.fdb.length === 1 && x.e6.routes.length === 1 && x.e4.fdb.length === 1);
+    const gone = await until(async () => ({ e6: await entries(n1.lab.ns, 6, 'pw-v6.1'), e4: await entries(n1.lab.ns, 4), p6: await entries(n1.lab.ns, 6, 'pw.1') }), (x) => x.e6.fdb.length === 1 && x.e6.routes.length === 1 && x.e4.fdb.length === 1);
     t.ok(gone.ok, 'n1: n3\'s entries removed', { got: gone.value });
-    t.notOk(gone.value.e6.neigh.some((l) => l.startsWith('fd00:10:244:3::')) || gone.value.e6.fdb.some((l) => l.includes(NODE_IP6[2]!)), 'no v6 neighbour or FDB entry of n3 left on pw-v6.1', { got: gone.value.e6 });
+    t.notOk(gone.value.p6.neigh.some((l) => l.startsWith('fd00:10:244:3::')), 'no v6 neighbour of n3 left on pw.1', { got: gone.value.p6 });
     t.notOk(gone.value.e4.routes.some((l) => l.startsWith('10.244.3.')) || gone.value.e4.neigh.some((l) => l.startsWith('10.244.3.')), 'nor its v4 entries on pw.1');
+    t.same(gone.value.e6.neigh.filter((l) => !l.startsWith('fe80')).map((l) => l.split(' ')[0]), ['fd00:10:244:2::'], 'pw-v6.1 holds n2\'s neighbour only');
 
     // podwired --cleanup (same flags as the running daemon, which is stopped first) removes both devices.
     const dn = n2.daemon;
