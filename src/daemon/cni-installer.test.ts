@@ -102,6 +102,29 @@ t.test('pod MTU: explicit, vxlan = underlay - 50, host-gw = underlay, default un
   }
 });
 
+t.test('pod MTU, dual-stack vxlan with an IPv6 node IP: the smaller of pw.1 (v4 underlay - 50) and pw-v6.1 (v6 underlay - 70)', async (t) => {
+  const cases: [string, string[], string[], Record<string, number>, number][] = [
+    ['v6 node IP on an interface', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.18.0.1', 'fd00:198:18::1'], { '198.18.0.1': 1500, 'fd00:198:18::1': 1500 }, 1430],
+    ['a larger v6 underlay', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.18.0.1', 'fd00:198:18::1'], { '198.18.0.1': 1500, 'fd00:198:18::1': 9000 }, 1450],
+    ['v6 node IP on no interface (no pw-v6.1)', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.18.0.1', 'fd00:198:18::1'], { '198.18.0.1': 1500 }, 1450],
+    ['no v6 pod CIDR', ['10.244.5.0/24'], ['198.18.0.1', 'fd00:198:18::1'], { '198.18.0.1': 1500, 'fd00:198:18::1': 1500 }, 1450],
+  ];
+  for (const [what, cidrs, ips, mtus, want] of cases) {
+    const dir = tmp(t);
+    const cfg = config(dir, ['--cluster-cidr', '10.244.0.0/16,fd00:10:244::/56']);
+    const source = new FakeSource();
+    const n = nodeObject('n1', cidrs, ips[0]);
+    source.apply({ ...n, addresses: ips.map((address) => ({ type: 'InternalIP', address })) });
+    const c = new CniInstaller(
+      { config: cfg, section: undefined, state: clusterStateOf(source), node: new RecordingNodeWriter(), kernel: fakeKernel(), logger: silentLogger, clock: systemClock, metrics: new Registry() },
+      { underlayMtu: async (ip) => (ip === undefined ? undefined : mtus[ip]) },
+    );
+    await c.sync();
+    const list = JSON.parse(readFileSync(path.join(cfg.cniConfDir, CONFLIST_NAME), 'utf8')) as { plugins: { mtu: number }[] };
+    t.equal(list.plugins[0]!.mtu, want, what);
+  }
+});
+
 t.test('events: only this node matters; sync fails (retryable) without node or podCIDR', async (t) => {
   const dir = tmp(t);
   const cfg = config(dir);

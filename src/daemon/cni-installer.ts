@@ -46,7 +46,7 @@ import type { Component, ComponentContext, ComponentRegistration, ComponentStatu
 import type { DaemonConfig } from './config';
 import { defineSection } from './config-section';
 import { CniChainResolver, type CniChain } from './cni-chain';
-import { podMtu } from '../overlay';
+import { nodePublicIp6, podMtu } from '../overlay';
 
 export const CONFLIST_NAME = '10-podwire.conflist';
 /** The CNI `type`, hence the binary's file name in the CNI bin dir. */
@@ -157,6 +157,8 @@ export class CniInstaller implements Component {
   private readonly config: DaemonConfig;
   private podCIDRs: string[] | undefined;
   private nodeIp: string | undefined;
+  /** vxlan, dual-stack, an IPv4 node IP: the IPv6 node IP, whose underlay carries the IPv6 VXLAN device (pw-v6.1). */
+  private nodeIp6: string | undefined;
   private lastWritten: string | undefined;
   private conflistHash: string | undefined;
   private binary: { source: string | undefined; installed: boolean; hash?: string } = { source: undefined, installed: false };
@@ -275,9 +277,11 @@ export class CniInstaller implements Component {
     if (node.meta.name !== this.config.nodeName) return false;
     const cidrs = event.type === 'delete' ? [] : [...node.podCIDRs];
     const ip = event.type === 'delete' ? undefined : node.addresses.find((a) => a.type === 'InternalIP')?.address ?? node.addresses[0]?.address;
-    const changed = this.podCIDRs === undefined || cidrs.join(',') !== this.podCIDRs.join(',') || ip !== this.nodeIp;
+    const ip6 = event.type === 'delete' ? undefined : this.v6NodeIp(node, ip);
+    const changed = this.podCIDRs === undefined || cidrs.join(',') !== this.podCIDRs.join(',') || ip !== this.nodeIp || ip6 !== this.nodeIp6;
     this.podCIDRs = cidrs;
     this.nodeIp = ip;
+    this.nodeIp6 = ip6;
     return changed;
   }
 
@@ -297,6 +301,7 @@ export class CniInstaller implements Component {
     }
     this.podCIDRs = [...node.podCIDRs];
     this.nodeIp = node.addresses.find((a) => a.type === 'InternalIP')?.address ?? node.addresses[0]?.address;
+    this.nodeIp6 = this.v6NodeIp(node, this.nodeIp);
 
     await this.installBinary();
     await this.writeShimConf();
@@ -419,10 +424,24 @@ export class CniInstaller implements Component {
     if (result.changed) this.ctx.logger.info({ source: src.path, path: this.binaryPath }, 'installed CNI binary');
   }
 
+  /**
+   * The overlay runs a second VXLAN device over the IPv6 underlay when the backend is vxlan, the
+   * node IP is IPv4 and the node has an IPv6 pod CIDR of the cluster CIDR and an IPv6 node IP.
+   */
+  private v6NodeIp(node: NodeObject, ip: string | undefined): string | undefined {
+    if (this.config.backend !== 'vxlan' || !ip || ip.includes(':') || !this.config.clusterCIDR.includes(':') || !node.podCIDRs.some((c) => c.includes(':'))) return undefined;
+    return nodePublicIp6(node).ip?.toString();
+  }
+
+  /** The pod MTU: the underlay's minus the encapsulation; with the IPv6 device the smaller of the two devices'. */
   private async podMtu(): Promise<number> {
     if (this.config.mtu > 0) return this.config.mtu;
-    const underlay = (await (this.options.underlayMtu ?? defaultUnderlayMtu)(this.nodeIp)) ?? 1500;
-    return podMtu(this.config.backend, underlay, this.nodeIp?.includes(':') ? 6 : 4);
+    const underlayMtu = this.options.underlayMtu ?? defaultUnderlayMtu;
+    const underlay = (await underlayMtu(this.nodeIp)) ?? 1500;
+    const mtu = podMtu(this.config.backend, underlay, this.nodeIp?.includes(':') ? 6 : 4);
+    // An IPv6 node IP on no interface here: the overlay makes no IPv6 device either.
+    const underlay6 = this.nodeIp6 ? await underlayMtu(this.nodeIp6) : undefined;
+    return underlay6 === undefined ? mtu : Math.min(mtu, podMtu(this.config.backend, underlay6, 6));
   }
 }
 

@@ -59,6 +59,12 @@ export interface PeerPlan {
   /** The IPv6 pod CIDR: through the same device and FDB entry (vxlan), or via the v6 node IP (host-gw, direct). */
   neigh6?: NeighborEntry;
   route6?: Route;
+  /**
+   * The IPv6 pod CIDR's own FDB entry, on the IPv6 VXLAN device (`pw-v6.<VNI>`, flannel's
+   * `flannel-v6.<VNI>`): the peer's v6 VTEP MAC -> its IPv6 node IP. Absent when the v6 pod
+   * CIDR rides in `pw.1` (sharing `fdb`) or goes direct.
+   */
+  fdb6?: FdbEntry;
 }
 
 export interface Network {
@@ -71,6 +77,14 @@ export interface Network {
   /** Its ifindex (a new index means a new device: nothing of ours is on it yet). */
   readonly deviceIndex: number | undefined;
   readonly ownMac: string | undefined;
+  /**
+   * vxlan, dual-stack with an IPv6 node IP over an IPv4 node IP: the second device over the
+   * IPv6 underlay (flannel's `flannel-v6.<VNI>`), its ifindex and MAC. Its neighbour and FDB
+   * entries are all ours too.
+   */
+  readonly device6?: string;
+  readonly device6Index?: number;
+  readonly ownMac6?: string;
   /** flannel's annotations describing this node's backend. */
   annotations(): Record<string, string>;
   plan(peer: PeerInfo): PeerPlan | PeerProblem;
@@ -197,16 +211,46 @@ export const hostGwBackend: Backend = {
   },
 };
 
+/**
+ * Whether this node runs the IPv6 VXLAN device: the node IP is IPv4 (pw.1 is an IPv4 VTEP),
+ * the IPv6 pod CIDR is routed and there is an IPv6 node IP on an interface of this node.
+ * That is flannel's dual-stack vxlan layout (flannel.1 over IPv4, flannel-v6.1 over IPv6).
+ */
+export function wantsV6Device(lease: Lease): lease is Lease & { publicIp6: IpAddress; underlay6: Underlay; v6: Cidr } {
+  return lease.publicIp.family === 4 && lease.v6 !== undefined && lease.publicIp6?.family === 6 && lease.underlay6 !== undefined;
+}
+
 export const vxlanBackend: Backend = {
   name: 'vxlan',
   overhead: (family) => (family === 6 ? VXLAN_OVERHEAD_V6 : VXLAN_OVERHEAD_V4),
   async register(lease, ctx) {
-    const { vni, port, device } = ctx.section.vxlan;
+    const { vni, port, device, deviceV6 } = ctx.section.vxlan;
     const protocol = ctx.section.routeProtocol;
-    const mtu = ctx.mtuOverride > 0 ? ctx.mtuOverride : lease.underlay.mtu - this.overhead(lease.publicIp.family);
+    const override = ctx.mtuOverride > 0 ? ctx.mtuOverride : 0;
+    const dual = wantsV6Device(lease);
+    // Each device's MTU is its own underlay's minus its own outer header; pods get the smaller one.
+    const mtu4 = override || lease.underlay.mtu - this.overhead(lease.publicIp.family);
+    const mtu6 = dual ? override || lease.underlay6.mtu - VXLAN_OVERHEAD_V6 : undefined;
+    const mtu = mtu6 === undefined ? mtu4 : Math.min(mtu4, mtu6);
     const mac = vtepMacFor(lease.publicIp);
-    const deviceIndex = await ensureVxlanDevice(ctx, lease, { name: device, vni, port, mtu, mac });
+    // flannel's VTEP addresses: <v4 network>/32, <v6 network>/128 (on the v6 device when there is one).
+    const v4vtep = lease.v4 ? [Cidr.of(lease.v4.network, 32)] : [];
+    const v6vtep = lease.v6 ? [Cidr.of(lease.v6.network, 128)] : [];
+    const deviceIndex = await ensureVxlanDevice(ctx, { name: device, vni, port, mtu: mtu4, mac, local: lease.publicIp, underlay: lease.underlay, vteps: dual ? v4vtep : [...v4vtep, ...v6vtep] });
+    let device6: string | undefined;
+    let device6Index: number | undefined;
+    let mac6: string | undefined;
+    if (dual) {
+      device6 = deviceV6;
+      mac6 = vtepMacFor(lease.publicIp6);
+      device6Index = await ensureVxlanDevice(ctx, { name: deviceV6, vni, port, mtu: mtu6!, mac: mac6, local: lease.publicIp6, underlay: lease.underlay6, vteps: v6vtep });
+    } else if (await ctx.kernel.net.getLink(deviceV6)) {
+      // No longer dual-stack with an IPv6 node IP: the v6 device (and every entry on it) goes.
+      await ctx.kernel.net.deleteLink(deviceV6);
+      ctx.logger.info({ device: deviceV6 }, 'removed the IPv6 VXLAN device (no IPv6 node IP or no IPv6 pod CIDR any more)');
+    }
     const directRouting = ctx.section.directRouting;
+    const data = (m: string): string => JSON.stringify({ VNI: vni, VtepMAC: m });
     return {
       backend: 'vxlan',
       lease,
@@ -214,9 +258,12 @@ export const vxlanBackend: Backend = {
       device,
       deviceIndex,
       ownMac: mac,
-      // Over an IPv6 underlay our VTEP is flannel's v6 one (backend-v6-data). Over IPv4 the v6
-      // pod CIDR rides in pw.1 too, and there is no v6 VTEP to announce.
-      annotations: () => baseAnnotations(lease, 'vxlan', JSON.stringify({ VNI: vni, VtepMAC: mac }), lease.publicIp.family === 6 ? JSON.stringify({ VNI: vni, VtepMAC: mac }) : undefined),
+      device6,
+      device6Index,
+      ownMac6: mac6,
+      // backend-v6-data describes a VTEP over the IPv6 underlay: pw.1 itself when the node IP is
+      // IPv6, the v6 device when dual-stack. Without either the v6 pods ride in pw.1: no v6 VTEP.
+      annotations: () => baseAnnotations(lease, 'vxlan', data(mac), lease.publicIp.family === 6 ? data(mac) : mac6 !== undefined ? data(mac6) : undefined),
       plan(peer) {
         const plan: PeerPlan = { node: peer.node, mode: 'vxlan', modes: {}, peer };
         let encapsulated = false;
@@ -240,16 +287,22 @@ export const vxlanBackend: Backend = {
             plan.route6 = directRoute(peer.podCIDR6, peer.publicIp6, lease.underlay6, protocol);
             plan.modes.ipv6 = 'direct';
           } else {
-            // flannel's IPv6 VTEP address: the network address of the v6 pod CIDR; same MAC, same FDB entry.
+            // flannel's IPv6 VTEP address: the network address of the v6 pod CIDR.
             const vtep6 = peer.podCIDR6.network;
-            plan.neigh6 = { dev: device, ip: vtep6, mac: peer.vtepMac, permanent: true };
-            plan.route6 = { dst: peer.podCIDR6, gateway: vtep6, dev: device, onlink: true, protocol, metric: routeMetric(peer.podCIDR6) };
+            // Decided per peer: over our v6 device when the peer runs one too (it has an IPv6 node
+            // IP and a v6 VTEP MAC); else inside pw.1 with the v4 MAC and the v4 FDB entry.
+            const v6dev = device6 !== undefined && peer.publicIp6 !== undefined && peer.vtepMac6 !== undefined;
+            const dev = v6dev ? device6! : device;
+            const vmac = v6dev ? peer.vtepMac6! : peer.vtepMac;
+            plan.neigh6 = { dev, ip: vtep6, mac: vmac, permanent: true };
+            plan.route6 = { dst: peer.podCIDR6, gateway: vtep6, dev, onlink: true, protocol, metric: routeMetric(peer.podCIDR6) };
             plan.modes.ipv6 = 'vxlan';
-            encapsulated = true;
+            if (v6dev) plan.fdb6 = { dev, mac: vmac, dst: peer.publicIp6!, permanent: true };
+            else encapsulated = true;
           }
         }
         if (encapsulated) plan.fdb = { dev: device, mac: peer.vtepMac, dst: peer.publicIp, permanent: true };
-        else plan.mode = 'direct';
+        if (!encapsulated && !plan.fdb6) plan.mode = 'direct';
         return plan;
       },
     };
@@ -260,22 +313,21 @@ registerBackend(hostGwBackend);
 registerBackend(vxlanBackend);
 
 /**
- * `pw.<VNI>`: VNI, port, local IP and underlay device as configured, nolearning, the
- * derived MAC, the pod MTU, and our VTEP address `<podCIDR network>/32` (flannel's). A
- * device with other VXLAN attributes is recreated; one that matches is kept (a restart
- * keeps every entry on it).
+ * One VXLAN device (`pw.<VNI>`, or `pw-v6.<VNI>` over the IPv6 underlay): VNI, port, local IP
+ * and underlay device as given, nolearning, the derived MAC, the MTU, and exactly the VTEP
+ * addresses given (flannel's `<podCIDR network>/32` or `/128`). A device with other VXLAN
+ * attributes is recreated; one that matches is kept (a restart keeps every entry on it).
  */
 async function ensureVxlanDevice(
   ctx: BackendContext,
-  lease: Lease,
-  want: { name: string; vni: number; port: number; mtu: number; mac: string },
+  want: { name: string; vni: number; port: number; mtu: number; mac: string; local: IpAddress; underlay: Underlay; vteps: Cidr[] },
 ): Promise<number> {
   const net = ctx.kernel.net;
   let link = await net.getLink(want.name);
-  const local = lease.publicIp.toString();
+  const local = want.local.toString();
   if (link) {
     const v = link.vxlan;
-    const ok = link.kind === 'vxlan' && v !== undefined && v.vni === want.vni && v.port === want.port && v.local === local && !v.learning && (v.underlayIndex === undefined || v.underlayIndex === lease.underlay.index);
+    const ok = link.kind === 'vxlan' && v !== undefined && v.vni === want.vni && v.port === want.port && v.local === local && !v.learning && (v.underlayIndex === undefined || v.underlayIndex === want.underlay.index);
     if (!ok) {
       ctx.logger.warn({ device: want.name, found: { kind: link.kind, ...v }, want: { vni: want.vni, port: want.port, local } }, 'VXLAN device has other attributes; recreating it');
       await net.deleteLink(want.name);
@@ -283,12 +335,12 @@ async function ensureVxlanDevice(
     }
   }
   if (!link) {
-    link = await net.createLink({ kind: 'vxlan', name: want.name, vni: want.vni, port: want.port, local: lease.publicIp, underlayDevice: lease.underlay.name, learning: false, mtu: want.mtu, mac: want.mac });
+    link = await net.createLink({ kind: 'vxlan', name: want.name, vni: want.vni, port: want.port, local: want.local, underlayDevice: want.underlay.name, learning: false, mtu: want.mtu, mac: want.mac });
     ctx.logger.info({ device: want.name, vni: want.vni, port: want.port, local, mtu: want.mtu, mac: want.mac }, 'created VXLAN device');
   }
   if (link.mtu !== want.mtu) await net.setMtu(want.name, want.mtu);
   if ((link.mac ?? '').toLowerCase() !== want.mac) await net.setMac(want.name, want.mac);
-  const vteps = [...(lease.v4 ? [Cidr.of(lease.v4.network, 32)] : []), ...(lease.v6 ? [Cidr.of(lease.v6.network, 128)] : [])];
+  const vteps = want.vteps;
   const addrs = await net.listAddresses(want.name);
   const linkLocal = Cidr.parse('fe80::/10');
   for (const a of addrs) {

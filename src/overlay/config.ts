@@ -21,6 +21,11 @@ export interface OverlaySection {
     port: number;
     /** Device name; default `pw.<VNI>`. */
     device: string;
+    /**
+     * The IPv6 VXLAN device of a dual-stack node with an IPv6 node IP (flannel's
+     * `flannel-v6.<VNI>`); default `pw-v6.<VNI>`.
+     */
+    deviceV6: string;
     /** TX checksum offload on the device: auto (off only on a kernel < 5.7 with masquerade), on, off. */
     txChecksumOffload: TxChecksumMode;
   };
@@ -53,6 +58,7 @@ export const overlaySection: ConfigSection<OverlaySection> = defineSection<Overl
     { key: 'vxlan.vni', flag: 'vxlan-vni', env: 'PODWIRE_VXLAN_VNI', kind: 'int', default: DEFAULT_VNI, help: 'VXLAN network identifier (flannel: 1)' },
     { key: 'vxlan.port', flag: 'vxlan-port', env: 'PODWIRE_VXLAN_PORT', kind: 'int', default: DEFAULT_VXLAN_PORT, help: 'VXLAN UDP port (flannel and Linux: 8472)' },
     { key: 'vxlan.device', flag: 'vxlan-device', env: 'PODWIRE_VXLAN_DEVICE', kind: 'string', default: '', help: 'VXLAN device name (default pw.<VNI>)' },
+    { key: 'vxlan.deviceV6', flag: 'vxlan-device-v6', env: 'PODWIRE_VXLAN_DEVICE_V6', kind: 'string', default: '', help: 'the IPv6 VXLAN device of a dual-stack node with an IPv6 node IP (flannel-v6.<VNI> in flannel; default pw-v6.<VNI>)' },
     { key: 'vxlan.txChecksumOffload', flag: 'vxlan-tx-checksum-offload', env: 'PODWIRE_VXLAN_TX_CHECKSUM_OFFLOAD', kind: 'string', default: 'auto', help: 'TX checksum offload on the VXLAN device: auto (off only on kernels < 5.7 with masquerade, where --random-fully corrupts offloaded checksums) | on | off' },
     { key: 'directRouting', flag: 'direct-routing', env: 'PODWIRE_DIRECT_ROUTING', kind: 'bool', default: false, help: 'vxlan: route peers on the same underlay subnet directly, without encapsulation' },
     { key: 'masquerade', flag: 'masquerade', env: 'PODWIRE_MASQUERADE', kind: 'bool', default: true, help: 'masquerade pod traffic that leaves the cluster CIDR' },
@@ -67,6 +73,9 @@ export const overlaySection: ConfigSection<OverlaySection> = defineSection<Overl
     const port = positiveInt('vxlan.port', values['vxlan.port'] ?? DEFAULT_VXLAN_PORT, 1, 65535);
     const device = String(values['vxlan.device'] ?? '') || `pw.${vni}`;
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(device)) throw new InvalidInputError('overlay.vxlan.device', device, 'must be a Linux interface name (1..15 chars)');
+    const deviceV6 = String(values['vxlan.deviceV6'] ?? '') || `pw-v6.${vni}`;
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(deviceV6)) throw new InvalidInputError('overlay.vxlan.deviceV6', deviceV6, 'must be a Linux interface name (1..15 chars)');
+    if (deviceV6 === device) throw new InvalidInputError('overlay.vxlan.deviceV6', deviceV6, 'must differ from overlay.vxlan.device');
     const txChecksumOffload = String(values['vxlan.txChecksumOffload'] ?? 'auto') as TxChecksumMode;
     if (!TX_CHECKSUM_MODES.includes(txChecksumOffload)) throw new InvalidInputError('overlay.vxlan.txChecksumOffload', txChecksumOffload, 'must be auto, on or off');
     const routeProtocol = positiveInt('routeProtocol', values.routeProtocol ?? DEFAULT_ROUTE_PROTOCOL, 5, 254);
@@ -78,7 +87,7 @@ export const overlaySection: ConfigSection<OverlaySection> = defineSection<Overl
     if (!subnetFile) subnetFile = path.join(path.dirname(config.controlSocket), 'subnet.env');
     if (!path.isAbsolute(subnetFile)) throw new InvalidInputError('overlay.subnetFile', subnetFile, 'must be an absolute path');
     return {
-      vxlan: { vni, port, device, txChecksumOffload },
+      vxlan: { vni, port, device, deviceV6, txChecksumOffload },
       directRouting: values.directRouting === true,
       masquerade: values.masquerade !== false,
       egressMode,

@@ -89,10 +89,48 @@ async function entries(k: FakeKernel) {
   return { routes, neigh, fdb };
 }
 
+/**
+ * The kernel's check the fake does not make: an IPv6 onlink route is refused (EINVAL, "Nexthop
+ * has invalid gateway or device mismatch") while the route its gateway resolves through, here the
+ * route being replaced, is on another device. Seeded from the kernel's routes, kept up to date
+ * from the batches; returns the refusals seen.
+ */
+async function emulateV6OnlinkCheck(k: FakeKernel): Promise<string[]> {
+  const devOf = new Map<string, string | undefined>();
+  for (const r of await k.net.listRoutes({ family: 6 })) devOf.set(r.dst.toString(), r.dev);
+  const refused: string[] = [];
+  k.net.batchFailure = (kind, change) => {
+    if (kind !== 'route') return 0;
+    const r = change.entry as { dst: Cidr; dev?: string; onlink?: boolean };
+    const dst = r.dst.toString();
+    if (change.op === 'delete') {
+      devOf.delete(dst);
+      return 0;
+    }
+    if (r.dst.family === 6 && r.onlink && devOf.has(dst) && devOf.get(dst) !== r.dev) {
+      refused.push(`${dst} dev ${r.dev ?? ''}`);
+      return E.EINVAL;
+    }
+    devOf.set(dst, r.dev);
+    return 0;
+  };
+  return refused;
+}
+
+/** The neighbour and FDB entries on the IPv6 VXLAN device (`pw-v6.1`), as `entries` prints pw.1's. */
+async function entries6(k: FakeKernel, dev = 'pw-v6.1') {
+  if (!(await k.net.getLink(dev))) return { neigh: [], fdb: [] };
+  const neigh = (await k.net.listNeighbors(dev)).map((n) => `${n.ip} ${n.mac}${n.permanent ? ' permanent' : ''}`).sort();
+  const fdb = (await k.net.listFdb(dev)).map((f) => `${f.mac} dst ${f.dst}`).sort();
+  return { neigh, fdb };
+}
+
 t.test('config section: defaults, pw.<VNI>, subnet.env next to the control socket, validation names the field', async (t) => {
   const { config } = await setup(t);
   const s = defaultOverlaySection(config);
-  t.same(s.vxlan, { vni: 1, port: 8472, device: 'pw.1', txChecksumOffload: 'auto' });
+  t.same(s.vxlan, { vni: 1, port: 8472, device: 'pw.1', deviceV6: 'pw-v6.1', txChecksumOffload: 'auto' });
+  t.equal(overlaySection.build({ 'vxlan.vni': 42 }, config).vxlan.deviceV6, 'pw-v6.42');
+  t.equal(fieldOf(() => overlaySection.build({ 'vxlan.deviceV6': 'pw.1' }, config)), 'overlay.vxlan.deviceV6', 'the v6 device must differ from pw.1');
   t.equal(s.routeProtocol, 77);
   t.equal(s.directRouting, false);
   t.equal(s.masquerade, true);
@@ -468,7 +506,7 @@ t.test('IPv6 DirectRouting: per peer from both ends\' v6 subnets, independent of
   const e = await setup(t, { clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'], underlay6: 'fd00:198:18::1/64', section: { directRouting: true } });
   e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
   e.source.apply(node('far', ['10.244.3.0/24', 'fd00:10:244:3::/64'], ['198.19.0.3', 'fd00:198:19::3']));
-  // v4 on-link, v6 not: v4 direct, v6 through pw.1 (with the FDB entry it needs).
+  // v4 on-link, v6 not: v4 direct, v6 through pw-v6.1 (with the v6 FDB entry it needs).
   e.source.apply(node('half', ['10.244.4.0/24', 'fd00:10:244:4::/64'], ['198.18.0.4', 'fd00:198:19::4']));
   // Its v6 underlay subnet (/56) contains ours but ours does not contain its IP: symmetric rule says encapsulate.
   e.source.apply(node('wide', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.19.0.5', 'fd00:198:18:100::5'], { [ANNOTATIONS.underlayCidr6]: 'fd00:198:18:100::5/56' }));
@@ -480,18 +518,17 @@ t.test('IPv6 DirectRouting: per peer from both ends\' v6 subnets, independent of
       '10.244.4.0/24 via 198.18.0.4 dev eth0',
       '10.244.5.0/24 via 10.244.5.0 dev pw.1 onlink',
       'fd00:10:244:2::/64 via fd00:198:18::2 dev eth0',
-      'fd00:10:244:3::/64 via fd00:10:244:3:: dev pw.1 onlink',
-      'fd00:10:244:4::/64 via fd00:10:244:4:: dev pw.1 onlink',
-      'fd00:10:244:5::/64 via fd00:10:244:5:: dev pw.1 onlink',
+      'fd00:10:244:3::/64 via fd00:10:244:3:: dev pw-v6.1 onlink',
+      'fd00:10:244:4::/64 via fd00:10:244:4:: dev pw-v6.1 onlink',
+      'fd00:10:244:5::/64 via fd00:10:244:5:: dev pw-v6.1 onlink',
     ],
-    neigh: [
-      '10.244.3.0 0a:58:c6:13:00:03 permanent',
-      '10.244.5.0 0a:58:c6:13:00:05 permanent',
-      'fd00:10:244:3:: 0a:58:c6:13:00:03 permanent',
-      'fd00:10:244:4:: 0a:58:c6:12:00:04 permanent',
-      'fd00:10:244:5:: 0a:58:c6:13:00:05 permanent',
-    ],
-    fdb: ['0a:58:c6:12:00:04 dst 198.18.0.4', '0a:58:c6:13:00:03 dst 198.19.0.3', '0a:58:c6:13:00:05 dst 198.19.0.5'],
+    neigh: ['10.244.3.0 0a:58:c6:13:00:03 permanent', '10.244.5.0 0a:58:c6:13:00:05 permanent'],
+    fdb: ['0a:58:c6:13:00:03 dst 198.19.0.3', '0a:58:c6:13:00:05 dst 198.19.0.5'],
+  });
+  // The encapsulated v6 pod CIDRs ride the IPv6 device: v6 VTEP MAC (from the v6 node IP) -> v6 node IP.
+  t.same(await entries6(e.kernel), {
+    neigh: ['fd00:10:244:3:: 0a:58:00:00:00:03 permanent', 'fd00:10:244:4:: 0a:58:00:00:00:04 permanent', 'fd00:10:244:5:: 0a:58:00:00:00:05 permanent'],
+    fdb: ['0a:58:00:00:00:03 dst fd00:198:19::3', '0a:58:00:00:00:04 dst fd00:198:19::4', '0a:58:00:00:00:05 dst fd00:198:18:100::5'],
   });
   const st = Object.fromEntries((e.comp.status().peers as PeerSt[]).map((p) => [p.node, [p.mode, p.modes]]));
   t.same(st, { far: ['vxlan', { ipv4: 'vxlan', ipv6: 'vxlan' }], half: ['vxlan', { ipv4: 'direct', ipv6: 'vxlan' }], n2: ['direct', { ipv4: 'direct', ipv6: 'direct' }], wide: ['vxlan', { ipv4: 'vxlan', ipv6: 'vxlan' }] });
@@ -499,13 +536,17 @@ t.test('IPv6 DirectRouting: per peer from both ends\' v6 subnets, independent of
   const b = Cidr.parse('fd00:198:18:100::5/56');
   t.equal(isDirect(a, b.ip, b), isDirect(b, a.ip, a), 'v6: both ends decide the same');
   t.equal(e.writer.annotations.get(ANNOTATIONS.underlayCidr6), 'fd00:198:18::1/64', 'our v6 subnet is published for the peers\' decision');
-  t.notOk(e.writer.annotations.has(ANNOTATIONS.backendV6Data), 'no backend-v6-data: over an IPv4 underlay there is no v6 VTEP');
-  // n2 moves off our v6 subnet: its v6 route switches to pw.1 and gets an FDB entry.
+  t.equal(e.writer.annotations.get(ANNOTATIONS.backendV6Data), '{"VNI":1,"VtepMAC":"0a:58:00:00:00:01"}', 'backend-v6-data: our IPv6 VTEP');
+  // n2 moves off our v6 subnet: its v6 route switches to pw-v6.1 and gets a v6 FDB entry.
   e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:19::2']));
+  const refused = await emulateV6OnlinkCheck(e.kernel);
   await sync(e);
+  t.same(refused, [], 'direct -> onlink over pw-v6.1: the direct route goes first, so the kernel takes the onlink one');
+  e.kernel.net.batchFailure = undefined;
   const r = (await entries(e.kernel)).routes;
-  t.ok(r.includes('fd00:10:244:2::/64 via fd00:10:244:2:: dev pw.1 onlink') && r.includes('10.244.2.0/24 via 198.18.0.2 dev eth0'), 'v6 encapsulated, v4 still direct', { r });
-  t.ok((await entries(e.kernel)).fdb.includes('0a:58:c6:12:00:02 dst 198.18.0.2'));
+  t.ok(r.includes('fd00:10:244:2::/64 via fd00:10:244:2:: dev pw-v6.1 onlink') && r.includes('10.244.2.0/24 via 198.18.0.2 dev eth0'), 'v6 encapsulated, v4 still direct', { r });
+  t.ok((await entries6(e.kernel)).fdb.includes('0a:58:00:00:00:02 dst fd00:198:19::2'));
+  t.notOk((await entries(e.kernel)).fdb.some((l) => l.startsWith('0a:58:c6:12:00:02')), 'no v4 FDB entry for a peer only encapsulated over IPv6');
 });
 
 t.test('overlapping IPv6 pod CIDRs: both peers skipped, named with the field, counted', async (t) => {
@@ -554,4 +595,144 @@ t.test('a public-ipv6 that is not an IPv6 address: that peer is skipped, named w
   await sync(e);
   t.match(e.comp.status().invalidPeers, [{ node: 'bad', field: `metadata.annotations[${ANNOTATIONS.publicIpv6}]`, value: '198.18.0.3', reason: 'not an IPv6 address' }]);
   t.equal((e.comp.status().peers as PeerSt[]).length, 1, 'n2 still programmed');
+});
+
+// Dual-stack vxlan with an IPv6 node IP: flannel's layout, flannel.1 over IPv4 and flannel-v6.1 over IPv6.
+t.test('dual-stack vxlan with an IPv6 node IP: pw-v6.1 over the IPv6 underlay, decided per peer, backend-v6-data', async (t) => {
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'], underlay6: 'fd00:198:18::1/64' });
+  const flannel = {
+    [ANNOTATIONS.backendType]: 'vxlan',
+    [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:04"}',
+    [ANNOTATIONS.backendV6Data]: '{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:64"}',
+    [ANNOTATIONS.publicIp]: '198.18.0.4',
+    [ANNOTATIONS.publicIpv6]: 'fd00:198:18::4',
+    [ANNOTATIONS.kubeSubnetManager]: 'true',
+  };
+  // A flannel node: its v6 node IP from public-ipv6, its v6 VTEP MAC from backend-v6-data.
+  e.source.apply(node('fl', ['10.244.4.0/24', 'fd00:10:244:4::/64'], '198.18.0.4', flannel));
+  // A Podwire node in manifest mode (no annotations) with a v6 InternalIP: runs pw-v6.1 too, derived MAC.
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
+  // An older Podwire node (backend-data, public-ipv6, no backend-v6-data): its v6 pods ride in pw.1.
+  e.source.apply(node('old', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.18.0.5', 'fd00:198:18::5'], { [ANNOTATIONS.backendType]: 'vxlan', [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"0a:58:c6:12:00:05"}', [ANNOTATIONS.publicIpv6]: 'fd00:198:18::5' }));
+  // A dual-stack peer without an IPv6 node IP: today's path, v6 inside pw.1.
+  e.source.apply(node('nov6', ['10.244.6.0/24', 'fd00:10:244:6::/64'], '198.18.0.6'));
+  e.source.apply(node('vni', ['10.244.7.0/24', 'fd00:10:244:7::/64'], '198.18.0.7', { ...flannel, [ANNOTATIONS.backendV6Data]: '{"VNI":2,"VtepMAC":"aa:bb:cc:dd:ee:67"}', [ANNOTATIONS.publicIpv6]: 'fd00:198:18::7' }));
+  await sync(e);
+
+  const dev6 = await e.kernel.net.getLink('pw-v6.1');
+  t.same(dev6?.vxlan, { vni: 1, port: 8472, local: 'fd00:198:18::1', learning: false, underlayIndex: (await e.kernel.net.getLink('eth0'))?.index }, 'pw-v6.1: VNI 1, port 8472, local = the IPv6 node IP, nolearning, on the v6 underlay');
+  t.equal(dev6?.mtu, 1430, 'pw-v6.1 MTU = v6 underlay - 70');
+  t.equal(dev6?.mac, '0a:58:00:00:00:01', 'its MAC derived from the IPv6 node IP');
+  t.equal((await e.kernel.net.getLink('pw.1'))?.mtu, 1450, 'pw.1 MTU = v4 underlay - 50');
+  t.equal(e.comp.status().mtu, 1430, 'pod MTU: the smaller of the two devices');
+  t.match(readFileSync(e.comp.section.subnetFile, 'utf8'), /FLANNEL_MTU=1430/);
+  t.same((await e.kernel.net.listAddresses('pw-v6.1')).map((a) => a.cidr.toString()), ['fd00:10:244:1::/128'], 'the v6 VTEP address on pw-v6.1');
+  t.same((await e.kernel.net.listAddresses('pw.1')).map((a) => a.cidr.toString()), ['10.244.1.0/32'], 'and only the v4 one on pw.1');
+  t.equal(e.writer.annotations.get(ANNOTATIONS.backendV6Data), '{"VNI":1,"VtepMAC":"0a:58:00:00:00:01"}', 'backend-v6-data: the v6 device\'s MAC');
+  t.equal(e.writer.annotations.get(ANNOTATIONS.backendData), '{"VNI":1,"VtepMAC":"0a:58:c6:12:00:01"}', 'backend-data: pw.1\'s');
+  t.equal(e.writer.annotations.get(ANNOTATIONS.publicIpv6), 'fd00:198:18::1');
+
+  t.same(await entries(e.kernel), {
+    routes: [
+      '10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink',
+      '10.244.4.0/24 via 10.244.4.0 dev pw.1 onlink',
+      '10.244.5.0/24 via 10.244.5.0 dev pw.1 onlink',
+      '10.244.6.0/24 via 10.244.6.0 dev pw.1 onlink',
+      'fd00:10:244:2::/64 via fd00:10:244:2:: dev pw-v6.1 onlink',
+      'fd00:10:244:4::/64 via fd00:10:244:4:: dev pw-v6.1 onlink',
+      'fd00:10:244:5::/64 via fd00:10:244:5:: dev pw.1 onlink',
+      'fd00:10:244:6::/64 via fd00:10:244:6:: dev pw.1 onlink',
+    ],
+    neigh: [
+      '10.244.2.0 0a:58:c6:12:00:02 permanent',
+      '10.244.4.0 aa:bb:cc:dd:ee:04 permanent',
+      '10.244.5.0 0a:58:c6:12:00:05 permanent',
+      '10.244.6.0 0a:58:c6:12:00:06 permanent',
+      'fd00:10:244:5:: 0a:58:c6:12:00:05 permanent',
+      'fd00:10:244:6:: 0a:58:c6:12:00:06 permanent',
+    ],
+    fdb: ['0a:58:c6:12:00:02 dst 198.18.0.2', '0a:58:c6:12:00:05 dst 198.18.0.5', '0a:58:c6:12:00:06 dst 198.18.0.6', 'aa:bb:cc:dd:ee:04 dst 198.18.0.4'],
+  }, 'pw.1: every v4 pod CIDR, and the v6 ones of the peers without a v6 VTEP');
+  t.same(await entries6(e.kernel), {
+    neigh: ['fd00:10:244:2:: 0a:58:00:00:00:02 permanent', 'fd00:10:244:4:: aa:bb:cc:dd:ee:64 permanent'],
+    fdb: ['0a:58:00:00:00:02 dst fd00:198:18::2', 'aa:bb:cc:dd:ee:64 dst fd00:198:18::4'],
+  }, 'pw-v6.1: v6 neighbour -> v6 VTEP MAC, FDB v6 VTEP MAC -> v6 node IP');
+  const bad = (e.comp.status().invalidPeers as { node: string; field: string; reason: string }[]).find((x) => x.node === 'vni');
+  t.equal(bad?.field, `metadata.annotations[${ANNOTATIONS.backendV6Data}].VNI`, 'a VNI clash in backend-v6-data names that field');
+  const peers = Object.fromEntries((e.comp.status().peers as PeerSt[]).map((p) => [p.node, p.via6]));
+  t.equal(peers.fl, 'fd00:198:18::4 (vxlan pw-v6.1, VTEP fd00:10:244:4:: aa:bb:cc:dd:ee:64)');
+  t.match(peers.old, /vxlan pw\.1,/);
+  t.equal(e.comp.status().device6, 'pw-v6.1');
+
+  // Stale entries on pw-v6.1 are ours: a planted one goes at the next periodic dump; a deleted node's go at once.
+  const net = e.kernel.net;
+  await net.replaceNeighbor({ dev: 'pw-v6.1', ip: IpAddress.parse('fd00:10:244:98::'), mac: '02:00:00:00:00:98', permanent: true });
+  await net.replaceFdb({ dev: 'pw-v6.1', mac: '02:00:00:00:00:98', dst: IpAddress.parse('fd00:198:18::98'), permanent: true });
+  e.source.remove('Node', 'n2');
+  await sync(e);
+  e.clock.advance(e.config.syncInterval);
+  await sync(e);
+  t.same(await entries6(e.kernel), { neigh: ['fd00:10:244:4:: aa:bb:cc:dd:ee:64 permanent'], fdb: ['aa:bb:cc:dd:ee:64 dst fd00:198:18::4'] }, 'n2 and the planted entries removed from pw-v6.1');
+  t.notOk((await entries(e.kernel)).routes.some((r) => r.startsWith('fd00:10:244:2::')), 'n2\'s v6 route removed');
+
+  // A failed v6 FDB entry rolls that node back (its v4 entries too); the others stay.
+  e.kernel.net.batchFailure = (kind, change) => (kind === 'fdb' && change.op !== 'delete' && String((change.entry as { dst?: unknown }).dst) === 'fd00:198:18::3' ? E.ENOBUFS : 0);
+  e.source.apply(node('n3', ['10.244.3.0/24', 'fd00:10:244:3::/64'], ['198.18.0.3', 'fd00:198:18::3']));
+  await t.rejects(sync(e), { code: 'PW_KERNEL' });
+  const after = await entries(e.kernel);
+  t.notOk(after.routes.some((r) => r.startsWith('10.244.3.') || r.startsWith('fd00:10:244:3:')), 'n3: no routes left', { routes: after.routes });
+  t.notOk(after.neigh.some((r) => r.startsWith('10.244.3.')) || after.fdb.some((r) => r.includes('198.18.0.3')), 'n3: no pw.1 entries left');
+  t.same((await entries6(e.kernel)).neigh, ['fd00:10:244:4:: aa:bb:cc:dd:ee:64 permanent'], 'n3: no v6 neighbour left');
+  e.kernel.net.batchFailure = undefined;
+  await sync(e);
+  t.ok((await entries6(e.kernel)).fdb.includes('0a:58:00:00:00:03 dst fd00:198:18::3'), 'the next sync programs it');
+
+  await e.comp.cleanup();
+  t.equal(await e.kernel.net.getLink('pw-v6.1'), undefined, 'cleanup removes pw-v6.1');
+  t.equal(await e.kernel.net.getLink('pw.1'), undefined, 'and pw.1');
+});
+
+t.test('the IPv6 device goes when the node loses its IPv6 node IP; peers fall back to pw.1', async (t) => {
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'], underlay6: 'fd00:198:18::1/64' });
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
+  await sync(e);
+  t.ok(await e.kernel.net.getLink('pw-v6.1'));
+  e.source.apply(node('n1', ['10.244.1.0/24', 'fd00:10:244:1::/64'], ['198.18.0.1']));
+  await sync(e);
+  t.equal(await e.kernel.net.getLink('pw-v6.1'), undefined, 'pw-v6.1 removed');
+  t.same((await entries(e.kernel)).routes, ['10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink', 'fd00:10:244:2::/64 via fd00:10:244:2:: dev pw.1 onlink'], 'v6 inside pw.1 again');
+  t.same((await e.kernel.net.listAddresses('pw.1')).map((a) => a.cidr.toString()).sort(), ['10.244.1.0/32', 'fd00:10:244:1::/128'], 'the v6 VTEP address back on pw.1');
+  t.equal(e.comp.status().mtu, 1450);
+  t.equal(e.writer.annotations.get(ANNOTATIONS.backendV6Data), '{"VNI":1,"VtepMAC":"0a:58:00:00:00:01"}', 'announced while pw-v6.1 ran');
+  // Our Node as the API server now has it (manifest mode: the recorder does not feed back).
+  e.source.apply(node('n1', ['10.244.1.0/24', 'fd00:10:244:1::/64'], ['198.18.0.1'], { [ANNOTATIONS.backendV6Data]: '{"VNI":1,"VtepMAC":"0a:58:00:00:00:01"}' }));
+  await sync(e);
+  t.notOk(e.writer.annotations.has(ANNOTATIONS.backendV6Data), 'backend-v6-data removed from our Node: no v6 VTEP any more');
+  // The IPv6 node IP comes back: the v6 route moves from pw.1 to the new pw-v6.1 (the old one goes first).
+  e.source.apply(node('n1', ['10.244.1.0/24', 'fd00:10:244:1::/64'], ['198.18.0.1', 'fd00:198:18::1']));
+  const refused = await emulateV6OnlinkCheck(e.kernel);
+  await sync(e);
+  e.kernel.net.batchFailure = undefined;
+  t.same(refused, [], 'the kernel takes the moved onlink route');
+  t.same((await entries(e.kernel)).routes, ['10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink', 'fd00:10:244:2::/64 via fd00:10:244:2:: dev pw-v6.1 onlink']);
+});
+
+t.test('dual-stack with pw-v6.1: a restart changes nothing; v6 VTEP MAC clashes skip the peers by name', async (t) => {
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'], underlay6: 'fd00:198:18::1/64' });
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
+  // Two peers claiming one v6 VTEP MAC, and one claiming ours.
+  const v6data = (mac: string) => ({ [ANNOTATIONS.backendType]: 'vxlan', [ANNOTATIONS.backendData]: `{"VNI":1,"VtepMAC":"02:00:00:00:00:${mac.slice(-2)}"}`, [ANNOTATIONS.backendV6Data]: `{"VNI":1,"VtepMAC":"${mac}"}` });
+  e.source.apply(node('c1', ['10.244.3.0/24', 'fd00:10:244:3::/64'], ['198.18.0.3', 'fd00:198:18::3'], v6data('02:00:00:00:66:03')));
+  e.source.apply(node('c2', ['10.244.4.0/24', 'fd00:10:244:4::/64'], ['198.18.0.4', 'fd00:198:18::4'], { ...v6data('02:00:00:00:66:03'), [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"02:00:00:00:00:04"}' }));
+  e.source.apply(node('mine', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.18.0.5', 'fd00:198:18::5'], v6data('0a:58:00:00:00:01')));
+  await sync(e);
+  const bad = Object.fromEntries((e.comp.status().invalidPeers as { node: string; field: string; reason: string }[]).map((p) => [p.node, [p.field, p.reason]]));
+  const f6 = `metadata.annotations[${ANNOTATIONS.backendV6Data}].VtepMAC`;
+  t.same(bad, { c1: [f6, 'IPv6 VTEP MAC clash with node c2'], c2: [f6, 'IPv6 VTEP MAC clash with node c1'], mine: [f6, "MAC clash with this node's own IPv6 VTEP MAC"] });
+  t.same((e.comp.status().peers as PeerSt[]).map((p) => p.node), ['n2']);
+  const again = new OverlayComponent({ config: e.config, section: e.comp.section, state: clusterStateOf(e.source), node: e.writer, kernel: e.kernel, logger: silentLogger, clock: e.clock, metrics: e.registry });
+  await again.reconcileOnStart();
+  const before = e.kernel.net.calls.length;
+  await again.sync(ac.signal);
+  t.same(e.kernel.net.calls.slice(before).map((c) => c.method), [], 'no link, address, route, neighbour or FDB write: both devices kept');
 });

@@ -13,11 +13,12 @@ import { KernelError, TryAgainError, errorMessage } from '../common/errors';
 import { Cidr, type IpAddress } from '../common/ip';
 import type { Component, ComponentContext, ComponentRegistration, ComponentStatus, SyncReport } from '../daemon/component';
 import type { ClusterEvent } from '../k8s/types';
+import type { FdbEntry, NeighborEntry } from '../kernel';
 import { getBackend, type Lease, type Network, type Underlay } from './backend';
 import { defaultOverlaySection, overlaySection, type OverlaySection } from './config';
 import { renderCleanup, renderEgress, renderIptablesCleanup, renderIptablesEgress, renderSubnetEnv, writeAtomic } from './egress';
 import { applyTxChecksum, type TxChecksumState } from './offload';
-import { collectPeers, createPeerCache, nodePodCidrs, nodePublicIp, nodePublicIp6, type PeerCache, type PeerInfo, type PeerProblem } from './peers';
+import { ANNOTATIONS, collectPeers, createPeerCache, nodePodCidrs, nodePublicIp, nodePublicIp6, type PeerCache, type PeerInfo, type PeerProblem } from './peers';
 import { applyChangeSet, diff, indexState, keyPlan, stateOfPlans, type IndexedState, type KeyedPlan } from './reconcile';
 import { readFile, rm } from 'node:fs/promises';
 
@@ -78,7 +79,7 @@ export class OverlayComponent implements Component {
   private lastSync: { durationMs: number; added: number; removed: number; phasesMs: Record<string, number> } | undefined;
   private syncs = 0;
   /** What we programmed, as last dumped and then applied (undefined: dump at the next sync). */
-  private applied: { state: IndexedState; deviceIndex: number | undefined; underlayIndex: number; underlay6Index: number | undefined } | undefined;
+  private applied: { state: IndexedState; deviceIndex: number | undefined; device6Index: number | undefined; underlayIndex: number; underlay6Index: number | undefined } | undefined;
   private readonly peerCache: PeerCache = createPeerCache();
   private readonly planCache = new Map<string, { info: PeerInfo; netKey: string; plan: KeyedPlan | PeerProblem }>();
   private lastDumpAt: number | undefined;
@@ -87,6 +88,7 @@ export class OverlayComponent implements Component {
   private loggedIpv6Note: string | undefined;
   /** TX checksum offload of our VXLAN device, decided once per device (ifindex). */
   private txChecksum: (TxChecksumState & { deviceIndex: number | undefined }) | undefined;
+  private txChecksum6: (TxChecksumState & { deviceIndex: number | undefined }) | undefined;
 
   constructor(private readonly ctx: ComponentContext<OverlaySection | undefined>) {
     this.section = ctx.section ?? defaultOverlaySection(ctx.config, process.env);
@@ -100,7 +102,8 @@ export class OverlayComponent implements Component {
   async reconcileOnStart(): Promise<void> {
     const routes = await this.ctx.kernel.net.listRoutes({ protocol: this.section.routeProtocol });
     const dev = await this.ctx.kernel.net.getLink(this.section.vxlan.device);
-    this.ctx.logger.info({ routes: routes.length, device: dev ? this.section.vxlan.device : undefined }, 'found overlay state in the kernel; the first sync diffs against it');
+    const dev6 = await this.ctx.kernel.net.getLink(this.section.vxlan.deviceV6);
+    this.ctx.logger.info({ routes: routes.length, device: dev ? this.section.vxlan.device : undefined, device6: dev6 ? this.section.vxlan.deviceV6 : undefined }, 'found overlay state in the kernel; the first sync diffs against it');
   }
 
   private wait(reason: string, field: string, value: unknown): never {
@@ -193,6 +196,11 @@ export class OverlayComponent implements Component {
       const st = await applyTxChecksum(kernel, network.device, this.section.vxlan.txChecksumOffload, this.section.masquerade, logger);
       this.txChecksum = { ...st, deviceIndex: network.deviceIndex };
     }
+    // The IPv6 device gets the same decision (the old kernels' checksum bug is in the NAT of the inner packet).
+    if (network.device6 && (!this.txChecksum6 || this.txChecksum6.deviceIndex !== network.device6Index)) {
+      const st = await applyTxChecksum(kernel, network.device6, this.section.vxlan.txChecksumOffload, this.section.masquerade, logger);
+      this.txChecksum6 = { ...st, deviceIndex: network.device6Index };
+    }
     phase('lease+device');
     if (signal.aborted) return {};
 
@@ -201,11 +209,11 @@ export class OverlayComponent implements Component {
     const { peers, problems } = collectPeers(
       this.ctx.state.values('Node'),
       lease.node,
-      { backend: config.backend, vni: this.section.vxlan.vni, clusterCIDRs, serviceCIDRs, ownPodCIDRs: lease.podCIDRs, ownMac: network.ownMac, underlayFamily: lease.publicIp.family, families: { v4: lease.v4 !== undefined, v6: lease.v6 !== undefined } },
+      { backend: config.backend, vni: this.section.vxlan.vni, clusterCIDRs, serviceCIDRs, ownPodCIDRs: lease.podCIDRs, ownMac: network.ownMac, ownMac6: network.ownMac6, underlayFamily: lease.publicIp.family, families: { v4: lease.v4 !== undefined, v6: lease.v6 !== undefined } },
       this.peerCache,
     );
     // Plans are cached per peer (same PeerInfo object and same network = same plan, keys computed once).
-    const netKey = `${network.backend}|${network.device ?? ''}|${lease.underlay.name}|${lease.underlay.cidr.toString()}|${lease.v4?.toString() ?? ''}|${lease.v6?.toString() ?? ''}|${lease.underlay6?.name ?? ''}|${lease.underlay6?.cidr.toString() ?? ''}|${this.section.routeProtocol}|${this.section.directRouting}`;
+    const netKey = `${network.backend}|${network.device ?? ''}|${network.device6 ?? ''}|${lease.underlay.name}|${lease.underlay.cidr.toString()}|${lease.v4?.toString() ?? ''}|${lease.v6?.toString() ?? ''}|${lease.underlay6?.name ?? ''}|${lease.underlay6?.cidr.toString() ?? ''}|${this.section.routeProtocol}|${this.section.directRouting}`;
     const plans = new Map<string, KeyedPlan>();
     for (const p of peers) {
       const c = this.planCache.get(p.node);
@@ -244,7 +252,7 @@ export class OverlayComponent implements Component {
     phase('apply');
     this.applied =
       outcome.failedNodes.size === 0 && outcome.failedDeletes.length === 0
-        ? { state: stateOfPlans(plans.values()), deviceIndex: network.deviceIndex, underlayIndex: lease.underlay.index, underlay6Index: lease.underlay6?.index }
+        ? { state: stateOfPlans(plans.values()), deviceIndex: network.deviceIndex, device6Index: network.device6Index, underlayIndex: lease.underlay.index, underlay6Index: lease.underlay6?.index }
         : undefined;
     for (const k of ['route', 'neigh', 'fdb'] as const) {
       if (outcome.added[k]) this.metrics.added.inc({ kind: k }, outcome.added[k]);
@@ -287,14 +295,20 @@ export class OverlayComponent implements Component {
   private async readKernel(network: Network): Promise<IndexedState> {
     const now = this.ctx.clock.now();
     const a = this.applied;
-    if (a && this.lastDumpAt !== undefined && now - this.lastDumpAt < this.ctx.config.syncInterval * 0.9 && a.deviceIndex === network.deviceIndex && a.underlayIndex === network.lease.underlay.index && a.underlay6Index === network.lease.underlay6?.index) {
+    if (a && this.lastDumpAt !== undefined && now - this.lastDumpAt < this.ctx.config.syncInterval * 0.9 && a.deviceIndex === network.deviceIndex && a.device6Index === network.device6Index && a.underlayIndex === network.lease.underlay.index && a.underlay6Index === network.lease.underlay6?.index) {
       return a.state;
     }
     this.lastDumpAt = now;
     const net = this.ctx.kernel.net;
     const routes = await net.listRoutes({ family: network.lease.v6 ? (network.lease.v4 ? undefined : 6) : 4, protocol: this.section.routeProtocol });
     if (!network.device) return indexState({ routes, neigh: [], fdb: [] });
-    const [neigh, fdb] = [await net.listNeighbors(network.device), await net.listFdb(network.device)];
+    const neigh: NeighborEntry[] = [];
+    const fdb: FdbEntry[] = [];
+    // Both our devices (pw.1 and, dual-stack with an IPv6 node IP, pw-v6.1): every entry on them is ours.
+    for (const dev of network.device6 ? [network.device, network.device6] : [network.device]) {
+      neigh.push(...(await net.listNeighbors(dev)));
+      fdb.push(...(await net.listFdb(dev)));
+    }
     // Ours: our VTEP entries. Link-local v6 neighbours the kernel learns on pw.1 are not.
     return indexState({ routes, neigh: neigh.filter((n) => n.ip.family === 4 || (network.lease.v6 !== undefined && !n.ip.toString().startsWith('fe80:'))), fdb });
   }
@@ -357,7 +371,11 @@ export class OverlayComponent implements Component {
 
   private async publish(network: Network): Promise<void> {
     if (!this.section.publishAnnotations) return;
-    const ann = network.annotations();
+    const ann: Record<string, string | null> = network.annotations();
+    // A v6 VTEP we no longer run (the IPv6 device went) must not stay announced: flannel peers
+    // would keep sending the v6 pods to it. Removed from our Node (also one left before a restart).
+    const own = this.ctx.state.get('Node', this.ctx.config.nodeName)?.meta.annotations;
+    if (!(ANNOTATIONS.backendV6Data in ann) && own?.[ANNOTATIONS.backendV6Data] !== undefined) ann[ANNOTATIONS.backendV6Data] = null;
     const key = JSON.stringify(ann);
     if (key === this.lastAnnotations) return;
     try {
@@ -376,7 +394,12 @@ export class OverlayComponent implements Component {
     return this.okPlans.map((p) => {
       const m4 = p.modes.ipv4;
       const m6 = p.modes.ipv6;
-      const v6 = m6 ? via(p, m6, p.peer.publicIp6?.toString() ?? '', n?.lease.underlay6?.name) : undefined;
+      // Over the IPv6 device: the peer's v6 node IP, v6 VTEP address and v6 VTEP MAC.
+      const v6 = p.fdb6
+        ? `${p.fdb6.dst?.toString() ?? ''} (vxlan ${p.fdb6.dev}, VTEP ${p.peer.podCIDR6?.network.toString() ?? ''} ${p.fdb6.mac})`
+        : m6
+          ? via(p, m6, p.peer.publicIp6?.toString() ?? '', n?.lease.underlay6?.name)
+          : undefined;
       return {
         node: p.node,
         podCIDRs: [...p.peer.podCIDRs],
@@ -398,6 +421,8 @@ export class OverlayComponent implements Component {
       mtu: n?.mtu,
       device: n?.device,
       vtepMac: n?.ownMac,
+      device6: n?.device6,
+      vtepMac6: n?.ownMac6,
       underlay: n ? `${n.lease.underlay.name} ${n.lease.underlay.cidr.toString()} mtu ${n.lease.underlay.mtu}` : undefined,
       underlay6: n?.lease.underlay6 && n.lease.underlay6 !== n.lease.underlay ? `${n.lease.underlay6.name} ${n.lease.underlay6.cidr.toString()}` : undefined,
       ipv6: this.ipv6Note,
@@ -417,7 +442,7 @@ export class OverlayComponent implements Component {
     };
   }
 
-  /** `podwired --cleanup`: our routes, our device, our table, subnet.env. Every removal is attempted. */
+  /** `podwired --cleanup`: our routes, our devices (pw.1, pw-v6.1), our table, subnet.env. Every removal is attempted. */
   async cleanup(): Promise<void> {
     const net = this.ctx.kernel.net;
     const errors: string[] = [];
@@ -434,6 +459,7 @@ export class OverlayComponent implements Component {
       if (r.failed.length) throw new Error(r.failed.map((f) => f.message).join('; '));
     });
     await attempt('device', () => net.deleteLink(this.section.vxlan.device));
+    await attempt('IPv6 device', () => net.deleteLink(this.section.vxlan.deviceV6));
     await attempt('nftables', () => this.ctx.kernel.nft.apply(renderCleanup(this.section.nftTable)));
     // iptables only in iptables mode: reading a legacy table that is not there creates it.
     for (const family of this.section.egressMode === 'iptables' ? ([4, 6] as const) : []) {

@@ -47,6 +47,15 @@ export interface PeerInfo {
   /** VTEP MAC: the annotation's VtepMAC when given, else derived from publicIp. */
   vtepMac: string;
   macFromAnnotation: boolean;
+  /**
+   * The MAC of the peer's IPv6 VTEP (a VXLAN device over its IPv6 underlay, flannel's
+   * `flannel-v6.<VNI>`): its `backend-v6-data` VtepMAC, or derived from its IPv6 node IP when
+   * it publishes no backend annotations at all (manifest mode: it runs our rules). Absent when
+   * the peer has no IPv6 node IP, or publishes `backend-data` without `backend-v6-data` (an
+   * older Podwire, which carries its v6 pods inside `pw.1`). Only read over an IPv4 underlay.
+   */
+  vtepMac6?: string;
+  macFromAnnotation6?: boolean;
   /** From the annotation, when the peer published it. */
   backendType: string | undefined;
   underlayCidr: Cidr | undefined;
@@ -70,6 +79,8 @@ export interface PeerRules {
   /** Our own pod CIDRs (a peer's may not overlap them). */
   ownPodCIDRs: Cidr[];
   ownMac: string | undefined;
+  /** Our IPv6 VTEP MAC, when this node runs the IPv6 VXLAN device (peers' v6 MACs are then checked). */
+  ownMac6?: string;
   /** This node's underlay family (default 4): a peer must be on the same one. */
   underlayFamily?: 4 | 6;
   /**
@@ -368,6 +379,25 @@ function parsePeerSlow(node: NodeObject, rules: PeerRules): PeerInfo | PeerProbl
   if (rules.backend === 'vxlan' && rules.ownMac !== undefined && vtepMac === rules.ownMac) {
     return { node: name, field: data.mac ? `${annField(dataKey)}.VtepMAC` : 'status.addresses', value: vtepMac, reason: `MAC clash with this node's own VTEP MAC` };
   }
+  // The peer's IPv6 VTEP (dual-stack over an IPv4 node IP): flannel's backend-v6-data.
+  let vtepMac6: string | undefined;
+  let macFromAnnotation6 = false;
+  if (pub.ip.family === 4 && v6 && publicIp6) {
+    const raw6 = a[ANNOTATIONS.backendV6Data];
+    if (raw6 !== undefined && raw6 !== '' && raw6 !== 'null') {
+      const d6 = parseBackendData(raw6);
+      const f6 = annField(ANNOTATIONS.backendV6Data);
+      if (typeof d6 === 'string') return { node: name, field: f6, value: raw6, reason: d6 };
+      if (rules.backend === 'vxlan' && d6.vni !== undefined && d6.vni !== rules.vni) return { node: name, field: `${f6}.VNI`, value: d6.vni, reason: `VNI clash: this node uses VNI ${rules.vni}` };
+      vtepMac6 = d6.mac ?? vtepMacFor(publicIp6);
+      macFromAnnotation6 = d6.mac !== undefined;
+    } else if (backendType === undefined && (a[ANNOTATIONS.backendData] ?? '') === '') {
+      vtepMac6 = vtepMacFor(publicIp6);
+    }
+    if (vtepMac6 !== undefined && rules.backend === 'vxlan' && rules.ownMac6 !== undefined && vtepMac6 === rules.ownMac6) {
+      return { node: name, field: macFromAnnotation6 ? `${annField(ANNOTATIONS.backendV6Data)}.VtepMAC` : 'status.addresses', value: vtepMac6, reason: `MAC clash with this node's own IPv6 VTEP MAC` };
+    }
+  }
   const cidrAnn = (key: string): Cidr | PeerProblem | undefined => {
     const v = a[key];
     if (!v) return undefined;
@@ -398,6 +428,7 @@ function parsePeerSlow(node: NodeObject, rules: PeerRules): PeerInfo | PeerProbl
     publicIp6,
     vtepMac,
     macFromAnnotation: data.mac !== undefined,
+    ...(vtepMac6 !== undefined ? { vtepMac6, macFromAnnotation6 } : {}),
     backendType,
     underlayCidr,
     underlayCidr6,
@@ -422,7 +453,7 @@ export function createPeerCache(): PeerCache {
 export function collectPeers(nodes: Iterable<NodeObject>, self: string, rules: PeerRules, cache?: PeerCache): { peers: PeerInfo[]; problems: PeerProblem[] } {
   const ok: PeerInfo[] = [];
   const problems: PeerProblem[] = [];
-  const rulesKey = cache ? `${rules.backend}|${rules.underlayFamily ?? 4}|${rules.families ? `${rules.families.v4}${rules.families.v6}` : ''}|${rules.vni}|${rules.clusterCIDRs.join(',')}|${rules.serviceCIDRs.join(',')}|${rules.ownPodCIDRs.join(',')}|${rules.ownMac ?? ''}` : '';
+  const rulesKey = cache ? `${rules.backend}|${rules.underlayFamily ?? 4}|${rules.families ? `${rules.families.v4}${rules.families.v6}` : ''}|${rules.vni}|${rules.clusterCIDRs.join(',')}|${rules.serviceCIDRs.join(',')}|${rules.ownPodCIDRs.join(',')}|${rules.ownMac ?? ''}|${rules.ownMac6 ?? ''}` : '';
   const seen = cache ? new Set<string>() : undefined;
   let changed = false;
   for (const n of nodes) {
@@ -485,6 +516,21 @@ export function collectPeers(nodes: Iterable<NodeObject>, self: string, rules: P
       const field = (x: PeerInfo) => (x.macFromAnnotation ? `${annField(ANNOTATIONS.backendData)}.VtepMAC` : 'status.addresses');
       bad.set(p.node, { node: p.node, field: field(p), value: p.vtepMac, reason: `MAC clash with node ${o.node}` });
       if (!bad.has(o.node)) bad.set(o.node, { node: o.node, field: field(o), value: o.vtepMac, reason: `MAC clash with node ${p.node}` });
+    }
+  }
+  if (rules.backend === 'vxlan' && rules.ownMac6 !== undefined) {
+    // The same on our IPv6 VXLAN device: one v6 VTEP MAC, one remote.
+    const byMac6 = new Map<string, PeerInfo>();
+    const field6 = (x: PeerInfo) => (x.macFromAnnotation6 ? `${annField(ANNOTATIONS.backendV6Data)}.VtepMAC` : 'status.addresses');
+    for (const p of ok) {
+      if (p.vtepMac6 === undefined) continue;
+      const o = byMac6.get(p.vtepMac6);
+      if (!o) {
+        byMac6.set(p.vtepMac6, p);
+        continue;
+      }
+      if (!bad.has(p.node)) bad.set(p.node, { node: p.node, field: field6(p), value: p.vtepMac6, reason: `IPv6 VTEP MAC clash with node ${o.node}` });
+      if (!bad.has(o.node)) bad.set(o.node, { node: o.node, field: field6(o), value: o.vtepMac6, reason: `IPv6 VTEP MAC clash with node ${p.node}` });
     }
   }
   const peers = ok.filter((p) => !bad.has(p.node));

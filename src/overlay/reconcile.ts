@@ -2,7 +2,8 @@
  * Desired state → diff against the kernel → batched apply, with per-node rollback.
  *
  * What is ours: routes with our rtm_protocol (main table), and every neighbour and FDB entry
- * on our own VXLAN device. Everything else is never listed as stale, so never touched.
+ * on our own VXLAN devices (`pw.1`, and `pw-v6.1` on a dual-stack node with an IPv6 node
+ * IP). Everything else is never listed as stale, so never touched.
  * A batch attempts every change (the kernel reports each failure); the three kinds go in
  * flannel's order (neighbour, FDB, route), a node whose entry failed is left out of the later
  * batches and then has what it got rolled back, so no node is left half-programmed.
@@ -115,7 +116,9 @@ export function keyPlan(p: PeerPlan): KeyedPlan {
   const neighs = neigh ? [neigh] : [];
   if (p.route6) routes.push(keyRoute(p.route6));
   if (p.neigh6) neighs.push(keyNeigh(p.neigh6));
-  return { ...p, keys: { routes, neigh: neighs, fdb: fdb ? [fdb] : [] } };
+  const fdbs = fdb ? [fdb] : [];
+  if (p.fdb6) fdbs.push(keyFdb(p.fdb6));
+  return { ...p, keys: { routes, neigh: neighs, fdb: fdbs } };
 }
 
 function diffKind<T>(
@@ -123,6 +126,7 @@ function diffKind<T>(
   pick: (p: KeyedPlan) => readonly Keyed<T>[],
   have: Map<string, Keyed<T>>,
   staleFirst: boolean,
+  deleteFirst?: (have: T, want: T) => boolean,
 ): OwnedChange<T>[] {
   const adds: OwnedChange<T>[] = [];
   let found = 0;
@@ -130,6 +134,7 @@ function diffKind<T>(
     for (const k of pick(p)) {
       const h = have.get(k.key);
       if (h) found++;
+      if (h && h.sig !== k.sig && deleteFirst?.(h.entry, k.entry)) adds.push({ node: p.node, change: { op: 'delete', entry: h.entry } });
       if (!h || h.sig !== k.sig) adds.push({ node: p.node, change: { op: 'replace', entry: k.entry } });
     }
   }
@@ -146,14 +151,24 @@ function diffKind<T>(
 /**
  * Diff the plans against what the kernel holds of ours. Neighbour and FDB deletes come first
  * (a VTEP MAC that moves to another remote: the old FDB entry goes, then the new one comes);
- * routes are make-before-break (adds first).
+ * routes are make-before-break (adds first), except an IPv6 onlink route that changes device.
  */
 export function diff(plans: readonly KeyedPlan[], actual: IndexedState): ChangeSet {
   return {
     neigh: diffKind(plans, (p) => p.keys.neigh, actual.neigh, true),
     fdb: diffKind(plans, (p) => p.keys.fdb, actual.fdb, true),
-    routes: diffKind(plans, (p) => p.keys.routes, actual.routes, false),
+    routes: diffKind(plans, (p) => p.keys.routes, actual.routes, false, ipv6OnlinkMoves),
   };
+}
+
+/**
+ * An IPv6 onlink route that changes device cannot be replaced in place: the kernel checks an
+ * onlink gateway against the route it resolves through, which is the old route itself (its
+ * prefix holds the VTEP address), and answers "Nexthop has invalid gateway or device mismatch".
+ * So the old route goes first (pw.1 <-> pw-v6.1, or direct -> vxlan). IPv4 has no such check.
+ */
+function ipv6OnlinkMoves(have: Route, want: Route): boolean {
+  return want.dst.family === 6 && want.onlink === true && have.dev !== want.dev;
 }
 
 function describe<T>(r: BatchResult<T>['failed'][number]): string {
@@ -209,6 +224,7 @@ export async function applyChangeSet(net: NetworkKernel, set: ChangeSet, plans: 
       if (p.route) routes.push({ op: 'delete', entry: p.route });
       if (p.route6) routes.push({ op: 'delete', entry: p.route6 });
       if (p.fdb) fdb.push({ op: 'delete', entry: p.fdb });
+      if (p.fdb6) fdb.push({ op: 'delete', entry: p.fdb6 });
       if (p.neigh) neigh.push({ op: 'delete', entry: p.neigh });
       if (p.neigh6) neigh.push({ op: 'delete', entry: p.neigh6 });
       for (const k of ['neigh', 'fdb', 'route'] as const) if (done[k].delete(node)) outcome.added[k]--;

@@ -174,14 +174,22 @@ export interface NodeEntries {
   fdb: string[];
 }
 
-/** Our routes (proto 77) and the neighbour/FDB entries on pw.1, as `ip` prints them. */
-export async function entries(ns: string, family: 4 | 6 = 4): Promise<NodeEntries> {
+/** Our routes (proto 77) and the neighbour/FDB entries on `dev` (pw.1; pw-v6.1 is the IPv6 device), as `ip` prints them. */
+export async function entries(ns: string, family: 4 | 6 = 4, dev = 'pw.1'): Promise<NodeEntries> {
   // Our routes carry a per-prefix metric (see routeMetric); left out here so tests compare paths.
   const routes = (await execOk(ns, ['ip', `-${family}`, 'route', 'show', 'proto', String(PROTO)])).trim().split('\n').filter(Boolean).map((l) => l.trim().replace(/ metric \d+/, ''));
-  const hasDev = (await exec(ns, ['ip', 'link', 'show', 'pw.1'])).exitCode === 0;
-  const neigh = hasDev ? (await execOk(ns, ['ip', `-${family}`, 'neigh', 'show', 'dev', 'pw.1'])).trim().split('\n').filter(Boolean).map((l) => l.trim()) : [];
-  const fdb = hasDev ? (await execOk(ns, ['bridge', 'fdb', 'show', 'dev', 'pw.1'])).trim().split('\n').filter(Boolean).map((l) => l.trim()) : [];
+  const hasDev = (await exec(ns, ['ip', 'link', 'show', dev])).exitCode === 0;
+  const neigh = hasDev ? (await execOk(ns, ['ip', `-${family}`, 'neigh', 'show', 'dev', dev])).trim().split('\n').filter(Boolean).map((l) => l.trim()) : [];
+  const fdb = hasDev ? (await execOk(ns, ['bridge', 'fdb', 'show', 'dev', dev])).trim().split('\n').filter(Boolean).map((l) => l.trim()) : [];
   return { routes, neigh, fdb };
+}
+
+/** Packets sent and received on a device (from `ip -s -j link`); -1 when it is not there. */
+export async function linkPackets(ns: string, dev: string): Promise<{ tx: number; rx: number }> {
+  const r = await exec(ns, ['ip', '-s', '-j', 'link', 'show', dev]);
+  if (r.exitCode !== 0) return { tx: -1, rx: -1 };
+  const j = JSON.parse(r.stdout) as { stats64?: { tx?: { packets?: number }; rx?: { packets?: number } } }[];
+  return { tx: j[0]?.stats64?.tx?.packets ?? -1, rx: j[0]?.stats64?.rx?.packets ?? -1 };
 }
 
 /** Poll (bounded: `tries` x 100 ms) until `pred` holds; returns the last value and whether it held. */

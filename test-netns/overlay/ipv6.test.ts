@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { exec, execOk, labTest } from '../harness';
-import { buildCluster, entries, NODE_IP6, OUTSIDE_IP6, overlayStatus, ping, tcpSource, until, type OCluster, type OPod } from './helpers';
+import { buildCluster, entries, linkPackets, NODE_IP6, OUTSIDE_IP6, overlayStatus, ping, tcpSource, until, type OCluster, type OPod } from './helpers';
 
 type Peer = { node: string; encapsulated: boolean; mode: string; modes: { ipv4?: string; ipv6?: string } };
 
@@ -66,7 +66,7 @@ labTest('vxlan + DirectRouting over IPv6: direct v6 route on a shared v6 subnet,
     const [n1, n2, n3] = c.nodes as [OCluster['nodes'][0], OCluster['nodes'][0], OCluster['nodes'][0]];
     const [a, b, d] = c.pods as [OPod, OPod, OPod];
     const e6 = await until(() => entries(n1.lab.ns, 6), (e) => e.routes.length === 2);
-    t.same(e6.value.routes.map(plain).sort(), ['fd00:10:244:2::/64 via fd00:198:18::2 dev eth0', 'fd00:10:244:3::/64 via fd00:10:244:3:: dev pw.1 onlink'], 'n1: n2 direct over IPv6, n3 encapsulated');
+    t.same(e6.value.routes.map(plain).sort(), ['fd00:10:244:2::/64 via fd00:198:18::2 dev eth0', 'fd00:10:244:3::/64 via fd00:10:244:3:: dev pw-v6.1 onlink'], 'n1: n2 direct over IPv6, n3 encapsulated over the IPv6 device');
     t.match(await execOk(n1.lab.ns, ['ip', '-6', 'route', 'get', b.ip6!]), /dev eth0/, 'n1: a v6 packet to n2\'s pod leaves on the underlay, not pw.1');
     const want: Record<string, [string, Peer['modes']][]> = {
       n1: [['n2', { ipv4: 'direct', ipv6: 'direct' }], ['n3', { ipv4: 'vxlan', ipv6: 'vxlan' }]],
@@ -77,7 +77,7 @@ labTest('vxlan + DirectRouting over IPv6: direct v6 route on a shared v6 subnet,
       const st = await overlayStatus(n);
       t.same((st.peers as Peer[]).map((x) => [x.node, x.modes]), want[n.name], `${n.name}: the same decision as each peer makes about it`);
     }
-    const txBefore = await pw1Tx(n1.lab.ns);
+    const txBefore = await vxlanTx(n1.lab.ns);
     for (const [what, from, to] of [
       ['n1 -> n2 (direct)', a, b],
       ['n2 -> n1 (direct)', b, a],
@@ -87,7 +87,7 @@ labTest('vxlan + DirectRouting over IPv6: direct v6 route on a shared v6 subnet,
     }
     const t1 = await tcpSource(lab, b.ns, b.ip6!, a.ns, 8193);
     t.ok(t1.ok && t1.source === a.ip6, 'TCP over IPv6, direct path, source preserved', { output: t1.output });
-    t.equal(await pw1Tx(n1.lab.ns), txBefore, 'n1: the direct v6 traffic did not go through pw.1');
+    t.same(await vxlanTx(n1.lab.ns), txBefore, 'n1: the direct v6 traffic went through neither pw.1 nor pw-v6.1');
     for (const [what, from, to] of [
       ['n1 -> n3 (vxlan)', a, d],
       ['n3 -> n2 (vxlan)', d, b],
@@ -97,16 +97,16 @@ labTest('vxlan + DirectRouting over IPv6: direct v6 route on a shared v6 subnet,
     }
     const t2 = await tcpSource(lab, a.ns, a.ip6!, d.ns, 8194);
     t.ok(t2.ok && t2.source === d.ip6, 'TCP over IPv6, encapsulated path, source preserved', { output: t2.output });
-    t.ok((await pw1Tx(n1.lab.ns)) > txBefore, 'n1: the encapsulated v6 traffic went through pw.1');
+    const txAfter = await vxlanTx(n1.lab.ns);
+    t.ok(txAfter.pw6 > txBefore.pw6, 'n1: the encapsulated v6 traffic went through pw-v6.1 (the IPv6 VXLAN device)', { txBefore, txAfter });
   } finally {
     c?.run.remove();
   }
 });
 
-/** Packets sent on pw.1 (from `ip -s -j link`). */
-async function pw1Tx(ns: string): Promise<number> {
-  const j = JSON.parse(await execOk(ns, ['ip', '-s', '-j', 'link', 'show', 'pw.1'])) as { stats64?: { tx?: { packets?: number } } }[];
-  return j[0]?.stats64?.tx?.packets ?? -1;
+/** Packets sent on our two VXLAN devices. */
+async function vxlanTx(ns: string): Promise<{ pw1: number; pw6: number }> {
+  return { pw1: (await linkPackets(ns, 'pw.1')).tx, pw6: (await linkPackets(ns, 'pw-v6.1')).tx };
 }
 
 for (const backend of ['vxlan', 'host-gw'] as const) {
