@@ -17,10 +17,11 @@
  * Errors name the offending script line (`annotateNftError`).
  */
 import { CommandError, InvalidInputError } from '../common/errors';
-import { NFT_AS_FILE, NFT_JSON, loadNftablesAddon, nftRun } from './native';
+import { NFT_AS_FILE, NFT_JSON, NFT_TERSE, loadNftablesAddon, nftRun } from './native';
 import { runInNetns } from './netns';
+import { NftElementReader } from './nft-elements';
 import { NftGenerationReader } from './nft-generation';
-import type { NetnsRef, NftGeneration, NftRunner } from './types';
+import type { NetnsRef, NftGeneration, NftRunner, NftSetTypes } from './types';
 
 const WORD = /^[A-Za-z0-9_.\-]+$/;
 const FAMILIES = new Set(['ip', 'ip6', 'inet', 'arp', 'bridge', 'netdev']);
@@ -96,9 +97,11 @@ export class NetnsNft implements NftRunner {
   readonly backend = 'nft' as const;
   private commits = 0;
   private readonly gen: NftGenerationReader;
+  private readonly elems: NftElementReader;
 
   constructor(readonly netns: NetnsRef | undefined) {
     this.gen = new NftGenerationReader(netns);
+    this.elems = new NftElementReader(netns);
   }
 
   async apply(script: string): Promise<void> {
@@ -118,10 +121,16 @@ export class NetnsNft implements NftRunner {
 
   close(): void {
     this.gen.close();
+    this.elems.close();
   }
 
-  async listJson(what: string): Promise<unknown> {
-    const { stdout } = await runInNetns(this.netns, ['nft', '-j', 'list', ...listArgs(what)]);
+  async listElements(table: string, set: string, types: NftSetTypes): Promise<Map<string, string> | undefined> {
+    listArgs(`set inet ${table} ${set}`); // plain names only, as for listings
+    return this.elems.read(table, set, types);
+  }
+
+  async listJson(what: string, opts: { terse?: boolean } = {}): Promise<unknown> {
+    const { stdout } = await runInNetns(this.netns, ['nft', ...(opts.terse ? ['-t'] : []), '-j', 'list', ...listArgs(what)]);
     return JSON.parse(stdout) as unknown;
   }
 
@@ -136,10 +145,12 @@ export class LibNftables implements NftRunner {
   readonly backend = 'libnftables' as const;
   private commits = 0;
   private readonly gen: NftGenerationReader;
+  private readonly elems: NftElementReader;
 
   constructor(readonly netns: NetnsRef | undefined) {
     loadNftablesAddon();
     this.gen = new NftGenerationReader(netns);
+    this.elems = new NftElementReader(netns);
   }
 
   async generation(): Promise<NftGeneration> {
@@ -149,6 +160,12 @@ export class LibNftables implements NftRunner {
 
   close(): void {
     this.gen.close();
+    this.elems.close();
+  }
+
+  async listElements(table: string, set: string, types: NftSetTypes): Promise<Map<string, string> | undefined> {
+    listArgs(`set inet ${table} ${set}`); // plain names only, as for listings
+    return this.elems.read(table, set, types);
   }
 
   private async run(script: string, flags: number, command: string): Promise<string> {
@@ -167,8 +184,8 @@ export class LibNftables implements NftRunner {
     this.commits++;
   }
 
-  async listJson(what: string): Promise<unknown> {
-    return JSON.parse(await this.run(`list ${listArgs(what).join(' ')}`, NFT_JSON, 'libnftables -j list')) as unknown;
+  async listJson(what: string, opts: { terse?: boolean } = {}): Promise<unknown> {
+    return JSON.parse(await this.run(`list ${listArgs(what).join(' ')}`, NFT_JSON | (opts.terse ? NFT_TERSE : 0), 'libnftables -j list')) as unknown;
   }
 
   async list(what: string): Promise<string> {

@@ -217,8 +217,15 @@ export interface NftRunner {
   readonly backend?: 'libnftables' | 'nft';
   /** One atomic transaction (libnftables in-process, or `nft -f -`). Only our own table is touched. */
   apply(script: string): Promise<void>;
-  /** `nft -j list ...` parsed. */
-  listJson(what: string): Promise<unknown>;
+  /** `nft -j list ...` parsed; `terse`: without set elements (`nft -t`). */
+  listJson(what: string, opts?: { terse?: boolean }): Promise<unknown>;
+  /**
+   * The elements of set/map `set` in table `inet <table>`, read over netlink (nft-elements.ts)
+   * and printed as libnftables' JSON listing would (key → value, '' for sets); undefined when
+   * some element or type cannot be printed exactly. Rejects if the dump fails. Optional: a
+   * runner without it (a test fake) makes callers list the table in full instead.
+   */
+  listElements?(table: string, set: string, types: NftSetTypes): Promise<Map<string, string> | undefined>;
   /** `nft list ...` as text. */
   list(what: string): Promise<string>;
   /**
@@ -229,6 +236,13 @@ export interface NftRunner {
   generation(): Promise<NftGeneration>;
   /** Closes what the runner opened (its netlink socket). */
   close?(): void;
+}
+
+/** A set's key/data types as its libnftables definition names them (nft-elements.ts SetTypes). */
+export interface NftSetTypes {
+  key: readonly string[];
+  data?: readonly string[];
+  interval: boolean;
 }
 
 export interface NftGeneration {
