@@ -7,7 +7,7 @@
  * Why: listing a table through libnftables formats every element (120,000 at 10,000
  * Services, seconds of CPU); the kernel's dump of the same elements is a few milliseconds
  * and decoding it here is cheap. The set's key and data types come from its definition
- * (libnftables lists that cheaply); this module only knows the handful of types the
+ * (nft-table.ts reads it over netlink too); this module only knows the handful of types the
  * proxy's renderer uses. Anything else (an unknown type, a range that is not a prefix,
  * an element with a timeout, comment, counter or the catch-all flag, a non-concatenated
  * interval set) makes the whole set unreadable (`undefined`): never a guess, since the
@@ -21,10 +21,6 @@ import { KernelError } from '../common/errors';
 import { NLM_F_DUMP, NLM_F_REQUEST } from './rtnetlink/constants';
 import { NLA_TYPE_MASK } from './rtnetlink/constants';
 import { HOST_LE, attr, attrMap, cstr, frame, parseHeader, payloadOf } from './rtnetlink/nlmsg';
-import { NETLINK_NETFILTER } from './native';
-import { LazyNetlinkSocket } from './netlink/lazy-socket';
-import type { NetlinkTransport } from './netlink/transport';
-import type { NetnsRef } from './types';
 
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFT_MSG_NEWSETELEM = 12;
@@ -343,24 +339,4 @@ export function decodeSetElems(replies: readonly Buffer[], types: SetTypes): Map
     }
   }
   return out;
-}
-
-/** Reads the elements of sets in one netns, on a NETLINK_NETFILTER socket opened on first use. */
-export class NftElementReader {
-  private readonly sock: LazyNetlinkSocket;
-
-  /** `transport` is for tests (a fake or an already open socket). */
-  constructor(netns: NetnsRef | undefined, transport?: NetlinkTransport) {
-    this.sock = new LazyNetlinkSocket('nftables set elements', netns, NETLINK_NETFILTER, transport);
-  }
-
-  /** Elements of set `set` in table `inet <table>`; undefined if they cannot be printed exactly. Rejects if the dump fails. */
-  async read(table: string, set: string, types: SetTypes): Promise<Map<string, string> | undefined> {
-    const t = await this.sock.get();
-    return decodeSetElems(await t.request(encodeGetSetElems(table, set)), types);
-  }
-
-  close(): void {
-    this.sock.close();
-  }
 }

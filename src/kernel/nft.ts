@@ -19,9 +19,9 @@
 import { CommandError, InvalidInputError } from '../common/errors';
 import { NFT_AS_FILE, NFT_JSON, NFT_TERSE, loadNftablesAddon, nftRun } from './native';
 import { runInNetns } from './netns';
-import { NftElementReader } from './nft-elements';
 import { NftGenerationReader } from './nft-generation';
-import type { NetnsRef, NftGeneration, NftRunner, NftSetTypes } from './types';
+import { NftTableReader } from './nft-table';
+import type { NetnsRef, NftGeneration, NftRunner, NftTableContent } from './types';
 
 const WORD = /^[A-Za-z0-9_.\-]+$/;
 const FAMILIES = new Set(['ip', 'ip6', 'inet', 'arp', 'bridge', 'netdev']);
@@ -97,11 +97,11 @@ export class NetnsNft implements NftRunner {
   readonly backend = 'nft' as const;
   private commits = 0;
   private readonly gen: NftGenerationReader;
-  private readonly elems: NftElementReader;
+  private readonly tables: NftTableReader;
 
   constructor(readonly netns: NetnsRef | undefined) {
     this.gen = new NftGenerationReader(netns);
-    this.elems = new NftElementReader(netns);
+    this.tables = new NftTableReader(netns);
   }
 
   async apply(script: string): Promise<void> {
@@ -121,12 +121,12 @@ export class NetnsNft implements NftRunner {
 
   close(): void {
     this.gen.close();
-    this.elems.close();
+    this.tables.close();
   }
 
-  async listElements(table: string, set: string, types: NftSetTypes): Promise<Map<string, string> | undefined> {
-    listArgs(`set inet ${table} ${set}`); // plain names only, as for listings
-    return this.elems.read(table, set, types);
+  async readTable(table: string, skipElements: (name: string) => boolean): Promise<NftTableContent> {
+    listArgs(`table inet ${table}`); // a plain name only, as for listings
+    return this.tables.read(table, skipElements);
   }
 
   async listJson(what: string, opts: { terse?: boolean } = {}): Promise<unknown> {
@@ -145,12 +145,12 @@ export class LibNftables implements NftRunner {
   readonly backend = 'libnftables' as const;
   private commits = 0;
   private readonly gen: NftGenerationReader;
-  private readonly elems: NftElementReader;
+  private readonly tables: NftTableReader;
 
   constructor(readonly netns: NetnsRef | undefined) {
     loadNftablesAddon();
     this.gen = new NftGenerationReader(netns);
-    this.elems = new NftElementReader(netns);
+    this.tables = new NftTableReader(netns);
   }
 
   async generation(): Promise<NftGeneration> {
@@ -160,12 +160,12 @@ export class LibNftables implements NftRunner {
 
   close(): void {
     this.gen.close();
-    this.elems.close();
+    this.tables.close();
   }
 
-  async listElements(table: string, set: string, types: NftSetTypes): Promise<Map<string, string> | undefined> {
-    listArgs(`set inet ${table} ${set}`); // plain names only, as for listings
-    return this.elems.read(table, set, types);
+  async readTable(table: string, skipElements: (name: string) => boolean): Promise<NftTableContent> {
+    listArgs(`table inet ${table}`); // a plain name only, as for listings
+    return this.tables.read(table, skipElements);
   }
 
   private async run(script: string, flags: number, command: string): Promise<string> {

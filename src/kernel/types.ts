@@ -220,12 +220,12 @@ export interface NftRunner {
   /** `nft -j list ...` parsed; `terse`: without set elements (`nft -t`). */
   listJson(what: string, opts?: { terse?: boolean }): Promise<unknown>;
   /**
-   * The elements of set/map `set` in table `inet <table>`, read over netlink (nft-elements.ts)
-   * and printed as libnftables' JSON listing would (key → value, '' for sets); undefined when
-   * some element or type cannot be printed exactly. Rejects if the dump fails. Optional: a
-   * runner without it (a test fake) makes callers list the table in full instead.
+   * Table `inet <table>` read over netlink (nft-table.ts), without libnftables: its objects,
+   * rules (as opaque prints) and the elements of every set not skipped, printed as
+   * libnftables' JSON listing would. Rejects if the table is missing or a dump fails.
+   * Optional: a runner without it (a test fake) makes callers list the table instead.
    */
-  listElements?(table: string, set: string, types: NftSetTypes): Promise<Map<string, string> | undefined>;
+  readTable?(table: string, skipElements: (name: string) => boolean): Promise<NftTableContent>;
   /** `nft list ...` as text. */
   list(what: string): Promise<string>;
   /**
@@ -238,11 +238,19 @@ export interface NftRunner {
   close?(): void;
 }
 
-/** A set's key/data types as its libnftables definition names them (nft-elements.ts SetTypes). */
-export interface NftSetTypes {
-  key: readonly string[];
-  data?: readonly string[];
-  interval: boolean;
+/** What `NftRunner.readTable` found (the shape of the proxy's parsed listing, adopt.ts AdoptedTable). */
+export interface NftTableContent {
+  objects: Map<string, 'set' | 'chain'>;
+  /** Per set/map not skipped and readable: key → value ('' for sets). */
+  elements: Map<string, Map<string, string>>;
+  /** Sets whose elements cannot be printed exactly as libnftables would. */
+  unknown: string[];
+  /** Which of the sets are maps. */
+  maps: Set<string>;
+  /** Per chain with rules, one print per rule in order. */
+  rules: Map<string, string[]>;
+  /** Per chain with rules, the rule handles in order. */
+  handles: Map<string, number[]>;
 }
 
 export interface NftGeneration {
