@@ -69,3 +69,34 @@ labTest('netlink read of the proxy table equals the libnftables listing, map by 
   const missing = await kernel.nft.readTable!('nosuchtable', isDynamic).catch((e: unknown) => e);
   t.equal((missing as { errno?: number }).errno, 2, 'a missing table: ENOENT');
 });
+
+labTest('the proxier reads back over netlink: a rule changed in place and a deleted element are repaired', { prefix: 'hnd-tbl', requires: ['nftables'] }, async (t, lab) => {
+  const ns = await lab.addNetns('n');
+  const kernel = await openKernel(netnsRef(ns));
+  t.teardown(() => kernel.close());
+  const clock = new FakeClock();
+  const h = proxierHarness(kernel, clock);
+  const signal = new AbortController().signal;
+  h.apply(svc('default/kubernetes', '10.96.0.1', { ports: [{ name: 'https', port: 443, targetPort: 6443 }] }));
+  h.apply(slice('default/kubernetes', ['10.244.2.2', '10.244.2.3'], [{ name: 'https', port: 6443 }]));
+  await h.proxier.sync(signal);
+  const period = h.proxier.section.syncPeriodMs;
+  clock.advance(period);
+  await h.proxier.sync(signal); // the first read-back learns the chains' prints
+  t.equal(h.proxier.lastSync?.readBack?.drift, 0, 'a clean table');
+  const before = parseTable(await kernel.nft.listJson('table inet podwire'), 'podwire', isDynamic);
+  const handle = before.handles.get('mark-for-masquerade')![0]!;
+  await lab.execOk(ns, ['nft', 'replace', 'rule', 'inet', 'podwire', 'mark-for-masquerade', 'handle', String(handle), 'meta', 'mark', 'set', 'meta', 'mark', '|', '0x8']);
+  await lab.execOk(ns, ['nft', 'delete', 'element', 'inet', 'podwire', 'endpoints4-tcp', '{ 10.96.0.1 . tcp . 443 . 1 }']);
+  clock.advance(period);
+  await h.proxier.sync(signal);
+  const s = h.proxier.lastSync!;
+  t.equal(s.readBack?.drift, 2, `one chain and one element found changed (${JSON.stringify(s.readBack)})`);
+  const after = parseTable(await kernel.nft.listJson('table inet podwire'), 'podwire', isDynamic);
+  t.same(after.rules.get('mark-for-masquerade'), before.rules.get('mark-for-masquerade'), 'the rule is as we wrote it again');
+  t.equal(after.elements.get('endpoints4-tcp')?.get('10.96.0.1 . tcp . 443 . 1'), '10.244.2.3 . 6443', 'the element is back');
+  clock.advance(period);
+  await lab.execOk(ns, ['nft', 'add', 'table', 'inet', 'hnd-other']);
+  await h.proxier.sync(signal);
+  t.match(h.proxier.lastSync?.readBack, { drift: 0, unchanged: undefined }, 'and the next read-back (after a foreign commit) finds nothing to repair');
+});
