@@ -134,8 +134,6 @@ export const NFT_NUMERIC = 4;
 export const NFT_STATELESS = 8;
 /** Run the script as a file (errors then carry line numbers, like `nft -f`). */
 export const NFT_AS_FILE = 16;
-/** Terse listings: no set elements printed (libnftables still reads them from the kernel). */
-export const NFT_TERSE = 32;
 
 let nftAddon: NftablesAddon | undefined;
 let nftAddonError: PodwireError | undefined;

@@ -17,7 +17,7 @@
  * Errors name the offending script line (`annotateNftError`).
  */
 import { CommandError, InvalidInputError } from '../common/errors';
-import { NFT_AS_FILE, NFT_JSON, NFT_TERSE, loadNftablesAddon, nftRun } from './native';
+import { NFT_AS_FILE, NFT_JSON, loadNftablesAddon, nftRun } from './native';
 import { runInNetns } from './netns';
 import { NftGenerationReader } from './nft-generation';
 import { NftTableReader } from './nft-table';
@@ -129,8 +129,8 @@ export class NetnsNft implements NftRunner {
     return this.tables.read(table, skipElements);
   }
 
-  async listJson(what: string, opts: { terse?: boolean } = {}): Promise<unknown> {
-    const { stdout } = await runInNetns(this.netns, ['nft', ...(opts.terse ? ['-t'] : []), '-j', 'list', ...listArgs(what)]);
+  async listJson(what: string): Promise<unknown> {
+    const { stdout } = await runInNetns(this.netns, ['nft', '-j', 'list', ...listArgs(what)]);
     return JSON.parse(stdout) as unknown;
   }
 
@@ -184,8 +184,8 @@ export class LibNftables implements NftRunner {
     this.commits++;
   }
 
-  async listJson(what: string, opts: { terse?: boolean } = {}): Promise<unknown> {
-    return JSON.parse(await this.run(`list ${listArgs(what).join(' ')}`, NFT_JSON | (opts.terse ? NFT_TERSE : 0), 'libnftables -j list')) as unknown;
+  async listJson(what: string): Promise<unknown> {
+    return JSON.parse(await this.run(`list ${listArgs(what).join(' ')}`, NFT_JSON, 'libnftables -j list')) as unknown;
   }
 
   async list(what: string): Promise<string> {

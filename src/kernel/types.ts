@@ -217,8 +217,8 @@ export interface NftRunner {
   readonly backend?: 'libnftables' | 'nft';
   /** One atomic transaction (libnftables in-process, or `nft -f -`). Only our own table is touched. */
   apply(script: string): Promise<void>;
-  /** `nft -j list ...` parsed; `terse`: without set elements (`nft -t`). */
-  listJson(what: string, opts?: { terse?: boolean }): Promise<unknown>;
+  /** `nft -j list ...` parsed. */
+  listJson(what: string): Promise<unknown>;
   /**
    * Table `inet <table>` read over netlink (nft-table.ts), without libnftables: its objects,
    * rules (as opaque prints) and the elements of every set not skipped, printed as

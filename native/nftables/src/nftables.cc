@@ -5,8 +5,6 @@
 //   sends it as one nfnetlink batch, so a script is one atomic transaction, as `nft -f`.
 //   flags: 1 = JSON output (NFT_CTX_OUTPUT_JSON), 2 = dry run (parse and evaluate,
 //   commit nothing), 4 = numeric output, 8 = stateless (no counters in listings),
-//   32 = terse (NFT_CTX_OUTPUT_TERSE: listings print no set elements; libnftables 1.0.6
-//   still fetches and decodes them, so this saves the printing only),
 //   16 = as a file: the script goes into a memfd that libnftables reads as
 //   /proc/self/fd/N (nft_run_cmd_from_filename, exactly what `nft -f` does), because
 //   for buffer input libnftables 1.0.6 reports errors without the line number and
@@ -41,7 +39,7 @@ namespace {
 
 std::mutex g_nft_mutex;
 
-constexpr uint32_t kJson = 1, kDryRun = 2, kNumeric = 4, kStateless = 8, kAsFile = 16, kTerse = 32;
+constexpr uint32_t kJson = 1, kDryRun = 2, kNumeric = 4, kStateless = 8, kAsFile = 16;
 
 void ReplaceAll(std::string* s, const std::string& from, const std::string& to) {
   if (from.empty()) return;
@@ -75,7 +73,6 @@ class NftWorker : public PromiseWorker {
     if (flags_ & kJson) out |= NFT_CTX_OUTPUT_JSON;
     if (flags_ & kNumeric) out |= NFT_CTX_OUTPUT_NUMERIC_ALL;
     if (flags_ & kStateless) out |= NFT_CTX_OUTPUT_STATELESS;
-    if (flags_ & kTerse) out |= NFT_CTX_OUTPUT_TERSE;
     nft_ctx_output_set_flags(ctx, out);
     if (flags_ & kDryRun) nft_ctx_set_dry_run(ctx, true);
     // No include paths: a script cannot pull in files (the TS layer refuses `include` too).
