@@ -6,8 +6,8 @@
  * the element-level diff against the applied state kept in memory (ruleset.ts) is applied
  * as one transaction. A cold start programs the table skeleton (masquerade included) and
  * `default/kubernetes` in the first transaction, then the other Services in chunks
- * (kubernetes #133773). A restart adopts the table that is there: one listing of our own
- * table, then a diff. Every syncPeriod the same listing is the periodic reconcile (readBack):
+ * (kubernetes #133773). A restart adopts the table that is there: one read of our own
+ * table (readTable: over netlink), then a diff. Every syncPeriod the same read is the periodic reconcile (readBack):
  * the kernel's content replaces the applied state in memory, so that sync's diff repairs
  * whatever was changed behind our back, element by element.
  */
@@ -161,9 +161,8 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
   }
 
   /**
-   * One listing of our table (libnftables in-process, or `nft -j list`), parsed as at
-   * adoption, then Ruleset.reconcile: the kernel's content becomes the applied state and
-   * only the differences are touched for this sync's plan. A failed listing leaves the
+   * One read of our table (readTable, as at adoption), then Ruleset.reconcile: the kernel's content becomes the applied state and
+   * only the differences are touched for this sync's plan. A failed read leaves the
    * in-memory state as it is (tried again at the next periodic sync), unless the table
    * is gone: then everything is planned again.
    */
@@ -209,11 +208,11 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     // was changed behind our back is repaired by this sync's one transaction. Event syncs
     // in between diff against the applied state kept in memory (no listing: cheap).
     // Its spacing: syncPeriod, or READBACK_SHARE times what the last read-back took if that is
-    // longer, so listing a huge table (seconds of CPU at 10,000 Services) never takes more than
+    // longer, so reading a huge table back (~2 s of CPU at 10,000 Services) never takes more than
     // 1/READBACK_SHARE of the time.
     // Every syncPeriod the nftables generation (one small netlink request) tells whether any
     // program but us committed a transaction since our last listing; only then is the table
-    // listed. Listing at 10,000 Services costs seconds and holds the sync loop meanwhile.
+    // read back. Reading at 10,000 Services costs ~2 s and holds the sync loop meanwhile.
     this.readBackStats = undefined;
     if (!s.renderAll && this.tableExists && s.started - this.lastTableCheck >= this.section.syncPeriodMs) {
       const g0 = performance.now();
