@@ -1,6 +1,8 @@
 import t from 'tap';
 import { attr, frame, nested } from './rtnetlink/nlmsg';
-import { decodeChains, decodeRules, decodeSets, typeNames } from './nft-table';
+import { KernelError } from '../common/errors';
+import type { NetlinkTransport } from './netlink/transport';
+import { NftTableReader, decodeChains, decodeRules, decodeSets, typeNames } from './nft-table';
 
 const be32 = (v: number): Buffer => {
   const b = Buffer.alloc(4);
@@ -55,4 +57,36 @@ t.test('chains and rules of our table: prints are the expressions and the commen
   const e = exprs.subarray(4).toString('hex');
   t.same([...r.rules], [['services', [`${e}|`, `${e}|0003616200`]], ['masquerading', [`${e}|`]]]);
   t.same([...r.handles], [['services', [4, 9]], ['masquerading', [2]]]);
+});
+
+t.test('the reader: ENOENT only when the table is missing, not when a set goes away during the read', async (t) => {
+  const set = msg(9, [attr(1, str('podwire')), attr(2, str('cluster-ips4')), attr(3, be32(0)), attr(4, be32(7))]);
+  let tableThere = true;
+  const asked: number[] = [];
+  const transport: NetlinkTransport = {
+    request: async (m: Buffer) => {
+      const type = m.readUInt16LE(4) & 0xff;
+      asked.push(type);
+      const enoent = new KernelError('nft', 'ENOENT', { errno: 2 });
+      if (type === 1) {
+        if (!tableThere) throw enoent;
+        return [];
+      }
+      if (type === 10) return [set];
+      if (type === 13) throw enoent; // the set was deleted after the GETSET dump
+      return [];
+    },
+    batch: async () => new Int32Array(0),
+    close: () => undefined,
+  };
+  const r = new NftTableReader(undefined, transport);
+  const torn = (await r.read('podwire', () => false).catch((e: unknown) => e)) as KernelError;
+  t.type(torn, KernelError);
+  t.not(torn.errno, 2, 'a torn read is not "no table"');
+  t.match(torn.message, /went away/);
+  t.same(asked, [1, 10, 4, 7, 13], 'GETTABLE, GETSET, GETCHAIN, GETRULE, then GETSETELEM per set');
+  tableThere = false;
+  const gone = (await r.read('podwire', () => false).catch((e: unknown) => e)) as KernelError;
+  t.equal(gone.errno, 2, 'no table: ENOENT');
+  r.close();
 });

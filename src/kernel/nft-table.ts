@@ -13,6 +13,7 @@
  * same kind (the proxy's "was this rule changed in place" check), never with rendered text.
  */
 import { KernelError } from '../common/errors';
+import { E } from './errno';
 import { NLM_F_DUMP, NLM_F_REQUEST } from './rtnetlink/constants';
 import { attr, attrMap, cstr, frame, parseHeader, payloadOf, readCString } from './rtnetlink/nlmsg';
 import { NETLINK_NETFILTER } from './native';
@@ -155,7 +156,13 @@ export class NftTableReader {
     for (const c of chains) out.objects.set(c, 'chain');
     for (const s of sets) {
       if (skipElements(s.name)) continue;
-      const els = decodeSetElems(await t.request(encodeGetSetElems(table, s.name)), s.types);
+      const replies = await t.request(encodeGetSetElems(table, s.name)).catch((err: unknown) => {
+        // Only GETTABLE's ENOENT means "no table": a set deleted since the GETSET dump is a
+        // torn read (the caller reads again or lists), not a missing table.
+        if ((err as { errno?: number }).errno === E.ENOENT) throw new KernelError(`nftables set ${s.name}${this.sock.where()}`, 'the set went away during the read');
+        throw err;
+      });
+      const els = decodeSetElems(replies, s.types);
       if (els) out.elements.set(s.name, els);
       else out.unknown.push(s.name);
     }
