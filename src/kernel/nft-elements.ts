@@ -124,18 +124,56 @@ const K_IP4 = 0, K_IP6 = 1, K_PROTO = 2, K_SERVICE = 3, K_INT = 4;
 const KIND: Record<string, number> = { ipv4_addr: K_IP4, ipv6_addr: K_IP6, inet_proto: K_PROTO, inet_service: K_SERVICE, integer: K_INT };
 const WIDTHS = [4, 16, 4, 4, 4];
 
-function component(kind: number, b: Buffer, off: number): string | undefined {
+/**
+ * Values are written as ASCII into one scratch buffer and read out as one flat string: a
+ * string built by `+=` is a rope that the Map flattens into a second copy when it hashes it,
+ * and at 100,000 elements that garbage was most of the decoding time.
+ */
+const OUT = Buffer.alloc(256);
+let pos = 0;
+
+function putDec(n: number): void {
+  if (n < 10) {
+    OUT[pos++] = 48 + n;
+    return;
+  }
+  let digits = 0;
+  for (let x = n; x > 0; x = Math.floor(x / 10)) digits++;
+  for (let i = pos + digits - 1, x = n; i >= pos; i--, x = Math.floor(x / 10)) OUT[i] = 48 + (x % 10);
+  pos += digits;
+}
+
+function putText(s: string): void {
+  pos += OUT.write(s, pos, 'latin1');
+}
+
+/** Writes one component; false if it cannot be printed exactly. */
+function putComponent(kind: number, b: Buffer, off: number): boolean {
   switch (kind) {
     case K_IP4:
-      return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
+      putDec(b[off]!);
+      OUT[pos++] = 46;
+      putDec(b[off + 1]!);
+      OUT[pos++] = 46;
+      putDec(b[off + 2]!);
+      OUT[pos++] = 46;
+      putDec(b[off + 3]!);
+      return true;
     case K_IP6:
-      return ipv6Text(b, off);
-    case K_PROTO:
-      return PROTO_NAMES[b[off]!];
+      putText(ipv6Text(b, off));
+      return true;
+    case K_PROTO: {
+      const name = PROTO_NAMES[b[off]!];
+      if (name === undefined) return false;
+      putText(name);
+      return true;
+    }
     case K_SERVICE:
-      return String((b[off]! << 8) | b[off + 1]!);
+      putDec((b[off]! << 8) | b[off + 1]!);
+      return true;
     default:
-      return String(readU32(b, off));
+      putDec(readU32(b, off));
+      return true;
   }
 }
 
@@ -182,26 +220,29 @@ export function layoutOf(types: readonly string[]): Layout | undefined {
  */
 function formatAt(l: Layout, b: Buffer, off: number, len: number, e?: Buffer, eoff = 0): string | undefined {
   if (len !== l.width) return undefined;
-  let out = '';
+  pos = 0;
   for (let i = 0; i < l.kinds.length; i++) {
     const k = l.kinds[i]!;
     const w = WIDTHS[k]!;
-    const v = component(k, b, off);
-    if (v === undefined) return undefined;
-    if (i > 0) out += ' . ';
-    out += v;
+    if (i > 0) {
+      OUT[pos++] = 32;
+      OUT[pos++] = 46;
+      OUT[pos++] = 32;
+    }
+    if (!putComponent(k, b, off)) return undefined;
     if (e !== undefined && b.compare(e, eoff, eoff + w, off, off + w) !== 0) {
       // A range in this component: libnftables prints an aligned block of addresses as a
       // prefix and anything else as a range (which adopt.ts does not read either).
       if (k !== K_IP4 && k !== K_IP6) return undefined;
       const p = prefixLen(b, off, e, eoff, w);
       if (p === undefined) return undefined;
-      out += `/${p}`;
+      OUT[pos++] = 47;
+      putDec(p);
     }
     off += w;
     eoff += w;
   }
-  return out;
+  return OUT.toString('latin1', 0, pos);
 }
 
 /** A value of concatenated `types` (`a . b . c`), `end` the range end of an interval element. */
@@ -251,55 +292,75 @@ interface Plan {
   data: Layout | 'verdict' | undefined;
 }
 
-/** NFTA_DATA_VALUE inside the nested NFTA_SET_ELEM_KEY/_KEY_END/_DATA at b[off..end): [offset, length], or undefined. */
-function dataValue(b: Buffer, off: number, end: number): [number, number] | undefined {
+/** Where dataValue found NFTA_DATA_VALUE: offset and length (module scratch, no allocation per element). */
+let dvOff = 0;
+let dvLen = 0;
+
+/** Finds NFTA_DATA_VALUE inside the nested NFTA_SET_ELEM_KEY/_KEY_END/_DATA at b[off..end) (dvOff, dvLen). */
+function dataValue(b: Buffer, off: number, end: number): boolean {
   while (off + 4 <= end) {
     const len = readU16(b, off);
-    if (len < 4 || off + len > end) return undefined;
-    if ((readU16(b, off + 2) & NLA_TYPE_MASK) === NFTA_DATA_VALUE) return [off + 4, len - 4];
+    if (len < 4 || off + len > end) return false;
+    if ((readU16(b, off + 2) & NLA_TYPE_MASK) === NFTA_DATA_VALUE) {
+      dvOff = off + 4;
+      dvLen = len - 4;
+      return true;
+    }
     off += (len + 3) & ~3;
   }
-  return undefined;
+  return false;
 }
 
 /**
- * One element at b[off..end): [key, value] ('' for a set), or undefined if it cannot be printed
- * exactly. Walks the attributes in place (no copies): this runs once per element.
+ * One element at b[off..end) into `out` (key → value, '' for a set); false if it cannot be
+ * printed exactly. Walks the attributes in place (no copies): this runs once per element.
  */
-function decodeElement(b: Buffer, off: number, end: number, plan: Plan): [string, string] | undefined {
-  let key: [number, number] | undefined;
-  let keyEnd: [number, number] | undefined;
-  let data: [number, number] | undefined;
+function decodeElement(b: Buffer, off: number, end: number, plan: Plan, out: Map<string, string>): boolean {
+  let keyOff = -1;
+  let keyLen = 0;
+  let endOff = -1;
+  let endLen = 0;
+  let dataOff = -1;
+  let dataEnd = 0;
   while (off + 4 <= end) {
     const len = readU16(b, off);
-    if (len < 4 || off + len > end) return undefined;
+    if (len < 4 || off + len > end) return false;
     const type = readU16(b, off + 2) & NLA_TYPE_MASK;
     const p = off + 4;
     const q = off + len;
     if (type === NFTA_SET_ELEM_KEY) {
-      if (!(key = dataValue(b, p, q))) return undefined;
+      if (!dataValue(b, p, q)) return false;
+      keyOff = dvOff;
+      keyLen = dvLen;
     } else if (type === NFTA_SET_ELEM_KEY_END) {
-      if (!(keyEnd = dataValue(b, p, q))) return undefined;
-    } else if (type === NFTA_SET_ELEM_DATA) data = [p, q - p];
-    else if (type === NFTA_SET_ELEM_FLAGS) {
-      if (len < 8 || (b.readUInt32BE(p) & (NFT_SET_ELEM_INTERVAL_END | NFT_SET_ELEM_CATCHALL)) !== 0) return undefined;
-    } else return undefined; // timeout, expiration, comment, counter, object: printed as an `elem` object
+      if (!dataValue(b, p, q)) return false;
+      endOff = dvOff;
+      endLen = dvLen;
+    } else if (type === NFTA_SET_ELEM_DATA) {
+      dataOff = p;
+      dataEnd = q;
+    } else if (type === NFTA_SET_ELEM_FLAGS) {
+      if (len < 8 || (b.readUInt32BE(p) & (NFT_SET_ELEM_INTERVAL_END | NFT_SET_ELEM_CATCHALL)) !== 0) return false;
+    } else return false; // timeout, expiration, comment, counter, object: printed as an `elem` object
     off += (len + 3) & ~3;
   }
-  if (!key || (keyEnd && keyEnd[1] !== key[1])) return undefined;
-  const k = formatAt(plan.key, b, key[0], key[1], keyEnd ? b : undefined, keyEnd?.[0]);
-  if (k === undefined) return undefined;
-  if (plan.data === undefined) return data ? undefined : [k, ''];
-  if (!data) return undefined;
+  if (keyOff < 0 || (endOff >= 0 && endLen !== keyLen)) return false;
+  const k = formatAt(plan.key, b, keyOff, keyLen, endOff >= 0 ? b : undefined, endOff);
+  if (k === undefined) return false;
+  if (plan.data === undefined) {
+    if (dataOff >= 0) return false;
+    out.set(k, '');
+    return true;
+  }
+  if (dataOff < 0) return false;
   let v: string | undefined;
   if (plan.data === 'verdict') {
-    const verdict = attrMap(b.subarray(data[0], data[0] + data[1])).get(NFTA_DATA_VERDICT);
+    const verdict = attrMap(b.subarray(dataOff, dataEnd)).get(NFTA_DATA_VERDICT);
     v = verdict ? formatVerdict(verdict) : undefined;
-  } else {
-    const dv = dataValue(b, data[0], data[0] + data[1]);
-    v = dv ? formatAt(plan.data, b, dv[0], dv[1]) : undefined;
-  }
-  return v === undefined ? undefined : [k, v];
+  } else v = dataValue(b, dataOff, dataEnd) ? formatAt(plan.data, b, dvOff, dvLen) : undefined;
+  if (v === undefined) return false;
+  out.set(k, v);
+  return true;
 }
 
 /**
@@ -331,9 +392,7 @@ export function decodeSetElems(replies: readonly Buffer[], types: SetTypes): Map
       const len = readU16(list, off);
       if (len < 4 || off + len > list.length) return undefined;
       if ((readU16(list, off + 2) & NLA_TYPE_MASK) === NFTA_LIST_ELEM) {
-        const kv = decodeElement(list, off + 4, off + len, plan);
-        if (kv === undefined) return undefined;
-        out.set(kv[0], kv[1]);
+        if (!decodeElement(list, off + 4, off + len, plan, out)) return undefined;
       }
       off += (len + 3) & ~3;
     }
