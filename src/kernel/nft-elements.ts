@@ -290,6 +290,8 @@ interface Plan {
   key: Layout;
   /** undefined: a set; 'verdict': a verdict map. */
   data: Layout | 'verdict' | undefined;
+  /** Verdicts printed so far, by their attribute bytes. */
+  verdicts: Map<string, string | undefined>;
 }
 
 /** Where dataValue found NFTA_DATA_VALUE: offset and length (module scratch, no allocation per element). */
@@ -355,8 +357,14 @@ function decodeElement(b: Buffer, off: number, end: number, plan: Plan, out: Map
   if (dataOff < 0) return false;
   let v: string | undefined;
   if (plan.data === 'verdict') {
-    const verdict = attrMap(b.subarray(dataOff, dataEnd)).get(NFTA_DATA_VERDICT);
-    v = verdict ? formatVerdict(verdict) : undefined;
+    // A few hundred distinct verdicts (one per load-balancing chain) over 10,000s of elements.
+    const raw = b.toString('latin1', dataOff, dataEnd);
+    v = plan.verdicts.get(raw);
+    if (v === undefined && !plan.verdicts.has(raw)) {
+      const verdict = attrMap(b.subarray(dataOff, dataEnd)).get(NFTA_DATA_VERDICT);
+      v = verdict ? formatVerdict(verdict) : undefined;
+      plan.verdicts.set(raw, v);
+    }
   } else v = dataValue(b, dataOff, dataEnd) ? formatAt(plan.data, b, dvOff, dvLen) : undefined;
   if (v === undefined) return false;
   out.set(k, v);
@@ -379,7 +387,7 @@ export function decodeSetElems(replies: readonly Buffer[], types: SetTypes): Map
     if (types.data.length === 1 && types.data[0] === 'verdict') data = 'verdict';
     else if (!(data = layoutOf(types.data))) return undefined;
   }
-  const plan: Plan = { key, data };
+  const plan: Plan = { key, data, verdicts: new Map() };
   const out = new Map<string, string>();
   for (const m of replies) {
     const h = parseHeader(m);
