@@ -61,6 +61,13 @@ labTest('netlink read of the proxy table equals the libnftables listing, map by 
   t.equal(listed.elements.get('firewall-allow6')?.has('2001:db8:60::1 . tcp . 80 . 2001:db8::/32'), true, 'an IPv6 prefix');
   t.ok([...viaNetlink.objects.keys()].some(isDynamic), 'affinity sets exist (their elements are not read)');
 
+  // A restart adopts the table through the netlink read: its first sync changes no element.
+  const again = proxierHarness(kernel, new FakeClock());
+  for (const o of objs) again.apply(o);
+  await again.proxier.reconcileOnStart(new AbortController().signal);
+  await again.proxier.sync(new AbortController().signal);
+  t.equal(again.proxier.lastSync?.elementChanges, 0, 'a restart adopts every element as it is (no element change)');
+
   // A foreign element the renderer never writes (a port range) makes that set unreadable in both.
   await lab.execOk(ns, ['nft', 'add', 'element', 'inet', 'podwire', 'firewall-allow4', '{ 198.18.60.9 . tcp . 1 . 198.18.1.1-198.18.1.5 }']);
   t.same((await kernel.nft.readTable!('podwire', isDynamic)).unknown, ['firewall-allow4'], 'a range: unreadable over netlink');
