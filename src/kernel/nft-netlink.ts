@@ -1,7 +1,8 @@
 /**
  * What the nft runners read from nf_tables over netlink rather than through libnftables:
- * the ruleset generation (nft-generation.ts) and one table's rule prints (nft-rules.ts), on
- * one NETLINK_NETFILTER socket opened inside the netns on first use.
+ * the ruleset generation (nft-generation.ts), one table's rule prints (nft-rules.ts) and a
+ * whole table with its elements (nft-table.ts), on one NETLINK_NETFILTER socket opened inside
+ * the netns on first use.
  */
 import { KernelError } from '../common/errors';
 import { NETLINK_NETFILTER } from './native';
@@ -9,7 +10,8 @@ import { LazyNetlinkSocket } from './netlink/lazy-socket';
 import type { NetlinkTransport } from './netlink/transport';
 import { decodeNewGen, encodeGetGen } from './nft-generation';
 import { decodeRules, encodeGetRules } from './nft-rules';
-import type { NetnsRef } from './types';
+import { readNftTable } from './nft-table';
+import type { NetnsRef, NftTableContent } from './types';
 
 export class NftNetlink {
   private readonly sock: LazyNetlinkSocket;
@@ -29,11 +31,16 @@ export class NftNetlink {
   async rulePrints(family: string, table: string): Promise<Map<string, string[]>> {
     const t = await this.sock.get();
     try {
-      return decodeRules(await t.request(encodeGetRules(family, table)));
+      return decodeRules(await t.request(encodeGetRules(family, table))).rules;
     } catch (err) {
       if (err instanceof KernelError) throw new KernelError(`dump the rules of table ${family} ${table}${this.sock.where()}`, err.message, { errno: err.errno, cause: err });
       throw err;
     }
+  }
+
+  /** Our whole `inet` table, elements decoded (nft-table.ts), without libnftables. */
+  async readTable(table: string, skipElements: (name: string) => boolean): Promise<NftTableContent> {
+    return readNftTable(await this.sock.get(), this.sock.where(), table, skipElements);
   }
 
   close(): void {

@@ -13,10 +13,12 @@ import { NLM_F_DUMP, NLM_F_REQUEST } from './rtnetlink/constants';
 import { attr, frame, parseAttrs, parseHeader, payloadOf, readCString } from './rtnetlink/nlmsg';
 
 const NFNL_SUBSYS_NFTABLES = 10;
+const NLM_F_DUMP_INTR = 0x10;
 const NFT_MSG_NEWRULE = 6;
 const NFT_MSG_GETRULE = 7;
 const NFTA_RULE_TABLE = 1;
 const NFTA_RULE_CHAIN = 2;
+const NFTA_RULE_HANDLE = 3;
 const NFTA_RULE_EXPRESSIONS = 4;
 const NFTA_RULE_USERDATA = 7;
 const NFTA_LIST_ELEM = 1;
@@ -44,23 +46,31 @@ function expressionsPrint(exprs: Buffer): string {
   return parts.join(',');
 }
 
-/** Per chain, one print per rule in the kernel's order, from the dump's NEWRULE messages. */
-export function decodeRules(replies: readonly Buffer[]): Map<string, string[]> {
-  const out = new Map<string, string[]>();
+/** Per chain, in the kernel's order, each rule's print and handle, from the dump's NEWRULE messages. */
+export function decodeRules(replies: readonly Buffer[]): { rules: Map<string, string[]>; handles: Map<string, number[]> } {
+  const rules = new Map<string, string[]>();
+  const handles = new Map<string, number[]>();
   for (const m of replies) {
-    if (parseHeader(m).type !== ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) continue;
+    const hdr = parseHeader(m);
+    if (hdr.type !== ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) continue;
+    if ((hdr.flags & NLM_F_DUMP_INTR) !== 0) throw new Error('the rule dump was interrupted (NLM_F_DUMP_INTR): the table changed during it');
     let chain: string | undefined;
     let exprs = '';
     let user = '';
+    let handle = 0;
     for (const a of parseAttrs(payloadOf(m).subarray(4))) {
       if (a.type === NFTA_RULE_CHAIN) chain = readCString(a.data);
       else if (a.type === NFTA_RULE_EXPRESSIONS) exprs = expressionsPrint(a.data);
       else if (a.type === NFTA_RULE_USERDATA) user = a.data.toString('base64');
+      else if (a.type === NFTA_RULE_HANDLE && a.data.length >= 8) handle = Number(a.data.readBigUInt64BE(0));
     }
     if (chain === undefined) continue;
-    let list = out.get(chain);
-    if (!list) out.set(chain, (list = []));
+    let list = rules.get(chain);
+    if (!list) rules.set(chain, (list = []));
     list.push(`${exprs}|${user}`);
+    let h = handles.get(chain);
+    if (!h) handles.set(chain, (h = []));
+    h.push(handle);
   }
-  return out;
+  return { rules, handles };
 }

@@ -20,7 +20,7 @@ import { CommandError, InvalidInputError } from '../common/errors';
 import { NFT_AS_FILE, NFT_JSON, loadNftablesAddon, nftRun } from './native';
 import { runInNetns } from './netns';
 import { NftNetlink } from './nft-netlink';
-import type { NetnsRef, NftGeneration, NftRunner } from './types';
+import type { NetnsRef, NftGeneration, NftRunner, NftTableContent } from './types';
 
 const WORD = /^[A-Za-z0-9_.\-]+$/;
 const FAMILIES = new Set(['ip', 'ip6', 'inet', 'arp', 'bridge', 'netdev']);
@@ -115,6 +115,11 @@ abstract class NftRunnerBase {
 
   rulePrints(family: string, table: string): Promise<Map<string, string[]>> {
     return this.nl.rulePrints(family, table);
+  }
+
+  readTable(table: string, skipElements: (name: string) => boolean): Promise<NftTableContent> {
+    listArgs(`table inet ${table}`); // a plain name only, as for listings
+    return this.nl.readTable(table, skipElements);
   }
 
   close(): void {

@@ -219,6 +219,13 @@ export interface NftRunner {
   apply(script: string): Promise<void>;
   /** `nft -j list ...` parsed. */
   listJson(what: string): Promise<unknown>;
+  /**
+   * Table `inet <table>` read over netlink (nft-table.ts), without libnftables: its objects,
+   * rules (as opaque prints) and the elements of every set not skipped, printed as
+   * libnftables' JSON listing would. Rejects if the table is missing or a dump fails.
+   * Optional: a runner without it (a test fake) makes callers list the table instead.
+   */
+  readTable?(table: string, skipElements: (name: string) => boolean): Promise<NftTableContent>;
   /** `nft list ...` as text. */
   list(what: string): Promise<string>;
   /**
@@ -234,6 +241,21 @@ export interface NftRunner {
   rulePrints(family: string, table: string): Promise<Map<string, string[]>>;
   /** Closes what the runner opened (its netlink socket). */
   close?(): void;
+}
+
+/** What `NftRunner.readTable` found (the shape of the proxy's parsed listing, adopt.ts AdoptedTable). */
+export interface NftTableContent {
+  objects: Map<string, 'set' | 'chain'>;
+  /** Per set/map not skipped and readable: key → value ('' for sets). */
+  elements: Map<string, Map<string, string>>;
+  /** Sets whose elements cannot be printed exactly as libnftables would. */
+  unknown: string[];
+  /** Which of the sets are maps. */
+  maps: Set<string>;
+  /** Per chain with rules, one print per rule in order. */
+  rules: Map<string, string[]>;
+  /** Per chain with rules, the rule handles in order. */
+  handles: Map<string, number[]>;
 }
 
 export interface NftGeneration {

@@ -9,6 +9,8 @@ import { fakeKernel, type FakeKernel, type NftTracePacket, type NftTraceResult }
 import { FakeClock } from '../daemon/testing/fake-clock';
 import { proxierHarness, slice, svc, type ProxierHarness } from './testing';
 import { Ruleset, driftSize, type KernelTable } from './ruleset';
+import { parseTable } from './adopt';
+import { KernelError } from '../common/errors';
 
 const signal = new AbortController().signal;
 const PERIOD = 1000;
@@ -21,6 +23,12 @@ async function cluster(): Promise<{ k: FakeKernel; h: ProxierHarness; clock: Fak
   k.nft.listJson = async (what: string) => {
     n++;
     return list(what);
+  };
+  // As the real runners do: the table read over netlink, its rule prints those of rulePrints.
+  k.nft.readTable = async (table: string, skip: (name: string) => boolean) => {
+    const r = parseTable(await k.nft.listJson(`table inet ${table}`), table, skip);
+    r.rules = await k.nft.rulePrints('inet', table);
+    return r;
   };
   const clock = new FakeClock();
   const h = proxierHarness(k, clock, { section: { syncPeriod: PERIOD } });
@@ -320,4 +328,45 @@ t.test('after adopting the kernel content the first full commit keeps the same a
   t.equal(p.addElements.get('endpoints4-tcp'), undefined, 'the adopted equal element is not re-added');
   r.commit(p);
   t.same([...r.applied.get('endpoints4-tcp')!], [['10.96.0.10 . tcp . 80 . 0', '10.244.1.2 . 8080']]);
+});
+
+t.test('a runner that reads the table over netlink is read that way; when that fails the listing is used, and the print source switch rewrites nothing', async (t) => {
+  const { k, h, clock, listings } = await cluster();
+  let reads = 0;
+  let fail = false;
+  const list = k.nft.listJson.bind(k.nft);
+  // Like nft-table.ts: the same content, rules printed differently from the listing's JSON.
+  k.nft.readTable = async (table: string, skip: (name: string) => boolean) => {
+    reads++;
+    if (fail) throw new KernelError('nftables dump', 'EIO (input/output error)', { errno: 5 });
+    const r = parseTable(await list(`table inet ${table}`), table, skip);
+    for (const [c, p] of r.rules) r.rules.set(c, p.map((x) => `netlink:${x}`));
+    return r;
+  };
+  const scripts = k.nft.scripts.length;
+  const periodic = async (): Promise<void> => {
+    await k.nft.applyForeign(`add table inet other${reads}\n`);
+    clock.advance(PERIOD);
+    await h.proxier.sync(signal);
+  };
+  const listed = listings();
+  await periodic();
+  t.equal(reads, 1, 'read over netlink');
+  t.equal(listings(), listed + 1, '(the fake reads through its listing)');
+  t.equal(h.proxier.lastSync?.readBack?.drift, 0);
+  fail = true;
+  await periodic();
+  t.equal(reads, 2);
+  t.equal(listings(), listed + 2, 'the netlink read failed: listed instead');
+  t.equal(h.proxier.lastSync?.readBack?.drift, 0, 'rules printed another way are learnt again, not taken for a change');
+  fail = false;
+  await periodic();
+  t.equal(h.proxier.lastSync?.readBack?.drift, 0, 'and back');
+  t.same(k.nft.scripts.slice(scripts).filter((x) => x.includes('podwire')), [], 'nothing of ours was rewritten');
+  // Still noticed after a switch: a rule changed in place.
+  await periodic();
+  const c = k.nft.tables.get('inet podwire')!.chains.get('lb4c-tcp-1')!;
+  await k.nft.applyForeign(`delete rule inet podwire lb4c-tcp-1 handle ${c.rules[c.rules.length - 1]!.handle}\nadd rule inet podwire lb4c-tcp-1 drop\n`);
+  await periodic();
+  t.match(k.nft.last!, /flush chain inet podwire lb4c-tcp-1\n/, 'a rule changed in place is repaired');
 });

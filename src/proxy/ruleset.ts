@@ -111,6 +111,15 @@ export class Ruleset {
    * listing can learn it, and without it a later in-place change of one of its rules by
    * someone else would go unnoticed.
    */
+  /**
+   * Forget the learnt rule prints: the next read-back learns them again. For a change of
+   * where prints come from (netlink vs a libnftables listing), which print the same rule
+   * differently.
+   */
+  forgetPrints(): void {
+    this.chainPrints.clear();
+  }
+
   needsPrints(): boolean {
     for (const [name, d] of this.appliedObjects) if (d?.kind === 'chain' && !this.chainPrints.has(name)) return true;
     return false;

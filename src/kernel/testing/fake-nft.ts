@@ -38,7 +38,7 @@
  */
 import { CommandError } from '../../common/errors';
 import { Cidr, IpAddress } from '../../common/ip';
-import type { NftGeneration, NftRunner } from '../types';
+import type { NftGeneration, NftRunner, NftTableContent } from '../types';
 
 // ---------------------------------------------------------------- public API
 
@@ -124,6 +124,8 @@ export class FakeNft implements NftRunner {
   /** What `list`/`listJson` return. */
   listText = '';
   listJsonValue: unknown = { nftables: [] };
+  /** Unset: callers list the table (`listJson`). Tests set it to stand for the netlink read (nft-table.ts). */
+  readTable?: (table: string, skipElements: (name: string) => boolean) => Promise<NftTableContent>;
 
   failNext(line: number, message = 'Error: syntax error'): void {
     this.failure = { line, message };
