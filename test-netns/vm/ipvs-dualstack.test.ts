@@ -6,9 +6,11 @@
  * Covers: a dual-stack ClusterIP (an AF_INET and an AF_INET6 virtual server) reached from a
  * pod over both families, the pod source kept (the IPv6 cluster CIDR given); the IPv6 VIP on
  * the VIP device bound with nodad (not tentative); NodePort on the node's IPv6 address from
- * the underlay, masqueraded; an IPv6 Service without endpoints refused (ip6tables REJECT);
- * the mode-switch cleanup removing the AF_INET6 virtual servers, the ip6tables chains and
- * the inet6 sets.
+ * the underlay, masqueraded; the IPv6 ClusterIP from the node itself; an IPv6 Service without
+ * endpoints refused (ip6tables REJECT); a restart that changes nothing (the kernel's IPv6
+ * virtual servers, `ipset save`'s inet6 members and the /128 VIPs read back as rendered); the
+ * mode-switch cleanup removing the AF_INET6 virtual servers, the ip6tables chains and the
+ * inet6 sets.
  */
 import { exec, labTest, type Lab } from '../harness';
 import { slice, svc } from '../../src/proxy/testing';
@@ -16,8 +18,8 @@ import { removeIpvsLeftovers } from '../../src/proxy/ipvs/leftovers';
 import { silentLogger } from '../../src/common/log';
 import { connectOutcome, ipvsHost } from '../proxy/helpers';
 
-/** Seconds in the guest (scripts/vm/run-tests.js): one lab, three python starts, one proxier. */
-export const KERNEL_VM_TIMEOUT = 240;
+/** Seconds in the guest (scripts/vm/run-tests.js): one lab, three python starts, two proxier starts. */
+export const KERNEL_VM_TIMEOUT = 300;
 
 export const KERNEL_REQUIRES = ['ip_vs', 'ip_vs_rr', 'nf_conntrack', 'ip_set', 'ip_set_hash_ip', 'ip_set_hash_ipport', 'ip_set_hash_ipportip', 'ip_set_hash_ipportnet', 'ip_set_bitmap_port', 'xt_set'];
 
@@ -69,7 +71,7 @@ async function curl(ns: string, family: 4 | 6, url: string): Promise<{ ok: boole
   return { ok: r.exitCode === 0, body: r.stdout.trim(), err: r.stderr.trim() };
 }
 
-labTest('ipvs mode: dual-stack ClusterIP over both families, IPv6 NodePort, IPv6 REJECT, IPv6 cleanup', { prefix: 'hi6', skip: notInVm, timeout: 230_000 }, async (t, lab) => {
+labTest('ipvs mode: dual-stack ClusterIP over both families, IPv6 NodePort, IPv6 REJECT, IPv6 cleanup', { prefix: 'hi6', skip: notInVm, timeout: 290_000 }, async (t, lab) => {
   const ul = await lab.addUnderlay();
   const node = await lab.addNode(ul);
   const outside = await lab.addNode(ul);
@@ -96,15 +98,17 @@ labTest('ipvs mode: dual-stack ClusterIP over both families, IPv6 NodePort, IPv6
   await Promise.all(servers.map((s) => s.waitForOutput(/ready/, 60_000)));
 
   step('ipvs proxier');
-  const h = await ipvsHost(node, { clusterCIDR: '10.244.0.0/16,fd00:10:244::/56' });
+  const section = { clusterCIDR: '10.244.0.0/16,fd00:10:244::/56' };
+  let h = await ipvsHost(node, section);
   let closed = false;
   t.teardown(() => (closed ? undefined : h.close()));
-  await h.apply(
+  const objects = [
     svc('ns/web', [WEB4, WEB6], { type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30060 }] }),
     slice('ns/web', PODS.map((p) => ({ ip: p.v4, node: 'node-a' })), [{ name: 'http', port: 8080 }], { name: 'web-v4' }),
     slice('ns/web', PODS.map((p) => ({ ip: p.v6, node: 'node-a' })), [{ name: 'http', port: 8080 }], { name: 'web-v6' }),
     svc('ns/empty', EMPTY6, { ports: [{ name: 'http', port: 80 }] }),
-  );
+  ];
+  await h.apply(...objects);
   const state = async (): Promise<string> => (await exec(node.ns, ['sh', '-c', 'ipvsadm -Ln; ip -6 addr show dev podwire-ipvs0; ipset list -t | grep -E "^Name|entries"; ip6tables-legacy-save; ip6tables-nft-save'])).stdout;
 
   // ---- the kernel state
@@ -138,13 +142,30 @@ labTest('ipvs mode: dual-stack ClusterIP over both families, IPv6 NodePort, IPv6
   t.not(np.body.split(' ')[1], OUTSIDE6, `NodePort IPv6 traffic is masqueraded (${np.body})`);
   if (!np.ok) t.comment(await state());
 
+  // ---- from the node itself (IPVS's LOCAL_OUT hook)
+  const fromNode = await curl(node.ns, 6, `http://[${WEB6}]/`);
+  t.ok(fromNode.ok && /^p[12] /.test(fromNode.body), `the node itself reaches the IPv6 ClusterIP (${fromNode.body || fromNode.err})`);
+
   // ---- no endpoints: ip6tables REJECT
   step('REJECT');
   const refused = await connectOutcome(client, EMPTY6, 80, 3);
   t.equal(refused.outcome, 'ConnectionRefusedError', `an IPv6 Service without endpoints refuses (${refused.outcome}, ${refused.ms} ms)`);
 
+  // ---- restart: the IPv6 state adopted, the first sync changes nothing
+  step('restart');
+  await h.close();
+  h = await ipvsHost(node, section);
+  await h.apply(...objects);
+  const st = h.proxier.lastSync;
+  t.same(st && { ipvs: st.ipvsChanges, ipset: st.ipsetChanges, vips: st.vipChanges }, { ipvs: 0, ipset: 0, vips: 0 }, 'after a restart the first sync changes nothing (IPv6 virtual servers, inet6 members, /128 VIPs read back as rendered)');
+  const r2 = await curl(client, 6, `http://[${WEB6}]/`);
+  t.ok(r2.ok, `the IPv6 ClusterIP still answers (${r2.body || r2.err})`);
+
   // ---- cleanup (a switch to another mode): the IPv6 objects go too
   step('cleanup');
+  const before = await state();
+  t.match(before, /-A PODWIRE-IPVS-SERVICES ! -s fd00:10:244::\/56 -m set --match-set PODWIRE-6-CLUSTER-IP dst,dst/, 'before: the ip6tables rules on the IPv6 sets');
+  t.match(before, /Name: PODWIRE-6-CLUSTER-IP/, 'before: the inet6 sets');
   await h.proxier.close();
   const r = await removeIpvsLeftovers(h.kernel, silentLogger);
   h.kernel.close();

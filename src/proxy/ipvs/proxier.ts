@@ -9,6 +9,9 @@
  * as one batch of genetlink messages (IpvsKernel.apply), the ipset changes as one
  * `ipset restore`. A restart adopts what is there: the first sync is a diff.
  *
+ * IPv4 and IPv6: each Service port per family (AF_INET / AF_INET6 virtual servers, the
+ * family's sets and iptables / ip6tables rules); IPv6 only when the node's kernel has it.
+ *
  * Graceful termination (kube-proxy's graceful_termination.go): a TCP/SCTP real server
  * that is no longer wanted is set to weight 0 (no new connections) and deleted once the
  * kernel's dump shows no active and no inactive connection; UDP ones are deleted at once
@@ -35,7 +38,7 @@ import type { ExpectedInfo } from '../expected';
 /** Where the VIPs are bound (render.ts says why a port-less bridge). */
 export { VIP_DEVICE } from './render';
 
-/** The sysctls kube-proxy's ipvs mode sets, written inside the node's namespace only. */
+/** The sysctls kube-proxy's ipvs mode sets, written inside the node's namespace only (net.ipv4.vs.* covers IPv6 too). */
 export const IPVS_SYSCTLS: readonly [string, string][] = [
   ['net.ipv4.vs.conntrack', '1'], // netfilter (masquerade, conntrack) sees IPVS traffic
   ['net.ipv4.vs.conn_reuse_mode', '0'],
@@ -56,10 +59,11 @@ const familyOf = (a: string): IpFamily => (a.includes(':') ? 6 : 4);
 /** A VIP as the address bound on the VIP device: a host route of its family. */
 const vipCidr = (v: string): Cidr => Cidr.parse(`${v}/${familyOf(v) === 4 ? 32 : 128}`);
 
-/** Not a Service or NodePort address: loopback, IPv6 link-local (needs a zone; kube-proxy skips them too). */
+const LINK_LOCAL6 = Cidr.parse('fe80::/10');
+
+/** Not a NodePort address: loopback, an IPv6 link-local (it needs a zone, one per link). */
 function unusable(ip: IpAddress): boolean {
-  const t = ip.toString();
-  return ip.family === 4 ? t.startsWith('127.') : t === '::1' || Cidr.parse('fe80::/10').contains(ip);
+  return ip.family === 4 ? ip.toString().startsWith('127.') : ip.toString() === '::1' || LINK_LOCAL6.contains(ip);
 }
 
 /** Is a kernel module loaded, loadable, or missing? */
