@@ -175,9 +175,15 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
 
   async reconcileOnStart(_signal: AbortSignal): Promise<void> {
     await this.checkModules();
-    // No /proc/sys/net/ipv6 (ipv6.disable=1) or IPv6 disabled: IPv4 only, IPv6 ports skipped.
+    // No /proc/sys/net/ipv6 (ipv6.disable=1), IPv6 disabled, or no ip6tables nat table (the
+    // masquerade needs it): IPv4 only, IPv6 ports skipped, as kube-proxy runs single-stack
+    // when the node lacks the second family. Decided once, at start-up.
     const v6 = await this.kernel.sysctl.read('net.ipv6.conf.all.disable_ipv6').then((v) => v.trim() === '0', () => false);
-    this.families = v6 ? [4, 6] : [4];
+    const ip6nat = v6 && (await this.kernel.iptables(6).save('nat').then(() => true, (err: unknown) => {
+      this.logger.warn({ err: errorMessage(err) }, 'ip6tables nat table unusable: the ipvs mode proxies IPv4 only');
+      return false;
+    }));
+    this.families = ip6nat ? [4, 6] : [4];
     // A switch from the nftables or iptables mode: their Service rules would answer first.
     await removeNftLeftovers(this.kernel, this.section.table, this.logger);
     await removeIptablesLeftovers(this.kernel, this.logger);
