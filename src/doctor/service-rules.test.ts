@@ -144,3 +144,16 @@ t.test('ipvs: virtual servers; NodePorts on any node address', async (t) => {
   await ipvs.apply([{ op: 'delete', entry: { kind: 'service', service: { family: 4, protocol: 'udp', address: '10.96.0.20', port: 53, scheduler: 'rr' } } }]);
   t.equal(describeMissing(compareServices(e, ipvsPresent(await ipvs.listServices()))), 'ns/dual 10.96.0.20:53/udp');
 });
+
+t.test('ipvs, dual-stack: the IPv6 virtual servers count for the IPv6 addresses', async (t) => {
+  const e = expectedServices(cluster(), 'node-a', { mode: 'ipvs', families: [4, 6], pending: 0 });
+  t.ok(e.entries.some((x) => x[2] === 6), 'the IPv6 addresses are expected (the ipvs mode serves both families)');
+  const ipvs = new FakeIpvs();
+  const vs = (family: 4 | 6, address: string, protocol: 'tcp' | 'udp', port: number) => ({ op: 'add' as const, entry: { kind: 'service' as const, service: { family, protocol, address, port, scheduler: 'rr' } } });
+  await ipvs.apply([vs(4, '10.96.0.1', 'tcp', 443), vs(4, '10.96.0.20', 'udp', 53), vs(4, '10.96.0.20', 'tcp', 53), vs(4, '10.96.0.30', 'tcp', 80), vs(4, '198.18.0.100', 'tcp', 80), vs(4, '198.18.0.1', 'tcp', 30080), vs(4, '10.96.0.40', 'tcp', 443), vs(4, '203.0.113.7', 'tcp', 443), vs(4, '198.18.0.1', 'tcp', 30443)]);
+  const c = compareServices(e, ipvsPresent(await ipvs.listServices()));
+  t.equal(c.missingEntries, 2, 'without the AF_INET6 virtual servers the two IPv6 ports are missing');
+  t.match(describeMissing(c), /^ns\/dual \[?fd00:96::20\]?:53\/(udp|tcp) \+1$/);
+  await ipvs.apply([vs(6, 'fd00:96::20', 'udp', 53), vs(6, 'fd00:96::20', 'tcp', 53)]);
+  t.same(compareServices(e, ipvsPresent(await ipvs.listServices())).missing, [], 'with them nothing is');
+});

@@ -86,8 +86,8 @@ export class NetlinkNetworkKernel implements NetworkKernel {
   listAddresses(dev?: string, family?: 4 | 6): Promise<AddressEntry[]> {
     return addresses.listAddresses(this.ctx, dev, family);
   }
-  addAddress(dev: string, cidr: Cidr): Promise<void> {
-    return addresses.addAddress(this.ctx, dev, cidr);
+  addAddress(dev: string, cidr: Cidr, opts?: { nodad?: boolean }): Promise<void> {
+    return addresses.addAddress(this.ctx, dev, cidr, opts);
   }
   deleteAddress(dev: string, cidr: Cidr): Promise<void> {
     return addresses.deleteAddress(this.ctx, dev, cidr);

@@ -137,7 +137,7 @@ export interface BatchResult<T> {
  */
 export type LinkConfigStep =
   | { kind: 'up'; index: number; up: boolean }
-  | { kind: 'address'; index: number; cidr: Cidr }
+  | { kind: 'address'; index: number; cidr: Cidr; nodad?: boolean }
   | { kind: 'route'; index: number; route: Route }
   | { kind: 'bridgePort'; index: number; hairpin?: boolean; learning?: boolean };
 
@@ -162,8 +162,8 @@ export interface NetworkKernel {
 
   /** `family`: only that family's addresses (the kernel filters the dump, e.g. no IPv6 link-locals of every veth). */
   listAddresses(dev?: string, family?: 4 | 6): Promise<AddressEntry[]>;
-  /** Succeeds if the exact address is already there. */
-  addAddress(dev: string, cidr: Cidr): Promise<void>;
+  /** Succeeds if the exact address is already there. `nodad`: IFA_F_NODAD (an IPv6 address usable at once, never `tentative`). */
+  addAddress(dev: string, cidr: Cidr, opts?: { nodad?: boolean }): Promise<void>;
   deleteAddress(dev: string, cidr: Cidr): Promise<void>;
 
   listRoutes(options?: { family?: 4 | 6; table?: number; protocol?: number }): Promise<Route[]>;

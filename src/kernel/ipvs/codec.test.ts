@@ -19,7 +19,7 @@ import {
   encodeSetService,
   type IpvsServiceKey,
 } from './codec';
-import { GETFAMILY_REPLY, GETFAMILY_SENT, GOLDEN_FAMILY_ID as ID, IPVSADM_SENT, KERNEL_DEST_DUMP, KERNEL_SCTP_DEST_DUMP, KERNEL_SCTP_SERVICE_DUMP, KERNEL_SERVICE_DUMP } from './fixtures';
+import { GETFAMILY_REPLY, GETFAMILY_SENT, GOLDEN_FAMILY_ID as ID, IPVSADM_SENT, IPVSADM_SENT_V6, KERNEL_DEST_DUMP, KERNEL_DEST_DUMP_V6, KERNEL_SCTP_DEST_DUMP, KERNEL_SCTP_SERVICE_DUMP, KERNEL_SERVICE_DUMP, KERNEL_SERVICE_DUMP_V6 } from './fixtures';
 import { NetlinkIpvs, type IpvsEntry } from './ipvs';
 import type { Change } from '../types';
 
@@ -77,6 +77,46 @@ t.test('golden bytes from ipvsadm: destinations (our attributes are a subset, sa
   // ports are big endian: 8080 = 0x1f90, 80 = 0x0050
   t.match(encodeNewDest(ID, svc, dest).toString('hex'), /060002001f900000/);
   t.match(encodeNewDest(ID, svc, dest).toString('hex'), /0600040000500000/);
+});
+
+t.test('golden bytes from ipvsadm: IPv6 (AF_INET6 = 10) service and dest commands', async (t) => {
+  const svc6: IpvsServiceKey = { family: 6, protocol: 'tcp', address: 'fd00:10:96::a', port: 80 };
+  const dest6 = { address: 'fd00:10:244:1::2', port: 8080, weight: 1 };
+  t.equal(wire(encodeNewService(ID, { ...svc6, scheduler: 'rr' })), golden(IPVSADM_SENT_V6.newService), 'ipvsadm -A -t [fd00:10:96::a]:80 -s rr: AF 10, 16-byte address, netmask = plen 128');
+  t.equal(wire(encodeSetService(ID, { ...svc6, scheduler: 'wrr', persistent: true, timeout: 300 })), golden(IPVSADM_SENT_V6.setServiceWrrPersistent), 'ipvsadm -E ... -s wrr -p 300');
+  assertSubset(t, encodeDelService(ID, svc6), IPVSADM_SENT_V6.delService, 'ipvsadm -D (v6)');
+  assertSubset(t, encodeNewDest(ID, svc6, dest6), IPVSADM_SENT_V6.newDest, 'ipvsadm -a (v6) -m -w 1');
+  assertSubset(t, encodeSetDest(ID, svc6, { ...dest6, weight: 0 }), IPVSADM_SENT_V6.setDestWeight0, 'ipvsadm -e (v6) -m -w 0');
+  assertSubset(t, encodeDelDest(ID, svc6, dest6), IPVSADM_SENT_V6.delDest, 'ipvsadm -d (v6)');
+  t.equal(wire(encodeGetDests(ID, svc6)), golden(IPVSADM_SENT_V6.getDests), 'GET_DEST dump request of an IPv6 service');
+  // The attributes that make it IPv6, spelled out: SVC AF = 10 (u16), DEST ADDR_FAMILY = 10, the address in all 16 bytes.
+  const tree = attrTree(encodeNewDest(ID, svc6, dest6).toString('hex'));
+  t.equal(tree[1]![1], '0a00', 'IPVS_SVC_ATTR_AF = AF_INET6');
+  t.equal(tree[1]![3], 'fd00001000960000000000000000000a', 'IPVS_SVC_ATTR_ADDR: 16 bytes');
+  t.equal(tree[2]![11], '0a00', 'IPVS_DEST_ATTR_ADDR_FAMILY = AF_INET6');
+  t.equal(tree[2]![1], 'fd000010024400010000000000000002', 'IPVS_DEST_ATTR_ADDR: 16 bytes');
+  t.throws(() => encodeNewDest(ID, svc6, { ...dest6, address: '10.244.1.2' }), /dest\.address: 10\.244\.1\.2 is not an IPv6 address/, 'an IPv4 real server for an IPv6 service needs family 4 (tunnel)');
+  t.throws(() => encodeNewService(ID, { ...svc6, address: '10.96.0.10', scheduler: 'rr' }), /not an IPv6 address/);
+});
+
+t.test('dump parsers on the kernel\'s own IPv6 answers', async (t) => {
+  t.same(decodeService(Buffer.from(KERNEL_SERVICE_DUMP_V6[0]!, 'hex'), ID), {
+    family: 6, protocol: 'tcp', address: 'fd00:10:96::a', port: 80, scheduler: 'wrr', persistent: true, flags: 0, timeout: 300, netmask: 128,
+  });
+  t.equal(decodeService(Buffer.from(KERNEL_SERVICE_DUMP_V6[1]!, 'hex'), ID), undefined, 'NLMSG_DONE');
+  t.same(decodeDest(Buffer.from(KERNEL_DEST_DUMP_V6[0]!, 'hex'), ID, 6), {
+    address: 'fd00:10:244:1::2', port: 8080, forward: 'masq', weight: 0, upperThreshold: 0, lowerThreshold: 0, activeConns: 0, inactiveConns: 0, persistConns: 0,
+  }, 'ADDR_FAMILY 10 read (no `family` key: the same as the service\'s)');
+  t.equal(decodeDest(Buffer.from(KERNEL_DEST_DUMP_V6[1]!, 'hex'), ID, 6), undefined, 'NLMSG_DONE');
+  // Through the NetlinkIpvs handle: the dumps as a transport answers them.
+  const ft = new FakeTransport();
+  ft.onRequest = (m) => (m.readUInt16LE(4) === 0x10 ? [Buffer.from(GETFAMILY_REPLY, 'hex')] : m[16] === 4 ? KERNEL_SERVICE_DUMP_V6.map((h) => Buffer.from(h, 'hex')) : KERNEL_DEST_DUMP_V6.map((h) => Buffer.from(h, 'hex')));
+  const k = new NetlinkIpvs(undefined, ft);
+  const [s] = await k.listServices();
+  t.match(s, { family: 6, address: 'fd00:10:96::a', port: 80 });
+  t.match(await k.listDests(s!), [{ address: 'fd00:10:244:1::2', port: 8080, weight: 0 }]);
+  t.equal(wire(ft.requests.at(-1)!), golden(IPVSADM_SENT_V6.getDests), 'the dest dump request as ipvsadm sent it');
+  k.close();
 });
 
 t.test('CTRL_CMD_GETFAMILY', async (t) => {

@@ -18,11 +18,11 @@ export async function listAddresses(ctx: NetContext, dev?: string, family?: 4 | 
   return out;
 }
 
-export async function addAddress(ctx: NetContext, dev: string, cidr: Cidr): Promise<void> {
+export async function addAddress(ctx: NetContext, dev: string, cidr: Cidr, opts?: { nodad?: boolean }): Promise<void> {
   const c = toCidr(cidr, 'cidr');
   const index = await ctx.indexOf(dev, 'dev');
   try {
-    await ctx.call('add address', encodeNewAddr(index, c), 'cidr', c.toString());
+    await ctx.call('add address', encodeNewAddr(index, c, opts), 'cidr', c.toString());
   } catch (err) {
     if (errnoOf(err) !== E.EEXIST) throw err;
     const have = await listAddresses(ctx, dev, c.family);

@@ -351,7 +351,7 @@ function encodeLinkStep(step: LinkConfigStep, i: number): Buffer {
     case 'up':
       return encodeSetLink({ index: step.index, up: step.up });
     case 'address':
-      return encodeNewAddr(step.index, toCidr(step.cidr, `steps[${i}].cidr`));
+      return encodeNewAddr(step.index, toCidr(step.cidr, `steps[${i}].cidr`), { nodad: step.nodad });
     case 'route': {
       const route = { ...step.route };
       delete route.dev; // leaves through step.index

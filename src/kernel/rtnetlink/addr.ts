@@ -8,17 +8,26 @@ import { frame, payloadOf } from './nlmsg';
 
 const famOf = (c: Cidr): number => (c.family === 4 ? C.AF_INET : C.AF_INET6);
 
-function addrPayload(index: number, cidr: Cidr): Buffer {
+/** Per-address options of RTM_NEWADDR. */
+export interface AddressOptions {
+  /**
+   * IFA_F_NODAD: no duplicate address detection. An IPv6 address on a link without carrier
+   * (the ipvs mode's port-less VIP bridge) otherwise stays `tentative`, with no local route.
+   */
+  nodad?: boolean;
+}
+
+function addrPayload(index: number, cidr: Cidr, opts: AddressOptions = {}): Buffer {
   const ip = cidr.ip.toBytes();
   // IPv4: IFA_LOCAL is the interface address, IFA_ADDRESS the peer (same on broadcast links).
   const attrs: rt.AddressAttrs = cidr.family === 4 ? { local: ip, address: ip } : { address: ip };
   return fromStream((out) =>
-    rt.formatAddressMessage({ kind: 'address', data: { family: famOf(cidr), prefixlen: cidr.prefixLength, index }, attrs }, out),
+    rt.formatAddressMessage({ kind: 'address', data: { family: famOf(cidr), prefixlen: cidr.prefixLength, index, ...(opts.nodad ? { flags: { nodad: true } } : {}) }, attrs }, out),
   );
 }
 
-export function encodeNewAddr(index: number, cidr: Cidr): Buffer {
-  return frame(C.RTM_NEWADDR, C.NLM_F_REQUEST | C.NLM_F_ACK | C.NLM_F_CREATE | C.NLM_F_EXCL, [addrPayload(index, cidr)]);
+export function encodeNewAddr(index: number, cidr: Cidr, opts?: AddressOptions): Buffer {
+  return frame(C.RTM_NEWADDR, C.NLM_F_REQUEST | C.NLM_F_ACK | C.NLM_F_CREATE | C.NLM_F_EXCL, [addrPayload(index, cidr, opts)]);
 }
 
 export function encodeDelAddr(index: number, cidr: Cidr): Buffer {

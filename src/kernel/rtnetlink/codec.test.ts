@@ -220,6 +220,9 @@ t.test('decode(encode(x)) round trips', async (t) => {
   const n = decodeNeigh(encodeNewNeigh({ family: C.AF_INET6, ifindex: 4, state: C.NUD_PERMANENT, flags: 0, lladdr: Buffer.from('020000000006', 'hex'), dst: IpAddress.parse('fd00::6') }, 'replace'));
   t.same([n.family, n.ifindex, n.state, n.mac, n.dst?.toString()], [C.AF_INET6, 4, C.NUD_PERMANENT, '02:00:00:00:00:06', 'fd00::6']);
   t.equal(decodeAddr(encodeNewAddr(5, Cidr.parse('fd00::1/64')))?.cidr.toString(), 'fd00::1/64');
+  // `ip -6 addr add fd00::1/128 dev X nodad`: ifaddrmsg {family 10, prefixlen 128, flags IFA_F_NODAD (0x02), scope 0, index}
+  t.equal(encodeNewAddr(5, Cidr.parse('fd00::1/128'), { nodad: true }).subarray(16, 24).toString('hex'), '0a80020005000000');
+  t.equal(encodeNewAddr(5, Cidr.parse('fd00::1/128')).subarray(16, 24).toString('hex'), '0a80000005000000');
   const l = decodeLink(encodeNewLink({ name: 'pw.vxlan', kind: 'vxlan', mtu: 1450, mac: Buffer.from('020000000001', 'hex'), up: true, infoData: vxlanInfoData({ vni: 7, port: 4789, learning: true, underlayIndex: 2, local: IpAddress.parse('fd00::1') }) }));
   t.same(l, { index: 0, name: 'pw.vxlan', kind: 'vxlan', mtu: 1450, mac: '02:00:00:00:00:01', up: true, masterIndex: undefined, peerIndex: undefined, vxlan: { vni: 7, port: 4789, local: 'fd00::1', learning: true, underlayIndex: 2 } });
 });

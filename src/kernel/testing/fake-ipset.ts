@@ -2,7 +2,9 @@
  * In-memory ipset with `ipset restore` semantics for the lines the proxy writes:
  * `create NAME TYPE ... -exist`, `add NAME MEMBER -exist`, `del NAME MEMBER -exist`,
  * `flush NAME`, `destroy NAME`. Without `-exist`, adding what is there or deleting what is
- * not fails the whole restore (as ipset does: it stops at the first error).
+ * not fails the whole restore (as ipset does: it stops at the first error). Like ipset, a
+ * name longer than 31 characters and an address of the other family than the set's
+ * (`family inet` / `inet6`, default inet) are refused.
  */
 import { Cidr, IpAddress } from '../../common/ip';
 import type { IpsetRunner } from '../ipset';
@@ -56,7 +58,7 @@ export class FakeIpset implements IpsetRunner {
       for (const m of s.members) {
         if (!m.startsWith(`${ipPort},`)) continue;
         const net = m.slice(ipPort.length + 1);
-        if (Cidr.parse(net.includes('/') ? net : `${net}/32`).contains(IpAddress.parse(third))) return true;
+        if (Cidr.parse(net.includes('/') ? net : `${net}/${net.includes(':') ? 128 : 32}`).contains(IpAddress.parse(third))) return true;
       }
     }
     return false;
@@ -79,6 +81,7 @@ export class FakeIpset implements IpsetRunner {
         throw new Error(`ipset v7.17: Error in line ${i + 1}: ${why}`);
       };
       if (!name) fail('missing set name');
+      if (name!.length > 31) fail(`Syntax error: setname '${name!}' is longer than 31 characters`);
       const s = this.sets.get(name!);
       if (cmd === 'create') {
         if (s && !exist) fail('Set cannot be created: set with the same name already exists');
@@ -86,6 +89,14 @@ export class FakeIpset implements IpsetRunner {
       } else if (cmd === 'add' || cmd === 'del') {
         if (!s) fail('The set with the given name does not exist');
         if (!member) fail('missing element');
+        if (!s!.create.split(/\s+/)[2]!.startsWith('bitmap:')) {
+          const six = / family inet6\b/.test(s!.create);
+          // The address parts of a member (`ip,proto:port,ip` / `,net`): each must be the set's family.
+          for (const part of member!.split(',')) {
+            const ip = IpAddress.tryParse(part.replace(/\/\d+$/, ''));
+            if (ip !== undefined && (ip.family === 6) !== six) fail(`Syntax error: cannot parse ${member!}: resolving to IPv${six ? 4 : 6} address failed`);
+          }
+        }
         if (cmd === 'add') {
           if (s!.members.has(member!) && !exist) fail("Element cannot be added to the set: it's already added");
           s!.members.add(member!);

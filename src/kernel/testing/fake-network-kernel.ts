@@ -82,6 +82,8 @@ export interface FakeCall {
 export class FakeNetworkKernel implements NetworkKernel {
   private readonly links = new Map<string, FakeLink>();
   private addrs: AddressEntry[] = [];
+  /** `ifindex cidr` of the addresses added with nodad (IFA_F_NODAD), for tests to check. */
+  readonly nodad = new Set<string>();
   private routes: Route[] = [];
   private neigh: NeighborEntry[] = [];
   private fdb: FdbEntry[] = [];
@@ -265,7 +267,7 @@ export class FakeNetworkKernel implements NetworkKernel {
     return this.addrs.filter((a) => (index === undefined || a.linkIndex === index) && (family === undefined || a.cidr.family === family)).map((a) => ({ ...a }));
   }
 
-  async addAddress(dev: string, cidr: Cidr): Promise<void> {
+  async addAddress(dev: string, cidr: Cidr, opts?: { nodad?: boolean }): Promise<void> {
     const c = toCidr(cidr, 'cidr');
     const l = this.must(dev, 'dev');
     const same = this.addrs.find((a) => a.linkIndex === l.index && a.cidr.ip.equals(c.ip));
@@ -275,6 +277,7 @@ export class FakeNetworkKernel implements NetworkKernel {
     }
     this.record('addAddress', dev, c.toString());
     this.addrs.push({ linkIndex: l.index, cidr: c });
+    if (opts?.nodad) this.nodad.add(`${l.index} ${c.toString()}`);
   }
 
   async deleteAddress(dev: string, cidr: Cidr): Promise<void> {
@@ -483,6 +486,7 @@ export class FakeNetworkKernel implements NetworkKernel {
         const same = this.addrs.find((a) => a.linkIndex === l.index && a.cidr.ip.equals(c.ip));
         if (same) return same.cidr.prefixLength === c.prefixLength ? 0 : E.EEXIST;
         this.addrs.push({ linkIndex: l.index, cidr: c });
+        if (step.nodad) this.nodad.add(`${l.index} ${c.toString()}`);
         return 0;
       }
       case 'route':

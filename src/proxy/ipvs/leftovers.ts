@@ -1,7 +1,8 @@
 /**
  * Removing the ipvs mode's state (a switch to the nftables or iptables mode, `podwired
- * --cleanup`): our virtual servers, the iptables chains and jumps of rules.ts (both iptables
- * backends), the VIP device with its addresses, and our ipsets (after the rules: a set an
+ * --cleanup`): our virtual servers (AF_INET and AF_INET6), the iptables and ip6tables chains
+ * and jumps of rules.ts (both backends), the VIP device with its addresses, and our ipsets
+ * (both families) (after the rules: a set an
  * iptables rule references cannot be destroyed). Sysctls are left as they are.
  *
  * Ours, and nothing else: a virtual server on an address of the VIP device, or on a node
@@ -18,7 +19,7 @@ import type { IptablesRunner } from '../../kernel/types';
 import { NetlinkIpvs, type IpvsKernel, type IpvsService } from '../../kernel/ipvs';
 import { NetnsIpset, parseIpsetSave, type IpsetRunner } from '../../kernel/ipset';
 import { runners } from '../leftovers';
-import { LEGACY_SETS, SET_TYPES, SETS, VIP_DEVICE } from './render';
+import { LEGACY_SETS, SET_TYPES, setsOf, VIP_DEVICE } from './render';
 import { renderCleanup } from './rules';
 
 export interface IpvsLeftoverDeps {
@@ -39,11 +40,12 @@ export interface IpvsLeftovers {
   ipvs: boolean;
 }
 
-const NODE_PORT_SETS: Record<string, string[]> = {
-  tcp: [SETS.nodePortTCP, SETS.nodePortLocalTCP],
-  udp: [SETS.nodePortUDP, SETS.nodePortLocalUDP],
-  sctp: [SETS.nodePortSCTP, SETS.nodePortLocalSCTP],
-};
+/** The sets that name a node-address virtual server of ours, per family and protocol. */
+function ourSets(family: 4 | 6, protocol: string): string[] {
+  const S = setsOf(family);
+  const np: Record<string, string[]> = { tcp: [S.nodePortTCP, S.nodePortLocalTCP], udp: [S.nodePortUDP, S.nodePortLocalUDP], sctp: [S.nodePortSCTP, S.nodePortLocalSCTP] };
+  return [...(np[protocol] ?? []), S.externalIP, S.loadBalancer];
+}
 
 export async function removeIpvsLeftovers(kernel: Kernel, logger: Logger, deps: IpvsLeftoverDeps = {}): Promise<IpvsLeftovers> {
   const out: IpvsLeftovers = { virtualServers: 0, chains: 0, sets: 0, vipDevice: false, ipvs: true };
@@ -59,14 +61,14 @@ export async function removeIpvsLeftovers(kernel: Kernel, logger: Logger, deps: 
   // without our VIP device and chains there is nothing of ours, and no ipset / IPVS call is made.
   const link = await attempt('reading the VIP device', () => kernel.net.getLink(VIP_DEVICE));
   const cleanups: { run: IptablesRunner; text: string }[] = [];
-  for (const r of runners(kernel).filter((x) => x.family === 4)) {
+  for (const r of runners(kernel)) {
     const text = await attempt('iptables-save', async () => renderCleanup(await r.save('nat').catch(() => ''), await r.save('filter').catch(() => ''), await r.save('mangle').catch(() => '')));
     if (text) cleanups.push({ run: r, text });
   }
   if (!link && cleanups.length === 0 && !deps.always) return out;
 
   const vips = new Set<string>();
-  if (link) for (const a of (await attempt('listing the VIPs', () => kernel.net.listAddresses(VIP_DEVICE, 4))) ?? []) vips.add(a.cidr.ip.toString());
+  if (link) for (const a of (await attempt('listing the VIPs', () => kernel.net.listAddresses(VIP_DEVICE))) ?? []) vips.add(a.cidr.ip.toString());
   const ipset = deps.ipset ?? new NetnsIpset(kernel.netns);
   const saved = parseIpsetSave((await attempt('ipset save', () => ipset.save())) ?? '');
 
@@ -83,13 +85,13 @@ export async function removeIpvsLeftovers(kernel: Kernel, logger: Logger, deps: 
       } else logger.warn({ err: errorMessage(err) }, "removing the ipvs mode's leftovers: listing the IPVS virtual servers failed");
     }
     if (services && services.length > 0) {
-      const nodeAddrs = new Set(((await attempt('listing the node addresses', () => kernel.net.listAddresses(undefined, 4))) ?? []).map((a) => a.cidr.ip.toString()));
+      const nodeAddrs = new Set(((await attempt('listing the node addresses', () => kernel.net.listAddresses())) ?? []).map((a) => a.cidr.ip.toString()));
       // On a node address: a NodePort of ours, or an external / LB IP that is the node's own
       // address (not bound on the VIP device, render.ts), found in our sets.
       const inOurSets = (s: IpvsService): boolean =>
-        [...(NODE_PORT_SETS[s.protocol ?? ''] ?? []), SETS.externalIP, SETS.loadBalancer].some((n) => {
+        ourSets(s.family, s.protocol ?? '').some((n) => {
           const m = saved.get(n)?.members;
-          return m !== undefined && (m.has(String(s.port)) || m.has(`${s.address},${s.protocol}:${s.port}`));
+          return m !== undefined && (m.has(String(s.port)) || m.has(`${s.address ?? ''},${s.protocol ?? ''}:${s.port ?? ''}`));
         });
       const ours = services.filter((s) => s.fwmark === undefined && s.address !== undefined && (vips.has(s.address) || (nodeAddrs.has(s.address) && inOurSets(s))));
       if (ours.length > 0) {

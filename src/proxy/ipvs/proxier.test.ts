@@ -454,7 +454,7 @@ t.test('mode switch: the ipvs mode state is removed (ours only), also on a kerne
     t.same(after.chains, [], `${what}: chains and jumps gone in nat, filter and mangle`);
     t.equal(after.device, false, `${what}: VIP device (and its addresses) gone`);
     t.same(after.sets, ['KUBE-CLUSTER-IP'], `${what}: our sets destroyed, the foreign one kept`);
-    t.match(r, { chains: 9, vipDevice: true, ipvs: !noIpvs, sets: 18 });
+    t.match(r, { chains: 18, vipDevice: true, ipvs: !noIpvs, sets: 36 }, 'the IPv4 and IPv6 chains and sets');
     if (noIpvs) t.equal(r.virtualServers, 0, 'no IPVS family: no virtual server was looked for');
     else t.same(after.vs, ['tcp 192.0.2.1:80 rr -> ', `tcp ${NODE_IP}:8443 rr -> `], 'ClusterIP, NodePort (TCP bitmap, SCTP hash), node-address external IP virtual servers gone; the foreign ones stay');
     const again = await removeIpvsLeftovers(w.k, silentLogger, { ipvs: w.ipvs, ipset: w.ipset });

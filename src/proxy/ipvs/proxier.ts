@@ -9,6 +9,9 @@
  * as one batch of genetlink messages (IpvsKernel.apply), the ipset changes as one
  * `ipset restore`. A restart adopts what is there: the first sync is a diff.
  *
+ * IPv4 and IPv6: each Service port per family (AF_INET / AF_INET6 virtual servers, the
+ * family's sets and iptables / ip6tables rules); IPv6 only when the node's kernel has it.
+ *
  * Graceful termination (kube-proxy's graceful_termination.go): a TCP/SCTP real server
  * that is no longer wanted is set to weight 0 (no new connections) and deleted once the
  * kernel's dump shows no active and no inactive connection; UDP ones are deleted at once
@@ -26,7 +29,7 @@ import { Gauge } from 'prom-client';
 import type { ProxySection } from '../config';
 import type { ServicePortInfo } from '../model';
 import { ProxyPipeline, type ApplyResult, type SyncStart } from '../pipeline';
-import { destKey, LEGACY_SETS, renderIpvsService, SET_TYPES, VIP_DEVICE, vsKey, type DesiredVS, type IpvsContribution } from './render';
+import { destKey, LEGACY_SETS, renderIpvsService, SET_TYPES, setTypesOf, VIP_DEVICE, vsKey, type DesiredVS, type IpFamily, type IpvsContribution } from './render';
 import { missingJumps, renderRules } from './rules';
 import { removeIpvsLeftovers } from './leftovers';
 import { removeIptablesLeftovers, removeNftLeftovers } from '../leftovers';
@@ -35,7 +38,7 @@ import type { ExpectedInfo } from '../expected';
 /** Where the VIPs are bound (render.ts says why a port-less bridge). */
 export { VIP_DEVICE } from './render';
 
-/** The sysctls kube-proxy's ipvs mode sets, written inside the node's namespace only. */
+/** The sysctls kube-proxy's ipvs mode sets, written inside the node's namespace only (net.ipv4.vs.* covers IPv6 too). */
 export const IPVS_SYSCTLS: readonly [string, string][] = [
   ['net.ipv4.vs.conntrack', '1'], // netfilter (masquerade, conntrack) sees IPVS traffic
   ['net.ipv4.vs.conn_reuse_mode', '0'],
@@ -50,6 +53,18 @@ export const STRICT_ARP_SYSCTLS: readonly [string, string][] = [
 ];
 
 const DRAIN_CHECK_MS = 1000;
+
+const familyOf = (a: string): IpFamily => (a.includes(':') ? 6 : 4);
+
+/** A VIP as the address bound on the VIP device: a host route of its family. */
+const vipCidr = (v: string): Cidr => Cidr.parse(`${v}/${familyOf(v) === 4 ? 32 : 128}`);
+
+const LINK_LOCAL6 = Cidr.parse('fe80::/10');
+
+/** Not a NodePort address: loopback, an IPv6 link-local (it needs a zone, one per link). */
+function unusable(ip: IpAddress): boolean {
+  return ip.family === 4 ? ip.toString().startsWith('127.') : ip.toString() === '::1' || LINK_LOCAL6.contains(ip);
+}
 
 /** Is a kernel module loaded, loadable, or missing? */
 export type ModuleProbe = (name: string) => Promise<'loaded' | 'available' | 'missing'>;
@@ -106,8 +121,13 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
   private readonly vsGauge: Gauge;
   private readonly rsGauge: Gauge;
   private nodeAddresses: string[] = [];
-  /** Every IPv4 address of the node but loopback and the VIP device (render.ts IpvsRenderOptions). */
+  /** Every address of the node but loopback, link-locals and the VIP device (render.ts IpvsRenderOptions). */
   private hostAddresses: string[] = [];
+  /**
+   * The families proxied: IPv4, and IPv6 when the node's kernel has it (kube-proxy's ipvs mode
+   * runs one proxier per family the node supports, dual-stack when both). Set at start-up.
+   */
+  private families: IpFamily[] = [4];
   private setupDone = false;
   private lastFull = 0;
   /** This sync's: start time, whether it diffs everything, and what its Services touched. */
@@ -155,6 +175,15 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
 
   async reconcileOnStart(_signal: AbortSignal): Promise<void> {
     await this.checkModules();
+    // No /proc/sys/net/ipv6 (ipv6.disable=1), IPv6 disabled, or no ip6tables nat table (the
+    // masquerade needs it): IPv4 only, IPv6 ports skipped, as kube-proxy runs single-stack
+    // when the node lacks the second family. Decided once, at start-up.
+    const v6 = await this.kernel.sysctl.read('net.ipv6.conf.all.disable_ipv6').then((v) => v.trim() === '0', () => false);
+    const ip6nat = v6 && (await this.kernel.iptables(6).save('nat').then(() => true, (err: unknown) => {
+      this.logger.warn({ err: errorMessage(err) }, 'ip6tables nat table unusable: the ipvs mode proxies IPv4 only');
+      return false;
+    }));
+    this.families = ip6nat ? [4, 6] : [4];
     // A switch from the nftables or iptables mode: their Service rules would answer first.
     await removeNftLeftovers(this.kernel, this.section.table, this.logger);
     await removeIptablesLeftovers(this.kernel, this.logger);
@@ -166,7 +195,9 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
   private async adopt(): Promise<void> {
     this.appliedVips.clear();
     const link = await this.kernel.net.getLink(VIP_DEVICE);
-    if (link) for (const a of await this.kernel.net.listAddresses(VIP_DEVICE, 4)) this.appliedVips.add(a.cidr.ip.toString());
+    if (link) {
+      for (const f of this.families) for (const a of await this.kernel.net.listAddresses(VIP_DEVICE, f)) if (!unusable(a.cidr.ip)) this.appliedVips.add(a.cidr.ip.toString());
+    }
     await this.refreshNodeAddresses();
     const ours = new Set([...this.appliedVips, ...this.nodeAddresses]);
     this.appliedVS.clear();
@@ -224,12 +255,15 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     }
     if (!(await this.kernel.net.getLink(VIP_DEVICE))) await this.kernel.net.createLink({ kind: 'bridge', name: VIP_DEVICE });
     await this.kernel.net.setLinkUp(VIP_DEVICE, true);
-    const creates = Object.entries(SET_TYPES).map(([n, t]) => `create ${n} ${t} -exist`);
-    await this.ipset.restore(creates.join('\n'));
-    for (const n of Object.keys(SET_TYPES)) if (!this.appliedSets.has(n)) this.appliedSets.set(n, new Set());
-    const ipt = this.kernel.iptables(4);
-    const [nat, filter, mangle] = await Promise.all([ipt.save('nat').catch(() => ''), ipt.save('filter').catch(() => ''), ipt.save('mangle').catch(() => '')]);
-    await ipt.restore(renderRules({ clusterCIDRs: this.section.clusterCIDRs, masqueradeAll: this.section.masqueradeAll, masqMark: 1 << this.section.masqueradeBit }, missingJumps(nat, filter, mangle)), { noflush: true });
+    const types = this.families.flatMap((f) => Object.entries(setTypesOf(f)));
+    await this.ipset.restore(types.map(([n, t]) => `create ${n} ${t} -exist`).join('\n'));
+    for (const [n] of types) if (!this.appliedSets.has(n)) this.appliedSets.set(n, new Set());
+    // The same fixed rules for each family: iptables on the IPv4 sets, ip6tables on the IPv6 ones.
+    for (const f of this.families) {
+      const ipt = this.kernel.iptables(f);
+      const [nat, filter, mangle] = await Promise.all([ipt.save('nat').catch(() => ''), ipt.save('filter').catch(() => ''), ipt.save('mangle').catch(() => '')]);
+      await ipt.restore(renderRules({ clusterCIDRs: this.section.clusterCIDRs, masqueradeAll: this.section.masqueradeAll, masqMark: 1 << this.section.masqueradeBit }, missingJumps(nat, filter, mangle), f), { noflush: true });
+    }
     // The rules just rewritten no longer match on an earlier build's sets: they can go now.
     if (this.legacySets.length > 0) {
       await this.ipset.restore(this.legacySets.map((n) => `destroy ${n}`).join('\n'));
@@ -250,7 +284,9 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     if (net.applyLinkConfig) {
       const index = (await net.getLink(VIP_DEVICE))?.index;
       if (index !== undefined) {
-        const r = await net.applyLinkConfig(vips.map((v) => ({ kind: 'address' as const, index, cidr: Cidr.parse(`${v}/32`) })));
+        // IPv6 with nodad: on the carrier-less VIP device DAD never completes, and a tentative
+        // address has no local route (the node would not accept the VIP).
+        const r = await net.applyLinkConfig(vips.map((v) => ({ kind: 'address' as const, index, cidr: vipCidr(v), nodad: familyOf(v) === 6 })));
         const bad = new Set(r.failed.map((f) => f.index));
         vips.forEach((v, i) => {
           if (!bad.has(i)) this.appliedVips.add(v);
@@ -261,7 +297,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     }
     for (const v of vips) {
       try {
-        await net.addAddress(VIP_DEVICE, Cidr.parse(`${v}/32`));
+        await net.addAddress(VIP_DEVICE, vipCidr(v), { nodad: familyOf(v) === 6 });
         this.appliedVips.add(v);
       } catch (err) {
         failed++;
@@ -272,23 +308,26 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
   }
 
   /**
-   * The IPv4 addresses NodePorts answer on; returns true when they changed. Read at start-up
-   * and at every periodic full sync only: the dump includes every bound VIP (10,000 at
-   * 10,000 Services), too much for every endpoint change.
+   * The addresses NodePorts answer on, of every family proxied; returns true when they
+   * changed. Read at start-up and at every periodic full sync only: the dump includes every
+   * bound VIP (10,000 at 10,000 Services), too much for every endpoint change.
+   * nodePortAddresses per family, as kube-proxy: no CIDR of a family means all its addresses.
    */
   private async refreshNodeAddresses(): Promise<boolean> {
     const links = new Map((await this.kernel.net.listLinks()).map((l) => [l.index, l.name]));
-    const allowed = this.section.nodePortAddresses.map((c) => Cidr.parse(c)).filter((c) => c.family === 4);
     const out = new Set<string>();
     const host = new Set<string>();
-    for (const a of await this.kernel.net.listAddresses(undefined, 4)) {
-      const name = links.get(a.linkIndex);
-      if (name === undefined || name === 'lo' || name === VIP_DEVICE) continue;
-      const ip = a.cidr.ip;
-      if (IpAddress.parse('127.0.0.0').family === ip.family && ip.toString().startsWith('127.')) continue;
-      host.add(ip.toString());
-      if (allowed.length > 0 && !allowed.some((c) => c.contains(ip))) continue;
-      out.add(ip.toString());
+    for (const f of this.families) {
+      const allowed = this.section.nodePortAddresses.map((c) => Cidr.parse(c)).filter((c) => c.family === f);
+      for (const a of await this.kernel.net.listAddresses(undefined, f)) {
+        const name = links.get(a.linkIndex);
+        if (name === undefined || name === 'lo' || name === VIP_DEVICE) continue;
+        const ip = a.cidr.ip;
+        if (unusable(ip)) continue;
+        host.add(ip.toString());
+        if (allowed.length > 0 && !allowed.some((c) => c.contains(ip))) continue;
+        out.add(ip.toString());
+      }
     }
     const list = [...out].sort();
     const hostList = [...host].sort();
@@ -391,7 +430,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     }
     for (const v of vipDel) {
       try {
-        await this.kernel.net.deleteAddress(VIP_DEVICE, Cidr.parse(`${v}/32`));
+        await this.kernel.net.deleteAddress(VIP_DEVICE, vipCidr(v));
         this.appliedVips.delete(v);
       } catch (err) {
         failed++;
@@ -422,7 +461,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
   protected renderService(key: string, ports: ServicePortInfo[]): void {
     const { vs: touchedVS, sets: touchedSets, vips: touchedVips } = this.current;
     const before = this.contributions.get(key);
-    const after = ports.length > 0 ? renderIpvsService(ports, { scheduler: this.section.ipvsScheduler, nodeAddresses: this.nodeAddresses, hostAddresses: this.hostAddresses }) : undefined;
+    const after = ports.length > 0 ? renderIpvsService(ports, { scheduler: this.section.ipvsScheduler, nodeAddresses: this.nodeAddresses, hostAddresses: this.hostAddresses, families: this.families }) : undefined;
     const move = (c: IpvsContribution | undefined, d: 1 | -1): void => {
       if (!c) return;
       for (const [set, members] of c.sets) {
@@ -492,7 +531,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
         continue;
       }
       if (cur.weight !== 0) {
-        const quiesced: IpvsDest = { address: cur.address, port: cur.port, forward: 'masq', weight: 0 };
+        const quiesced: IpvsDest = { address: cur.address, port: cur.port, family: cur.family, forward: 'masq', weight: 0 };
         changes.push({ op: 'replace', entry: { kind: 'dest', service: svc, dest: quiesced } });
         have.dests.set(dk, { ...cur, weight: 0 });
       }
@@ -552,7 +591,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
   }
 
   protected expectedInfo(): Omit<ExpectedInfo, 'pending'> {
-    return { mode: 'ipvs', families: [4] }; // IPv4 only in this build (render.ts)
+    return { mode: 'ipvs', families: [...this.families] };
   }
 
   protected modeStatus(): Record<string, unknown> {

@@ -7,7 +7,7 @@
  * flushes and refills it atomically; the jumps from the built-in chains are added only
  * when missing (they are the only rules outside our chains).
  */
-import { SETS } from './render';
+import { setsOf, type IpFamily } from './render';
 
 export const CHAINS = {
   services: 'PODWIRE-IPVS-SERVICES',
@@ -57,10 +57,16 @@ function hex(n: number): string {
   return `0x${n.toString(16)}`;
 }
 
-/** The whole text for `iptables-restore --noflush` (IPv4). `missingJumps` from {@link missingJumps}. */
-export function renderRules(o: RuleOptions, missingJumps: readonly { table: string; from: string; to: string }[] = JUMPS): string {
+/**
+ * The whole text for `iptables-restore --noflush` (family 4) or `ip6tables-restore --noflush`
+ * (family 6: the same chains and rules on the IPv6 sets, the family's cluster CIDRs, ICMPv6
+ * rejects). `missingJumps` from {@link missingJumps}, of that family's tables.
+ */
+export function renderRules(o: RuleOptions, missingJumps: readonly { table: string; from: string; to: string }[] = JUMPS, family: IpFamily = 4): string {
+  const SETS = setsOf(family);
   const m = hex(o.masqMark);
-  const v4 = o.clusterCIDRs.filter((c) => !c.includes(':'));
+  const cidrs = o.clusterCIDRs.filter((c) => c.includes(':') === (family === 6));
+  const unreachable = family === 4 ? 'icmp-port-unreachable' : 'icmp6-port-unreachable';
   const comment = (c: string): string => `-m comment --comment "${c}"`;
   const nat: string[] = [
     '*nat',
@@ -71,8 +77,8 @@ export function renderRules(o: RuleOptions, missingJumps: readonly { table: stri
     `-A ${CHAINS.postrouting} -j MARK --xor-mark ${m}`,
     `-A ${CHAINS.postrouting} ${comment('podwire service traffic requiring SNAT')} -j MASQUERADE --random-fully`,
   ];
-  if (o.masqueradeAll || v4.length === 0) nat.push(`-A ${CHAINS.services} -m set --match-set ${SETS.clusterIP} dst,dst ${comment('ClusterIP traffic to masquerade')} -j ${CHAINS.markMasq}`);
-  else for (const c of v4) nat.push(`-A ${CHAINS.services} ! -s ${c} -m set --match-set ${SETS.clusterIP} dst,dst ${comment('off-cluster traffic to a ClusterIP')} -j ${CHAINS.markMasq}`);
+  if (o.masqueradeAll || cidrs.length === 0) nat.push(`-A ${CHAINS.services} -m set --match-set ${SETS.clusterIP} dst,dst ${comment('ClusterIP traffic to masquerade')} -j ${CHAINS.markMasq}`);
+  else for (const c of cidrs) nat.push(`-A ${CHAINS.services} ! -s ${c} -m set --match-set ${SETS.clusterIP} dst,dst ${comment('off-cluster traffic to a ClusterIP')} -j ${CHAINS.markMasq}`);
   nat.push(
     `-A ${CHAINS.services} -m set --match-set ${SETS.externalIP} dst,dst -m set ! --match-set ${SETS.externalIPLocal} dst,dst ${comment('external IP, externalTrafficPolicy Cluster')} -j ${CHAINS.markMasq}`,
     `-A ${CHAINS.services} -m set --match-set ${SETS.loadBalancer} dst,dst -m set ! --match-set ${SETS.loadBalancerLocal} dst,dst ${comment('LB ingress IP, externalTrafficPolicy Cluster')} -j ${CHAINS.markMasq}`,
@@ -95,7 +101,7 @@ export function renderRules(o: RuleOptions, missingJumps: readonly { table: stri
     ...[CHAINS.input, CHAINS.forward, CHAINS.sourceRanges, CHAINS.vipFilter].map((c) => `:${c} - [0:0]`),
     `-A ${CHAINS.input} -m set --match-set ${SETS.loadBalancerFW} dst,dst ${comment('LB IP with loadBalancerSourceRanges')} -j ${CHAINS.sourceRanges}`,
     `-A ${CHAINS.input} -p tcp -m set --match-set ${SETS.noEndpoint} dst,dst ${comment('Service has no endpoints')} -j REJECT --reject-with tcp-reset`,
-    `-A ${CHAINS.input} -m set --match-set ${SETS.noEndpoint} dst,dst ${comment('Service has no endpoints')} -j REJECT --reject-with icmp-port-unreachable`,
+    `-A ${CHAINS.input} -m set --match-set ${SETS.noEndpoint} dst,dst ${comment('Service has no endpoints')} -j REJECT --reject-with ${unreachable}`,
     `-A ${CHAINS.input} -m set --match-set ${SETS.ipvsIPs} dst -j ${CHAINS.vipFilter}`,
     `-A ${CHAINS.sourceRanges} -m set --match-set ${SETS.loadBalancerSourceCIDR} dst,dst,src -j RETURN`,
     `-A ${CHAINS.sourceRanges} -m set --match-set ${SETS.loadBalancerSourceIP} dst,dst,src -j RETURN`,
@@ -104,7 +110,7 @@ export function renderRules(o: RuleOptions, missingJumps: readonly { table: stri
     // must not be reachable through a ClusterIP, external or LB IP.
     ...[SETS.loadBalancer, SETS.clusterIP, SETS.externalIP].map((set) => `-A ${CHAINS.vipFilter} -m set --match-set ${set} dst,dst -j RETURN`),
     `-A ${CHAINS.vipFilter} -m set --match-set ${SETS.healthCheckNodePort} dst -j RETURN`,
-    `-A ${CHAINS.vipFilter} -m conntrack --ctstate NEW ${comment('a VIP on a port that is no Service')} -j REJECT --reject-with icmp-port-unreachable`,
+    `-A ${CHAINS.vipFilter} -m conntrack --ctstate NEW ${comment('a VIP on a port that is no Service')} -j REJECT --reject-with ${unreachable}`,
     `-A ${CHAINS.forward} -m mark --mark ${m}/${m} ${comment('NodePort / masqueraded Service traffic')} -j ACCEPT`,
     `-A ${CHAINS.forward} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
   ];
