@@ -1,8 +1,10 @@
 /**
- * Reading our own table back (`nft -j list table inet <t>`) into Ruleset keys: once at
- * start-up (adoption) and at every periodic sync (the reconcile that repairs what was
- * changed behind our back, Ruleset.reconcile).
+ * Reading our own table back from a libnftables listing (`nft -j list table inet <t>`) into
+ * Ruleset keys, when the netlink reader (kernel/nft-table.ts) cannot: at start-up (adoption)
+ * and at the periodic read-back (the reconcile that repairs what was changed behind our back,
+ * Ruleset.reconcile).
  */
+import type { NftTableContent } from '../kernel';
 
 function fmt(v: unknown): string | undefined {
   if (typeof v === 'number') return String(v);
@@ -27,22 +29,11 @@ function fmt(v: unknown): string | undefined {
   return undefined;
 }
 
-export interface AdoptedTable {
-  objects: Map<string, 'set' | 'chain'>;
-  elements: Map<string, Map<string, string>>;
-  /** Sets/maps whose elements we could not read back (flushed and re-added on the first sync). */
-  unknown: string[];
-  /** Which of the `set` objects are maps (to delete a foreign one with the right keyword). */
-  maps: Set<string>;
-  /**
-   * Per chain, one print per rule in order (its JSON expression and comment, without the
-   * handle): compared between two read-backs to notice a rule changed behind our back.
-   * A chain without rules has no entry.
-   */
-  rules: Map<string, string[]>;
-  /** Per chain, the rule handles in order (tests: "nothing was rebuilt"). */
-  handles: Map<string, number[]>;
-}
+/**
+ * Our table as read back: by the netlink reader (kernel/nft-table.ts) or parsed from a
+ * libnftables listing (parseTable below); rule prints compare only within one source.
+ */
+export type AdoptedTable = NftTableContent;
 
 /** `skipElements(name)`: sets whose content is the kernel's own (dynamic affinity sets). */
 export function parseTable(json: unknown, table: string, skipElements: (name: string) => boolean): AdoptedTable {
