@@ -55,6 +55,8 @@ export interface ReadBackStats {
 
 /** A read-back waits at least this many times the last one's duration (it takes ≤ 1/20 of the time). */
 export const READBACK_SHARE = 20;
+/** With no foreign commit, the table is still read back after this many syncPeriods. */
+export const READBACK_SAFETY_PERIODS = 10;
 
 const ENOENT = E.ENOENT;
 const isDynamicSet = (name: string): boolean => name.startsWith('affinity');
@@ -138,6 +140,7 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     const t = this.section.table;
     let adopted: AdoptedTable;
     const gen = await this.generation();
+    this.lastListing = this.clock.now();
     try {
       adopted = await this.readTable();
     } catch {
@@ -225,7 +228,9 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
       let unchanged = await this.unchangedSinceListing();
       if (unchanged && this.ruleset.needsPrints()) unchanged = await this.learnPrints();
       const listingDue = s.started - this.lastListing >= READBACK_SHARE * this.lastReadBackCost;
-      if (unchanged) {
+      // A safety net for our own bookkeeping (the generation only tells of others' commits).
+      const safetyDue = s.started - this.lastListing >= READBACK_SAFETY_PERIODS * this.section.syncPeriodMs;
+      if (unchanged && !safetyDue) {
         this.lastTableCheck = s.started;
         this.readBackStats = { ms: performance.now() - g0, drift: 0, unchanged: true, nextInMs: this.section.syncPeriodMs };
       } else if (listingDue) {

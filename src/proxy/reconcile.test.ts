@@ -99,6 +99,24 @@ t.test('a chain of ours whose rule count is not what we applied, with no foreign
   t.same(dests(k.nft.trace(tcp('10.96.0.11', 80))), ['10.244.1.4:8080'], 'and rewritten');
 });
 
+t.test('with no foreign commit the table is still read back once every READBACK_SAFETY_PERIODS syncPeriods', async (t) => {
+  const { READBACK_SAFETY_PERIODS } = await import('./proxier');
+  const { h, clock, listings } = await cluster();
+  const before = listings();
+  for (let i = 1; i < READBACK_SAFETY_PERIODS; i++) {
+    clock.advance(PERIOD);
+    await h.proxier.sync(signal);
+  }
+  t.equal(listings(), before, `${READBACK_SAFETY_PERIODS - 1} quiet periods: nothing read`);
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(listings(), before + 1, 'then one read-back');
+  t.equal(h.proxier.lastSync?.readBack?.drift, 0);
+  clock.advance(PERIOD);
+  await h.proxier.sync(signal);
+  t.equal(listings(), before + 1, 'and quiet again');
+});
+
 t.test('when the generation cannot be read, every periodic sync lists the table', async (t) => {
   const { k, h, clock, listings } = await cluster();
   k.nft.generation = async () => Promise.reject(new Error('EPERM'));
