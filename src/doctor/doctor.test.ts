@@ -221,9 +221,9 @@ t.test('Services in each proxy mode: ok with counts, FAIL naming the missing one
   (nft.expected.value as ExpectedServices).services = 3;
   (nft.expected.value as ExpectedServices).pending = 2;
   const failed = await runDoctor(nft.env);
-  t.match(services(failed), [{ subject: 'Services', level: 'FAIL', detail: /^1 of 3 Services not programmed in table inet podwire \(2 of 4 addresses\): ns\/web 10\.96\.0\.80:80\/tcp \+1; podwired has 2 change\(s\) not applied yet/, fix: /reads its table back every proxy syncPeriod/ }]);
+  t.match(services(failed), [{ subject: 'Services', level: 'FAIL', detail: /^1 of 3 Services not programmed in table inet podwire \(2 of 4 addresses\): ns\/web 10\.96\.0\.80:80\/tcp \+1; podwired has 2 change\(s\) not applied yet/, fix: /reads its table back at the first proxy syncPeriod/ }]);
   t.same(JSON.parse(JSON.stringify(failed)).findings, failed.findings, '--json gives the same findings');
-  t.match(formatReport(failed), /^FAIL  services +Services: 1 of 3 Services not programmed.*\n +fix: podwired reads its table back every proxy syncPeriod/m);
+  t.match(formatReport(failed), /^FAIL  services +Services: 1 of 3 Services not programmed.*\n +fix: podwired reads its table back at the first proxy syncPeriod/m);
 
   // iptables mode: the rules read back with the proxy's iptables backend.
   const ipt = await healthy(proxyStatus({ mode: 'iptables', backend: 'iptables-legacy-restore', services: 2, endpoints: 1, invalidServices: 0 }));

@@ -38,7 +38,7 @@ const firstLine = (err: unknown): string => (err instanceof Error ? err.message 
 
 /** How each mode repairs a missing rule: every mode reads the kernel back every proxy syncPeriod and repairs the difference. */
 const REPAIR: Record<string, string> = {
-  nftables: 'podwired reads its table back every proxy syncPeriod (default 30 s; spaced further for a huge table, see lastSync.readBack.nextInMs in podwire status) and re-adds what is missing (it logs "changed behind our back"); restart podwired to repair now; if it comes back, look for another tool editing the table; podwire status and its log say why an apply failed',
+  nftables: 'podwired reads its table back at the first proxy syncPeriod (default 30 s) after another program changed any nftables table, and every 10 periods anyway (see lastSync.readBack.nextInMs in podwire status), and re-adds what is missing (it logs "changed behind our back"); restart podwired to repair now; if it comes back, look for another tool editing the table; podwire status and its log say why an apply failed',
   iptables: 'podwired re-reads its chains every proxy syncPeriod (default 30 s) and repairs them; restart podwired to repair now; if it comes back, look for another tool editing iptables',
   ipvs: 'podwired re-reads the IPVS table every proxy syncPeriod (default 30 s) and repairs it; restart podwired to repair now; if it comes back, look for another tool (ipvsadm) editing IPVS',
 };
