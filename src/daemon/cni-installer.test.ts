@@ -108,6 +108,9 @@ t.test('pod MTU, dual-stack vxlan with an IPv6 node IP: the smaller of pw.1 (v4 
     ['a larger v6 underlay', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.18.0.1', 'fd00:198:18::1'], { '198.18.0.1': 1500, 'fd00:198:18::1': 9000 }, 1450],
     ['v6 node IP on no interface (no pw-v6.1)', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.18.0.1', 'fd00:198:18::1'], { '198.18.0.1': 1500 }, 1450],
     ['no v6 pod CIDR', ['10.244.5.0/24'], ['198.18.0.1', 'fd00:198:18::1'], { '198.18.0.1': 1500, 'fd00:198:18::1': 1500 }, 1450],
+    // The node IP is chosen per family (as the overlay does), whatever order the InternalIPs come in.
+    ['the v6 InternalIP listed first', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['fd00:198:18::1', '198.18.0.1'], { '198.18.0.1': 1500, 'fd00:198:18::1': 9000 }, 1450],
+    ['the v6 InternalIP first, a smaller v6 underlay', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['fd00:198:18::1', '198.18.0.1'], { '198.18.0.1': 9000, 'fd00:198:18::1': 1500 }, 1430],
   ];
   for (const [what, cidrs, ips, mtus, want] of cases) {
     const dir = tmp(t);

@@ -193,7 +193,7 @@ export const hostGwBackend: Backend = {
         if (lease.v4 && peer.podCIDR) {
           // An IPv4 pod route needs an IPv4 next hop on our IPv4 underlay subnet.
           if (lease.underlay.cidr.family !== 4) {
-            return { node: peer.node, field: 'status.addresses', value: peer.publicIpText, reason: `host-gw routes the IPv4 pod CIDR ${peer.podCIDRText} via an IPv4 node IP, and the node IPs are IPv6 (list the IPv4 InternalIP first)` };
+            return { node: peer.node, field: 'status.addresses', value: peer.publicIpText, reason: `host-gw routes the IPv4 pod CIDR ${peer.podCIDRText} via an IPv4 node IP, and this node has none (no public-ip-overwrite annotation, no IPv4 InternalIP or ExternalIP)` };
           }
           if (!lease.underlay.cidr.masked.contains(peer.publicIp)) return notOnLink(lease.underlay.cidr, peer, peer.publicIp, 'host-gw');
           plan.route = directRoute(peer.podCIDR, peer.publicIp, lease.underlay, protocol);
