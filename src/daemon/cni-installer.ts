@@ -46,7 +46,7 @@ import type { Component, ComponentContext, ComponentRegistration, ComponentStatu
 import type { DaemonConfig } from './config';
 import { defineSection } from './config-section';
 import { CniChainResolver, type CniChain } from './cni-chain';
-import { nodePublicIp, nodePublicIp6, podMtu, preferFamily } from '../overlay';
+import { nodePublicIp, nodePublicIp6, overlaySection, podMtu, preferFamily } from '../overlay';
 
 export const CONFLIST_NAME = '10-podwire.conflist';
 /** The CNI `type`, hence the binary's file name in the CNI bin dir. */
@@ -435,6 +435,8 @@ export class CniInstaller implements Component {
    */
   private v6NodeIp(node: NodeObject, ip: string | undefined): string | undefined {
     if (this.config.backend !== 'vxlan' || !ip || ip.includes(':') || !this.config.clusterCIDR.includes(':') || !node.podCIDRs.some((c) => c.includes(':'))) return undefined;
+    // vxlan.ipv6Device=false: no IPv6 device, the v6 pods ride in pw.1 (its MTU alone counts).
+    if (this.ctx.sectionOf && !this.ctx.sectionOf(overlaySection).vxlan.ipv6Device) return undefined;
     return nodePublicIp6(node, { self: true }).ip?.toString();
   }
 

@@ -14,6 +14,7 @@ import { E } from '../kernel/errno';
 import { fakeKernel, type FakeKernel } from '../kernel/testing';
 import {
   ANNOTATIONS,
+  collectPeers,
   defaultOverlaySection,
   isDirect,
   nodePublicIp,
@@ -145,7 +146,8 @@ async function entries6(k: FakeKernel, dev = 'pw-v6.1') {
 t.test('config section: defaults, pw.<VNI>, subnet.env next to the control socket, validation names the field', async (t) => {
   const { config } = await setup(t);
   const s = defaultOverlaySection(config);
-  t.same(s.vxlan, { vni: 1, port: 8472, device: 'pw.1', deviceV6: 'pw-v6.1', txChecksumOffload: 'auto' });
+  t.same(s.vxlan, { vni: 1, port: 8472, device: 'pw.1', deviceV6: 'pw-v6.1', ipv6Device: true, txChecksumOffload: 'auto' });
+  t.equal(defaultOverlaySection(config, { PODWIRE_VXLAN_IPV6_DEVICE: 'false' }).vxlan.ipv6Device, false, 'PODWIRE_VXLAN_IPV6_DEVICE=false');
   t.equal(overlaySection.build({ 'vxlan.vni': 42 }, config).vxlan.deviceV6, 'pw-v6.42');
   t.equal(fieldOf(() => overlaySection.build({ 'vxlan.deviceV6': 'pw.1' }, config)), 'overlay.vxlan.deviceV6', 'the v6 device must differ from pw.1');
   t.equal(s.routeProtocol, 77);
@@ -909,4 +911,39 @@ t.test('stale annotations: manifest mode (the recorder) writes no removal', asyn
   await sync(e);
   t.ok(sent, 'published');
   t.notOk(Object.values(sent ?? {}).includes(null), 'no null in what the recorder got', { sent });
+});
+
+t.test('vxlan.ipv6Device=false: no pw-v6.1 with an IPv6 node IP, every v6 pod CIDR inside pw.1, backend-v6-data withdrawn', async (t) => {
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: V6FIRST_CIDRS, underlay6: 'fd00:198:18::1/64', writesBack: true });
+  const peerAnn = (last: string) => ({
+    [ANNOTATIONS.backendType]: 'vxlan',
+    [ANNOTATIONS.backendData]: `{"VNI":1,"VtepMAC":"0a:58:c6:12:00:${last}"}`,
+    [ANNOTATIONS.backendV6Data]: `{"VNI":1,"VtepMAC":"0a:58:00:00:00:${last}"}`,
+    [ANNOTATIONS.publicIp]: `198.18.0.${Number(last)}`,
+    [ANNOTATIONS.publicIpv6]: `fd00:198:18::${Number(last)}`,
+  });
+  // A Podwire peer with pw-v6.1 (it publishes backend-v6-data).
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2'], peerAnn('02')));
+  await sync(e);
+  await feedBack(e, V6FIRST_CIDRS, ['198.18.0.1', 'fd00:198:18::1']);
+  t.ok(e.source.get('Node', 'n1')?.meta.annotations[ANNOTATIONS.backendV6Data], 'our Node (as the API server has it) announces our IPv6 VTEP');
+  t.ok(await e.kernel.net.getLink('pw-v6.1'), 'default: pw-v6.1 runs');
+  t.ok(e.writer.annotations.has(ANNOTATIONS.backendV6Data));
+
+  // The same node restarted with vxlan.ipv6Device=false.
+  const section = { ...e.comp.section, vxlan: { ...e.comp.section.vxlan, ipv6Device: false } };
+  const off = new OverlayComponent({ config: e.config, section, state: clusterStateOf(e.source), node: e.writer, kernel: e.kernel, logger: silentLogger, clock: e.clock, metrics: new Registry() });
+  await off.sync(ac.signal);
+  t.equal(await e.kernel.net.getLink('pw-v6.1'), undefined, 'pw-v6.1 removed');
+  t.same((await entries(e.kernel)).routes, ['10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink', 'fd00:10:244:2::/64 via fd00:10:244:2:: dev pw.1 onlink'], 'n2\'s v6 pods inside pw.1, although n2 runs pw-v6.1');
+  t.same((await entries(e.kernel)).fdb, ['0a:58:c6:12:00:02 dst 198.18.0.2'], 'one FDB entry toward n2\'s IPv4 node IP');
+  t.same((await e.kernel.net.listAddresses('pw.1')).map((a) => a.cidr.toString()).sort(), ['10.244.1.0/32', 'fd00:10:244:1::/128'], 'the v6 VTEP address on pw.1');
+  t.equal(off.status().mtu, 1450, 'pod MTU: pw.1\'s alone');
+  const last = (e.writer as ApiNodeWriter).patches.at(-1)!;
+  t.equal(last[ANNOTATIONS.backendV6Data], null, 'backend-v6-data withdrawn: peers put our v6 pods inside pw.1 too');
+  t.equal(last[ANNOTATIONS.publicIpv6], 'fd00:198:18::1', 'public-ipv6 stays (IPv6 DirectRouting and host-gw use it)');
+  // The peer's side: n2 sees us without backend-v6-data and decides the same.
+  e.source.apply(node('n1', V6FIRST_CIDRS, ['198.18.0.1', 'fd00:198:18::1'], Object.fromEntries(e.writer.annotations)));
+  const seen = collectPeers(e.source.list('Node'), 'n2', { backend: 'vxlan', vni: 1, clusterCIDRs: DS.split(',').map((c) => Cidr.parse(c)), serviceCIDRs: [Cidr.parse('10.96.0.0/12')], ownPodCIDRs: [Cidr.parse('10.244.2.0/24'), Cidr.parse('fd00:10:244:2::/64')], ownMac: '0a:58:c6:12:00:02', ownMac6: '0a:58:00:00:00:02' });
+  t.equal(seen.peers.find((p) => p.node === 'n1')?.vtepMac6, undefined, 'n2 sees no IPv6 VTEP on n1: n1\'s v6 pods go inside pw.1 from n2 as well');
 });
