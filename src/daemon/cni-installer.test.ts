@@ -10,8 +10,10 @@ import { Registry } from 'prom-client';
 import { decodeJson, parseNetConf } from '../cni-plugin/config';
 import { copyFileAtomic, writeFileAtomic } from './atomic-file';
 import { CniInstaller, CONFLIST_NAME, renderConflist } from './cni-installer';
-import { loadConfig, type DaemonConfig } from './config';
+import { buildSectionDefaults, loadConfig, type DaemonConfig } from './config';
 import { FakeSource, nodeObject } from './testing/fake-source';
+import type { ConfigSection } from './config-section';
+import { overlaySection, type OverlaySection } from '../overlay';
 
 function tmp(t: { teardown(fn: () => void): void }): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'pwd-cni-'));
@@ -108,6 +110,9 @@ t.test('pod MTU, dual-stack vxlan with an IPv6 node IP: the smaller of pw.1 (v4 
     ['a larger v6 underlay', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.18.0.1', 'fd00:198:18::1'], { '198.18.0.1': 1500, 'fd00:198:18::1': 9000 }, 1450],
     ['v6 node IP on no interface (no pw-v6.1)', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['198.18.0.1', 'fd00:198:18::1'], { '198.18.0.1': 1500 }, 1450],
     ['no v6 pod CIDR', ['10.244.5.0/24'], ['198.18.0.1', 'fd00:198:18::1'], { '198.18.0.1': 1500, 'fd00:198:18::1': 1500 }, 1450],
+    // The node IP is chosen per family (as the overlay does), whatever order the InternalIPs come in.
+    ['the v6 InternalIP listed first', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['fd00:198:18::1', '198.18.0.1'], { '198.18.0.1': 1500, 'fd00:198:18::1': 9000 }, 1450],
+    ['the v6 InternalIP first, a smaller v6 underlay', ['10.244.5.0/24', 'fd00:10:244:5::/64'], ['fd00:198:18::1', '198.18.0.1'], { '198.18.0.1': 9000, 'fd00:198:18::1': 1500 }, 1430],
   ];
   for (const [what, cidrs, ips, mtus, want] of cases) {
     const dir = tmp(t);
@@ -122,6 +127,28 @@ t.test('pod MTU, dual-stack vxlan with an IPv6 node IP: the smaller of pw.1 (v4 
     await c.sync();
     const list = JSON.parse(readFileSync(path.join(cfg.cniConfDir, CONFLIST_NAME), 'utf8')) as { plugins: { mtu: number }[] };
     t.equal(list.plugins[0]!.mtu, want, what);
+  }
+});
+
+t.test('pod MTU with overlay vxlan.ipv6Device=false: no IPv6 device, so pw.1\'s MTU alone (the overlay\'s section, read through sectionOf)', async (t) => {
+  for (const [ipv6Device, want] of [[true, 1430], [false, 1450]] as const) {
+    const dir = tmp(t);
+    const cfg = config(dir, ['--cluster-cidr', '10.244.0.0/16,fd00:10:244::/56']);
+    const source = new FakeSource();
+    const n = nodeObject('n1', ['10.244.5.0/24', 'fd00:10:244:5::/64'], '198.18.0.1');
+    source.apply({ ...n, addresses: ['198.18.0.1', 'fd00:198:18::1'].map((address) => ({ type: 'InternalIP', address })) });
+    const ov = buildSectionDefaults(overlaySection, cfg);
+    const sections: OverlaySection = { ...ov, vxlan: { ...ov.vxlan, ipv6Device } };
+    const c = new CniInstaller(
+      {
+        config: cfg, section: undefined, state: clusterStateOf(source), node: new RecordingNodeWriter(), kernel: fakeKernel(), logger: silentLogger, clock: systemClock, metrics: new Registry(),
+        sectionOf: <T>(s: ConfigSection<T>): T => (s.name === 'overlay' ? (sections as T) : buildSectionDefaults(s, cfg)),
+      },
+      { underlayMtu: async () => 1500 },
+    );
+    await c.sync();
+    const list = JSON.parse(readFileSync(path.join(cfg.cniConfDir, CONFLIST_NAME), 'utf8')) as { plugins: { mtu: number }[] };
+    t.equal(list.plugins[0]!.mtu, want, `vxlan.ipv6Device=${String(ipv6Device)}`);
   }
 });
 

@@ -46,7 +46,7 @@ import type { Component, ComponentContext, ComponentRegistration, ComponentStatu
 import type { DaemonConfig } from './config';
 import { defineSection } from './config-section';
 import { CniChainResolver, type CniChain } from './cni-chain';
-import { nodePublicIp6, podMtu } from '../overlay';
+import { nodePublicIp, nodePublicIp6, overlaySection, podMtu, preferFamily } from '../overlay';
 
 export const CONFLIST_NAME = '10-podwire.conflist';
 /** The CNI `type`, hence the binary's file name in the CNI bin dir. */
@@ -276,7 +276,7 @@ export class CniInstaller implements Component {
     const node = (event.type === 'delete' ? event.previous : event.current) as NodeObject;
     if (node.meta.name !== this.config.nodeName) return false;
     const cidrs = event.type === 'delete' ? [] : [...node.podCIDRs];
-    const ip = event.type === 'delete' ? undefined : node.addresses.find((a) => a.type === 'InternalIP')?.address ?? node.addresses[0]?.address;
+    const ip = event.type === 'delete' ? undefined : this.primaryNodeIp(node);
     const ip6 = event.type === 'delete' ? undefined : this.v6NodeIp(node, ip);
     const changed = this.podCIDRs === undefined || cidrs.join(',') !== this.podCIDRs.join(',') || ip !== this.nodeIp || ip6 !== this.nodeIp6;
     this.podCIDRs = cidrs;
@@ -300,7 +300,7 @@ export class CniInstaller implements Component {
       throw new TryAgainError(`Node ${JSON.stringify(node.meta.name)} has no spec.podCIDRs yet`, { field: 'node.spec.podCIDRs', value: [] });
     }
     this.podCIDRs = [...node.podCIDRs];
-    this.nodeIp = node.addresses.find((a) => a.type === 'InternalIP')?.address ?? node.addresses[0]?.address;
+    this.nodeIp = this.primaryNodeIp(node);
     this.nodeIp6 = this.v6NodeIp(node, this.nodeIp);
 
     await this.installBinary();
@@ -424,13 +424,20 @@ export class CniInstaller implements Component {
     if (result.changed) this.ctx.logger.info({ source: src.path, path: this.binaryPath }, 'installed CNI binary');
   }
 
+  /** The node IP the overlay runs pw.1 over: chosen per family as the overlay chooses it (nodePublicIp). */
+  private primaryNodeIp(node: NodeObject): string | undefined {
+    return nodePublicIp(node, { self: true, prefer: preferFamily(this.config.clusterCIDR) }).ip?.toString() ?? node.addresses[0]?.address;
+  }
+
   /**
    * The overlay runs a second VXLAN device over the IPv6 underlay when the backend is vxlan, the
    * node IP is IPv4 and the node has an IPv6 pod CIDR of the cluster CIDR and an IPv6 node IP.
    */
   private v6NodeIp(node: NodeObject, ip: string | undefined): string | undefined {
     if (this.config.backend !== 'vxlan' || !ip || ip.includes(':') || !this.config.clusterCIDR.includes(':') || !node.podCIDRs.some((c) => c.includes(':'))) return undefined;
-    return nodePublicIp6(node).ip?.toString();
+    // vxlan.ipv6Device=false: no IPv6 device, the v6 pods ride in pw.1 (its MTU alone counts).
+    if (this.ctx.sectionOf && !this.ctx.sectionOf(overlaySection).vxlan.ipv6Device) return undefined;
+    return nodePublicIp6(node, { self: true }).ip?.toString();
   }
 
   /** The pod MTU: the underlay's minus the encapsulation; with the IPv6 device the smaller of the two devices'. */

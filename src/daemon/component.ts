@@ -96,6 +96,12 @@ export interface ComponentContext<S = unknown> {
    * Absent when the daemon runs without one (unit tests that build a context by hand).
    */
   control?: ControlMount;
+  /**
+   * Another component's section as this daemon built it (flags > env > file > defaults), read
+   * only: the CNI installer reads the overlay's to compute the same pod MTU. Absent in contexts
+   * built by hand; callers then assume the section's defaults.
+   */
+  sectionOf?: <T>(section: ConfigSection<T>) => T;
 }
 
 /** Mounting raw node:http handlers on the daemon's control socket. */

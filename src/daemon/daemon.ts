@@ -29,6 +29,7 @@ import { Cidr } from '../common/ip';
 import { NodeCidrAllocator } from '../overlay';
 import type { Component, ComponentContext, ComponentRegistration, ComponentStatus, SyncIntervals } from './component';
 import { buildSectionDefaults, formatDuration, type DaemonConfig, type Feature } from './config';
+import type { ConfigSection } from './config-section';
 import { createDaemonMetrics, registerObjectCounts, type DaemonMetrics, CLUSTER_KINDS } from './metrics';
 import { json, RouteServer, text } from './route-server';
 import { BoundedFrequencyRunner, type RunOutcome } from './runner';
@@ -195,6 +196,7 @@ export class Daemon {
           logger: this.logger.child({ component: reg.name }),
           clock: this.clock,
           metrics: this.metrics.registry,
+          sectionOf: <T>(s: ConfigSection<T>): T => (s.name in this.sections ? (this.sections[s.name] as T) : buildSectionDefaults(s, this.config)),
           control: {
             routeRaw: (path, handler) => {
               this.control.routeRaw(path, handler);

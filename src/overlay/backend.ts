@@ -193,7 +193,7 @@ export const hostGwBackend: Backend = {
         if (lease.v4 && peer.podCIDR) {
           // An IPv4 pod route needs an IPv4 next hop on our IPv4 underlay subnet.
           if (lease.underlay.cidr.family !== 4) {
-            return { node: peer.node, field: 'status.addresses', value: peer.publicIpText, reason: `host-gw routes the IPv4 pod CIDR ${peer.podCIDRText} via an IPv4 node IP, and the node IPs are IPv6 (list the IPv4 InternalIP first)` };
+            return { node: peer.node, field: 'status.addresses', value: peer.publicIpText, reason: `host-gw routes the IPv4 pod CIDR ${peer.podCIDRText} via an IPv4 node IP, and this node has none (no public-ip-overwrite annotation, no IPv4 InternalIP or ExternalIP)` };
           }
           if (!lease.underlay.cidr.masked.contains(peer.publicIp)) return notOnLink(lease.underlay.cidr, peer, peer.publicIp, 'host-gw');
           plan.route = directRoute(peer.podCIDR, peer.publicIp, lease.underlay, protocol);
@@ -227,7 +227,8 @@ export const vxlanBackend: Backend = {
     const { vni, port, device, deviceV6 } = ctx.section.vxlan;
     const protocol = ctx.section.routeProtocol;
     const override = ctx.mtuOverride > 0 ? ctx.mtuOverride : 0;
-    const dual = wantsV6Device(lease);
+    // vxlan.ipv6Device=false: no IPv6 device; the v6 pods ride in pw.1 and no backend-v6-data tells peers otherwise.
+    const dual = ctx.section.vxlan.ipv6Device && wantsV6Device(lease);
     // Each device's MTU is its own underlay's minus its own outer header; pods get the smaller one.
     const mtu4 = override || lease.underlay.mtu - this.overhead(lease.publicIp.family);
     const mtu6 = dual ? override || lease.underlay6.mtu - VXLAN_OVERHEAD_V6 : undefined;
@@ -247,7 +248,7 @@ export const vxlanBackend: Backend = {
     } else if (await ctx.kernel.net.getLink(deviceV6)) {
       // No longer dual-stack with an IPv6 node IP: the v6 device (and every entry on it) goes.
       await ctx.kernel.net.deleteLink(deviceV6);
-      ctx.logger.info({ device: deviceV6 }, 'removed the IPv6 VXLAN device (no IPv6 node IP or no IPv6 pod CIDR any more)');
+      ctx.logger.info({ device: deviceV6 }, ctx.section.vxlan.ipv6Device ? 'removed the IPv6 VXLAN device (no IPv6 node IP or no IPv6 pod CIDR any more)' : 'removed the IPv6 VXLAN device (vxlan.ipv6Device is false)');
     }
     const directRouting = ctx.section.directRouting;
     const data = (m: string): string => JSON.stringify({ VNI: vni, VtepMAC: m });

@@ -26,6 +26,12 @@ export interface OverlaySection {
      * `flannel-v6.<VNI>`); default `pw-v6.<VNI>`.
      */
     deviceV6: string;
+    /**
+     * Run `deviceV6` at all (default true). false: the IPv6 pod CIDRs ride inside `device` over
+     * the IPv4 underlay even with an IPv6 node IP, and no backend-v6-data is published, so peers
+     * do the same toward this node (for an IPv6 underlay that blocks the VXLAN port).
+     */
+    ipv6Device: boolean;
     /** TX checksum offload on the device: auto (off only on a kernel < 5.7 with masquerade), on, off. */
     txChecksumOffload: TxChecksumMode;
   };
@@ -59,6 +65,7 @@ export const overlaySection: ConfigSection<OverlaySection> = defineSection<Overl
     { key: 'vxlan.port', flag: 'vxlan-port', env: 'PODWIRE_VXLAN_PORT', kind: 'int', default: DEFAULT_VXLAN_PORT, help: 'VXLAN UDP port (flannel and Linux: 8472)' },
     { key: 'vxlan.device', flag: 'vxlan-device', env: 'PODWIRE_VXLAN_DEVICE', kind: 'string', default: '', help: 'VXLAN device name (default pw.<VNI>)' },
     { key: 'vxlan.deviceV6', flag: 'vxlan-device-v6', env: 'PODWIRE_VXLAN_DEVICE_V6', kind: 'string', default: '', help: 'the IPv6 VXLAN device of a dual-stack node with an IPv6 node IP (flannel-v6.<VNI> in flannel; default pw-v6.<VNI>)' },
+    { key: 'vxlan.ipv6Device', flag: 'vxlan-ipv6-device', env: 'PODWIRE_VXLAN_IPV6_DEVICE', kind: 'bool', default: true, help: 'dual-stack: carry the IPv6 pod CIDRs over the IPv6 underlay in the IPv6 VXLAN device (flannel-v6.<VNI>); false: inside the IPv4 device, and no backend-v6-data is published (peers then do the same)' },
     { key: 'vxlan.txChecksumOffload', flag: 'vxlan-tx-checksum-offload', env: 'PODWIRE_VXLAN_TX_CHECKSUM_OFFLOAD', kind: 'string', default: 'auto', help: 'TX checksum offload on the VXLAN device: auto (off only on kernels < 5.7 with masquerade, where --random-fully corrupts offloaded checksums) | on | off' },
     { key: 'directRouting', flag: 'direct-routing', env: 'PODWIRE_DIRECT_ROUTING', kind: 'bool', default: false, help: 'vxlan: route peers on the same underlay subnet directly, without encapsulation' },
     { key: 'masquerade', flag: 'masquerade', env: 'PODWIRE_MASQUERADE', kind: 'bool', default: true, help: 'masquerade pod traffic that leaves the cluster CIDR' },
@@ -87,7 +94,7 @@ export const overlaySection: ConfigSection<OverlaySection> = defineSection<Overl
     if (!subnetFile) subnetFile = path.join(path.dirname(config.controlSocket), 'subnet.env');
     if (!path.isAbsolute(subnetFile)) throw new InvalidInputError('overlay.subnetFile', subnetFile, 'must be an absolute path');
     return {
-      vxlan: { vni, port, device, deviceV6, txChecksumOffload },
+      vxlan: { vni, port, device, deviceV6, ipv6Device: values['vxlan.ipv6Device'] !== false, txChecksumOffload },
       directRouting: values.directRouting === true,
       masquerade: values.masquerade !== false,
       egressMode,

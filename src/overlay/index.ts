@@ -19,7 +19,7 @@ export {
   type PeerPlan,
   type PeerMode,
 } from './backend';
-export { ANNOTATIONS, vtepMacFor, collectPeers, parsePeer, isDirect, nodePublicIp, nodePublicIp6, type PeerInfo, type PeerProblem, type PeerRules } from './peers';
+export { ANNOTATIONS, vtepMacFor, collectPeers, parsePeer, isDirect, nodePublicIp, nodePublicIp6, nodeIpOfFamily, preferFamily, type NodeIpOptions, type PeerInfo, type PeerProblem, type PeerRules } from './peers';
 export { diff, applyChangeSet, indexState, keyPlan, stateOfPlans, type ChangeSet, type KernelState, type IndexedState, type KeyedPlan, type ApplyOutcome } from './reconcile';
 export { renderEgress, renderSubnetEnv } from './egress';
 export { NodeCidrAllocator, planAllocations, SubnetPool, ALLOCATOR_LEASE_NAME, RELEASED_ANNOTATION, type NodeCidrAllocatorOptions } from './node-cidr-allocator';

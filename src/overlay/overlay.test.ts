@@ -9,13 +9,15 @@ import { loadConfig, type DaemonConfig } from '../daemon/config';
 import { FakeClock } from '../daemon/testing/fake-clock';
 import { FakeSource, nodeObject } from '../daemon/testing/fake-source';
 import { clusterStateOf, RecordingNodeWriter } from '../k8s';
-import type { NodeObject } from '../k8s/types';
+import type { NodeConditionInput, NodeObject, NodeWriter } from '../k8s/types';
 import { E } from '../kernel/errno';
 import { fakeKernel, type FakeKernel } from '../kernel/testing';
 import {
   ANNOTATIONS,
+  collectPeers,
   defaultOverlaySection,
   isDirect,
+  nodePublicIp,
   OverlayComponent,
   overlaySection,
   podMtu,
@@ -29,11 +31,27 @@ interface Env {
   comp: OverlayComponent;
   kernel: FakeKernel;
   source: FakeSource;
-  writer: RecordingNodeWriter;
+  writer: RecordingNodeWriter | ApiNodeWriter;
   registry: Registry;
   config: DaemonConfig;
   dir: string;
   clock: FakeClock;
+}
+
+/** The Kubernetes NodeWriter's contract (writes reach the API server), recording every patch sent. */
+class ApiNodeWriter implements NodeWriter {
+  readonly writesBack = true;
+  private readonly rec = new RecordingNodeWriter();
+  readonly annotations = this.rec.annotations;
+  readonly conditions = this.rec.conditions;
+  readonly patches: Record<string, string | null>[] = [];
+  async patchAnnotations(annotations: Readonly<Record<string, string | null>>): Promise<void> {
+    this.patches.push({ ...annotations });
+    await this.rec.patchAnnotations(annotations);
+  }
+  async setCondition(condition: NodeConditionInput): Promise<void> {
+    await this.rec.setCondition(condition);
+  }
 }
 
 function node(name: string, podCIDR: string | string[], ip: string | string[], annotations: Record<string, string> = {}): NodeObject {
@@ -43,7 +61,7 @@ function node(name: string, podCIDR: string | string[], ip: string | string[], a
   return { ...n, meta: { ...n.meta, annotations }, addresses: ips.map((address) => ({ type: 'InternalIP', address })) };
 }
 
-async function setup(t: Test, opts: { backend?: string; section?: Partial<OverlaySection>; ownCidr?: string[]; underlay?: string; underlay6?: string; clusterCIDR?: string } = {}): Promise<Env> {
+async function setup(t: Test, opts: { backend?: string; section?: Partial<OverlaySection>; ownCidr?: string[]; underlay?: string; underlay6?: string; clusterCIDR?: string; v6First?: boolean; writesBack?: boolean } = {}): Promise<Env> {
   const dir = mkdtempSync(path.join(tmpdir(), 'pwo-unit-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const config = loadConfig({
@@ -60,9 +78,9 @@ async function setup(t: Test, opts: { backend?: string; section?: Partial<Overla
   await kernel.net.setLinkUp('eth0', true);
   const source = new FakeSource();
   const ownIps = [(opts.underlay ?? '198.18.0.1/24').split('/')[0]!, ...(opts.underlay6 ? [opts.underlay6.split('/')[0]!] : [])];
-  source.apply(node('n1', opts.ownCidr ?? ['10.244.1.0/24'], ownIps));
+  source.apply(node('n1', opts.ownCidr ?? ['10.244.1.0/24'], opts.v6First ? [...ownIps].reverse() : ownIps));
   source.markSynced();
-  const writer = new RecordingNodeWriter();
+  const writer = opts.writesBack ? new ApiNodeWriter() : new RecordingNodeWriter();
   const registry = new Registry();
   const section = { ...defaultOverlaySection(config), ...opts.section };
   const clock = new FakeClock();
@@ -128,7 +146,8 @@ async function entries6(k: FakeKernel, dev = 'pw-v6.1') {
 t.test('config section: defaults, pw.<VNI>, subnet.env next to the control socket, validation names the field', async (t) => {
   const { config } = await setup(t);
   const s = defaultOverlaySection(config);
-  t.same(s.vxlan, { vni: 1, port: 8472, device: 'pw.1', deviceV6: 'pw-v6.1', txChecksumOffload: 'auto' });
+  t.same(s.vxlan, { vni: 1, port: 8472, device: 'pw.1', deviceV6: 'pw-v6.1', ipv6Device: true, txChecksumOffload: 'auto' });
+  t.equal(defaultOverlaySection(config, { PODWIRE_VXLAN_IPV6_DEVICE: 'false' }).vxlan.ipv6Device, false, 'PODWIRE_VXLAN_IPV6_DEVICE=false');
   t.equal(overlaySection.build({ 'vxlan.vni': 42 }, config).vxlan.deviceV6, 'pw-v6.42');
   t.equal(fieldOf(() => overlaySection.build({ 'vxlan.deviceV6': 'pw.1' }, config)), 'overlay.vxlan.deviceV6', 'the v6 device must differ from pw.1');
   t.equal(s.routeProtocol, 77);
@@ -693,7 +712,7 @@ t.test('dual-stack vxlan with an IPv6 node IP: pw-v6.1 over the IPv6 underlay, d
 });
 
 t.test('the IPv6 device goes when the node loses its IPv6 node IP; peers fall back to pw.1', async (t) => {
-  const e = await setup(t, { clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'], underlay6: 'fd00:198:18::1/64' });
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: ['10.244.1.0/24', 'fd00:10:244:1::/64'], underlay6: 'fd00:198:18::1/64', writesBack: true });
   e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
   await sync(e);
   t.ok(await e.kernel.net.getLink('pw-v6.1'));
@@ -704,7 +723,7 @@ t.test('the IPv6 device goes when the node loses its IPv6 node IP; peers fall ba
   t.same((await e.kernel.net.listAddresses('pw.1')).map((a) => a.cidr.toString()).sort(), ['10.244.1.0/32', 'fd00:10:244:1::/128'], 'the v6 VTEP address back on pw.1');
   t.equal(e.comp.status().mtu, 1450);
   t.equal(e.writer.annotations.get(ANNOTATIONS.backendV6Data), '{"VNI":1,"VtepMAC":"0a:58:00:00:00:01"}', 'announced while pw-v6.1 ran');
-  // Our Node as the API server now has it (manifest mode: the recorder does not feed back).
+  // Our Node as the API server now has it (the fake source does not feed our PATCHes back).
   e.source.apply(node('n1', ['10.244.1.0/24', 'fd00:10:244:1::/64'], ['198.18.0.1'], { [ANNOTATIONS.backendV6Data]: '{"VNI":1,"VtepMAC":"0a:58:00:00:00:01"}' }));
   await sync(e);
   t.notOk(e.writer.annotations.has(ANNOTATIONS.backendV6Data), 'backend-v6-data removed from our Node: no v6 VTEP any more');
@@ -735,4 +754,196 @@ t.test('dual-stack with pw-v6.1: a restart changes nothing; v6 VTEP MAC clashes 
   const before = e.kernel.net.calls.length;
   await again.sync(ac.signal);
   t.same(e.kernel.net.calls.slice(before).map((c) => c.method), [], 'no link, address, route, neighbour or FDB write: both devices kept');
+});
+
+// Node IPs per family (issue #8): a dual-stack Node may list its IPv6 InternalIP first.
+const V6FIRST_CIDRS = ['10.244.1.0/24', 'fd00:10:244:1::/64'];
+
+t.test('node IP per family: the v6 InternalIP listed first, vxlan still runs pw.1 over IPv4 and pw-v6.1 over IPv6', async (t) => {
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: V6FIRST_CIDRS, underlay6: 'fd00:198:18::1/64', v6First: true });
+  t.same(e.source.get('Node', 'n1')?.addresses.map((a) => a.address), ['fd00:198:18::1', '198.18.0.1'], 'our Node lists the IPv6 InternalIP first');
+  // Peers listing theirs v6 first too, one of them with only an IPv4 ExternalIP besides.
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['fd00:198:18::2', '198.18.0.2']));
+  const ext = node('n3', ['10.244.3.0/24', 'fd00:10:244:3::/64'], ['fd00:198:18::3']);
+  e.source.apply({ ...ext, addresses: [...ext.addresses, { type: 'ExternalIP', address: '198.18.0.3' }] });
+  await sync(e);
+  t.same(e.comp.status().invalidPeers, [], 'no peer refused');
+  t.match((await e.kernel.net.getLink('pw.1'))?.vxlan, { local: '198.18.0.1' }, 'pw.1: local = the IPv4 node IP');
+  t.match((await e.kernel.net.getLink('pw-v6.1'))?.vxlan, { local: 'fd00:198:18::1' }, 'pw-v6.1: local = the IPv6 node IP');
+  t.equal(e.comp.status().mtu, 1430, 'pod MTU: the smaller of pw.1 (1450) and pw-v6.1 (1430)');
+  t.same((await entries(e.kernel)).fdb, ['0a:58:c6:12:00:02 dst 198.18.0.2', '0a:58:c6:12:00:03 dst 198.18.0.3'], 'pw.1 FDB: the peers\' IPv4 node IPs (n3: its IPv4 ExternalIP)');
+  t.same((await entries6(e.kernel)).fdb, ['0a:58:00:00:00:02 dst fd00:198:18::2', '0a:58:00:00:00:03 dst fd00:198:18::3'], 'pw-v6.1 FDB: their IPv6 node IPs');
+  t.same((await entries(e.kernel)).routes, [
+    '10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink',
+    '10.244.3.0/24 via 10.244.3.0 dev pw.1 onlink',
+    'fd00:10:244:2::/64 via fd00:10:244:2:: dev pw-v6.1 onlink',
+    'fd00:10:244:3::/64 via fd00:10:244:3:: dev pw-v6.1 onlink',
+  ]);
+  t.same(Object.fromEntries(e.writer.annotations), {
+    [ANNOTATIONS.backendType]: 'vxlan',
+    [ANNOTATIONS.kubeSubnetManager]: 'true',
+    [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"0a:58:c6:12:00:01"}',
+    [ANNOTATIONS.publicIp]: '198.18.0.1',
+    [ANNOTATIONS.underlayCidr]: '198.18.0.1/24',
+    [ANNOTATIONS.backendV6Data]: '{"VNI":1,"VtepMAC":"0a:58:00:00:00:01"}',
+    [ANNOTATIONS.publicIpv6]: 'fd00:198:18::1',
+    [ANNOTATIONS.underlayCidr6]: 'fd00:198:18::1/64',
+  }, 'public-ip is the IPv4 node IP, public-ipv6 the IPv6 one');
+  // flannel's annotations still win over the addresses, per family.
+  e.source.apply(node('fl', ['10.244.4.0/24', 'fd00:10:244:4::/64'], ['fd00:198:18::40', '198.18.0.40'], { [ANNOTATIONS.publicIp]: '198.18.0.4', [ANNOTATIONS.publicIpv6]: 'fd00:198:18::4' }));
+  await sync(e);
+  const fdb = [...(await entries(e.kernel)).fdb, ...(await entries6(e.kernel)).fdb];
+  t.ok(fdb.includes('0a:58:c6:12:00:04 dst 198.18.0.4') && fdb.includes('0a:58:00:00:00:04 dst fd00:198:18::4'), 'fl: public-ip and public-ipv6 over its addresses', { fdb });
+});
+
+t.test('node IP per family: host-gw and DirectRouting route IPv4 via the IPv4 node IPs when the v6 InternalIPs come first', async (t) => {
+  const e = await setup(t, { backend: 'host-gw', clusterCIDR: DS, ownCidr: V6FIRST_CIDRS, underlay6: 'fd00:198:18::1/64', v6First: true });
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['fd00:198:18::2', '198.18.0.2']));
+  await sync(e);
+  t.same(e.comp.status().invalidPeers, [], 'no peer refused');
+  t.same((await entries(e.kernel)).routes, ['10.244.2.0/24 via 198.18.0.2 dev eth0', 'fd00:10:244:2::/64 via fd00:198:18::2 dev eth0'], 'host-gw: v4 via the v4 node IP, v6 via the v6 one');
+  t.equal(e.comp.status().mtu, 1500);
+
+  const d = await setup(t, { clusterCIDR: DS, ownCidr: V6FIRST_CIDRS, underlay6: 'fd00:198:18::1/64', v6First: true, section: { directRouting: true } });
+  d.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['fd00:198:18::2', '198.18.0.2']));
+  await sync(d);
+  t.same((await entries(d.kernel)).routes, ['10.244.2.0/24 via 198.18.0.2 dev eth0', 'fd00:10:244:2::/64 via fd00:198:18::2 dev eth0'], 'DirectRouting: both families direct');
+  t.match((d.comp.status().peers as PeerSt[])[0], { node: 'n2', mode: 'direct', modes: { ipv4: 'direct', ipv6: 'direct' } });
+});
+
+t.test('node IP per family: IPv6-only cluster prefers the IPv6 node IP (pw.1 over IPv6) when the Node lists an IPv4 one first', async (t) => {
+  // An IPv6-only cluster whose Nodes also list an IPv4 InternalIP (first): the node IP is the IPv6 one.
+  const e = await setup(t, { clusterCIDR: 'fd00:10:244::/56', ownCidr: ['fd00:10:244:1::/64'], underlay6: 'fd00:198:18::1/64' });
+  e.source.apply(node('n2', ['fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
+  await sync(e);
+  t.same(e.comp.status().invalidPeers, []);
+  t.match((await e.kernel.net.getLink('pw.1'))?.vxlan, { local: 'fd00:198:18::1' }, 'pw.1 over the IPv6 node IP');
+  t.equal(await e.kernel.net.getLink('pw-v6.1'), undefined, 'one device');
+  t.same((await entries6(e.kernel, 'pw.1')).fdb, ['0a:58:00:00:00:02 dst fd00:198:18::2'], 'FDB: n2\'s IPv6 node IP');
+  t.notOk(e.writer.annotations.has(ANNOTATIONS.publicIp), 'no public-ip');
+});
+
+t.test('node IP per family: our own public-ip/public-ipv6 are outputs, not input; a malformed family annotation names its field', async (t) => {
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: V6FIRST_CIDRS, underlay6: 'fd00:198:18::1/64', v6First: true });
+  // Stale values we once published (the addresses moved since): status.addresses decides.
+  e.source.apply(node('n1', V6FIRST_CIDRS, ['fd00:198:18::1', '198.18.0.1'], { [ANNOTATIONS.publicIp]: '198.18.0.99', [ANNOTATIONS.publicIpv6]: 'fd00:198:18::99' }));
+  await sync(e);
+  t.equal(e.comp.status().waitingFor, undefined, 'not waiting for 198.18.0.99 to appear on an interface');
+  t.match((await e.kernel.net.getLink('pw-v6.1'))?.vxlan, { local: 'fd00:198:18::1' });
+  // The operator's -overwrite still wins for this node.
+  e.source.apply(node('n1', V6FIRST_CIDRS, ['fd00:198:18::1', '198.18.0.1'], { [ANNOTATIONS.publicIpOverwrite]: '198.18.0.99' }));
+  await t.rejects(sync(e), { message: /198\.18\.0\.99 .*public-ip-overwrite.*on no interface/ }, 'public-ip-overwrite is read (and 198.18.0.99 is on no interface)');
+  e.source.apply(node('n1', V6FIRST_CIDRS, ['fd00:198:18::1', '198.18.0.1']));
+  e.source.apply(node('v6inv4', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2'], { [ANNOTATIONS.publicIp]: 'fd00:198:18::2' }));
+  await sync(e);
+  t.match(e.comp.status().invalidPeers, [{ node: 'v6inv4', field: `metadata.annotations[${ANNOTATIONS.publicIp}]`, reason: /not an IPv4 address/ }]);
+  t.same(nodePublicIp(node('x', [], ['fd00::1', '10.0.0.1'])).ip?.toString(), '10.0.0.1', 'nodePublicIp: IPv4 first');
+  t.same(nodePublicIp(node('x', [], ['10.0.0.1', 'fd00::1']), { prefer: 6 }).ip?.toString(), 'fd00::1', 'prefer 6');
+  t.same(nodePublicIp(node('x', [], ['fd00::1'])).ip?.toString(), 'fd00::1', 'no IPv4: the IPv6 one');
+  t.same(nodePublicIp(node('x', [], ['fd00::1', '10.0.0.1'], { [ANNOTATIONS.publicIp]: '10.0.0.9' }), { self: true }).ip?.toString(), '10.0.0.1', 'self: public-ip ignored while addresses exist');
+  t.same(nodePublicIp(node('x', [], [], { [ANNOTATIONS.publicIp]: '10.0.0.9' }), { self: true }).ip?.toString(), '10.0.0.9', 'self without addresses: public-ip used');
+});
+
+// Withdrawing stale annotations (issue #8): only with a writer that reaches the API server.
+async function feedBack(e: Env, cidrs: string[], ips: string[]): Promise<void> {
+  // Our Node as the API server has it after our PATCHes.
+  e.source.apply(node('n1', cidrs, ips, Object.fromEntries(e.writer.annotations)));
+  await sync(e);
+}
+
+t.test('stale annotations: the v6 keys are withdrawn when the node loses its IPv6 node IP or v6 pod CIDR, the v4 keys on an IPv6-only node', async (t) => {
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: V6FIRST_CIDRS, underlay6: 'fd00:198:18::1/64', writesBack: true });
+  const w = e.writer as ApiNodeWriter;
+  await feedBack(e, V6FIRST_CIDRS, ['198.18.0.1', 'fd00:198:18::1']);
+  const v6keys = [ANNOTATIONS.backendV6Data, ANNOTATIONS.publicIpv6, ANNOTATIONS.underlayCidr6];
+  t.ok(v6keys.every((k) => e.writer.annotations.has(k)), 'v6 keys published');
+  const before = w.patches.length;
+  await sync(e);
+  t.equal(w.patches.length, before, 'nothing changed: no PATCH');
+  // The IPv6 InternalIP disappears: every v6 key goes in one merge patch.
+  await feedBack(e, V6FIRST_CIDRS, ['198.18.0.1']);
+  const last = w.patches.at(-1)!;
+  t.same(v6keys.map((k) => last[k]), [null, null, null], 'backend-v6-data, public-ipv6 and underlay-ipv6-cidr set to null');
+  t.equal(last[ANNOTATIONS.publicIp], '198.18.0.1', 'the v4 keys stay');
+  t.ok(v6keys.every((k) => !e.writer.annotations.has(k)), 'gone from our Node');
+  const n = w.patches.length;
+  await sync(e);
+  await feedBack(e, V6FIRST_CIDRS, ['198.18.0.1']);
+  t.equal(w.patches.length, n, 'withdrawn once: no repeated PATCH while the watch catches up, none after');
+
+  // v6 back, then the v6 pod CIDR goes (the node IP stays): the v6 keys go again.
+  await feedBack(e, V6FIRST_CIDRS, ['198.18.0.1', 'fd00:198:18::1']);
+  await feedBack(e, V6FIRST_CIDRS, ['198.18.0.1', 'fd00:198:18::1']);
+  t.ok(v6keys.every((k) => e.writer.annotations.has(k)), 'v6 keys published again');
+  await feedBack(e, ['10.244.1.0/24'], ['198.18.0.1', 'fd00:198:18::1']);
+  t.ok(v6keys.every((k) => !e.writer.annotations.has(k)), 'no v6 pod CIDR: the v6 keys withdrawn');
+
+  // A left-over from before a restart, and a backend change: host-gw writes backend-v6-data "null".
+  await feedBack(e, V6FIRST_CIDRS, ['198.18.0.1', 'fd00:198:18::1']);
+  const hg = await setup(t, { backend: 'host-gw', clusterCIDR: DS, ownCidr: V6FIRST_CIDRS, writesBack: true });
+  hg.source.apply(node('n1', V6FIRST_CIDRS, ['198.18.0.1'], Object.fromEntries(e.writer.annotations)));
+  await sync(hg);
+  const p = (hg.writer as ApiNodeWriter).patches.at(-1)!;
+  t.same(v6keys.map((k) => p[k]), [null, null, null], 'a new host-gw podwired without an IPv6 node IP withdraws the vxlan node\'s v6 keys');
+  t.equal(p[ANNOTATIONS.backendType], 'host-gw');
+
+  // IPv6-only node with v4 keys left over: they go.
+  const v4keys = [ANNOTATIONS.backendData, ANNOTATIONS.publicIp, ANNOTATIONS.underlayCidr];
+  const o = await setup(t, { clusterCIDR: 'fd00:10:244::/56', ownCidr: ['fd00:10:244:1::/64'], underlay: 'fd00:198:18::1/64', writesBack: true });
+  o.source.apply(node('n1', ['fd00:10:244:1::/64'], ['fd00:198:18::1'], { [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"0a:58:c6:12:00:01"}', [ANNOTATIONS.publicIp]: '198.18.0.1', [ANNOTATIONS.underlayCidr]: '198.18.0.1/24', [ANNOTATIONS.publicIpOverwrite]: '' }));
+  await sync(o);
+  const q = (o.writer as ApiNodeWriter).patches.at(-1)!;
+  t.same(v4keys.map((k) => q[k]), [null, null, null], 'backend-data, public-ip and underlay-cidr set to null');
+  t.equal(q[ANNOTATIONS.publicIpv6], 'fd00:198:18::1');
+  t.notOk(ANNOTATIONS.publicIpOverwrite in q, 'the operator\'s -overwrite key is never touched');
+});
+
+t.test('stale annotations: manifest mode (the recorder) writes no removal', async (t) => {
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: V6FIRST_CIDRS });
+  e.source.apply(node('n1', V6FIRST_CIDRS, ['198.18.0.1'], { [ANNOTATIONS.backendV6Data]: '{"VNI":1,"VtepMAC":"0a:58:00:00:00:01"}', [ANNOTATIONS.publicIpv6]: 'fd00:198:18::1' }));
+  let sent: Record<string, string | null> | undefined;
+  const rec = e.writer as RecordingNodeWriter;
+  const orig = rec.patchAnnotations.bind(rec);
+  rec.patchAnnotations = async (a) => {
+    sent = { ...a };
+    await orig(a);
+  };
+  await sync(e);
+  t.ok(sent, 'published');
+  t.notOk(Object.values(sent ?? {}).includes(null), 'no null in what the recorder got', { sent });
+});
+
+t.test('vxlan.ipv6Device=false: no pw-v6.1 with an IPv6 node IP, every v6 pod CIDR inside pw.1, backend-v6-data withdrawn', async (t) => {
+  const e = await setup(t, { clusterCIDR: DS, ownCidr: V6FIRST_CIDRS, underlay6: 'fd00:198:18::1/64', writesBack: true });
+  const peerAnn = (last: string) => ({
+    [ANNOTATIONS.backendType]: 'vxlan',
+    [ANNOTATIONS.backendData]: `{"VNI":1,"VtepMAC":"0a:58:c6:12:00:${last}"}`,
+    [ANNOTATIONS.backendV6Data]: `{"VNI":1,"VtepMAC":"0a:58:00:00:00:${last}"}`,
+    [ANNOTATIONS.publicIp]: `198.18.0.${Number(last)}`,
+    [ANNOTATIONS.publicIpv6]: `fd00:198:18::${Number(last)}`,
+  });
+  // A Podwire peer with pw-v6.1 (it publishes backend-v6-data).
+  e.source.apply(node('n2', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2'], peerAnn('02')));
+  await sync(e);
+  await feedBack(e, V6FIRST_CIDRS, ['198.18.0.1', 'fd00:198:18::1']);
+  t.ok(e.source.get('Node', 'n1')?.meta.annotations[ANNOTATIONS.backendV6Data], 'our Node (as the API server has it) announces our IPv6 VTEP');
+  t.ok(await e.kernel.net.getLink('pw-v6.1'), 'default: pw-v6.1 runs');
+  t.ok(e.writer.annotations.has(ANNOTATIONS.backendV6Data));
+
+  // The same node restarted with vxlan.ipv6Device=false.
+  const section = { ...e.comp.section, vxlan: { ...e.comp.section.vxlan, ipv6Device: false } };
+  const off = new OverlayComponent({ config: e.config, section, state: clusterStateOf(e.source), node: e.writer, kernel: e.kernel, logger: silentLogger, clock: e.clock, metrics: new Registry() });
+  await off.sync(ac.signal);
+  t.equal(await e.kernel.net.getLink('pw-v6.1'), undefined, 'pw-v6.1 removed');
+  t.same((await entries(e.kernel)).routes, ['10.244.2.0/24 via 10.244.2.0 dev pw.1 onlink', 'fd00:10:244:2::/64 via fd00:10:244:2:: dev pw.1 onlink'], 'n2\'s v6 pods inside pw.1, although n2 runs pw-v6.1');
+  t.same((await entries(e.kernel)).fdb, ['0a:58:c6:12:00:02 dst 198.18.0.2'], 'one FDB entry toward n2\'s IPv4 node IP');
+  t.same((await e.kernel.net.listAddresses('pw.1')).map((a) => a.cidr.toString()).sort(), ['10.244.1.0/32', 'fd00:10:244:1::/128'], 'the v6 VTEP address on pw.1');
+  t.equal(off.status().mtu, 1450, 'pod MTU: pw.1\'s alone');
+  const last = (e.writer as ApiNodeWriter).patches.at(-1)!;
+  t.equal(last[ANNOTATIONS.backendV6Data], null, 'backend-v6-data withdrawn: peers put our v6 pods inside pw.1 too');
+  t.equal(last[ANNOTATIONS.publicIpv6], 'fd00:198:18::1', 'public-ipv6 stays (IPv6 DirectRouting and host-gw use it)');
+  // The peer's side: n2 sees us without backend-v6-data and decides the same.
+  e.source.apply(node('n1', V6FIRST_CIDRS, ['198.18.0.1', 'fd00:198:18::1'], Object.fromEntries(e.writer.annotations)));
+  const seen = collectPeers(e.source.list('Node'), 'n2', { backend: 'vxlan', vni: 1, clusterCIDRs: DS.split(',').map((c) => Cidr.parse(c)), serviceCIDRs: [Cidr.parse('10.96.0.0/12')], ownPodCIDRs: [Cidr.parse('10.244.2.0/24'), Cidr.parse('fd00:10:244:2::/64')], ownMac: '0a:58:c6:12:00:02', ownMac6: '0a:58:00:00:00:02' });
+  t.equal(seen.peers.find((p) => p.node === 'n1')?.vtepMac6, undefined, 'n2 sees no IPv6 VTEP on n1: n1\'s v6 pods go inside pw.1 from n2 as well');
 });

@@ -18,11 +18,18 @@ import { getBackend, type Lease, type Network, type Underlay } from './backend';
 import { defaultOverlaySection, overlaySection, type OverlaySection } from './config';
 import { renderCleanup, renderEgress, renderIptablesCleanup, renderIptablesEgress, renderSubnetEnv, writeAtomic } from './egress';
 import { applyTxChecksum, type TxChecksumState } from './offload';
-import { ANNOTATIONS, collectPeers, createPeerCache, nodePodCidrs, nodePublicIp, nodePublicIp6, type PeerCache, type PeerInfo, type PeerProblem } from './peers';
+import { ANNOTATIONS, collectPeers, createPeerCache, nodePodCidrs, nodePublicIp, nodePublicIp6, preferFamily, type PeerCache, type PeerInfo, type PeerProblem } from './peers';
 import { applyChangeSet, diff, indexState, keyPlan, stateOfPlans, type IndexedState, type KeyedPlan } from './reconcile';
 import { readFile, rm } from 'node:fs/promises';
 
 export const OVERLAY_CONDITION = 'NetworkUnavailable';
+
+/**
+ * The per-family keys the overlay writes on its own Node: removed when it no longer writes them.
+ * backend-type and kube-subnet-manager are always written; the `-overwrite` keys are the
+ * operator's and never touched.
+ */
+const PUBLISHED_KEYS = [ANNOTATIONS.backendData, ANNOTATIONS.publicIp, ANNOTATIONS.underlayCidr, ANNOTATIONS.backendV6Data, ANNOTATIONS.publicIpv6, ANNOTATIONS.underlayCidr6] as const;
 
 interface OverlayMetrics {
   peers: Gauge<'mode'>;
@@ -75,6 +82,8 @@ export class OverlayComponent implements Component {
   private lastEgressAt = 0;
   private lastSubnetEnv: string | undefined;
   private lastAnnotations: string | undefined;
+  /** Stale keys removed by our last PATCHes, until our Node no longer shows any. */
+  private readonly withdrawn = new Set<string>();
   private lastCondition: string | undefined;
   private lastSync: { durationMs: number; added: number; removed: number; phasesMs: Record<string, number> } | undefined;
   private syncs = 0;
@@ -135,7 +144,8 @@ export class OverlayComponent implements Component {
     const v4 = clusterFamilies.has(4) ? cidrs.find((c) => c.family === 4) : undefined;
     let v6 = clusterFamilies.has(6) ? cidrs.find((c) => c.family === 6) : undefined;
     if (!v4 && !v6) this.wait(`Node ${JSON.stringify(node.meta.name)} has no pod CIDR of the cluster CIDR ${config.clusterCIDR}`, 'spec.podCIDRs', node.podCIDRs);
-    const pub = nodePublicIp(node);
+    // Per family from status.addresses (any order): IPv4 first unless the cluster is IPv6-only.
+    const pub = nodePublicIp(node, { self: true, prefer: preferFamily(config.clusterCIDR) });
     if (!pub.ip) this.wait(`own Node ${node.meta.name}: ${pub.field}: ${pub.reason ?? 'missing'}`, pub.field, pub.value);
     const net = this.ctx.kernel.net;
     const addrs = await net.listAddresses();
@@ -156,7 +166,7 @@ export class OverlayComponent implements Component {
       publicIp6 = pub.ip;
       underlay6 = underlay;
     } else if (v6) {
-      const p6 = nodePublicIp6(node);
+      const p6 = nodePublicIp6(node, { self: true });
       if (p6.reason) this.wait(`own Node ${node.meta.name}: ${p6.field}: ${p6.reason}`, p6.field, p6.value);
       const held = p6.ip && addrs.some((a) => a.cidr.ip.equals(p6.ip!));
       if (p6.ip && (held || config.backend === 'host-gw')) {
@@ -209,7 +219,7 @@ export class OverlayComponent implements Component {
     const { peers, problems } = collectPeers(
       this.ctx.state.values('Node'),
       lease.node,
-      { backend: config.backend, vni: this.section.vxlan.vni, clusterCIDRs, serviceCIDRs, ownPodCIDRs: lease.podCIDRs, ownMac: network.ownMac, ownMac6: network.ownMac6, underlayFamily: lease.publicIp.family, families: { v4: lease.v4 !== undefined, v6: lease.v6 !== undefined } },
+      { backend: config.backend, vni: this.section.vxlan.vni, clusterCIDRs, serviceCIDRs, ownPodCIDRs: lease.podCIDRs, ownMac: network.ownMac, ownMac6: network.ownMac6, underlayFamily: lease.publicIp.family, preferFamily: preferFamily(config.clusterCIDR), families: { v4: lease.v4 !== undefined, v6: lease.v6 !== undefined } },
       this.peerCache,
     );
     // Plans are cached per peer (same PeerInfo object and same network = same plan, keys computed once).
@@ -371,16 +381,25 @@ export class OverlayComponent implements Component {
 
   private async publish(network: Network): Promise<void> {
     if (!this.section.publishAnnotations) return;
-    const ann: Record<string, string | null> = network.annotations();
-    // A v6 VTEP we no longer run (the IPv6 device went) must not stay announced: flannel peers
-    // would keep sending the v6 pods to it. Removed from our Node (also one left before a restart).
+    const desired = network.annotations();
+    // A family this node no longer has (no IPv6 node IP or v6 pod CIDR any more, no v6 VTEP, an
+    // IPv6-only node's v4 keys) must not stay announced: peers would keep routing that family
+    // to it. Each key of ours that we no longer write is removed from our Node (null in a merge
+    // patch), also one left before a restart. Only when writes reach the API server: in manifest
+    // mode the Node is the operator's file and nothing is written.
     const own = this.ctx.state.get('Node', this.ctx.config.nodeName)?.meta.annotations;
-    if (!(ANNOTATIONS.backendV6Data in ann) && own?.[ANNOTATIONS.backendV6Data] !== undefined) ann[ANNOTATIONS.backendV6Data] = null;
-    const key = JSON.stringify(ann);
-    if (key === this.lastAnnotations) return;
+    const stale = this.ctx.node.writesBack && own ? PUBLISHED_KEYS.filter((k) => !(k in desired) && own[k] !== undefined) : [];
+    if (stale.length === 0) this.withdrawn.clear();
+    const key = JSON.stringify(desired);
+    // Unchanged, and every stale key already withdrawn (the watch has not shown it yet): nothing to send.
+    if (key === this.lastAnnotations && stale.every((k) => this.withdrawn.has(k))) return;
+    const patch: Record<string, string | null> = { ...desired };
+    for (const k of stale) patch[k] = null;
     try {
-      await this.ctx.node.patchAnnotations(ann);
+      await this.ctx.node.patchAnnotations(patch);
       this.lastAnnotations = key;
+      for (const k of stale) this.withdrawn.add(k);
+      if (stale.length) this.ctx.logger.info({ annotations: stale }, 'withdrew annotations this node no longer publishes');
     } catch (err) {
       this.metrics.errors.inc({ reason: 'annotations' });
       this.ctx.logger.warn({ err: errorMessage(err) }, 'could not publish the backend annotations; retrying next sync');

@@ -84,6 +84,11 @@ export interface PeerRules {
   /** This node's underlay family (default 4): a peer must be on the same one. */
   underlayFamily?: 4 | 6;
   /**
+   * The node IP family tried first for every peer (default 4; 6 in an IPv6-only cluster). The
+   * same for every node of the cluster, so both ends of a pair pick the same addresses.
+   */
+  preferFamily?: 4 | 6;
+  /**
    * The pod CIDR families this node routes (its own lease's). Default: IPv4, and IPv6 when a
    * cluster CIDR is IPv6. An IPv6-only cluster routes no IPv4.
    */
@@ -102,34 +107,86 @@ export function vtepMacFor(ip: IpAddress): string {
   return formatMac(Buffer.from([0x0a, 0x58, ...tail]));
 }
 
+/** The node IP family tried first: IPv6 in an IPv6-only cluster, else IPv4 (the same on every node). */
+export function preferFamily(clusterCIDR: string): 4 | 6 {
+  return clusterCIDR.split(',').some((c) => c.trim() !== '' && !c.includes(':')) ? 4 : 6;
+}
+
+/** How a node's IP of one family is chosen. */
+export interface NodeIpOptions {
+  /**
+   * The node IP family tried first (default 4). An IPv6-only cluster prefers 6: its node IP is
+   * the IPv6 one even when the Node also lists an IPv4 address.
+   */
+  prefer?: 4 | 6;
+  /**
+   * Our own Node: `public-ip` and `public-ipv6` are what this node publishes, not input (flannel
+   * reads only the `-overwrite` keys for itself). Read back, a stale one would keep a family alive
+   * that status.addresses no longer has. They count only when status.addresses holds no IP at all
+   * (a hand-written manifest that names the node IP by annotation).
+   */
+  self?: boolean;
+}
+
+export interface NodeIpChoice {
+  ip?: IpAddress;
+  field: string;
+  value: unknown;
+  reason?: string;
+}
+
+const IP_KEYS = {
+  4: [ANNOTATIONS.publicIpOverwrite, ANNOTATIONS.publicIp],
+  6: [ANNOTATIONS.publicIpv6Overwrite, ANNOTATIONS.publicIpv6],
+} as const;
+
 /**
- * The node's underlay address: public-ip-overwrite, public-ip, else InternalIP, ExternalIP, the
- * first address. When that address is IPv6 (or there is none), flannel's public-ipv6(-overwrite)
- * stands in for it: that is how an IPv6-only flannel node names its node IP.
+ * The node's address of one family, flannel's way: the family's `-overwrite` annotation, its
+ * plain annotation (`public-ip` is the IPv4 node IP, `public-ipv6` the IPv6 one), the first
+ * InternalIP of that family, the first ExternalIP of that family. The order of
+ * status.addresses does not matter: a dual-stack kubelet may list the IPv6 InternalIP first.
+ * No address of the family is not a problem (`ip` undefined); an annotation that is not an
+ * address of its family is.
  */
-export function nodePublicIp(node: NodeObject): { ip?: IpAddress; field: string; value: unknown; reason?: string } {
+export function nodeIpOfFamily(node: NodeObject, family: 4 | 6, opts: NodeIpOptions = {}): NodeIpChoice {
   const a = node.meta.annotations;
-  const fromAnnotations = (keys: string[]): { ip?: IpAddress; field: string; value: unknown; reason?: string } | undefined => {
-    for (const key of keys) {
-      const v = a[key];
-      if (v === undefined || v === '') continue;
-      const ip = IpAddress.tryParse(v.trim());
-      if (!ip) return { field: annField(key), value: v, reason: 'not an IP address' };
-      return { ip, field: annField(key), value: v };
-    }
-    return undefined;
-  };
-  const v4ann = fromAnnotations([ANNOTATIONS.publicIpOverwrite, ANNOTATIONS.publicIp]);
-  if (v4ann) return v4ann;
-  const addr = node.addresses.find((x) => x.type === 'InternalIP') ?? node.addresses.find((x) => x.type === 'ExternalIP') ?? node.addresses.find((x) => x.type !== 'Hostname');
-  const ip = addr ? IpAddress.tryParse(addr.address) : undefined;
-  if (!ip || ip.family === 6) {
-    const v6ann = fromAnnotations([ANNOTATIONS.publicIpv6Overwrite, ANNOTATIONS.publicIpv6]);
-    if (v6ann) return v6ann;
+  const anyAddress = node.addresses.some((x) => x.type !== 'Hostname' && IpAddress.tryParse(x.address) !== undefined);
+  const keys = opts.self && anyAddress ? IP_KEYS[family].slice(0, 1) : IP_KEYS[family];
+  for (const key of keys) {
+    const v = a[key];
+    if (v === undefined || v === '') continue;
+    const ip = IpAddress.tryParse(v.trim());
+    if (!ip) return { field: annField(key), value: v, reason: family === 4 ? 'not an IP address' : 'not an IPv6 address' };
+    if (ip.family !== family) return { field: annField(key), value: v, reason: family === 4 ? `not an IPv4 address (${ANNOTATIONS.publicIp} names the IPv4 node IP, ${ANNOTATIONS.publicIpv6} the IPv6 one)` : 'not an IPv6 address' };
+    return { ip, field: annField(key), value: v };
   }
+  for (const type of ['InternalIP', 'ExternalIP']) {
+    for (const x of node.addresses) {
+      if (x.type !== type) continue;
+      const ip = IpAddress.tryParse(x.address);
+      if (ip && ip.family === family) return { ip, field: 'status.addresses', value: x.address };
+    }
+  }
+  return { field: 'status.addresses', value: node.addresses.map((x) => x.address) };
+}
+
+/**
+ * The node IP (the underlay of `pw.1`, and the next hop of IPv4 host-gw): chosen per family,
+ * the preferred family first (IPv4 unless told), else the other one. So a dual-stack Node gets
+ * its IPv4 node IP whatever order its InternalIPs are listed in, and a node with only IPv6
+ * addresses gets its IPv6 one (vxlan then runs over the IPv6 underlay).
+ */
+export function nodePublicIp(node: NodeObject, opts: NodeIpOptions = {}): NodeIpChoice {
+  const prefer = opts.prefer ?? 4;
+  for (const family of [prefer, prefer === 4 ? 6 : 4] as const) {
+    const r = nodeIpOfFamily(node, family, opts);
+    if (r.ip || r.reason) return r;
+  }
+  const addr = node.addresses.find((x) => x.type === 'InternalIP') ?? node.addresses.find((x) => x.type === 'ExternalIP') ?? node.addresses.find((x) => x.type !== 'Hostname');
   if (!addr) return { field: 'status.addresses', value: [], reason: `no public-ip annotation and no InternalIP address` };
-  if (!ip) return { field: 'status.addresses', value: addr.address, reason: 'not an IP address' };
-  return { ip, field: 'status.addresses', value: addr.address };
+  // Another address type (InternalDNS…) holding an IP literal: taken as before.
+  const ip = IpAddress.tryParse(addr.address);
+  return ip ? { ip, field: 'status.addresses', value: addr.address } : { field: 'status.addresses', value: addr.address, reason: 'not an IP address' };
 }
 
 /**
@@ -137,23 +194,8 @@ export function nodePublicIp(node: NodeObject): { ip?: IpAddress; field: string;
  * InternalIP, the first IPv6 ExternalIP. No IP at all is not a problem (`ip` undefined); an
  * annotation that is not an IPv6 address is.
  */
-export function nodePublicIp6(node: NodeObject): { ip?: IpAddress; field: string; value: unknown; reason?: string } {
-  const a = node.meta.annotations;
-  for (const key of [ANNOTATIONS.publicIpv6Overwrite, ANNOTATIONS.publicIpv6]) {
-    const v = a[key];
-    if (v === undefined || v === '') continue;
-    const ip = IpAddress.tryParse(v.trim());
-    if (!ip || ip.family !== 6) return { field: annField(key), value: v, reason: 'not an IPv6 address' };
-    return { ip, field: annField(key), value: v };
-  }
-  for (const type of ['InternalIP', 'ExternalIP']) {
-    for (const x of node.addresses) {
-      if (x.type !== type) continue;
-      const ip = IpAddress.tryParse(x.address);
-      if (ip && ip.family === 6) return { ip, field: 'status.addresses', value: x.address };
-    }
-  }
-  return { field: 'status.addresses', value: node.addresses.map((x) => x.address) };
+export function nodePublicIp6(node: NodeObject, opts: NodeIpOptions = {}): NodeIpChoice {
+  return nodeIpOfFamily(node, 6, opts);
 }
 
 /** The node's pod CIDRs, parsed; a malformed one is a problem. */
@@ -253,7 +295,7 @@ function compile(rules: PeerRules): CompiledRules {
  * anything is unusual or wrong; the general path below then decides and names the problem.
  */
 function parsePeerFast(node: NodeObject, rules: PeerRules): PeerInfo | undefined {
-  if (node.podCIDRs.length !== 1 || rules.underlayFamily === 6 || (rules.families && !rules.families.v4)) return undefined;
+  if (node.podCIDRs.length !== 1 || rules.underlayFamily === 6 || rules.preferFamily === 6 || (rules.families && !rules.families.v4)) return undefined;
   const text = node.podCIDRs[0]!;
   const slash = text.indexOf('/');
   if (slash < 0) return undefined;
@@ -283,8 +325,9 @@ function parsePeerFast(node: NodeObject, rules: PeerRules): PeerInfo | undefined
   }
   let ipText: string | undefined = a[ANNOTATIONS.publicIp];
   if (!ipText) {
-    const addr = node.addresses.find((x) => x.type === 'InternalIP') ?? node.addresses.find((x) => x.type === 'ExternalIP');
-    ipText = addr?.address;
+    // The first IPv4 InternalIP, else ExternalIP, in any position (nodeIpOfFamily's order).
+    const v4addr = (type: string) => node.addresses.find((x) => x.type === type && !x.address.includes(':'));
+    ipText = (v4addr('InternalIP') ?? v4addr('ExternalIP'))?.address;
   }
   const ipn = ipText === undefined ? undefined : v4num(ipText);
   if (ipn === undefined) return undefined;
@@ -349,7 +392,7 @@ function parsePeerSlow(node: NodeObject, rules: PeerRules): PeerInfo | PeerProbl
     const svc = rules.serviceCIDRs.find((x) => x.overlaps(c));
     if (svc) return { node: name, field, value: c.toString(), reason: `overlaps the Service CIDR ${svc.toString()}` };
   }
-  const pub = nodePublicIp(node);
+  const pub = nodePublicIp(node, { prefer: rules.preferFamily });
   if (!pub.ip) return { node: name, field: pub.field, value: pub.value, reason: pub.reason ?? 'missing' };
   const ownFamily = rules.underlayFamily ?? 4;
   if (pub.ip.family !== ownFamily) {
@@ -453,7 +496,7 @@ export function createPeerCache(): PeerCache {
 export function collectPeers(nodes: Iterable<NodeObject>, self: string, rules: PeerRules, cache?: PeerCache): { peers: PeerInfo[]; problems: PeerProblem[] } {
   const ok: PeerInfo[] = [];
   const problems: PeerProblem[] = [];
-  const rulesKey = cache ? `${rules.backend}|${rules.underlayFamily ?? 4}|${rules.families ? `${rules.families.v4}${rules.families.v6}` : ''}|${rules.vni}|${rules.clusterCIDRs.join(',')}|${rules.serviceCIDRs.join(',')}|${rules.ownPodCIDRs.join(',')}|${rules.ownMac ?? ''}|${rules.ownMac6 ?? ''}` : '';
+  const rulesKey = cache ? `${rules.backend}|${rules.underlayFamily ?? 4}|${rules.preferFamily ?? 4}|${rules.families ? `${rules.families.v4}${rules.families.v6}` : ''}|${rules.vni}|${rules.clusterCIDRs.join(',')}|${rules.serviceCIDRs.join(',')}|${rules.ownPodCIDRs.join(',')}|${rules.ownMac ?? ''}|${rules.ownMac6 ?? ''}` : '';
   const seen = cache ? new Set<string>() : undefined;
   let changed = false;
   for (const n of nodes) {

@@ -67,6 +67,8 @@ export interface ClusterOptions {
    * one, the cluster CIDR fd00:10:244::/56; the nodes' IPv4 addresses are removed.
    */
   ipv6Only?: boolean;
+  /** Dual-stack Node objects list the IPv6 InternalIP first (a kubelet may); the node IP is still chosen per family. */
+  v6First?: boolean;
   /** How many of n1, n2, n3 run podwired (default 3). */
   nodeCount?: number;
 }
@@ -122,7 +124,10 @@ export async function buildCluster(lab: Lab, opts: ClusterOptions): Promise<OClu
   const labNodes = [n1, n2, n3].slice(0, opts.nodeCount ?? 3);
   const names = ['n1', 'n2', 'n3'];
   const cidrsOf = (i: number): string[] => (opts.ipv6Only ? [`fd00:10:244:${i + 1}::/64`] : [`10.244.${i + 1}.0/24`, ...(opts.dualStack ? [`fd00:10:244:${i + 1}::/64`] : [])]);
-  const ipsOf = (i: number, ln: LabNode): string[] => (opts.ipv6Only ? [NODE_IP6[i]!] : [ln.ip, ...(opts.ipv6Underlay ? [NODE_IP6[i]!] : [])]);
+  const ipsOf = (i: number, ln: LabNode): string[] => {
+    const ips = opts.ipv6Only ? [NODE_IP6[i]!] : [ln.ip, ...(opts.ipv6Underlay ? [NODE_IP6[i]!] : [])];
+    return opts.v6First ? ips.reverse() : ips;
+  };
   labNodes.forEach((ln, i) => writeNode(run, names[i]!, cidrsOf(i), ipsOf(i, ln)));
   if (opts.ipv6Only) {
     // Nothing IPv4 between the nodes: the overlay must not need it.
