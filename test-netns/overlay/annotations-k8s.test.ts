@@ -10,18 +10,16 @@
  * The overlay components run in this process on real kernels (netlink in the lab's
  * namespaces) with real KubernetesSources over HTTP to the fixture on 127.0.0.1.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import { silentLogger, systemClock } from '../../src/common';
 import { loadConfig } from '../../src/daemon/config';
 import { clusterStateOf, createKubernetesSource, nodeWriterOf } from '../../src/k8s';
 import type { NodeObject } from '../../src/k8s/types';
-import { netnsRef, openKernel, type Kernel } from '../../src/kernel';
+import { netnsRef, openKernel } from '../../src/kernel';
 import { ANNOTATIONS, defaultOverlaySection, OverlayComponent } from '../../src/overlay';
 import * as o from '../fixtures/apiserver/objects';
-import { FakeApiServer } from '../fixtures/apiserver/server';
+import { fixtureApi } from './helpers';
 import { execOk, ip, labTest, netnsPath, ping } from '../harness';
 
 labTest('annotations round trip through the API: A publishes, B reads them and programs A', { prefix: 'qo-ann', requires: ['veth', 'bridge', 'vxlan', 'nftables'], timeout: 60_000 }, async (t, lab) => {
@@ -30,26 +28,14 @@ labTest('annotations round trip through the API: A publishes, B reads them and p
   const nb = await lab.addNode(ul, { role: 'nb', address: '198.18.1.2/16' });
   await ip(na.ns, ['route', 'add', '198.18.1.0/24', 'dev', 'eth0']); // same bridge: B is on-link for A too
 
-  const api = new FakeApiServer();
-  await api.start();
-  const dir = mkdtempSync(path.join(tmpdir(), 'qo-ann-'));
-  const kubeconfig = path.join(dir, 'kubeconfig');
-  api.writeKubeconfig(kubeconfig);
+  const { api, dir, kubeconfig, signal, kernels } = await fixtureApi(t, 'qo-ann-');
   api.put('nodes', o.node('na', na.ip, '10.244.1.0/24'));
   api.put('nodes', o.node('nb', nb.ip, '10.244.2.0/24'));
 
-  const ac = new AbortController();
-  const kernels: Kernel[] = [];
-  t.teardown(async () => {
-    ac.abort();
-    for (const k of kernels) k.close();
-    await api.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
 
   async function member(name: string, ns: string) {
     const src = createKubernetesSource({ kubeconfigPath: kubeconfig, nodeName: name, logger: silentLogger, kinds: ['Node'], credentials: 'in-process' });
-    await src.start(ac.signal);
+    await src.start(signal);
     await src.waitForSync(AbortSignal.timeout(15_000));
     const config = loadConfig({
       argv: ['--node-name', name, '--cluster-cidr', '10.244.0.0/16', '--control-socket', path.join(dir, name, 'podwire.sock'), '--backend', 'vxlan'],
@@ -77,11 +63,11 @@ labTest('annotations round trip through the API: A publishes, B reads them and p
   };
 
   // Control: before A has published, B cannot know A's subnet and assumes its own /16.
-  await b.comp.sync(ac.signal);
+  await b.comp.sync(signal);
   t.equal(peerMode(b, 'na'), 'direct', 'without A\'s annotations, B routes A directly (it assumes A shares its /16)');
 
   // A publishes.
-  await a.comp.sync(ac.signal);
+  await a.comp.sync(signal);
   const patch = api.requests.find((r) => r.method === 'PATCH' && r.path === '/api/v1/nodes/na');
   t.ok(patch, 'A PATCHed its own Node');
   t.equal(patch?.contentType, 'application/merge-patch+json', 'as a JSON merge patch');
@@ -95,7 +81,7 @@ labTest('annotations round trip through the API: A publishes, B reads them and p
 
   // B reads them back through its own watch and programs A.
   await until('B\'s source sees A\'s annotations', () => seenBy(b, 'na')?.meta.annotations[ANNOTATIONS.underlayCidr] === '198.18.0.1/24');
-  await b.comp.sync(ac.signal);
+  await b.comp.sync(signal);
   t.equal(peerMode(b, 'na'), 'vxlan', 'with A\'s underlay-cidr annotation, B encapsulates to A (A\'s /24 does not hold B)');
   const fdb = await execOk(nb.ns, ['bridge', 'fdb', 'show', 'dev', 'pw.1']);
   t.ok(fdb.includes(`${data.VtepMAC} dst ${na.ip} self permanent`), 'B: FDB entry A\'s VtepMAC (from the annotation) -> A\'s public-ip', { fdb });
@@ -106,7 +92,7 @@ labTest('annotations round trip through the API: A publishes, B reads them and p
 
   // And the other way, then traffic over the tunnel, both ends agreeing.
   await until('A\'s source sees B\'s annotations', () => seenBy(a, 'nb')?.meta.annotations[ANNOTATIONS.backendData] !== undefined);
-  await a.comp.sync(ac.signal);
+  await a.comp.sync(signal);
   t.equal(peerMode(a, 'nb'), 'vxlan', 'A agrees: vxlan to B');
   const p = await ping(nb.ns, '10.244.1.0', { count: 2 });
   t.ok(p.ok, 'B -> A\'s VTEP address across the VXLAN tunnel', { output: p.output });

@@ -8,18 +8,16 @@
  *   Its own stale public-ipv6 does not keep the family alive, and the withdrawal is sent once.
  * - nc is an IPv6-only node whose Node still holds IPv4 keys from before: they are withdrawn.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import { silentLogger, systemClock } from '../../src/common';
 import { loadConfig } from '../../src/daemon/config';
 import { clusterStateOf, createKubernetesSource, nodeWriterOf } from '../../src/k8s';
 import type { NodeObject } from '../../src/k8s/types';
-import { netnsRef, openKernel, type Kernel } from '../../src/kernel';
+import { netnsRef, openKernel } from '../../src/kernel';
 import { ANNOTATIONS, defaultOverlaySection, OverlayComponent } from '../../src/overlay';
 import * as o from '../fixtures/apiserver/objects';
-import { FakeApiServer } from '../fixtures/apiserver/server';
+import { fixtureApi } from './helpers';
 import { exec, execOk, ip, labTest, netnsPath, ping } from '../harness';
 
 const DS = '10.244.0.0/16,fd00:10:244::/56';
@@ -46,28 +44,16 @@ labTest('stale annotations are withdrawn from our Node through the API (v6 keys 
   const nc = await lab.addNode(ul, { role: 'nc', address: '198.18.0.3/24' });
   for (const [n, a] of [[na, 'fd00:198:18::1'], [nb, 'fd00:198:18::2'], [nc, 'fd00:198:18::3']] as const) await ip(n.ns, ['addr', 'add', `${a}/64`, 'dev', 'eth0', 'nodad']);
 
-  const api = new FakeApiServer();
-  await api.start();
-  const dir = mkdtempSync(path.join(tmpdir(), 'pwh1-annw-'));
-  const kubeconfig = path.join(dir, 'kubeconfig');
-  api.writeKubeconfig(kubeconfig);
+  const { api, dir, kubeconfig, signal, kernels } = await fixtureApi(t, 'pwh1-annw-');
   api.put('nodes', nodeOf('na', ['10.244.1.0/24', 'fd00:10:244:1::/64'], ['198.18.0.1', 'fd00:198:18::1']));
   api.put('nodes', nodeOf('nb', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
   // An IPv6-only node whose Node still carries the IPv4 keys an earlier run wrote.
   api.put('nodes', nodeOf('nc', ['fd00:10:244:3::/64'], ['fd00:198:18::3'], { [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"0a:58:c6:12:00:03"}', [ANNOTATIONS.publicIp]: '198.18.0.3', [ANNOTATIONS.underlayCidr]: '198.18.0.3/24' }));
 
-  const ac = new AbortController();
-  const kernels: Kernel[] = [];
-  t.teardown(async () => {
-    ac.abort();
-    for (const k of kernels) k.close();
-    await api.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
 
   async function member(name: string, ns: string, clusterCIDR: string) {
     const src = createKubernetesSource({ kubeconfigPath: kubeconfig, nodeName: name, logger: silentLogger, kinds: ['Node'], credentials: 'in-process' });
-    await src.start(ac.signal);
+    await src.start(signal);
     await src.waitForSync(AbortSignal.timeout(15_000));
     const config = loadConfig({
       argv: ['--node-name', name, '--cluster-cidr', clusterCIDR, '--control-socket', path.join(dir, name, 'podwire.sock'), '--backend', 'vxlan'],
@@ -102,12 +88,12 @@ labTest('stale annotations are withdrawn from our Node through the API (v6 keys 
 
   const a = await member('na', na.ns, DS);
   const b = await member('nb', nb.ns, DS);
-  await a.comp.sync(ac.signal);
+  await a.comp.sync(signal);
   t.ok(V6KEYS.every((k) => onServer('na')[k] !== undefined), 'na published its v6 keys (backend-v6-data, public-ipv6, underlay-ipv6-cidr)', { annotations: onServer('na') });
   await until('nb sees na\'s backend-v6-data', () => seenBy(b, 'na')?.meta.annotations[ANNOTATIONS.backendV6Data] !== undefined);
-  await b.comp.sync(ac.signal);
+  await b.comp.sync(signal);
   await until('na sees nb\'s backend-v6-data', () => seenBy(a, 'nb')?.meta.annotations[ANNOTATIONS.backendV6Data] !== undefined);
-  await a.comp.sync(ac.signal);
+  await a.comp.sync(signal);
   t.match(via6(b, 'na'), /vxlan pw-v6\.1/, 'nb: na\'s v6 pods over pw-v6.1');
   const p1 = await ping6(nb.ns, 'fd00:10:244:1::');
   t.ok(p1.ok, 'nb -> na\'s v6 VTEP address over pw-v6.1', { output: p1.output });
@@ -117,7 +103,7 @@ labTest('stale annotations are withdrawn from our Node through the API (v6 keys 
   api.put('nodes', { ...cur, status: { ...(cur.status as object), addresses: [{ type: 'Hostname', address: 'na' }, { type: 'InternalIP', address: '198.18.0.1' }] } });
   await until('na sees its Node without the IPv6 InternalIP', () => seenBy(a, 'na')?.addresses.length === 2);
   const before = patches('na').length;
-  await a.comp.sync(ac.signal);
+  await a.comp.sync(signal);
   const sent = patches('na').slice(before);
   t.equal(sent.length, 1, 'one PATCH of na\'s own Node');
   t.equal(sent[0]?.contentType, 'application/merge-patch+json', 'a JSON merge patch');
@@ -129,21 +115,21 @@ labTest('stale annotations are withdrawn from our Node through the API (v6 keys 
 
   // nb reads the withdrawal and carries na's v6 pods inside pw.1, as na now does.
   await until('nb sees the withdrawal', () => seenBy(b, 'na')?.meta.annotations[ANNOTATIONS.backendV6Data] === undefined);
-  await b.comp.sync(ac.signal);
+  await b.comp.sync(signal);
   t.match(via6(b, 'na'), /vxlan pw\.1,/, 'nb: na\'s v6 pods inside pw.1');
   t.notMatch(await execOk(nb.ns, ['bridge', 'fdb', 'show', 'dev', 'pw-v6.1']), /fd00:198:18::1/, 'nb: no FDB entry toward na on pw-v6.1');
   const p2 = await ping6(nb.ns, 'fd00:10:244:1::');
   t.ok(p2.ok, 'nb -> na\'s v6 VTEP address, now inside pw.1', { output: p2.output });
 
   // Withdrawn once: not again while the watch catches up, nor after.
-  await a.comp.sync(ac.signal);
+  await a.comp.sync(signal);
   await until('na sees its Node without the v6 keys', () => V6KEYS.every((k) => seenBy(a, 'na')?.meta.annotations[k] === undefined));
-  await a.comp.sync(ac.signal);
+  await a.comp.sync(signal);
   t.equal(patches('na').length, before + 1, 'no further PATCH');
 
   // The IPv6-only node: its left-over IPv4 keys go.
   const c = await member('nc', nc.ns, 'fd00:10:244::/56');
-  await c.comp.sync(ac.signal);
+  await c.comp.sync(signal);
   const cbody = (patches('nc').at(-1)?.body as { metadata?: { annotations?: Record<string, string | null> } } | undefined)?.metadata?.annotations ?? {};
   t.same(V4KEYS.map((k) => cbody[k]), [null, null, null], 'nc: backend-data, public-ip and underlay-cidr set to null', { cbody });
   t.ok(V4KEYS.every((k) => !(k in onServer('nc'))), 'gone from nc\'s Node on the server', { annotations: onServer('nc') });

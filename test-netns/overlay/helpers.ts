@@ -12,12 +12,15 @@
  *
  * Every path podwired writes is in a per-run temp dir; every namespace comes from the Lab.
  */
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { exec, execOk, ip, ping, type Lab, type LabNode, type Underlay } from '../harness';
 import { pluginConfig, readConflist, resultIpv4, runInstalledCni } from '../lab/cni-client';
 import { createRunDir, PODWIRE_CLI, Podwired, type RunDir } from '../lab/podwired';
+import { FakeApiServer } from '../fixtures/apiserver/server';
+import type { Kernel } from '../../src/kernel';
 
 export const PROTO = 77;
 export const OUTSIDE_IP = '198.18.0.200';
@@ -248,3 +251,33 @@ export async function tcpSource(lab: Lab, serverNs: string, serverIp: string, cl
 }
 
 export { ping, existsSync };
+
+/** The fixture API server for overlay components run in the test process, with what its teardown closes. */
+export interface FixtureApi {
+  api: FakeApiServer;
+  /** A temp dir holding the kubeconfig (and whatever the test puts there), removed at teardown. */
+  dir: string;
+  kubeconfig: string;
+  /** Aborted at teardown: the sources' and components' signal. */
+  signal: AbortSignal;
+  /** Kernels the test opens; closed at teardown. */
+  kernels: Kernel[];
+}
+
+/** A started fixture API server and its kubeconfig, stopped and removed at the test's teardown. */
+export async function fixtureApi(t: { teardown(fn: () => unknown): void }, dirPrefix: string): Promise<FixtureApi> {
+  const api = new FakeApiServer();
+  await api.start();
+  const dir = mkdtempSync(path.join(tmpdir(), dirPrefix));
+  const kubeconfig = path.join(dir, 'kubeconfig');
+  api.writeKubeconfig(kubeconfig);
+  const ac = new AbortController();
+  const kernels: Kernel[] = [];
+  t.teardown(async () => {
+    ac.abort();
+    for (const k of kernels) k.close();
+    await api.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { api, dir, kubeconfig, signal: ac.signal, kernels };
+}
