@@ -91,3 +91,10 @@ t.test('overlay peers: a dual-stack peer\'s IPv6 path on its own line', async (t
   t.match(out, /n2\s+10\.244\.2\.0\/24, fd00:10:244:2::\/64 via 198\.18\.0\.2 \(direct eth0\)/);
   t.match(out, /\n\s+IPv6\s+via fd00:198:18::2 \(direct eth0\)/);
 });
+
+t.test('overlay: vxlan.ipv6Device false says the IPv6 pods ride in the IPv4 device', async (t) => {
+  const off = formatStatus({ ...base, components: [component('overlay', { peers: [], ipv6PodsIn: 'pw.1 (vxlan.ipv6Device false)' })] } as DaemonStatus);
+  t.match(off, /IPv6 pod traffic rides in pw\.1 \(vxlan\.ipv6Device false\)/);
+  const on = formatStatus({ ...base, components: [component('overlay', { peers: [] })] } as DaemonStatus);
+  t.notMatch(on, /IPv6 pod traffic rides in/);
+});

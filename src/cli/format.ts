@@ -59,6 +59,7 @@ export function formatStatus(s: DaemonStatus): string {
   else {
     const peers = Array.isArray(overlay.status.peers) ? (overlay.status.peers as Record<string, unknown>[]) : [];
     if (typeof overlay.status.waitingFor === 'string') out.push(`  waiting: ${overlay.status.waitingFor}`);
+    if (typeof overlay.status.ipv6PodsIn === 'string') out.push(`  IPv6 pod traffic rides in ${overlay.status.ipv6PodsIn}`);
     if (peers.length === 0) out.push('  (none)');
     for (const p of peers) {
       out.push(`  ${String(p.node ?? '?').padEnd(24)} ${list(p.podCIDRs).join(', ').padEnd(20)} via ${String(p.via ?? '?')}`);

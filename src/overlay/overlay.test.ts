@@ -939,6 +939,8 @@ t.test('vxlan.ipv6Device=false: no pw-v6.1 with an IPv6 node IP, every v6 pod CI
   t.same((await entries(e.kernel)).fdb, ['0a:58:c6:12:00:02 dst 198.18.0.2'], 'one FDB entry toward n2\'s IPv4 node IP');
   t.same((await e.kernel.net.listAddresses('pw.1')).map((a) => a.cidr.toString()).sort(), ['10.244.1.0/32', 'fd00:10:244:1::/128'], 'the v6 VTEP address on pw.1');
   t.equal(off.status().mtu, 1450, 'pod MTU: pw.1\'s alone');
+  t.equal(off.status().ipv6PodsIn, 'pw.1 (vxlan.ipv6Device false)', 'podwire status says where the v6 pods ride');
+  t.equal(e.comp.status().ipv6PodsIn, undefined, 'the default says nothing');
   const last = (e.writer as ApiNodeWriter).patches.at(-1)!;
   t.equal(last[ANNOTATIONS.backendV6Data], null, 'backend-v6-data withdrawn: peers put our v6 pods inside pw.1 too');
   t.equal(last[ANNOTATIONS.publicIpv6], 'fd00:198:18::1', 'public-ipv6 stays (IPv6 DirectRouting and host-gw use it)');

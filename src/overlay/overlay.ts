@@ -441,6 +441,8 @@ export class OverlayComponent implements Component {
       device: n?.device,
       vtepMac: n?.ownMac,
       device6: n?.device6,
+      // vxlan.ipv6Device=false: the IPv6 pod CIDRs ride in the IPv4 device, and peers are told so.
+      ipv6PodsIn: this.ctx.config.backend === 'vxlan' && !this.section.vxlan.ipv6Device && n?.device ? `${n.device} (vxlan.ipv6Device false)` : undefined,
       vtepMac6: n?.ownMac6,
       underlay: n ? `${n.lease.underlay.name} ${n.lease.underlay.cidr.toString()} mtu ${n.lease.underlay.mtu}` : undefined,
       underlay6: n?.lease.underlay6 && n.lease.underlay6 !== n.lease.underlay ? `${n.lease.underlay6.name} ${n.lease.underlay6.cidr.toString()}` : undefined,
