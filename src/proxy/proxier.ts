@@ -217,11 +217,11 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     // was changed behind our back is repaired by this sync's one transaction. Event syncs
     // in between diff against the applied state kept in memory (no listing: cheap).
     // Its spacing: syncPeriod, or READBACK_SHARE times what the last read-back took if that is
-    // longer, so reading a huge table back (~2 s of CPU at 10,000 Services) never takes more than
+    // longer, so reading a huge table back (0.3–2 s of CPU at 10,000 Services) never takes more than
     // 1/READBACK_SHARE of the time.
     // Every syncPeriod the nftables generation (one small netlink request) tells whether any
     // program but us committed a transaction since our last listing; only then is the table
-    // read back. Reading at 10,000 Services costs ~2 s and holds the sync loop meanwhile.
+    // read back. Reading at 10,000 Services costs 0.5–2 s and holds the sync loop meanwhile.
     this.readBackStats = undefined;
     if (!s.renderAll && this.tableExists && s.started - this.lastTableCheck >= this.section.syncPeriodMs) {
       const g0 = performance.now();

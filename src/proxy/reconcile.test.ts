@@ -265,6 +265,34 @@ t.test('Ruleset.reconcile: a missing set comes back with its elements; dynamic a
   t.same(r.reconcile(kernel({ rules: new Map([['c', ['q1', 'q3']]]) }), dynamic).chains, ['c'], 'then a changed print is drift');
 });
 
+t.test('Ruleset.reconcile: a set as applied and desired keeps its applied map; a value changed, a key missing, a stray key or a pending change are each found', async (t) => {
+  const r = new Ruleset();
+  const objects: [string, { kind: 'set'; keyword: 'map'; spec: string }][] = [['m', { kind: 'set', keyword: 'map', spec: '{ type x : y ; }' }]];
+  r.set('a', { elements: ['m', 'k1', 'v1', 'm', 'k2', 'v2'], objects });
+  r.commit(r.plan());
+  const table = (els: [string, string][]): KernelTable => ({ objects: new Map([['m', 'set']]), elements: new Map([['m', new Map(els)]]), unknown: [], maps: new Set(['m']), rules: new Map() });
+  const before = r.applied.get('m');
+  t.equal(driftSize(r.reconcile(table([['k1', 'v1'], ['k2', 'v2']]), () => false)), 0, 'in sync');
+  t.equal(r.applied.get('m'), before, 'the applied map is kept, not rebuilt from the kernel\'s copy');
+  t.equal(r.plan().elementChanges, 0);
+  const cases: [string, [string, string][], string][] = [
+    ['a value changed', [['k1', 'v1'], ['k2', 'other']], 'add element k2 v2'],
+    ['a key missing', [['k1', 'v1']], 'add element k2 v2'],
+    ['a stray key (same size)', [['k1', 'v1'], ['k9', 'v9']], 'add element k2 v2, delete k9'],
+  ];
+  for (const [what, els, expect] of cases) {
+    t.equal(driftSize(r.reconcile(table(els), () => false)) > 0, true, `${what}: drift`);
+    const p = r.plan();
+    t.same(p.addElements.get('m'), ['k2', 'v2'], `${what}: ${expect}`);
+    if (what.startsWith('a stray')) t.same(p.deleteElements.get('m'), ['k9'], `${what}: the stray key is deleted`);
+    r.commit(p);
+  }
+  // The kernel as applied, but the desired state moved on (a change not planned yet): still planned.
+  r.set('a', { elements: ['m', 'k1', 'v1', 'm', 'k2', 'v3'], objects });
+  r.reconcile(table([['k1', 'v1'], ['k2', 'v2']]), () => false);
+  t.same(r.plan().addElements.get('m'), ['k2', 'v3'], 'the pending change is planned');
+});
+
 t.test('a cold start in batches adds each shared chain rule once (the read-back found them doubled)', async (t) => {
   const k = fakeKernel();
   k.nft.fromModel = true;
