@@ -95,7 +95,7 @@ export class IpAddress {
 
   toString(): string {
     if (this.family === 4) return [...this.toBytes()].join('.');
-    return formatV6(this.toBytes());
+    return formatIPv6(this.toBytes());
   }
 }
 
@@ -189,51 +189,91 @@ function maxOf(family: IpFamily): bigint {
 }
 
 function parseV6(text: string): bigint {
-  let head = text;
-  let v4tail: number[] = [];
-  const lastColon = text.lastIndexOf(':');
-  const tail = text.slice(lastColon + 1);
-  if (tail.includes('.')) {
-    v4tail = tail.split('.').map(Number);
-    head = text.slice(0, lastColon + 1) + '0:0';
-  }
-  const [left, right] = head.includes('::') ? head.split('::') : [head, undefined];
-  const leftParts = left ? left.split(':').filter((p) => p !== '') : [];
-  const rightParts = right !== undefined && right !== '' ? right.split(':') : [];
-  const missing = 8 - leftParts.length - rightParts.length;
-  const groups = [...leftParts, ...Array<string>(right !== undefined ? missing : 0).fill('0'), ...rightParts];
+  const b = ipv6Bytes(text);
   let v = 0n;
-  for (const g of groups) v = (v << 16n) | BigInt(parseInt(g, 16));
-  if (v4tail.length === 4) {
-    v = (v & ~0xffffffffn) | BigInt(((v4tail[0]! << 24) >>> 0) + (v4tail[1]! << 16) + (v4tail[2]! << 8) + v4tail[3]!);
-  }
+  for (let i = 0; i < 16; i += 4) v = (v << 32n) | BigInt(b.readUInt32BE(i));
   return v;
 }
 
-function formatV6(bytes: Buffer): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
-  // RFC 5952: compress the longest run (length >= 2) of zero groups, first one on ties.
-  let bestStart = -1;
-  let bestLen = 0;
+/**
+ * The 16 bytes of an IPv6 address. `text` must pass isIPv6; a zone (`%eth0`) is dropped.
+ * The one IPv6 parser of the code base (IpAddress, canonicalIP, the DNS records).
+ */
+export function ipv6Bytes(text: string): Buffer {
+  const pct = text.indexOf('%');
+  let head = pct < 0 ? text : text.slice(0, pct);
+  const out = Buffer.alloc(16);
+  let tail: number[] | undefined;
+  const lastColon = head.lastIndexOf(':');
+  if (head.includes('.', lastColon)) {
+    // An embedded IPv4 tail (`::ffff:1.2.3.4`) stands for the last two groups.
+    tail = head.slice(lastColon + 1).split('.').map(Number);
+    head = `${head.slice(0, lastColon + 1)}0:0`;
+  }
+  const gap = head.indexOf('::');
+  const left = gap < 0 ? head : head.slice(0, gap);
+  const right = gap < 0 ? '' : head.slice(gap + 2);
+  const leftParts = left === '' ? [] : left.split(':');
+  const rightParts = right === '' ? [] : right.split(':');
+  leftParts.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), 2 * i));
+  rightParts.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), 2 * (8 - rightParts.length + i)));
+  if (tail) out.set(tail, 12);
+  return out;
+}
+
+/** How formatIPv6 prints. */
+export interface Ipv6FormatOptions {
+  /**
+   * glibc inet_ntop's forms: an IPv4-compatible address (`::1.2.3.4`: the first six groups
+   * zero and the seventh not, so `::1` stays `::1`) or an IPv4-mapped one (`::ffff:1.2.3.4`)
+   * with its last 32 bits in dotted quad. libnftables prints addresses with inet_ntop, and the nftables set reader
+   * (kernel/nft-elements.ts) must print what it prints. Default off: everything else
+   * (IpAddress, the proxy's keys, the kernel codecs) prints those addresses in hex
+   * (`::ffff:102:304`), as node's URL and the WHATWG serialiser do.
+   */
+  inetNtop?: boolean;
+}
+
+/** Group scratch for formatIPv6 (synchronous, so one is enough; it runs per nftables set element). */
+const GROUPS = new Uint16Array(8);
+
+/**
+ * The IPv6 address at b[off..off+16) as text (RFC 5952 section 4): lowercase hex without
+ * leading zeros, the longest run of two or more zero groups as `::` (the first of equal runs;
+ * a single zero group stays `0`). The one IPv6 formatter of the code base.
+ */
+export function formatIPv6(b: Uint8Array, off = 0, opts?: Ipv6FormatOptions): string {
+  const w = GROUPS;
+  for (let i = 0; i < 8; i++) w[i] = (b[off + 2 * i]! << 8) | b[off + 2 * i + 1]!;
+  let best = -1;
+  let bestLen = 1; // a run must be longer than this to be compressed
   for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
+    if (w[i] !== 0) {
       i++;
       continue;
     }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
+    let j = i + 1;
+    while (j < 8 && w[j] === 0) j++;
+    if (j - i > bestLen) {
+      best = i;
       bestLen = j - i;
     }
     i = j;
   }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  const left = hex.slice(0, bestStart).join(':');
-  const right = hex.slice(bestStart + bestLen).join(':');
-  return `${left}::${right}`;
+  if (opts?.inetNtop === true && best === 0 && (bestLen === 6 || (bestLen === 5 && w[5] === 0xffff))) {
+    return `::${bestLen === 5 ? 'ffff:' : ''}${b[off + 12]}.${b[off + 13]}.${b[off + 14]}.${b[off + 15]}`;
+  }
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === best) {
+      out += '::';
+      i += bestLen - 1;
+      continue;
+    }
+    if (i > 0 && i !== best + bestLen) out += ':';
+    out += w[i]!.toString(16);
+  }
+  return out;
 }
 
 /** A MAC address, validated and normalised to lower-case colon form. */

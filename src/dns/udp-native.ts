@@ -12,6 +12,7 @@
  * the addon only moves bytes. Node's dgram remains the fallback (`dns.nativeUdp: false`,
  * or the addon not built).
  */
+import { formatIPv6 } from '../common/ip';
 import type { NativeUdpHandle } from '../kernel/native';
 import { loadAddon, UDP_ADDR_LEN } from '../kernel/native';
 
@@ -29,27 +30,7 @@ export function sockaddrHost(a: Buffer, off: number): string {
   // sockaddr_in6: address at +8. IPv4-mapped addresses are shown as IPv4 (we bind v6-only, but be safe).
   const p = off + 8;
   if (a.readUInt32BE(p) === 0 && a.readUInt32BE(p + 4) === 0 && a.readUInt32BE(p + 8) === 0xffff) return `${a[p + 12]}.${a[p + 13]}.${a[p + 14]}.${a[p + 15]}`;
-  const groups: number[] = [];
-  for (let i = 0; i < 8; i++) groups.push(a.readUInt16BE(p + 2 * i));
-  // RFC 5952: the longest run (>= 2) of zero groups becomes '::'.
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+  return formatIPv6(a, p);
 }
 
 /** Port of the sockaddr at `off`. */

@@ -7,6 +7,7 @@
  * one pass over the name and one Map get, with no dotted strings on the hot path.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { ipv6Bytes } from '../common/ip';
 
 export const TYPE = {
   A: 1,
@@ -244,22 +245,7 @@ export function isSubdomainKey(key: string, zoneKey: string): boolean {
 
 export function ipBytes(ip: string): Buffer | undefined {
   if (isIPv4(ip)) return Buffer.from(ip.split('.').map(Number));
-  if (!isIPv6(ip)) return undefined;
-  let text = ip;
-  const tail: number[] = [];
-  const lastColon = text.lastIndexOf(':');
-  if (text.includes('.', lastColon)) {
-    tail.push(...text.slice(lastColon + 1).split('.').map(Number));
-    text = `${text.slice(0, lastColon + 1)}0:0`;
-  }
-  const [head, rest] = text.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const r = rest !== undefined && rest !== '' ? rest.split(':') : [];
-  const groups = rest === undefined ? h : [...h, ...new Array(8 - h.length - r.length).fill('0'), ...r];
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
-  if (tail.length === 4) out.set(tail, 12);
-  return out;
+  return isIPv6(ip) ? ipv6Bytes(ip) : undefined;
 }
 
 /** `10.0.0.1` → `1.0.0.10.in-addr.arpa`; IPv6 → nibbles under ip6.arpa. */

@@ -55,17 +55,21 @@ export function entryMatches(e: ConntrackEntry, f: ConntrackFilter): boolean {
 }
 
 export class NetlinkConntrack implements ConntrackKernel {
-  /**
-   * `transport` is for tests (a fake or an already open socket); by default a
-   * NETLINK_NETFILTER socket is opened in `netns` on first use.
-   */
   private readonly sock: LazyNetlinkSocket;
+  /** false when the socket is shared (openKernel's, also the nft reads'): its owner closes it. */
+  private readonly ownsSocket: boolean;
 
+  /**
+   * `socket`: the kernel handle's NETLINK_NETFILTER socket, shared with the nft reads (see
+   * netlink/lazy-socket.ts for why that is safe), or, for tests, a fake or an already open
+   * transport; by default a socket of its own is opened in `netns` on first use.
+   */
   constructor(
     readonly netns: NetnsRef | undefined,
-    transport?: NetlinkTransport,
+    socket?: NetlinkTransport | LazyNetlinkSocket,
   ) {
-    this.sock = new LazyNetlinkSocket('conntrack', netns, NETLINK_NETFILTER, transport);
+    this.ownsSocket = !(socket instanceof LazyNetlinkSocket);
+    this.sock = socket instanceof LazyNetlinkSocket ? socket : new LazyNetlinkSocket('conntrack', netns, NETLINK_NETFILTER, socket);
   }
 
   private where(): string {
@@ -73,7 +77,7 @@ export class NetlinkConntrack implements ConntrackKernel {
   }
 
   private socket(): Promise<NetlinkTransport> {
-    return this.sock.get();
+    return this.sock.get('conntrack');
   }
 
   /** The matching records (entry plus tuple/id/zone), from one dump. */
@@ -126,7 +130,7 @@ export class NetlinkConntrack implements ConntrackKernel {
   }
 
   close(): void {
-    this.sock.close();
+    if (this.ownsSocket) this.sock.close();
   }
 }
 

@@ -10,7 +10,8 @@ import { NetlinkNetworkKernel } from './network-kernel';
 import { NetlinkConntrack } from './conntrack';
 import { openNftRunner, type NftBackendChoice } from './nft';
 import { NetnsSysctl } from './sysctl';
-import { ethtoolTxChecksum } from './native';
+import { NETLINK_NETFILTER, ethtoolTxChecksum } from './native';
+import { LazyNetlinkSocket } from './netlink/lazy-socket';
 import type { ConntrackKernel, IptablesRunner, NetnsRef, NetworkKernel, NftRunner, SysctlKernel } from './types';
 
 export * from './types';
@@ -63,9 +64,12 @@ export async function openKernel(netns?: NetnsRef, options: OpenKernelOptions = 
   const transport = await openNetlinkTransport(netns);
   const net = new NetlinkNetworkKernel(transport, netns);
   const runners = new Map<4 | 6, IptablesRunner>();
-  // The NETLINK_NETFILTER socket is opened on first use (most callers never need it).
-  const conntrack = new NetlinkConntrack(netns);
-  const nft = openNftRunner(netns, options.nftBackend);
+  // One NETLINK_NETFILTER socket per netns for conntrack and the nft reads (generation, rule
+  // prints, table read), opened on first use (most callers never need it). Sharing is safe:
+  // one operation at a time, sequence numbers per operation, no multicast (lazy-socket.ts).
+  const netfilter = new LazyNetlinkSocket('netfilter', netns, NETLINK_NETFILTER);
+  const conntrack = new NetlinkConntrack(netns, netfilter);
+  const nft = openNftRunner(netns, options.nftBackend, netfilter);
   return {
     netns,
     net,
@@ -85,6 +89,7 @@ export async function openKernel(netns?: NetnsRef, options: OpenKernelOptions = 
       net.close();
       conntrack.close();
       nft.close?.();
+      netfilter.close();
     },
   };
 }

@@ -18,6 +18,7 @@
  * ipv4_addr 4, ipv6_addr 16, integer a 4-byte host-endian u32 as numgen writes it).
  */
 import { KernelError } from '../common/errors';
+import { formatIPv6, type Ipv6FormatOptions } from '../common/ip';
 import { NLM_F_DUMP, NLM_F_REQUEST } from './rtnetlink/constants';
 import { NLA_TYPE_MASK } from './rtnetlink/constants';
 import { HOST_LE, attr, attrMap, cstr, frame, parseHeader, payloadOf } from './rtnetlink/nlmsg';
@@ -78,46 +79,8 @@ export function setTypesOf(def: Record<string, unknown>): SetTypes | undefined {
 
 const PROTO_NAMES: Record<number, string> = { 6: 'tcp', 17: 'udp', 132: 'sctp' };
 
-/**
- * IPv6 as glibc's inet_ntop prints it (what libnftables uses): lowercase, the longest run of
- * two or more zero groups (the first of equal runs) as `::`, and the IPv4-compatible /
- * IPv4-mapped forms (`::1.2.3.4`, `::ffff:1.2.3.4`) in dotted quad.
- */
-export function ipv6Text(b: Buffer, off = 0): string {
-  const w: number[] = [];
-  for (let i = 0; i < 8; i++) w.push(b.readUInt16BE(off + 2 * i));
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (w[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && w[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (bestLen < 2) best = -1;
-  let out = '';
-  for (let i = 0; i < 8; i++) {
-    if (best >= 0 && i >= best && i < best + bestLen) {
-      if (i === best) out += ':';
-      continue;
-    }
-    if (i > 0) out += ':';
-    if (i === 6 && best === 0 && (bestLen === 6 || (bestLen === 5 && w[5] === 0xffff))) {
-      out += `${b[off + 12]}.${b[off + 13]}.${b[off + 14]}.${b[off + 15]}`;
-      break;
-    }
-    out += w[i]!.toString(16);
-  }
-  if (best >= 0 && best + bestLen === 8) out += ':';
-  return out;
-}
+/** libnftables prints IPv6 with glibc's inet_ntop: mapped and compatible addresses in dotted quad. */
+const INET_NTOP: Ipv6FormatOptions = { inetNtop: true };
 
 // Component kinds, resolved once per set (the decoder runs 100,000 times per read-back).
 const K_IP4 = 0, K_IP6 = 1, K_PROTO = 2, K_SERVICE = 3, K_INT = 4;
@@ -160,7 +123,7 @@ function putComponent(kind: number, b: Buffer, off: number): boolean {
       putDec(b[off + 3]!);
       return true;
     case K_IP6:
-      putText(ipv6Text(b, off));
+      putText(formatIPv6(b, off, INET_NTOP));
       return true;
     case K_PROTO: {
       const name = PROTO_NAMES[b[off]!];

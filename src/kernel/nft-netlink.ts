@@ -1,8 +1,9 @@
 /**
  * What the nft runners read from nf_tables over netlink rather than through libnftables:
  * the ruleset generation (nft-generation.ts), one table's rule prints (nft-rules.ts) and a
- * whole table with its elements (nft-table.ts), on one NETLINK_NETFILTER socket opened inside
- * the netns on first use.
+ * whole table with its elements (nft-table.ts), on a NETLINK_NETFILTER socket opened inside
+ * the netns on first use: in a kernel handle (openKernel) the one conntrack uses too
+ * (netlink/lazy-socket.ts says why sharing it is safe).
  */
 import { KernelError } from '../common/errors';
 import { NETLINK_NETFILTER } from './native';
@@ -15,21 +16,24 @@ import type { NetnsRef, NftTableContent } from './types';
 
 export class NftNetlink {
   private readonly sock: LazyNetlinkSocket;
+  /** false when the socket is shared (the kernel handle's): its owner closes it. */
+  private readonly ownsSocket: boolean;
 
-  /** `transport` is for tests (a fake or an already open socket). */
-  constructor(netns: NetnsRef | undefined, transport?: NetlinkTransport) {
-    this.sock = new LazyNetlinkSocket('nftables', netns, NETLINK_NETFILTER, transport);
+  /** `socket`: a shared NETLINK_NETFILTER socket, or for tests a fake or an already open transport; by default one of its own. */
+  constructor(netns: NetnsRef | undefined, socket?: NetlinkTransport | LazyNetlinkSocket) {
+    this.ownsSocket = !(socket instanceof LazyNetlinkSocket);
+    this.sock = socket instanceof LazyNetlinkSocket ? socket : new LazyNetlinkSocket('nftables', netns, NETLINK_NETFILTER, socket);
   }
 
   async generation(): Promise<number> {
-    const t = await this.sock.get();
+    const t = await this.sock.get('nftables');
     const id = decodeNewGen(await t.request(encodeGetGen()));
     if (id === undefined) throw new KernelError(`nftables generation${this.sock.where()}`, 'the kernel answered GETGEN without a generation id');
     return id;
   }
 
   async rulePrints(family: string, table: string): Promise<Map<string, string[]>> {
-    const t = await this.sock.get();
+    const t = await this.sock.get('nftables');
     try {
       return decodeRules(await t.request(encodeGetRules(family, table))).rules;
     } catch (err) {
@@ -40,10 +44,10 @@ export class NftNetlink {
 
   /** Our whole `inet` table, elements decoded (nft-table.ts), without libnftables. */
   async readTable(table: string, skipElements: (name: string) => boolean): Promise<NftTableContent> {
-    return readNftTable(await this.sock.get(), this.sock.where(), table, skipElements);
+    return readNftTable(await this.sock.get('nftables'), this.sock.where(), table, skipElements);
   }
 
   close(): void {
-    this.sock.close();
+    if (this.ownsSocket) this.sock.close();
   }
 }

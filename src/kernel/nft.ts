@@ -19,6 +19,7 @@
 import { CommandError, InvalidInputError } from '../common/errors';
 import { NFT_AS_FILE, NFT_JSON, loadNftablesAddon, nftRun } from './native';
 import { runInNetns } from './netns';
+import type { LazyNetlinkSocket } from './netlink/lazy-socket';
 import { NftNetlink } from './nft-netlink';
 import type { NetnsRef, NftGeneration, NftRunner, NftTableContent } from './types';
 
@@ -100,8 +101,12 @@ abstract class NftRunnerBase {
   private commits = 0;
   private readonly nl: NftNetlink;
 
-  constructor(readonly netns: NetnsRef | undefined) {
-    this.nl = new NftNetlink(netns);
+  /** `netfilter`: a NETLINK_NETFILTER socket shared with others (openKernel's); by default one of its own. */
+  constructor(
+    readonly netns: NetnsRef | undefined,
+    netfilter?: LazyNetlinkSocket,
+  ) {
+    this.nl = new NftNetlink(netns, netfilter);
   }
 
   protected committed(): void {
@@ -155,8 +160,8 @@ export class NetnsNft extends NftRunnerBase implements NftRunner {
 export class LibNftables extends NftRunnerBase implements NftRunner {
   readonly backend = 'libnftables' as const;
 
-  constructor(netns: NetnsRef | undefined) {
-    super(netns);
+  constructor(netns: NetnsRef | undefined, netfilter?: LazyNetlinkSocket) {
+    super(netns, netfilter);
     loadNftablesAddon();
   }
 
@@ -190,14 +195,15 @@ export type NftBackendChoice = 'auto' | 'libnftables' | 'nft';
 /**
  * The nft runner for `netns`: `auto` (default) is libnftables when its addon loads (the
  * library is present and the addon was built), else `nft -f -`. `libnftables` throws
- * PW_NATIVE_MISSING when it cannot load; `nft` always spawns.
+ * PW_NATIVE_MISSING when it cannot load; `nft` always spawns. `netfilter`: the NETLINK_NETFILTER
+ * socket for the generation and the table reads, when the caller shares one (openKernel).
  */
-export function openNftRunner(netns: NetnsRef | undefined, backend: NftBackendChoice = 'auto'): NftRunner {
-  if (backend === 'nft') return new NetnsNft(netns);
-  if (backend === 'libnftables') return new LibNftables(netns);
+export function openNftRunner(netns: NetnsRef | undefined, backend: NftBackendChoice = 'auto', netfilter?: LazyNetlinkSocket): NftRunner {
+  if (backend === 'nft') return new NetnsNft(netns, netfilter);
+  if (backend === 'libnftables') return new LibNftables(netns, netfilter);
   try {
-    return new LibNftables(netns);
+    return new LibNftables(netns, netfilter);
   } catch {
-    return new NetnsNft(netns);
+    return new NetnsNft(netns, netfilter);
   }
 }

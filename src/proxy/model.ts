@@ -5,6 +5,8 @@
  * terminating ones when none is ready; the local subset for the Local policies).
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { InvalidInputError } from '../common/errors';
+import { formatIPv6, ipv6Bytes } from '../common/ip';
 import type { EndpointSliceObject, ServiceObject } from '../k8s/types';
 
 export type L4 = 'tcp' | 'udp' | 'sctp';
@@ -68,10 +70,16 @@ export function ipFamily(ip: string): Family | undefined {
   return isIPv4(ip) ? 4 : isIPv6(ip) ? 6 : undefined;
 }
 
-/** nft prints IPv6 addresses compressed and lower-case (RFC 5952); so do we, so keys compare. */
+/**
+ * An address in the one text form the proxy's keys use, so that they compare: IPv4 as
+ * written (isIPv4 admits only canonical dotted quads), IPv6 compressed and lower-case
+ * (RFC 5952, common/ip formatIPv6; an IPv4-mapped address in hex, `::ffff:102:304`).
+ * Throws for anything else, a zone (`fe80::1%eth0`) included: the API server admits none.
+ */
 export function canonicalIP(ip: string): string {
   if (isIPv4(ip)) return ip;
-  return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  if (!isIPv6(ip) || ip.includes('%')) throw new InvalidInputError('ip', ip, 'not an IPv4 or IPv6 address without a zone');
+  return formatIPv6(ipv6Bytes(ip));
 }
 
 function cidrFamily(c: string): Family | undefined {

@@ -117,3 +117,71 @@ s.bind(5353, 'fd00:244::5', () => {
   t.equal(await k.conntrack.delete({ replySrc: 'fd00:244::5' }), 1);
   t.notMatch(await execOk(ns, ['conntrack', '-L', '-f', 'ipv6']), /fd00:96::10/, 'conntrack -L agrees');
 });
+
+/** Inodes of this process's NETLINK_NETFILTER sockets that live in `ns` (/proc/net/netlink read inside it). */
+async function netfilterSockets(ns: string): Promise<string[]> {
+  const { readdirSync, readlinkSync } = await import('node:fs');
+  const mine = new Set<string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+      if (m) mine.add(m[1]!);
+    } catch {
+      // the fd closed meanwhile (readdir's own, a worker's)
+    }
+  }
+  const out: string[] = [];
+  // Columns: sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode; Eth 12 is NETLINK_NETFILTER.
+  for (const line of (await execOk(ns, ['cat', '/proc/net/netlink'])).split('\n').slice(1)) {
+    const c = line.trim().split(/\s+/);
+    if (c[1] === '12' && mine.has(c[9] ?? '')) out.push(c[9]!);
+  }
+  return out;
+}
+
+labTest('conntrack and the nft reads share one NETLINK_NETFILTER socket; concurrent dumps do not mix', { prefix: 'pwh4-ct', requires: ['nftables', 'conntrack'] }, async (t, lab) => {
+  const ns = await lab.addNetns('a');
+  for (const ip of ['10.244.1.5/32', '10.244.1.6/32', '10.244.1.100/32']) await execOk(ns, ['ip', 'addr', 'add', ip, 'dev', 'lo']);
+  await execOk(ns, ['ip', 'route', 'add', 'local', '10.96.0.0/12', 'dev', 'lo']);
+  await execOk(ns, ['nft', '-f', '-'], { input: RULES });
+  // An inet table for readTable/rulePrints (added with the nft binary: libnftables would open a socket of its own).
+  await execOk(ns, ['nft', '-f', '-'], { input: 'table inet pwh4 {\n  set vips { type ipv4_addr; elements = { 10.96.0.10, 10.96.0.11 } }\n  chain c { ip daddr @vips counter accept; }\n}\n' });
+  await execOk(ns, [process.execPath, '-e', TRAFFIC]);
+
+  const k = await openKernel(netnsRef(ns));
+  t.teardown(() => k.close());
+  t.same(await netfilterSockets(ns), [], 'none before the first use');
+  const all = await k.conntrack.list();
+  const first = await netfilterSockets(ns);
+  t.equal(first.length, 1, 'conntrack opened one');
+  const gen = await k.nft.generation();
+  const table = await k.nft.readTable!('pwh4', () => false);
+  const prints = await k.nft.rulePrints('inet', 'pwh4');
+  t.same(await netfilterSockets(ns), first, 'the nft reads use the same socket');
+
+  // Everything at once: the transport runs one operation at a time, each gets its own answer.
+  const [list2, gen2, table2, prints2, udp10, deleted] = await Promise.all([
+    k.conntrack.list(),
+    k.nft.generation(),
+    k.nft.readTable!('pwh4', () => false),
+    k.nft.rulePrints('inet', 'pwh4'),
+    k.conntrack.list({ protocol: 'udp', dst: '10.96.0.10' }),
+    k.conntrack.delete({ protocol: 'udp', dst: '10.96.0.11' }),
+  ]);
+  t.same(list2.map(key).sort(), all.map(key).sort(), 'conntrack list: the same entries');
+  t.equal(gen2.generation, gen.generation, 'generation: the same');
+  t.same([...table2.elements.get('vips')!.keys()].sort(), ['10.96.0.10', '10.96.0.11'], 'table read: the set elements');
+  t.same(table2.handles, table.handles, 'table read: the same rules');
+  t.same([...prints2], [...prints], 'rule prints: the same');
+  t.equal(udp10.length, 3, 'a filtered list amid the others');
+  t.equal(deleted, 1, 'a delete amid the others');
+  t.same(await netfilterSockets(ns), first, 'still the one socket');
+  k.close();
+  // Closing is asynchronous (after queued work); poll /proc, bounded, no timing asserted.
+  let left = first;
+  for (let i = 0; i < 100 && left.length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    left = await netfilterSockets(ns);
+  }
+  t.same(left, [], 'closed with the kernel handle');
+});

@@ -73,6 +73,15 @@ labTest('netlink read of the proxy table equals the libnftables listing, map by 
   t.same((await kernel.nft.readTable!('podwire', isDynamic)).unknown, ['firewall-allow4'], 'a range: unreadable over netlink');
   t.same(parseTable(await kernel.nft.listJson('table inet podwire'), 'podwire', isDynamic).unknown, ['firewall-allow4'], 'as through libnftables');
 
+  // IPv6 addresses libnftables prints in inet_ntop's dotted forms (IPv4-mapped, -compatible):
+  // the reader prints them the same (common/ip formatIPv6 with inetNtop), byte for byte.
+  // (Non-overlapping: the set is an interval set, and 2001:db8::/32 is in it already.)
+  const dotted = ['::ffff:198.18.0.0/112', '::ffff:198.19.0.1', '::198.18.0.2', '::1', '::', '2001:db9:0:1:1:1:1:1', '2001:db9::1:0:0:1'];
+  await lab.execOk(ns, ['nft', 'add', 'element', 'inet', 'podwire', 'firewall-allow6', `{ ${dotted.map((a) => `2001:db8:60::1 . tcp . 80 . ${a}`).join(', ')} }`]);
+  const listed6 = parseTable(await kernel.nft.listJson('table inet podwire'), 'podwire', isDynamic).elements.get('firewall-allow6');
+  for (const a of dotted) t.equal(listed6?.has(`2001:db8:60::1 . tcp . 80 . ${a}`), true, `libnftables lists ${a}`);
+  t.same(sorted((await kernel.nft.readTable!('podwire', isDynamic)).elements.get('firewall-allow6')), sorted(listed6), 'and the netlink read finds the same strings');
+
   const missing = await kernel.nft.readTable!('nosuchtable', isDynamic).catch((e: unknown) => e);
   t.equal((missing as { errno?: number }).errno, 2, 'a missing table: ENOENT');
 });

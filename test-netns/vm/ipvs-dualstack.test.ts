@@ -13,6 +13,7 @@
  * inet6 sets.
  */
 import { exec, labTest, type Lab } from '../harness';
+import { notInVm } from './in-vm';
 import { slice, svc } from '../../src/proxy/testing';
 import { removeIpvsLeftovers } from '../../src/proxy/ipvs/leftovers';
 import { silentLogger } from '../../src/common/log';
@@ -23,7 +24,7 @@ export const KERNEL_VM_TIMEOUT = 300;
 
 export const KERNEL_REQUIRES = ['ip_vs', 'ip_vs_rr', 'nf_conntrack', 'ip_set', 'ip_set_hash_ip', 'ip_set_hash_ipport', 'ip_set_hash_ipportip', 'ip_set_hash_ipportnet', 'ip_set_bitmap_port', 'xt_set'];
 
-const notInVm = process.env.PODWIRE_IN_VM === '1' ? undefined : 'runs inside the kernel VM: npm run test:vm (the host kernel has no ip_vs)';
+const skip = notInVm('ip_vs');
 
 const WEB4 = '10.96.0.60';
 const WEB6 = 'fd00:10:96::60';
@@ -71,7 +72,7 @@ async function curl(ns: string, family: 4 | 6, url: string): Promise<{ ok: boole
   return { ok: r.exitCode === 0, body: r.stdout.trim(), err: r.stderr.trim() };
 }
 
-labTest('ipvs mode: dual-stack ClusterIP over both families, IPv6 NodePort, IPv6 REJECT, IPv6 cleanup', { prefix: 'hi6', skip: notInVm, timeout: 290_000 }, async (t, lab) => {
+labTest('ipvs mode: dual-stack ClusterIP over both families, IPv6 NodePort, IPv6 REJECT, IPv6 cleanup', { prefix: 'hi6', skip, timeout: 290_000 }, async (t, lab) => {
   const ul = await lab.addUnderlay();
   const node = await lab.addNode(ul);
   const outside = await lab.addNode(ul);

@@ -12,6 +12,7 @@
  * nftables → ipvs removing the other mode's state, virtual servers included.
  */
 import { exec, labTest } from '../harness';
+import { notInVm } from './in-vm';
 import { slice, svc } from '../../src/proxy/testing';
 import { connectOutcome, get, ipvsHost, namedServer, proxyHost } from '../proxy/helpers';
 
@@ -20,7 +21,7 @@ export const KERNEL_VM_TIMEOUT = 300;
 
 export const KERNEL_REQUIRES = ['ip_vs', 'ip_vs_rr', 'nf_conntrack', 'ip_set', 'ip_set_hash_ip', 'ip_set_hash_ipport', 'ip_set_hash_ipportip', 'ip_set_hash_ipportnet', 'ip_set_bitmap_port', 'xt_set'];
 
-const notInVm = process.env.PODWIRE_IN_VM === '1' ? undefined : 'runs inside the kernel VM: npm run test:vm (the host kernel has no ip_vs)';
+const skip = notInVm('ip_vs');
 
 const LB_FW = '198.18.100.1'; // ranges: the first outside client only
 const LB_NODE = '198.18.100.2'; // ranges: the underlay /24 (node and both clients)
@@ -40,7 +41,7 @@ for _ in range(1000):
     c, a = s.accept(); c.close()
 `;
 
-labTest('ipvs mode: loadBalancerSourceRanges, the VIP filter, restart, mode switch ipvs → nftables → ipvs', { prefix: 'qvf', skip: notInVm, timeout: 290_000 }, async (t, lab) => {
+labTest('ipvs mode: loadBalancerSourceRanges, the VIP filter, restart, mode switch ipvs → nftables → ipvs', { prefix: 'qvf', skip, timeout: 290_000 }, async (t, lab) => {
   const ul = await lab.addUnderlay();
   const node = await lab.addNode(ul);
   const inside = await lab.addNode(ul);

@@ -13,6 +13,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { labTest, type Lab } from '../harness';
+import { notInVm } from './in-vm';
 import { createRunDir, writeNodeManifests, Podwired, type RunDir } from '../lab/podwired';
 import { connectOutcome, get } from '../proxy/helpers';
 
@@ -24,7 +25,7 @@ export const KERNEL_VM_TIMEOUT = 480;
 
 export const KERNEL_REQUIRES = ['ip_vs', 'ip_vs_rr', 'nf_conntrack', 'ip_set', 'ip_set_hash_ipport', 'ip_set_hash_ipportip', 'ip_set_bitmap_port', 'xt_set'];
 
-const notInVm = process.env.PODWIRE_IN_VM === '1' ? undefined : 'runs inside the kernel VM: npm run test:vm (the host kernel has no ip_vs)';
+const skip = notInVm('ip_vs');
 
 const WEB = '10.96.0.10';
 const STICKY = '10.96.0.11';
@@ -145,7 +146,7 @@ async function ipvsadm(lab: Lab, ns: string, vip: string, port: number): Promise
   return (await lab.exec(ns, ['ipvsadm', '-Ln', '-t', `${vip}:${port}`])).stdout;
 }
 
-labTest('ipvs proxy mode: real podwired, ClusterIP, NodePort, affinity, REJECT, graceful removal, restart', { prefix: 'qv', skip: notInVm, timeout: 470_000 }, async (t, lab) => {
+labTest('ipvs proxy mode: real podwired, ClusterIP, NodePort, affinity, REJECT, graceful removal, restart', { prefix: 'qv', skip, timeout: 470_000 }, async (t, lab) => {
   const ul = await lab.addUnderlay();
   const node = await lab.addNode(ul);
   const outside = await lab.addNode(ul);

@@ -10,6 +10,7 @@
  */
 import { type Test } from 'tap';
 import { labTest, type Lab } from '../harness';
+import { notInVm } from './in-vm';
 import { netnsRef } from '../../src/kernel';
 import { NetlinkIpvs, checkIpvsAvailable, type IpvsEntry } from '../../src/kernel/ipvs';
 import type { IpvsServiceKey } from '../../src/kernel/ipvs';
@@ -21,7 +22,7 @@ const VIP = '10.96.0.10';
 const svc: IpvsServiceKey = { family: 4, protocol: 'tcp', address: VIP, port: 80 };
 const BACKENDS = ['10.244.1.2', '10.244.1.3', '10.244.1.4'];
 
-const notInVm = process.env.PODWIRE_IN_VM === '1' ? undefined : 'runs inside the kernel VM: npm run test:vm (the host kernel has no ip_vs)';
+const skip = notInVm('ip_vs');
 
 async function has(lab: Lab, cmd: string): Promise<boolean> {
   return (await lab.exec(null, ['sh', '-c', `command -v ${cmd}`])).exitCode === 0;
@@ -43,7 +44,7 @@ function count(xs: string[]): Record<string, number> {
   return c;
 }
 
-labTest('IPVS service with 3 real servers through IpvsKernel', { prefix: 'pwv', skip: notInVm, timeout: 120_000 }, async (t: Test, lab: Lab) => {
+labTest('IPVS service with 3 real servers through IpvsKernel', { prefix: 'pwv', skip, timeout: 120_000 }, async (t: Test, lab: Lab) => {
   const ul = await lab.addUnderlay();
   const node = await lab.addNode(ul);
   const ref = netnsRef(node.ns);

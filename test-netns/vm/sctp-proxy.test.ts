@@ -14,6 +14,7 @@
  */
 import type { Test } from 'tap';
 import { exec, labTest, type Lab, type LabNode } from '../harness';
+import { notInVm } from './in-vm';
 import { slice, svc } from '../../src/proxy/testing';
 import { iptablesHost, ipvsHost, proxyHost, type ProxyHost } from '../proxy/helpers';
 
@@ -22,7 +23,7 @@ export const KERNEL_VM_TIMEOUT = 420;
 
 export const KERNEL_REQUIRES = ['sctp', 'xt_sctp', 'nf_conntrack', 'ip_vs', 'ip_vs_rr', 'ip_set', 'ip_set_hash_ipport', 'ip_set_hash_ipportip', 'ip_set_bitmap_port', 'xt_set'];
 
-const notInVm = process.env.PODWIRE_IN_VM === '1' ? undefined : 'runs inside the kernel VM: npm run test:vm (the host kernel has no sctp module)';
+const skip = notInVm('sctp module');
 
 const VIP = '10.96.0.40';
 const EMPTY = '10.96.0.41';
@@ -174,7 +175,7 @@ async function scenario(t: Test, lab: Lab, mode: Mode): Promise<void> {
 }
 
 for (const mode of ['nftables', 'iptables', 'ipvs'] as const) {
-  labTest(`SCTP Service in ${mode} mode: ClusterIP, NodePort, no endpoints, restart`, { prefix: 'qsct', skip: notInVm, timeout: 200_000 }, async (t, lab) => {
+  labTest(`SCTP Service in ${mode} mode: ClusterIP, NodePort, no endpoints, restart`, { prefix: 'qsct', skip, timeout: 200_000 }, async (t, lab) => {
     await scenario(t, lab, mode);
   });
 }

@@ -1,7 +1,17 @@
 /**
  * A netlink socket of one protocol in one netns, opened on first use (a failed open is retried
- * on the next use) and closed once. conntrack (NETLINK_NETFILTER) and IPVS (NETLINK_GENERIC)
- * share it.
+ * on the next use) and closed once. The building block of conntrack and the nft reads
+ * (NETLINK_NETFILTER) and IPVS (NETLINK_GENERIC).
+ *
+ * One socket may serve several users (openKernel gives conntrack and the nft reads one
+ * NETLINK_NETFILTER socket): the transport runs one operation at a time, so a request or a
+ * dump gets its whole answer before the next one is sent, each with sequence numbers of its
+ * own (a late answer to an abandoned call is skipped by them), and the socket joins no
+ * multicast group, so nothing arrives unasked. The user that is given a shared socket does not
+ * close it; whoever made it does. Not for sharing: a socket that subscribes to events (those
+ * would arrive amid the answers), and note that a dump abandoned half-way (30 s without an
+ * answer) leaves the kernel's dump running, so the next dump on the socket, whoever asks,
+ * fails once with EBUSY (docs/kernel.md, "One NETLINK_NETFILTER socket").
  */
 import { KernelError } from '../../common/errors';
 import { E } from '../errno';
@@ -28,8 +38,9 @@ export class LazyNetlinkSocket {
     return this.netns ? ` in ${this.netns.path}` : '';
   }
 
-  get(): Promise<NetlinkTransport> {
-    if (this.closed) return Promise.reject(new KernelError(`${this.what}${this.where()}`, 'closed', { errno: E.EBADF }));
+  /** `what` names the user in the error when the socket is closed (a shared socket has several). */
+  get(what = this.what): Promise<NetlinkTransport> {
+    if (this.closed) return Promise.reject(new KernelError(`${what}${this.where()}`, 'closed', { errno: E.EBADF }));
     this.transport ??= openNetlinkTransport(this.netns, this.protocol).catch((err: unknown) => {
       this.transport = undefined;
       throw err;
