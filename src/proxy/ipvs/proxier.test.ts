@@ -1,5 +1,6 @@
 import t from 'tap';
 import { Registry } from 'prom-client';
+import pino from 'pino';
 import { Cidr } from '../../common/ip';
 import { silentLogger } from '../../common/log';
 import { fakeKernel, FakeIpset, FakeIpvs, type FakeKernel } from '../../kernel/testing';
@@ -311,6 +312,26 @@ t.test('a read-back that takes longer than syncPeriod does not make every sync a
   await h.apply(slice('ns/a', eps(['10.244.1.20'])));
   t.equal(dumps, 2, 'read back again once 20 × its duration passed');
   t.match((await table(h.ipvs)).join('|'), /10\.244\.1\.20:8080w1/, 'and the change applied');
+});
+
+t.test('NodePorts on loopback: none, as kube-proxy\'s ipvs mode; a nodePortAddresses CIDR holding 127.0.0.1 is warned about', async (t) => {
+  const w = await world();
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+  const config = testConfig({ proxyMode: 'ipvs' });
+  const p = new IpvsProxier(
+    { config, section: buildProxySection({ healthzBindAddress: '', mode: 'ipvs', nodePortAddresses: ['127.0.0.0/8', '198.18.0.0/15'] }, config), state: w.state, node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false }, kernel: w.k, logger, clock: w.clock, metrics: new Registry() },
+    { ipvs: w.ipvs, ipset: w.ipset, probe: async () => 'loaded' },
+  );
+  await w.k.net.addAddress('lo', Cidr.parse('127.0.0.1/8')).catch(() => undefined);
+  await p.reconcileOnStart(signal);
+  t.ok(lines.some((l) => /NodePorts on loopback addresses are not supported in ipvs mode/.test(l) && l.includes('127.0.0.0/8') && !l.includes('198.18.0.0/15')), 'warned, naming the loopback CIDR only');
+  p.handleEvent(w.state.apply(svc('ns/np', '10.96.0.9', { type: 'NodePort', ports: [{ port: 80, nodePort: 30009 }] })));
+  p.handleEvent(w.state.apply(slice('ns/np', eps(['10.244.1.2']))));
+  await p.sync(signal);
+  const vss = (await w.ipvs.listServices()).map((s) => `${s.address}:${s.port}`).sort();
+  t.same(vss, ['10.96.0.9:80', `${NODE_IP}:30009`], 'a NodePort virtual server on the node address only, none on 127.0.0.1');
+  await p.close();
 });
 
 t.test('start-up module check names the missing module and suggests nftables mode', async (t) => {

@@ -197,11 +197,25 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
       return false;
     }));
     this.families = ip6nat ? [4, 6] : [4];
+    this.warnLoopbackNodePorts();
     // A switch from the nftables or iptables mode: their Service rules would answer first.
     await removeNftLeftovers(this.kernel, this.section.table, this.logger);
     await removeIptablesLeftovers(this.kernel, this.logger);
     await this.adopt();
     await this.checkForeignForwardDrop();
+  }
+
+  /**
+   * kube-proxy's ipvs mode never puts a NodePort on a loopback address (its node-address
+   * listing drops them, also when nodePortAddresses names 127.0.0.0/8) and sets no
+   * route_localnet; so neither do we (docs/proxy.md says why). Said once, when asked for.
+   */
+  private warnLoopbackNodePorts(): void {
+    const loopback = this.section.nodePortAddresses.filter((c) => {
+      const cidr = Cidr.parse(c);
+      return cidr.contains(IpAddress.parse(cidr.family === 4 ? '127.0.0.1' : '::1'));
+    });
+    if (loopback.length > 0) this.logger.warn({ nodePortAddresses: loopback }, 'NodePorts on loopback addresses are not supported in ipvs mode (as in kube-proxy\'s ipvs mode): these CIDRs give no NodePort on 127.0.0.1 / ::1');
   }
 
   /** Reads the kernel: our virtual servers (on our VIPs or node addresses), ipset members, bound VIPs. */
@@ -457,6 +471,9 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     // and the syncs without changes (quiet, full) check every draining real server.
     if (this.draining.size > 0 && (full || keys.length === 0)) await this.checkDraining();
     const applyMs = performance.now() - a0;
+    // What this sync touched (after a full one: every virtual server, set member and VIP) is not
+    // kept alive until the next sync.
+    this.current = { started, full: false, readBack: false, vs: new Set(), sets: new Set(), vips: new Set() };
     // Any failure (ipset, VIP, IPVS) retries every Service of this sync (the pipeline does); the
     // next read-back keeps its spacing all the same (a failing kernel must not make every sync full).
     let rb: IpvsSyncStats['readBack'];
