@@ -1,5 +1,6 @@
 import t from 'tap';
 import { Registry } from 'prom-client';
+import pino from 'pino';
 import { Cidr } from '../../common/ip';
 import { silentLogger } from '../../common/log';
 import { fakeKernel, FakeIpset, FakeIpvs, type FakeKernel } from '../../kernel/testing';
@@ -283,6 +284,54 @@ t.test('the periodic full sync repairs a virtual server and a real server delete
     await h.apply(svc('ns/c', '10.96.0.7', { ports: [{ port: 80 + i }] }));
   }
   t.same((await table(h.ipvs)).filter((l) => !l.includes('10.96.0.7')), want, 'both repaired');
+});
+
+t.test('a read-back that takes longer than syncPeriod does not make every sync a full one: the next waits READBACK_SHARE times its duration', async (t) => {
+  const h = await harness(await world(), { syncPeriod: 1000 });
+  await h.apply(svc('ns/a', '10.96.0.5'), slice('ns/a', eps(['10.244.1.2'])));
+  // Reading the kernel back takes 3 s (3 × syncPeriod), as ~30 s at 10,000 Services in the TCG bench guest.
+  let dumps = 0;
+  const list = h.ipvs.listServices.bind(h.ipvs);
+  h.ipvs.listServices = async () => {
+    dumps++;
+    h.clock.advance(3000);
+    return list();
+  };
+  h.clock.advance(1000);
+  await h.apply(slice('ns/a', eps(['10.244.1.3'])));
+  t.equal(dumps, 1, 'syncPeriod after the first sync: read back');
+  t.same(h.p.lastSync?.readBack, { ms: 3000, nextInMs: 60_000 }, 'it took 3 s; the next one 20 × that after its start');
+  for (let i = 0; i < 5; i++) {
+    h.clock.advance(1000);
+    await h.apply(slice('ns/a', eps([`10.244.1.${4 + i}`])));
+  }
+  t.equal(dumps, 1, 'the endpoint changes after it diff in memory (no read-back each, although syncPeriod passed)');
+  t.equal(h.p.lastSync?.services, 1, 'each sync renders the one changed Service');
+  t.notOk(h.p.lastSync?.readBack);
+  h.clock.advance(60_000);
+  await h.apply(slice('ns/a', eps(['10.244.1.20'])));
+  t.equal(dumps, 2, 'read back again once 20 × its duration passed');
+  t.match((await table(h.ipvs)).join('|'), /10\.244\.1\.20:8080w1/, 'and the change applied');
+});
+
+t.test('NodePorts on loopback: none, as kube-proxy\'s ipvs mode; a nodePortAddresses CIDR holding 127.0.0.1 is warned about', async (t) => {
+  const w = await world();
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+  const config = testConfig({ proxyMode: 'ipvs' });
+  const p = new IpvsProxier(
+    { config, section: buildProxySection({ healthzBindAddress: '', mode: 'ipvs', nodePortAddresses: ['127.0.0.0/8', '198.18.0.0/15'] }, config), state: w.state, node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false }, kernel: w.k, logger, clock: w.clock, metrics: new Registry() },
+    { ipvs: w.ipvs, ipset: w.ipset, probe: async () => 'loaded' },
+  );
+  await w.k.net.addAddress('lo', Cidr.parse('127.0.0.1/8')).catch(() => undefined);
+  await p.reconcileOnStart(signal);
+  t.ok(lines.some((l) => /NodePorts on loopback addresses are not supported in ipvs mode/.test(l) && l.includes('127.0.0.0/8') && !l.includes('198.18.0.0/15')), 'warned, naming the loopback CIDR only');
+  p.handleEvent(w.state.apply(svc('ns/np', '10.96.0.9', { type: 'NodePort', ports: [{ port: 80, nodePort: 30009 }] })));
+  p.handleEvent(w.state.apply(slice('ns/np', eps(['10.244.1.2']))));
+  await p.sync(signal);
+  const vss = (await w.ipvs.listServices()).map((s) => `${s.address}:${s.port}`).sort();
+  t.same(vss, ['10.96.0.9:80', `${NODE_IP}:30009`], 'a NodePort virtual server on the node address only, none on 127.0.0.1');
+  await p.close();
 });
 
 t.test('start-up module check names the missing module and suggests nftables mode', async (t) => {

@@ -29,6 +29,7 @@ import { Gauge } from 'prom-client';
 import type { ProxySection } from '../config';
 import type { ServicePortInfo } from '../model';
 import { ProxyPipeline, type ApplyResult, type SyncStart } from '../pipeline';
+import { READBACK_SHARE } from '../proxier';
 import { destKey, LEGACY_SETS, renderIpvsService, SET_TYPES, setTypesOf, VIP_DEVICE, vsKey, type DesiredVS, type IpFamily, type IpvsContribution } from './render';
 import { missingJumps, renderRules } from './rules';
 import { removeIpvsLeftovers } from './leftovers';
@@ -97,6 +98,11 @@ export interface IpvsSyncStats {
   vipChanges: number;
   renderMs: number;
   applyMs: number;
+  /**
+   * Set on a periodic full sync (the kernel read back and every Service diffed): what it took
+   * (ms) and when the next one is due (ms from this one's start).
+   */
+  readBack?: { ms: number; nextInMs: number };
 }
 
 export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
@@ -129,9 +135,16 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
    */
   private families: IpFamily[] = [4];
   private setupDone = false;
-  private lastFull = 0;
-  /** This sync's: start time, whether it diffs everything, and what its Services touched. */
-  private current = { started: 0, full: false, vs: new Set<string>(), sets: new Set<string>(), vips: new Set<string>() };
+  /**
+   * When (clock ms) the next periodic full sync is due: syncPeriod after the last one began,
+   * or READBACK_SHARE times what it took if that is longer (as nftables mode spaces its
+   * read-backs). At 10,000 Services one takes ~30 s under the bench's TCG guest (a dest dump per
+   * virtual server, `ipset save`, every Service re-rendered), longer than syncPeriod: due from its
+   * start alone, every sync (every endpoint change) was a full one.
+   */
+  private nextFull = 0;
+  /** This sync's: start time, whether it diffs everything (and reads the kernel back), and what its Services touched. */
+  private current = { started: 0, full: false, readBack: false, vs: new Set<string>(), sets: new Set<string>(), vips: new Set<string>() };
   private busy: Promise<unknown> = Promise.resolve();
   private drainTimer: NodeJS.Timeout | undefined;
 
@@ -184,11 +197,25 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
       return false;
     }));
     this.families = ip6nat ? [4, 6] : [4];
+    this.warnLoopbackNodePorts();
     // A switch from the nftables or iptables mode: their Service rules would answer first.
     await removeNftLeftovers(this.kernel, this.section.table, this.logger);
     await removeIptablesLeftovers(this.kernel, this.logger);
     await this.adopt();
     await this.checkForeignForwardDrop();
+  }
+
+  /**
+   * kube-proxy's ipvs mode never puts a NodePort on a loopback address (its node-address
+   * listing drops them, also when nodePortAddresses names 127.0.0.0/8) and sets no
+   * route_localnet; so neither do we (docs/proxy.md says why). Said once, when asked for.
+   */
+  private warnLoopbackNodePorts(): void {
+    const loopback = this.section.nodePortAddresses.filter((c) => {
+      const cidr = Cidr.parse(c);
+      return cidr.contains(IpAddress.parse(cidr.family === 4 ? '127.0.0.1' : '::1'));
+    });
+    if (loopback.length > 0) this.logger.warn({ nodePortAddresses: loopback }, 'NodePorts on loopback addresses are not supported in ipvs mode (as in kube-proxy\'s ipvs mode): these CIDRs give no NodePort on 127.0.0.1 / ::1');
   }
 
   /** Reads the kernel: our virtual servers (on our VIPs or node addresses), ipset members, bound VIPs. */
@@ -347,13 +374,14 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     // Also while events keep coming (a sync with changes of its own): under steady endpoint
     // churn every sync has some, and the repair must not wait for a quiet moment.
     let full = s.renderAll;
-    if (!s.renderAll && s.started - this.lastFull >= this.section.syncPeriodMs) {
-      await this.adopt();
+    const readBack = !s.renderAll && s.started >= this.nextFull;
+    if (readBack) {
+      await this.adopt(); // node addresses included
       full = true;
     }
     if (full || !this.setupDone) await this.setup();
-    if (full) await this.refreshNodeAddresses();
-    this.current = { started: s.started, full, vs: new Set(), sets: new Set(), vips: new Set() };
+    if (full && !readBack) await this.refreshNodeAddresses();
+    this.current = { started: s.started, full, readBack, vs: new Set(), sets: new Set(), vips: new Set() };
     if (full) {
       for (const k of this.appliedVS.keys()) this.current.vs.add(k);
       for (const [set, members] of this.appliedSets) for (const m of members) this.current.sets.add(`${set} ${m}`);
@@ -370,7 +398,7 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     const r0 = performance.now();
     render(keys);
     const renderMs = performance.now() - r0;
-    const { started, full, vs: touchedVS, sets: touchedSets, vips: touchedVips } = this.current;
+    const { started, full, readBack, vs: touchedVS, sets: touchedSets, vips: touchedVips } = this.current;
 
     // ---- diff
     const changes: Change<IpvsEntry>[] = [];
@@ -443,9 +471,23 @@ export class IpvsProxier extends ProxyPipeline<IpvsSyncStats> {
     // and the syncs without changes (quiet, full) check every draining real server.
     if (this.draining.size > 0 && (full || keys.length === 0)) await this.checkDraining();
     const applyMs = performance.now() - a0;
-    // Any failure (ipset, VIP, IPVS) retries every Service of this sync (the pipeline does).
-    if (full && failed === 0) this.lastFull = started;
-    return { stats: { services: keys.length, ipvsChanges: changes.length, ipsetChanges: setLines.length, vipChanges: vipAdd.length + vipDel.length, renderMs, applyMs }, failed };
+    // What this sync touched (after a full one: every virtual server, set member and VIP) is not
+    // kept alive until the next sync.
+    this.current = { started, full: false, readBack: false, vs: new Set(), sets: new Set(), vips: new Set() };
+    // Any failure (ipset, VIP, IPVS) retries every Service of this sync (the pipeline does); the
+    // next read-back keeps its spacing all the same (a failing kernel must not make every sync full).
+    let rb: IpvsSyncStats['readBack'];
+    if (readBack) {
+      const ms = this.clock.now() - started;
+      const nextInMs = Math.max(this.section.syncPeriodMs, READBACK_SHARE * ms);
+      this.nextFull = started + nextInMs;
+      rb = { ms, nextInMs };
+    } else if (full && failed === 0) {
+      // A full re-render (the first sync, our Node changed) diffed everything against what was
+      // adopted or read back before: the next read-back syncPeriod after it.
+      this.nextFull = Math.max(this.nextFull, this.clock.now() + this.section.syncPeriodMs);
+    }
+    return { stats: { services: keys.length, ipvsChanges: changes.length, ipsetChanges: setLines.length, vipChanges: vipAdd.length + vipDel.length, renderMs, applyMs, ...(rb ? { readBack: rb } : {}) }, failed };
   }
 
   /** The gauges count when scraped (collect), not here. */
