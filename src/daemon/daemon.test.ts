@@ -294,3 +294,33 @@ t.test('cleanup removes what the components installed', async (t) => {
   t.notOk(existsSync(conflist), 'conflist removed');
   t.notOk(existsSync(path.join(config.cniBinDir, 'podwire')), 'binary removed');
 });
+
+t.test('releaseMemoryWhenReady: called once, after the first ready, not again on later readiness', async (t) => {
+  const { config } = env(t);
+  const source = new FakeSource();
+  source.apply(nodeObject('n1', ['10.244.1.0/24']));
+  let calls = 0;
+  let readyAtCall: boolean | undefined;
+  const d: Daemon = new Daemon({
+    config, source, components: [cniInstallerRegistration()], logger: silentLogger, processMetrics: false, tcpServers: false, kernel: fakeKernel(),
+    releaseMemoryWhenReady: () => {
+      calls++;
+      readyAtCall = d.status().ready;
+      return { rssBefore: 2, rssAfter: 1, heapUsedAfter: 1, ms: 0 };
+    },
+  });
+  const ac = new AbortController();
+  await d.start(ac.signal);
+  t.equal(calls, 0, 'not before the source synced');
+  source.markSynced();
+  t.ok(await waitReady(config), 'ready');
+  for (let i = 0; i < 100 && calls === 0; i++) await new Promise((r) => setImmediate(r));
+  t.equal(calls, 1, 'called once ready');
+  t.equal(readyAtCall, true, 'the daemon was ready when it ran');
+  source.apply(nodeObject('n1', ['10.244.3.0/24']));
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  t.ok(await waitReady(config), 'still ready after a change');
+  t.equal(calls, 1, 'not called again');
+  ac.abort();
+  await d.stop();
+});

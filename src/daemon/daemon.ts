@@ -21,6 +21,7 @@
 import { systemClock, type Clock } from '../common/clock';
 import { errorMessage, PodwireError } from '../common/errors';
 import type { Logger } from '../common/log';
+import type { ReleasedMemory } from '../common/memory';
 import type { Kernel } from '../kernel';
 import { clusterStateOf, nodeWriterOf } from '../k8s/cluster-state';
 import type { ClusterEvent, ClusterState, NodeObject, NodeWriter, ProblemReporter, SourceProblem, StateSource } from '../k8s/types';
@@ -62,6 +63,12 @@ export interface DaemonOptions {
    * registration whose section is missing here gets its section built from defaults.
    */
   sections?: Readonly<Record<string, unknown>>;
+  /**
+   * Called once, the first time the daemon is ready (the initial list built into every
+   * component): podwired passes common/memory's releaseMemory, which returns the start-up
+   * peak's garbage to the system. Tests leave it out (a full collection per test daemon).
+   */
+  releaseMemoryWhenReady?: () => ReleasedMemory | null;
 }
 
 /** A component's start or create failed; names the component. */
@@ -131,6 +138,8 @@ export class Daemon {
   private unsubscribe: (() => void) | undefined;
   private startedAt = 0;
   private wasReady = false;
+  private releasedMemory = false;
+  private readonly releaseMemoryWhenReady: DaemonOptions['releaseMemoryWhenReady'];
   private runnersStarted: Promise<void> | undefined;
   private readonly kernelOption: DaemonOptions['kernel'];
   private kernel: Kernel | undefined;
@@ -148,6 +157,7 @@ export class Daemon {
     this.tcpServers = options.tcpServers !== false;
     this.kernelOption = options.kernel;
     this.sections = options.sections ?? {};
+    this.releaseMemoryWhenReady = options.releaseMemoryWhenReady;
     this.state = clusterStateOf(this.source);
     this.nodeWriter = options.nodeWriter ?? nodeWriterOf(this.source);
     this.metrics = createDaemonMetrics(() => this.source, { processMetrics: options.processMetrics !== false });
@@ -506,7 +516,18 @@ export class Daemon {
   private updateReady(): void {
     const ready = this.isReady();
     this.metrics.ready.set(ready ? 1 : 0);
-    if (ready && !this.wasReady) this.logger.info('ready');
+    if (ready && !this.wasReady) {
+      this.logger.info('ready');
+      if (!this.releasedMemory && this.releaseMemoryWhenReady) {
+        this.releasedMemory = true;
+        const release = this.releaseMemoryWhenReady;
+        // After the current sync's callers have dropped their temporaries.
+        setImmediate(() => {
+          const r = release();
+          if (r) this.logger.info({ rssBeforeMb: +(r.rssBefore / 1048576).toFixed(1), rssAfterMb: +(r.rssAfter / 1048576).toFixed(1), heapUsedMb: +(r.heapUsedAfter / 1048576).toFixed(1), ms: Math.round(r.ms) }, 'released the start-up memory');
+        });
+      }
+    }
     this.wasReady = ready;
   }
 

@@ -4,6 +4,7 @@
  */
 import { createLogger, type Logger } from '../common/log';
 import { errorMessage } from '../common/errors';
+import { releaseMemory } from '../common/memory';
 import type { StateSource } from '../k8s/types';
 import type { ComponentRegistration } from './component';
 import { helpText, isConfigError, loadConfig, renderConfig, sectionsOf, type LoadedConfig } from './config';
@@ -57,7 +58,7 @@ export async function main(deps: MainDeps): Promise<number> {
   const logger = rootLogger.child({ component: 'podwired' });
   const controller = new AbortController();
   const source = (deps.createSource ?? ((l, log) => createSourceFromConfig(l.config, log)))(loaded, rootLogger);
-  const daemon = new Daemon({ config, source, components: registrations, logger: rootLogger, sections: loaded.sections, ...(deps.kernel ? { kernel: deps.kernel } : {}) });
+  const daemon = new Daemon({ config, source, components: registrations, logger: rootLogger, sections: loaded.sections, releaseMemoryWhenReady: releaseMemory, ...(deps.kernel ? { kernel: deps.kernel } : {}) });
 
   if (actions.cleanup) {
     const { failed } = await daemon.cleanup(controller.signal);

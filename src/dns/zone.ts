@@ -122,8 +122,11 @@ class Slab {
   }
 }
 
+/** The shared empty `types`/`refs` of names without records (never pushed to). */
+const NO_NUMBERS: number[] = [];
+
 interface NameEntry {
-  /** qtypes with an answer, parallel to `refs` (slab handles). */
+  /** qtypes with an answer, parallel to `refs` (slab handles); exact length, never grown. */
   types: number[];
   refs: number[];
   /** Service key that owns the name ('' for zone-level names). */
@@ -269,12 +272,16 @@ export class ClusterZone {
     const old = this.names.get(key);
     if (old) for (const r of old.refs) this.slab.release(r);
     const wire = encodeName(name.toLowerCase());
-    const entry: NameEntry = { types: [], refs: [], owner, cname: rec.cname, zone: this.zoneOf(key) };
+    const types: number[] = [];
+    const refs: number[] = [];
     for (const [type, answers] of rec.answers) {
       if (answers.length === 0) continue;
-      entry.types.push(type);
-      entry.refs.push(this.slab.alloc(encodeResponse(wire, type, RCODE.NOERROR, answers, [], rec.additional.get(type) ?? [])));
+      types.push(type);
+      refs.push(this.slab.alloc(encodeResponse(wire, type, RCODE.NOERROR, answers, [], rec.additional.get(type) ?? [])));
     }
+    // Exact-length copies: a pushed-to array keeps a 17-slot backing store (~150 bytes),
+    // and a zone holds four names per Service (measured: 5 MB at 5,000 Services).
+    const entry: NameEntry = { types: types.length ? types.slice() : NO_NUMBERS, refs: refs.length ? refs.slice() : NO_NUMBERS, owner, cname: rec.cname, zone: this.zoneOf(key) };
     this.names.set(key, entry);
     return key;
   }
@@ -389,7 +396,7 @@ export class ClusterZone {
       if (prev && prev.owner !== key && prev.owner !== '' && this.controller.service(prev.owner)) continue;
       keys.push(this.setName(name, rec, key));
     }
-    this.owned.set(key, keys);
+    this.owned.set(key, keys.slice()); // exact length (see setName)
   }
 
   // ---- answering --------------------------------------------------------------
