@@ -10,17 +10,11 @@
  * The overlay components run in this process on real kernels (netlink in the lab's
  * namespaces) with real KubernetesSources over HTTP to the fixture on 127.0.0.1.
  */
-import path from 'node:path';
-import { Registry } from 'prom-client';
-import { silentLogger, systemClock } from '../../src/common';
-import { loadConfig } from '../../src/daemon/config';
-import { clusterStateOf, createKubernetesSource, nodeWriterOf } from '../../src/k8s';
 import type { NodeObject } from '../../src/k8s/types';
-import { netnsRef, openKernel } from '../../src/kernel';
-import { ANNOTATIONS, defaultOverlaySection, OverlayComponent } from '../../src/overlay';
+import { ANNOTATIONS } from '../../src/overlay';
 import * as o from '../fixtures/apiserver/objects';
-import { fixtureApi } from './helpers';
-import { execOk, ip, labTest, netnsPath, ping } from '../harness';
+import { fixtureApi, k8sOverlayMember } from './helpers';
+import { execOk, ip, labTest, ping } from '../harness';
 
 labTest('annotations round trip through the API: A publishes, B reads them and programs A', { prefix: 'qo-ann', requires: ['veth', 'bridge', 'vxlan', 'nftables'], timeout: 60_000 }, async (t, lab) => {
   const ul = await lab.addUnderlay({ role: 'ul' });
@@ -28,29 +22,13 @@ labTest('annotations round trip through the API: A publishes, B reads them and p
   const nb = await lab.addNode(ul, { role: 'nb', address: '198.18.1.2/16' });
   await ip(na.ns, ['route', 'add', '198.18.1.0/24', 'dev', 'eth0']); // same bridge: B is on-link for A too
 
-  const { api, dir, kubeconfig, signal, kernels } = await fixtureApi(t, 'qo-ann-');
+  const fx = await fixtureApi(t, 'qo-ann-');
+  const { api, signal } = fx;
   api.put('nodes', o.node('na', na.ip, '10.244.1.0/24'));
   api.put('nodes', o.node('nb', nb.ip, '10.244.2.0/24'));
 
 
-  async function member(name: string, ns: string) {
-    const src = createKubernetesSource({ kubeconfigPath: kubeconfig, nodeName: name, logger: silentLogger, kinds: ['Node'], credentials: 'in-process' });
-    await src.start(signal);
-    await src.waitForSync(AbortSignal.timeout(15_000));
-    const config = loadConfig({
-      argv: ['--node-name', name, '--cluster-cidr', '10.244.0.0/16', '--control-socket', path.join(dir, name, 'podwire.sock'), '--backend', 'vxlan'],
-      env: {},
-      readFile: () => {
-        throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
-      },
-    }).config;
-    const kernel = await openKernel(netnsRef(netnsPath(ns)));
-    kernels.push(kernel);
-    const section = { ...defaultOverlaySection(config), directRouting: true };
-    const state = clusterStateOf(src);
-    const comp = new OverlayComponent({ config, section, state, node: nodeWriterOf(src), kernel, logger: silentLogger, clock: systemClock, metrics: new Registry() });
-    return { src, comp, state, ns };
-  }
+  const member = (name: string, ns: string) => k8sOverlayMember(fx, name, ns, { clusterCIDR: '10.244.0.0/16', section: (s) => ({ ...s, directRouting: true }) });
   const a = await member('na', na.ns);
   const b = await member('nb', nb.ns);
   const peerMode = (m: typeof b, peer: string) => ((m.comp.status().peers as { node: string; mode: string }[]).find((p) => p.node === peer))?.mode;

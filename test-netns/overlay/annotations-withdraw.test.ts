@@ -8,17 +8,11 @@
  *   Its own stale public-ipv6 does not keep the family alive, and the withdrawal is sent once.
  * - nc is an IPv6-only node whose Node still holds IPv4 keys from before: they are withdrawn.
  */
-import path from 'node:path';
-import { Registry } from 'prom-client';
-import { silentLogger, systemClock } from '../../src/common';
-import { loadConfig } from '../../src/daemon/config';
-import { clusterStateOf, createKubernetesSource, nodeWriterOf } from '../../src/k8s';
 import type { NodeObject } from '../../src/k8s/types';
-import { netnsRef, openKernel } from '../../src/kernel';
-import { ANNOTATIONS, defaultOverlaySection, OverlayComponent } from '../../src/overlay';
+import { ANNOTATIONS } from '../../src/overlay';
 import * as o from '../fixtures/apiserver/objects';
-import { fixtureApi } from './helpers';
-import { exec, execOk, ip, labTest, netnsPath, ping } from '../harness';
+import { fixtureApi, k8sOverlayMember } from './helpers';
+import { exec, execOk, ip, labTest, ping } from '../harness';
 
 const DS = '10.244.0.0/16,fd00:10:244::/56';
 const V6KEYS = [ANNOTATIONS.backendV6Data, ANNOTATIONS.publicIpv6, ANNOTATIONS.underlayCidr6];
@@ -44,30 +38,15 @@ labTest('stale annotations are withdrawn from our Node through the API (v6 keys 
   const nc = await lab.addNode(ul, { role: 'nc', address: '198.18.0.3/24' });
   for (const [n, a] of [[na, 'fd00:198:18::1'], [nb, 'fd00:198:18::2'], [nc, 'fd00:198:18::3']] as const) await ip(n.ns, ['addr', 'add', `${a}/64`, 'dev', 'eth0', 'nodad']);
 
-  const { api, dir, kubeconfig, signal, kernels } = await fixtureApi(t, 'pwh1-annw-');
+  const fx = await fixtureApi(t, 'pwh1-annw-');
+  const { api, signal } = fx;
   api.put('nodes', nodeOf('na', ['10.244.1.0/24', 'fd00:10:244:1::/64'], ['198.18.0.1', 'fd00:198:18::1']));
   api.put('nodes', nodeOf('nb', ['10.244.2.0/24', 'fd00:10:244:2::/64'], ['198.18.0.2', 'fd00:198:18::2']));
   // An IPv6-only node whose Node still carries the IPv4 keys an earlier run wrote.
   api.put('nodes', nodeOf('nc', ['fd00:10:244:3::/64'], ['fd00:198:18::3'], { [ANNOTATIONS.backendData]: '{"VNI":1,"VtepMAC":"0a:58:c6:12:00:03"}', [ANNOTATIONS.publicIp]: '198.18.0.3', [ANNOTATIONS.underlayCidr]: '198.18.0.3/24' }));
 
 
-  async function member(name: string, ns: string, clusterCIDR: string) {
-    const src = createKubernetesSource({ kubeconfigPath: kubeconfig, nodeName: name, logger: silentLogger, kinds: ['Node'], credentials: 'in-process' });
-    await src.start(signal);
-    await src.waitForSync(AbortSignal.timeout(15_000));
-    const config = loadConfig({
-      argv: ['--node-name', name, '--cluster-cidr', clusterCIDR, '--control-socket', path.join(dir, name, 'podwire.sock'), '--backend', 'vxlan'],
-      env: {},
-      readFile: () => {
-        throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
-      },
-    }).config;
-    const kernel = await openKernel(netnsRef(netnsPath(ns)));
-    kernels.push(kernel);
-    const state = clusterStateOf(src);
-    const comp = new OverlayComponent({ config, section: defaultOverlaySection(config), state, node: nodeWriterOf(src), kernel, logger: silentLogger, clock: systemClock, metrics: new Registry() });
-    return { comp, state, ns };
-  }
+  const member = (name: string, ns: string, clusterCIDR: string) => k8sOverlayMember(fx, name, ns, { clusterCIDR });
   type Member = Awaited<ReturnType<typeof member>>;
   const seenBy = (m: Member, node: string): NodeObject | undefined => [...m.state.values('Node')].find((n) => n.meta.name === node) as NodeObject | undefined;
   const until = async (what: string, cond: () => boolean): Promise<boolean> => {

@@ -20,7 +20,14 @@ import { exec, execOk, ip, ping, type Lab, type LabNode, type Underlay } from '.
 import { pluginConfig, readConflist, resultIpv4, runInstalledCni } from '../lab/cni-client';
 import { createRunDir, PODWIRE_CLI, Podwired, type RunDir } from '../lab/podwired';
 import { FakeApiServer } from '../fixtures/apiserver/server';
-import type { Kernel } from '../../src/kernel';
+import { Registry } from 'prom-client';
+import { silentLogger, systemClock } from '../../src/common';
+import { loadConfig } from '../../src/daemon/config';
+import { clusterStateOf, createKubernetesSource, nodeWriterOf } from '../../src/k8s';
+import type { ClusterState } from '../../src/k8s/types';
+import { netnsRef, openKernel, type Kernel } from '../../src/kernel';
+import { defaultOverlaySection, OverlayComponent, type OverlaySection } from '../../src/overlay';
+import { netnsPath } from '../harness';
 
 export const PROTO = 77;
 export const OUTSIDE_IP = '198.18.0.200';
@@ -280,4 +287,33 @@ export async function fixtureApi(t: { teardown(fn: () => unknown): void }, dirPr
     rmSync(dir, { recursive: true, force: true });
   });
   return { api, dir, kubeconfig, signal: ac.signal, kernels };
+}
+
+/**
+ * One node of a Kubernetes-source overlay test: a real Kubernetes source (Nodes only) on the
+ * fixture API, and the overlay component on the node namespace's kernel, in this process.
+ */
+export async function k8sOverlayMember(
+  f: FixtureApi,
+  name: string,
+  ns: string,
+  opts: { clusterCIDR: string; section?: (s: OverlaySection) => OverlaySection },
+): Promise<{ comp: OverlayComponent; state: ClusterState; ns: string }> {
+  const src = createKubernetesSource({ kubeconfigPath: f.kubeconfig, nodeName: name, logger: silentLogger, kinds: ['Node'], credentials: 'in-process' });
+  await src.start(f.signal);
+  await src.waitForSync(AbortSignal.timeout(15_000));
+  const config = loadConfig({
+    argv: ['--node-name', name, '--cluster-cidr', opts.clusterCIDR, '--control-socket', path.join(f.dir, name, 'podwire.sock'), '--backend', 'vxlan'],
+    env: {},
+    readFile: () => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    },
+  }).config;
+  const kernel = await openKernel(netnsRef(netnsPath(ns)));
+  f.kernels.push(kernel);
+  const base = defaultOverlaySection(config);
+  const section = opts.section ? opts.section(base) : base;
+  const state = clusterStateOf(src);
+  const comp = new OverlayComponent({ config, section, state, node: nodeWriterOf(src), kernel, logger: silentLogger, clock: systemClock, metrics: new Registry() });
+  return { comp, state, ns };
 }
