@@ -13,7 +13,7 @@ import { InvalidInputError, KernelError } from '../common/errors';
 import { IpAddress } from '../common/ip';
 import { NETLINK_NETFILTER, decodeCtMessage, encodeCtDelete, encodeCtDump, type CtRecord } from './ctnetlink/codec';
 import { E, describeErrno } from './errno';
-import { LazyNetlinkSocket } from './netlink/lazy-socket';
+import { socketFor, type LazyNetlinkSocket } from './netlink/lazy-socket';
 import type { NetlinkTransport } from './netlink/transport';
 import type { ConntrackEntry, ConntrackFilter, ConntrackKernel, NetnsRef } from './types';
 
@@ -68,8 +68,9 @@ export class NetlinkConntrack implements ConntrackKernel {
     readonly netns: NetnsRef | undefined,
     socket?: NetlinkTransport | LazyNetlinkSocket,
   ) {
-    this.ownsSocket = !(socket instanceof LazyNetlinkSocket);
-    this.sock = socket instanceof LazyNetlinkSocket ? socket : new LazyNetlinkSocket('conntrack', netns, NETLINK_NETFILTER, socket);
+    const own = socketFor(socket, 'conntrack', netns, NETLINK_NETFILTER);
+    this.sock = own.sock;
+    this.ownsSocket = own.owned;
   }
 
   private where(): string {

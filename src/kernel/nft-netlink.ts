@@ -7,7 +7,7 @@
  */
 import { KernelError } from '../common/errors';
 import { NETLINK_NETFILTER } from './native';
-import { LazyNetlinkSocket } from './netlink/lazy-socket';
+import { socketFor, type LazyNetlinkSocket } from './netlink/lazy-socket';
 import type { NetlinkTransport } from './netlink/transport';
 import { decodeNewGen, encodeGetGen } from './nft-generation';
 import { decodeRules, encodeGetRules } from './nft-rules';
@@ -21,8 +21,9 @@ export class NftNetlink {
 
   /** `socket`: a shared NETLINK_NETFILTER socket, or for tests a fake or an already open transport; by default one of its own. */
   constructor(netns: NetnsRef | undefined, socket?: NetlinkTransport | LazyNetlinkSocket) {
-    this.ownsSocket = !(socket instanceof LazyNetlinkSocket);
-    this.sock = socket instanceof LazyNetlinkSocket ? socket : new LazyNetlinkSocket('nftables', netns, NETLINK_NETFILTER, socket);
+    const own = socketFor(socket, 'nftables', netns, NETLINK_NETFILTER);
+    this.sock = own.sock;
+    this.ownsSocket = own.owned;
   }
 
   async generation(): Promise<number> {

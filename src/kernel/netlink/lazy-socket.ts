@@ -19,6 +19,15 @@ import type { NetnsRef } from '../types';
 import { openNetlinkTransport } from './native-transport';
 import type { NetlinkTransport } from './transport';
 
+/**
+ * A user's socket: the shared one it was given (`owned` false: whoever made it closes it), or
+ * one of its own, opened on first use, or over `given` when that is a transport (tests: a fake
+ * or an already open socket).
+ */
+export function socketFor(given: NetlinkTransport | LazyNetlinkSocket | undefined, what: string, netns: NetnsRef | undefined, protocol: number): { sock: LazyNetlinkSocket; owned: boolean } {
+  return given instanceof LazyNetlinkSocket ? { sock: given, owned: false } : { sock: new LazyNetlinkSocket(what, netns, protocol, given), owned: true };
+}
+
 export class LazyNetlinkSocket {
   private transport: Promise<NetlinkTransport> | undefined;
   private closed = false;
