@@ -94,7 +94,7 @@ class ExampleComponent implements Component {
     const pods = this.ctx.state.podsByNode(node).map((p) => p.meta.key).sort();
     const endpoints = this.ctx.state
       .endpointSlicesByService(this.s.service)
-      .flatMap((sl) => sl.endpoints.filter((e) => e.nodeName === node).flatMap((e) => e.addresses))
+      .flatMap((sl) => sl.endpoints.filter((e) => e.nodeName === node).map((e) => e.address))
       .sort();
     if (this.s.forwarding) await this.ctx.kernel.sysctl.write('net.ipv4.ip_forward', '1');
     for (const a of endpoints) await this.ctx.kernel.net.replaceRoute({ dst: Cidr.parse(`${a}/32`), type: 'blackhole', table: 100 });
@@ -173,7 +173,7 @@ function slice(ns: string, service: string, name: string, eps: { ip: string; nod
     serviceName: service,
     addressType: 'IPv4',
     endpoints: eps.map((e) => ({
-      addresses: [e.ip],
+      address: e.ip,
       conditions: { ready: true, serving: true, terminating: false },
       hostname: undefined,
       nodeName: e.node,

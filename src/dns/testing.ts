@@ -50,7 +50,8 @@ export function slice(
     serviceName: svc,
     addressType,
     endpoints: endpoints.map((e) => ({
-      addresses: Array.isArray(e.ip) ? e.ip : [e.ip],
+      address: Array.isArray(e.ip) ? e.ip[0]! : e.ip,
+      ...(Array.isArray(e.ip) && e.ip.length > 1 ? { moreAddresses: e.ip.slice(1) } : {}),
       conditions: { ready: e.ready ?? true, serving: e.ready ?? true, terminating: false },
       hostname: e.hostname,
       nodeName: undefined,

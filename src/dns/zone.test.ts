@@ -109,6 +109,14 @@ t.test('headless Service: ready endpoints, hostnames, SRV per endpoint × port, 
   t.same(r.answers.map((a) => a.address), ['10.244.1.9']);
 });
 
+t.test('headless Service: an endpoint with several addresses publishes every one', async (t) => {
+  const fc = cluster();
+  fc.slices.set('prod/db', [slice('prod', 'db', [{ ip: ['10.244.1.5', '10.244.1.15'] }, { ip: '10.244.2.6' }], [{ name: 'pg', port: 5432 }])]);
+  const c = await synced(fc);
+  const r = parse(await ask(c.handler, 'db.prod.svc.cluster.local', TYPE.A));
+  t.same(r.answers.map((a) => a.address).sort(), ['10.244.1.15', '10.244.1.5', '10.244.2.6']);
+});
+
 t.test('publishNotReadyAddresses includes not-ready endpoints', async (t) => {
   const fc = cluster();
   fc.svc.set('prod/db', service('prod', 'db', { clusterIPs: ['None'], publishNotReadyAddresses: true }));

@@ -7,7 +7,7 @@
  * Updates are per Service: a changed Service's old answers become garbage in the slab
  * and its new ones are appended; the slab is compacted when more than half of it is garbage.
  */
-import type { EndpointSliceObject, PodObject, ServiceObject } from '../k8s/types';
+import { endpointAddresses, type EndpointSliceObject, type PodObject, type ServiceObject } from '../k8s/types';
 import type { DnsController } from './controller';
 import {
   dashedIp,
@@ -344,7 +344,7 @@ export class ClusterZone {
         for (const p of slice.ports) if (p.name) ports.set(`${p.name}/${p.protocol}/${p.port}`, { name: p.name, port: p.port, protocol: p.protocol });
         for (const ep of slice.endpoints) {
           if (!ep.conditions.ready && !svc.publishNotReadyAddresses) continue;
-          for (const ip of ep.addresses) {
+          for (const ip of endpointAddresses(ep)) {
             if (!ipBytes(ip) || seen.has(ip)) continue;
             seen.add(ip);
             endpoints.push({ name: (ep.hostname ?? dashedIp(ip)).toLowerCase(), ip, hostname: ep.hostname !== undefined });

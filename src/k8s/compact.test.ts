@@ -1,6 +1,6 @@
 import t from 'tap';
 import { compact, InvalidObjectError, kindOfDocument, rawKey, sameContent } from './compact';
-import type { ServiceObject } from './types';
+import { endpointAddresses, type ServiceObject } from './types';
 
 function rawService(over: Record<string, unknown> = {}, spec: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -114,12 +114,15 @@ t.test('EndpointSlice compaction shares conditions and interns strings', async (
     addressType: 'IPv4',
     endpoints: [
       { addresses: ['10.244.1.2'], conditions: { ready }, nodeName: 'n1', zone: 'z', targetRef: { kind: 'Pod', namespace: 'shop', name: 'p1', uid: 'x' } },
-      { addresses: ['10.244.1.3'], conditions: { ready: false, serving: true, terminating: true }, hostname: 'h' },
+      { addresses: ['10.244.1.3', '10.244.1.4'], conditions: { ready: false, serving: true, terminating: true }, hostname: 'h' },
     ],
     ports: [{ name: 'http', port: 8080 }, { name: 'all' }],
   });
   const s = compact('EndpointSlice', raw(undefined));
   t.equal(s.serviceName, 'web');
+  t.equal(s.endpoints[0]!.address, '10.244.1.2');
+  t.notOk('moreAddresses' in s.endpoints[0]!, 'one address: no array for the rest');
+  t.same(endpointAddresses(s.endpoints[1]!), ['10.244.1.3', '10.244.1.4'], 'every address kept, in order');
   t.same(s.endpoints[0]!.conditions, { ready: true, serving: true, terminating: false }, 'nil ready means ready; nil serving follows ready');
   t.same(s.endpoints[1]!.conditions, { ready: false, serving: true, terminating: true });
   t.notOk('targetRef' in s.endpoints[0]!, 'targetRef is dropped (no component reads it)');

@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { errorMessage } from '../common/errors';
 import type { Feature } from '../daemon/config';
+import { endpointAddresses } from '../k8s/types';
 import type { CliDeps } from '../cli/main';
 import { DEFAULT_PREFIX, DEFAULT_STATE_DIR, PREFIX_RE, readState, statePath, type LabState } from './state';
 import { teardown } from './teardown';
@@ -250,7 +251,7 @@ async function labStatus(deps: CliDeps, stateDir: string, json: boolean): Promis
   table([['POD', 'NODE', 'IP', 'SERVERS', 'NAMESPACE'], ...s.pods.map((p) => [`${p.namespace}/${p.name}`, p.node, p.ip ?? '(no IP)', p.servers.map((x) => `${x.kind}:${x.port}`).join(' ') || '-', p.ns])]);
   out.push('', 'Services:');
   const eps = (ns: string | undefined, name: string): string[] =>
-    slices.filter((e) => e.serviceName === name && e.meta.namespace === ns).flatMap((e) => e.endpoints.flatMap((x) => x.addresses));
+    slices.filter((e) => e.serviceName === name && e.meta.namespace === ns).flatMap((e) => e.endpoints.flatMap(endpointAddresses));
   table([
     ['SERVICE', 'TYPE', 'CLUSTER-IP', 'PORTS', 'ENDPOINTS'],
     ...services.map((x) => [

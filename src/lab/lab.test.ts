@@ -7,6 +7,7 @@ import { labCli } from './cli';
 import { formatRows, runRows, shq, type LabContext, type RowGroup } from './rows';
 import { isLabNamespace, nsNames } from './state';
 import { LabSpecError, loadLabSpec, parseServers, podResolvConf } from './topology';
+import { endpointAddresses } from '../k8s/types';
 
 const EXAMPLES = path.resolve(__dirname, '../../../examples/lab');
 
@@ -29,7 +30,7 @@ t.test('examples/lab: 3 nodes, 2 subnets, pods with servers, every Service type'
   for (const x of s.services) for (const ip of x.clusterIPs) if (ip !== 'None') t.match(ip, /^10\.(9[6-9]|10[0-9]|11[01])\./, `${x.meta.key} ClusterIP in 10.96.0.0/12`);
   // Every EndpointSlice address is the IP of a pod of the lab (the folder has no controller).
   const podIps = new Set(s.pods.map((p) => p.ip));
-  for (const e of s.endpointSlices) for (const ep of e.endpoints) for (const a of ep.addresses) t.ok(podIps.has(a), `${e.meta.key}: ${a} is a pod`);
+  for (const e of s.endpointSlices) for (const ep of e.endpoints) for (const a of endpointAddresses(ep)) t.ok(podIps.has(a), `${e.meta.key}: ${a} is a pod`);
 });
 
 function folder(t: { teardown(fn: () => void): void }, files: Record<string, string>): string {

@@ -209,8 +209,7 @@ export function buildServiceModel(
         if (!sp || !validPort(sp.port)) continue;
         for (const ep of slice.endpoints) {
           // Only the first address counts (the API's rule for EndpointSlice endpoints).
-          const addr = ep.addresses[0];
-          if (addr === undefined) continue;
+          const addr = ep.address;
           let ip: string;
           if (family === 4) {
             if (!quickIPv4(addr)) continue;
@@ -296,7 +295,7 @@ export function serviceProjection(s: ServiceObject): string {
 }
 
 export function sliceProjection(s: EndpointSliceObject): string {
-  return JSON.stringify([s.serviceName, s.addressType, s.ports, s.endpoints.map((e) => [e.addresses, e.conditions, e.nodeName, e.hints ?? null])]);
+  return JSON.stringify([s.serviceName, s.addressType, s.ports, s.endpoints.map((e) => [e.address, e.moreAddresses ?? null, e.conditions, e.nodeName, e.hints ?? null])]);
 }
 
 /**

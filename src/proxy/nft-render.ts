@@ -257,7 +257,8 @@ export function renderService(ports: readonly ServicePortInfo[], o: RenderOption
       dest(n.nodeports, n.noEndpointNodeports, `${pr} . ${sp.nodePort}`, sp.externalLocal ? 'nl' : 'nx', external);
     }
   }
-  return { elements, objects };
+  // Kept until the Service changes: a copy of exactly its length, not the push-grown array (~0.5 MB at 10k Services).
+  return { elements: elements.slice(), objects };
 }
 
 /** The shared load-balancing chains a contribution's elements jump to (`goto lb…`), rendered. */

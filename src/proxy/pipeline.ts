@@ -39,7 +39,8 @@ import { mountExpectedRoute, type ExpectedInfo } from './expected';
 import { dropForwardChains } from '../kernel/forward-drop';
 import { ProxierHealth, ServiceHealthServers } from './health';
 import { createProxyMetrics, type ProxyMetrics } from './metrics';
-import { buildServiceModel, ChangeTracker, ownNodeInputs, ZONE_LABEL, serviceProjection, sliceProjection, type ServiceModel, type ServicePortInfo } from './model';
+import { buildServiceModel, ChangeTracker, ownNodeInputs, ZONE_LABEL, serviceProjection, sliceProjection, type ServicePortInfo } from './model';
+import { programmedPorts, type ProgrammedPort } from './programmed';
 
 export const KUBERNETES_SERVICE = 'default/kubernetes';
 const TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
@@ -113,8 +114,8 @@ export abstract class ProxyPipeline<S> implements Component {
   protected readonly logger: Logger;
   protected readonly clock: Clock;
   protected readonly config: DaemonConfig;
-  /** The programmed Services' models (the ones with at least one port). */
-  protected readonly models = new Map<string, ServiceModel>();
+  /** What the last sync programmed of each Service (the ones with at least one port). */
+  protected readonly programmed = new Map<string, ProgrammedPort[]>();
   /** Invalid Services and why (logged once per reason, counted). */
   protected readonly invalid = new Map<string, string>();
   protected closed = false;
@@ -158,13 +159,16 @@ export abstract class ProxyPipeline<S> implements Component {
    */
   protected abstract prepare(s: SyncStart): Promise<boolean | 'skip'>;
 
-  /** Keys a full re-render covers besides the cluster's Services and our models (adopted owners). */
+  /** Keys a full re-render covers besides the cluster's Services and the programmed ones (adopted owners). */
   protected ownedKeys(): Iterable<string> {
     return [];
   }
 
-  /** One Service's new ports (none: remove it) into the mode's desired state; `before`: its previous ones. */
-  protected abstract renderService(key: string, ports: ServicePortInfo[], before: readonly ServicePortInfo[]): void;
+  /**
+   * One Service's new ports (none: remove it) into the mode's desired state; `before`: what
+   * the last sync programmed of it. A mode may reorder a port's `cluster` and `local`.
+   */
+  protected abstract renderService(key: string, ports: ServicePortInfo[], before: readonly ProgrammedPort[]): void;
 
   /**
    * Render (`render(keys)`, when the mode wants: all at once, or batch by batch), diff
@@ -285,7 +289,7 @@ export abstract class ProxyPipeline<S> implements Component {
       if (renderAll) {
         for (const svc of this.state.values('Service')) dirty.add(svc.meta.key);
         for (const k of this.ownedKeys()) dirty.add(k);
-        for (const k of this.models.keys()) dirty.add(k);
+        for (const k of this.programmed.keys()) dirty.add(k);
       }
       const node = this.state.get('Node', this.config.nodeName);
       const local = localMatchers(node?.podCIDRs);
@@ -322,15 +326,15 @@ export abstract class ProxyPipeline<S> implements Component {
     this.lastSync = result.stats;
     if (conntrack.length > 0) await this.flushConntrack(conntrack);
     if (this.serving && !this.closed) await this.hcServers.reconcile(this.hcPorts());
-    return { objects: this.models.size };
+    return { objects: this.programmed.size };
   }
 
   status(): ComponentStatus {
     let endpoints = 0;
-    for (const m of this.models.values()) for (const p of m.ports) endpoints += p.cluster.length;
+    for (const ports of this.programmed.values()) for (const p of ports) endpoints += p.cluster.ips.length;
     return {
       mode: this.mode,
-      services: this.models.size,
+      services: this.programmed.size,
       endpoints,
       invalidServices: this.invalid.size,
       ...this.modeStatus(),
@@ -368,17 +372,17 @@ export abstract class ProxyPipeline<S> implements Component {
   private update(key: string, local: LocalMatcher[], zone: string | undefined, conntrack: ConntrackWork[]): void {
     const svc = this.state.get('Service', key);
     const m = svc ? buildServiceModel(svc, this.state.endpointSlicesByService(key), this.config.nodeName, local, { zone }) : undefined;
-    const old = this.models.get(key);
     if (m?.invalid) {
       if (this.invalid.get(key) !== m.invalid) this.logger.warn({ service: key, reason: m.invalid }, 'invalid Service skipped');
       this.invalid.set(key, m.invalid);
     } else this.invalid.delete(key);
     const ports = m && !m.invalid && !m.skipped ? m.ports : [];
-    if (m && ports.length > 0) this.models.set(key, m);
-    else this.models.delete(key);
-    const before = old?.ports ?? [];
+    const before = this.programmed.get(key) ?? [];
     this.renderService(key, ports, before);
-    staleUdp(before, ports, conntrack);
+    const after = programmedPorts(ports);
+    if (after.length > 0) this.programmed.set(key, after);
+    else this.programmed.delete(key);
+    staleUdp(before, after, conntrack);
     const hc = ports.find((p) => p.healthCheckNodePort !== undefined);
     if (hc) {
       const [namespace, name] = key.split('/') as [string, string];
@@ -405,13 +409,13 @@ export abstract class ProxyPipeline<S> implements Component {
 }
 
 /** kube-proxy's UDP rule: entries towards an endpoint that went away, and entries of a Service that had none. */
-export function staleUdp(before: readonly ServicePortInfo[], after: readonly ServicePortInfo[], out: ConntrackWork[]): void {
+export function staleUdp(before: readonly ProgrammedPort[], after: readonly ProgrammedPort[], out: ConntrackWork[]): void {
   const byId = new Map(after.map((p) => [`${p.id}|${p.family}`, p]));
   for (const old of before) {
     if (old.protocol !== 'udp') continue;
     const cur = byId.get(`${old.id}|${old.family}`);
-    const now = new Set((cur ? [...cur.cluster, ...cur.local] : []).map((e) => e.ip));
-    const gone = new Set([...old.cluster, ...old.local].map((e) => e.ip).filter((ip) => !now.has(ip)));
+    const now = new Set(cur ? [...cur.cluster.ips, ...cur.local.ips] : []);
+    const gone = new Set([...old.cluster.ips, ...old.local.ips].filter((ip) => !now.has(ip)));
     const vips = [old.clusterIP, ...old.externalIPs, ...old.loadBalancerIPs];
     for (const ip of gone) {
       for (const vip of vips) out.push({ family: old.family, protocol: 'udp', dst: vip, dstPort: old.port, replySrc: ip });
@@ -420,9 +424,9 @@ export function staleUdp(before: readonly ServicePortInfo[], after: readonly Ser
   }
   const byOld = new Map(before.map((p) => [`${p.id}|${p.family}`, p]));
   for (const cur of after) {
-    if (cur.protocol !== 'udp' || cur.cluster.length === 0) continue;
+    if (cur.protocol !== 'udp' || cur.cluster.ips.length === 0) continue;
     const old = byOld.get(`${cur.id}|${cur.family}`);
-    if (old && old.cluster.length > 0) continue;
+    if (old && old.cluster.ips.length > 0) continue;
     for (const vip of [cur.clusterIP, ...cur.externalIPs, ...cur.loadBalancerIPs]) out.push({ family: cur.family, protocol: 'udp', dst: vip, dstPort: cur.port });
   }
 }

@@ -226,7 +226,7 @@ t.test('restart: adopt the listed table, the first sync changes no element', asy
   h.apply(slice('ns/web', ['10.244.1.2', '10.244.1.3']));
   await h.proxier.sync(signal);
   // What `nft -j list table inet podwire` would print for that state.
-  const applied = h.proxier.ruleset.applied;
+  const applied = (name: string): Map<string, string> => h.proxier.ruleset.appliedOf(name);
   const elem = (k0: string, v: string): unknown => {
     const parse = (x: string): unknown => {
       const parts = x.split(' . ').map((p) => (/^\d+$/.test(p) ? Number(p) : p.startsWith('goto ') ? { goto: { target: p.slice(5) } } : p));
@@ -237,7 +237,7 @@ t.test('restart: adopt the listed table, the first sync changes no element', asy
   const nftables: unknown[] = [{ table: { family: 'inet', name: 'podwire' } }];
   for (const [name, d] of h.proxier.ruleset.appliedObjects) {
     if (d?.kind === 'chain') nftables.push({ chain: { family: 'inet', table: 'podwire', name } });
-    else nftables.push({ [d?.keyword ?? 'set']: { family: 'inet', table: 'podwire', name, elem: [...(applied.get(name) ?? [])].map(([kk, v]) => elem(kk, v)) } });
+    else nftables.push({ [d?.keyword ?? 'set']: { family: 'inet', table: 'podwire', name, elem: [...applied(name)].map(([kk, v]) => elem(kk, v)) } });
   }
   const k2 = fakeKernel();
   // The restarted daemon's kernel holds what the first one applied.

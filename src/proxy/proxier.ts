@@ -23,6 +23,7 @@ import type { ProxySection } from './config';
 import type { EndpointInfo, ServicePortInfo } from './model';
 import { lbChainsOf, renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
 import { KUBERNETES_SERVICE, ProxyPipeline, type ApplyResult, type SyncStart } from './pipeline';
+import { portAt, type EndpointOrder, type ProgrammedPort } from './programmed';
 import { driftSize, Ruleset, type ObjectDef, type Plan } from './ruleset';
 import type { ExpectedInfo } from './expected';
 
@@ -246,7 +247,7 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     if (s.renderAll) this.ruleset.set('#base', renderSkeleton(this.renderOpts));
     // Nothing to proxy and no table of ours yet: program nothing (the table and its
     // skeleton come with the first Service; a real cluster always has default/kubernetes).
-    if (this.cold && this.state.size('Service') === 0 && this.models.size === 0) return 'skip';
+    if (this.cold && this.state.size('Service') === 0 && this.programmed.size === 0) return 'skip';
     return s.renderAll;
   }
 
@@ -288,15 +289,16 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
     return [...this.ruleset.owners()].filter((o) => !o.startsWith('#'));
   }
 
-  protected renderService(key: string, ports: ServicePortInfo[], before: readonly ServicePortInfo[]): void {
+  protected renderService(key: string, ports: ServicePortInfo[], before: readonly ProgrammedPort[]): void {
     if (before.length > 0) {
       // Keep surviving endpoints in their slots, so one endpoint change is one element change.
       const old = new Map(before.map((p) => [`${p.id}|${p.family}`, p]));
       for (const p of ports) {
         const o = old.get(`${p.id}|${p.family}`);
         if (!o) continue;
+        const same = p.local === p.cluster;
         p.cluster = stableOrder(o.cluster, p.cluster);
-        p.local = stableOrder(o.local, p.local);
+        p.local = same ? p.cluster : stableOrder(o.local, p.local);
       }
     }
     const c = ports.length > 0 ? renderService(ports, this.renderOpts) : undefined;
@@ -407,16 +409,17 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
 }
 
 /** `cur` reordered so that every endpoint also in `old` below cur.length keeps its index. */
-export function stableOrder(old: readonly EndpointInfo[], cur: EndpointInfo[]): EndpointInfo[] {
-  if (old.length === 0 || cur.length === 0) return cur;
-  const id = (e: EndpointInfo): string => `${e.ip}|${e.port}`;
-  const byId = new Map(cur.map((e) => [id(e), e]));
+export function stableOrder(old: EndpointOrder, cur: EndpointInfo[]): EndpointInfo[] {
+  if (old.ips.length === 0 || cur.length === 0) return cur;
+  const id = (ip: string, port: number): string => `${ip}|${port}`;
+  const byId = new Map(cur.map((e) => [id(e.ip, e.port), e]));
   const out: (EndpointInfo | undefined)[] = new Array<EndpointInfo | undefined>(cur.length).fill(undefined);
-  for (let i = 0; i < Math.min(old.length, cur.length); i++) {
-    const e = byId.get(id(old[i]!));
+  for (let i = 0; i < Math.min(old.ips.length, cur.length); i++) {
+    const k = id(old.ips[i]!, portAt(old, i));
+    const e = byId.get(k);
     if (e) {
       out[i] = e;
-      byId.delete(id(e));
+      byId.delete(k);
     }
   }
   const rest = [...byId.values()];

@@ -74,7 +74,7 @@ export function slice(
     endpoints: eps.map((e) => {
       const s: EpSpec = typeof e === 'string' ? { ip: e } : e;
       return {
-        addresses: [s.ip],
+        address: s.ip,
         conditions: { ready: s.ready ?? true, serving: s.serving ?? s.ready ?? true, terminating: s.terminating ?? false },
         hostname: undefined,
         nodeName: s.node,

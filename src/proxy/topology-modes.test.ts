@@ -83,7 +83,7 @@ function holdNext<O extends object>(o: O, m: keyof O): { reached: Promise<void>;
 async function inflightScenario(t: Test, p: ModeProxier, state: MemoryState, hold: () => ReturnType<typeof holdNext>, used: () => Promise<string[]>): Promise<void> {
   const apply = await startInZ1(t, p, state, used);
   const more = hinted();
-  more.endpoints.push({ ...more.endpoints[0]!, addresses: ['10.244.1.3'] });
+  more.endpoints.push({ ...more.endpoints[0]!, address: '10.244.1.3' });
   apply(more);
   const h = hold();
   const inflight = p.sync(signal);
@@ -136,7 +136,7 @@ t.test('every mode: a zone change during a sync is applied by the next sync', as
     const k = fakeKernel();
     const state = new MemoryState();
     const p = new NftProxier(deps(state, testConfig({ nodeName: NODE }), {}, k));
-    const used = async (): Promise<string[]> => [...(p.ruleset.applied.get('endpoints4-tcp') ?? new Map<string, string>()).values()].map((v) => v.replace(' . ', ':')).sort();
+    const used = async (): Promise<string[]> => [...p.ruleset.appliedOf('endpoints4-tcp').values()].map((v) => v.replace(' . ', ':')).sort();
     await inflightScenario(t, p, state, () => holdNext(k.nft, 'apply'), used);
   });
   t.test('iptables', async (t) => {

@@ -73,7 +73,7 @@ t.test('the proxier follows our Node zone label and re-renders when it changes',
   h.apply(s1);
   h.apply(hinted('ns/a', [['10.244.1.2', 'n1', ['z1']], ['10.244.2.2', 'n2', ['z2']]]));
   await h.proxier.sync(signal);
-  const eps = (): string[] => [...(h.proxier.ruleset.applied.get('endpoints4-tcp') ?? new Map<string, string>()).values()].sort();
+  const eps = (): string[] => [...h.proxier.ruleset.appliedOf('endpoints4-tcp').values()].sort();
   t.same(eps(), ['10.244.1.2 . 8080']);
   t.equal(h.apply(node('z2')), true, 'a zone change requests a sync');
   await h.proxier.sync(signal);
