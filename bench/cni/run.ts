@@ -24,14 +24,10 @@ import { exec, withLab } from '../../test-netns/harness';
 import { startDaemonNode } from '../../test-netns/cni/daemon-node';
 import { evaluate, FAST, INPROC, REF } from './report';
 import type { PluginSpec, WorkerInput, WorkerResult } from './worker';
+import { arg } from '../args';
 
 const ROOT = resolve(__dirname, '..', '..', '..');
 const PODWIRE_CNI = join(ROOT, 'bin', 'podwire-cni');
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
-}
 
 async function main(): Promise<number> {
   const pods = Number(arg('pods', '100'));

@@ -7,21 +7,15 @@
  */
 import { FlagsNew, createRtNetlink } from 'netlink';
 import { type Kind, ipText, objectSet } from './objects';
+import { arg, requiredArg } from '../args';
 
 const AF_INET = 2;
 const AF_BRIDGE = 7;
 const RTNH_F_ONLINK = 4;
 
-function arg(name: string, fallback?: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? process.argv[i + 1] : fallback;
-  if (v === undefined) throw new Error(`missing --${name}`);
-  return v;
-}
-
 async function main(): Promise<void> {
-  const kind = arg('kind') as Kind;
-  const add = arg('op') === 'add';
+  const kind = requiredArg('kind') as Kind;
+  const add = requiredArg('op') === 'add';
   const n = Number(arg('n', '10000'));
   const set = objectSet(n);
   const sock = createRtNetlink();

@@ -27,17 +27,13 @@ import * as path from 'node:path';
 import { FdbEncoder, Ipv4NeighEncoder, Ipv4RouteEncoder, MessageSlab } from '../../src/kernel/netlink/fast-encode';
 import { type NativeNetlinkTransport, openNetlinkTransport } from '../../src/kernel/netlink/native-transport';
 import { KINDS, type Kind, type ObjectSet, ipText, macText, objectSet } from './objects';
+import { arg } from '../args';
 
 const NS = 'pwn-bench';
 const METHODS = ['native', 'native-dgack', 'ip-batch', 'npm-netlink'] as const;
 type Method = (typeof METHODS)[number];
 type Op = 'add' | 'del';
 const TARGET_RATIO = 1.5;
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : fallback;
-}
 
 function run(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'pipe'] });

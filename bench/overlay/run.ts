@@ -29,14 +29,10 @@ import { defaultOverlaySection, OverlayComponent, routeMetric, vtepMacFor } from
 import { Cidr, IpAddress } from '../../src/common/ip';
 import { exec, execOk, ip, netnsPath, withLab, type Lab } from '../../test-netns/harness';
 import { floorRound, type FloorResult } from './floor';
+import { arg } from '../args';
 
 const TARGET_RATIO = 1.5;
 const TARGET_10K_S = 0.2;
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
 
 function peerIp(i: number): string {
   // 198.18.0.2 .. : skip .0/.255 host parts for readability.

@@ -25,14 +25,10 @@ import { createRunDir, Podwired } from '../../test-netns/lab/podwired';
 import { addPod, until, writeNode, entries, type OCluster, type ONode, type OPod } from '../../test-netns/overlay/helpers';
 import { vtepMacFor } from '../../src/overlay';
 import { IpAddress } from '../../src/common/ip';
+import { arg } from '../args';
 
 const TARGET = 0.97;
 type BackendName = 'vxlan' | 'host-gw';
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
 
 interface Side {
   name: 'podwire' | 'by-hand';

@@ -33,12 +33,9 @@ import type { ClusterObject } from '../../src/k8s/types';
 import type { Component } from '../../src/daemon/component';
 import { netnsPath, withLab, type Lab } from '../../test-netns/harness';
 import { benchEndpoint, benchVip } from './kube-proxy-layout';
+import { arg } from '../args';
 
 const ROOT = path.resolve(__dirname, '../../..');
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
 const SIZES = arg('sizes', '1000,10000').split(',').map(Number);
 const CHANGES = Number(arg('changes', '5'));
 const E = Number(arg('endpoints', '2'));

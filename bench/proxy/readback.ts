@@ -22,12 +22,9 @@ import type { ClusterObject } from '../../src/k8s/types';
 import { READBACK_SHARE, type ReadBackStats } from '../../src/proxy/proxier';
 import { netnsPath, withLab } from '../../test-netns/harness';
 import { benchEndpoint, benchObjects, benchVip } from './kube-proxy-layout';
+import { arg } from '../args';
 
 const E = 10;
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
 const N = Number(arg('services', '10000'));
 const ROUNDS = Number(arg('rounds', '3'));
 const OUT = arg('out', path.resolve(__dirname, '../../../bench/results/proxy-readback.json'));

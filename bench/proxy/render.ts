@@ -16,11 +16,8 @@ import { fakeKernel } from '../../src/kernel/testing';
 import { systemClock } from '../../src/common/clock';
 import { proxierHarness, MemoryState } from '../../src/proxy/testing';
 import { benchObjects } from './kube-proxy-layout';
+import { arg } from '../args';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
 const N = Number(arg('services', '10000'));
 const ROUNDS = Number(arg('rounds', '5'));
 const OUT = arg('out', path.resolve(__dirname, '../../../bench/results/proxy-render.json'));

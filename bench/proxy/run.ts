@@ -42,10 +42,6 @@ import { benchEndpoint, benchObjects, benchVip, kubeProxyFull } from './kube-pro
 import { iptablesBench, iptablesTable } from './iptables';
 
 const E = 10;
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
 const SIZES = arg('sizes', '1000,5000,10000').split(',').map(Number);
 const ANCHOR_BOUND_S = Number(arg('anchor-bound-s', '150'));
 const CHANGES = Number(arg('changes', '20'));
@@ -200,6 +196,7 @@ while pc() < end:
     s.close()
 print(json.dumps({'connections': n, 'errors': err, 'conn_per_s': round(n / (pc() - t0), 1)}))
 `;
+import { arg } from '../args';
 
 /** A namespace with n Services (+ bench/last → a listener in the namespace) programmed, and a server. */
 async function connectSetup(lab: Lab, n: number): Promise<{ ns: string; close: () => Promise<void> }> {

@@ -51,18 +51,11 @@ import { createKubernetesSource } from '../../src/k8s';
 import { runDaemon, type DaemonRunResult } from './daemon';
 import { measureManifestSource, writeManifestFolder, type ManifestSourceResult } from './manifests';
 import { fixtureCaller } from '../../test-netns/fixtures/apiserver/ipc-client';
+import { intArg } from '../args';
 
 const RSS_TARGET_MB = 150;
 const MANIFEST_TARGET_MS = 50;
 const MANIFEST_ROUNDS = 21;
-
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return dflt;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isInteger(v) || v < 0) throw new Error(`--${name} expects a non-negative integer`);
-  return v;
-}
 
 const mb = (n: number): number => Math.round((n / 1024 / 1024) * 10) / 10;
 
@@ -72,10 +65,10 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function single(): Promise<void> {
-  const idleMs = arg('idle-seconds', 10) * 1000;
-  const services = arg('services', 10_000);
-  const endpointsPerService = arg('endpoints-per-service', 10);
-  const changes = Math.min(arg('changes', 50), 1000);
+  const idleMs = intArg('idle-seconds', 10) * 1000;
+  const services = intArg('services', 10_000);
+  const endpointsPerService = intArg('endpoints-per-service', 10);
+  const changes = Math.min(intArg('changes', 50), 1000);
   const rssStart = process.memoryUsage().rss;
 
   const fixturePath = join(__dirname, '..', '..', 'test-netns', 'fixtures', 'apiserver', 'main.js');
@@ -95,7 +88,7 @@ async function single(): Promise<void> {
       nodeName: 'node-0',
       logger: silentLogger,
       credentials,
-      tuning: { pageSize: arg('page-size', 500) },
+      tuning: { pageSize: intArg('page-size', 500) },
     });
     const latencies: number[] = [];
     let waiting: ((key: string) => void) | undefined;
@@ -225,7 +218,7 @@ const DAEMON_LAUNCHES: { name: string; flags: string[] | null }[] = [
 async function singleManifest(): Promise<void> {
   const tmp = mkdtempSync(join(tmpdir(), 'pwb-manifests-'));
   try {
-    const folder = writeManifestFolder(tmp, { services: arg('services', 10_000), endpointsPerService: arg('endpoints-per-service', 10), nodes: 100, namespaces: 20, perFile: 20 });
+    const folder = writeManifestFolder(tmp, { services: intArg('services', 10_000), endpointsPerService: intArg('endpoints-per-service', 10), nodes: 100, namespaces: 20, perFile: 20 });
     const result = await measureManifestSource(folder, MANIFEST_ROUNDS);
     process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
   } finally {
@@ -247,12 +240,12 @@ async function singleDaemon(): Promise<void> {
     ...(process.argv.includes('--own-node-only') ? { expectNodes: 1 } : {}),
     source: manifests ? 'manifests' : 'api',
     perFile: 20,
-    services: arg('services', 10_000),
-    endpointsPerService: arg('endpoints-per-service', 10),
+    services: intArg('services', 10_000),
+    endpointsPerService: intArg('endpoints-per-service', 10),
     nodeFlags,
     enable,
-    changes: manifests ? MANIFEST_ROUNDS : Math.min(arg('changes', 50), 1000),
-    idleSeconds: arg('idle-seconds', 10),
+    changes: manifests ? MANIFEST_ROUNDS : Math.min(intArg('changes', 50), 1000),
+    idleSeconds: intArg('idle-seconds', 10),
     rssTargetMb: RSS_TARGET_MB,
     podwiredPath: join(__dirname, '..', '..', '..', 'bin', 'podwired'),
     fixturePath: join(__dirname, '..', '..', 'test-netns', 'fixtures', 'apiserver', 'main.js'),
@@ -352,8 +345,8 @@ async function orchestrate(): Promise<void> {
       daemonSkipped = 'needs root: each daemon run gets a network namespace of its own';
       console.log(`bench/sources: real-daemon runs skipped (${daemonSkipped})`);
     } else {
-      const changes = String(Math.min(arg('changes', 50), 1000));
-      const idle = String(arg('idle-seconds', 10));
+      const changes = String(Math.min(intArg('changes', 50), 1000));
+      const idle = String(intArg('idle-seconds', 10));
       let n = 0;
       for (const layout of DAEMON_LAYOUTS) {
         for (const f of DAEMON_LAUNCHES) {
