@@ -10,8 +10,9 @@
  * Rows: the cold sync (for scale), an event sync (one endpoint change: no read-back), the
  * periodic sync when nothing but the proxier committed (the generation check; the first one
  * after the cold sync lists, to learn the chains' prints), the periodic sync after another
- * program (nft(8)) committed (read-back; nothing applied), the listing alone, and the
- * periodic sync after nft(8) deleted one element behind the proxier's back (the repair).
+ * program (nft(8)) committed (read-back; nothing applied), the listing alone, the
+ * periodic sync after nft(8) deleted one element behind the proxier's back (the repair), and
+ * a restart: a new proxier adopts the table and its first full sync changes no element.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -52,7 +53,7 @@ async function main(): Promise<void> {
       let t0 = performance.now();
       for (const o of objects(N)) h.apply(o);
       await h.proxier.sync(signal);
-      const result = { when: new Date().toISOString(), services: N, endpointsPerService: E, backend: kernel.nft.backend, coldMs: ms(t0), rounds: [] as Record<string, number>[], repair: {} as Record<string, number> };
+      const result = { when: new Date().toISOString(), services: N, endpointsPerService: E, backend: kernel.nft.backend, coldMs: ms(t0), rounds: [] as Record<string, number>[], repair: {} as Record<string, number>, restart: {} as Record<string, number> };
       console.log(`nft backend ${kernel.nft.backend}; ${N} Services x ${E} endpoints; ruleset elements ${h.proxier.ruleset.elementCount()}`);
       console.log(`cold sync                                  ${fmt(ms(t0))} ms (${h.proxier.lastSync?.transactions} transactions)`);
       // Another program's transaction (the nft(8) binary, not our runner): it grows the
@@ -102,10 +103,24 @@ async function main(): Promise<void> {
       const s = h.proxier.lastSync!;
       if (s.readBack?.drift !== 1 || s.elementChanges !== 1) throw new Error(`one deleted element: expected drift 1 and one element change, got ${JSON.stringify(s)}`);
       result.repair = { syncMs: ms(t0), readBackMs: s.readBack.ms, transactions: s.transactions, elementChanges: s.elementChanges, scriptBytes: s.scriptBytes };
+      const repairMs = ms(t0);
+      // A restart (as after kill -9): a new proxier on the same cluster state adopts the table
+      // the old one left, and its first sync (every Service rendered, diffed against the
+      // adopted elements) changes no element.
+      const restarted = proxierHarness(kernel, new FakeClock(), { state: h.state });
+      t0 = performance.now();
+      await restarted.proxier.reconcileOnStart(signal);
+      const adoptMs = ms(t0);
+      await restarted.proxier.sync(signal);
+      const restartMs = ms(t0);
+      const rs = restarted.proxier.lastSync!;
+      if (rs.elementChanges !== 0) throw new Error(`restart: expected no element change, got ${JSON.stringify(rs)}`);
+      result.restart = { adoptMs, firstSyncDoneMs: restartMs, transactions: rs.transactions, elementChanges: rs.elementChanges, scriptBytes: rs.scriptBytes };
       mkdirSync(path.dirname(OUT), { recursive: true });
       writeFileSync(OUT, JSON.stringify(result, null, 2) + '\n');
       console.log(`wrote ${OUT}`);
-      console.log(`periodic sync repairing 1 deleted element  ${fmt(ms(t0))} ms; read-back + parse + diff ${fmt(s.readBack.ms)} ms; ${s.transactions} transaction, ${s.elementChanges} element change, ${s.scriptBytes} script bytes`);
+      console.log(`periodic sync repairing 1 deleted element  ${fmt(repairMs)} ms; read-back + parse + diff ${fmt(s.readBack.ms)} ms; ${s.transactions} transaction, ${s.elementChanges} element change, ${s.scriptBytes} script bytes`);
+      console.log(`restart: adopt the table                   ${fmt(adoptMs)} ms; adoption + first sync ${fmt(restartMs)} ms; ${rs.transactions} transaction(s), ${rs.elementChanges} element changes, ${rs.scriptBytes} script bytes (the adopted chains rewritten in place)`);
     } finally {
       kernel.close();
     }

@@ -20,6 +20,7 @@
 import { createHash } from 'node:crypto';
 import type { Contribution, ObjectDef, Plan } from './ruleset';
 import type { EndpointInfo, Family, L4, ServicePortInfo } from './model';
+import type { EndpointOrder } from './programmed';
 import { ipFamily } from './model';
 import { Cidr, IpAddress } from '../common/ip';
 
@@ -259,6 +260,30 @@ export function renderService(ports: readonly ServicePortInfo[], o: RenderOption
   }
   // Kept until the Service changes: a copy of exactly its length, not the push-grown array (~0.5 MB at 10k Services).
   return { elements: elements.slice(), objects };
+}
+
+/**
+ * The slot order of a port's ClusterIP endpoints as the kernel holds them: the values of its
+ * `<vip> . <proto> . <port> . <slot>` elements in the endpoints map, from slot 0 to the first
+ * one missing (`applied`: the applied element value, e.g. Ruleset.appliedValue). After a restart
+ * the first render keeps each surviving endpoint in its kernel slot (no element rewritten).
+ * They are the `local` endpoints' order under `internalTrafficPolicy: Local`, else the
+ * `cluster` ones'. Undefined when the kernel holds none (a new Service, affinity, no endpoints).
+ */
+export function kernelSlotOrder(sp: ServicePortInfo, applied: (map: string, key: string) => string | undefined): EndpointOrder | undefined {
+  const epMap = NAMES[sp.family].endpoints[sp.protocol];
+  const vipKey = [sp.clusterIP, sp.protocol, sp.port].join(' . ');
+  const ips: string[] = [];
+  const ports: number[] = [];
+  for (let i = 0; ; i++) {
+    const v = applied(epMap, flat(vipKey, i));
+    if (v === undefined) break;
+    const sep = v.lastIndexOf(' . ');
+    if (sep < 0) break;
+    ips.push(v.slice(0, sep));
+    ports.push(Number(v.slice(sep + 3)));
+  }
+  return ips.length === 0 ? undefined : { ips, ports };
 }
 
 /** The shared load-balancing chains a contribution's elements jump to (`goto lb…`), rendered. */

@@ -21,7 +21,7 @@ import { removeIptablesLeftovers } from './leftovers';
 import { removeIpvsLeftovers } from './ipvs/leftovers';
 import type { ProxySection } from './config';
 import type { EndpointInfo, ServicePortInfo } from './model';
-import { lbChainsOf, renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
+import { kernelSlotOrder, lbChainsOf, renderScript, renderService, renderSkeleton, type RenderOptions } from './nft-render';
 import { KUBERNETES_SERVICE, ProxyPipeline, type ApplyResult, type SyncStart } from './pipeline';
 import { portAt, type EndpointOrder, type ProgrammedPort } from './programmed';
 import { driftSize, Ruleset, type ObjectDef, type Plan } from './ruleset';
@@ -68,6 +68,7 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
   readonly ruleset = new Ruleset();
   private readonly renderOpts: RenderOptions;
   private readonly lbChains = new Map<string, ObjectDef>();
+  private readonly appliedValue = (map: string, key: string): string | undefined => this.ruleset.appliedValue(map, key);
   private tableExists = false;
   /** This sync starts without our table: the skeleton and default/kubernetes go first. */
   private cold = false;
@@ -290,15 +291,24 @@ export class NftProxier extends ProxyPipeline<SyncStats> {
   }
 
   protected renderService(key: string, ports: ServicePortInfo[], before: readonly ProgrammedPort[]): void {
-    if (before.length > 0) {
-      // Keep surviving endpoints in their slots, so one endpoint change is one element change.
-      const old = new Map(before.map((p) => [`${p.id}|${p.family}`, p]));
-      for (const p of ports) {
-        const o = old.get(`${p.id}|${p.family}`);
-        if (!o) continue;
-        const same = p.local === p.cluster;
+    // Keep surviving endpoints in their slots, so one endpoint change is one element change:
+    // the slots the last sync programmed, or (a port this proxier has not programmed yet, as
+    // after a restart) the ones the kernel holds.
+    const old = before.length > 0 ? new Map(before.map((p) => [`${p.id}|${p.family}`, p])) : undefined;
+    for (const p of ports) {
+      const o = old?.get(`${p.id}|${p.family}`);
+      const same = p.local === p.cluster;
+      if (o) {
         p.cluster = stableOrder(o.cluster, p.cluster);
         p.local = same ? p.cluster : stableOrder(o.local, p.local);
+        continue;
+      }
+      const k = this.cold ? undefined : kernelSlotOrder(p, this.appliedValue); // cold: the kernel holds nothing of ours
+      if (!k) continue;
+      if (p.internalLocal) p.local = stableOrder(k, p.local);
+      else {
+        p.cluster = stableOrder(k, p.cluster);
+        if (same) p.local = p.cluster;
       }
     }
     const c = ports.length > 0 ? renderService(ports, this.renderOpts) : undefined;

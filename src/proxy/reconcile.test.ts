@@ -415,3 +415,24 @@ t.test('a runner that reads the table over netlink is read that way; when that f
   await periodic();
   t.match(k.nft.last!, /flush chain inet podwire lb4c-tcp-1\n/, 'a rule changed in place is repaired');
 });
+
+t.test('a restart keeps the endpoint slots the kernel holds: the first sync after adoption changes no element', async (t) => {
+  const { k, h } = await cluster();
+  // ns/a: [.2, .3] → [.2, .7, .3]: .3 keeps slot 1 (the new endpoint takes slot 2 — not the sorted order).
+  h.apply(slice('ns/a', ['10.244.1.2', '10.244.1.3', '10.244.1.7'], [{ name: 'http', port: 8080 }]));
+  await h.proxier.sync(signal);
+  h.apply(slice('ns/a', ['10.244.1.3', '10.244.1.7'], [{ name: 'http', port: 8080 }]));
+  await h.proxier.sync(signal);
+  const slots = (): string[] => (k.nft.elements('inet', 'podwire', 'endpoints4-tcp') ?? []).filter((e) => e.startsWith('10.96.0.10 ')).sort();
+  const before = slots();
+  t.same(before, ['10.96.0.10 . tcp . 80 . 0 : 10.244.1.7 . 8080', '10.96.0.10 . tcp . 80 . 1 : 10.244.1.3 . 8080'], 'the kernel holds a non-sorted slot order');
+  const restarted = proxierHarness(k, new FakeClock(), { state: h.state, section: { syncPeriod: PERIOD } });
+  await restarted.proxier.reconcileOnStart(signal);
+  await restarted.proxier.sync(signal);
+  t.equal(restarted.proxier.lastSync?.elementChanges, 0, 'no element rewritten');
+  t.same(slots(), before, 'every endpoint in the slot it had');
+  // And the slots carry on from there: one more endpoint goes to a new slot, the others stay.
+  restarted.apply(slice('ns/a', ['10.244.1.3', '10.244.1.7', '10.244.1.8'], [{ name: 'http', port: 8080 }]));
+  await restarted.proxier.sync(signal);
+  t.same(slots(), [...before, '10.96.0.10 . tcp . 80 . 2 : 10.244.1.8 . 8080']);
+});

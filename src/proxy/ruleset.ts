@@ -448,8 +448,8 @@ export class Ruleset {
     for (const m of unknown) this.unknownContent.add(m);
   }
 
-  /** What the kernel holds for m/k, as far as we know. */
-  private appliedValue(m: string, k: string): string | undefined {
+  /** What the kernel holds for m/k, as far as we know ('' for a set element, undefined for none). */
+  appliedValue(m: string, k: string): string | undefined {
     const b = this.behind.get(m);
     if (b !== undefined && b.has(k)) return b.get(k) ?? undefined;
     return valueOf(this.desired.get(m)?.get(k));
