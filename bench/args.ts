@@ -3,17 +3,18 @@
  * Flags a bench does not read are ignored, so a parent bench can pass its own through.
  */
 
-/** The value after `--name`, else `fallback`. */
+/** The value after `--name` (an empty one too: `--ipt-sizes ''` runs no size), else `fallback`. */
 export function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   const v = i >= 0 ? process.argv[i + 1] : undefined;
-  return v !== undefined && v !== '' ? v : fallback;
+  return v !== undefined ? v : fallback;
 }
 
 /** The value after `--name`; throws when it is not given. */
 export function requiredArg(name: string): string {
-  const v = arg(name, '');
-  if (v === '') throw new Error(`missing --${name}`);
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? process.argv[i + 1] : undefined;
+  if (v === undefined) throw new Error(`missing --${name}`);
   return v;
 }
 

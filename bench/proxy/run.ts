@@ -40,6 +40,7 @@ import type { ClusterObject } from '../../src/k8s/types';
 import { Lab, netnsPath, withLab } from '../../test-netns/harness';
 import { benchEndpoint, benchObjects, benchVip, kubeProxyFull } from './kube-proxy-layout';
 import { iptablesBench, iptablesTable } from './iptables';
+import { arg } from '../args';
 
 const E = 10;
 const SIZES = arg('sizes', '1000,5000,10000').split(',').map(Number);
@@ -196,7 +197,6 @@ while pc() < end:
     s.close()
 print(json.dumps({'connections': n, 'errors': err, 'conn_per_s': round(n / (pc() - t0), 1)}))
 `;
-import { arg } from '../args';
 
 /** A namespace with n Services (+ bench/last → a listener in the namespace) programmed, and a server. */
 async function connectSetup(lab: Lab, n: number): Promise<{ ns: string; close: () => Promise<void> }> {

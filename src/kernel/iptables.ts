@@ -2,10 +2,11 @@
  * iptables-save / iptables-restore inside a netns: the one choke point for iptables.
  * The whole desired ruleset is applied with one `iptables-restore --noflush -w`.
  *
- * Backend: Debian 12's iptables-nft 1.8.9 restore is quadratic in chain count (>900 s at
- * 10k Services, DESIGN.md §6) while iptables-legacy takes 5-10 s, so `auto` picks the
- * legacy binaries when they exist. The two backends keep separate rulesets: pick one per
- * node and keep it.
+ * Backend: Debian 12's iptables-nft 1.8.9 restore is quadratic in the chains of one input
+ * (>900 s for 10k Services in one restore, DESIGN.md §6; the proxy restores a large cold
+ * start in chunks there, proxy/iptables/proxier.ts) while iptables-legacy takes 5-10 s, so
+ * `auto` picks the legacy binaries when they exist. The two backends keep separate
+ * rulesets: pick one per node and keep it.
  */
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { CommandError, InvalidInputError } from '../common/errors';
@@ -65,6 +66,10 @@ export class NetnsIptables implements IptablesRunner {
 
   get binaries(): { save: string; restore: string } {
     return this.bins;
+  }
+
+  get backend(): 'legacy' | 'nft' | undefined {
+    return this.bins.restore.includes('-nft-') ? 'nft' : this.bins.restore.includes('-legacy-') ? 'legacy' : undefined;
   }
 
   async save(table: string): Promise<string> {

@@ -210,6 +210,8 @@ export interface IptablesRunner {
   /** One atomic `iptables-restore --noflush` of the whole text. */
   restore(text: string, options?: { noflush?: boolean; counters?: boolean }): Promise<void>;
   readonly family: 4 | 6;
+  /** Which iptables the binaries are, when their names say (`iptables-nft-restore`, `iptables-legacy-restore`). */
+  readonly backend?: 'legacy' | 'nft';
 }
 
 export interface NftRunner {

@@ -3,7 +3,7 @@ import type { ComponentRegistration } from '../daemon/component';
 import { InvalidInputError } from '../common/errors';
 import { proxySection, type ProxySection } from './config';
 import { NftProxier } from './proxier';
-import { IptablesProxier } from './iptables/proxier';
+import { IptablesProxier, type IptablesProxierOptions } from './iptables/proxier';
 import { NetnsIptables } from '../kernel/iptables';
 import type { ComponentContext } from '../daemon/component';
 import { IpvsProxier } from './ipvs';
@@ -20,15 +20,15 @@ export { IptablesProxier, type IptSyncStats } from './iptables/proxier';
 export { removeIptablesLeftovers, removeNftLeftovers } from './leftovers';
 
 /** The proxier of the configured mode (registration, tests, the lab and the bench). */
-export function createProxier(ctx: ComponentContext<ProxySection | undefined>, mode: string = ctx.section?.mode ?? ctx.config.proxyMode): NftProxier | IptablesProxier | IpvsProxier {
+export function createProxier(ctx: ComponentContext<ProxySection | undefined>, mode: string = ctx.section?.mode ?? ctx.config.proxyMode, iptables: Pick<IptablesProxierOptions, 'nftChunkServices'> = {}): NftProxier | IptablesProxier | IpvsProxier {
   if (mode === 'nftables') return new NftProxier(ctx);
   if (mode === 'ipvs') return new IpvsProxier(ctx);
   if (mode === 'iptables') {
     const choice = ctx.section?.iptablesBackend ?? 'auto';
-    if (choice === 'auto') return new IptablesProxier(ctx, { backend: ctx.kernel.iptables(4) instanceof NetnsIptables ? (ctx.kernel.iptables(4) as NetnsIptables).binaries.restore : undefined });
+    if (choice === 'auto') return new IptablesProxier(ctx, { ...iptables, backend: ctx.kernel.iptables(4) instanceof NetnsIptables ? (ctx.kernel.iptables(4) as NetnsIptables).binaries.restore : undefined });
     // A backend chosen for the proxy: its own runners in the kernel's namespace.
     const runners = new Map([4, 6].map((f) => [f, new NetnsIptables(f as 4 | 6, ctx.kernel.netns, choice)] as const));
-    return new IptablesProxier(ctx, { runner: (f) => runners.get(f)!, backend: runners.get(4)!.binaries.restore });
+    return new IptablesProxier(ctx, { ...iptables, runner: (f) => runners.get(f)!, backend: runners.get(4)!.binaries.restore });
   }
   throw new InvalidInputError('proxy.mode', mode, 'expected nftables | iptables | ipvs');
 }

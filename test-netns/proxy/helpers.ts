@@ -53,8 +53,8 @@ export async function proxyHost(node: Pick<LabNode, 'ns'>, section: Record<strin
 }
 
 /** The same host in iptables mode (`section.iptablesBackend` picks legacy / nft). */
-export async function iptablesHost(node: Pick<LabNode, 'ns'>, section: Record<string, unknown> = {}, nodeName = 'node-a'): Promise<ProxyHost<IptablesProxier>> {
-  return hostOf(node, section, nodeName, (ctx) => createProxier(ctx, 'iptables') as IptablesProxier);
+export async function iptablesHost(node: Pick<LabNode, 'ns'>, section: Record<string, unknown> = {}, nodeName = 'node-a', options: { nftChunkServices?: number } = {}): Promise<ProxyHost<IptablesProxier>> {
+  return hostOf(node, section, nodeName, (ctx) => createProxier(ctx, 'iptables', options) as IptablesProxier);
 }
 
 /** The same host in ipvs mode (a kernel with ip_vs: the kernel VM, test-netns/vm/). */

@@ -234,3 +234,30 @@ labTest('proxy mode switch nftables → iptables → nftables leaves no leftover
   t.match((await exec(node.ns, ['iptables-legacy-save', '-t', 'nat'])).stdout, /-A PREROUTING -j KUBE-SERVICES/, 'others\' iptables rules untouched');
   t.match((await exec(node.ns, ['nft', 'list', 'tables'])).stdout, /table inet other/, 'others\' nft table untouched');
 });
+
+labTest('iptables proxy (nft backend): Services programmed together in chunks of restores all answer, and the top chains come last', { prefix: 'qi-iptc', requires: ['veth', 'conntrack'], timeout: 120_000 }, async (t, lab) => {
+  const ul = await lab.addUnderlay();
+  const node = await lab.addNode(ul);
+  const outside = await lab.addNode(ul);
+  for (let i = 1; i <= 3; i++) {
+    const p = await lab.addPod(`p${i}`);
+    await lab.wirePod(p, node, { address: `10.244.1.${i + 1}`, gateway: '10.244.1.1' });
+    await namedServer(lab, p, `p${i}`);
+  }
+  const client = await lab.addPod('pc');
+  await lab.wirePod(client, node, { address: '10.244.1.10', gateway: '10.244.1.1' });
+  await lab.ip(node.ns, ['route', 'add', '10.96.0.0/12', 'via', outside.ip]);
+  const host = await iptablesHost(node, { iptablesBackend: 'nft' }, 'node-a', { nftChunkServices: 2 });
+  t.teardown(() => host.close());
+  const objs = [];
+  for (let i = 0; i < 7; i++) objs.push(svc(`ns/s${i}`, `10.96.1.${i + 1}`, { ports: [{ name: 'http', port: 80 }] }), slice(`ns/s${i}`, eps([`10.244.1.${(i % 3) + 2}`]), [{ name: 'http', port: 8080 }]));
+  await host.apply(...objs);
+  const s = host.proxier.lastSync!;
+  t.equal(s.restores, 1 + 4 + 1, 'the fixed chains, 4 chunks of at most 2 Services, then the top chains');
+  for (let i = 0; i < 7; i++) {
+    const r = await get(client, `http://10.96.1.${i + 1}/`);
+    t.ok(r.ok && r.body.startsWith(`p${(i % 3) + 1} `), `ns/s${i} answers from its endpoint: ${r.body} ${r.err}`);
+  }
+  const saved = (await exec(node.ns, ['iptables-nft-save', '-t', 'nat'])).stdout;
+  t.equal(saved.split('\n').filter((l) => /^-A PODWIRE-SERVICES .*-j PW-SVC-/.test(l)).length, 7, 'one jump per Service in the top chain');
+});

@@ -86,6 +86,8 @@ export interface TraceResult {
 export class FakeIptables implements IptablesRunner {
   readonly tables = new Map<string, FakeTable>();
   readonly restores: { text: string; noflush: boolean; counters: boolean }[] = [];
+  /** Which iptables this fake stands for (the proxier restores in chunks for 'nft'). */
+  backend: 'legacy' | 'nft' | undefined = undefined;
 
   constructor(readonly family: 4 | 6 = 4) {}
 

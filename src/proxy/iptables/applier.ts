@@ -151,9 +151,10 @@ export class IptablesApplier {
   /**
    * The restore input that makes the kernel match `desired`. With `touched` (the chains of
    * the Services that changed, before and after), only those and the fixed chains are
-   * compared: a partial sync costs what changed, not the table's size.
+   * compared: a partial sync costs what changed, not the table's size. `jumps: false`: no
+   * jump from a built-in chain is inserted (a chunk of Service chains, before their top chains exist).
    */
-  plan(desired: Desired, touched?: Record<TableName, ReadonlySet<string>>, fixed: Record<TableName, readonly string[]> = { nat: [], filter: [], mangle: [] }): IptPlan {
+  plan(desired: Desired, touched?: Record<TableName, ReadonlySet<string>>, fixed: Record<TableName, readonly string[]> = { nat: [], filter: [], mangle: [] }, o: { jumps?: boolean } = {}): IptPlan {
     const plan: IptPlan = { text: '', written: { nat: new Map(), filter: new Map(), mangle: new Map() }, deleted: { nat: [], filter: [], mangle: [] }, jumps: { nat: [], filter: [], mangle: [] }, changedChains: 0 };
     const parts: string[] = [];
     for (const t of TABLES) {
@@ -178,7 +179,7 @@ export class IptablesApplier {
       }
       // Missing jumps, inserted at the top in reverse so they end up in JUMPS order.
       const jumps: string[] = [];
-      for (const [builtin, rule, target] of JUMPS[t]) {
+      for (const [builtin, rule, target] of o.jumps === false ? [] : JUMPS[t]) {
         if (!want.has(target) || have.jumps.has(`${builtin}>${target}`)) continue;
         plan.jumps[t].push(`${builtin}>${target}`);
         jumps.unshift(`-I ${builtin} 1 ${rule}`);

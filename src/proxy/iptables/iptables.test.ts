@@ -361,3 +361,36 @@ t.test("kube-proxy's large-cluster mode: over 1,000 endpoints the endpoint rules
   rules = await sepRules();
   t.ok(rules.length === 1000 * 3 && rules.every((l) => l.includes('-m comment')), 'back to 1,000: comments again');
 });
+
+t.test('iptables-nft: a cold start of many Services goes in chunks of Services, then one restore of the top chains; the same rules as one restore', async (t) => {
+  const objects = (withKubernetes: boolean): ClusterObject[] => {
+    const out: ClusterObject[] = withKubernetes ? [svc('default/kubernetes', '10.96.0.1', { ports: [{ name: 'https', port: 443 }] }), slice('default/kubernetes', ['198.18.0.1'], [{ name: 'https', port: 6443 }])] : [];
+    for (let i = 0; i < 7; i++) out.push(svc(`ns/s${i}`, `10.96.1.${i + 1}`), slice(`ns/s${i}`, [`10.244.1.${i + 2}`, `10.244.2.${i + 2}`]));
+    return out;
+  };
+  const run = async (backend: 'nft' | undefined, withKubernetes: boolean): Promise<FakeKernel> => {
+    const k = fakeKernel();
+    k.iptables(4).backend = backend;
+    const cfg = testConfig();
+    const state = new MemoryState();
+    const p = new IptablesProxier({ config: cfg, section: buildProxySection({ healthzBindAddress: '' }, cfg), state, node: { patchAnnotations: async () => undefined, setCondition: async () => undefined, writesBack: false }, kernel: k, logger: silentLogger, clock: new FakeClock(), metrics: new Registry() }, { nftChunkServices: 2 });
+    await p.reconcileOnStart(signal);
+    for (const o of objects(withKubernetes)) p.handleEvent(state.apply(o));
+    await p.sync(signal);
+    return k;
+  };
+  for (const withKubernetes of [true, false]) {
+    const one = await run(undefined, withKubernetes);
+    const chunked = await run('nft', withKubernetes);
+    const restores = chunked.iptables(4).restores;
+    const services = withKubernetes ? 8 : 7;
+    // default/kubernetes (or the top chains alone), ceil(services / 2) chunks, the top chains.
+    t.equal(restores.length, 1 + Math.ceil(services / 2) + 1, `${withKubernetes ? 'with' : 'without'} default/kubernetes: restores`);
+    for (const r of restores.slice(1, -1)) {
+      t.notMatch(r.text, /^-I /m, 'a chunk inserts no jump from a built-in chain');
+      t.notMatch(r.text, /^-A PODWIRE-SERVICES /m, 'a chunk leaves the top chains alone');
+    }
+    for (const table of ['nat', 'filter']) t.equal(await chunked.iptables(4).save(table), await one.iptables(4).save(table), `${table}: the same rules as one restore`);
+    for (let i = 0; i < 7; i++) t.match(where(chunked, { src: POD, dst: `10.96.1.${i + 1}`, protocol: 'tcp', dport: 80 }).nat, /^10\.244\.[12]\./, `ns/s${i} is reached`);
+  }
+});
