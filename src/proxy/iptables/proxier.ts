@@ -18,7 +18,7 @@ import { ipFamily, type Family, type ServicePortInfo } from '../model';
 import { KUBERNETES_SERVICE, ProxyPipeline, type ApplyResult, type SyncStart } from '../pipeline';
 import { removeIptablesLeftovers, removeNftLeftovers } from '../leftovers';
 import { removeIpvsLeftovers } from '../ipvs/leftovers';
-import { IptablesApplier, Layers, TABLES, type Desired, type IptPlan, type TableName } from './applier';
+import { IptablesApplier, Layers, NFT_CHUNK_SERVICES, TABLES, type Desired, type IptPlan, type TableName } from './applier';
 import { createIptablesMetrics, type IptablesMetrics } from './metrics';
 import type { ExpectedInfo } from '../expected';
 import { assembleShared, fixedChainNames, LARGE_CLUSTER_ENDPOINTS, renderServiceRules, type ChainRules, type IptRenderOptions, type ServiceRules } from './render';
@@ -42,17 +42,6 @@ export interface IptablesProxierOptions {
   nftChunkServices?: number;
 }
 
-/**
- * iptables-nft 1.8.9's `--noflush` restore is quadratic in the chains of one input (its
- * userspace spends the time in chain-name lookups), while the chains already in the table
- * add little: measured here, kube-proxy's layout for 1,000 Services took 3.1 s in one
- * restore, and 1,000 more on top of those 3.7 s; 2,000 in one restore 52.7 s. So when the nft
- * backend gets more than this many Services' chains at once, they go in restores of this
- * many Services each (each Service's chains jump only to its own and to the fixed chains),
- * then one restore writes the top chains that jump to them and deletes what is gone. The
- * legacy backend replaces the whole table on every restore, so there one restore is cheapest.
- */
-export const NFT_CHUNK_SERVICES = 200;
 
 export class IptablesProxier extends ProxyPipeline<IptSyncStats> {
   protected readonly mode = 'iptables';
