@@ -117,6 +117,24 @@ for _ in range(100000):
     c.close()
 `;
 
+/**
+ * A node on an underlay with an "outside" node beside it, pods p1..p3 (10.244.1.2-4) running
+ * namedServer, and a client pod (10.244.1.10).
+ */
+export async function servedNode(lab: Lab): Promise<{ node: LabNode; outside: LabNode; client: string }> {
+  const ul = await lab.addUnderlay();
+  const node = await lab.addNode(ul);
+  const outside = await lab.addNode(ul);
+  for (let i = 1; i <= 3; i++) {
+    const p = await lab.addPod(`p${i}`);
+    await lab.wirePod(p, node, { address: `10.244.1.${i + 1}`, gateway: '10.244.1.1' });
+    await namedServer(lab, p, `p${i}`);
+  }
+  const client = await lab.addPod('pc');
+  await lab.wirePod(client, node, { address: '10.244.1.10', gateway: '10.244.1.1' });
+  return { node, outside, client };
+}
+
 /** A pod with a name-echoing server on TCP `tcp` and UDP `udp`. */
 export async function namedServer(lab: Lab, pod: string, name: string, tcp = 8080, udp = 5353): Promise<void> {
   const p = lab.spawn(pod, ['python3', '-c', SERVER, name, String(tcp), String(udp)]);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { exec, labTest, type Lab } from '../harness';
 import { slice, svc } from '../../src/proxy/testing';
-import { connectOutcome, get, iptablesHost, namedServer, proxyHost, udpAsk } from './helpers';
+import { connectOutcome, get, iptablesHost, namedServer, proxyHost, servedNode, udpAsk } from './helpers';
 
 const HOST = path.join(__dirname, 'host.js');
 const eps = (ips: string[]) => ips.map((ip) => ({ ip, node: 'node-a' }));
@@ -236,16 +236,7 @@ labTest('proxy mode switch nftables → iptables → nftables leaves no leftover
 });
 
 labTest('iptables proxy (nft backend): Services programmed together in chunks of restores all answer, and the top chains come last', { prefix: 'qi-iptc', requires: ['veth', 'conntrack'], timeout: 120_000 }, async (t, lab) => {
-  const ul = await lab.addUnderlay();
-  const node = await lab.addNode(ul);
-  const outside = await lab.addNode(ul);
-  for (let i = 1; i <= 3; i++) {
-    const p = await lab.addPod(`p${i}`);
-    await lab.wirePod(p, node, { address: `10.244.1.${i + 1}`, gateway: '10.244.1.1' });
-    await namedServer(lab, p, `p${i}`);
-  }
-  const client = await lab.addPod('pc');
-  await lab.wirePod(client, node, { address: '10.244.1.10', gateway: '10.244.1.1' });
+  const { node, outside, client } = await servedNode(lab);
   await lab.ip(node.ns, ['route', 'add', '10.96.0.0/12', 'via', outside.ip]);
   const host = await iptablesHost(node, { iptablesBackend: 'nft' }, 'node-a', { nftChunkServices: 2 });
   t.teardown(() => host.close());

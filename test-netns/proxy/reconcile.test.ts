@@ -5,29 +5,16 @@
  * periodic sync must repair exactly that (real traffic to the VIP answers again, the stray is
  * gone) and leave the rest alone (an unrelated chain keeps its rule handles / counters).
  */
-import { exec, labTest, type Lab, type LabNode } from '../harness';
+import { exec, labTest } from '../harness';
 import { slice, svc } from '../../src/proxy/testing';
 import { parseTable } from '../../src/proxy/adopt';
 import { BoundedFrequencyRunner } from '../../src/daemon/runner';
-import { get, iptablesHost, namedServer, proxyHost, type ProxyHost } from './helpers';
+import { get, iptablesHost, proxyHost, servedNode, type ProxyHost } from './helpers';
 import type { IptablesProxier, NftProxier } from '../../src/proxy';
 
 const PERIOD_MS = 1500;
 const eps = (ips: string[]) => ips.map((ip) => ({ ip, node: 'node-a' }));
 
-async function node(lab: Lab): Promise<{ node: LabNode; outside: LabNode; client: string }> {
-  const ul = await lab.addUnderlay();
-  const n = await lab.addNode(ul);
-  const outside = await lab.addNode(ul);
-  for (let i = 1; i <= 3; i++) {
-    const p = await lab.addPod(`p${i}`);
-    await lab.wirePod(p, n, { address: `10.244.1.${i + 1}`, gateway: '10.244.1.1' });
-    await namedServer(lab, p, `p${i}`);
-  }
-  const client = await lab.addPod('pc');
-  await lab.wirePod(client, n, { address: '10.244.1.10', gateway: '10.244.1.1' });
-  return { node: n, outside, client };
-}
 
 /**
  * Runs the proxier under the daemon's runner (maxInterval = syncPeriod, no events) until a
@@ -67,7 +54,7 @@ async function serves(client: string, url: string, name: string): Promise<boolea
 }
 
 labTest('nftables proxy: the periodic sync repairs an element and a rule deleted behind its back and removes a stray element', { prefix: 'qrec-nft', requires: ['veth', 'nftables'], timeout: 120_000 }, async (t, lab) => {
-  const { node: n, client } = await node(lab);
+  const { node: n, client } = await servedNode(lab);
   const host = await proxyHost(n, { syncPeriod: PERIOD_MS });
   t.teardown(() => host.close());
   await host.apply(
@@ -142,7 +129,7 @@ labTest('nftables proxy: the periodic sync repairs an element and a rule deleted
 });
 
 labTest('iptables proxy: the periodic full sync repairs a rule deleted behind its back and removes a stray rule', { prefix: 'qrec-ipt', requires: ['veth'], timeout: 120_000 }, async (t, lab) => {
-  const { node: n, outside, client } = await node(lab);
+  const { node: n, outside, client } = await servedNode(lab);
   await lab.ip(n.ns, ['route', 'add', '10.96.0.0/12', 'via', outside.ip]);
   const host = await iptablesHost(n, { syncPeriod: PERIOD_MS });
   t.teardown(() => host.close());
