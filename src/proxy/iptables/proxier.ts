@@ -42,7 +42,6 @@ export interface IptablesProxierOptions {
   nftChunkServices?: number;
 }
 
-
 export class IptablesProxier extends ProxyPipeline<IptSyncStats> {
   protected readonly mode = 'iptables';
   readonly appliers = new Map<Family, IptablesApplier>();
