@@ -187,6 +187,8 @@ const NAMES = { 4: names(4), 6: names(6) } as const;
  * that is ~6 MB of heap and the render's largest GC cost. Array join builds it flat.
  */
 const flat = (a: string, b: string | number): string => [a, b].join(' . ');
+/** The services map key of a port's ClusterIP, and the prefix of its endpoint slots' keys. */
+const clusterKey = (sp: ServicePortInfo): string => [sp.clusterIP, sp.protocol, sp.port].join(' . ');
 const gotoCache = new Map<string, string>();
 function gotoLb(f: Family, cls: Cls, pr: L4, n: number): string {
   const k = `${f}${cls}${pr}${n}`;
@@ -216,7 +218,7 @@ export function renderService(ports: readonly ServicePortInfo[], o: RenderOption
   for (const sp of ports) {
     const f = sp.family;
     const pr = sp.protocol;
-    const vipKey = [sp.clusterIP, pr, sp.port].join(' . ');
+    const vipKey = clusterKey(sp);
     const n = NAMES[f];
     if (once(`c|${sp.clusterIP}`)) elements.push(n.clusterIPs, sp.clusterIP, '');
     for (const ep of sp.all) if (ep.local && once(`h|${ep.ip}`)) elements.push(n.hairpin, flat(ep.ip, ep.ip), '');
@@ -272,7 +274,7 @@ export function renderService(ports: readonly ServicePortInfo[], o: RenderOption
  */
 export function kernelSlotOrder(sp: ServicePortInfo, applied: (map: string, key: string) => string | undefined): EndpointOrder | undefined {
   const epMap = NAMES[sp.family].endpoints[sp.protocol];
-  const vipKey = [sp.clusterIP, sp.protocol, sp.port].join(' . ');
+  const vipKey = clusterKey(sp);
   const ips: string[] = [];
   const ports: number[] = [];
   for (let i = 0; ; i++) {
