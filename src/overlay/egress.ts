@@ -2,7 +2,7 @@
  * Egress: masquerade pod traffic that leaves the cluster CIDR, and let pod traffic be
  * forwarded, in our own nftables table (flannel's FLANNEL-POSTRTG / FLANNEL-FWD rules, with
  * iptables' `--random-fully` as nft's `fully-random`). Pod-to-pod traffic is never NATed.
- * The whole table is replaced in one transaction; no other table is touched.
+ * The whole table is rewritten in place in one transaction; no other table is touched.
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -30,7 +30,11 @@ export function renderEgress(table: string, clusterCIDRs: readonly Cidr[], ownPo
     post.push(`${ip} saddr != ${net} ${ip} daddr ${net} masquerade fully-random`);
     fwd.push(`${ip} saddr ${net} accept`, `${ip} daddr ${net} accept`);
   }
-  const lines = [`table inet ${table} {}`, `delete table inet ${table}`, `table inet ${table} {`];
+  // Rewritten in place, in one transaction: the table is kept (a restart or a periodic re-apply
+  // neither deletes it nor moves it in the ruleset), its chains emptied and filled again.
+  const lines = [`table inet ${table} {}`, `flush table inet ${table}`];
+  if (!masquerade) lines.push(`add chain inet ${table} postrouting { type nat hook postrouting priority srcnat; policy accept; }`, `delete chain inet ${table} postrouting`);
+  lines.push(`table inet ${table} {`);
   if (masquerade) {
     lines.push('  chain postrouting {', '    type nat hook postrouting priority srcnat; policy accept;', ...post.map((l) => `    ${l}`), '  }');
   }

@@ -361,7 +361,7 @@ t.test('egress table and subnet.env render as golden text', async (t) => {
   t.equal(
     renderEgress('podwire-overlay', [Cidr.parse('10.244.0.0/16')], [Cidr.parse('10.244.1.0/24')], true),
     `table inet podwire-overlay {}
-delete table inet podwire-overlay
+flush table inet podwire-overlay
 table inet podwire-overlay {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
